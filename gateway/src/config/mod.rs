@@ -1,0 +1,117 @@
+//! The gateway's configuration format: model, loading, hashing and validation.
+//!
+//! [`validate`] is the one authority on whether a configuration can run; the controller
+//! and `postern plan` call it too, so a configuration the gateway would refuse is never
+//! published.
+
+mod duration;
+mod model;
+pub mod pem;
+mod validate;
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+pub use duration::{Duration, ParseDurationError};
+pub use model::*;
+pub use validate::{Reason, ValidationError, ValidationErrors, validate};
+
+/// Why a configuration file could not be loaded (before validation).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not a configuration document (syntax, unknown field, wrong type).
+    #[error("cannot parse {origin}: {source}")]
+    Parse {
+        /// File name or other origin of the text.
+        origin: String,
+        /// The parser's error, with line and column.
+        source: serde_norway::Error,
+    },
+    /// The document declares an `apiVersion` this gateway does not understand.
+    #[error(
+        "{origin}: unsupported apiVersion {found:?} (this gateway understands {API_VERSION:?})"
+    )]
+    ApiVersion {
+        /// File name or other origin of the text.
+        origin: String,
+        /// The declared version.
+        found: String,
+    },
+}
+
+impl GatewayConfig {
+    /// Parse a YAML (or JSON) document. Does not validate beyond the shape.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, LoadError> {
+        let config: GatewayConfig =
+            serde_norway::from_str(text).map_err(|source| LoadError::Parse {
+                origin: origin.to_owned(),
+                source,
+            })?;
+        if config.api_version != API_VERSION {
+            return Err(LoadError::ApiVersion {
+                origin: origin.to_owned(),
+                found: config.api_version,
+            });
+        }
+        Ok(config)
+    }
+
+    /// Read and parse a file. Does not validate beyond the shape.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// The canonical YAML rendering (stable: maps are ordered by key).
+    pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(self).expect("the configuration model always serialises")
+    }
+
+    /// Content hash, `sha256:<hex>`, over the canonical JSON form. Two configurations with
+    /// the same hash behave the same.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("the configuration model always serialises");
+        format!("sha256:{}", hex::encode(Sha256::digest(&json)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_stable_and_content_sensitive() {
+        let a = GatewayConfig::default();
+        let mut b = GatewayConfig::default();
+        assert_eq!(a.hash(), b.hash());
+        b.source = Some(Source {
+            namespace: Some("mail".into()),
+        });
+        assert_ne!(a.hash(), b.hash());
+        let round = GatewayConfig::from_yaml(&b.to_yaml(), "test").unwrap();
+        assert_eq!(round, b);
+        assert_eq!(round.hash(), b.hash());
+    }
+
+    #[test]
+    fn refuses_unknown_fields_and_versions() {
+        let e =
+            GatewayConfig::from_yaml("apiVersion: postern.dev/gateway/v1\nlistenerz: {}\n", "x")
+                .unwrap_err();
+        assert!(e.to_string().contains("unknown field `listenerz`"), "{e}");
+        let e = GatewayConfig::from_yaml("apiVersion: v0\n", "x").unwrap_err();
+        assert!(matches!(e, LoadError::ApiVersion { .. }), "{e}");
+    }
+}

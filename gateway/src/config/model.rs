@@ -1,0 +1,641 @@
+//! The gateway configuration model.
+//!
+//! This is the gateway's own format: the controller compiles the custom resources of one
+//! namespace into one `GatewayConfig`, and an operator can also write or render one by
+//! hand and run `postern-gateway --config FILE` with no Kubernetes at all.
+//!
+//! Rules that keep it reviewable and reproducible:
+//! - every collection is a `BTreeMap` keyed by object name, so serialisation is stable;
+//! - secrets (keys, bind passwords) are inline, because the whole document is published
+//!   as a Kubernetes Secret;
+//! - unknown fields are refused, so a typo never silently does nothing.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::Duration;
+
+/// The only `apiVersion` this gateway understands.
+pub const API_VERSION: &str = "postern.dev/gateway/v1";
+
+/// A complete, self-contained gateway configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Always [`API_VERSION`].
+    pub api_version: String,
+    /// Where this configuration came from (informational; part of the hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// SMTP listeners by name.
+    #[serde(default)]
+    pub listeners: BTreeMap<String, Listener>,
+    /// Mail flow policies by name.
+    #[serde(default)]
+    pub policies: BTreeMap<String, MailFlowPolicy>,
+    /// SMTP authentication profiles by name, already flattened (see [`AuthProfile`]).
+    #[serde(default)]
+    pub auth_profiles: BTreeMap<String, AuthProfile>,
+    /// LDAP server profiles by name.
+    #[serde(default)]
+    pub ldap_profiles: BTreeMap<String, LdapProfile>,
+    /// CRL sources by name.
+    #[serde(default)]
+    pub crl_sources: BTreeMap<String, CrlSource>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            api_version: API_VERSION.to_owned(),
+            source: None,
+            listeners: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            auth_profiles: BTreeMap::new(),
+            ldap_profiles: BTreeMap::new(),
+            crl_sources: BTreeMap::new(),
+        }
+    }
+}
+
+/// Provenance of a rendered configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    /// The Kubernetes namespace the resources came from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Listener
+// ---------------------------------------------------------------------------------------
+
+/// One SMTP listener (a bound address and port).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Listener {
+    /// Address to bind, e.g. `0.0.0.0` or `127.0.0.1`.
+    pub address: IpAddr,
+    /// TCP port.
+    pub port: u16,
+    /// Name used in the greeting, EHLO reply and `Received` headers.
+    pub hostname: String,
+    /// `true` for SMTPS (TLS from the first byte, usually port 465).
+    #[serde(default)]
+    pub implicit_tls: bool,
+    /// Server certificate and client trust anchors; required when TLS can be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// Name of the [`AuthProfile`] in force on this listener, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_profile: Option<String>,
+    /// Ordered host access table: the first entry whose CIDRs contain the client wins.
+    #[serde(default)]
+    pub host_access_table: Vec<HostAccessEntry>,
+    /// Policy for clients that match no entry of the host access table.
+    pub default_policy: String,
+    /// Where accepted mail is relayed.
+    pub next_hop: NextHop,
+    /// Idle timeouts.
+    #[serde(default)]
+    pub timeouts: ListenerTimeouts,
+    /// Cap on concurrent connections; further clients get `421 4.7.0` and are closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    1000
+}
+
+/// TLS material of a listener (PEM, inline).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Server certificate chain, leaf first.
+    pub certificate_chain_pem: String,
+    /// Private key of the leaf (PKCS#8, PKCS#1 or SEC1).
+    pub private_key_pem: String,
+    /// Trust anchors for client certificates; required when client certificates are asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for ListenerTls {
+    // Never print key material into logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerTls")
+            .field(
+                "certificate_chain_pem",
+                &format_args!("<{} bytes>", self.certificate_chain_pem.len()),
+            )
+            .field("private_key_pem", &"<redacted>")
+            .field(
+                "client_ca_pem",
+                &self.client_ca_pem.as_ref().map(|p| p.len()),
+            )
+            .finish()
+    }
+}
+
+/// One row of a host access table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostAccessEntry {
+    /// Sender group name (for logs and metrics), e.g. `RELAYLIST`.
+    pub sender_group: String,
+    /// Client networks this row matches.
+    pub cidrs: Vec<IpNet>,
+    /// Name of the [`MailFlowPolicy`] applied to matching clients.
+    pub policy: String,
+}
+
+/// The SMTP server mail is relayed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NextHop {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    #[serde(default = "default_next_hop_port")]
+    pub port: u16,
+    /// Whether to use STARTTLS towards the next hop.
+    #[serde(default = "default_next_hop_tls")]
+    pub tls: TlsMode,
+    /// Trust anchors for the next hop's certificate; without them the next hop's
+    /// certificate is not verified (opportunistic encryption, as Postfix `encrypt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// Connect timeout.
+    #[serde(default = "default_next_hop_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Timeout for each command and for the whole DATA transfer's replies.
+    #[serde(default = "default_next_hop_command_timeout")]
+    pub command_timeout: Duration,
+}
+
+fn default_next_hop_port() -> u16 {
+    25
+}
+fn default_next_hop_tls() -> TlsMode {
+    TlsMode::Preferred
+}
+fn default_next_hop_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_next_hop_command_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// Idle timeouts of a listener's sessions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerTimeouts {
+    /// Longest wait for the next command line (`421 4.4.2` after it).
+    #[serde(default = "default_command_timeout")]
+    pub command: Duration,
+    /// Longest wait for the next chunk of message data.
+    #[serde(default = "default_data_timeout")]
+    pub data: Duration,
+}
+
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_data_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for ListenerTimeouts {
+    fn default() -> Self {
+        Self {
+            command: default_command_timeout(),
+            data: default_data_timeout(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Mail flow policy
+// ---------------------------------------------------------------------------------------
+
+/// What the gateway does with a connection, chosen by the host access table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MailFlowPolicy {
+    /// `Relay` accepts mail subject to the rest; `Reject` answers `554 5.7.1` and closes.
+    pub action: PolicyAction,
+    /// TLS for the session.
+    pub tls: TlsMode,
+    /// Ask for a client certificate and refuse an invalid one at the handshake.
+    #[serde(default)]
+    pub verify_client_certificate: bool,
+    /// MAIL needs an authenticated session (by certificate or AUTH).
+    #[serde(default)]
+    pub require_smtp_auth: bool,
+    /// AUTH is offered only once TLS is active.
+    #[serde(default)]
+    pub require_tls_for_smtp_auth: bool,
+    /// Size and count limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `Relay` or `Reject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PolicyAction {
+    /// Accept mail (subject to TLS and authentication requirements) and relay it.
+    Relay,
+    /// Refuse the connection with `554 5.7.1`.
+    Reject,
+}
+
+/// TLS requirement. `Disabled`, not `Off`: YAML 1.1 reads `Off` as `false`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TlsMode {
+    /// No STARTTLS is offered.
+    Disabled,
+    /// STARTTLS is offered; plaintext is allowed.
+    Preferred,
+    /// MAIL and AUTH are refused (`530 5.7.0`) until TLS is active.
+    Required,
+}
+
+/// Per-session limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message in bytes (advertised with SIZE; `552 5.3.4` beyond it).
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    /// Most recipients per message (`452 4.5.3` beyond it).
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: u32,
+    /// Most messages per session.
+    #[serde(default = "default_max_messages_per_session")]
+    pub max_messages_per_session: u32,
+}
+
+fn default_max_message_size() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_max_recipients() -> u32 {
+    100
+}
+fn default_max_messages_per_session() -> u32 {
+    100
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: default_max_message_size(),
+            max_recipients: default_max_recipients(),
+            max_messages_per_session: default_max_messages_per_session(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication profiles
+// ---------------------------------------------------------------------------------------
+
+/// An SMTP authentication profile, flattened by the compiler.
+///
+/// The custom resources say "a Certificate profile, optionally falling back to an Ldap
+/// profile"; here that is simply which of the two mechanisms are on:
+/// - Certificate without fallback: `certificate` set, `smtpAuth` absent (AUTH never offered);
+/// - Certificate with fallback: both set (AUTH offered for clients without a usable certificate);
+/// - Ldap: only `smtpAuth` set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthProfile {
+    /// Map a verified client certificate to a user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateAuth>,
+    /// Check the SMTP AUTH command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_auth: Option<SmtpAuth>,
+}
+
+/// How a verified client certificate becomes a user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateAuth {
+    /// The backend that does the mapping.
+    pub backend: AuthBackend,
+}
+
+/// How SMTP AUTH is checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmtpAuth {
+    /// Name of the profile this came from (the fallback profile's name when it was
+    /// reached through `fallbackProfileRef`), for logs and metrics.
+    pub profile: String,
+    /// The backend that checks the credentials.
+    pub backend: AuthBackend,
+    /// "Check with LDAP if user is allowed to use SMTP AUTH".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowance: Option<Allowance>,
+}
+
+/// Where identities are looked up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum AuthBackend {
+    /// An [`LdapProfile`] by name: its `certificateAuthQuery` for certificates, its
+    /// `smtpAuthQuery` for SMTP AUTH.
+    Ldap {
+        /// Name of the LDAP profile.
+        #[serde(rename = "ldapProfile")]
+        ldap_profile: String,
+    },
+    /// A fixed user list inside the configuration. For the embedded demo and for tests
+    /// without a directory; never produced by the controller.
+    Static {
+        /// The users.
+        users: Vec<StaticUser>,
+    },
+}
+
+/// A user of the [`AuthBackend::Static`] backend.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StaticUser {
+    /// The user id the session is authenticated as.
+    pub user_id: String,
+    /// Password for SMTP AUTH (plaintext: demo only). Absent: the user cannot use AUTH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Certificate subject common name that maps to this user. Absent: no certificate maps to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_cn: Option<String>,
+    /// Whether the allowance check lets this user use AUTH.
+    #[serde(default = "default_true")]
+    pub allowed: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl std::fmt::Debug for StaticUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticUser")
+            .field("user_id", &self.user_id)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("certificate_cn", &self.certificate_cn)
+            .field("allowed", &self.allowed)
+            .finish()
+    }
+}
+
+/// The allowance check and what happens when a user fails it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Allowance {
+    /// `Reject` answers with `response`; `Monitor` lets the session go on and logs every command.
+    pub action: AllowanceAction,
+    /// The reply for a refused user (default `525 5.7.13`).
+    #[serde(default)]
+    pub response: Reply,
+}
+
+/// What happens to a user the allowance query does not allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AllowanceAction {
+    /// Refuse the AUTH with the configured response.
+    Reject,
+    /// Authenticate anyway and log every command of the session.
+    Monitor,
+}
+
+/// A custom SMTP reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reply {
+    /// Three-digit reply code, 4xx or 5xx.
+    pub code: u16,
+    /// RFC 3463 enhanced status code whose class matches `code`, e.g. `5.7.13`.
+    pub enhanced_code: String,
+    /// Human-readable text (one line).
+    pub text: String,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Self {
+            code: 525,
+            enhanced_code: "5.7.13".into(),
+            text: "User account disabled for SMTP AUTH".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// LDAP
+// ---------------------------------------------------------------------------------------
+
+/// An LDAP server profile and its queries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapProfile {
+    /// Server URLs (`ldap://` or `ldaps://`), tried in order.
+    pub servers: Vec<String>,
+    /// Upgrade `ldap://` connections with StartTLS.
+    #[serde(default)]
+    pub start_tls: bool,
+    /// Trust anchors for `ldaps://` and StartTLS (PEM); absent: the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// Service account for searches; absent: anonymous searches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<LdapBind>,
+    /// Search base.
+    pub base_dn: String,
+    /// Connect and per-operation timeouts.
+    #[serde(default)]
+    pub timeouts: LdapTimeouts,
+    /// Size of the search connection pool.
+    #[serde(default = "default_ldap_pool")]
+    pub max_connections: u32,
+    /// Result cache (search results only; passwords are never cached).
+    #[serde(default)]
+    pub cache: LdapCache,
+    /// The "Certificate Authentication Query".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_auth_query: Option<CertificateAuthQuery>,
+    /// The "SMTP Authentication Query".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_auth_query: Option<SmtpAuthQuery>,
+}
+
+fn default_ldap_pool() -> u32 {
+    8
+}
+
+/// Credentials of the search account.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapBind {
+    /// Bind DN.
+    pub dn: String,
+    /// Bind password (inline: the rendered config is a Secret).
+    pub password: String,
+}
+
+impl std::fmt::Debug for LdapBind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapBind")
+            .field("dn", &self.dn)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// LDAP timeouts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapTimeouts {
+    /// TCP + TLS connect.
+    #[serde(default = "default_ldap_connect")]
+    pub connect: Duration,
+    /// Each search or bind.
+    #[serde(default = "default_ldap_operation")]
+    pub operation: Duration,
+}
+
+fn default_ldap_connect() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_ldap_operation() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for LdapTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: default_ldap_connect(),
+            operation: default_ldap_operation(),
+        }
+    }
+}
+
+/// Search result cache lifetimes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapCache {
+    /// How long a found entry is reused; `0s` disables caching.
+    #[serde(default = "default_cache_ttl")]
+    pub ttl: Duration,
+    /// How long "no such entry" is reused.
+    #[serde(default = "default_cache_negative_ttl")]
+    pub negative_ttl: Duration,
+}
+
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_cache_negative_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for LdapCache {
+    fn default() -> Self {
+        Self {
+            ttl: default_cache_ttl(),
+            negative_ttl: default_cache_negative_ttl(),
+        }
+    }
+}
+
+/// Maps a client certificate to a directory entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateAuthQuery {
+    /// Query name (logs, metrics).
+    pub name: String,
+    /// Filter template with certificate placeholders (`{cn}`, `{sn}`, ...).
+    pub filter: String,
+    /// Attribute whose value becomes the session's user id (`uid`, `sAMAccountName`).
+    #[serde(default = "default_user_id_attribute")]
+    pub user_id_attribute: String,
+}
+
+fn default_user_id_attribute() -> String {
+    "uid".into()
+}
+
+/// Finds and checks an SMTP AUTH user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmtpAuthQuery {
+    /// Query name (logs, metrics).
+    pub name: String,
+    /// Filter template finding the user's entry (`{u}`).
+    pub filter: String,
+    /// How the password is checked.
+    #[serde(default = "default_auth_method")]
+    pub method: LdapAuthMethod,
+    /// Filter template that must match for the user to be allowed AUTH (`{u}`, `{t}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowance_filter: Option<String>,
+}
+
+fn default_auth_method() -> LdapAuthMethod {
+    LdapAuthMethod::Bind
+}
+
+/// How an SMTP AUTH password is checked against the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LdapAuthMethod {
+    /// LDAP simple BIND as the found entry with the given password.
+    Bind,
+}
+
+// ---------------------------------------------------------------------------------------
+// CRL sources
+// ---------------------------------------------------------------------------------------
+
+/// A certificate revocation list that is fetched on a schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrlSource {
+    /// Disabled sources are not fetched and not enforced.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Encoding of the file.
+    pub format: CrlFormat,
+    /// Where to fetch it.
+    pub primary_url: String,
+    /// Used when the primary fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary_url: Option<String>,
+    /// Fetch interval.
+    pub interval: Duration,
+    /// Which TLS checks use it.
+    pub applies_to: Vec<CrlScope>,
+}
+
+/// CRL file encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CrlFormat {
+    /// DER (`application/pkix-crl`).
+    Asn1,
+    /// One or more PEM `X509 CRL` blocks.
+    Pem,
+}
+
+/// Which TLS connections a CRL is enforced on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CrlScope {
+    /// Client certificates presented to the listeners.
+    InboundSmtpTls,
+    /// The next hop's server certificate.
+    OutboundSmtpTls,
+}

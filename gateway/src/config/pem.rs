@@ -1,0 +1,88 @@
+//! PEM and certificate helpers shared by validation and the TLS setup.
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+
+/// Why PEM material was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PemError {
+    /// No `CERTIFICATE` block was found.
+    #[error("no PEM CERTIFICATE block found")]
+    NoCertificate,
+    /// A block could not be decoded.
+    #[error("malformed PEM: {0}")]
+    Malformed(String),
+    /// A certificate's DER does not parse as X.509.
+    #[error("certificate #{index} is not valid X.509: {reason}")]
+    BadCertificate {
+        /// Position in the bundle, from 0.
+        index: usize,
+        /// Parser error.
+        reason: String,
+    },
+    /// No private key block was found.
+    #[error("no PEM private key found (expected PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY)")]
+    NoKey,
+    /// The key is of a type or encoding the TLS stack cannot use.
+    #[error("unusable private key: {0}")]
+    UnusableKey(String),
+    /// The key does not belong to the certificate.
+    #[error("the private key does not match the certificate's public key")]
+    KeyMismatch,
+}
+
+/// Parse every `CERTIFICATE` block, checking each is X.509.
+pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PemError::Malformed(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(PemError::NoCertificate);
+    }
+    for (index, der) in certs.iter().enumerate() {
+        x509_parser::parse_x509_certificate(der).map_err(|e| PemError::BadCertificate {
+            index,
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(certs)
+}
+
+/// Parse the first private key.
+pub fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, PemError> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => PemError::NoKey,
+        other => PemError::Malformed(other.to_string()),
+    })
+}
+
+/// Parse every `X509 CRL` block.
+pub fn crls(pem: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, PemError> {
+    CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PemError::Malformed(e.to_string()))
+}
+
+/// Load a certificate chain and key as rustls would, and check they belong together.
+pub fn certified_key(
+    chain_pem: &str,
+    key_pem: &str,
+) -> Result<rustls::sign::CertifiedKey, PemError> {
+    let chain = certificates(chain_pem)?;
+    let key = private_key(key_pem)?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| PemError::UnusableKey(e.to_string()))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        Ok(()) => Ok(certified),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(PemError::KeyMismatch)
+        }
+        // The key type cannot report its public key; the handshake itself will tell.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(certified),
+        Err(e) => Err(PemError::UnusableKey(e.to_string())),
+    }
+}

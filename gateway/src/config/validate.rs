@@ -1,0 +1,862 @@
+//! Validation: everything the gateway needs to run a configuration, checked up front.
+//!
+//! Every problem is reported, not just the first, each naming the object and field it
+//! concerns, so the controller can put it on the right object's status and `postern plan`
+//! can print it next to the manifest.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+
+use super::model::*;
+use super::pem;
+use crate::ldap::{FilterTemplate, Placeholder};
+
+/// Which part of the configuration an error concerns; maps to a resource kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Section {
+    /// `listeners` (Listener resources).
+    Listeners,
+    /// `policies` (MailFlowPolicy resources).
+    Policies,
+    /// `authProfiles` (SmtpAuthProfile resources).
+    AuthProfiles,
+    /// `ldapProfiles` (LdapProfile resources).
+    LdapProfiles,
+    /// `crlSources` (CrlSource resources).
+    CrlSources,
+}
+
+impl Section {
+    /// The key in the configuration document.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Listeners => "listeners",
+            Self::Policies => "policies",
+            Self::AuthProfiles => "authProfiles",
+            Self::LdapProfiles => "ldapProfiles",
+            Self::CrlSources => "crlSources",
+        }
+    }
+
+    /// The custom resource kind the section is compiled from.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Listeners => "Listener",
+            Self::Policies => "MailFlowPolicy",
+            Self::AuthProfiles => "SmtpAuthProfile",
+            Self::LdapProfiles => "LdapProfile",
+            Self::CrlSources => "CrlSource",
+        }
+    }
+}
+
+/// The class of a validation problem; also used as the condition reason in status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// The document's `apiVersion` is not supported.
+    UnsupportedVersion,
+    /// A value is out of range or malformed.
+    InvalidValue,
+    /// A reference names an object that does not exist.
+    RefNotFound,
+    /// A reference names an object that exists but cannot serve (wrong type, missing query).
+    InvalidKind,
+    /// A certificate or CA bundle does not parse.
+    InvalidCertificate,
+    /// A private key does not parse or does not match its certificate.
+    KeyMismatch,
+    /// An LDAP filter template is malformed or uses a placeholder it may not.
+    InvalidFilter,
+    /// Two listeners would bind the same port.
+    PortConflict,
+    /// Settings that cannot hold together (e.g. verify a client certificate without TLS).
+    InvalidCombination,
+    /// TLS material is needed but absent.
+    MissingTls,
+}
+
+impl Reason {
+    /// CamelCase name, as used in status conditions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnsupportedVersion => "UnsupportedVersion",
+            Self::InvalidValue => "InvalidValue",
+            Self::RefNotFound => "RefNotFound",
+            Self::InvalidKind => "InvalidKind",
+            Self::InvalidCertificate => "InvalidCertificate",
+            Self::KeyMismatch => "KeyMismatch",
+            Self::InvalidFilter => "InvalidFilter",
+            Self::PortConflict => "PortConflict",
+            Self::InvalidCombination => "InvalidCombination",
+            Self::MissingTls => "MissingTls",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem with a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ValidationError {
+    /// The object concerned (`None` for document-level problems).
+    pub object: Option<(Section, String)>,
+    /// Field path inside the object, e.g. `tls.privateKeyPem`.
+    pub field: String,
+    /// Class of problem.
+    pub reason: Reason,
+    /// What is wrong, for a human.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// Full path in the document, e.g. `listeners.submission.tls.privateKeyPem`.
+    pub fn path(&self) -> String {
+        match &self.object {
+            Some((section, name)) if self.field.is_empty() => format!("{}.{name}", section.key()),
+            Some((section, name)) => format!("{}.{name}.{}", section.key(), self.field),
+            None => self.field.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({})", self.path(), self.message, self.reason)
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} problem(s) in the configuration:", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Check that `config` can run. Returns every problem found.
+pub fn validate(config: &GatewayConfig) -> Result<(), ValidationErrors> {
+    let mut v = Validator { errors: Vec::new() };
+    if config.api_version != API_VERSION {
+        v.errors.push(ValidationError {
+            object: None,
+            field: "apiVersion".into(),
+            reason: Reason::UnsupportedVersion,
+            message: format!(
+                "unsupported apiVersion {:?} (expected {API_VERSION:?})",
+                config.api_version
+            ),
+        });
+    }
+    for (name, policy) in &config.policies {
+        v.policy(name, policy);
+    }
+    for (name, profile) in &config.ldap_profiles {
+        v.ldap_profile(name, profile);
+    }
+    for (name, profile) in &config.auth_profiles {
+        v.auth_profile(config, name, profile);
+    }
+    for (name, listener) in &config.listeners {
+        v.listener(config, name, listener);
+    }
+    v.port_conflicts(config);
+    for (name, source) in &config.crl_sources {
+        v.crl_source(name, source);
+    }
+    if v.errors.is_empty() {
+        Ok(())
+    } else {
+        v.errors.sort();
+        v.errors.dedup();
+        Err(ValidationErrors(v.errors))
+    }
+}
+
+struct Validator {
+    errors: Vec<ValidationError>,
+}
+
+/// Whether `text` can go into an SMTP reply or header line unchanged.
+fn is_single_line(text: &str) -> bool {
+    !text.chars().any(|c| c.is_control())
+}
+
+fn is_hostname(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+}
+
+fn is_attribute_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+impl Validator {
+    fn push(
+        &mut self,
+        section: Section,
+        name: &str,
+        field: &str,
+        reason: Reason,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(ValidationError {
+            object: Some((section, name.to_owned())),
+            field: field.to_owned(),
+            reason,
+            message: message.into(),
+        });
+    }
+
+    fn policy(&mut self, name: &str, p: &MailFlowPolicy) {
+        let s = Section::Policies;
+        if p.tls == TlsMode::Disabled && p.verify_client_certificate {
+            self.push(
+                s,
+                name,
+                "verifyClientCertificate",
+                Reason::InvalidCombination,
+                "a client certificate can only be verified over TLS, but tls is Disabled",
+            );
+        }
+        if p.tls == TlsMode::Disabled && p.require_tls_for_smtp_auth {
+            self.push(
+                s,
+                name,
+                "requireTlsForSmtpAuth",
+                Reason::InvalidCombination,
+                "AUTH would never be offered: it requires TLS, but tls is Disabled",
+            );
+        }
+        if p.limits.max_message_size == 0 {
+            self.push(
+                s,
+                name,
+                "limits.maxMessageSize",
+                Reason::InvalidValue,
+                "must be greater than 0",
+            );
+        }
+        if p.limits.max_recipients == 0 {
+            self.push(
+                s,
+                name,
+                "limits.maxRecipients",
+                Reason::InvalidValue,
+                "must be at least 1",
+            );
+        }
+        if p.limits.max_messages_per_session == 0 {
+            self.push(
+                s,
+                name,
+                "limits.maxMessagesPerSession",
+                Reason::InvalidValue,
+                "must be at least 1",
+            );
+        }
+    }
+
+    fn ldap_profile(&mut self, name: &str, p: &LdapProfile) {
+        let s = Section::LdapProfiles;
+        if p.servers.is_empty() {
+            self.push(
+                s,
+                name,
+                "servers",
+                Reason::InvalidValue,
+                "at least one server is required",
+            );
+        }
+        for (i, url) in p.servers.iter().enumerate() {
+            let field = format!("servers[{i}].url");
+            let rest = url
+                .strip_prefix("ldaps://")
+                .map(|r| (true, r))
+                .or_else(|| url.strip_prefix("ldap://").map(|r| (false, r)));
+            match rest {
+                None => self.push(
+                    s,
+                    name,
+                    &field,
+                    Reason::InvalidValue,
+                    format!("{url:?} must start with ldap:// or ldaps://"),
+                ),
+                Some((secure, rest)) => {
+                    let host = rest.split('/').next().unwrap_or_default();
+                    if host.is_empty() || host.contains(char::is_whitespace) {
+                        self.push(
+                            s,
+                            name,
+                            &field,
+                            Reason::InvalidValue,
+                            format!("{url:?} has no host"),
+                        );
+                    }
+                    if secure && p.start_tls {
+                        self.push(s, name, "startTls", Reason::InvalidCombination,
+                            format!("StartTLS cannot be used on {url:?}, which is already TLS (ldaps://)"));
+                    }
+                }
+            }
+        }
+        if let Some(ca) = &p.ca_pem
+            && let Err(e) = pem::certificates(ca)
+        {
+            self.push(
+                s,
+                name,
+                "caBundle",
+                Reason::InvalidCertificate,
+                format!("CA bundle: {e}"),
+            );
+        }
+        if let Some(bind) = &p.bind {
+            if bind.dn.trim().is_empty() {
+                self.push(
+                    s,
+                    name,
+                    "bind.dn",
+                    Reason::InvalidValue,
+                    "must not be empty",
+                );
+            }
+            if bind.password.is_empty() {
+                self.push(
+                    s,
+                    name,
+                    "bind.passwordSecretRef",
+                    Reason::InvalidValue,
+                    "the bind password is empty (an empty password would be an anonymous bind)",
+                );
+            }
+        }
+        if !p.base_dn.contains('=') {
+            self.push(
+                s,
+                name,
+                "baseDn",
+                Reason::InvalidValue,
+                format!("{:?} is not a DN", p.base_dn),
+            );
+        }
+        if p.timeouts.connect.is_zero() {
+            self.push(
+                s,
+                name,
+                "timeouts.connect",
+                Reason::InvalidValue,
+                "must be greater than 0",
+            );
+        }
+        if p.timeouts.operation.is_zero() {
+            self.push(
+                s,
+                name,
+                "timeouts.operation",
+                Reason::InvalidValue,
+                "must be greater than 0",
+            );
+        }
+        if p.max_connections == 0 || p.max_connections > 1024 {
+            self.push(
+                s,
+                name,
+                "pool.maxConnections",
+                Reason::InvalidValue,
+                "must be between 1 and 1024",
+            );
+        }
+        if let Some(q) = &p.certificate_auth_query {
+            if q.name.trim().is_empty() {
+                self.push(
+                    s,
+                    name,
+                    "certificateAuthQuery.name",
+                    Reason::InvalidValue,
+                    "must not be empty",
+                );
+            }
+            if let Err(e) = FilterTemplate::parse(&q.filter, &Placeholder::CERTIFICATE) {
+                self.push(
+                    s,
+                    name,
+                    "certificateAuthQuery.filter",
+                    Reason::InvalidFilter,
+                    e.to_string(),
+                );
+            }
+            if !is_attribute_name(&q.user_id_attribute) {
+                self.push(
+                    s,
+                    name,
+                    "certificateAuthQuery.userIdAttribute",
+                    Reason::InvalidValue,
+                    format!("{:?} is not an attribute name", q.user_id_attribute),
+                );
+            }
+        }
+        if let Some(q) = &p.smtp_auth_query {
+            if q.name.trim().is_empty() {
+                self.push(
+                    s,
+                    name,
+                    "smtpAuthQuery.name",
+                    Reason::InvalidValue,
+                    "must not be empty",
+                );
+            }
+            if let Err(e) = FilterTemplate::parse(&q.filter, &Placeholder::SMTP_AUTH) {
+                self.push(
+                    s,
+                    name,
+                    "smtpAuthQuery.filter",
+                    Reason::InvalidFilter,
+                    e.to_string(),
+                );
+            }
+            if let Some(f) = &q.allowance_filter
+                && let Err(e) = FilterTemplate::parse(f, &Placeholder::SMTP_AUTH)
+            {
+                self.push(
+                    s,
+                    name,
+                    "smtpAuthQuery.allowanceFilter",
+                    Reason::InvalidFilter,
+                    e.to_string(),
+                );
+            }
+        }
+    }
+
+    fn auth_backend(
+        &mut self,
+        config: &GatewayConfig,
+        name: &str,
+        field: &str,
+        backend: &AuthBackend,
+        certificate: bool,
+    ) {
+        let s = Section::AuthProfiles;
+        match backend {
+            AuthBackend::Ldap { ldap_profile } => match config.ldap_profiles.get(ldap_profile) {
+                None => self.push(
+                    s,
+                    name,
+                    &format!("{field}.ldapProfile"),
+                    Reason::RefNotFound,
+                    format!("LdapProfile {ldap_profile:?} not found"),
+                ),
+                Some(p) if certificate && p.certificate_auth_query.is_none() => self.push(
+                    s,
+                    name,
+                    &format!("{field}.ldapProfile"),
+                    Reason::InvalidKind,
+                    format!("LdapProfile {ldap_profile:?} has no certificateAuthQuery"),
+                ),
+                Some(p) if !certificate && p.smtp_auth_query.is_none() => self.push(
+                    s,
+                    name,
+                    &format!("{field}.ldapProfile"),
+                    Reason::InvalidKind,
+                    format!("LdapProfile {ldap_profile:?} has no smtpAuthQuery"),
+                ),
+                Some(_) => {}
+            },
+            AuthBackend::Static { users } => {
+                if users.is_empty() {
+                    self.push(
+                        s,
+                        name,
+                        &format!("{field}.users"),
+                        Reason::InvalidValue,
+                        "at least one user is required",
+                    );
+                }
+                let mut seen = BTreeSet::new();
+                for (i, u) in users.iter().enumerate() {
+                    if u.user_id.is_empty() || !is_single_line(&u.user_id) {
+                        self.push(
+                            s,
+                            name,
+                            &format!("{field}.users[{i}].userId"),
+                            Reason::InvalidValue,
+                            "must be a non-empty single line",
+                        );
+                    }
+                    if !seen.insert(&u.user_id) {
+                        self.push(
+                            s,
+                            name,
+                            &format!("{field}.users[{i}].userId"),
+                            Reason::InvalidValue,
+                            format!("duplicate user {:?}", u.user_id),
+                        );
+                    }
+                    if u.password.as_deref() == Some("") {
+                        self.push(s, name, &format!("{field}.users[{i}].password"), Reason::InvalidValue,
+                            "an empty password is never accepted; omit it to disable AUTH for this user");
+                    }
+                }
+            }
+        }
+    }
+
+    fn auth_profile(&mut self, config: &GatewayConfig, name: &str, p: &AuthProfile) {
+        let s = Section::AuthProfiles;
+        if p.certificate.is_none() && p.smtp_auth.is_none() {
+            self.push(
+                s,
+                name,
+                "",
+                Reason::InvalidValue,
+                "the profile enables neither certificates nor SMTP AUTH",
+            );
+        }
+        if let Some(c) = &p.certificate {
+            self.auth_backend(config, name, "certificate.backend", &c.backend, true);
+        }
+        if let Some(a) = &p.smtp_auth {
+            self.auth_backend(config, name, "smtpAuth.backend", &a.backend, false);
+            if let Some(allowance) = &a.allowance {
+                if let AuthBackend::Ldap { ldap_profile } = &a.backend {
+                    let has_filter = config
+                        .ldap_profiles
+                        .get(ldap_profile)
+                        .and_then(|p| p.smtp_auth_query.as_ref())
+                        .is_some_and(|q| q.allowance_filter.is_some());
+                    if config.ldap_profiles.contains_key(ldap_profile) && !has_filter {
+                        self.push(s, name, "smtpAuth.allowance", Reason::InvalidKind, format!(
+                            "the allowance check is enabled but LdapProfile {ldap_profile:?}'s smtpAuthQuery has no allowanceFilter"));
+                    }
+                }
+                self.reply(name, "smtpAuth.allowance.response", &allowance.response);
+            }
+        }
+    }
+
+    fn reply(&mut self, name: &str, field: &str, r: &Reply) {
+        let s = Section::AuthProfiles;
+        if !(400..=599).contains(&r.code) {
+            self.push(
+                s,
+                name,
+                &format!("{field}.code"),
+                Reason::InvalidValue,
+                format!("{} is not a 4xx or 5xx reply code", r.code),
+            );
+        }
+        let parts: Vec<&str> = r.enhanced_code.split('.').collect();
+        let well_formed = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()));
+        if !well_formed {
+            self.push(
+                s,
+                name,
+                &format!("{field}.enhancedCode"),
+                Reason::InvalidValue,
+                format!(
+                    "{:?} is not an enhanced status code like 5.7.13",
+                    r.enhanced_code
+                ),
+            );
+        } else if parts[0] != (r.code / 100).to_string() {
+            self.push(
+                s,
+                name,
+                &format!("{field}.enhancedCode"),
+                Reason::InvalidValue,
+                format!("class {} does not match reply code {}", parts[0], r.code),
+            );
+        }
+        if r.text.trim().is_empty() || !is_single_line(&r.text) || r.text.len() > 400 {
+            self.push(
+                s,
+                name,
+                &format!("{field}.text"),
+                Reason::InvalidValue,
+                "must be one line of at most 400 characters",
+            );
+        }
+    }
+
+    fn listener(&mut self, config: &GatewayConfig, name: &str, l: &Listener) {
+        let s = Section::Listeners;
+        if l.port == 0 {
+            self.push(
+                s,
+                name,
+                "port",
+                Reason::InvalidValue,
+                "must be between 1 and 65535",
+            );
+        }
+        if !is_hostname(&l.hostname) {
+            self.push(
+                s,
+                name,
+                "hostname",
+                Reason::InvalidValue,
+                format!(
+                    "{:?} is not a host name (it goes into greetings and Received headers)",
+                    l.hostname
+                ),
+            );
+        }
+        if l.max_connections == 0 {
+            self.push(
+                s,
+                name,
+                "maxConnections",
+                Reason::InvalidValue,
+                "must be at least 1",
+            );
+        }
+        if l.timeouts.command.is_zero() {
+            self.push(
+                s,
+                name,
+                "timeouts.command",
+                Reason::InvalidValue,
+                "must be greater than 0",
+            );
+        }
+        if l.timeouts.data.is_zero() {
+            self.push(
+                s,
+                name,
+                "timeouts.data",
+                Reason::InvalidValue,
+                "must be greater than 0",
+            );
+        }
+        // Policies this listener can apply.
+        let mut policies = Vec::new();
+        let mut check_policy =
+            |v: &mut Self, field: &str, policy: &str| match config.policies.get(policy) {
+                Some(p) => policies.push(p.clone()),
+                None => v.push(
+                    s,
+                    name,
+                    field,
+                    Reason::RefNotFound,
+                    format!("MailFlowPolicy {policy:?} not found"),
+                ),
+            };
+        check_policy(self, "defaultMailFlowPolicyRef", &l.default_policy);
+        for (i, row) in l.host_access_table.iter().enumerate() {
+            check_policy(
+                self,
+                &format!("hostAccessTable[{i}].mailFlowPolicyRef"),
+                &row.policy,
+            );
+            if row.cidrs.is_empty() {
+                self.push(
+                    s,
+                    name,
+                    &format!("hostAccessTable[{i}].cidrs"),
+                    Reason::InvalidValue,
+                    "at least one CIDR is required",
+                );
+            }
+            if row.sender_group.is_empty() || !is_single_line(&row.sender_group) {
+                self.push(
+                    s,
+                    name,
+                    &format!("hostAccessTable[{i}].senderGroup"),
+                    Reason::InvalidValue,
+                    "must be a non-empty single line",
+                );
+            }
+        }
+        let profile = match &l.auth_profile {
+            Some(p) => match config.auth_profiles.get(p) {
+                Some(profile) => Some(profile),
+                None => {
+                    self.push(
+                        s,
+                        name,
+                        "smtpAuthProfileRef",
+                        Reason::RefNotFound,
+                        format!("SmtpAuthProfile {p:?} not found"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let wants_tls = l.implicit_tls || policies.iter().any(|p| p.tls != TlsMode::Disabled);
+        let wants_client_cert = profile.is_some_and(|p| p.certificate.is_some())
+            || policies.iter().any(|p| p.verify_client_certificate);
+        if l.auth_profile.is_none()
+            && policies
+                .iter()
+                .any(|p| p.require_smtp_auth && p.action == PolicyAction::Relay)
+        {
+            self.push(s, name, "smtpAuthProfileRef", Reason::InvalidCombination,
+                "a mail flow policy of this listener requires SMTP authentication, but the listener has no smtpAuthProfileRef: no client could ever send");
+        }
+        match &l.tls {
+            None if wants_tls => self.push(s, name, "tls.certificateSecretRef", Reason::MissingTls,
+                if l.implicit_tls { "implicitTls needs a server certificate" } else { "a mail flow policy of this listener offers TLS, which needs a server certificate" }),
+            None => {}
+            Some(tls) => {
+                if let Err(e) = pem::certified_key(&tls.certificate_chain_pem, &tls.private_key_pem) {
+                    let reason = match e {
+                        pem::PemError::KeyMismatch | pem::PemError::NoKey | pem::PemError::UnusableKey(_) => Reason::KeyMismatch,
+                        _ => Reason::InvalidCertificate,
+                    };
+                    self.push(s, name, "tls.certificateSecretRef", reason, format!("server certificate: {e}"));
+                }
+                match &tls.client_ca_pem {
+                    Some(ca) => {
+                        if let Err(e) = pem::certificates(ca) {
+                            self.push(s, name, "tls.clientCaSecretRef", Reason::InvalidCertificate, format!("client CA bundle: {e}"));
+                        }
+                    }
+                    None if wants_client_cert => self.push(s, name, "tls.clientCaSecretRef", Reason::MissingTls,
+                        "client certificates are asked for (certificate profile or verifyClientCertificate) but no client CA bundle is set"),
+                    None => {}
+                }
+            }
+        }
+        if wants_client_cert && l.tls.is_none() && !wants_tls {
+            self.push(
+                s,
+                name,
+                "tls",
+                Reason::MissingTls,
+                "client certificates need TLS",
+            );
+        }
+        let hop = &l.next_hop;
+        if hop.host.is_empty() || hop.host.contains(char::is_whitespace) {
+            self.push(
+                s,
+                name,
+                "nextHop.host",
+                Reason::InvalidValue,
+                format!("{:?} is not a host", hop.host),
+            );
+        }
+        if hop.port == 0 {
+            self.push(
+                s,
+                name,
+                "nextHop.port",
+                Reason::InvalidValue,
+                "must be between 1 and 65535",
+            );
+        }
+        if let Some(ca) = &hop.ca_pem
+            && let Err(e) = pem::certificates(ca)
+        {
+            self.push(
+                s,
+                name,
+                "nextHop.caBundle",
+                Reason::InvalidCertificate,
+                format!("CA bundle: {e}"),
+            );
+        }
+        if hop.connect_timeout.is_zero() || hop.command_timeout.is_zero() {
+            self.push(
+                s,
+                name,
+                "nextHop",
+                Reason::InvalidValue,
+                "timeouts must be greater than 0",
+            );
+        }
+    }
+
+    fn port_conflicts(&mut self, config: &GatewayConfig) {
+        let listeners: Vec<(&String, &Listener)> = config.listeners.iter().collect();
+        for (i, (a_name, a)) in listeners.iter().enumerate() {
+            for (b_name, b) in &listeners[i + 1..] {
+                let overlap =
+                    |x: IpAddr, y: IpAddr| x == y || x.is_unspecified() || y.is_unspecified();
+                if a.port == b.port && a.port != 0 && overlap(a.address, b.address) {
+                    for (name, other) in [(a_name, b_name), (b_name, a_name)] {
+                        self.push(
+                            Section::Listeners,
+                            name,
+                            "port",
+                            Reason::PortConflict,
+                            format!("port {} is also used by Listener {other:?}", a.port),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn crl_source(&mut self, name: &str, c: &CrlSource) {
+        let s = Section::CrlSources;
+        let url_ok = |u: &str| {
+            let rest = u
+                .strip_prefix("http://")
+                .or_else(|| u.strip_prefix("https://"));
+            rest.is_some_and(|r| {
+                !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace)
+            })
+        };
+        if !url_ok(&c.primary_url) {
+            self.push(
+                s,
+                name,
+                "primaryUrl",
+                Reason::InvalidValue,
+                format!("{:?} is not an http:// or https:// URL", c.primary_url),
+            );
+        }
+        if let Some(u) = &c.secondary_url
+            && !url_ok(u)
+        {
+            self.push(
+                s,
+                name,
+                "secondaryUrl",
+                Reason::InvalidValue,
+                format!("{u:?} is not an http:// or https:// URL"),
+            );
+        }
+        if c.interval.get() < std::time::Duration::from_secs(1) {
+            self.push(
+                s,
+                name,
+                "schedule.interval",
+                Reason::InvalidValue,
+                "must be at least 1s",
+            );
+        }
+        if c.applies_to.is_empty() {
+            self.push(
+                s,
+                name,
+                "appliesTo",
+                Reason::InvalidValue,
+                "at least one of InboundSmtpTls, OutboundSmtpTls is required",
+            );
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Postern's gateway: the SMTP/TLS data plane and the owner of its configuration format.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod ldap;
+pub mod tls;

