@@ -3,5 +3,6 @@
 
 pub mod auth;
 pub mod config;
+pub mod crl;
 pub mod ldap;
 pub mod tls;

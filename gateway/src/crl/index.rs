@@ -1,0 +1,398 @@
+//! The revoked-serial index, built once per accepted CRL.
+//!
+//! Serials are grouped by length; each group is one byte arena of fixed-width serials, a
+//! byte of reason code per serial, and an open-addressing hash table of `u32` positions
+//! (linear probing, load factor at most 3/4). A handshake costs one hash and one or two
+//! probes; memory is the serial bytes plus about 9 bytes per entry, well under the DER size.
+
+use std::sync::Arc;
+
+use x509_parser::num_bigint::BigUint;
+
+use super::parse::{IdpScope, ParseError, ParsedCrl, REASON_REMOVE_FROM_CRL, RevokedEntry};
+use super::verify::Signer;
+
+/// No reason code in the entry.
+const NO_REASON: u8 = 0xff;
+
+/// Facts about an indexed CRL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrlMeta {
+    /// Raw DER of the issuer Name.
+    pub issuer_der: Box<[u8]>,
+    /// Issuer as text.
+    pub issuer: String,
+    /// The CRL's Authority Key Identifier, else the signing CA's Subject Key Identifier.
+    pub key_id: Option<Box<[u8]>>,
+    /// `thisUpdate`, Unix seconds.
+    pub this_update: i64,
+    /// `nextUpdate`, Unix seconds.
+    pub next_update: Option<i64>,
+    /// CRL number.
+    pub crl_number: Option<BigUint>,
+    /// Fingerprint of the CA key that verified it.
+    pub signer_fingerprint: String,
+    /// Where the verifying CA came from.
+    pub signer_origin: String,
+    /// Issuing Distribution Point scope.
+    pub scope: IdpScope,
+    /// Revoked serials indexed.
+    pub entries: usize,
+    /// Size of the CRL's DER.
+    pub der_len: usize,
+}
+
+impl CrlMeta {
+    /// Past `nextUpdate` at `now` (Unix seconds): answers from it are not to be trusted.
+    pub fn is_stale(&self, now: i64) -> bool {
+        self.next_update.is_some_and(|n| now > n)
+    }
+}
+
+/// An indexed CRL.
+#[derive(Debug)]
+pub struct CrlIndex {
+    /// Its facts.
+    pub meta: CrlMeta,
+    serials: SerialSet,
+}
+
+/// A revoked serial found in the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// RFC 5280 reason code, if the entry has one.
+    pub reason: Option<u8>,
+}
+
+impl CrlIndex {
+    /// Index a verified CRL.
+    pub fn build(crl: &ParsedCrl<'_>, signer: &Signer) -> Result<Arc<Self>, ParseError> {
+        let serials = SerialSet::build(|| crl.entries())?;
+        let key_id = crl
+            .authority_key_id
+            .map(<[u8]>::to_vec)
+            .or_else(|| signer.key_id.clone())
+            .map(Vec::into_boxed_slice);
+        Ok(Arc::new(CrlIndex {
+            meta: CrlMeta {
+                issuer_der: crl.issuer_der.into(),
+                issuer: crl.issuer.clone(),
+                key_id,
+                this_update: crl.this_update,
+                next_update: crl.next_update,
+                crl_number: crl.crl_number.clone(),
+                signer_fingerprint: signer.key_fingerprint.clone(),
+                signer_origin: signer.origin.clone(),
+                scope: crl.scope,
+                entries: serials.len(),
+                der_len: crl.der.len(),
+            },
+            serials,
+        }))
+    }
+
+    /// Look a serial (raw DER INTEGER content) up.
+    #[inline]
+    pub fn lookup(&self, serial: &[u8]) -> Option<Hit> {
+        self.serials.lookup(serial)
+    }
+
+    /// Heap bytes held by this index (serials, reasons, tables and metadata).
+    pub fn heap_bytes(&self) -> usize {
+        self.serials.heap_bytes()
+            + self.meta.issuer_der.len()
+            + self.meta.issuer.capacity()
+            + self.meta.key_id.as_ref().map_or(0, |k| k.len())
+            + self.meta.signer_fingerprint.capacity()
+            + self.meta.signer_origin.capacity()
+            + std::mem::size_of::<Self>()
+    }
+}
+
+/// The same integer always has the same bytes: drop redundant sign-extension bytes that
+/// non-strict encoders leave in front.
+#[inline]
+pub fn canonical_serial(mut s: &[u8]) -> &[u8] {
+    while s.len() > 1 && ((s[0] == 0 && s[1] < 0x80) || (s[0] == 0xff && s[1] >= 0x80)) {
+        s = &s[1..];
+    }
+    s
+}
+
+/// Serials grouped by length.
+#[derive(Debug, Default)]
+pub struct SerialSet {
+    groups: Vec<Group>,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Group {
+    width: usize,
+    /// `count * width` bytes.
+    arena: Box<[u8]>,
+    /// One reason code per serial ([`NO_REASON`] when absent).
+    reasons: Box<[u8]>,
+    /// Position + 1 of a serial in the arena; 0 is an empty slot. Power-of-two length.
+    slots: Box<[u32]>,
+    /// `64 - log2(slots.len())`: the hash's top bits pick the slot.
+    shift: u32,
+}
+
+impl SerialSet {
+    /// Build from the entries (walked twice: once to size the arenas exactly, once to fill
+    /// them, so no growth overshoot is ever allocated).
+    pub fn build<'a, I>(entries: impl Fn() -> I) -> Result<Self, ParseError>
+    where
+        I: Iterator<Item = Result<RevokedEntry<'a>, ParseError>>,
+    {
+        // counts[width]
+        let mut counts: Vec<usize> = Vec::new();
+        for e in entries() {
+            let e = e?;
+            if e.reason == Some(REASON_REMOVE_FROM_CRL) {
+                continue;
+            }
+            let w = canonical_serial(e.serial).len();
+            if counts.len() <= w {
+                counts.resize(w + 1, 0);
+            }
+            counts[w] += 1;
+        }
+        let mut fill: Vec<Option<(Vec<u8>, Vec<u8>)>> = counts
+            .iter()
+            .enumerate()
+            .map(|(w, &n)| (n > 0).then(|| (Vec::with_capacity(n * w), Vec::with_capacity(n))))
+            .collect();
+        for e in entries() {
+            let e = e?;
+            if e.reason == Some(REASON_REMOVE_FROM_CRL) {
+                continue;
+            }
+            let s = canonical_serial(e.serial);
+            if let Some((arena, reasons)) = fill.get_mut(s.len()).and_then(Option::as_mut) {
+                arena.extend_from_slice(s);
+                reasons.push(e.reason.unwrap_or(NO_REASON));
+            }
+        }
+        let mut set = SerialSet::default();
+        for (width, slot) in fill.into_iter().enumerate() {
+            if let Some((arena, reasons)) = slot {
+                let group =
+                    Group::build(width, arena.into_boxed_slice(), reasons.into_boxed_slice());
+                set.len += group.distinct;
+                set.groups.push(group.group);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Number of distinct serials.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no serial is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Look a serial up.
+    #[inline]
+    pub fn lookup(&self, serial: &[u8]) -> Option<Hit> {
+        let s = canonical_serial(serial);
+        let g = self.groups.iter().find(|g| g.width == s.len())?;
+        g.find(s).map(|i| Hit {
+            reason: match g.reasons[i] {
+                NO_REASON => None,
+                r => Some(r),
+            },
+        })
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.groups
+            .iter()
+            .map(|g| g.arena.len() + g.reasons.len() + g.slots.len() * 4)
+            .sum::<usize>()
+            + self.groups.capacity() * std::mem::size_of::<Group>()
+    }
+}
+
+struct Built {
+    group: Group,
+    distinct: usize,
+}
+
+impl Group {
+    fn build(width: usize, arena: Box<[u8]>, reasons: Box<[u8]>) -> Built {
+        let count = reasons.len();
+        let wanted = (count + count / 3 + 1).next_power_of_two().max(8);
+        let bits = wanted.trailing_zeros();
+        let mut group = Group {
+            width,
+            arena,
+            reasons,
+            slots: vec![0u32; wanted].into_boxed_slice(),
+            shift: 64 - bits,
+        };
+        let mask = wanted - 1;
+        let mut distinct = 0;
+        for i in 0..count {
+            let key = &group.arena[i * width..(i + 1) * width];
+            let mut pos = (hash(key) >> group.shift) as usize;
+            loop {
+                match group.slots[pos] {
+                    0 => {
+                        group.slots[pos] = (i + 1) as u32;
+                        distinct += 1;
+                        break;
+                    }
+                    // A serial listed twice: the first entry wins.
+                    j if group.serial(j as usize - 1) == key => break,
+                    _ => pos = (pos + 1) & mask,
+                }
+            }
+        }
+        Built { group, distinct }
+    }
+
+    #[inline]
+    fn serial(&self, i: usize) -> &[u8] {
+        &self.arena[i * self.width..(i + 1) * self.width]
+    }
+
+    #[inline]
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut pos = (hash(key) >> self.shift) as usize;
+        loop {
+            match self.slots[pos] {
+                0 => return None,
+                j if self.serial(j as usize - 1) == key => return Some(j as usize - 1),
+                _ => pos = (pos + 1) & mask,
+            }
+        }
+    }
+}
+
+/// A fast multiplicative hash. CRL content is signed by a trusted CA, so there is no
+/// adversary choosing colliding keys; what matters is spreading sequential serials.
+#[inline]
+fn hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (key.len() as u64).wrapping_mul(K);
+    let mut chunks = key.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h ^ w).wrapping_mul(K);
+        h ^= h >> 32;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    // Final avalanche so the top bits depend on every input bit.
+    h ^= h >> 29;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^ (h >> 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(serial: &[u8], reason: Option<u8>) -> RevokedEntry<'_> {
+        RevokedEntry {
+            serial,
+            reason,
+            revocation_date: &[],
+        }
+    }
+
+    fn set(entries: &[RevokedEntry<'_>]) -> SerialSet {
+        SerialSet::build(|| entries.iter().copied().map(Ok)).unwrap()
+    }
+
+    #[test]
+    fn finds_listed_serials_only() {
+        let serials: Vec<Vec<u8>> = (0u32..5000)
+            .map(|i| {
+                let mut v = i.to_be_bytes().to_vec();
+                v.extend([0xab; 12]);
+                v
+            })
+            .collect();
+        let entries: Vec<_> = serials
+            .iter()
+            .enumerate()
+            .map(|(i, s)| entry(s, (i % 7 == 0).then_some(1)))
+            .collect();
+        let s = set(&entries);
+        assert_eq!(s.len(), 5000);
+        for (i, serial) in serials.iter().enumerate() {
+            let hit = s
+                .lookup(serial)
+                .unwrap_or_else(|| panic!("serial {i} missing"));
+            assert_eq!(hit.reason, (i % 7 == 0).then_some(1));
+        }
+        let mut absent = serials[17].clone();
+        absent[15] ^= 1;
+        assert_eq!(s.lookup(&absent), None);
+        assert_eq!(s.lookup(&[1]), None);
+        assert_eq!(s.lookup(&[0; 40]), None);
+    }
+
+    #[test]
+    fn mixed_widths_duplicates_and_redundant_sign_bytes() {
+        let entries = [
+            entry(&[0x05], None),
+            entry(&[0x00, 0x85], Some(4)),
+            entry(&[0x00, 0x85], Some(1)),
+            entry(&[0x00, 0x00, 0x07], None),
+            entry(&[0x12, 0x34, 0x56], None),
+            entry(&[0x99], Some(REASON_REMOVE_FROM_CRL)),
+        ];
+        let s = set(&entries);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.lookup(&[0x05]), Some(Hit { reason: None }));
+        assert_eq!(s.lookup(&[0x00, 0x85]), Some(Hit { reason: Some(4) }));
+        assert_eq!(
+            s.lookup(&[0x85]),
+            None,
+            "a negative serial is another number"
+        );
+        assert_eq!(s.lookup(&[0x07]), Some(Hit { reason: None }));
+        assert_eq!(s.lookup(&[0x00, 0x07]), Some(Hit { reason: None }));
+        assert_eq!(s.lookup(&[0x12, 0x34, 0x56]), Some(Hit { reason: None }));
+        assert_eq!(s.lookup(&[0x99]), None, "removeFromCRL is not a revocation");
+        assert_eq!(canonical_serial(&[0xff, 0x80]), &[0x80]);
+        assert_eq!(canonical_serial(&[0xff, 0x7f]), &[0xff, 0x7f]);
+        assert_eq!(canonical_serial(&[0x00]), &[0x00]);
+    }
+
+    #[test]
+    fn empty_and_memory_is_compact() {
+        let s = set(&[]);
+        assert!(s.is_empty());
+        assert_eq!(s.lookup(&[1]), None);
+
+        let serials: Vec<[u8; 20]> = (0u32..100_000)
+            .map(|i| {
+                let mut v = [0x3c; 20];
+                v[16..].copy_from_slice(&i.to_be_bytes());
+                v
+            })
+            .collect();
+        let entries: Vec<_> = serials.iter().map(|s| entry(s, None)).collect();
+        let s = set(&entries);
+        assert_eq!(s.len(), 100_000);
+        // 20 serial bytes + 1 reason byte + at most 8 bytes of table per entry.
+        let per_entry = s.heap_bytes() as f64 / 100_000.0;
+        assert!(per_entry < 32.0, "{per_entry} bytes per entry");
+        assert!(serials.iter().all(|x| s.lookup(x).is_some()));
+    }
+}

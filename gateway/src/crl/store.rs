@@ -1,0 +1,783 @@
+//! The CRLs in force and the [`RevocationChecker`] the TLS verifiers ask.
+//!
+//! Readers see an immutable snapshot (issuer name → indexes) behind a lock held only for
+//! the lookup itself; a new CRL is indexed elsewhere and swapped in whole, so a handshake
+//! never waits for a load and never sees half of one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use super::index::CrlIndex;
+use super::load::{Loaded, Missing};
+use super::metrics::CrlMetrics;
+use super::status::{LastError, ServedBy, SourceStatus};
+use super::verify::TrustStore;
+use super::{rfc3339, unix_now};
+use crate::config::{CrlScope, CrlSource, GatewayConfig};
+use crate::tls::revocation::{RevocationChecker, RevocationStatus};
+
+fn scope_bit(scope: CrlScope) -> u8 {
+    match scope {
+        CrlScope::InboundSmtpTls => 1,
+        CrlScope::OutboundSmtpTls => 2,
+    }
+}
+
+fn scope_slot(scope: CrlScope) -> usize {
+    match scope {
+        CrlScope::InboundSmtpTls => 0,
+        CrlScope::OutboundSmtpTls => 1,
+    }
+}
+
+/// One CRL in force, as the checker sees it.
+#[derive(Debug)]
+struct Covering {
+    index: Arc<CrlIndex>,
+    source: Arc<str>,
+    scopes: u8,
+}
+
+/// Issuer name DER → the CRLs in force for it.
+#[derive(Debug, Default)]
+struct Snapshot {
+    by_issuer: HashMap<Box<[u8]>, Vec<Covering>>,
+}
+
+/// What a check answered, counted per scope (cheap atomics on the hot path).
+#[derive(Debug, Default)]
+pub(crate) struct CheckCounters {
+    /// [scope][no_crl, good, revoked, stale]
+    pub(crate) counts: [[AtomicU64; 4]; 2],
+}
+
+/// Labels of the check counters, in [`CheckCounters::counts`] order.
+pub(crate) const CHECK_RESULTS: [&str; 4] = ["no_crl", "good", "revoked", "stale"];
+
+/// Everything the store knows about a source.
+#[derive(Debug)]
+struct SourceRecord {
+    spec: CrlSource,
+    /// Bumped whenever the spec changes; results of fetches for an older generation are dropped.
+    generation: u64,
+    /// The next successful load replaces everything (the spec changed).
+    replace_all: bool,
+    crls: Vec<Arc<CrlIndex>>,
+    last_attempt: Option<i64>,
+    last_fetch: Option<i64>,
+    last_change: Option<i64>,
+    next_fetch: Option<i64>,
+    served_by: Option<ServedBy>,
+    served_url: Option<String>,
+    restored_from_disk: bool,
+    failures: u32,
+    last_error: Option<LastError>,
+}
+
+impl SourceRecord {
+    fn new(spec: CrlSource) -> Self {
+        Self {
+            spec,
+            generation: 1,
+            replace_all: false,
+            crls: Vec::new(),
+            last_attempt: None,
+            last_fetch: None,
+            last_change: None,
+            next_fetch: None,
+            served_by: None,
+            served_url: None,
+            restored_from_disk: false,
+            failures: 0,
+            last_error: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    trust: Arc<TrustStore>,
+    sources: BTreeMap<String, SourceRecord>,
+}
+
+/// Per-source numbers for the metrics collector.
+#[derive(Debug)]
+pub(crate) struct Gauges {
+    pub name: String,
+    pub entries: i64,
+    pub until_stale: Option<i64>,
+    pub stale: Option<bool>,
+    pub index_bytes: i64,
+    pub failures: i64,
+    pub last_fetch: Option<i64>,
+}
+
+/// What [`CrlStore::configure`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Sources to (re)start fetching, with their generation.
+    pub start: Vec<(String, u64)>,
+    /// Sources to stop fetching (removed, disabled or changed).
+    pub stop: Vec<String>,
+    /// CRLs dropped because their CA is no longer trusted: (source, issuer).
+    pub untrusted: Vec<(String, String)>,
+}
+
+/// A successful load, to put in force.
+#[derive(Debug)]
+pub struct Install {
+    /// The loaded CRLs.
+    pub loaded: Loaded,
+    /// Which URL served them.
+    pub served_by: ServedBy,
+    /// That URL.
+    pub url: String,
+    /// Read from the disk cache rather than fetched.
+    pub from_disk: bool,
+    /// When it was fetched (Unix seconds).
+    pub at: i64,
+}
+
+/// The CRLs in force, per source; the gateway's [`RevocationChecker`].
+#[derive(Debug)]
+pub struct CrlStore {
+    snapshot: RwLock<Arc<Snapshot>>,
+    state: Mutex<State>,
+    pub(crate) metrics: CrlMetrics,
+    pub(crate) checks: CheckCounters,
+}
+
+impl Default for CrlStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CrlStore {
+    /// An empty store (every check answers `NoCrl`).
+    pub fn new() -> Self {
+        Self {
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            state: Mutex::new(State::default()),
+            metrics: CrlMetrics::default(),
+            checks: CheckCounters::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data (every update is a
+        // whole-value assignment), so poisoning is not a reason to stop checking.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take in a (new) configuration: trusted CAs and sources.
+    pub fn configure(&self, config: &GatewayConfig) -> Reconfigured {
+        let trust = Arc::new(TrustStore::from_config(config));
+        let mut out = Reconfigured::default();
+        let mut st = self.state();
+        st.trust = Arc::clone(&trust);
+        let removed: Vec<String> = st
+            .sources
+            .keys()
+            .filter(|k| !config.crl_sources.contains_key(*k))
+            .cloned()
+            .collect();
+        for name in removed {
+            st.sources.remove(&name);
+            out.stop.push(name);
+        }
+        for (name, spec) in &config.crl_sources {
+            match st.sources.get_mut(name) {
+                None => {
+                    st.sources
+                        .insert(name.clone(), SourceRecord::new(spec.clone()));
+                    if spec.enabled {
+                        out.start.push((name.clone(), 1));
+                    }
+                }
+                Some(rec) if rec.spec != *spec => {
+                    let fetch_changed = rec.spec.primary_url != spec.primary_url
+                        || rec.spec.secondary_url != spec.secondary_url
+                        || rec.spec.format != spec.format;
+                    rec.generation += 1;
+                    rec.replace_all |= fetch_changed;
+                    rec.spec = spec.clone();
+                    out.stop.push(name.clone());
+                    if spec.enabled {
+                        out.start.push((name.clone(), rec.generation));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for (name, rec) in st.sources.iter_mut() {
+            rec.crls.retain(|ix| {
+                let ok = trust.still_trusts(&ix.meta.issuer_der, &ix.meta.signer_fingerprint);
+                if !ok {
+                    out.untrusted.push((name.clone(), ix.meta.issuer.clone()));
+                }
+                ok
+            });
+        }
+        self.publish(&st);
+        out
+    }
+
+    /// The trusted CAs of the current configuration.
+    pub fn trust(&self) -> Arc<TrustStore> {
+        Arc::clone(&self.state().trust)
+    }
+
+    /// The spec and generation of an enabled source.
+    pub fn spec(&self, source: &str) -> Option<(CrlSource, u64)> {
+        let st = self.state();
+        st.sources
+            .get(source)
+            .filter(|r| r.spec.enabled)
+            .map(|r| (r.spec.clone(), r.generation))
+    }
+
+    /// The CRLs in force for a source, and what to do with those a new file lacks.
+    pub fn in_force(&self, source: &str) -> (Vec<Arc<CrlIndex>>, Missing) {
+        let st = self.state();
+        match st.sources.get(source) {
+            Some(r) => (
+                r.crls.clone(),
+                if r.replace_all {
+                    Missing::Drop
+                } else {
+                    Missing::Retain
+                },
+            ),
+            None => (Vec::new(), Missing::Retain),
+        }
+    }
+
+    /// Put a load in force. Returns false (and changes nothing) if the source changed
+    /// generation or disappeared meanwhile.
+    pub fn install(&self, source: &str, generation: u64, install: Install) -> bool {
+        let mut st = self.state();
+        let Some(rec) = st.sources.get_mut(source) else {
+            return false;
+        };
+        if rec.generation != generation {
+            return false;
+        }
+        if install.loaded.changed || rec.crls.is_empty() {
+            rec.last_change = Some(install.at);
+        }
+        rec.crls = install.loaded.crls;
+        rec.replace_all = false;
+        rec.served_by = Some(install.served_by);
+        rec.served_url = Some(install.url);
+        rec.restored_from_disk = install.from_disk;
+        if !install.from_disk {
+            rec.last_fetch = Some(install.at);
+            rec.failures = 0;
+        }
+        self.publish(&st);
+        true
+    }
+
+    /// A `304 Not Modified` from the URL whose CRL is in force.
+    pub fn not_modified(&self, source: &str, generation: u64, served_by: ServedBy, at: i64) {
+        let mut st = self.state();
+        if let Some(rec) = st
+            .sources
+            .get_mut(source)
+            .filter(|r| r.generation == generation)
+        {
+            rec.last_fetch = Some(at);
+            rec.served_by = Some(served_by);
+            rec.restored_from_disk = false;
+            rec.failures = 0;
+        }
+    }
+
+    /// A fetch attempt started.
+    pub fn attempt(&self, source: &str, generation: u64, at: i64) {
+        let mut st = self.state();
+        if let Some(rec) = st
+            .sources
+            .get_mut(source)
+            .filter(|r| r.generation == generation)
+        {
+            rec.last_attempt = Some(at);
+        }
+    }
+
+    /// A URL failed (the attempt goes on with the next URL, if any).
+    pub fn failed(&self, source: &str, generation: u64, error: LastError) {
+        let mut st = self.state();
+        if let Some(rec) = st
+            .sources
+            .get_mut(source)
+            .filter(|r| r.generation == generation)
+        {
+            rec.last_error = Some(error);
+        }
+    }
+
+    /// Every URL of an attempt failed.
+    pub fn attempt_failed(&self, source: &str, generation: u64) -> u32 {
+        let mut st = self.state();
+        match st
+            .sources
+            .get_mut(source)
+            .filter(|r| r.generation == generation)
+        {
+            Some(rec) => {
+                rec.failures += 1;
+                rec.failures
+            }
+            None => 0,
+        }
+    }
+
+    /// When the next fetch is due.
+    pub fn next_fetch(&self, source: &str, generation: u64, at: i64) {
+        let mut st = self.state();
+        if let Some(rec) = st
+            .sources
+            .get_mut(source)
+            .filter(|r| r.generation == generation)
+        {
+            rec.next_fetch = Some(at);
+        }
+    }
+
+    /// The earliest `nextUpdate` among a source's CRLs in force.
+    pub fn earliest_next_update(&self, source: &str) -> Option<i64> {
+        let st = self.state();
+        st.sources
+            .get(source)?
+            .crls
+            .iter()
+            .filter_map(|ix| ix.meta.next_update)
+            .min()
+    }
+
+    /// Status of every source, by name.
+    pub fn status(&self) -> Vec<SourceStatus> {
+        let now = unix_now();
+        let st = self.state();
+        st.sources
+            .iter()
+            .map(|(name, rec)| render(name, rec, now))
+            .collect()
+    }
+
+    /// Numbers for the metrics collector (enabled sources only).
+    pub(crate) fn gauges(&self) -> Vec<Gauges> {
+        let now = unix_now();
+        let st = self.state();
+        st.sources
+            .iter()
+            .filter(|(_, r)| r.spec.enabled)
+            .map(|(name, r)| Gauges {
+                name: name.clone(),
+                entries: r.crls.iter().map(|ix| ix.meta.entries as i64).sum(),
+                until_stale: r
+                    .crls
+                    .iter()
+                    .filter_map(|ix| ix.meta.next_update)
+                    .min()
+                    .map(|n| n - now),
+                stale: (!r.crls.is_empty()).then(|| r.crls.iter().any(|ix| ix.meta.is_stale(now))),
+                index_bytes: r.crls.iter().map(|ix| ix.heap_bytes() as i64).sum(),
+                failures: i64::from(r.failures),
+                last_fetch: r.last_fetch,
+            })
+            .collect()
+    }
+
+    /// Status of one source.
+    pub fn source_status(&self, name: &str) -> Option<SourceStatus> {
+        let now = unix_now();
+        let st = self.state();
+        st.sources.get(name).map(|rec| render(name, rec, now))
+    }
+
+    /// Rebuild the reader snapshot from the enabled sources and swap it in.
+    fn publish(&self, st: &State) {
+        let mut snap = Snapshot::default();
+        for (name, rec) in &st.sources {
+            if !rec.spec.enabled {
+                continue;
+            }
+            let source: Arc<str> = Arc::from(name.as_str());
+            let scopes = rec.spec.applies_to.iter().fold(0, |b, s| b | scope_bit(*s));
+            for ix in &rec.crls {
+                snap.by_issuer
+                    .entry(ix.meta.issuer_der.clone())
+                    .or_default()
+                    .push(Covering {
+                        index: Arc::clone(ix),
+                        source: Arc::clone(&source),
+                        scopes,
+                    });
+            }
+        }
+        let snap = Arc::new(snap);
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
+    }
+
+    fn lookup(
+        &self,
+        scope: CrlScope,
+        issuer_der: &[u8],
+        authority_key_id: Option<&[u8]>,
+        serial: &[u8],
+        now: i64,
+    ) -> RevocationStatus {
+        let snap = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        let Some(all) = snap.by_issuer.get(issuer_der) else {
+            return RevocationStatus::NoCrl;
+        };
+        let bit = scope_bit(scope);
+        let in_scope = || all.iter().filter(move |c| c.scopes & bit != 0);
+        // A certificate names its issuer's key: CRLs of that key answer for it. Without a
+        // key id, or when no CRL has that key, every CRL of the issuer name is consulted.
+        let keyed = authority_key_id
+            .filter(|aki| in_scope().any(|c| c.index.meta.key_id.as_deref() == Some(*aki)));
+        let candidates = in_scope()
+            .filter(|c| keyed.is_none_or(|aki| c.index.meta.key_id.as_deref() == Some(aki)));
+        let mut fresh = false;
+        let mut stale: Option<&Covering> = None;
+        let mut any = false;
+        for c in candidates {
+            any = true;
+            if let Some(hit) = c.index.lookup(serial) {
+                return RevocationStatus::Revoked {
+                    source: c.source.to_string(),
+                    reason: hit.reason.map(|r| super::parse::reason_name(r).to_owned()),
+                };
+            }
+            if c.index.meta.is_stale(now) {
+                stale.get_or_insert(c);
+            } else {
+                fresh = true;
+            }
+        }
+        match (any, fresh, stale) {
+            (false, _, _) => RevocationStatus::NoCrl,
+            // A current CRL of the same issuer and key is authoritative.
+            (true, true, _) => RevocationStatus::Good,
+            (true, false, Some(c)) => RevocationStatus::Stale {
+                source: c.source.to_string(),
+                next_update: c.index.meta.next_update.map(rfc3339).unwrap_or_default(),
+            },
+            (true, false, None) => RevocationStatus::Good,
+        }
+    }
+}
+
+fn render(name: &str, rec: &SourceRecord, now: i64) -> SourceStatus {
+    let spec = &rec.spec;
+    let mut s = SourceStatus {
+        name: name.to_owned(),
+        enabled: spec.enabled,
+        format: spec.format,
+        applies_to: spec.applies_to.clone(),
+        primary_url: spec.primary_url.clone(),
+        secondary_url: spec.secondary_url.clone(),
+        last_attempt_time: rec.last_attempt.map(rfc3339),
+        last_fetch_time: rec.last_fetch.map(rfc3339),
+        last_change_time: rec.last_change.map(rfc3339),
+        next_fetch_time: rec.next_fetch.filter(|_| spec.enabled).map(rfc3339),
+        served_by: rec.served_by,
+        served_url: rec.served_url.clone(),
+        restored_from_disk: rec.restored_from_disk,
+        issuer: None,
+        this_update: None,
+        next_update: None,
+        entries: 0,
+        crl_number: None,
+        stale: false,
+        seconds_until_stale: None,
+        index_bytes: 0,
+        crls: Vec::new(),
+        consecutive_failures: rec.failures,
+        last_error: rec.last_error.clone(),
+    };
+    s.summarize(&rec.crls, now);
+    s
+}
+
+impl RevocationChecker for CrlStore {
+    fn check(
+        &self,
+        scope: CrlScope,
+        issuer_der: &[u8],
+        authority_key_id: Option<&[u8]>,
+        serial: &[u8],
+    ) -> RevocationStatus {
+        let status = self.lookup(scope, issuer_der, authority_key_id, serial, unix_now());
+        let slot = match &status {
+            RevocationStatus::NoCrl => 0,
+            RevocationStatus::Good => 1,
+            RevocationStatus::Revoked { source, .. } => {
+                self.metrics.rejected(source, "revoked");
+                2
+            }
+            RevocationStatus::Stale { source, .. } => {
+                self.metrics.rejected(source, "stale");
+                3
+            }
+        };
+        self.checks.counts[scope_slot(scope)][slot].fetch_add(1, Ordering::Relaxed);
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CrlFormat, Duration};
+    use crate::crl::load::load;
+    use crate::crl::testpki::{Ca, RevokedSpec};
+
+    fn config(cas: &[&Ca], sources: &[(&str, bool, Vec<CrlScope>)]) -> GatewayConfig {
+        let mut c = GatewayConfig::default();
+        let pem: String = cas.iter().map(|ca| ca.pem()).collect();
+        let listener: crate::config::Listener = serde_json::from_value(serde_json::json!({
+            "address": "127.0.0.1", "port": 2525, "hostname": "mx.test",
+            "tls": {"certificateChainPem": "x", "privateKeyPem": "y", "clientCaPem": pem},
+            "defaultPolicy": "p", "nextHop": {"host": "127.0.0.1"}
+        }))
+        .unwrap();
+        c.listeners.insert("l".into(), listener);
+        for (name, enabled, scopes) in sources {
+            c.crl_sources.insert(
+                (*name).into(),
+                CrlSource {
+                    enabled: *enabled,
+                    format: CrlFormat::Asn1,
+                    primary_url: format!("http://127.0.0.1:1/{name}.crl"),
+                    secondary_url: None,
+                    interval: Duration::from_secs(3600),
+                    applies_to: scopes.clone(),
+                },
+            );
+        }
+        c
+    }
+
+    fn put(store: &CrlStore, source: &str, der: &[u8]) -> Result<(), String> {
+        let (in_force, missing) = store.in_force(source);
+        let (_, generation) = store.spec(source).ok_or("no such source")?;
+        let loaded = load(
+            der,
+            CrlFormat::Asn1,
+            &store.trust(),
+            &in_force,
+            missing,
+            unix_now(),
+        )
+        .map_err(|e| e.to_string())?;
+        assert!(store.install(
+            source,
+            generation,
+            Install {
+                loaded,
+                served_by: ServedBy::Primary,
+                url: "http://x".into(),
+                from_disk: false,
+                at: unix_now(),
+            }
+        ));
+        Ok(())
+    }
+
+    const IN: CrlScope = CrlScope::InboundSmtpTls;
+    const OUT: CrlScope = CrlScope::OutboundSmtpTls;
+
+    #[test]
+    fn answers_revoked_good_and_no_crl() {
+        let ca = Ca::new("Store CA");
+        let other = Ca::new("Unlisted CA");
+        let store = CrlStore::new();
+        store.configure(&config(&[&ca], &[("s1", true, vec![IN])]));
+        let subject = ca.subject_der();
+        assert_eq!(
+            store.check(IN, &subject, None, &[1]),
+            RevocationStatus::NoCrl
+        );
+        let der = ca
+            .crl(
+                1,
+                &[RevokedSpec::new(&[0x11, 0x22]).reason(rcgen::RevocationReason::KeyCompromise)],
+                -60,
+                3600,
+            )
+            .der()
+            .to_vec();
+        put(&store, "s1", &der).unwrap();
+        assert_eq!(
+            store.check(IN, &subject, Some(&ca.key_id()), &[0x11, 0x22]),
+            RevocationStatus::Revoked {
+                source: "s1".into(),
+                reason: Some("keyCompromise".into())
+            }
+        );
+        assert_eq!(
+            store.check(IN, &subject, None, &[0x11, 0x23]),
+            RevocationStatus::Good
+        );
+        assert_eq!(
+            store.check(OUT, &subject, None, &[0x11, 0x22]),
+            RevocationStatus::NoCrl
+        );
+        assert_eq!(
+            store.check(IN, &other.subject_der(), None, &[0x11, 0x22]),
+            RevocationStatus::NoCrl
+        );
+        let st = store.source_status("s1").unwrap();
+        assert_eq!(st.entries, 1);
+        assert_eq!(st.issuer.as_deref(), Some("CN=Store CA"));
+        assert_eq!(st.served_by, Some(ServedBy::Primary));
+        assert!(!st.stale);
+        assert!(st.seconds_until_stale.unwrap() > 3000);
+    }
+
+    #[test]
+    fn stale_fails_closed_and_fresh_key_wins() {
+        let ca = Ca::new("Stale CA");
+        let store = CrlStore::new();
+        store.configure(&config(&[&ca], &[("s", true, vec![IN, OUT])]));
+        let der = ca
+            .crl(1, &[RevokedSpec::new(&[9])], -7200, -60)
+            .der()
+            .to_vec();
+        put(&store, "s", &der).unwrap();
+        let subject = ca.subject_der();
+        assert!(matches!(
+            store.check(IN, &subject, None, &[1]),
+            RevocationStatus::Stale { ref source, .. } if source == "s"
+        ));
+        // Revoked beats stale: the listing is a fact even if the list is old.
+        assert!(matches!(
+            store.check(OUT, &subject, None, &[9]),
+            RevocationStatus::Revoked { .. }
+        ));
+        let st = store.source_status("s").unwrap();
+        assert!(st.stale);
+        assert!(st.seconds_until_stale.unwrap() < 0);
+
+        // A newer, current CRL replaces it.
+        let der = ca.crl(2, &[], -30, 3600).der().to_vec();
+        put(&store, "s", &der).unwrap();
+        assert_eq!(
+            store.check(IN, &subject, None, &[1]),
+            RevocationStatus::Good
+        );
+        assert_eq!(
+            store.check(IN, &subject, None, &[9]),
+            RevocationStatus::Good
+        );
+    }
+
+    #[test]
+    fn disabled_sources_and_key_ids() {
+        let ca = Ca::new("Keyed CA");
+        let rekeyed = ca.rekeyed();
+        let store = CrlStore::new();
+        store.configure(&config(
+            &[&ca, &rekeyed],
+            &[("old", true, vec![IN]), ("new", true, vec![IN])],
+        ));
+        put(
+            &store,
+            "old",
+            ca.crl(1, &[RevokedSpec::new(&[1])], -60, 3600).der(),
+        )
+        .unwrap();
+        put(
+            &store,
+            "new",
+            rekeyed.crl(1, &[RevokedSpec::new(&[2])], -60, 3600).der(),
+        )
+        .unwrap();
+        let subject = ca.subject_der();
+        // Key ids pick the CRL of the certificate's issuing key.
+        assert_eq!(
+            store.check(IN, &subject, Some(&ca.key_id()), &[2]),
+            RevocationStatus::Good
+        );
+        assert!(matches!(
+            store.check(IN, &subject, Some(&rekeyed.key_id()), &[2]),
+            RevocationStatus::Revoked { ref source, .. } if source == "new"
+        ));
+        // Without one, every CRL of the name is consulted.
+        assert!(matches!(
+            store.check(IN, &subject, None, &[1]),
+            RevocationStatus::Revoked { ref source, .. } if source == "old"
+        ));
+        // An unknown key id falls back to every CRL of the name.
+        assert!(matches!(
+            store.check(IN, &subject, Some(&[0xde, 0xad]), &[2]),
+            RevocationStatus::Revoked { .. }
+        ));
+
+        // Disabling a source takes its CRLs out of force at once.
+        let r = store.configure(&config(
+            &[&ca, &rekeyed],
+            &[("old", false, vec![IN]), ("new", true, vec![IN])],
+        ));
+        assert_eq!(r.stop, vec!["old".to_string()]);
+        assert!(r.start.is_empty());
+        assert_eq!(
+            store.check(IN, &subject, None, &[1]),
+            RevocationStatus::Good
+        );
+        assert!(!store.source_status("old").unwrap().enabled);
+
+        // A CA that is no longer trusted takes its CRLs with it.
+        let r = store.configure(&config(
+            &[&ca],
+            &[("old", false, vec![IN]), ("new", true, vec![IN])],
+        ));
+        assert_eq!(
+            r.untrusted,
+            vec![("new".to_string(), "CN=Keyed CA".to_string())]
+        );
+        assert_eq!(
+            store.check(IN, &subject, None, &[2]),
+            RevocationStatus::NoCrl
+        );
+    }
+
+    #[test]
+    fn stale_generation_installs_are_dropped() {
+        let ca = Ca::new("Gen CA");
+        let store = CrlStore::new();
+        let mut cfg = config(&[&ca], &[("s", true, vec![IN])]);
+        store.configure(&cfg);
+        let (_, g1) = store.spec("s").unwrap();
+        cfg.crl_sources.get_mut("s").unwrap().primary_url = "http://127.0.0.1:2/x.crl".into();
+        let r = store.configure(&cfg);
+        assert_eq!(r.start, vec![("s".to_string(), g1 + 1)]);
+        let loaded = load(
+            ca.crl(1, &[], -60, 3600).der(),
+            CrlFormat::Asn1,
+            &store.trust(),
+            &[],
+            Missing::Retain,
+            unix_now(),
+        )
+        .unwrap();
+        let install = Install {
+            loaded,
+            served_by: ServedBy::Primary,
+            url: "http://x".into(),
+            from_disk: false,
+            at: unix_now(),
+        };
+        assert!(!store.install("s", g1, install));
+        assert_eq!(
+            store.check(IN, &ca.subject_der(), None, &[1]),
+            RevocationStatus::NoCrl
+        );
+    }
+}
