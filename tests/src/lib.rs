@@ -2,3 +2,4 @@
 //! Test support: real components started on loopback in temporary directories.
 
 pub mod kube;
+pub mod slapd;

@@ -1,0 +1,477 @@
+//! The LDAP certificate mapper and SMTP authenticator against a real slapd: the users of
+//! the appliance manual's procedures, Active Directory-style ids, injection attempts,
+//! the service account and the result cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use postern_gateway::auth::{
+    Allowance, AuthError, AuthVerdict, CertificateFacts, CertificateMapper, CertificateMapping,
+    SmtpAuthenticator,
+};
+use postern_gateway::config::{Duration as D, GatewayConfig, LdapCache, LdapProfile};
+use postern_gateway::ldap::LdapDirectories;
+use postern_gateway::ldap::LdapMetrics;
+use postern_gateway::ldap::metrics::CacheLabels;
+use postern_tests::slapd::{self, Slapd, SlapdOptions, User};
+
+struct Env {
+    slapd: Slapd,
+    metrics: LdapMetrics,
+    mapper: Arc<dyn CertificateMapper>,
+    auth: Arc<dyn SmtpAuthenticator>,
+    auth_unchecked: Arc<dyn SmtpAuthenticator>,
+}
+
+fn env_with(edit: impl FnOnce(&mut LdapProfile)) -> Env {
+    let slapd = Slapd::start(SlapdOptions::default()).expect("slapd");
+    let mut profile = slapd::ldap_profile(&[slapd.url()]);
+    edit(&mut profile);
+    let config = slapd::config_with(profile);
+    let metrics = LdapMetrics::new();
+    let mut dirs = LdapDirectories::new(metrics.clone());
+    Env {
+        mapper: dirs.certificate_mapper(&config, "corp").unwrap(),
+        auth: dirs.smtp_authenticator(&config, "corp", true).unwrap(),
+        auth_unchecked: dirs.smtp_authenticator(&config, "corp", false).unwrap(),
+        slapd,
+        metrics,
+    }
+}
+
+fn env() -> Env {
+    env_with(|_| {})
+}
+
+fn cert_of(u: &User) -> CertificateFacts {
+    slapd::facts(u.caccn.unwrap(), u.cacserial.unwrap())
+}
+
+async fn verdict(auth: &Arc<dyn SmtpAuthenticator>, user: &str, pw: &str) -> AuthVerdict {
+    auth.authenticate(user, pw)
+        .await
+        .expect("directory answers")
+}
+
+fn authenticated(user: &str, allowance: Allowance) -> AuthVerdict {
+    AuthVerdict::Authenticated {
+        user_id: user.into(),
+        allowance,
+    }
+}
+
+fn assert_invalid(v: AuthVerdict, needle: &str) {
+    match v {
+        AuthVerdict::InvalidCredentials { reason } => {
+            assert!(
+                reason.contains(needle),
+                "reason {reason:?} lacks {needle:?}"
+            )
+        }
+        other => panic!("expected InvalidCredentials ({needle}), got {other:?}"),
+    }
+}
+
+fn cache_count(m: &LdapMetrics, query: &str, hits: bool) -> u64 {
+    let labels = CacheLabels {
+        profile: "corp".into(),
+        query: query.into(),
+    };
+    let family = if hits { &m.cache_hits } else { &m.cache_misses };
+    family.get(&labels).map(|c| c.get()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn certificate_query_maps_exactly_one_entry() {
+    let e = env();
+    // CAC holder whose CN and serial match.
+    let m = e.mapper.map(&cert_of(&slapd::ALICE)).await.unwrap();
+    assert_eq!(
+        m,
+        CertificateMapping::Mapped {
+            user_id: "alice".into(),
+            dn: Some(format!("cn=user0,ou=people,{}", slapd::BASE_DN)),
+        }
+    );
+    // Right CN, wrong serial (a reissued or foreign card): not authenticated.
+    let m = e
+        .mapper
+        .map(&slapd::facts(slapd::ALICE.caccn.unwrap(), "FFFF"))
+        .await
+        .unwrap();
+    assert_eq!(m, CertificateMapping::NotFound);
+    // Nobody with that CN.
+    let m = e
+        .mapper
+        .map(&slapd::facts("DOE.NOBODY.1", "1A2B3C4D"))
+        .await
+        .unwrap();
+    assert_eq!(m, CertificateMapping::NotFound);
+    // Two entries carry the same CN and serial: refused as ambiguous.
+    let m = e
+        .mapper
+        .map(&slapd::facts(slapd::TWIN_CN, slapd::TWIN_SERIAL))
+        .await
+        .unwrap();
+    assert_eq!(m, CertificateMapping::Ambiguous { count: 2 });
+    // The entry has no uid (the userIdAttribute): not authenticated.
+    let m = e
+        .mapper
+        .map(&slapd::facts(slapd::NOUID_CN, slapd::NOUID_SERIAL))
+        .await
+        .unwrap();
+    assert_eq!(m, CertificateMapping::NotFound);
+    // A certificate with two CNs cannot fill {cn}: not authenticated.
+    let mut two = cert_of(&slapd::ALICE);
+    two.common_names.push("DOE.OTHER.2".into());
+    assert_eq!(
+        e.mapper.map(&two).await.unwrap(),
+        CertificateMapping::NotFound
+    );
+    // Serial matching is case-insensitive in the schema, {sn} is upper-case hex anyway.
+    let m = e
+        .mapper
+        .map(&slapd::facts(slapd::ERIN.caccn.unwrap(), "3E3E3E"))
+        .await
+        .unwrap();
+    assert!(matches!(m, CertificateMapping::Mapped { user_id, .. } if user_id == "erin"));
+}
+
+#[tokio::test]
+async fn certificate_query_from_a_real_certificate() {
+    // The manual's posixAccount filter, with facts read from a DER certificate whose
+    // serial has a leading zero byte (dropped in {sn}).
+    let e = env_with(|p| {
+        p.certificate_auth_query.as_mut().unwrap().filter =
+            "(&(objectClass=posixAccount)(caccn={cn})(cacserial={sn}))".into();
+    });
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, slapd::ALICE.caccn.unwrap());
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[
+        0x00, 0x1A, 0x2B, 0x3C, 0x4D,
+    ]));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let facts = CertificateFacts::from_der(cert.der()).unwrap();
+    assert_eq!(facts.serial_hex, "1A2B3C4D");
+    let m = e.mapper.map(&facts).await.unwrap();
+    assert!(matches!(m, CertificateMapping::Mapped { user_id, .. } if user_id == "alice"));
+}
+
+#[tokio::test]
+async fn smtp_auth_by_bind_and_the_allowance_query() {
+    let e = env();
+    // No CAC: allowed.
+    assert_eq!(
+        verdict(&e.auth, "frank", slapd::FRANK.password).await,
+        authenticated("frank", Allowance::Allowed)
+    );
+    // CAC holder, not exempt, no emergency: the password is right but AUTH is not allowed.
+    assert_eq!(
+        verdict(&e.auth, "alice", slapd::ALICE.password).await,
+        authenticated("alice", Allowance::Denied)
+    );
+    // Exempt CAC holder: allowed.
+    assert_eq!(
+        verdict(&e.auth, "erin", slapd::ERIN.password).await,
+        authenticated("erin", Allowance::Allowed)
+    );
+    // Emergency date in the future: allowed; in the past: refused.
+    assert_eq!(
+        verdict(&e.auth, "emma", slapd::EMMA.password).await,
+        authenticated("emma", Allowance::Allowed)
+    );
+    assert_eq!(
+        verdict(&e.auth, "paul", slapd::PAUL.password).await,
+        authenticated("paul", Allowance::Denied)
+    );
+    // Without the allowance check, nobody is refused for it.
+    assert_eq!(
+        verdict(&e.auth_unchecked, "alice", slapd::ALICE.password).await,
+        authenticated("alice", Allowance::NotChecked)
+    );
+    // Wrong password, unknown user: invalid credentials (535), never an allowance answer.
+    assert_invalid(
+        verdict(&e.auth, "frank", "not-franks-password").await,
+        "invalid credentials",
+    );
+    assert_invalid(
+        verdict(&e.auth, "alice", slapd::FRANK.password).await,
+        "invalid credentials",
+    );
+    assert_invalid(
+        verdict(&e.auth, "mallory", "whatever").await,
+        "unknown user",
+    );
+    // A user name matching two entries is refused, whatever the password.
+    let e2 = env_with(|p| p.smtp_auth_query.as_mut().unwrap().filter = "(cn={u})".into());
+    e2.slapd
+        .modify(&format!(
+            "dn: uid=twin2,ou=people,{}\nchangetype: modify\nreplace: cn\ncn: twin1\n",
+            slapd::BASE_DN
+        ))
+        .unwrap();
+    assert_invalid(
+        verdict(&e2.auth, "twin1", "twin1-secret").await,
+        "2 entries",
+    );
+}
+
+#[tokio::test]
+async fn empty_password_never_reaches_the_directory() {
+    let mut e = env();
+    // With the directory gone, anything sent to it would fail as Unavailable: an
+    // immediate "invalid credentials" proves nothing was sent.
+    e.slapd.stop();
+    for user in ["frank", "alice", "", "*"] {
+        assert_invalid(verdict(&e.auth, user, "").await, "empty password");
+    }
+    assert_invalid(verdict(&e.auth, "", "x").await, "empty user name");
+    let bind_attempts: u64 = ["success", "invalid_credentials"]
+        .iter()
+        .filter_map(|o| {
+            e.metrics
+                .queries
+                .get(&postern_gateway::ldap::metrics::OutcomeLabels {
+                    profile: "corp".into(),
+                    query: "cac-auth".into(),
+                    kind: "bind",
+                    outcome: o,
+                })
+                .map(|c| c.get())
+        })
+        .sum();
+    assert_eq!(bind_attempts, 0);
+    // And with the directory up, a user whose password is empty in a bind would be an
+    // anonymous bind: still refused.
+    e.slapd.start_again().unwrap();
+    assert_invalid(verdict(&e.auth, "frank", "").await, "empty password");
+    assert_eq!(
+        verdict(&e.auth, "frank", slapd::FRANK.password).await,
+        authenticated("frank", Allowance::Allowed)
+    );
+}
+
+#[tokio::test]
+async fn injection_strings_match_nothing() {
+    let e = env();
+    for user in [
+        "*",
+        "*)(uid=*",
+        "*)(|(uid=*",
+        "frank)(uid=*",
+        "fr*",
+        "frank\0",
+        "\\2a",
+        "frank)(|(objectClass=*)",
+    ] {
+        assert_invalid(
+            verdict(&e.auth, user, slapd::FRANK.password).await,
+            "unknown user",
+        );
+    }
+    // Certificate values with filter metacharacters, backslashes and NUL.
+    for (cn, sn) in [
+        ("*", "*"),
+        ("*)(caccn=*", "*"),
+        ("DOE.ALICE.1000000001)(|(caccn=*", "1A2B3C4D"),
+        ("DOE.ALICE.*", "1A2B3C4D"),
+        ("DOE.ALICE.1000000001", "*"),
+        ("DOE.ALICE.1000000001\\", "1A2B3C4D"),
+        ("DOE.ALICE.1000000001\0", "1A2B3C4D"),
+        ("(DOE.ALICE.1000000001", "1A2B3C4D"),
+    ] {
+        let m = e.mapper.map(&slapd::facts(cn, sn)).await.unwrap();
+        assert_eq!(m, CertificateMapping::NotFound, "cn {cn:?} sn {sn:?}");
+    }
+    // Escaping is exact: an id made of metacharacters finds exactly its owner.
+    assert_eq!(
+        verdict(&e.auth, slapd::ODD.uid, slapd::ODD.password).await,
+        authenticated(slapd::ODD.uid, Allowance::Denied)
+    );
+    assert_invalid(
+        verdict(&e.auth, "o*", slapd::ODD.password).await,
+        "unknown user",
+    );
+    let m = e.mapper.map(&cert_of(&slapd::ODD)).await.unwrap();
+    assert!(
+        matches!(&m, CertificateMapping::Mapped { user_id, .. } if user_id == slapd::ODD.uid),
+        "{m:?}"
+    );
+}
+
+#[tokio::test]
+async fn active_directory_style_user_ids() {
+    // The manual's Active Directory example: (&(objectClass=user)(cn={cn})) with
+    // sAMAccountName as the user id, and AUTH by sAMAccountName.
+    let e = env_with(|p| {
+        let c = p.certificate_auth_query.as_mut().unwrap();
+        c.filter = "(&(objectClass=user)(cn={cn}))".into();
+        c.user_id_attribute = "sAMAccountName".into();
+        let s = p.smtp_auth_query.as_mut().unwrap();
+        s.filter = "(&(objectClass=user)(sAMAccountName={u}))".into();
+        s.allowance_filter =
+            Some("(&(sAMAccountName={u})(|(!(caccn=*))(cacexempt=*)(cacemergency>={t})))".into());
+    });
+    let m = e
+        .mapper
+        .map(&slapd::facts(slapd::JANE_CN, slapd::JANE_SERIAL))
+        .await
+        .unwrap();
+    assert_eq!(
+        m,
+        CertificateMapping::Mapped {
+            user_id: slapd::JANE_SAM.into(),
+            dn: Some(format!(
+                "cn={},ou=people,{}",
+                slapd::JANE_CN,
+                slapd::BASE_DN
+            )),
+        }
+    );
+    // Entries that are not AD-style users do not map, even with a matching cn.
+    let m = e.mapper.map(&slapd::facts("user1", "00")).await.unwrap();
+    assert_eq!(m, CertificateMapping::NotFound);
+    // AUTH as the sAMAccountName; Jane holds a CAC, so the allowance query refuses her.
+    assert_eq!(
+        verdict(&e.auth, slapd::JANE_SAM, slapd::JANE_PASSWORD).await,
+        authenticated(slapd::JANE_SAM, Allowance::Denied)
+    );
+    assert_invalid(
+        verdict(&e.auth, slapd::JANE_SAM, "wrong").await,
+        "invalid credentials",
+    );
+}
+
+#[tokio::test]
+async fn searches_use_the_service_account() {
+    // Anonymous clients may not search this directory (insufficient access): without the
+    // service account the search fails (so the gateway really binds for its searches),
+    // and that is a directory error (454), never "not found" or "unknown user".
+    let e = env_with(|p| p.bind = None);
+    match e.mapper.map(&cert_of(&slapd::ALICE)).await {
+        Err(AuthError::Directory(msg)) => assert!(msg.contains("rc=50"), "{msg}"),
+        other => panic!("expected a directory error, got {other:?}"),
+    }
+    assert!(matches!(
+        e.auth.authenticate("frank", slapd::FRANK.password).await,
+        Err(AuthError::Directory(_))
+    ));
+    // A wrong service password is a directory error (454), not "unknown user" (535).
+    let e = env_with(|p| p.bind.as_mut().unwrap().password = "wrong".into());
+    match e.auth.authenticate("frank", slapd::FRANK.password).await {
+        Err(AuthError::Directory(msg)) => assert!(msg.contains("service account"), "{msg}"),
+        other => panic!("expected a directory error, got {other:?}"),
+    }
+    match e.mapper.map(&cert_of(&slapd::ALICE)).await {
+        Err(AuthError::Directory(msg)) => assert!(msg.contains("rc=49"), "{msg}"),
+        other => panic!("expected a directory error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn search_results_are_cached_passwords_never() {
+    let mut e = env_with(|p| {
+        p.cache = LdapCache {
+            ttl: D::from_secs(60),
+            negative_ttl: D::from_millis(1500),
+        }
+    });
+    let alice = cert_of(&slapd::ALICE);
+    e.mapper.map(&alice).await.unwrap();
+    e.mapper.map(&alice).await.unwrap();
+    assert_eq!(cache_count(&e.metrics, "cac-cert", true), 1);
+    assert_eq!(cache_count(&e.metrics, "cac-cert", false), 1);
+    // The user search and the allowance query are cached; {t} does not defeat the cache.
+    verdict(&e.auth, "frank", slapd::FRANK.password).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        verdict(&e.auth, "frank", slapd::FRANK.password).await,
+        authenticated("frank", Allowance::Allowed)
+    );
+    assert_eq!(cache_count(&e.metrics, "cac-auth", true), 2);
+    // A wrong password after a right one is still wrong: binds are never cached.
+    assert_invalid(
+        verdict(&e.auth, "frank", "nope").await,
+        "invalid credentials",
+    );
+
+    // Negative results expire after negativeTtl: a user added meanwhile is found then.
+    let newbie = slapd::facts("DOE.NEW.9", "9999");
+    assert_eq!(
+        e.mapper.map(&newbie).await.unwrap(),
+        CertificateMapping::NotFound
+    );
+    e.slapd
+        .modify(&format!(
+            "dn: uid=newbie,ou=people,{}\nchangetype: add\nobjectClass: inetOrgPerson\nobjectClass: cacUser\n\
+             cn: newbie\nsn: New\nuid: newbie\ncaccn: DOE.NEW.9\ncacserial: 9999\n",
+            slapd::BASE_DN
+        ))
+        .unwrap();
+    assert_eq!(
+        e.mapper.map(&newbie).await.unwrap(),
+        CertificateMapping::NotFound,
+        "negative result served from the cache"
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert!(matches!(
+        e.mapper.map(&newbie).await.unwrap(),
+        CertificateMapping::Mapped { user_id, .. } if user_id == "newbie"
+    ));
+
+    // With the directory down, cached certificate mappings still answer; a password
+    // check cannot (it is never cached) and says so: 454, not 535, not an accept.
+    e.slapd.stop();
+    assert!(matches!(
+        e.mapper.map(&alice).await.unwrap(),
+        CertificateMapping::Mapped { user_id, .. } if user_id == "alice"
+    ));
+    match e.auth.authenticate("frank", slapd::FRANK.password).await {
+        Err(AuthError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cache_can_be_disabled() {
+    let e = env_with(|p| {
+        p.cache = LdapCache {
+            ttl: D::from_secs(0),
+            negative_ttl: D::from_secs(0),
+        }
+    });
+    let alice = cert_of(&slapd::ALICE);
+    for _ in 0..3 {
+        e.mapper.map(&alice).await.unwrap();
+    }
+    assert_eq!(cache_count(&e.metrics, "cac-cert", true), 0);
+    assert_eq!(cache_count(&e.metrics, "cac-cert", false), 3);
+}
+
+#[tokio::test]
+async fn profiles_share_one_directory() {
+    let slapd = Slapd::start(SlapdOptions::default()).unwrap();
+    let config: GatewayConfig = slapd::config_with(slapd::ldap_profile(&[slapd.url()]));
+    let mut dirs = LdapDirectories::new(LdapMetrics::new());
+    let a = dirs.directory(&config, "corp").unwrap();
+    let _mapper = dirs.certificate_mapper(&config, "corp").unwrap();
+    let _auth = dirs.smtp_authenticator(&config, "corp", true).unwrap();
+    assert!(Arc::ptr_eq(&a, &dirs.directory(&config, "corp").unwrap()));
+    assert_eq!(dirs.all().len(), 1);
+    // A reload with the same profile keeps the directory (warm pool and cache); a
+    // changed profile gets a new one.
+    let mut next = dirs.successor();
+    assert!(Arc::ptr_eq(&a, &next.directory(&config, "corp").unwrap()));
+    let mut changed = config.clone();
+    changed
+        .ldap_profiles
+        .get_mut("corp")
+        .unwrap()
+        .max_connections = 2;
+    let mut next = dirs.successor();
+    assert!(!Arc::ptr_eq(&a, &next.directory(&changed, "corp").unwrap()));
+    assert!(next.directory(&changed, "nope").is_err());
+}
