@@ -1,1 +1,64 @@
+//! Postern's custom resources, group `postern.dev`, version `v1alpha1`.
+//!
+//! Five namespaced kinds describe a gateway fleet: [`LdapProfile`], [`SmtpAuthProfile`],
+//! [`MailFlowPolicy`], [`Listener`] and [`CrlSource`]. Field names follow DESIGN.md
+//! section 2 exactly; they are a contract with manifests, docs and tests.
+//!
+//! Every spec type refuses unknown fields, so a manifest with a typo fails to parse
+//! offline (`postern plan`) instead of silently doing nothing. The generated CRDs carry
+//! structural schemas only (no CEL), so API servers from v1.20 on accept them; rules the
+//! schema cannot express are checked by the compiler and reported in status.
 #![forbid(unsafe_code)]
+// `#[kube(printcolumn(type_ = ...), printcolumn(type_ = ...))]` repeats keys by design.
+#![allow(clippy::duplicated_attributes)]
+
+pub mod common;
+pub mod crl_source;
+pub mod duration;
+pub mod generate;
+pub mod ldap_profile;
+pub mod listener;
+pub mod mail_flow_policy;
+pub mod quantity;
+pub mod smtp_auth_profile;
+
+pub use common::{
+    CaBundle, Condition, ConditionStatus, ConfigMapKeyRef, ObjectRef, ObjectStatus, SecretKeyRef,
+    condition_type, set_condition,
+};
+pub use crl_source::{
+    CrlFormat, CrlSchedule, CrlScope, CrlSource, CrlSourceSpec, CrlSourceStatus, ServedBy,
+};
+pub use duration::{DurationError, parse_duration};
+pub use ldap_profile::{
+    CertificateAuthQuery, LdapAuthMethod, LdapBind, LdapCache, LdapPool, LdapProfile,
+    LdapProfileSpec, LdapServer, LdapTimeouts, SmtpAuthQuery,
+};
+pub use listener::{
+    HostAccessEntry, Listener, ListenerSpec, ListenerTimeouts, ListenerTls, NextHop,
+    NextHopTimeouts,
+};
+pub use mail_flow_policy::{Limits, MailFlowPolicy, MailFlowPolicySpec, PolicyAction, TlsMode};
+pub use quantity::{Quantity, QuantityError, parse_quantity};
+pub use smtp_auth_profile::{
+    AllowanceAction, AllowanceSpec, CertificateAuthSpec, LdapAuthSpec, SmtpAuthProfile,
+    SmtpAuthProfileSpec, SmtpAuthProfileType, SmtpReply,
+};
+
+/// The API group.
+pub const GROUP: &str = "postern.dev";
+/// The API version.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of every resource.
+pub const API_VERSION: &str = "postern.dev/v1alpha1";
+/// The shared category: `kubectl get postern` lists every resource.
+pub const CATEGORY: &str = "postern";
+
+/// The five kinds.
+pub const KINDS: [&str; 5] = [
+    "LdapProfile",
+    "SmtpAuthProfile",
+    "MailFlowPolicy",
+    "Listener",
+    "CrlSource",
+];

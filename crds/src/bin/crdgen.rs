@@ -1,1 +1,36 @@
-fn main() {}
+//! Writes the CRDs into the chart: `crdgen [DIR]` (default `charts/postern/crds` under
+//! the workspace root), or `crdgen -` to print them all as one multi-document stream.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use postern_crds::generate::{CHART_CRD_DIR, crd_files};
+
+fn main() -> ExitCode {
+    let arg = std::env::args().nth(1);
+    if arg.as_deref() == Some("-") {
+        for (_, text) in crd_files() {
+            println!("---\n{}", text.trim_end());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let dir = arg.map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(CHART_CRD_DIR)
+    });
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("crdgen: cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    for (name, text) in crd_files() {
+        let path = dir.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("crdgen: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("crdgen: wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,133 @@
+//! `CrlSource`: a certificate revocation list fetched on a schedule.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::Condition;
+use crate::duration::DURATION_PATTERN;
+
+/// A certificate revocation list fetched on a schedule and enforced on TLS connections.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "postern.dev",
+    version = "v1alpha1",
+    kind = "CrlSource",
+    namespaced,
+    status = "CrlSourceStatus",
+    shortname = "crl",
+    category = "postern",
+    doc = "A certificate revocation list fetched on a schedule and enforced on TLS connections.",
+    printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled"),
+    printcolumn(name = "Entries", type_ = "integer", json_path = ".status.entries"),
+    printcolumn(name = "Next Update", type_ = "date", json_path = ".status.nextUpdate"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrlSourceSpec {
+    /// Disabled sources are neither fetched nor enforced. Default `true`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// `Asn1` (DER) or `Pem`.
+    pub format: CrlFormat,
+    /// Where to fetch the CRL, e.g. `https://crl.example.com/certs.crl`.
+    #[schemars(pattern(r"^https?://[^\s/]+(/\S*)?$"))]
+    pub primary_url: String,
+    /// Used when the primary source cannot be fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^https?://[^\s/]+(/\S*)?$"))]
+    pub secondary_url: Option<String>,
+    /// When to fetch.
+    pub schedule: CrlSchedule,
+    /// Which TLS checks use the CRL: `InboundSmtpTls` (client certificates) and/or
+    /// `OutboundSmtpTls` (the next hop's certificate).
+    #[schemars(length(min = 1))]
+    pub applies_to: Vec<CrlScope>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Fetch schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrlSchedule {
+    /// Time between fetches, e.g. `1h`.
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub interval: String,
+}
+
+/// CRL file encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum CrlFormat {
+    /// DER (`application/pkix-crl`).
+    Asn1,
+    /// PEM `X509 CRL` blocks.
+    Pem,
+}
+
+/// Which TLS connections a CRL is enforced on.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum CrlScope {
+    /// Client certificates presented to the listeners.
+    InboundSmtpTls,
+    /// The next hop's server certificate.
+    OutboundSmtpTls,
+}
+
+/// Which URL the CRL in force came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ServedBy {
+    /// `primaryUrl`.
+    Primary,
+    /// `secondaryUrl`.
+    Secondary,
+}
+
+/// Status of a CRL source: conditions plus the facts of the CRL in force.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrlSourceStatus {
+    /// `Accepted`, `ResolvedRefs`, `Programmed` and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the CRL in force was fetched (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub last_fetch_time: Option<String>,
+    /// Which URL it came from: `primary` or `secondary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<ServedBy>,
+    /// The CRL's thisUpdate (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub this_update: Option<String>,
+    /// The CRL's nextUpdate (RFC 3339). Past it, certificates of this issuer are treated
+    /// as unverifiable (fail closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub next_update: Option<String>,
+    /// Number of revoked certificates listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<u64>,
+    /// The CRL's issuer DN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}

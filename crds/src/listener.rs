@@ -1,0 +1,163 @@
+//! `Listener`: an SMTP port of the gateway fleet.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{CaBundle, ObjectRef, ObjectStatus, SecretKeyRef};
+use crate::duration::DURATION_PATTERN;
+use crate::mail_flow_policy::TlsMode;
+
+/// An SMTP listener: address and port, TLS material, the authentication profile in
+/// force, the host access table choosing a mail flow policy per client, and the next hop.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "postern.dev",
+    version = "v1alpha1",
+    kind = "Listener",
+    namespaced,
+    status = "ObjectStatus",
+    shortname = "lsn",
+    shortname = "smtplistener",
+    category = "postern",
+    doc = "An SMTP listener of the gateway fleet.",
+    printcolumn(name = "Port", type_ = "integer", json_path = ".spec.port"),
+    printcolumn(
+        name = "Hostname",
+        type_ = "string",
+        json_path = ".spec.hostname",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Profile",
+        type_ = "string",
+        json_path = ".spec.smtpAuthProfileRef.name"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// TCP port, e.g. 587 (submission), 465 (SMTPS, with `implicitTls`) or 25.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Address to bind. Default `0.0.0.0` (every IPv4 address); `::` for IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Host name used in the greeting, the EHLO reply and `Received` headers.
+    #[schemars(length(min = 1, max = 253))]
+    pub hostname: String,
+    /// `true` for SMTPS: TLS from the first byte (usually port 465).
+    #[serde(default)]
+    pub implicit_tls: bool,
+    /// Server certificate and the trust anchors for client certificates. Required when
+    /// any mail flow policy of the listener offers TLS, or `implicitTls` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// The SmtpAuthProfile in force on this listener. Required when a policy of the
+    /// listener has `requireSmtpAuth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_auth_profile_ref: Option<ObjectRef>,
+    /// Ordered host access table: the first row whose CIDRs contain the client's address
+    /// picks the mail flow policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_access_table: Vec<HostAccessEntry>,
+    /// The MailFlowPolicy for clients no row of the host access table matches.
+    pub default_mail_flow_policy_ref: ObjectRef,
+    /// Where accepted mail is relayed.
+    pub next_hop: NextHop,
+    /// Idle timeouts of client sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<ListenerTimeouts>,
+    /// Most concurrent connections per gateway pod; more get `421 4.7.0`. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections: Option<u32>,
+}
+
+/// TLS material of a listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerTls {
+    /// A `kubernetes.io/tls` Secret: `tls.crt` (certificate chain, leaf first) and
+    /// `tls.key` (its private key).
+    pub certificate_secret_ref: ObjectRef,
+    /// The Secret key holding the PEM CA certificates client certificates must chain to
+    /// (e.g. the CAC roots). Required when client certificates are asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// One row of the host access table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostAccessEntry {
+    /// Sender group name for logs and metrics, e.g. `RELAYLIST`.
+    #[schemars(length(min = 1, max = 63))]
+    pub sender_group: String,
+    /// Client networks, e.g. `10.0.0.0/8`; a bare address means that one host.
+    #[schemars(length(min = 1))]
+    pub cidrs: Vec<String>,
+    /// The MailFlowPolicy applied to these clients.
+    pub mail_flow_policy_ref: ObjectRef,
+}
+
+/// The SMTP server accepted mail is relayed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NextHop {
+    /// Host name or IP address.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// TCP port. Default 25.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// STARTTLS towards the next hop: `Disabled`, `Preferred` or `Required`. Default
+    /// `Preferred`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMode>,
+    /// Trust anchors for the next hop's certificate. Omitted: the next hop's certificate
+    /// is not verified (opportunistic encryption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundle>,
+    /// Connect and command timeouts towards the next hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<NextHopTimeouts>,
+}
+
+/// Timeouts towards the next hop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NextHopTimeouts {
+    /// Connect timeout. Default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub connect: Option<String>,
+    /// Timeout for each reply of the next hop. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub command: Option<String>,
+}
+
+/// Idle timeouts of client sessions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerTimeouts {
+    /// Longest wait for the next command (`421 4.4.2` after it). Default `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub command: Option<String>,
+    /// Longest wait for the next chunk of message data. Default `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub data: Option<String>,
+}

@@ -1,0 +1,129 @@
+//! `SmtpAuthProfile`: how a listener's clients prove who they are.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{ObjectRef, ObjectStatus};
+
+/// How clients authenticate: by client certificate (mapped to a user with an LDAP
+/// certificate query), or by SMTP AUTH checked against LDAP.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "postern.dev",
+    version = "v1alpha1",
+    kind = "SmtpAuthProfile",
+    namespaced,
+    status = "ObjectStatus",
+    shortname = "sap",
+    shortname = "authprofile",
+    category = "postern",
+    doc = "How a listener's clients authenticate: client certificate or SMTP AUTH against LDAP.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(
+        name = "Fallback",
+        type_ = "boolean",
+        json_path = ".spec.certificate.allowSmtpAuthFallback"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmtpAuthProfileSpec {
+    /// `Certificate` (client certificate, optionally falling back to SMTP AUTH) or
+    /// `Ldap` (SMTP AUTH checked against LDAP). Set the section of the same name.
+    #[serde(rename = "type")]
+    pub type_: SmtpAuthProfileType,
+    /// Settings for `type: Certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateAuthSpec>,
+    /// Settings for `type: Ldap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<LdapAuthSpec>,
+}
+
+/// The type of an SMTP authentication profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum SmtpAuthProfileType {
+    /// Client certificate, mapped to a user with the LdapProfile's certificateAuthQuery.
+    Certificate,
+    /// SMTP AUTH, checked with the LdapProfile's smtpAuthQuery.
+    Ldap,
+}
+
+/// Certificate authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateAuthSpec {
+    /// The LdapProfile whose `certificateAuthQuery` maps certificates to users.
+    pub ldap_profile_ref: ObjectRef,
+    /// "Allow the SMTP AUTH command if a client certificate is not available". Needs
+    /// `fallbackProfileRef`.
+    #[serde(default)]
+    pub allow_smtp_auth_fallback: bool,
+    /// The `type: Ldap` SmtpAuthProfile used for SMTP AUTH when the client presents no
+    /// certificate. Used only with `allowSmtpAuthFallback: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_profile_ref: Option<ObjectRef>,
+}
+
+/// SMTP AUTH checked against LDAP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapAuthSpec {
+    /// The LdapProfile whose `smtpAuthQuery` finds and checks the user.
+    pub ldap_profile_ref: ObjectRef,
+    /// "Check with LDAP if user is allowed to use SMTP AUTH" (the allowance query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowance: Option<AllowanceSpec>,
+}
+
+/// The allowance check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AllowanceSpec {
+    /// Run the LdapProfile's `smtpAuthQuery.allowanceFilter` after a successful bind.
+    #[serde(default)]
+    pub enabled: bool,
+    /// What happens to a user the allowance filter does not match: `Reject` answers
+    /// with `response`; `Monitor` lets the session continue and logs every command.
+    /// Default `Reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<AllowanceAction>,
+    /// The reply for a rejected user. Default `525 5.7.13`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<SmtpReply>,
+}
+
+/// What happens to a user the allowance filter does not match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum AllowanceAction {
+    /// Refuse the AUTH command with the configured response.
+    Reject,
+    /// Authenticate anyway and log every command of the session.
+    Monitor,
+}
+
+/// A custom SMTP reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmtpReply {
+    /// Three-digit reply code, 4xx or 5xx, e.g. 525.
+    #[schemars(range(min = 400, max = 599))]
+    pub code: u16,
+    /// RFC 3463 enhanced status code whose class matches `code`, e.g. `5.7.13`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[245]\.[0-9]{1,3}\.[0-9]{1,3}$"))]
+    pub enhanced_code: Option<String>,
+    /// One line of text, e.g. `Dear user, please use your CAC to send email.`
+    #[schemars(length(min = 1, max = 400))]
+    pub text: String,
+}
