@@ -1,1 +1,4 @@
 #![forbid(unsafe_code)]
+//! Postern controller and offline CLI.
+
+pub mod operator;

@@ -1,0 +1,266 @@
+//! The gateway's cluster config source: watches the namespace's rendered Secret through
+//! the API (a mounted Secret volume lags by up to a minute), hands each new configuration
+//! to the reload path, and reports what runs in the gateway's report Lease.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{self, CrlFacts, GatewayReport, Refusal};
+use crate::config::GatewayConfig;
+
+/// Field manager of the gateway's writes.
+pub const FIELD_MANAGER: &str = "postern-gateway";
+
+/// Where to find the configuration and how to report.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// The gateway's namespace (`POD_NAMESPACE`).
+    pub namespace: String,
+    /// The rendered Secret's name.
+    pub secret_name: String,
+    /// This gateway's name (`POD_NAME`); unique in the namespace.
+    pub gateway_name: String,
+    /// The Pod's UID (`POD_UID`), to make the report Lease owned by the Pod.
+    pub pod_uid: Option<String>,
+    /// How often the report is renewed.
+    pub heartbeat: Duration,
+    /// How long a report stays valid without renewal (`leaseDurationSeconds`).
+    pub report_ttl: Duration,
+}
+
+impl ClusterOptions {
+    /// Defaults: the standard Secret name, a 10 s heartbeat, a 30 s report lifetime.
+    pub fn new(namespace: &str, gateway_name: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            secret_name: protocol::RENDERED_SECRET.into(),
+            gateway_name: gateway_name.into(),
+            pod_uid: None,
+            heartbeat: Duration::from_secs(10),
+            report_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The gateway's reload path, as the cluster source sees it.
+pub trait ConfigSink: Send + Sync + 'static {
+    /// Validates, builds and atomically swaps in `config`. On `Err(why)` the running
+    /// configuration stays in force.
+    fn apply(&self, config: GatewayConfig) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Per-CRL-source facts of the running gateway, for the report.
+pub type CrlFactsFn = Arc<dyn Fn() -> Vec<CrlFacts> + Send + Sync>;
+
+/// Errors that stop the cluster source.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The watch on the rendered Secret ended (the client was shut down).
+    #[error("the watch on secret {namespace}/{name} ended")]
+    WatchEnded {
+        /// Namespace.
+        namespace: String,
+        /// Secret name.
+        name: String,
+    },
+}
+
+/// Runs until `shutdown`: applies every new rendered configuration and keeps the report
+/// Lease current; on shutdown deletes the report so the controller stops counting this
+/// gateway at once.
+pub async fn run<S: ConfigSink>(
+    client: Client,
+    opts: ClusterOptions,
+    sink: S,
+    crl_facts: CrlFactsFn,
+    shutdown: CancellationToken,
+) -> Result<(), ClusterError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
+    let mut reporter = Reporter {
+        leases: Api::namespaced(client, &opts.namespace),
+        opts: opts.clone(),
+        report: GatewayReport::default(),
+        crl_facts,
+        written: None,
+    };
+    let selector = format!("metadata.name={}", opts.secret_name);
+    let mut events = watcher::watcher(secrets, watcher::Config::default().fields(&selector))
+        .default_backoff()
+        .boxed();
+    tracing::info!(namespace = %opts.namespace, secret = %opts.secret_name,
+        gateway = %opts.gateway_name, "watching the rendered configuration");
+    reporter.write().await;
+    let mut heartbeat = tokio::time::interval(opts.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                reporter.withdraw().await;
+                return Ok(());
+            }
+            _ = heartbeat.tick() => reporter.write().await,
+            ev = events.next() => match ev {
+                None => {
+                    return Err(ClusterError::WatchEnded {
+                        namespace: opts.namespace.clone(),
+                        name: opts.secret_name.clone(),
+                    })
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "watch on the rendered configuration failed; retrying"),
+                Some(Ok(Event::Apply(s) | Event::InitApply(s))) => {
+                    handle_secret(&s, &sink, &mut reporter).await;
+                }
+                Some(Ok(Event::Delete(_))) => tracing::warn!(
+                    namespace = %opts.namespace, secret = %opts.secret_name,
+                    "rendered configuration deleted; the running configuration stays in force"),
+                Some(Ok(Event::Init | Event::InitDone)) => {}
+            }
+        }
+    }
+}
+
+async fn handle_secret<S: ConfigSink>(secret: &Secret, sink: &S, reporter: &mut Reporter) {
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    let origin = format!(
+        "secret {}/{}",
+        reporter.opts.namespace, reporter.opts.secret_name
+    );
+    let (config, hash) = match protocol::decode_rendered(&data, &annotations, &origin) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(secret = %origin, error = %e,
+                "rendered configuration not applied; the running one stays in force");
+            let hash = annotations
+                .get(protocol::HASH_ANNOTATION)
+                .cloned()
+                .unwrap_or_default();
+            reporter.report.refusal = Some(Refusal {
+                hash,
+                message: e.to_string(),
+            });
+            reporter.write().await;
+            return;
+        }
+    };
+    if reporter.report.applied_hash.as_deref() == Some(hash.as_str()) {
+        // Same configuration (a resync, or a drift repair restoring it).
+        if reporter.report.refusal.take().is_some() {
+            reporter.write().await;
+        }
+        return;
+    }
+    let started = std::time::Instant::now();
+    match sink.apply(config).await {
+        Ok(()) => {
+            tracing::info!(secret = %origin, hash = %hash,
+                took_ms = started.elapsed().as_millis() as u64, "applied configuration");
+            reporter.report.applied_hash = Some(hash);
+            reporter.report.ready = true;
+            reporter.report.refusal = None;
+        }
+        Err(why) => {
+            tracing::error!(secret = %origin, hash = %hash, error = %why,
+                "configuration refused; the running one stays in force");
+            reporter.report.refusal = Some(Refusal { hash, message: why });
+        }
+    }
+    reporter.write().await;
+}
+
+struct Reporter {
+    leases: Api<Lease>,
+    opts: ClusterOptions,
+    report: GatewayReport,
+    crl_facts: CrlFactsFn,
+    written: Option<GatewayReport>,
+}
+
+impl Reporter {
+    fn name(&self) -> String {
+        protocol::report_name(&self.opts.gateway_name)
+    }
+
+    /// Writes the report and renews the heartbeat (server-side apply: creates or updates).
+    async fn write(&mut self) {
+        self.report.crl_sources = (self.crl_facts)();
+        let mut metadata = json!({
+            "name": self.name(),
+            "namespace": self.opts.namespace,
+            "labels": {
+                protocol::REPORT_LABEL: "true",
+                "app.kubernetes.io/name": "postern-gateway",
+                "app.kubernetes.io/managed-by": "postern",
+            },
+            "annotations": self.report.to_annotations(),
+        });
+        if let Some(uid) = &self.opts.pod_uid {
+            metadata["ownerReferences"] = json!([{
+                "apiVersion": "v1", "kind": "Pod", "name": self.opts.gateway_name, "uid": uid,
+            }]);
+        }
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": {
+                "holderIdentity": self.opts.gateway_name,
+                "leaseDurationSeconds": self.opts.report_ttl.as_secs().max(1),
+                "renewTime": MicroTime(Timestamp::now()),
+            },
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match self
+            .leases
+            .patch(&self.name(), &params, &Patch::Apply(&lease))
+            .await
+        {
+            Ok(_) => {
+                if self.written.as_ref() != Some(&self.report) {
+                    tracing::info!(report = %self.name(),
+                        applied_hash = self.report.applied_hash.as_deref().unwrap_or("-"),
+                        ready = self.report.ready,
+                        refused = self.report.refusal.as_ref().map(|r| r.hash.as_str()).unwrap_or("-"),
+                        "reported to the controller");
+                    self.written = Some(self.report.clone());
+                }
+            }
+            Err(e) => tracing::warn!(report = %self.name(), error = %e,
+                "cannot write the gateway report; retrying at the next heartbeat"),
+        }
+    }
+
+    /// Removes the report at shutdown.
+    async fn withdraw(&mut self) {
+        match self
+            .leases
+            .delete(&self.name(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => tracing::info!(report = %self.name(), "withdrew the gateway report"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::warn!(report = %self.name(), error = %e,
+                "cannot withdraw the gateway report; it expires on its own"),
+        }
+    }
+}
