@@ -1,9 +1,19 @@
 //! Postern's gateway: the SMTP/TLS data plane and the owner of its configuration format.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod crl;
+pub mod demo;
+pub mod demo_sink;
 pub mod ldap;
+pub mod metrics;
+pub mod net;
+pub mod relay;
+pub mod reload;
+pub mod runtime;
+pub mod server;
+pub mod smtp;
 pub mod tls;

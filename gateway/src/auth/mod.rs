@@ -5,13 +5,17 @@
 //! password are good (and whether the user is *allowed* to use AUTH). The LDAP directory
 //! implements both; [`static_users`] implements them from a fixed list for the embedded demo.
 
+pub mod build;
 pub mod certificate;
+pub mod static_users;
 
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use build::{AuthBuildError, AuthRuntime, SmtpAuthRuntime, build_auth_profile};
 pub use certificate::CertificateFacts;
+pub use static_users::StaticUsers;
 
 /// A boxed, sendable future (the traits here are used as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -35,7 +35,8 @@ pub enum RevocationStatus {
 /// Answers revocation questions from the CRLs in force.
 pub trait RevocationChecker: Send + Sync + Debug {
     /// Look up `serial` (the raw DER INTEGER content) of a certificate issued by the CA whose
-    /// subject name is `issuer_der` (raw DER of the Name) and, when the certificate has one,
+    /// subject name is `issuer_der` (raw DER of the Name, SEQUENCE tag included, as
+    /// x509-parser's `X509Name::as_raw()` gives it) and, when the certificate has one,
     /// whose key id is `authority_key_id`. `scope` says which TLS check is asking.
     fn check(
         &self,

@@ -1,0 +1,113 @@
+//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz` and `/config` (the applied
+//! configuration's hash and generation, which the controller compares with the desired
+//! hash).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::reload::{LastAttempt, Reloader};
+use crate::server::Server;
+
+#[derive(Clone)]
+struct AdminState {
+    registry: Arc<Registry>,
+    server: Server,
+    reloader: Arc<Reloader>,
+}
+
+/// `/config` body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigStatus {
+    /// Hash of the configuration in force (absent before the first one).
+    pub hash: Option<String>,
+    /// Its generation (0 before the first one).
+    pub generation: u64,
+    /// Listener names in force.
+    pub listeners: Vec<String>,
+    /// Whether the gateway accepts connections.
+    pub ready: bool,
+    /// The last reload attempt (refused ones say why).
+    pub last_attempt: LastAttempt,
+}
+
+/// Serve the admin endpoint on `addr` until `stop` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    server: Server,
+    reloader: Arc<Reloader>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let state = AdminState {
+        registry,
+        server,
+        reloader,
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/config", get(config))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+/// Bind the admin address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.server.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else if s.server.draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no configuration applied yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn config(State(s): State<AdminState>) -> Json<ConfigStatus> {
+    let rt = s.server.current();
+    Json(ConfigStatus {
+        hash: rt.as_ref().map(|r| r.hash.clone()),
+        generation: rt.as_ref().map(|r| r.generation).unwrap_or(0),
+        listeners: rt
+            .as_ref()
+            .map(|r| r.listeners.keys().cloned().collect())
+            .unwrap_or_default(),
+        ready: s.server.ready(),
+        last_attempt: s.reloader.last_attempt(),
+    })
+}

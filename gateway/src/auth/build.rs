@@ -1,0 +1,139 @@
+//! Building a listener's authentication runtime from its profile.
+
+use std::sync::Arc;
+
+use super::static_users::StaticUsers;
+use super::{CertificateMapper, SmtpAuthenticator};
+use crate::config::{self, AuthBackend, GatewayConfig};
+
+/// The SMTP AUTH side of a profile, ready to use.
+#[derive(Debug, Clone)]
+pub struct SmtpAuthRuntime {
+    /// The profile name (the fallback profile's when reached through it), for logs.
+    pub profile: String,
+    /// Checks credentials.
+    pub authenticator: Arc<dyn SmtpAuthenticator>,
+    /// The allowance check's action and response, when enabled.
+    pub allowance: Option<config::Allowance>,
+}
+
+/// A profile's runtime: what the session uses to authenticate.
+#[derive(Debug, Clone)]
+pub struct AuthRuntime {
+    /// The profile name (logs, metrics).
+    pub profile: String,
+    /// Maps verified client certificates to users (Certificate profiles).
+    pub certificate: Option<Arc<dyn CertificateMapper>>,
+    /// SMTP AUTH (Ldap profiles, or Certificate profiles with fallback).
+    pub smtp_auth: Option<SmtpAuthRuntime>,
+}
+
+/// Why a profile could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthBuildError {
+    /// The profile uses an LDAP backend but this build cannot talk to LDAP.
+    #[error(
+        "authProfiles.{profile}: the Ldap backend (ldapProfile {ldap_profile:?}) is not available in this build of the gateway"
+    )]
+    LdapUnavailable {
+        /// The auth profile.
+        profile: String,
+        /// The referenced LDAP profile.
+        ldap_profile: String,
+    },
+    /// A referenced LDAP profile does not exist (validation should have caught it).
+    #[error("authProfiles.{profile}: LdapProfile {ldap_profile:?} not found")]
+    LdapProfileNotFound {
+        /// The auth profile.
+        profile: String,
+        /// The missing LDAP profile.
+        ldap_profile: String,
+    },
+}
+
+/// Build the runtime of auth profile `name`.
+pub fn build_auth_profile(
+    config: &GatewayConfig,
+    name: &str,
+    profile: &config::AuthProfile,
+) -> Result<AuthRuntime, AuthBuildError> {
+    let certificate = match &profile.certificate {
+        None => None,
+        Some(c) => Some(match &c.backend {
+            AuthBackend::Static { users } => {
+                Arc::new(StaticUsers::new(users, false)) as Arc<dyn CertificateMapper>
+            }
+            AuthBackend::Ldap { ldap_profile } => {
+                ldap_certificate_mapper(config, name, ldap_profile)?
+            }
+        }),
+    };
+    let smtp_auth = match &profile.smtp_auth {
+        None => None,
+        Some(a) => {
+            let authenticator = match &a.backend {
+                AuthBackend::Static { users } => {
+                    Arc::new(StaticUsers::new(users, a.allowance.is_some()))
+                        as Arc<dyn SmtpAuthenticator>
+                }
+                AuthBackend::Ldap { ldap_profile } => {
+                    ldap_authenticator(config, &a.profile, ldap_profile, a.allowance.is_some())?
+                }
+            };
+            Some(SmtpAuthRuntime {
+                profile: a.profile.clone(),
+                authenticator,
+                allowance: a.allowance.clone(),
+            })
+        }
+    };
+    Ok(AuthRuntime {
+        profile: name.to_owned(),
+        certificate,
+        smtp_auth,
+    })
+}
+
+// The two functions below are where the LDAP backend plugs in (gateway/src/ldap/). Until
+// it does, a configuration that uses it is refused at build time with a clear error, so
+// the gateway never runs a profile it cannot enforce.
+
+fn ldap_certificate_mapper(
+    config: &GatewayConfig,
+    profile: &str,
+    ldap_profile: &str,
+) -> Result<Arc<dyn CertificateMapper>, AuthBuildError> {
+    ldap_profile_exists(config, profile, ldap_profile)?;
+    Err(AuthBuildError::LdapUnavailable {
+        profile: profile.to_owned(),
+        ldap_profile: ldap_profile.to_owned(),
+    })
+}
+
+fn ldap_authenticator(
+    config: &GatewayConfig,
+    profile: &str,
+    ldap_profile: &str,
+    _check_allowance: bool,
+) -> Result<Arc<dyn SmtpAuthenticator>, AuthBuildError> {
+    ldap_profile_exists(config, profile, ldap_profile)?;
+    Err(AuthBuildError::LdapUnavailable {
+        profile: profile.to_owned(),
+        ldap_profile: ldap_profile.to_owned(),
+    })
+}
+
+fn ldap_profile_exists(
+    config: &GatewayConfig,
+    profile: &str,
+    ldap_profile: &str,
+) -> Result<(), AuthBuildError> {
+    if config.ldap_profiles.contains_key(ldap_profile) {
+        Ok(())
+    } else {
+        Err(AuthBuildError::LdapProfileNotFound {
+            profile: profile.to_owned(),
+            ldap_profile: ldap_profile.to_owned(),
+        })
+    }
+}

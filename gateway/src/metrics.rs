@@ -1,0 +1,180 @@
+//! The gateway's Prometheus metrics.
+//!
+//! One [`Registry`] is built in `main` and passed as `&mut` to each subsystem's `register`
+//! function (this one, the LDAP client's, the CRL fetcher's), so everything is served on
+//! one `/metrics` endpoint.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `listener`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// Listener name.
+    pub listener: String,
+}
+
+/// `listener`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Listener name.
+    pub listener: String,
+    /// What happened.
+    pub outcome: String,
+}
+
+/// `listener`, `outcome`, `reason`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Listener name.
+    pub listener: String,
+    /// What happened.
+    pub outcome: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// `listener`, `profile`, `method`, `outcome`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// Listener name.
+    pub listener: String,
+    /// Auth profile name.
+    pub profile: String,
+    /// `PLAIN`, `LOGIN` or `certificate`.
+    pub method: String,
+    /// What happened.
+    pub outcome: String,
+}
+
+/// `outcome` (config reloads).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `applied`, `unchanged` or `refused`.
+    pub outcome: String,
+}
+
+/// `hash` (the applied configuration).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HashLabels {
+    /// `sha256:...`.
+    pub hash: String,
+}
+
+/// The gateway engine's metric families.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Connections by outcome (`accepted`, `policy_reject`, `over_capacity`).
+    pub connections: Family<OutcomeLabels, Counter>,
+    /// Open connections.
+    pub connections_active: Family<ListenerLabels, Gauge>,
+    /// TLS handshakes by outcome and failure reason.
+    pub tls_handshakes: Family<ReasonLabels, Counter>,
+    /// Client certificates by outcome (`mapped`, `not_found`, `ambiguous`, `invalid_ignored`, `error`).
+    pub client_certificates: Family<ReasonLabels, Counter>,
+    /// Authentication attempts.
+    pub auth: Family<AuthLabels, Counter>,
+    /// Messages by outcome (`relayed`, `refused_next_hop`, `temp_failed`, `too_big`, ...).
+    pub messages: Family<OutcomeLabels, Counter>,
+    /// Message bytes relayed.
+    pub relayed_bytes: Family<ListenerLabels, Counter>,
+    /// Time from end of data to the next hop's reply.
+    pub relay_seconds: Family<ListenerLabels, Histogram>,
+    /// Refused commands by reply code.
+    pub refusals: Family<ReasonLabels, Counter>,
+    /// Configuration generation (increments on every applied reload).
+    pub config_generation: Gauge,
+    /// 1 for the applied configuration hash.
+    pub config_info: Family<HashLabels, Gauge>,
+    /// Reload attempts.
+    pub config_reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Metrics {
+    /// Create the families and register them under `postern_`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            connections: Family::default(),
+            connections_active: Family::default(),
+            tls_handshakes: Family::default(),
+            client_certificates: Family::default(),
+            auth: Family::default(),
+            messages: Family::default(),
+            relayed_bytes: Family::default(),
+            relay_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            refusals: Family::default(),
+            config_generation: Gauge::default(),
+            config_info: Family::default(),
+            config_reloads: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("postern");
+        r.register(
+            "connections",
+            "SMTP connections by listener and outcome",
+            m.connections.clone(),
+        );
+        r.register(
+            "connections_active",
+            "Open SMTP connections",
+            m.connections_active.clone(),
+        );
+        r.register(
+            "tls_handshakes",
+            "Inbound TLS handshakes by outcome and reason",
+            m.tls_handshakes.clone(),
+        );
+        r.register(
+            "client_certificates",
+            "Client certificates by outcome",
+            m.client_certificates.clone(),
+        );
+        r.register(
+            "auth",
+            "Authentication attempts (SMTP AUTH and certificates)",
+            m.auth.clone(),
+        );
+        r.register("messages", "Messages by outcome", m.messages.clone());
+        r.register(
+            "relayed_bytes",
+            "Message bytes accepted by the next hop",
+            m.relayed_bytes.clone(),
+        );
+        r.register(
+            "relay_seconds",
+            "Time from the end of DATA to the next hop's final reply",
+            m.relay_seconds.clone(),
+        );
+        r.register(
+            "refusals",
+            "Refused SMTP commands by reply code",
+            m.refusals.clone(),
+        );
+        r.register(
+            "config_generation",
+            "Generation of the applied configuration",
+            m.config_generation.clone(),
+        );
+        r.register(
+            "config_info",
+            "The applied configuration hash (value 1)",
+            m.config_info.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Configuration reload attempts by outcome",
+            m.config_reloads.clone(),
+        );
+        m
+    }
+
+    /// Metrics registered into a throw-away registry (unit tests).
+    pub fn unregistered() -> Self {
+        Self::register(&mut Registry::default())
+    }
+}

@@ -1,0 +1,219 @@
+//! Applying configurations: validate and build completely, then swap atomically.
+//!
+//! [`Reloader::apply`] is the one entry point for every configuration source: the file
+//! watcher here (`--config FILE`), and the Kubernetes Secret watcher beside it. A refused
+//! configuration is logged with every problem and counted; the one in force keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::config::GatewayConfig;
+use crate::metrics::{HashLabels, ReloadLabels};
+use crate::runtime::{self, Services};
+use crate::server::Server;
+
+/// What happened to an applied configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// It is now in force.
+    Installed {
+        /// Its generation.
+        generation: u64,
+        /// Its hash.
+        hash: String,
+    },
+    /// It is the one already in force.
+    Unchanged {
+        /// Its hash.
+        hash: String,
+    },
+}
+
+/// The outcome of the last attempt, for the admin endpoint.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastAttempt {
+    /// Where the configuration came from.
+    pub origin: String,
+    /// Its hash, when it parsed.
+    pub hash: Option<String>,
+    /// Why it was refused, when it was.
+    pub error: Option<String>,
+    /// When (RFC 3339).
+    pub time: String,
+}
+
+/// Builds and installs configurations.
+#[derive(Debug)]
+pub struct Reloader {
+    server: Server,
+    services: Services,
+    generation: AtomicU64,
+    lock: Mutex<()>,
+    last: Mutex<LastAttempt>,
+}
+
+impl Reloader {
+    /// A reloader for `server`.
+    pub fn new(server: Server, services: Services) -> Self {
+        Self {
+            server,
+            services,
+            generation: AtomicU64::new(0),
+            lock: Mutex::new(()),
+            last: Mutex::new(LastAttempt::default()),
+        }
+    }
+
+    /// The last attempt's outcome.
+    pub fn last_attempt(&self) -> LastAttempt {
+        self.last.lock().expect("last lock").clone()
+    }
+
+    fn record(&self, origin: &str, hash: Option<String>, error: Option<String>) {
+        let time = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        *self.last.lock().expect("last lock") = LastAttempt {
+            origin: origin.to_owned(),
+            hash,
+            error,
+            time,
+        };
+    }
+
+    fn refused(&self, origin: &str, hash: Option<String>, why: String) -> String {
+        self.services
+            .metrics
+            .config_reloads
+            .get_or_create(&ReloadLabels {
+                outcome: "refused".into(),
+            })
+            .inc();
+        error!(target: "postern::decision", decision = "config", outcome = "refused", origin, reason = %why, "configuration refused; the one in force keeps serving");
+        self.record(origin, hash, Some(why.clone()));
+        why
+    }
+
+    /// Report a configuration that could not even be read or parsed.
+    pub fn refuse_unreadable(&self, origin: &str, why: String) -> String {
+        self.refused(origin, None, why)
+    }
+
+    /// Validate, build and install `config`. Blocking (builds TLS configurations): call
+    /// from a blocking-safe context or accept the short pause.
+    pub fn apply(&self, config: &GatewayConfig, origin: &str) -> Result<Applied, String> {
+        let _serial = self.lock.lock().expect("reload lock");
+        let hash = config.hash();
+        if self.server.current().is_some_and(|rt| rt.hash == hash) {
+            self.services
+                .metrics
+                .config_reloads
+                .get_or_create(&ReloadLabels {
+                    outcome: "unchanged".into(),
+                })
+                .inc();
+            self.record(origin, Some(hash.clone()), None);
+            return Ok(Applied::Unchanged { hash });
+        }
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        let rt = match runtime::build(config, generation, &self.services) {
+            Ok(rt) => rt,
+            Err(e) => return Err(self.refused(origin, Some(hash), e.to_string())),
+        };
+        let old_hash = self.server.current().map(|r| r.hash.clone());
+        if let Err(e) = self.server.install(rt) {
+            return Err(self.refused(origin, Some(hash), e.to_string()));
+        }
+        self.generation.store(generation, Ordering::Release);
+        let m = &self.services.metrics;
+        if let Some(old) = old_hash {
+            m.config_info.remove(&HashLabels { hash: old });
+        }
+        m.config_info
+            .get_or_create(&HashLabels { hash: hash.clone() })
+            .set(1);
+        m.config_generation.set(generation as i64);
+        m.config_reloads
+            .get_or_create(&ReloadLabels {
+                outcome: "applied".into(),
+            })
+            .inc();
+        info!(target: "postern::decision", decision = "config", outcome = "applied", origin, generation, hash = %hash, listeners = config.listeners.len(), "configuration applied");
+        self.record(origin, Some(hash.clone()), None);
+        Ok(Applied::Installed { generation, hash })
+    }
+
+    /// Read, parse and apply a configuration file.
+    pub fn apply_file(&self, path: &Path) -> Result<Applied, String> {
+        let origin = path.display().to_string();
+        match GatewayConfig::load(path) {
+            Ok(config) => self.apply(&config, &origin),
+            Err(e) => Err(self.refuse_unreadable(&origin, e.to_string())),
+        }
+    }
+}
+
+/// Watch `path` and apply it whenever its content changes (inotify through `notify`, plus
+/// polling every `poll` as a safety net, e.g. for Kubernetes' symlink-swapped volumes on
+/// file systems without events). Also reloads on SIGHUP.
+pub async fn watch_file(reloader: Arc<Reloader>, path: PathBuf, poll: Duration) {
+    let (tx, mut rx) = mpsc::channel::<()>(16);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let notify_tx = tx.clone();
+    let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+        let _ = notify_tx.try_send(());
+    });
+    let _watcher = match watcher {
+        Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "cannot watch the configuration directory; polling only");
+                None
+            }
+        },
+        Err(e) => {
+            warn!(error = %e, "file watching unavailable; polling only");
+            None
+        }
+    };
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last_seen = std::fs::read(&path)
+        .ok()
+        .map(|b| Sha256::digest(&b).to_vec());
+    let mut ticker = tokio::time::interval(poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = rx.recv() => false,
+            _ = ticker.tick() => false,
+            Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        // Let a burst of events (write, rename, chmod) settle.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while rx.try_recv().is_ok() {}
+        let digest = match tokio::fs::read(&path).await {
+            Ok(bytes) => Some(Sha256::digest(&bytes).to_vec()),
+            Err(_) => None,
+        };
+        if digest.is_none() || (digest == last_seen && !forced) {
+            continue;
+        }
+        last_seen = digest;
+        let r = reloader.clone();
+        let p = path.clone();
+        let _ = tokio::task::spawn_blocking(move || r.apply_file(&p)).await;
+    }
+}

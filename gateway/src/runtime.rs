@@ -1,0 +1,266 @@
+//! Everything a configuration needs at run time, prebuilt: TLS server configurations per
+//! listener and policy, host access tables, authentication backends and next hops.
+//!
+//! A [`Runtime`] is built completely (or not at all) before it replaces the one in force,
+//! and sessions hold an `Arc` of their listener's runtime, so a reload never changes the
+//! rules under a session in progress.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rustls::ServerConfig;
+
+use crate::auth::{AuthBuildError, AuthRuntime, build_auth_profile};
+use crate::config::{self, GatewayConfig, MailFlowPolicy, ValidationErrors};
+use crate::metrics::Metrics;
+use crate::relay::{NextHopRuntime, build_next_hop};
+use crate::tls::verifier::VerifierBuildError;
+use crate::tls::{ClientVerifier, RevocationChecker, server_config};
+
+/// Shared services the runtime is built with.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Metric families.
+    pub metrics: Metrics,
+    /// Revocation answers for client certificates (the CRL index, or none).
+    pub revocation: Arc<dyn RevocationChecker>,
+}
+
+/// A configuration, ready to serve.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Increments with every applied configuration.
+    pub generation: u64,
+    /// The configuration's content hash.
+    pub hash: String,
+    /// Listeners by name.
+    pub listeners: BTreeMap<String, Arc<ListenerRuntime>>,
+}
+
+/// One listener, ready to serve.
+#[derive(Debug)]
+pub struct ListenerRuntime {
+    /// Listener name.
+    pub name: String,
+    /// Bound address.
+    pub address: SocketAddr,
+    /// Greeting and `Received` name.
+    pub hostname: String,
+    /// SMTPS.
+    pub implicit_tls: bool,
+    /// Host access table, in order.
+    pub access: Vec<AccessRow>,
+    /// Policy for clients no row matches.
+    pub default_policy: Arc<PolicyRuntime>,
+    /// Authentication, when the listener has a profile.
+    pub auth: Option<Arc<AuthRuntime>>,
+    /// Where mail goes.
+    pub next_hop: Arc<NextHopRuntime>,
+    /// Idle timeout between commands.
+    pub command_timeout: Duration,
+    /// Idle timeout during DATA.
+    pub data_timeout: Duration,
+    /// Connection cap.
+    pub max_connections: u32,
+}
+
+/// One row of a host access table.
+#[derive(Debug)]
+pub struct AccessRow {
+    /// Sender group (logs, metrics).
+    pub sender_group: String,
+    /// Networks.
+    pub cidrs: Vec<IpNet>,
+    /// The policy applied.
+    pub policy: Arc<PolicyRuntime>,
+}
+
+/// A mail flow policy as applied on one listener.
+#[derive(Debug)]
+pub struct PolicyRuntime {
+    /// Policy name.
+    pub name: String,
+    /// The settings.
+    pub policy: MailFlowPolicy,
+    /// TLS server configuration (absent when this listener cannot do TLS under it).
+    pub tls: Option<Arc<ServerConfig>>,
+    /// The client certificate verifier, when client certificates are asked for.
+    pub verifier: Option<Arc<ClientVerifier>>,
+}
+
+impl ListenerRuntime {
+    /// The sender group and policy for a client address (first matching row wins).
+    pub fn policy_for(&self, ip: IpAddr) -> (&str, &Arc<PolicyRuntime>) {
+        let ip = ip.to_canonical();
+        self.access
+            .iter()
+            .find(|row| row.cidrs.iter().any(|net| net.contains(&ip)))
+            .map(|row| (row.sender_group.as_str(), &row.policy))
+            .unwrap_or(("DEFAULT", &self.default_policy))
+    }
+}
+
+/// Why a configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The configuration does not validate.
+    #[error("{0}")]
+    Invalid(#[from] ValidationErrors),
+    /// An authentication profile could not be built.
+    #[error("{0}")]
+    Auth(#[from] AuthBuildError),
+    /// TLS material could not be loaded.
+    #[error("listeners.{listener}: {detail}")]
+    Tls {
+        /// Listener.
+        listener: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The next hop settings could not be built.
+    #[error("listeners.{listener}: {detail}")]
+    NextHop {
+        /// Listener.
+        listener: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// Validate and build `config`.
+pub fn build(
+    config: &GatewayConfig,
+    generation: u64,
+    services: &Services,
+) -> Result<Runtime, BuildError> {
+    config::validate(config)?;
+    let mut auth_profiles = BTreeMap::new();
+    for (name, profile) in &config.auth_profiles {
+        auth_profiles.insert(
+            name.clone(),
+            Arc::new(build_auth_profile(config, name, profile)?),
+        );
+    }
+    let mut listeners = BTreeMap::new();
+    for (name, l) in &config.listeners {
+        listeners.insert(
+            name.clone(),
+            Arc::new(build_listener(config, name, l, &auth_profiles, services)?),
+        );
+    }
+    Ok(Runtime {
+        generation,
+        hash: config.hash(),
+        listeners,
+    })
+}
+
+fn build_listener(
+    config: &GatewayConfig,
+    name: &str,
+    l: &config::Listener,
+    auth_profiles: &BTreeMap<String, Arc<AuthRuntime>>,
+    services: &Services,
+) -> Result<ListenerRuntime, BuildError> {
+    let tls_err = |detail: String| BuildError::Tls {
+        listener: name.to_owned(),
+        detail,
+    };
+    let key = match &l.tls {
+        Some(tls) => Some(Arc::new(
+            config::pem::certified_key(&tls.certificate_chain_pem, &tls.private_key_pem)
+                .map_err(|e| tls_err(format!("server certificate: {e}")))?,
+        )),
+        None => None,
+    };
+    let auth = l
+        .auth_profile
+        .as_ref()
+        .and_then(|p| auth_profiles.get(p))
+        .cloned();
+    let profile_wants_cert = auth.as_ref().is_some_and(|a| a.certificate.is_some());
+    // One PolicyRuntime per policy this listener uses.
+    let mut built: BTreeMap<&str, Arc<PolicyRuntime>> = BTreeMap::new();
+    let mut policy = |pname: &str| -> Result<Arc<PolicyRuntime>, BuildError> {
+        if let Some(p) = built.get(pname) {
+            return Ok(p.clone());
+        }
+        let p = config
+            .policies
+            .get(pname)
+            .expect("validated: policy exists");
+        let wants_cert = profile_wants_cert || p.verify_client_certificate;
+        let tls_possible = l.implicit_tls || p.tls != config::TlsMode::Disabled;
+        let verifier = match (&l.tls, wants_cert && tls_possible) {
+            (Some(tls), true) => {
+                let ca = tls.client_ca_pem.as_deref().ok_or_else(|| {
+                    tls_err(
+                        "client certificates are asked for but no client CA bundle is set".into(),
+                    )
+                })?;
+                Some(Arc::new(
+                    ClientVerifier::new(
+                        ca,
+                        services.revocation.clone(),
+                        p.verify_client_certificate,
+                    )
+                    .map_err(|e: VerifierBuildError| tls_err(e.to_string()))?,
+                ))
+            }
+            _ => None,
+        };
+        let tls = match (&key, tls_possible) {
+            (Some(key), true) => Some(
+                server_config(key.clone(), verifier.clone())
+                    .map_err(|e| tls_err(format!("TLS configuration: {e}")))?,
+            ),
+            _ => None,
+        };
+        let rt = Arc::new(PolicyRuntime {
+            name: pname.to_owned(),
+            policy: p.clone(),
+            tls,
+            verifier,
+        });
+        built.insert(p_name_static(config, pname), rt.clone());
+        Ok(rt)
+    };
+    let default_policy = policy(&l.default_policy)?;
+    let mut access = Vec::new();
+    for row in &l.host_access_table {
+        access.push(AccessRow {
+            sender_group: row.sender_group.clone(),
+            cidrs: row.cidrs.clone(),
+            policy: policy(&row.policy)?,
+        });
+    }
+    let next_hop = build_next_hop(&l.next_hop, &l.hostname).map_err(|e| BuildError::NextHop {
+        listener: name.to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok(ListenerRuntime {
+        name: name.to_owned(),
+        address: SocketAddr::new(l.address, l.port),
+        hostname: l.hostname.clone(),
+        implicit_tls: l.implicit_tls,
+        access,
+        default_policy,
+        auth,
+        next_hop: Arc::new(next_hop),
+        command_timeout: l.timeouts.command.get(),
+        data_timeout: l.timeouts.data.get(),
+        max_connections: l.max_connections,
+    })
+}
+
+/// The policy name borrowed from the config (so the memo map can key on `&str`).
+fn p_name_static<'a>(config: &'a GatewayConfig, name: &str) -> &'a str {
+    config
+        .policies
+        .get_key_value(name)
+        .map(|(k, _)| k.as_str())
+        .expect("validated: policy exists")
+}

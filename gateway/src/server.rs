@@ -1,0 +1,276 @@
+//! The listening side: one accept loop per bound address, the per-listener connection
+//! cap, installing a new [`Runtime`] (binding new ports, closing removed ones) and the
+//! graceful shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels};
+use crate::runtime::{ListenerRuntime, Runtime};
+use crate::smtp::reply;
+use crate::smtp::{Connection, SessionContext};
+
+/// Why a runtime could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// A new listener's address could not be bound.
+    #[error("listeners.{listener}: cannot listen on {address}: {source}")]
+    Bind {
+        /// Listener name.
+        listener: String,
+        /// Address.
+        address: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The server is shutting down.
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+}
+
+struct Bound {
+    stop: CancellationToken,
+}
+
+/// The SMTP server: the runtime in force and the accept loops.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    current: watch::Sender<Option<Arc<Runtime>>>,
+    bound: Mutex<HashMap<SocketAddr, Bound>>,
+    active: Mutex<HashMap<SocketAddr, Arc<AtomicU32>>>,
+    metrics: Metrics,
+    draining: CancellationToken,
+    hard_stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with no runtime yet.
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                current: watch::channel(None).0,
+                bound: Mutex::new(HashMap::new()),
+                active: Mutex::new(HashMap::new()),
+                metrics,
+                draining: CancellationToken::new(),
+                hard_stop: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// The runtime in force.
+    pub fn current(&self) -> Option<Arc<Runtime>> {
+        self.inner.current.borrow().clone()
+    }
+
+    /// Subscribe to runtime changes.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Runtime>>> {
+        self.inner.current.subscribe()
+    }
+
+    /// Whether a runtime is in force and the server is not draining.
+    pub fn ready(&self) -> bool {
+        self.current().is_some() && !self.inner.draining.is_cancelled()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn draining(&self) -> bool {
+        self.inner.draining.is_cancelled()
+    }
+
+    /// Bind what `runtime` needs, then make it the one in force: new sessions use it,
+    /// sessions in progress keep theirs. Nothing changes if a bind fails.
+    pub fn install(&self, runtime: Runtime) -> Result<(), InstallError> {
+        if self.inner.draining.is_cancelled() {
+            return Err(InstallError::ShuttingDown);
+        }
+        let mut bound = self.inner.bound.lock().expect("bound lock");
+        let wanted: HashMap<SocketAddr, String> = runtime
+            .listeners
+            .values()
+            .map(|l| (l.address, l.name.clone()))
+            .collect();
+        let mut new_sockets = Vec::new();
+        for (addr, name) in &wanted {
+            if bound.contains_key(addr) {
+                continue;
+            }
+            let socket = bind(*addr).map_err(|source| InstallError::Bind {
+                listener: name.clone(),
+                address: *addr,
+                source,
+            })?;
+            new_sockets.push((*addr, socket));
+        }
+        self.inner.current.send_replace(Some(Arc::new(runtime)));
+        for (addr, socket) in new_sockets {
+            let stop = CancellationToken::new();
+            bound.insert(addr, Bound { stop: stop.clone() });
+            let server = self.clone();
+            tokio::spawn(async move { server.accept_loop(addr, socket, stop).await });
+            info!(address = %addr, "listening");
+        }
+        bound.retain(|addr, b| {
+            let keep = wanted.contains_key(addr);
+            if !keep {
+                b.stop.cancel();
+                info!(address = %addr, "listener removed: no longer accepting");
+            }
+            keep
+        });
+        Ok(())
+    }
+
+    fn listener_at(&self, addr: SocketAddr) -> Option<Arc<ListenerRuntime>> {
+        let current = self.inner.current.borrow();
+        current
+            .as_ref()?
+            .listeners
+            .values()
+            .find(|l| l.address == addr)
+            .cloned()
+    }
+
+    fn counter(&self, addr: SocketAddr) -> Arc<AtomicU32> {
+        self.inner
+            .active
+            .lock()
+            .expect("active lock")
+            .entry(addr)
+            .or_default()
+            .clone()
+    }
+
+    async fn accept_loop(self, addr: SocketAddr, socket: TcpListener, stop: CancellationToken) {
+        let active = self.counter(addr);
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = self.inner.draining.cancelled() => break,
+                r = socket.accept() => r,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(address = %addr, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Some(listener) = self.listener_at(addr) else {
+                continue;
+            };
+            let labels = ListenerLabels {
+                listener: listener.name.clone(),
+            };
+            if active.fetch_add(1, Ordering::AcqRel) >= listener.max_connections {
+                active.fetch_sub(1, Ordering::AcqRel);
+                self.inner
+                    .metrics
+                    .connections
+                    .get_or_create(&OutcomeLabels {
+                        listener: listener.name.clone(),
+                        outcome: "over_capacity".into(),
+                    })
+                    .inc();
+                info!(target: "postern::decision", listener = %listener.name, client_ip = %peer.ip(), decision = "connect", outcome = "rejected", reason = "listener at maxConnections", max_connections = listener.max_connections);
+                tokio::spawn(async move {
+                    let mut tcp = tcp;
+                    let mut out = Vec::new();
+                    reply::too_many_connections().write_to(&mut out);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&out)).await;
+                    let _ = tcp.shutdown().await;
+                });
+                continue;
+            }
+            let gauge = self
+                .inner
+                .metrics
+                .connections_active
+                .get_or_create(&labels)
+                .clone();
+            gauge.inc();
+            let guard = ActiveGuard {
+                active: active.clone(),
+                gauge,
+            };
+            let ctx = SessionContext {
+                metrics: self.inner.metrics.clone(),
+                hard_stop: self.inner.hard_stop.clone(),
+            };
+            self.inner.tracker.spawn(async move {
+                let _guard = guard;
+                Connection::new(tcp, peer, listener, ctx).run().await;
+            });
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, let sessions finish for up to `grace`, then
+    /// tell the rest `421 4.3.2` and close them.
+    pub async fn shutdown(&self, grace: Duration) {
+        info!(
+            grace_seconds = grace.as_secs_f64(),
+            "shutting down: no longer accepting connections"
+        );
+        self.inner.draining.cancel();
+        self.inner.tracker.close();
+        if tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            info!(
+                sessions = self.inner.tracker.len(),
+                "grace period over: closing remaining sessions with 421 4.3.2"
+            );
+            self.inner.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tracker.wait()).await;
+        }
+        info!("all sessions closed");
+    }
+}
+
+/// Decrements the connection counters when a session ends, however it ends.
+struct ActiveGuard {
+    active: Arc<AtomicU32>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        self.gauge.dec();
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}

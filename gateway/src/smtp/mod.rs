@@ -1,0 +1,12 @@
+//! The SMTP server: command parser, replies, session rules, message data, trace headers
+//! and the per-connection driver.
+
+pub mod command;
+pub mod conn;
+pub mod data;
+pub mod io;
+pub mod received;
+pub mod reply;
+pub mod session;
+
+pub use conn::{Connection, SessionContext};

@@ -1,0 +1,293 @@
+//! Client certificate verification: chain, validity period and key usage with webpki,
+//! then revocation of every certificate of the verified path through the
+//! [`RevocationChecker`] hook.
+//!
+//! Two modes, per mail flow policy (DESIGN.md section 3):
+//! - enforcing (`verifyClientCertificate: true`): an invalid certificate fails the
+//!   handshake with the matching TLS alert (revoked → `certificate_revoked`, expired or not
+//!   yet valid → `certificate_expired`, unknown CA or stale CRL → `unknown_ca`, wrong
+//!   extended key usage → `unsupported_certificate`);
+//! - lenient (certificate profile without `verifyClientCertificate`): the handshake
+//!   accepts any certificate the client can prove it holds; the session then runs
+//!   [`ClientVerifier::verify_chain`] and ignores an invalid certificate, as if none had
+//!   been sent.
+//!
+//! A client certificate is always optional at the TLS layer: "TLS required, no
+//! certificate" is refused later, at MAIL, with `530 5.7.0`.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{RevocationChecker, RevocationStatus};
+use crate::config::{CrlScope, pem};
+
+/// Why a client certificate is not valid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifyFailure {
+    /// The rustls error, which decides the TLS alert.
+    pub error: CertificateError,
+    /// Short machine-readable reason for logs and metrics (`revoked`, `expired`, ...).
+    pub reason: &'static str,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// Why a verifier could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierBuildError {
+    /// The CA bundle does not parse.
+    #[error("client CA bundle: {0}")]
+    Pem(#[from] pem::PemError),
+    /// A CA certificate is not usable as a trust anchor.
+    #[error("client CA certificate #{index} is not a usable trust anchor: {reason}")]
+    Anchor {
+        /// Position in the bundle.
+        index: usize,
+        /// webpki's reason.
+        reason: String,
+    },
+}
+
+/// The verifier of one listener + policy.
+#[derive(Debug)]
+pub struct ClientVerifier {
+    anchors: Vec<TrustAnchor<'static>>,
+    hints: Vec<DistinguishedName>,
+    algs: WebPkiSupportedAlgorithms,
+    revocation: Arc<dyn RevocationChecker>,
+    enforce: bool,
+}
+
+impl ClientVerifier {
+    /// Build from the client CA bundle (PEM).
+    pub fn new(
+        client_ca_pem: &str,
+        revocation: Arc<dyn RevocationChecker>,
+        enforce: bool,
+    ) -> Result<Self, VerifierBuildError> {
+        let mut anchors = Vec::new();
+        let mut hints = Vec::new();
+        for (index, der) in pem::certificates(client_ca_pem)?.iter().enumerate() {
+            let anchor = webpki::anchor_from_trusted_cert(der)
+                .map_err(|e| VerifierBuildError::Anchor {
+                    index,
+                    reason: format!("{e:?}"),
+                })?
+                .to_owned();
+            hints.push(DistinguishedName::in_sequence(&anchor.subject));
+            anchors.push(anchor);
+        }
+        Ok(Self {
+            anchors,
+            hints,
+            algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            revocation,
+            enforce,
+        })
+    }
+
+    /// Whether an invalid certificate fails the handshake (`verifyClientCertificate`).
+    pub fn enforcing(&self) -> bool {
+        self.enforce
+    }
+
+    /// Verify a presented chain at `now`: path to a trust anchor, validity periods,
+    /// client-auth extended key usage, then revocation of every certificate on the path.
+    pub fn verify_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), VerifyFailure> {
+        let ee = webpki::EndEntityCert::try_from(end_entity).map_err(webpki_failure)?;
+        let path = ee
+            .verify_for_usage(
+                self.algs.all,
+                &self.anchors,
+                intermediates,
+                now,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(webpki_failure)?;
+        self.check_revocation(end_entity)?;
+        for cert in path.intermediate_certificates() {
+            self.check_revocation(&cert.der())?;
+        }
+        Ok(())
+    }
+
+    fn check_revocation(&self, der: &CertificateDer<'_>) -> Result<(), VerifyFailure> {
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| VerifyFailure {
+            error: CertificateError::BadEncoding,
+            reason: "bad_encoding",
+            detail: e.to_string(),
+        })?;
+        let aki = cert
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0)
+                }
+                _ => None,
+            });
+        match self.revocation.check(
+            CrlScope::InboundSmtpTls,
+            cert.issuer().as_raw(),
+            aki,
+            cert.raw_serial(),
+        ) {
+            RevocationStatus::NoCrl | RevocationStatus::Good => Ok(()),
+            RevocationStatus::Revoked { source, reason } => Err(VerifyFailure {
+                error: CertificateError::Revoked,
+                reason: "revoked",
+                detail: format!(
+                    "certificate {} (serial {}) is revoked by CRL source {source}{}",
+                    cert.subject(),
+                    crate::auth::certificate::serial_hex(cert.raw_serial()),
+                    reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                ),
+            }),
+            RevocationStatus::Stale {
+                source,
+                next_update,
+            } => Err(VerifyFailure {
+                error: CertificateError::ExpiredRevocationList,
+                reason: "crl_stale",
+                detail: format!(
+                    "the CRL of CRL source {source} is past its nextUpdate {next_update}: certificate {} cannot be checked",
+                    cert.subject()
+                ),
+            }),
+        }
+    }
+}
+
+fn webpki_failure(e: webpki::Error) -> VerifyFailure {
+    use webpki::Error as W;
+    let (error, reason) = match &e {
+        W::CertExpired { .. } | W::InvalidCertValidity => (CertificateError::Expired, "expired"),
+        W::CertNotValidYet { .. } => (CertificateError::NotValidYet, "not_yet_valid"),
+        W::UnknownIssuer => (CertificateError::UnknownIssuer, "unknown_issuer"),
+        W::CertRevoked => (CertificateError::Revoked, "revoked"),
+        W::InvalidSignatureForPublicKey => (CertificateError::BadSignature, "bad_signature"),
+        #[allow(deprecated)]
+        W::RequiredEkuNotFound | W::RequiredEkuNotFoundContext(_) => {
+            (CertificateError::InvalidPurpose, "wrong_key_usage")
+        }
+        #[allow(deprecated)]
+        W::UnsupportedSignatureAlgorithm
+        | W::UnsupportedSignatureAlgorithmContext(_)
+        | W::UnsupportedSignatureAlgorithmForPublicKey
+        | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            (CertificateError::BadSignature, "unsupported_algorithm")
+        }
+        W::BadDer | W::BadDerTime | W::TrailingData(_) => {
+            (CertificateError::BadEncoding, "bad_encoding")
+        }
+        W::CaUsedAsEndEntity => (CertificateError::BadEncoding, "ca_as_end_entity"),
+        _ => (
+            CertificateError::Other(rustls::OtherError(Arc::new(e.clone()))),
+            "invalid",
+        ),
+    };
+    VerifyFailure {
+        error,
+        reason,
+        detail: format!("{e:?}"),
+    }
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if self.enforce {
+            self.verify_chain(end_entity, intermediates, now)
+                .map_err(|f| rustls::Error::InvalidCertificate(f.error))?;
+        }
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// A short reason for a failed server-side handshake, for logs and metric labels.
+pub fn handshake_failure_reason(err: &std::io::Error) -> &'static str {
+    let Some(rustls_err) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return match err.kind() {
+            std::io::ErrorKind::UnexpectedEof => "client_closed",
+            std::io::ErrorKind::TimedOut => "timeout",
+            _ => "io",
+        };
+    };
+    match rustls_err {
+        rustls::Error::InvalidCertificate(c) => match c {
+            CertificateError::Revoked => "revoked",
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not_yet_valid"
+            }
+            CertificateError::UnknownIssuer => "unknown_issuer",
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. } => "crl_stale",
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "wrong_key_usage"
+            }
+            CertificateError::BadEncoding => "bad_encoding",
+            _ => "invalid_certificate",
+        },
+        rustls::Error::AlertReceived(_) => "alert_received",
+        rustls::Error::NoCertificatesPresented => "no_certificate",
+        rustls::Error::PeerIncompatible(_) => "incompatible",
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateHandshakeMessage { .. } => {
+            "protocol"
+        }
+        _ => "tls_error",
+    }
+}
