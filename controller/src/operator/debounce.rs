@@ -1,0 +1,135 @@
+//! Coalesces bursts of changes per key (a namespace) into one reconcile.
+//!
+//! A change makes the key due `delay` later; more changes push that back, but never past
+//! `cap` after the first pending change, so a namespace that never stops changing is
+//! still reconciled regularly. Pure: the caller supplies the clock.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Pending keys and when each is due.
+#[derive(Debug)]
+pub struct Debouncer<K> {
+    delay: Duration,
+    cap: Duration,
+    pending: HashMap<K, Pending>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    first: Instant,
+    due: Instant,
+}
+
+impl<K: Clone + Eq + Hash> Debouncer<K> {
+    /// `delay` after the last change, at most `cap` after the first.
+    pub fn new(delay: Duration, cap: Duration) -> Self {
+        Self {
+            delay,
+            cap: cap.max(delay),
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Records a change of `key` at `now`.
+    pub fn touch(&mut self, key: K, now: Instant) {
+        let delay = self.delay;
+        let cap = self.cap;
+        self.pending
+            .entry(key)
+            .and_modify(|p| p.due = (now + delay).min(p.first + cap).max(p.due))
+            .or_insert(Pending {
+                first: now,
+                due: now + delay,
+            });
+    }
+
+    /// Makes `key` due at `at` at the latest (a timer: retry, report expiry, resync).
+    pub fn schedule(&mut self, key: K, at: Instant) {
+        self.pending
+            .entry(key)
+            .and_modify(|p| p.due = p.due.min(at))
+            .or_insert(Pending { first: at, due: at });
+    }
+
+    /// The earliest due time, if anything is pending.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.due).min()
+    }
+
+    /// Removes and returns every key due at `now`.
+    pub fn take_due(&mut self, now: Instant) -> Vec<K> {
+        let due: Vec<K> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.due <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &due {
+            self.pending.remove(k);
+        }
+        due
+    }
+
+    /// Number of pending keys.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_burst_becomes_one_due_key() {
+        let t = Instant::now();
+        let mut d = Debouncer::new(100 * MS, 1000 * MS);
+        d.touch("ns", t);
+        d.touch("ns", t + 50 * MS);
+        assert!(
+            d.take_due(t + 120 * MS).is_empty(),
+            "pushed back by the second change"
+        );
+        assert_eq!(d.next_due(), Some(t + 150 * MS));
+        assert_eq!(d.take_due(t + 150 * MS), vec!["ns"]);
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn constant_changes_are_capped() {
+        let t = Instant::now();
+        let mut d = Debouncer::new(100 * MS, 300 * MS);
+        for i in 0..10 {
+            d.touch("ns", t + i * 50 * MS);
+        }
+        assert_eq!(d.next_due(), Some(t + 300 * MS));
+    }
+
+    #[test]
+    fn keys_are_independent_and_timers_only_advance() {
+        let t = Instant::now();
+        let mut d = Debouncer::new(100 * MS, 1000 * MS);
+        d.touch("a", t);
+        d.schedule("b", t + 500 * MS);
+        d.schedule("a", t + 20 * MS);
+        assert_eq!(d.take_due(t + 20 * MS), vec!["a"]);
+        d.schedule("b", t + 900 * MS);
+        assert_eq!(
+            d.next_due(),
+            Some(t + 500 * MS),
+            "a later timer keeps the earlier one"
+        );
+        assert_eq!(d.len(), 1);
+    }
+}

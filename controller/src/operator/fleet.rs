@@ -1,0 +1,323 @@
+//! The gateway fleet of a namespace, from the gateways' report Leases (pure).
+//!
+//! A gateway counts when its report is alive (renewed within its `leaseDurationSeconds`,
+//! plus a little grace for clock skew) and it says it is ready. It is programmed when it
+//! runs the desired hash. `Programmed=True` needs every counted gateway programmed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use postern_gateway::cluster::protocol::{CrlFacts, GatewayReport};
+
+/// Extra time a report stays alive past its lease, for clock skew between nodes.
+pub const SKEW_GRACE: SignedDuration = SignedDuration::from_secs(2);
+
+/// One gateway's report as read from its Lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayState {
+    /// The gateway (Pod) name.
+    pub name: String,
+    /// What it reports.
+    pub report: GatewayReport,
+    /// When the report stops counting unless renewed.
+    pub expires: Option<Timestamp>,
+}
+
+impl GatewayState {
+    /// Reads a report Lease.
+    pub fn from_lease(lease: &Lease) -> Self {
+        let spec = lease.spec.clone().unwrap_or_default();
+        let name = spec
+            .holder_identity
+            .clone()
+            .or_else(|| lease.metadata.name.clone())
+            .unwrap_or_default();
+        let expires = spec.renew_time.map(|t| {
+            t.0 + SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(30).into())
+                + SKEW_GRACE
+        });
+        Self {
+            name,
+            report: GatewayReport::from_annotations(
+                &lease.metadata.annotations.clone().unwrap_or_default(),
+            ),
+            expires,
+        }
+    }
+
+    /// Whether the report counts at `now`.
+    pub fn alive(&self, now: Timestamp) -> bool {
+        self.expires.is_some_and(|e| e > now)
+    }
+}
+
+/// Where the fleet stands against a desired hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fleet {
+    /// Ready gateways with a live report, by name.
+    pub ready: Vec<String>,
+    /// Those of them running the desired hash.
+    pub programmed: Vec<String>,
+    /// Ready gateways not (yet) running it: name, what they run, and their refusal if
+    /// they refused the desired configuration.
+    pub lagging: Vec<Lagging>,
+    /// The earliest time a live report expires (to re-check then).
+    pub next_expiry: Option<Timestamp>,
+}
+
+/// A ready gateway that does not run the desired configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lagging {
+    /// Gateway name.
+    pub name: String,
+    /// The hash it runs.
+    pub applied: Option<String>,
+    /// Why it refused the desired configuration, when it did.
+    pub refused: Option<String>,
+}
+
+/// The fleet's state against `desired` at `now`.
+pub fn fleet(gateways: &[GatewayState], desired: Option<&str>, now: Timestamp) -> Fleet {
+    let mut f = Fleet::default();
+    let mut sorted: Vec<&GatewayState> = gateways.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    for g in sorted {
+        if !g.alive(now) {
+            continue;
+        }
+        f.next_expiry = match (f.next_expiry, g.expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if !g.report.ready {
+            continue;
+        }
+        f.ready.push(g.name.clone());
+        if desired.is_some() && g.report.applied_hash.as_deref() == desired {
+            f.programmed.push(g.name.clone());
+        } else {
+            f.lagging.push(Lagging {
+                name: g.name.clone(),
+                applied: g.report.applied_hash.clone(),
+                refused: g
+                    .report
+                    .refusal
+                    .as_ref()
+                    .filter(|r| Some(r.hash.as_str()) == desired)
+                    .map(|r| r.message.clone()),
+            });
+        }
+    }
+    f
+}
+
+/// A `Programmed` verdict: status, reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether it holds.
+    pub status: bool,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// For a human.
+    pub message: String,
+}
+
+/// Short form of a hash for messages: `sha256:0123456789ab`.
+pub fn short_hash(hash: &str) -> &str {
+    let end = hash.find(':').map(|i| i + 13).unwrap_or(12).min(hash.len());
+    &hash[..end]
+}
+
+impl Fleet {
+    /// `Programmed` for objects that are in the configuration with hash `desired`.
+    pub fn programmed_verdict(&self, namespace: &str, desired: &str) -> Verdict {
+        let (n, total) = (self.programmed.len(), self.ready.len());
+        if total == 0 {
+            return Verdict {
+                status: false,
+                reason: "NoGateways",
+                message: format!(
+                    "no ready gateway reports in namespace {namespace}; nothing runs configuration {} yet",
+                    short_hash(desired)
+                ),
+            };
+        }
+        if n == total {
+            return Verdict {
+                status: true,
+                reason: "Programmed",
+                message: format!(
+                    "{n}/{total} gateways programmed with {}",
+                    short_hash(desired)
+                ),
+            };
+        }
+        let refused: Vec<String> = self
+            .lagging
+            .iter()
+            .filter_map(|l| {
+                l.refused
+                    .as_ref()
+                    .map(|m| format!("{} refused it: {m}", l.name))
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Verdict {
+                status: false,
+                reason: "GatewayRefused",
+                message: format!(
+                    "{n}/{total} gateways programmed with {}; {}",
+                    short_hash(desired),
+                    refused.join("; ")
+                ),
+            };
+        }
+        let waiting: Vec<String> = self
+            .lagging
+            .iter()
+            .map(|l| match &l.applied {
+                Some(h) => format!("{} (runs {})", l.name, short_hash(h)),
+                None => l.name.clone(),
+            })
+            .collect();
+        Verdict {
+            status: false,
+            reason: "Pending",
+            message: format!(
+                "{n}/{total} gateways programmed with {}; waiting for {}",
+                short_hash(desired),
+                waiting.join(", ")
+            ),
+        }
+    }
+}
+
+/// The freshest facts about CRL source `name` among live, ready gateways: the one fetched
+/// most recently (RFC 3339 timestamps of one format compare as strings).
+pub fn crl_facts(gateways: &[GatewayState], name: &str, now: Timestamp) -> Option<CrlFacts> {
+    let mut best: BTreeMap<Option<String>, CrlFacts> = BTreeMap::new();
+    for g in gateways.iter().filter(|g| g.alive(now) && g.report.ready) {
+        for f in g.report.crl_sources.iter().filter(|f| f.name == name) {
+            let key = f
+                .last_fetch_time
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .map(|t| t.to_string());
+            best.insert(key, f.clone());
+        }
+    }
+    best.into_iter().next_back().map(|(_, f)| f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_gateway::cluster::protocol::Refusal;
+
+    fn gw(name: &str, hash: Option<&str>, ready: bool, expires_in: i64) -> GatewayState {
+        GatewayState {
+            name: name.into(),
+            report: GatewayReport {
+                applied_hash: hash.map(Into::into),
+                ready,
+                ..Default::default()
+            },
+            expires: Some(now() + SignedDuration::from_secs(expires_in)),
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2025-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    const H1: &str = "sha256:1111111111111111111111";
+    const H2: &str = "sha256:2222222222222222222222";
+
+    #[test]
+    fn all_ready_gateways_on_the_hash_is_programmed() {
+        let g = [gw("a", Some(H1), true, 10), gw("b", Some(H1), true, 20)];
+        let f = fleet(&g, Some(H1), now());
+        let v = f.programmed_verdict("mail", H1);
+        assert!(v.status);
+        assert_eq!(
+            v.message,
+            "2/2 gateways programmed with sha256:111111111111"
+        );
+        assert_eq!(f.next_expiry, Some(now() + SignedDuration::from_secs(10)));
+    }
+
+    #[test]
+    fn rolling_says_how_many_and_who_lags() {
+        let g = [
+            gw("a", Some(H2), true, 10),
+            gw("b", Some(H2), true, 10),
+            gw("c", Some(H1), true, 10),
+        ];
+        let v = fleet(&g, Some(H2), now()).programmed_verdict("mail", H2);
+        assert!(!v.status);
+        assert_eq!(v.reason, "Pending");
+        assert_eq!(
+            v.message,
+            "2/3 gateways programmed with sha256:222222222222; waiting for c (runs sha256:111111111111)"
+        );
+    }
+
+    #[test]
+    fn dead_and_unready_gateways_do_not_count() {
+        let g = [
+            gw("a", Some(H2), true, 10),
+            gw("dead", Some(H1), true, -1),
+            gw("starting", None, false, 10),
+        ];
+        let f = fleet(&g, Some(H2), now());
+        assert_eq!(f.ready, vec!["a"]);
+        assert!(f.programmed_verdict("mail", H2).status);
+    }
+
+    #[test]
+    fn no_gateways_and_refusals_are_explained() {
+        let v = fleet(&[], Some(H1), now()).programmed_verdict("mail", H1);
+        assert_eq!(v.reason, "NoGateways");
+        assert!(v.message.contains("namespace mail"), "{}", v.message);
+
+        let mut b = gw("b", Some(H1), true, 10);
+        b.report.refusal = Some(Refusal {
+            hash: H2.into(),
+            message: "cannot bind 0.0.0.0:25".into(),
+        });
+        let g = [gw("a", Some(H2), true, 10), b];
+        let v = fleet(&g, Some(H2), now()).programmed_verdict("mail", H2);
+        assert_eq!(v.reason, "GatewayRefused");
+        assert_eq!(
+            v.message,
+            "1/2 gateways programmed with sha256:222222222222; b refused it: cannot bind 0.0.0.0:25"
+        );
+    }
+
+    #[test]
+    fn freshest_crl_facts_win() {
+        let mut a = gw("a", Some(H1), true, 10);
+        a.report.crl_sources = vec![CrlFacts {
+            name: "dod".into(),
+            last_fetch_time: Some("2025-01-01T00:00:00Z".into()),
+            entries: 1,
+            ..Default::default()
+        }];
+        let mut b = gw("b", Some(H1), true, 10);
+        b.report.crl_sources = vec![CrlFacts {
+            name: "dod".into(),
+            last_fetch_time: Some("2025-01-01T01:00:00+00:00".into()),
+            entries: 2,
+            ..Default::default()
+        }];
+        assert_eq!(crl_facts(&[a, b], "dod", now()).unwrap().entries, 2);
+        assert!(crl_facts(&[], "dod", now()).is_none());
+    }
+
+    #[test]
+    fn short_hashes() {
+        assert_eq!(short_hash(H1), "sha256:111111111111");
+        assert_eq!(short_hash("abc"), "abc");
+    }
+}
