@@ -97,6 +97,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    postern_gateway::ldap::shared::metrics().register(&mut registry);
     let revocation: Arc<dyn RevocationChecker> = Arc::new(NoRevocation);
     let services = Services {
         metrics: metrics.clone(),

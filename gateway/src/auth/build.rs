@@ -31,15 +31,13 @@ pub struct AuthRuntime {
 /// Why a profile could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthBuildError {
-    /// The profile uses an LDAP backend but this build cannot talk to LDAP.
-    #[error(
-        "authProfiles.{profile}: the Ldap backend (ldapProfile {ldap_profile:?}) is not available in this build of the gateway"
-    )]
-    LdapUnavailable {
+    /// The LDAP backend of a profile could not be set up.
+    #[error("authProfiles.{profile}: {source}")]
+    Ldap {
         /// The auth profile.
         profile: String,
-        /// The referenced LDAP profile.
-        ldap_profile: String,
+        /// What is wrong with the LDAP profile.
+        source: crate::ldap::LdapSetupError,
     },
     /// A referenced LDAP profile does not exist (validation should have caught it).
     #[error("authProfiles.{profile}: LdapProfile {ldap_profile:?} not found")]
@@ -94,9 +92,8 @@ pub fn build_auth_profile(
     })
 }
 
-// The two functions below are where the LDAP backend plugs in (gateway/src/ldap/). Until
-// it does, a configuration that uses it is refused at build time with a clear error, so
-// the gateway never runs a profile it cannot enforce.
+// The LDAP backend (gateway/src/ldap/): one directory client per LdapProfile, shared by
+// every profile that uses it and kept across reloads while the LdapProfile is unchanged.
 
 fn ldap_certificate_mapper(
     config: &GatewayConfig,
@@ -104,9 +101,11 @@ fn ldap_certificate_mapper(
     ldap_profile: &str,
 ) -> Result<Arc<dyn CertificateMapper>, AuthBuildError> {
     ldap_profile_exists(config, profile, ldap_profile)?;
-    Err(AuthBuildError::LdapUnavailable {
-        profile: profile.to_owned(),
-        ldap_profile: ldap_profile.to_owned(),
+    crate::ldap::shared::certificate_mapper(config, ldap_profile).map_err(|source| {
+        AuthBuildError::Ldap {
+            profile: profile.to_owned(),
+            source,
+        }
     })
 }
 
@@ -114,13 +113,15 @@ fn ldap_authenticator(
     config: &GatewayConfig,
     profile: &str,
     ldap_profile: &str,
-    _check_allowance: bool,
+    check_allowance: bool,
 ) -> Result<Arc<dyn SmtpAuthenticator>, AuthBuildError> {
     ldap_profile_exists(config, profile, ldap_profile)?;
-    Err(AuthBuildError::LdapUnavailable {
-        profile: profile.to_owned(),
-        ldap_profile: ldap_profile.to_owned(),
-    })
+    crate::ldap::shared::smtp_authenticator(config, ldap_profile, check_allowance).map_err(
+        |source| AuthBuildError::Ldap {
+            profile: profile.to_owned(),
+            source,
+        },
+    )
 }
 
 fn ldap_profile_exists(

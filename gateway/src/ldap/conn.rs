@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, StdStream};
 use prometheus_client::metrics::gauge::Gauge;
 use rustls::ClientConfig;
 
@@ -118,13 +118,22 @@ impl Connector {
             settings = settings.set_config(tls);
         }
         let url = server.connect_url();
-        let (conn, ldap) = tokio::time::timeout(
-            self.connect_timeout,
-            LdapConnAsync::with_settings(settings, &url),
-        )
-        .await
-        .map_err(|_| format!("connect timed out after {:?}", self.connect_timeout))?
-        .map_err(|e| describe_connect_error(&e))?;
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect((server.host.as_str(), server.port))
+                .await
+                .map_err(|e| format!("TCP connect: {e}"))?;
+            // LDAP is request/response with small messages: without NODELAY the TLS
+            // handshake and binds stall on delayed ACKs (40 ms each on Linux).
+            tcp.set_nodelay(true)
+                .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+            let std = tcp.into_std().map_err(|e| format!("TCP socket: {e}"))?;
+            LdapConnAsync::with_settings(settings.set_std_stream(StdStream::Tcp(std)), &url)
+                .await
+                .map_err(|e| describe_connect_error(&e))
+        };
+        let (conn, ldap) = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| format!("connect timed out after {:?}", self.connect_timeout))??;
         let profile = self.profile.clone();
         let url_for_log = server.url.clone();
         tokio::spawn(async move {

@@ -7,7 +7,8 @@
 //!   ([`cache`]) and metrics ([`metrics`]);
 //! - [`LdapCertificateMapper`]: the Certificate Authentication Query;
 //! - [`LdapAuthenticator`]: the SMTP Authentication Query (search, BIND as the user on a
-//!   connection of its own ([`bind`]), allowance filter).
+//!   connection of its own ([`bind`]), allowance filter);
+//! - [`shared`]: the process-wide directories and metrics the runtime builder uses.
 //!
 //! A directory that is down or slow makes authentication fail with
 //! [`AuthError::Unavailable`](crate::auth::AuthError) (`454 4.7.0`): never an accept,
@@ -25,6 +26,7 @@ pub mod filter;
 pub mod metrics;
 pub mod pool;
 pub mod servers;
+pub mod shared;
 pub mod tls;
 pub mod values;
 
