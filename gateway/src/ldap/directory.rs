@@ -67,6 +67,8 @@ pub struct Directory {
     profile: LdapProfile,
     connector: Arc<Connector>,
     pool: Pool,
+    /// Caps concurrent password checks (each is a connection of its own) at the pool size.
+    binds: tokio::sync::Semaphore,
     cache: TtlCache<Arc<[Entry]>>,
     metrics: LdapMetrics,
 }
@@ -127,6 +129,7 @@ impl Directory {
             DEFAULT_CAPACITY,
         );
         Ok(Self {
+            binds: tokio::sync::Semaphore::new(profile.max_connections.max(1) as usize),
             name: name.to_owned(),
             profile: profile.clone(),
             connector,
@@ -259,7 +262,15 @@ impl Directory {
         password: &str,
     ) -> Result<BindOutcome, DirectoryError> {
         let started = Instant::now();
-        let result = bind::check_password(&self.connector, dn, password).await;
+        let result = match tokio::time::timeout(self.connector.op_timeout, self.binds.acquire())
+            .await
+        {
+            Ok(Ok(_permit)) => bind::check_password(&self.connector, dn, password).await,
+            Ok(Err(_)) | Err(_) => Err(DirectoryError::PoolExhausted {
+                max: self.profile.max_connections,
+                waited: started.elapsed(),
+            }),
+        };
         let elapsed = started.elapsed();
         match &result {
             Ok((outcome, server)) => {
