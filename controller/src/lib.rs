@@ -1,4 +1,7 @@
 #![forbid(unsafe_code)]
 //! Postern controller and offline CLI.
 
+pub mod cli;
+pub mod compile;
+pub mod diff;
 pub mod operator;

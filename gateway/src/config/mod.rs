@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 pub use duration::{Duration, ParseDurationError};
 pub use model::*;
-pub use validate::{Reason, ValidationError, ValidationErrors, validate};
+pub use validate::{Reason, Section, ValidationError, ValidationErrors, validate};
 
 /// Why a configuration file could not be loaded (before validation).
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,100 @@
+//! The `postern` command line: `render` and `plan` (offline), and the place where the
+//! in-cluster `controller` command and `plan --live` are added.
+
+pub mod manifests;
+mod output;
+mod plan;
+mod render;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Postern: a Kubernetes-native SMTP authentication gateway.
+#[derive(Debug, Parser)]
+#[command(name = "postern", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compile manifests into the gateway configuration (runs with `postern-gateway --config`).
+    Render(RenderArgs),
+    /// Compile manifests and show how the gateway configuration would change.
+    /// Exit code: 0 no change, 2 changes, 1 errors.
+    Plan(PlanArgs),
+    // ---------------------------------------------------------------------------------
+    // In-cluster commands go here: `postern controller` (watch, compile, publish, status).
+    // ---------------------------------------------------------------------------------
+}
+
+/// Which manifests to read.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// Manifest file, directory (read recursively) or `-` for stdin; repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "DIR|FILE|-", required = true, num_args = 1..)]
+    pub files: Vec<String>,
+    /// Compile the objects of this namespace (objects without one belong to it).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+/// `postern render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The manifests.
+    #[command(flatten)]
+    pub manifests: ManifestArgs,
+    /// Write the configuration here instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
+}
+
+/// `postern plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The manifests.
+    #[command(flatten)]
+    pub manifests: ManifestArgs,
+    /// A configuration rendered before (`postern render -o`) to compare with; without it
+    /// the plan compares with an empty configuration. Objects that are broken now keep
+    /// their rendering from it, as the controller would keep them in service.
+    #[arg(long, value_name = "RENDERED")]
+    pub against: Option<PathBuf>,
+    // `--live` (compare with what the cluster runs now) is added here with the controller.
+}
+
+/// Exit status of `plan` when the configuration would change.
+pub const EXIT_CHANGES: u8 = 2;
+
+/// Parse `args` (including the program name) and run, writing to `stdout`/`stderr`.
+pub fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = write!(stderr, "{}", e.render());
+            // Usage errors exit 1, not clap's 2: for `plan`, 2 means "changes".
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                let _ = write!(stdout, "{e}");
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Render(args) => render::run(&args, stdout, stderr),
+        Command::Plan(args) => plan::run(&args, stdout, stderr),
+    }
+}

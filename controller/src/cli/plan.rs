@@ -1,0 +1,61 @@
+//! `postern plan -f ... [--against RENDERED]`: exit 0 no change, 2 changes, 1 errors.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use postern_gateway::config::{GatewayConfig, validate};
+
+use super::manifests::{load, read_inputs};
+use super::output::{print_diagnostics, summary};
+use super::{EXIT_CHANGES, PlanArgs};
+use crate::compile::compile;
+use crate::diff::diff;
+
+pub(crate) fn run(args: &PlanArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+    let previous = match &args.against {
+        None => None,
+        Some(path) => match GatewayConfig::load(path) {
+            Ok(c) => {
+                if let Err(e) = validate(&c) {
+                    let _ = writeln!(stderr, "warning: {} does not validate: {e}", path.display());
+                }
+                Some(c)
+            }
+            Err(e) => {
+                let _ = writeln!(stderr, "error: --against: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let texts = match read_inputs(&args.manifests.files) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loaded = load(&texts, args.manifests.namespace.as_deref());
+    let compiled = compile(&loaded.snapshot, previous.as_ref());
+    let counts = print_diagnostics(
+        &loaded,
+        &compiled.report,
+        "its previous rendering (from --against) stays in service until it is fixed",
+        stderr,
+    );
+    let base = previous.unwrap_or_default();
+    let changes = diff(&base, &compiled.config);
+    let _ = write!(stdout, "{}", changes.render());
+    if counts.errors > 0 {
+        let _ = writeln!(
+            stdout,
+            "\nErrors: {}. Objects with errors are left out or keep their previous rendering, as the controller would do; fix them before applying.",
+            summary(counts)
+        );
+        return ExitCode::FAILURE;
+    }
+    if changes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHANGES)
+    }
+}

@@ -1,0 +1,48 @@
+//! `CrlSource` → `crlSources.<name>`.
+
+use postern_crds::{CrlFormat, CrlScope, CrlSourceSpec};
+use postern_gateway::config::{CrlFormat as GwFormat, CrlScope as GwScope, CrlSource, Duration};
+
+use super::inputs::{Diags, duration};
+use super::report::Reason;
+
+/// Render one CrlSource. `None` when it has errors (they are in `d`).
+pub(crate) fn render(spec: &CrlSourceSpec, d: &mut Diags) -> Option<CrlSource> {
+    let interval = duration(
+        "spec.schedule.interval",
+        Some(&spec.schedule.interval),
+        Duration::from_secs(3600),
+        d,
+    );
+    if spec.applies_to.is_empty() {
+        d.error(
+            "spec.appliesTo",
+            Reason::InvalidValue,
+            "at least one of InboundSmtpTls, OutboundSmtpTls is required",
+        );
+    }
+    let mut applies_to: Vec<GwScope> = spec
+        .applies_to
+        .iter()
+        .map(|s| match s {
+            CrlScope::InboundSmtpTls => GwScope::InboundSmtpTls,
+            CrlScope::OutboundSmtpTls => GwScope::OutboundSmtpTls,
+        })
+        .collect();
+    applies_to.sort();
+    applies_to.dedup();
+    if d.has_errors() {
+        return None;
+    }
+    Some(CrlSource {
+        enabled: spec.enabled,
+        format: match spec.format {
+            CrlFormat::Asn1 => GwFormat::Asn1,
+            CrlFormat::Pem => GwFormat::Pem,
+        },
+        primary_url: spec.primary_url.clone(),
+        secondary_url: spec.secondary_url.clone(),
+        interval,
+        applies_to,
+    })
+}

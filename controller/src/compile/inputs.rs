@@ -1,0 +1,189 @@
+//! Reading one object's inputs: Secrets, ConfigMaps, durations, quantities. Every
+//! problem becomes a diagnostic naming the field, never a panic or a silent default.
+
+use postern_crds::{CaBundle, SecretKeyRef};
+use postern_gateway::config::{Duration, pem};
+
+use super::report::{Diagnostic, Reason};
+use super::snapshot::Snapshot;
+
+/// Diagnostics of one object as they are collected.
+#[derive(Debug, Default)]
+pub(crate) struct Diags(pub(crate) Vec<Diagnostic>);
+
+impl Diags {
+    pub(crate) fn error(
+        &mut self,
+        field: impl Into<String>,
+        reason: Reason,
+        msg: impl Into<String>,
+    ) {
+        self.0.push(Diagnostic::error(field, reason, msg));
+    }
+
+    pub(crate) fn warning(
+        &mut self,
+        field: impl Into<String>,
+        reason: Reason,
+        msg: impl Into<String>,
+    ) {
+        self.0.push(Diagnostic::warning(field, reason, msg));
+    }
+
+    pub(crate) fn has_errors(&self) -> bool {
+        self.0
+            .iter()
+            .any(|d| d.severity == super::report::Severity::Error)
+    }
+}
+
+/// Read-only access to the snapshot's Secrets and ConfigMaps.
+pub(crate) struct Inputs<'a> {
+    pub(crate) snapshot: &'a Snapshot,
+}
+
+impl Inputs<'_> {
+    /// The bytes of `r.key` in Secret `r.name`.
+    pub(crate) fn secret_key(
+        &self,
+        field: &str,
+        r: &SecretKeyRef,
+        d: &mut Diags,
+    ) -> Option<Vec<u8>> {
+        let Some(secret) = self.snapshot.secrets.get(&r.name) else {
+            d.error(
+                field,
+                Reason::SecretNotFound,
+                format!("Secret {:?} not found", r.name),
+            );
+            return None;
+        };
+        match secret.data.get(&r.key) {
+            Some(v) => Some(v.clone()),
+            None => {
+                d.error(
+                    field,
+                    Reason::SecretKeyMissing,
+                    format!(
+                        "Secret {:?} has no key {:?} (it has: {})",
+                        r.name,
+                        r.key,
+                        keys(secret.data.keys())
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The bytes of `key` in ConfigMap `name`.
+    pub(crate) fn config_map_key(
+        &self,
+        field: &str,
+        name: &str,
+        key: &str,
+        d: &mut Diags,
+    ) -> Option<Vec<u8>> {
+        let Some(cm) = self.snapshot.config_maps.get(name) else {
+            d.error(
+                field,
+                Reason::ConfigMapNotFound,
+                format!("ConfigMap {name:?} not found"),
+            );
+            return None;
+        };
+        match cm.data.get(key) {
+            Some(v) => Some(v.clone()),
+            None => {
+                d.error(
+                    field,
+                    Reason::ConfigMapKeyMissing,
+                    format!(
+                        "ConfigMap {name:?} has no key {key:?} (it has: {})",
+                        keys(cm.data.keys())
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// PEM CA certificates from a `caBundle` (exactly one of `secretRef`, `configMapRef`).
+    pub(crate) fn ca_bundle(&self, field: &str, ca: &CaBundle, d: &mut Diags) -> Option<String> {
+        let (sub, bytes, origin) = match (&ca.secret_ref, &ca.config_map_ref) {
+            (Some(r), None) => {
+                let sub = format!("{field}.secretRef");
+                let bytes = self.secret_key(&sub, r, d)?;
+                (sub, bytes, format!("Secret {:?} key {:?}", r.name, r.key))
+            }
+            (None, Some(r)) => {
+                let sub = format!("{field}.configMapRef");
+                let bytes = self.config_map_key(&sub, &r.name, &r.key, d)?;
+                (
+                    sub,
+                    bytes,
+                    format!("ConfigMap {:?} key {:?}", r.name, r.key),
+                )
+            }
+            _ => {
+                d.error(
+                    field,
+                    Reason::InvalidValue,
+                    "set exactly one of secretRef and configMapRef",
+                );
+                return None;
+            }
+        };
+        let text = pem_text(&sub, &origin, bytes, d)?;
+        match pem::certificates(&text) {
+            Ok(_) => Some(text),
+            Err(e) => {
+                d.error(sub, Reason::InvalidCertificate, format!("{origin}: {e}"));
+                None
+            }
+        }
+    }
+}
+
+fn keys<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = keys.map(String::as_str).collect();
+    if list.is_empty() {
+        "no keys".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// PEM must be UTF-8 text.
+pub(crate) fn pem_text(field: &str, origin: &str, bytes: Vec<u8>, d: &mut Diags) -> Option<String> {
+    match String::from_utf8(bytes) {
+        Ok(t) => Some(t),
+        Err(_) => {
+            d.error(
+                field,
+                Reason::InvalidCertificate,
+                format!("{origin} is not PEM text (DER is not accepted; convert it with `openssl x509 -inform der`)"),
+            );
+            None
+        }
+    }
+}
+
+/// A duration field, or its default when omitted.
+pub(crate) fn duration(
+    field: &str,
+    value: Option<&String>,
+    default: Duration,
+    d: &mut Diags,
+) -> Duration {
+    match value {
+        None => default,
+        Some(text) => match postern_crds::parse_duration(text) {
+            Ok(v) => Duration(v),
+            Err(e) => {
+                d.error(field, Reason::InvalidValue, e.to_string());
+                default
+            }
+        },
+    }
+}

@@ -1,0 +1,55 @@
+//! `MailFlowPolicy` → `policies.<name>`.
+
+use postern_crds::MailFlowPolicySpec;
+use postern_gateway::config::{Limits, MailFlowPolicy};
+
+use super::defaults;
+use super::inputs::Diags;
+use super::report::Reason;
+use super::{policy_action, tls_mode};
+
+/// Render one MailFlowPolicy. `None` when it has errors (they are in `d`).
+pub(crate) fn render(spec: &MailFlowPolicySpec, d: &mut Diags) -> Option<MailFlowPolicy> {
+    let limits = spec.limits.as_ref();
+    let max_message_size = match limits.and_then(|l| l.max_message_size.as_ref()) {
+        None => defaults::MAX_MESSAGE_SIZE,
+        Some(q) => match q.to_u64() {
+            Ok(0) => {
+                d.error(
+                    "spec.limits.maxMessageSize",
+                    Reason::InvalidValue,
+                    "must be greater than 0",
+                );
+                0
+            }
+            Ok(v) => v,
+            Err(e) => {
+                d.error(
+                    "spec.limits.maxMessageSize",
+                    Reason::InvalidValue,
+                    e.to_string(),
+                );
+                0
+            }
+        },
+    };
+    if d.has_errors() {
+        return None;
+    }
+    Some(MailFlowPolicy {
+        action: policy_action(spec.action),
+        tls: tls_mode(spec.tls),
+        verify_client_certificate: spec.verify_client_certificate,
+        require_smtp_auth: spec.require_smtp_auth,
+        require_tls_for_smtp_auth: spec.require_tls_for_smtp_auth,
+        limits: Limits {
+            max_message_size,
+            max_recipients: limits
+                .and_then(|l| l.max_recipients)
+                .unwrap_or(defaults::MAX_RECIPIENTS),
+            max_messages_per_session: limits
+                .and_then(|l| l.max_messages_per_session)
+                .unwrap_or(defaults::MAX_MESSAGES_PER_SESSION),
+        },
+    })
+}
