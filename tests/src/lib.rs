@@ -1,5 +1,7 @@
 #![forbid(unsafe_code)]
 //! Test support: real components started on loopback in temporary directories.
 
+pub mod crl;
+pub mod http;
 pub mod kube;
 pub mod slapd;

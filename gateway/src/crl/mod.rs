@@ -9,10 +9,14 @@
 //! status); a CRL past `nextUpdate` fails closed for its issuer.
 
 mod der;
+pub mod disk;
+pub mod fetch;
 pub mod index;
 pub mod load;
 pub mod metrics;
 pub mod parse;
+mod schedule;
+pub mod service;
 pub mod status;
 pub mod store;
 pub mod verify;
@@ -20,9 +24,11 @@ pub mod verify;
 #[cfg(test)]
 mod testpki;
 
+pub use fetch::{FetchError, FetchSettings};
 pub use index::{CrlIndex, CrlMeta};
 pub use load::{Loaded, Missing, load};
 pub use parse::{ParseError, ParsedCrl};
+pub use service::{CrlService, ServiceSettings};
 pub use status::{CrlStatus, LastError, ServedBy, SourceStatus};
 pub use store::{CrlStore, Install, Reconfigured};
 pub use verify::{Refusal, TrustStore};

@@ -1,0 +1,183 @@
+//! The optional on-disk cache: the last good file of each source, so a restarted gateway
+//! enforces its CRLs at once instead of waiting for the network. Files are written
+//! atomically (temporary file + rename) and re-verified like a fetch when read back.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::fetch::Validators;
+use super::status::ServedBy;
+use crate::config::CrlFormat;
+
+/// What is known about a cached file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheMeta {
+    /// The URL that served it.
+    pub url: String,
+    /// Primary or secondary.
+    pub served_by: ServedBy,
+    /// Its format.
+    pub format: CrlFormat,
+    /// HTTP validators for the next conditional request.
+    #[serde(default)]
+    pub validators: Validators,
+    /// When it was fetched, Unix seconds.
+    pub fetched_at: i64,
+    /// SHA-256 of the file, hex (a torn or swapped file is ignored).
+    pub sha256: String,
+}
+
+/// A directory of cached CRL files.
+#[derive(Clone, Debug)]
+pub struct DiskCache {
+    dir: PathBuf,
+}
+
+impl DiskCache {
+    /// Use (and create) `dir`.
+    pub fn new(dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn paths(&self, source: &str) -> (PathBuf, PathBuf) {
+        // Source names are Kubernetes object names; anything else is made file-safe and
+        // disambiguated by a hash of the real name.
+        let safe: String = source
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let stem = if safe == source && !source.starts_with('.') {
+            safe
+        } else {
+            format!(
+                "{safe}-{}",
+                &hex::encode(Sha256::digest(source.as_bytes()))[..12]
+            )
+        };
+        (
+            self.dir.join(format!("{stem}.crl")),
+            self.dir.join(format!("{stem}.json")),
+        )
+    }
+
+    /// Store the last good file of `source`.
+    pub fn save(&self, source: &str, bytes: &[u8], mut meta: CacheMeta) -> io::Result<()> {
+        let (data, info) = self.paths(source);
+        meta.sha256 = hex::encode(Sha256::digest(bytes));
+        write_atomic(&data, bytes)?;
+        let json = serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?;
+        write_atomic(&info, &json)
+    }
+
+    /// The cached file of `source`, if there is a consistent one.
+    pub fn load(&self, source: &str) -> io::Result<Option<(Vec<u8>, CacheMeta)>> {
+        let (data, info) = self.paths(source);
+        let json = match std::fs::read(&info) {
+            Ok(j) => j,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta: CacheMeta = serde_json::from_slice(&json)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let bytes = match std::fs::read(&data) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if hex::encode(Sha256::digest(&bytes)) != meta.sha256 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "cached file does not match its recorded SHA-256",
+            ));
+        }
+        Ok(Some((bytes, meta)))
+    }
+
+    /// Forget `source`.
+    pub fn remove(&self, source: &str) {
+        let (data, info) = self.paths(source);
+        let _ = std::fs::remove_file(info);
+        let _ = std::fs::remove_file(data);
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> CacheMeta {
+        CacheMeta {
+            url: "http://crl.example/a.crl".into(),
+            served_by: ServedBy::Secondary,
+            format: CrlFormat::Asn1,
+            validators: Validators {
+                etag: Some("\"v1\"".into()),
+                last_modified: None,
+            },
+            fetched_at: 1_700_000_000,
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_integrity() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(&dir.path().join("crls")).unwrap();
+        assert_eq!(cache.load("a").unwrap(), None);
+        cache.save("a", b"crl bytes", meta()).unwrap();
+        let (bytes, m) = cache.load("a").unwrap().unwrap();
+        assert_eq!(bytes, b"crl bytes");
+        assert_eq!(m.served_by, ServedBy::Secondary);
+        assert_eq!(m.validators.etag.as_deref(), Some("\"v1\""));
+
+        std::fs::write(dir.path().join("crls/a.crl"), b"torn").unwrap();
+        assert_eq!(
+            cache.load("a").unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        cache.remove("a");
+        assert_eq!(cache.load("a").unwrap(), None);
+    }
+
+    #[test]
+    fn odd_names_stay_inside_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path()).unwrap();
+        cache.save("../../etc/x", b"1", meta()).unwrap();
+        cache.save("__.._.._etc_x", b"2", meta()).unwrap();
+        assert_eq!(cache.load("../../etc/x").unwrap().unwrap().0, b"1");
+        assert_eq!(cache.load("__.._.._etc_x").unwrap().unwrap().0, b"2");
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            assert!(!name.contains('/'), "{name}");
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Fetching one CRL URL over HTTP or HTTPS: conditional GET (ETag / Last-Modified),
+//! timeouts and a size cap. Retries and the primary → secondary order are the
+//! scheduler's job ([`super::schedule`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{ETAG, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use serde::{Deserialize, Serialize};
+
+/// Limits and timings of CRL fetching.
+#[derive(Clone, Debug)]
+pub struct FetchSettings {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole request, body included.
+    pub timeout: Duration,
+    /// Largest accepted body (a DoD CRL is tens of MB).
+    pub max_bytes: u64,
+    /// First retry delay after every URL of a source failed; doubles per failure.
+    pub retry_initial: Duration,
+    /// Longest retry delay (never longer than the source's interval).
+    pub retry_max: Duration,
+    /// Extra trust anchors (PEM) for `https://` CRL URLs, besides the system's roots
+    /// (which honour `SSL_CERT_FILE` / `SSL_CERT_DIR`).
+    pub extra_roots_pem: Option<String>,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(120),
+            max_bytes: 256 * 1024 * 1024,
+            retry_initial: Duration::from_secs(30),
+            retry_max: Duration::from_secs(15 * 60),
+            extra_roots_pem: None,
+        }
+    }
+}
+
+/// HTTP cache validators of a response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Validators {
+    /// `ETag`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// `Last-Modified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    fn from_headers(h: &HeaderMap) -> Self {
+        let get = |name| {
+            h.get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            etag: get(ETAG),
+            last_modified: get(LAST_MODIFIED),
+        }
+    }
+
+    /// Whether there is anything to send.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// What a URL answered.
+#[derive(Debug)]
+pub enum Fetched {
+    /// `304 Not Modified`: the copy in force is current.
+    NotModified,
+    /// A body.
+    Body {
+        /// The file.
+        bytes: Vec<u8>,
+        /// Its validators, for the next conditional request.
+        validators: Validators,
+    },
+}
+
+/// Why a URL gave no CRL.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The HTTP client could not be set up (bad extra trust anchors).
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+    /// Connection refused, DNS failure, TLS failure, reset.
+    #[error("{0}")]
+    Network(String),
+    /// No complete answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// A status other than 200 or 304.
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// The body exceeds the size cap.
+    #[error("response larger than the cap of {limit} bytes")]
+    TooLarge {
+        /// The cap.
+        limit: u64,
+    },
+}
+
+impl FetchError {
+    /// A short stable code, used as a metric label and in status.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FetchError::Client(_) => "client",
+            FetchError::Network(_) => "network",
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Status(_) => "http_status",
+            FetchError::TooLarge { .. } => "too_large",
+        }
+    }
+}
+
+/// An HTTP(S) client for CRL URLs.
+#[derive(Clone, Debug)]
+pub struct HttpFetcher {
+    client: reqwest::Client,
+    max_bytes: u64,
+}
+
+impl HttpFetcher {
+    /// A client trusting the system's roots plus `settings.extra_roots_pem` for HTTPS.
+    pub fn new(settings: &FetchSettings) -> Result<Self, FetchError> {
+        let mut roots = rustls::RootCertStore::empty();
+        // Unreadable system certificates are not fatal: plain HTTP (the usual transport for
+        // CRLs, which are signed anyway) does not need them.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(pem) = &settings.extra_roots_pem {
+            let certs = crate::config::pem::certificates(pem)
+                .map_err(|e| FetchError::Client(format!("extra CRL trust anchors: {e}")))?;
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| FetchError::Client(format!("extra CRL trust anchor: {e}")))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| FetchError::Client(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.timeout)
+            .user_agent(concat!(
+                "postern-gateway/",
+                env!("CARGO_PKG_VERSION"),
+                " (CRL fetch)"
+            ))
+            .no_proxy()
+            .build()
+            .map_err(|e| FetchError::Client(chain(&e)))?;
+        Ok(Self {
+            client,
+            max_bytes: settings.max_bytes,
+        })
+    }
+
+    /// GET `url`, conditionally when `validators` are given.
+    pub async fn get(
+        &self,
+        url: &str,
+        validators: Option<&Validators>,
+    ) -> Result<Fetched, FetchError> {
+        let mut req = self.client.get(url);
+        if let Some(v) = validators {
+            if let Some(etag) = &v.etag {
+                req = req.header(IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = &v.last_modified {
+                req = req.header(IF_MODIFIED_SINCE, lm);
+            }
+        }
+        let mut resp = req.send().await.map_err(classify)?;
+        match resp.status() {
+            StatusCode::NOT_MODIFIED if validators.is_some() => return Ok(Fetched::NotModified),
+            StatusCode::OK => {}
+            other => return Err(FetchError::Status(other.as_u16())),
+        }
+        if resp.content_length().is_some_and(|n| n > self.max_bytes) {
+            return Err(FetchError::TooLarge {
+                limit: self.max_bytes,
+            });
+        }
+        let validators = Validators::from_headers(resp.headers());
+        let cap = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
+        let mut bytes = Vec::with_capacity(
+            resp.content_length()
+                .map_or(64 * 1024, |n| usize::try_from(n).unwrap_or(cap)),
+        );
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if bytes.len() + chunk.len() > cap {
+                return Err(FetchError::TooLarge {
+                    limit: self.max_bytes,
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched::Body { bytes, validators })
+    }
+}
+
+fn classify(e: reqwest::Error) -> FetchError {
+    if e.is_timeout() {
+        FetchError::Timeout(chain(&e))
+    } else {
+        FetchError::Network(chain(&e))
+    }
+}
+
+/// An error and its causes on one line (reqwest's own message hides the useful part).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}

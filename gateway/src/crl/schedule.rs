@@ -1,0 +1,409 @@
+//! The fetch loop of one source: primary URL, then secondary; on success wait for the
+//! interval (or the CRL's `nextUpdate`, if sooner), on failure retry with exponential
+//! backoff. Every decision is one log line, a metric and the source's status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::disk::{CacheMeta, DiskCache};
+use super::fetch::{FetchSettings, Fetched, HttpFetcher, Validators};
+use super::load::load;
+use super::status::{LastError, ServedBy};
+use super::store::{CrlStore, Install};
+use super::verify::Refusal;
+use super::{rfc3339, unix_now};
+use crate::config::CrlSource;
+
+/// Shared by every source task.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub store: Arc<CrlStore>,
+    pub settings: FetchSettings,
+    pub fetcher: HttpFetcher,
+    pub cache: Option<DiskCache>,
+}
+
+/// The validators of the file in force and the URL they belong to.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InForce {
+    pub url: Option<String>,
+    pub validators: Validators,
+}
+
+/// How an attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    Success,
+    Failed { failures: u32 },
+}
+
+/// Run until cancelled.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    name: String,
+    generation: u64,
+    mut in_force: InForce,
+    cancel: CancellationToken,
+) {
+    loop {
+        let Some((spec, current)) = ctx.store.spec(&name) else {
+            return;
+        };
+        if current != generation {
+            return;
+        }
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => return,
+            o = attempt(&ctx, &name, generation, &spec, &mut in_force) => o,
+        };
+        let now = unix_now();
+        let delay = next_delay(
+            &ctx.settings,
+            &spec,
+            &outcome,
+            ctx.store.earliest_next_update(&name),
+            now,
+        );
+        warn_if_stale(&ctx.store, &name, now);
+        ctx.store
+            .next_fetch(&name, generation, now + delay.as_secs() as i64);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// When to try again.
+fn next_delay(
+    settings: &FetchSettings,
+    spec: &CrlSource,
+    outcome: &Attempt,
+    earliest_next_update: Option<i64>,
+    now: i64,
+) -> Duration {
+    let interval = spec.interval.get();
+    let backoff = |failures: u32| {
+        let exp = failures.saturating_sub(1).min(16);
+        settings
+            .retry_initial
+            .saturating_mul(1 << exp)
+            .min(settings.retry_max)
+            .min(interval)
+    };
+    match outcome {
+        Attempt::Failed { failures } => backoff(*failures),
+        Attempt::Success => match earliest_next_update {
+            // Already stale even after a successful fetch (the server has nothing newer):
+            // keep asking at the retry pace.
+            Some(n) if n <= now => backoff(1),
+            // Be there when the CRL in force expires, if that is before the interval.
+            Some(n) => {
+                interval.min(Duration::from_secs((n - now) as u64).max(settings.retry_initial))
+            }
+            None => interval,
+        },
+    }
+}
+
+fn warn_if_stale(store: &CrlStore, name: &str, now: i64) {
+    let Some(status) = store.source_status(name) else {
+        return;
+    };
+    for crl in status.crls.iter().filter(|c| c.stale) {
+        tracing::error!(
+            source = name,
+            issuer = %crl.issuer,
+            next_update = crl.next_update.as_deref().unwrap_or(""),
+            outcome = "stale",
+            "CRL is past nextUpdate: certificates of this issuer are refused until a newer CRL is fetched"
+        );
+    }
+    if !status.stale
+        && status.consecutive_failures > 0
+        && let Some(secs) = status.seconds_until_stale
+    {
+        tracing::warn!(
+            source = name,
+            seconds_until_stale = secs,
+            stale_at = %rfc3339(now + secs),
+            failures = status.consecutive_failures,
+            "CRL source failing: the CRL in force goes stale (and its issuer's certificates are refused) unless a fetch succeeds before then"
+        );
+    }
+}
+
+async fn attempt(
+    ctx: &Ctx,
+    name: &str,
+    generation: u64,
+    spec: &CrlSource,
+    in_force: &mut InForce,
+) -> Attempt {
+    ctx.store.attempt(name, generation, unix_now());
+    let mut urls = vec![(ServedBy::Primary, spec.primary_url.clone())];
+    if let Some(s) = &spec.secondary_url {
+        urls.push((ServedBy::Secondary, s.clone()));
+    }
+    for (server, url) in urls {
+        let validators = (in_force.url.as_deref() == Some(url.as_str())
+            && !in_force.validators.is_empty())
+        .then_some(&in_force.validators);
+        let fetched = ctx.fetcher.get(&url, validators).await;
+        let now = unix_now();
+        match fetched {
+            Ok(Fetched::NotModified) => {
+                ctx.store
+                    .metrics
+                    .fetched(name, server.as_str(), "not_modified");
+                ctx.store.not_modified(name, generation, server, now);
+                tracing::info!(source = name, url = %url, server = server.as_str(), outcome = "not_modified", "CRL unchanged on the server (304)");
+                return Attempt::Success;
+            }
+            Ok(Fetched::Body { bytes, validators }) => {
+                match accept(
+                    ctx,
+                    name,
+                    generation,
+                    spec,
+                    server,
+                    &url,
+                    bytes,
+                    validators.clone(),
+                    false,
+                    now,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        *in_force = InForce {
+                            url: Some(url),
+                            validators,
+                        };
+                        return Attempt::Success;
+                    }
+                    Err(refusal) => {
+                        ctx.store
+                            .metrics
+                            .fetched(name, server.as_str(), refusal.code());
+                        tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "refused", reason = refusal.code(), error = %refusal, "CRL refused; the last good copy stays in force");
+                        ctx.store.failed(
+                            name,
+                            generation,
+                            last_error(now, &url, server, refusal.code(), &refusal.to_string()),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                ctx.store.metrics.fetched(name, server.as_str(), e.code());
+                tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "fetch_failed", reason = e.code(), error = %e, "CRL fetch failed");
+                ctx.store.failed(
+                    name,
+                    generation,
+                    last_error(now, &url, server, e.code(), &e.to_string()),
+                );
+            }
+        }
+    }
+    let failures = ctx.store.attempt_failed(name, generation);
+    let status = ctx.store.source_status(name);
+    tracing::error!(
+        source = name,
+        failures,
+        in_force = status.as_ref().map_or(0, |s| s.crls.len()),
+        next_update = status
+            .as_ref()
+            .and_then(|s| s.next_update.as_deref())
+            .unwrap_or(""),
+        "every URL of the CRL source failed; the CRLs in force (if any) stay in force"
+    );
+    Attempt::Failed { failures }
+}
+
+fn last_error(now: i64, url: &str, server: ServedBy, reason: &str, message: &str) -> LastError {
+    LastError {
+        time: rfc3339(now),
+        url: url.to_owned(),
+        server,
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// Load a file (fetched, or from the disk cache) and put it in force.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn accept(
+    ctx: &Ctx,
+    name: &str,
+    generation: u64,
+    spec: &CrlSource,
+    server: ServedBy,
+    url: &str,
+    bytes: Vec<u8>,
+    validators: Validators,
+    from_disk: bool,
+    now: i64,
+) -> Result<(), Refusal> {
+    let trust = ctx.store.trust();
+    let (current, missing) = ctx.store.in_force(name);
+    let format = spec.format;
+    // Parsing and indexing a big CRL takes a CPU for a fraction of a second: keep it off
+    // the threads that run SMTP sessions.
+    let (bytes, result) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let r = load(&bytes, format, &trust, &current, missing, now);
+        (bytes, r.map(|l| (l, started.elapsed())))
+    })
+    .await
+    .map_err(|e| {
+        Refusal::Parse(super::parse::ParseError::Malformed {
+            index: 0,
+            reason: format!("the loader crashed: {e}"),
+        })
+    })?;
+    let (loaded, took) = result?;
+    let outcome = if loaded.changed {
+        "updated"
+    } else {
+        "unchanged"
+    };
+    for issuer in &loaded.retained {
+        tracing::warn!(source = name, url, issuer = %issuer, "the file no longer has a CRL for this issuer; the copy in force is kept");
+    }
+    for ix in &loaded.crls {
+        let m = &ix.meta;
+        tracing::info!(
+            source = name,
+            url,
+            server = server.as_str(),
+            outcome,
+            from_disk,
+            issuer = %m.issuer,
+            crl_number = %m.crl_number.as_ref().map(ToString::to_string).unwrap_or_default(),
+            this_update = %rfc3339(m.this_update),
+            next_update = %m.next_update.map(rfc3339).unwrap_or_default(),
+            entries = m.entries,
+            index_bytes = ix.heap_bytes(),
+            load_ms = took.as_millis() as u64,
+            "CRL in force"
+        );
+    }
+    if !from_disk {
+        ctx.store.metrics.fetched(name, server.as_str(), outcome);
+    }
+    let installed = ctx.store.install(
+        name,
+        generation,
+        Install {
+            loaded,
+            served_by: server,
+            url: url.to_owned(),
+            from_disk,
+            at: now,
+        },
+    );
+    if installed
+        && !from_disk
+        && let Some(cache) = ctx.cache.clone()
+    {
+        let meta = CacheMeta {
+            url: url.to_owned(),
+            served_by: server,
+            format,
+            validators,
+            fetched_at: now,
+            sha256: String::new(),
+        };
+        let source = name.to_owned();
+        let saved = tokio::task::spawn_blocking(move || cache.save(&source, &bytes, meta)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache")
+            }
+            Err(e) => tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CrlFormat, Duration as CfgDuration};
+
+    fn spec(interval: u64) -> CrlSource {
+        CrlSource {
+            enabled: true,
+            format: CrlFormat::Asn1,
+            primary_url: "http://a/".into(),
+            secondary_url: None,
+            interval: CfgDuration::from_secs(interval),
+            applies_to: vec![],
+        }
+    }
+
+    #[test]
+    fn delays() {
+        let s = FetchSettings {
+            retry_initial: Duration::from_secs(10),
+            retry_max: Duration::from_secs(300),
+            ..FetchSettings::default()
+        };
+        let sp = spec(3600);
+        let secs = |d: Duration| d.as_secs();
+        assert_eq!(secs(next_delay(&s, &sp, &Attempt::Success, None, 0)), 3600);
+        assert_eq!(
+            secs(next_delay(&s, &sp, &Attempt::Success, Some(600), 0)),
+            600
+        );
+        assert_eq!(secs(next_delay(&s, &sp, &Attempt::Success, Some(2), 0)), 10);
+        assert_eq!(
+            secs(next_delay(&s, &sp, &Attempt::Success, Some(-5), 0)),
+            10
+        );
+        assert_eq!(
+            secs(next_delay(
+                &s,
+                &sp,
+                &Attempt::Failed { failures: 1 },
+                None,
+                0
+            )),
+            10
+        );
+        assert_eq!(
+            secs(next_delay(
+                &s,
+                &sp,
+                &Attempt::Failed { failures: 3 },
+                None,
+                0
+            )),
+            40
+        );
+        assert_eq!(
+            secs(next_delay(
+                &s,
+                &sp,
+                &Attempt::Failed { failures: 30 },
+                None,
+                0
+            )),
+            300
+        );
+        assert_eq!(
+            secs(next_delay(
+                &s,
+                &spec(60),
+                &Attempt::Failed { failures: 30 },
+                None,
+                0
+            )),
+            60
+        );
+    }
+}
