@@ -262,15 +262,14 @@ impl Directory {
         password: &str,
     ) -> Result<BindOutcome, DirectoryError> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.connector.op_timeout, self.binds.acquire())
-            .await
-        {
-            Ok(Ok(_permit)) => bind::check_password(&self.connector, dn, password).await,
-            Ok(Err(_)) | Err(_) => Err(DirectoryError::PoolExhausted {
-                max: self.profile.max_connections,
-                waited: started.elapsed(),
-            }),
-        };
+        let result =
+            match tokio::time::timeout(self.connector.op_timeout, self.binds.acquire()).await {
+                Ok(Ok(_permit)) => bind::check_password(&self.connector, dn, password).await,
+                Ok(Err(_)) | Err(_) => Err(DirectoryError::PoolExhausted {
+                    max: self.profile.max_connections,
+                    waited: started.elapsed(),
+                }),
+            };
         let elapsed = started.elapsed();
         match &result {
             Ok((outcome, server)) => {
