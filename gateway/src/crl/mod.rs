@@ -8,10 +8,12 @@
 //! lookup. A refused file leaves the last good copy in force and says why (log, metric,
 //! status); a CRL past `nextUpdate` fails closed for its issuer.
 
+pub mod admin;
 mod der;
 pub mod disk;
 pub mod fetch;
 pub mod index;
+pub mod inspect;
 pub mod load;
 pub mod metrics;
 pub mod parse;

@@ -136,7 +136,7 @@ fn warn_if_stale(store: &CrlStore, name: &str, now: i64) {
 }
 
 async fn attempt(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     name: &str,
     generation: u64,
     spec: &CrlSource,
@@ -172,7 +172,6 @@ async fn attempt(
                     &url,
                     bytes,
                     validators.clone(),
-                    false,
                     now,
                 )
                 .await
@@ -233,10 +232,10 @@ fn last_error(now: i64, url: &str, server: ServedBy, reason: &str, message: &str
     }
 }
 
-/// Load a file (fetched, or from the disk cache) and put it in force.
+/// Load a fetched file off the async threads, put it in force and write the disk cache.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn accept(
-    ctx: &Ctx,
+async fn accept(
+    ctx: &Arc<Ctx>,
     name: &str,
     generation: u64,
     spec: &CrlSource,
@@ -244,32 +243,65 @@ pub(crate) async fn accept(
     url: &str,
     bytes: Vec<u8>,
     validators: Validators,
-    from_disk: bool,
     now: i64,
 ) -> Result<(), Refusal> {
-    let trust = ctx.store.trust();
-    let (current, missing) = ctx.store.in_force(name);
-    let format = spec.format;
     // Parsing and indexing a big CRL takes a CPU for a fraction of a second: keep it off
     // the threads that run SMTP sessions.
-    let (bytes, result) = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let r = load(&bytes, format, &trust, &current, missing, now);
-        (bytes, r.map(|l| (l, started.elapsed())))
-    })
-    .await
-    .map_err(|e| {
+    let job = {
+        let ctx = Arc::clone(ctx);
+        let (name, spec, url) = (name.to_owned(), spec.clone(), url.to_owned());
+        move || {
+            let r = load_and_install(&ctx, &name, generation, &spec, server, &url, &bytes, false, now);
+            (bytes, r)
+        }
+    };
+    let (bytes, result) = tokio::task::spawn_blocking(job).await.map_err(|e| {
         Refusal::Parse(super::parse::ParseError::Malformed {
             index: 0,
             reason: format!("the loader crashed: {e}"),
         })
     })?;
-    let (loaded, took) = result?;
-    let outcome = if loaded.changed {
-        "updated"
-    } else {
-        "unchanged"
-    };
+    let installed = result?;
+    if installed && let Some(cache) = ctx.cache.clone() {
+        let meta = CacheMeta {
+            url: url.to_owned(),
+            served_by: server,
+            format: spec.format,
+            validators,
+            fetched_at: now,
+            sha256: String::new(),
+        };
+        let source = name.to_owned();
+        let saved = tokio::task::spawn_blocking(move || cache.save(&source, &bytes, meta)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache"),
+            Err(e) => tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache"),
+        }
+    }
+    Ok(())
+}
+
+/// Parse, verify, index and put in force (blocking). Returns whether it was installed
+/// (false when the source changed meanwhile).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn load_and_install(
+    ctx: &Ctx,
+    name: &str,
+    generation: u64,
+    spec: &CrlSource,
+    server: ServedBy,
+    url: &str,
+    bytes: &[u8],
+    from_disk: bool,
+    now: i64,
+) -> Result<bool, Refusal> {
+    let trust = ctx.store.trust();
+    let (current, missing) = ctx.store.in_force(name);
+    let started = std::time::Instant::now();
+    let loaded = load(bytes, spec.format, &trust, &current, missing, now)?;
+    let took = started.elapsed();
+    let outcome = if loaded.changed { "updated" } else { "unchanged" };
     for issuer in &loaded.retained {
         tracing::warn!(source = name, url, issuer = %issuer, "the file no longer has a CRL for this issuer; the copy in force is kept");
     }
@@ -285,6 +317,7 @@ pub(crate) async fn accept(
             crl_number = %m.crl_number.as_ref().map(ToString::to_string).unwrap_or_default(),
             this_update = %rfc3339(m.this_update),
             next_update = %m.next_update.map(rfc3339).unwrap_or_default(),
+            stale = m.is_stale(now),
             entries = m.entries,
             index_bytes = ix.heap_bytes(),
             load_ms = took.as_millis() as u64,
@@ -294,7 +327,7 @@ pub(crate) async fn accept(
     if !from_disk {
         ctx.store.metrics.fetched(name, server.as_str(), outcome);
     }
-    let installed = ctx.store.install(
+    Ok(ctx.store.install(
         name,
         generation,
         Install {
@@ -304,30 +337,7 @@ pub(crate) async fn accept(
             from_disk,
             at: now,
         },
-    );
-    if installed
-        && !from_disk
-        && let Some(cache) = ctx.cache.clone()
-    {
-        let meta = CacheMeta {
-            url: url.to_owned(),
-            served_by: server,
-            format,
-            validators,
-            fetched_at: now,
-            sha256: String::new(),
-        };
-        let source = name.to_owned();
-        let saved = tokio::task::spawn_blocking(move || cache.save(&source, &bytes, meta)).await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache")
-            }
-            Err(e) => tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache"),
-        }
-    }
-    Ok(())
+    ))
 }
 
 #[cfg(test)]

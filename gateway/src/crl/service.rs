@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::disk::DiskCache;
-use super::fetch::{FetchError, FetchSettings, HttpFetcher, Validators};
+use super::fetch::{FetchError, FetchSettings, HttpFetcher};
 use super::schedule::{self, Ctx, InForce};
 use super::store::{CrlStore, Reconfigured};
 use super::unix_now;
@@ -46,10 +46,12 @@ pub struct CrlService {
     ctx: Arc<Ctx>,
     tasks: Mutex<HashMap<String, CancellationToken>>,
     root: CancellationToken,
+    handle: tokio::runtime::Handle,
 }
 
 impl CrlService {
     /// A service feeding `store`. Call [`CrlService::apply`] with each configuration.
+    /// Must be called within a Tokio runtime (the fetch tasks run on it).
     pub fn new(store: Arc<CrlStore>, settings: ServiceSettings) -> Result<Self, ServiceError> {
         let fetcher = HttpFetcher::new(&settings.fetch)?;
         let cache = match &settings.cache_dir {
@@ -68,6 +70,7 @@ impl CrlService {
             }),
             tasks: Mutex::new(HashMap::new()),
             root: CancellationToken::new(),
+            handle: tokio::runtime::Handle::current(),
         })
     }
 
@@ -77,105 +80,76 @@ impl CrlService {
     }
 
     /// Take in a configuration: trusted CAs, sources added, changed, disabled or removed.
-    /// New sources are first restored from the disk cache (awaited, so the caller can
-    /// start accepting connections with the last good CRLs already in force).
+    /// New sources are first restored from the disk cache (so the caller can start
+    /// accepting connections with the last good CRLs already in force).
     pub async fn apply(&self, config: &GatewayConfig) -> Reconfigured {
-        let r = self.ctx.store.configure(config);
-        for (source, issuer) in &r.untrusted {
-            tracing::warn!(source = %source, issuer = %issuer, "CRL taken out of force: its CA is no longer trusted by any listener");
-        }
-        {
-            let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-            for name in &r.stop {
-                if let Some(t) = tasks.remove(name) {
-                    t.cancel();
-                }
-                if !config.crl_sources.contains_key(name)
-                    && let Some(cache) = &self.ctx.cache
-                {
-                    cache.remove(name);
-                }
-            }
-        }
+        let r = self.reconfigure(config);
         for (name, generation) in &r.start {
-            let in_force = self.restore(name, *generation).await;
-            let token = self.root.child_token();
-            self.tasks
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.clone(), token.clone());
-            tracing::info!(source = %name, generation, "CRL source started");
-            tokio::spawn(schedule::run(
-                Arc::clone(&self.ctx),
-                name.clone(),
-                *generation,
-                in_force,
-                token,
-            ));
+            let ctx = Arc::clone(&self.ctx);
+            let (n, g) = (name.clone(), *generation);
+            let in_force = tokio::task::spawn_blocking(move || restore(&ctx, &n, g))
+                .await
+                .unwrap_or_default();
+            self.spawn(name, *generation, in_force);
         }
         r
     }
 
-    /// Put the cached file of a source in force, if it has none in force yet.
-    async fn restore(&self, name: &str, generation: u64) -> InForce {
-        let (current, _) = self.ctx.store.in_force(name);
-        let Some(cache) = self.ctx.cache.clone() else {
-            return InForce::default();
-        };
-        let Some((spec, _)) = self.ctx.store.spec(name) else {
-            return InForce::default();
-        };
-        let source = name.to_owned();
-        let read = tokio::task::spawn_blocking(move || cache.load(&source)).await;
-        let (bytes, meta) = match read {
-            Ok(Ok(Some(found))) => found,
-            Ok(Ok(None)) => return InForce::default(),
-            Ok(Err(e)) => {
-                tracing::warn!(source = name, error = %e, "CRL disk cache unreadable; waiting for the network");
-                return InForce::default();
-            }
-            Err(e) => {
-                tracing::warn!(source = name, error = %e, "CRL disk cache unreadable; waiting for the network");
-                return InForce::default();
-            }
-        };
-        let url_still_configured = meta.url == spec.primary_url
-            || spec.secondary_url.as_deref() == Some(meta.url.as_str());
-        if meta.format != spec.format || !url_still_configured {
-            tracing::info!(source = name, cached_url = %meta.url, "CRL disk cache is for another URL or format; ignored");
-            return InForce::default();
+    /// [`CrlService::apply`] for synchronous callers (the configuration reloader): reads
+    /// the disk cache on the calling thread.
+    pub fn apply_blocking(&self, config: &GatewayConfig) -> Reconfigured {
+        let r = self.reconfigure(config);
+        for (name, generation) in &r.start {
+            let in_force = restore(&self.ctx, name, *generation);
+            self.spawn(name, *generation, in_force);
         }
-        if !current.is_empty() {
-            // Already in force (a spec change that kept the URL): just reuse the validators.
-            return InForce {
-                url: Some(meta.url),
-                validators: meta.validators,
-            };
+        r
+    }
+
+    fn reconfigure(&self, config: &GatewayConfig) -> Reconfigured {
+        let r = self.ctx.store.configure(config);
+        for (source, issuer) in &r.untrusted {
+            tracing::warn!(source = %source, issuer = %issuer, "CRL taken out of force: its CA is no longer trusted by any listener");
         }
-        let validators: Validators = meta.validators.clone();
-        match schedule::accept(
-            &self.ctx,
-            name,
-            generation,
-            &spec,
-            meta.served_by,
-            &meta.url,
-            bytes,
-            Validators::default(),
-            true,
-            unix_now(),
-        )
-        .await
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        for name in &r.stop {
+            if let Some(t) = tasks.remove(name) {
+                t.cancel();
+            }
+            match config.crl_sources.get(name) {
+                None => {
+                    tracing::info!(source = %name, "CRL source removed");
+                    if let Some(cache) = &self.ctx.cache {
+                        cache.remove(name);
+                    }
+                }
+                Some(s) if !s.enabled => {
+                    tracing::info!(source = %name, "CRL source disabled: not fetched, not enforced");
+                }
+                Some(_) => {}
+            }
+        }
+        r
+    }
+
+    fn spawn(&self, name: &str, generation: u64, in_force: InForce) {
+        let token = self.root.child_token();
+        if let Some(old) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), token.clone())
         {
-            Ok(()) => InForce {
-                url: Some(meta.url),
-                validators,
-            },
-            Err(refusal) => {
-                tracing::warn!(source = name, url = %meta.url, reason = refusal.code(), error = %refusal, "cached CRL refused; waiting for the network");
-                InForce::default()
-            }
+            old.cancel();
         }
+        tracing::info!(source = %name, generation, "CRL source started");
+        self.handle.spawn(schedule::run(
+            Arc::clone(&self.ctx),
+            name.to_owned(),
+            generation,
+            in_force,
+            token,
+        ));
     }
 
     /// Stop every fetch task.
@@ -187,5 +161,54 @@ impl CrlService {
 impl Drop for CrlService {
     fn drop(&mut self) {
         self.root.cancel();
+    }
+}
+
+/// Put the cached file of a source in force, if it has none in force yet (blocking).
+fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
+    let Some(cache) = &ctx.cache else {
+        return InForce::default();
+    };
+    let Some((spec, _)) = ctx.store.spec(name) else {
+        return InForce::default();
+    };
+    let (bytes, meta) = match cache.load(name) {
+        Ok(Some(found)) => found,
+        Ok(None) => return InForce::default(),
+        Err(e) => {
+            tracing::warn!(source = name, dir = %cache.dir().display(), error = %e, "CRL disk cache unreadable; waiting for the network");
+            return InForce::default();
+        }
+    };
+    let url_still_configured =
+        meta.url == spec.primary_url || spec.secondary_url.as_deref() == Some(meta.url.as_str());
+    if meta.format != spec.format || !url_still_configured {
+        tracing::info!(source = name, cached_url = %meta.url, "CRL disk cache is for another URL or format; ignored");
+        return InForce::default();
+    }
+    let in_force = InForce {
+        url: Some(meta.url.clone()),
+        validators: meta.validators.clone(),
+    };
+    if !ctx.store.in_force(name).0.is_empty() {
+        // Already in force (the spec changed but kept the URL): reuse the validators.
+        return in_force;
+    }
+    match schedule::load_and_install(
+        ctx,
+        name,
+        generation,
+        &spec,
+        meta.served_by,
+        &meta.url,
+        &bytes,
+        true,
+        unix_now(),
+    ) {
+        Ok(_) => in_force,
+        Err(refusal) => {
+            tracing::warn!(source = name, url = %meta.url, reason = refusal.code(), error = %refusal, "cached CRL refused; waiting for the network");
+            InForce::default()
+        }
     }
 }
