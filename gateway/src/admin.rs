@@ -1,4 +1,4 @@
-//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz` and `/config` (the applied
+//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, `/crl` and `/config` (the applied
 //! configuration's hash and generation, which the controller compares with the desired
 //! hash).
 
@@ -40,12 +40,14 @@ pub struct ConfigStatus {
     pub last_attempt: LastAttempt,
 }
 
-/// Serve the admin endpoint on `addr` until `stop` is cancelled.
+/// Serve the admin endpoint on `addr` until `stop` is cancelled; `extra` adds routes of
+/// other subsystems (e.g. `/crl`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     server: Server,
     reloader: Arc<Reloader>,
+    extra: Router,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let state = AdminState {
@@ -58,7 +60,8 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/config", get(config))
-        .with_state(state);
+        .with_state(state)
+        .merge(extra);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await

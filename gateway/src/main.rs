@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use postern_gateway::config::GatewayConfig;
+use postern_gateway::crl::{self, CrlService, CrlStore};
 use postern_gateway::metrics::Metrics;
 use postern_gateway::reload::{self, Reloader};
 use postern_gateway::runtime::Services;
 use postern_gateway::server::Server;
-use postern_gateway::tls::{NoRevocation, RevocationChecker};
+use postern_gateway::tls::RevocationChecker;
 use postern_gateway::{admin, demo};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +51,32 @@ struct Args {
     /// Only validate and build the configuration, then exit (0 = it would run).
     #[arg(long, requires = "config")]
     check: bool,
+    /// Directory keeping the last good file of each CRL source, so a restart enforces the
+    /// CRLs at once instead of waiting for the network.
+    #[arg(long, env = "POSTERN_CRL_CACHE_DIR")]
+    crl_cache_dir: Option<PathBuf>,
+    /// Extra trust anchors (PEM) for https:// CRL URLs, besides the system's roots.
+    #[arg(long, env = "POSTERN_CRL_HTTPS_CA")]
+    crl_https_ca: Option<PathBuf>,
+    /// Largest CRL file accepted, in bytes.
+    #[arg(long, env = "POSTERN_CRL_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    crl_max_bytes: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Certificate revocation lists.
+    #[command(subcommand)]
+    Crl(CrlCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CrlCommand {
+    /// Print a CRL file's issuer, dates, entry count and CRL number; check its signature
+    /// (--ca) and whether serial numbers are revoked (--serial). Exit 2 if one is.
+    Inspect(crl::inspect::InspectArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -80,11 +107,34 @@ fn init_tracing(format: LogFormat) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(Command::Crl(CrlCommand::Inspect(a))) = &args.command {
+        return crl_inspect(a);
+    }
     init_tracing(args.log_format);
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("postern-gateway: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn crl_inspect(args: &crl::inspect::InspectArgs) -> std::process::ExitCode {
+    match crl::inspect::inspect(args) {
+        Ok(report) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("the report serialises")
+                );
+            } else {
+                print!("{}", report.text());
+            }
+            std::process::ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            eprintln!("postern-gateway crl inspect: {e}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -98,7 +148,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     postern_gateway::ldap::shared::metrics().register(&mut registry);
-    let revocation: Arc<dyn RevocationChecker> = Arc::new(NoRevocation);
+    let crl_store = Arc::new(CrlStore::new());
+    crl::metrics::register(&mut registry, &crl_store);
+    let revocation: Arc<dyn RevocationChecker> = crl_store.clone();
     let services = Services {
         metrics: metrics.clone(),
         revocation,
@@ -115,8 +167,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    let crl_https_ca = match &args.crl_https_ca {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading --crl-https-ca {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let crl_service = Arc::new(CrlService::new(
+        crl_store.clone(),
+        crl::ServiceSettings {
+            fetch: crl::FetchSettings {
+                max_bytes: args.crl_max_bytes,
+                extra_roots_pem: crl_https_ca,
+                ..crl::FetchSettings::default()
+            },
+            cache_dir: args.crl_cache_dir.clone(),
+        },
+    )?);
     let server = Server::new(metrics);
-    let reloader = Arc::new(Reloader::new(server.clone(), services));
+    let crl_observer = crl_service.clone();
+    let reloader = Arc::new(
+        Reloader::new(server.clone(), services).with_observer(Box::new(move |config| {
+            crl_observer.apply_blocking(config);
+        })),
+    );
     let admin_default = match source {
         ConfigSource::Demo => SocketAddr::from(([127, 0, 0, 1], 0)),
         ConfigSource::File(_) => SocketAddr::from(([0, 0, 0, 0], 9090)),
@@ -150,6 +225,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(registry),
         server.clone(),
         reloader.clone(),
+        crl::admin::routes(crl_store.clone()),
         admin_stop.clone(),
     ));
     info!(admin = %admin_addr, "gateway ready");
@@ -159,6 +235,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = term.recv() => info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => info!("interrupt received"),
     }
+    crl_service.shutdown();
     server.shutdown(args.shutdown_grace.get()).await;
     admin_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;

@@ -51,14 +51,28 @@ pub struct LastAttempt {
     pub time: String,
 }
 
+/// Told about every configuration about to be put in force (it built; called just before
+/// the swap; may block briefly).
+pub type ApplyObserver = Box<dyn Fn(&GatewayConfig) + Send + Sync>;
+
 /// Builds and installs configurations.
-#[derive(Debug)]
 pub struct Reloader {
     server: Server,
     services: Services,
     generation: AtomicU64,
     lock: Mutex<()>,
     last: Mutex<LastAttempt>,
+    observers: Vec<ApplyObserver>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("server", &self.server)
+            .field("generation", &self.generation)
+            .field("observers", &self.observers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reloader {
@@ -70,7 +84,14 @@ impl Reloader {
             generation: AtomicU64::new(0),
             lock: Mutex::new(()),
             last: Mutex::new(LastAttempt::default()),
+            observers: Vec::new(),
         }
+    }
+
+    /// Also tell `observer` about every configuration put in force (e.g. the CRL sources).
+    pub fn with_observer(mut self, observer: ApplyObserver) -> Self {
+        self.observers.push(observer);
+        self
     }
 
     /// The last attempt's outcome.
@@ -129,6 +150,11 @@ impl Reloader {
             Ok(rt) => rt,
             Err(e) => return Err(self.refused(origin, Some(hash), e.to_string())),
         };
+        // Before the swap: the new listeners must not accept a connection before, e.g., the
+        // CRLs of the new configuration are in force.
+        for observe in &self.observers {
+            observe(config);
+        }
         let old_hash = self.server.current().map(|r| r.hash.clone());
         if let Err(e) = self.server.install(rt) {
             return Err(self.refused(origin, Some(hash), e.to_string()));

@@ -92,7 +92,7 @@ pub struct CrlReport {
     pub entries: u64,
     /// Which certificates the CRL covers (Issuing Distribution Point).
     pub scope: &'static str,
-    /// Signature algorithm OID.
+    /// Signature algorithm (short name, or OID).
     pub signature_algorithm: String,
     /// Signature check: `not checked`, `verified by ...`, or why it failed.
     pub signature: String,
@@ -119,7 +119,11 @@ pub struct SerialReport {
 impl Report {
     /// 2 when an asked serial is revoked, 1 when a signature check failed, else 0.
     pub fn exit_code(&self) -> u8 {
-        if self.crls.iter().any(|c| c.serials.iter().any(|s| s.revoked)) {
+        if self
+            .crls
+            .iter()
+            .any(|c| c.serials.iter().any(|s| s.revoked))
+        {
             2
         } else if self.crls.iter().any(|c| c.signature_ok == Some(false)) {
             1
@@ -163,7 +167,10 @@ impl Report {
                     .map(|t| t.unix_timestamp() - now)
                     .unwrap_or(0);
                     let rel = if c.stale {
-                        format!("STALE for {}: the gateway refuses this issuer's certificates", human(-when))
+                        format!(
+                            "STALE for {}: the gateway refuses this issuer's certificates",
+                            human(-when)
+                        )
                     } else {
                         format!("in {}", human(when))
                     };
@@ -175,14 +182,21 @@ impl Report {
             }
             let _ = writeln!(out, "  entries:          {}", c.entries);
             let _ = writeln!(out, "  covers:           {}", c.scope);
-            let _ = writeln!(out, "  signature:        {} ({})", c.signature, c.signature_algorithm);
+            let _ = writeln!(
+                out,
+                "  signature:        {} ({})",
+                c.signature, c.signature_algorithm
+            );
             for s in &c.serials {
                 if s.revoked {
                     let _ = writeln!(
                         out,
                         "  serial {}: REVOKED{}{}",
                         s.serial,
-                        s.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
+                        s.reason
+                            .as_ref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default(),
                         s.revocation_date
                             .as_ref()
                             .map(|d| format!(" on {d}"))
@@ -215,7 +229,10 @@ pub fn parse_serial(text: &str) -> Result<Vec<u8>, InspectError> {
         .strip_prefix("0x")
         .or_else(|| t.strip_prefix("0X"))
         .unwrap_or(t);
-    let digits: String = t.chars().filter(|c| !matches!(c, ':' | ' ' | '-')).collect();
+    let digits: String = t
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .collect();
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(InspectError::BadSerial(text.to_owned()));
     }
@@ -270,7 +287,11 @@ pub fn inspect(args: &InspectArgs) -> Result<Report, InspectError> {
         None => None,
     };
     let is_pem = bytes.trim_ascii_start().starts_with(b"-----BEGIN");
-    let format = if is_pem { CrlFormat::Pem } else { CrlFormat::Asn1 };
+    let format = if is_pem {
+        CrlFormat::Pem
+    } else {
+        CrlFormat::Asn1
+    };
     let ders = split(&bytes, format)?;
     let now = unix_now();
     let mut crls = Vec::new();
@@ -304,7 +325,10 @@ pub fn inspect(args: &InspectArgs) -> Result<Report, InspectError> {
         let (signature, signature_ok) = match &trust {
             None => ("not checked (give --ca)".to_owned(), None),
             Some(t) => match t.verify(&crl) {
-                Ok(signer) => (format!("verified by a CA from {}", signer.origin), Some(true)),
+                Ok(signer) => (
+                    format!("verified by a CA from {}", signer.origin),
+                    Some(true),
+                ),
                 Err(e) => (format!("NOT VERIFIED: {e}"), Some(false)),
             },
         };
@@ -321,7 +345,12 @@ pub fn inspect(args: &InspectArgs) -> Result<Report, InspectError> {
                 (_, true) => "CA certificates only",
                 _ => "all certificates of the issuer",
             },
-            signature_algorithm: crl.signature_algorithm.algorithm.to_id_string(),
+            signature_algorithm: {
+                let oid = &crl.signature_algorithm.algorithm;
+                x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|_| oid.to_id_string())
+            },
             signature,
             signature_ok,
             serials: found,
@@ -392,7 +421,10 @@ mod tests {
         assert!(!c.serials[1].revoked);
         assert_eq!(r.exit_code(), 2);
         let text = r.text();
-        assert!(text.contains("serial 8A01: REVOKED (keyCompromise)"), "{text}");
+        assert!(
+            text.contains("serial 8A01: REVOKED (keyCompromise)"),
+            "{text}"
+        );
         assert!(text.contains("serial 06: not listed"), "{text}");
         assert!(text.contains("CRL number:       42"), "{text}");
 

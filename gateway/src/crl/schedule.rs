@@ -251,7 +251,9 @@ async fn accept(
         let ctx = Arc::clone(ctx);
         let (name, spec, url) = (name.to_owned(), spec.clone(), url.to_owned());
         move || {
-            let r = load_and_install(&ctx, &name, generation, &spec, server, &url, &bytes, false, now);
+            let r = load_and_install(
+                &ctx, &name, generation, &spec, server, &url, &bytes, false, now,
+            );
             (bytes, r)
         }
     };
@@ -275,7 +277,9 @@ async fn accept(
         let saved = tokio::task::spawn_blocking(move || cache.save(&source, &bytes, meta)).await;
         match saved {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache"),
+            Ok(Err(e)) => {
+                tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache")
+            }
             Err(e) => tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache"),
         }
     }
@@ -301,7 +305,11 @@ pub(crate) fn load_and_install(
     let started = std::time::Instant::now();
     let loaded = load(bytes, spec.format, &trust, &current, missing, now)?;
     let took = started.elapsed();
-    let outcome = if loaded.changed { "updated" } else { "unchanged" };
+    let outcome = if loaded.changed {
+        "updated"
+    } else {
+        "unchanged"
+    };
     for issuer in &loaded.retained {
         tracing::warn!(source = name, url, issuer = %issuer, "the file no longer has a CRL for this issuer; the copy in force is kept");
     }
