@@ -103,9 +103,69 @@ fn the_values_schema_refuses_mistakes_with_the_path() {
     assert!(err.contains("leaderElection"), "{err}");
 }
 
+/// Renders `render` and applies the raw YAML (as Helm would send it, so YAML 1.1 surprises
+/// show) with `kubectl apply --dry-run=server --validate=true`: kubectl validates against
+/// the server's OpenAPI (unknown or mistyped fields fail), the server runs its own
+/// validation and admission. ServiceMonitors need the Prometheus Operator's CRD, which this
+/// cluster does not have: they are checked against the Services they select instead.
+/// Returns the rendered objects.
+fn dry_run(cluster: &KubeCluster, render: &Render, what: &str) -> Vec<Value> {
+    let yaml = render.yaml().unwrap();
+    let mut docs = Vec::new();
+    let mut monitors = Vec::new();
+    for doc in yaml.split("\n---\n") {
+        let objs = helm::parse_manifests(doc).unwrap();
+        match objs.as_slice() {
+            [] => {}
+            [o] if o["kind"] == "ServiceMonitor" => monitors.push(o.clone()),
+            [o] => docs.push((doc.to_owned(), o.clone())),
+            _ => panic!("{what}: several objects in one document"),
+        }
+    }
+    let objects: Vec<Value> = docs.iter().map(|(_, o)| o.clone()).collect();
+    assert!(!objects.is_empty(), "{what}");
+    check_service_monitors(&monitors, &objects);
+    // Every namespaced object names its namespace (the release's, or a managed one).
+    for o in &objects {
+        let cluster_scoped = [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+        ]
+        .contains(&o["kind"].as_str().unwrap());
+        assert_eq!(
+            o["metadata"]["namespace"].is_string(),
+            !cluster_scoped,
+            "{what}: {}",
+            id(o)
+        );
+    }
+    let stream: String = docs
+        .iter()
+        .map(|(text, _)| format!("---\n{}\n", text.trim_start_matches("---\n")))
+        .collect();
+    let out = cluster
+        .kubectl_stdin(
+            &["apply", "--dry-run=server", "--validate=true", "-f", "-"],
+            &stream,
+        )
+        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    // kubectl prints `<kind>.<group>/<name> created|configured (server dry run)`.
+    for o in &objects {
+        let kind = o["kind"].as_str().unwrap().to_lowercase();
+        let name = o["metadata"]["name"].as_str().unwrap();
+        assert!(
+            out.lines().any(|l| l.starts_with(&kind)
+                && l.contains(&format!("/{name} "))
+                && l.ends_with("(server dry run)")),
+            "{what}: {kind}/{name} not in the dry-run output:\n{out}"
+        );
+    }
+    objects
+}
+
 /// Every values set, rendered for the test server's version, is accepted by the real API
-/// server: kubectl validates against the server's OpenAPI (unknown or mistyped fields
-/// fail), the server runs its own validation and admission in dry-run mode.
+/// server.
 #[test]
 fn every_values_set_is_accepted_by_the_api_server() {
     let cluster = KubeCluster::shared();
@@ -121,53 +181,33 @@ fn every_values_set_is_accepted_by_the_api_server() {
             kube_version: Some(TEST_KUBE_VERSION.into()),
             ..Default::default()
         };
-        let objects = render.objects().unwrap();
-        assert!(!objects.is_empty(), "{}", file.display());
-        // ServiceMonitors need the Prometheus Operator's CRD, which this cluster does not
-        // have: they are checked against the Services they select instead.
-        let (monitors, rest): (Vec<Value>, Vec<Value>) = objects
-            .into_iter()
-            .partition(|o| o["kind"] == "ServiceMonitor");
-        check_service_monitors(&monitors, &rest);
-        // Every namespaced object names its namespace (the release's, or a managed one).
-        for o in &rest {
-            let cluster_scoped = [
-                "ClusterRole",
-                "ClusterRoleBinding",
-                "CustomResourceDefinition",
-            ]
-            .contains(&o["kind"].as_str().unwrap());
-            assert_eq!(
-                o["metadata"]["namespace"].is_string(),
-                !cluster_scoped,
-                "{}: {}",
-                file.display(),
-                id(o)
-            );
-        }
-        let stream: String = rest
-            .iter()
-            .map(|o| format!("---\n{}\n", serde_json::to_string(o).unwrap()))
-            .collect();
-        let out = cluster
-            .kubectl_stdin(
-                &["apply", "--dry-run=server", "--validate=true", "-f", "-"],
-                &stream,
-            )
-            .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
-        // kubectl prints `<kind>.<group>/<name> created|configured (server dry run)`.
-        for o in &rest {
-            let kind = o["kind"].as_str().unwrap().to_lowercase();
-            let name = o["metadata"]["name"].as_str().unwrap();
-            assert!(
-                out.lines().any(|l| l.starts_with(&kind)
-                    && l.contains(&format!("/{name} "))
-                    && l.ends_with("(server dry run)")),
-                "{}: {kind}/{name} not in the dry-run output:\n{out}",
-                file.display()
-            );
-        }
+        dry_run(cluster, &render, &file.display().to_string());
     }
+}
+
+/// Names that YAML 1.1 reads as booleans (`y`, `on`, `off`, `n` are valid namespace and
+/// release names) stay strings in every object.
+#[test]
+fn release_and_namespace_names_that_look_like_booleans_stay_strings() {
+    let cluster = KubeCluster::shared();
+    for extra in ["y", "n", "off"] {
+        let _ = cluster.kubectl(&["create", "namespace", extra]);
+    }
+    let render = Render {
+        release: Some("on".into()),
+        namespace: Some("y".into()),
+        sets: vec![
+            "controller.watchNamespaces={n,off}".into(),
+            "serviceMonitor.enabled=true".into(),
+            "networkPolicy.enabled=true".into(),
+        ],
+        kube_version: Some(TEST_KUBE_VERSION.into()),
+        ..Default::default()
+    };
+    let objects = dry_run(cluster, &render, "release on in namespace y");
+    let d = get(&objects, "Deployment", "on-postern-controller").unwrap();
+    assert_eq!(d["metadata"]["namespace"], "y");
+    assert_eq!(d["metadata"]["labels"]["app.kubernetes.io/instance"], "on");
 }
 
 /// The validation above is not a formality: the same command refuses an unknown field in a
@@ -416,6 +456,7 @@ fn the_gateway_service_type_and_ports_come_from_values() {
         "--config-secret=postern-config",
         "--admin-address=0.0.0.0:9090",
         "--log-format=json",
+        "--crl-cache-dir=/var/cache/postern/crl",
     ] {
         assert!(a.contains(&expected.to_owned()), "{expected} in {a:?}");
     }
@@ -505,6 +546,12 @@ fn extra_env_volumes_annotations_and_scheduling_reach_the_pods() {
             .any(|m| m["mountPath"] == "/etc/postern/extra-ca")
     );
     assert!(args(gw).contains(&"--poll-interval=10s".to_owned()));
+    assert!(args(gw).contains(&"--crl-max-bytes=67108864".to_owned()));
+    assert!(args(gw).contains(&"--crl-https-ca=/etc/postern/crl-https-ca/bundle.pem".to_owned()));
+    assert!(
+        vols.iter()
+            .any(|v| v["secret"]["secretName"] == "crl-https-ca")
+    );
     let sa = get(&objects, "ServiceAccount", "postern-controller").unwrap();
     assert_eq!(
         sa["metadata"]["annotations"]["example.org/role"],

@@ -33,9 +33,9 @@
 {{- define "postern.labels" -}}
 helm.sh/chart: {{ include "postern.chart" . }}
 app.kubernetes.io/name: {{ include "postern.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 app.kubernetes.io/part-of: postern
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
@@ -45,13 +45,13 @@ app.kubernetes.io/part-of: postern
 {{/* Selector labels of a component: include with (dict "ctx" $ "component" "gateway"). */}}
 {{- define "postern.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "postern.name" .ctx }}
-app.kubernetes.io/instance: {{ .ctx.Release.Name }}
-app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name | quote }}
+app.kubernetes.io/component: {{ .component | quote }}
 {{- end -}}
 
 {{- define "postern.componentLabels" -}}
 {{ include "postern.labels" .ctx }}
-app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/component: {{ .component | quote }}
 {{- end -}}
 
 {{- define "postern.controller.serviceAccountName" -}}
