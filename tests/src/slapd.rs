@@ -252,6 +252,8 @@ impl SlapdTls {
 pub struct SlapdOptions {
     /// Directory content; default [`directory_ldif`].
     pub ldif: Option<String>,
+    /// Extra schema; default [`CAC_SCHEMA`].
+    pub schema: Option<String>,
     /// Serve `ldaps://` on a second port and allow StartTLS.
     pub tls: Option<SlapdTls>,
     /// `sizelimit` for everyone but the manager.
@@ -295,7 +297,10 @@ impl Slapd {
             .prefix("postern-slapd-")
             .tempdir()?;
         let root = dir.path();
-        fs::write(root.join("cac.schema"), CAC_SCHEMA)?;
+        fs::write(
+            root.join("cac.schema"),
+            opts.schema.as_deref().unwrap_or(CAC_SCHEMA),
+        )?;
         fs::create_dir(root.join("db"))?;
         let mut conf = String::new();
         for schema in ["core", "cosine", "inetorgperson", "nis"] {
