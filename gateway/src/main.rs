@@ -61,6 +61,8 @@ struct Args {
     /// Largest CRL file accepted, in bytes.
     #[arg(long, env = "POSTERN_CRL_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
     crl_max_bytes: u64,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -79,6 +81,33 @@ enum CrlCommand {
     Inspect(crl::inspect::InspectArgs),
 }
 
+/// Running in a cluster: the configuration is the namespace's rendered Secret, read
+/// through the Kubernetes API (in-cluster credentials or $KUBECONFIG).
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// Take the configuration from the rendered Secret instead of a file.
+    #[arg(long, env = "POSTERN_CLUSTER", conflicts_with_all = ["config", "demo"])]
+    cluster: bool,
+    /// Namespace of the rendered Secret (default: the Pod's, or the kubeconfig's).
+    #[arg(long, env = "POD_NAMESPACE", requires = "cluster")]
+    namespace: Option<String>,
+    /// This gateway's name in its report (default: the host name, which is the Pod name).
+    #[arg(long, env = "POD_NAME", requires = "cluster")]
+    gateway_name: Option<String>,
+    /// The Pod's UID: the report Lease is then owned by the Pod.
+    #[arg(long, env = "POD_UID", requires = "cluster")]
+    pod_uid: Option<String>,
+    /// Name of the rendered Secret.
+    #[arg(long, default_value = postern_gateway::cluster::protocol::RENDERED_SECRET)]
+    config_secret: String,
+    /// How often the gateway renews its report.
+    #[arg(long, default_value = "10s")]
+    report_interval: postern_gateway::config::Duration,
+    /// How long a report counts without renewal.
+    #[arg(long, default_value = "30s")]
+    report_ttl: postern_gateway::config::Duration,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -89,6 +118,7 @@ enum LogFormat {
 /// through the API) plugs in here beside the file.
 enum ConfigSource {
     File(PathBuf),
+    Cluster,
     Demo,
 }
 
@@ -143,6 +173,7 @@ fn crl_inspect(args: &crl::inspect::InspectArgs) -> std::process::ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
+        None if args.cluster.cluster => ConfigSource::Cluster,
         None => ConfigSource::Demo,
     };
     let mut registry = Registry::default();
@@ -194,14 +225,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let admin_default = match source {
         ConfigSource::Demo => SocketAddr::from(([127, 0, 0, 1], 0)),
-        ConfigSource::File(_) => SocketAddr::from(([0, 0, 0, 0], 9090)),
+        ConfigSource::File(_) | ConfigSource::Cluster => SocketAddr::from(([0, 0, 0, 0], 9090)),
     };
     let admin_listener = admin::bind(args.admin_address.unwrap_or(admin_default))
         .await
         .context("binding the admin address")?;
     let admin_addr = admin_listener.local_addr()?;
 
+    let cluster_stop = CancellationToken::new();
+    let mut cluster_task = None;
     match &source {
+        ConfigSource::Cluster => {
+            cluster_task = Some(
+                start_cluster_source(
+                    &args.cluster,
+                    reloader.clone(),
+                    postern_gateway::cluster::crl_facts_of(crl_store.clone()),
+                    cluster_stop.clone(),
+                )
+                .await?,
+            );
+        }
         ConfigSource::File(path) => {
             reloader.apply_file(path).map_err(|e| anyhow::anyhow!(e))?;
             tokio::spawn(reload::watch_file(
@@ -235,9 +279,50 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = term.recv() => info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => info!("interrupt received"),
     }
+    // Withdraw the cluster report first: the controller stops counting this gateway.
+    cluster_stop.cancel();
+    if let Some(task) = cluster_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     crl_service.shutdown();
     server.shutdown(args.shutdown_grace.get()).await;
     admin_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
     Ok(())
+}
+
+/// Starts the cluster config source: connects to the API server and follows the
+/// namespace's rendered Secret, reporting in the gateway's Lease.
+async fn start_cluster_source(
+    args: &ClusterArgs,
+    reloader: Arc<Reloader>,
+    crl_facts: postern_gateway::cluster::CrlFactsFn,
+    stop: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use postern_gateway::cluster;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster or $KUBECONFIG)")?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let gateway_name = match &args.gateway_name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .context("no --gateway-name/POD_NAME and no host name")?,
+    };
+    let mut opts = cluster::ClusterOptions::new(&namespace, &gateway_name);
+    opts.secret_name = args.config_secret.clone();
+    opts.pod_uid = args.pod_uid.clone();
+    opts.heartbeat = args.report_interval.get();
+    opts.report_ttl = args.report_ttl.get();
+    info!(namespace = %namespace, gateway = %gateway_name, secret = %opts.secret_name,
+        "configuration from the cluster");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = cluster::run(client, opts, reloader, crl_facts, stop).await {
+            tracing::error!(error = %e, "cluster configuration source stopped");
+        }
+    }))
 }

@@ -1,6 +1,7 @@
 #![forbid(unsafe_code)]
 //! Test support: real components started on loopback in temporary directories.
 
+pub mod cluster;
 pub mod crl;
 pub mod helm;
 pub mod http;

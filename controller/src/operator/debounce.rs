@@ -18,10 +18,25 @@ pub struct Debouncer<K> {
     pending: HashMap<K, Pending>,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// A key is due at the earlier of its debounced changes and its timer.
+#[derive(Clone, Copy, Debug, Default)]
 struct Pending {
-    first: Instant,
-    due: Instant,
+    /// First change since the key was last taken.
+    first_change: Option<Instant>,
+    /// When the changes are due (pushed back by each change, capped).
+    change_due: Option<Instant>,
+    /// A timer (retry, report expiry, resync).
+    timer: Option<Instant>,
+}
+
+impl Pending {
+    fn due(&self) -> Instant {
+        match (self.change_due, self.timer) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => unreachable!("a pending key has a change or a timer"),
+        }
+    }
 }
 
 impl<K: Clone + Eq + Hash> Debouncer<K> {
@@ -36,28 +51,20 @@ impl<K: Clone + Eq + Hash> Debouncer<K> {
 
     /// Records a change of `key` at `now`.
     pub fn touch(&mut self, key: K, now: Instant) {
-        let delay = self.delay;
-        let cap = self.cap;
-        self.pending
-            .entry(key)
-            .and_modify(|p| p.due = (now + delay).min(p.first + cap).max(p.due))
-            .or_insert(Pending {
-                first: now,
-                due: now + delay,
-            });
+        let p = self.pending.entry(key).or_default();
+        let first = *p.first_change.get_or_insert(now);
+        p.change_due = Some((now + self.delay).min(first + self.cap));
     }
 
     /// Makes `key` due at `at` at the latest (a timer: retry, report expiry, resync).
     pub fn schedule(&mut self, key: K, at: Instant) {
-        self.pending
-            .entry(key)
-            .and_modify(|p| p.due = p.due.min(at))
-            .or_insert(Pending { first: at, due: at });
+        let p = self.pending.entry(key).or_default();
+        p.timer = Some(p.timer.map_or(at, |t| t.min(at)));
     }
 
     /// The earliest due time, if anything is pending.
     pub fn next_due(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.due).min()
+        self.pending.values().map(Pending::due).min()
     }
 
     /// Removes and returns every key due at `now`.
@@ -65,7 +72,7 @@ impl<K: Clone + Eq + Hash> Debouncer<K> {
         let due: Vec<K> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.due <= now)
+            .filter(|(_, p)| p.due() <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for k in &due {
@@ -131,5 +138,15 @@ mod tests {
             "a later timer keeps the earlier one"
         );
         assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn a_change_is_not_held_back_by_a_distant_timer() {
+        let t = Instant::now();
+        let mut d = Debouncer::new(100 * MS, 1000 * MS);
+        d.schedule("ns", t + 5000 * MS);
+        d.touch("ns", t + 10 * MS);
+        assert_eq!(d.next_due(), Some(t + 110 * MS));
+        assert_eq!(d.take_due(t + 110 * MS), vec!["ns"]);
     }
 }

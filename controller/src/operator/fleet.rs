@@ -52,33 +52,28 @@ impl GatewayState {
     }
 }
 
-/// Where the fleet stands against a desired hash.
+/// The ready gateways of a namespace and what they run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fleet {
     /// Ready gateways with a live report, by name.
-    pub ready: Vec<String>,
-    /// Those of them running the desired hash.
-    pub programmed: Vec<String>,
-    /// Ready gateways not (yet) running it: name, what they run, and their refusal if
-    /// they refused the desired configuration.
-    pub lagging: Vec<Lagging>,
+    pub ready: Vec<Member>,
     /// The earliest time a live report expires (to re-check then).
     pub next_expiry: Option<Timestamp>,
 }
 
-/// A ready gateway that does not run the desired configuration.
+/// A ready gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lagging {
+pub struct Member {
     /// Gateway name.
     pub name: String,
     /// The hash it runs.
     pub applied: Option<String>,
-    /// Why it refused the desired configuration, when it did.
-    pub refused: Option<String>,
+    /// The last configuration it refused: hash and why.
+    pub refused: Option<(String, String)>,
 }
 
-/// The fleet's state against `desired` at `now`.
-pub fn fleet(gateways: &[GatewayState], desired: Option<&str>, now: Timestamp) -> Fleet {
+/// The fleet at `now`: live, ready gateways.
+pub fn fleet(gateways: &[GatewayState], now: Timestamp) -> Fleet {
     let mut f = Fleet::default();
     let mut sorted: Vec<&GatewayState> = gateways.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
@@ -90,22 +85,15 @@ pub fn fleet(gateways: &[GatewayState], desired: Option<&str>, now: Timestamp) -
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if !g.report.ready {
-            continue;
-        }
-        f.ready.push(g.name.clone());
-        if desired.is_some() && g.report.applied_hash.as_deref() == desired {
-            f.programmed.push(g.name.clone());
-        } else {
-            f.lagging.push(Lagging {
+        if g.report.ready {
+            f.ready.push(Member {
                 name: g.name.clone(),
                 applied: g.report.applied_hash.clone(),
                 refused: g
                     .report
                     .refusal
                     .as_ref()
-                    .filter(|r| Some(r.hash.as_str()) == desired)
-                    .map(|r| r.message.clone()),
+                    .map(|r| (r.hash.clone(), r.message.clone())),
             });
         }
     }
@@ -130,36 +118,54 @@ pub fn short_hash(hash: &str) -> &str {
 }
 
 impl Fleet {
-    /// `Programmed` for objects that are in the configuration with hash `desired`.
-    pub fn programmed_verdict(&self, namespace: &str, desired: &str) -> Verdict {
-        let (n, total) = (self.programmed.len(), self.ready.len());
+    /// How many ready gateways run the desired hash.
+    pub fn programmed_count(&self, desired: &str) -> usize {
+        self.ready
+            .iter()
+            .filter(|m| m.applied.as_deref() == Some(desired))
+            .count()
+    }
+
+    /// `Programmed` for an object of the configuration with hash `desired`. A gateway
+    /// counts as programmed for the object when it runs `desired`, or a configuration in
+    /// which the object is rendered the same (`same(hash)`), so a change elsewhere in the
+    /// namespace does not flip every object while it rolls out.
+    pub fn programmed_verdict(
+        &self,
+        namespace: &str,
+        desired: &str,
+        same: impl Fn(&str) -> bool,
+    ) -> Verdict {
+        let total = self.ready.len();
         if total == 0 {
             return Verdict {
                 status: false,
                 reason: "NoGateways",
                 message: format!(
-                    "no ready gateway reports in namespace {namespace}; nothing runs configuration {} yet",
-                    short_hash(desired)
+                    "no ready gateway reports in namespace {namespace}; nothing runs this configuration yet"
                 ),
             };
         }
-        if n == total {
+        let (done, lagging): (Vec<&Member>, Vec<&Member>) = self.ready.iter().partition(|m| {
+            m.applied
+                .as_deref()
+                .is_some_and(|h| h == desired || same(h))
+        });
+        let n = done.len();
+        if lagging.is_empty() {
             return Verdict {
                 status: true,
                 reason: "Programmed",
-                message: format!(
-                    "{n}/{total} gateways programmed with {}",
-                    short_hash(desired)
-                ),
+                message: format!("{n}/{total} gateways programmed"),
             };
         }
-        let refused: Vec<String> = self
-            .lagging
+        let refused: Vec<String> = lagging
             .iter()
-            .filter_map(|l| {
-                l.refused
+            .filter_map(|m| {
+                m.refused
                     .as_ref()
-                    .map(|m| format!("{} refused it: {m}", l.name))
+                    .filter(|(h, _)| h == desired)
+                    .map(|(_, why)| format!("{} refused it: {why}", m.name))
             })
             .collect();
         if !refused.is_empty() {
@@ -173,12 +179,11 @@ impl Fleet {
                 ),
             };
         }
-        let waiting: Vec<String> = self
-            .lagging
+        let waiting: Vec<String> = lagging
             .iter()
-            .map(|l| match &l.applied {
-                Some(h) => format!("{} (runs {})", l.name, short_hash(h)),
-                None => l.name.clone(),
+            .map(|m| match &m.applied {
+                Some(h) => format!("{} (runs {})", m.name, short_hash(h)),
+                None => m.name.clone(),
             })
             .collect();
         Verdict {
@@ -237,13 +242,11 @@ mod tests {
     #[test]
     fn all_ready_gateways_on_the_hash_is_programmed() {
         let g = [gw("a", Some(H1), true, 10), gw("b", Some(H1), true, 20)];
-        let f = fleet(&g, Some(H1), now());
-        let v = f.programmed_verdict("mail", H1);
+        let f = fleet(&g, now());
+        let v = f.programmed_verdict("mail", H1, |_| false);
         assert!(v.status);
-        assert_eq!(
-            v.message,
-            "2/2 gateways programmed with sha256:111111111111"
-        );
+        assert_eq!(v.message, "2/2 gateways programmed");
+        assert_eq!(f.programmed_count(H1), 2);
         assert_eq!(f.next_expiry, Some(now() + SignedDuration::from_secs(10)));
     }
 
@@ -254,13 +257,16 @@ mod tests {
             gw("b", Some(H2), true, 10),
             gw("c", Some(H1), true, 10),
         ];
-        let v = fleet(&g, Some(H2), now()).programmed_verdict("mail", H2);
+        let f = fleet(&g, now());
+        let v = f.programmed_verdict("mail", H2, |_| false);
         assert!(!v.status);
         assert_eq!(v.reason, "Pending");
         assert_eq!(
             v.message,
             "2/3 gateways programmed with sha256:222222222222; waiting for c (runs sha256:111111111111)"
         );
+        // An object rendered the same in H1 is programmed everywhere already.
+        assert!(f.programmed_verdict("mail", H2, |h| h == H1).status);
     }
 
     #[test]
@@ -270,14 +276,15 @@ mod tests {
             gw("dead", Some(H1), true, -1),
             gw("starting", None, false, 10),
         ];
-        let f = fleet(&g, Some(H2), now());
-        assert_eq!(f.ready, vec!["a"]);
-        assert!(f.programmed_verdict("mail", H2).status);
+        let f = fleet(&g, now());
+        assert_eq!(f.ready.len(), 1);
+        assert_eq!(f.ready[0].name, "a");
+        assert!(f.programmed_verdict("mail", H2, |_| false).status);
     }
 
     #[test]
     fn no_gateways_and_refusals_are_explained() {
-        let v = fleet(&[], Some(H1), now()).programmed_verdict("mail", H1);
+        let v = fleet(&[], now()).programmed_verdict("mail", H1, |_| false);
         assert_eq!(v.reason, "NoGateways");
         assert!(v.message.contains("namespace mail"), "{}", v.message);
 
@@ -287,7 +294,7 @@ mod tests {
             message: "cannot bind 0.0.0.0:25".into(),
         });
         let g = [gw("a", Some(H2), true, 10), b];
-        let v = fleet(&g, Some(H2), now()).programmed_verdict("mail", H2);
+        let v = fleet(&g, now()).programmed_verdict("mail", H2, |_| false);
         assert_eq!(v.reason, "GatewayRefused");
         assert_eq!(
             v.message,

@@ -138,10 +138,11 @@ impl Leadership {
                 .is_some_and(|t| Instant::now() < t)
     }
 
-    /// Waits until leadership changes; returns the new state.
+    /// Waits until leadership changes; returns the new state. Never returns once the
+    /// election has ended (the last state stands).
     pub async fn changed(&mut self) -> bool {
         if self.rx.changed().await.is_err() {
-            return false;
+            std::future::pending::<()>().await;
         }
         *self.rx.borrow_and_update()
     }

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{ObjectMeta, PostParams};
-use kube::{Api, Resource};
+use kube::Api;
+use kube::api::PostParams;
 use postern_gateway::cluster::protocol::{
     self, CONFIG_KEY, HASH_ANNOTATION, RENDERED_LABEL, decode_rendered,
 };
@@ -168,19 +168,6 @@ pub fn render(namespace: &str, name: &str, desired: &Desired, current: Option<&S
         )])),
         ..Default::default()
     }
-}
-
-/// An owner reference to a namespaced custom resource.
-pub fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> Option<OwnerReference> {
-    let meta: &ObjectMeta = obj.meta();
-    Some(OwnerReference {
-        api_version: K::api_version(&()).into_owned(),
-        kind: K::kind(&()).into_owned(),
-        name: meta.name.clone()?,
-        uid: meta.uid.clone()?,
-        controller: None,
-        block_owner_deletion: None,
-    })
 }
 
 /// Writes the Secret: create, or replace with the observed resourceVersion (a concurrent

@@ -36,9 +36,15 @@ pub const ORDER: [&str; 4] = [
     condition_type::READY,
 ];
 
-/// `Ready` from the other three.
+/// `Ready` from the other three. An object not accepted only because its references do
+/// not resolve carries the reference's reason, which says what to fix.
 pub fn ready(accepted: &Cond, resolved: &Cond, programmed: &Cond) -> Cond {
-    match [accepted, resolved, programmed]
+    let first = if !accepted.status && accepted.reason == "UnresolvedRefs" && !resolved.status {
+        resolved
+    } else {
+        accepted
+    };
+    match [first, resolved, programmed]
         .into_iter()
         .find(|c| !c.status)
     {
@@ -135,6 +141,12 @@ mod tests {
         );
         assert!(!r.status);
         assert_eq!(r.reason, "SecretNotFound");
+        let r = ready(
+            &Cond::new(false, "UnresolvedRefs", "see ResolvedRefs"),
+            &Cond::new(false, "RefNotFound", "spec.defaultMailFlowPolicyRef: x"),
+            &Cond::new(false, "NotInConfiguration", "-"),
+        );
+        assert_eq!(r.reason, "RefNotFound");
         let r = ready(&ok("Accepted"), &ok("ResolvedRefs"), &ok("Programmed"));
         assert!(r.status);
         assert_eq!(r.reason, "Ready");

@@ -4,4 +4,47 @@
 pub mod protocol;
 pub mod source;
 
+use std::sync::Arc;
+
 pub use source::{ClusterError, ClusterOptions, ConfigSink, CrlFactsFn, run};
+
+use crate::config::GatewayConfig;
+use crate::crl::CrlStore;
+use crate::reload::Reloader;
+
+impl ConfigSink for Arc<Reloader> {
+    async fn apply(&self, config: GatewayConfig) -> Result<(), String> {
+        let reloader = self.clone();
+        // Building TLS configurations and binding listeners blocks briefly.
+        tokio::task::spawn_blocking(move || {
+            let origin = format!(
+                "secret {}",
+                config
+                    .source
+                    .as_ref()
+                    .and_then(|s| s.namespace.as_deref())
+                    .unwrap_or("(cluster)")
+            );
+            Reloader::apply(&reloader, &config, &origin).map(|_| ())
+        })
+        .await
+        .map_err(|e| format!("reload task failed: {e}"))?
+    }
+}
+
+/// Per-source facts of a CRL store, in the report's shape.
+pub fn crl_facts_of(store: Arc<CrlStore>) -> CrlFactsFn {
+    Arc::new(move || {
+        store
+            .status()
+            .into_iter()
+            .filter_map(|s| serde_json::to_value(s).ok())
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect()
+    })
+}
+
+/// No CRL facts (a gateway without a CRL store).
+pub fn no_crl_facts() -> CrlFactsFn {
+    Arc::new(Vec::new)
+}

@@ -1,0 +1,113 @@
+//! `postern controller`: command-line options and startup.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use super::leader::LeaseSettings;
+use super::run::{self, Options};
+
+/// Options of `postern controller`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// Manage only this namespace (repeat for several). Default: every namespace.
+    #[arg(
+        long = "namespace",
+        env = "POSTERN_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Elect a leader with a Lease so only one replica writes (default on).
+    #[arg(long, env = "POSTERN_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease (default: the Pod's, or the kubeconfig's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "postern-controller")]
+    pub lease_name: String,
+    /// This replica's identity (default: the Pod name, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// How long a leader's claim lasts without renewal.
+    #[arg(long, default_value = "15s")]
+    pub lease_duration: humantime::Duration,
+    /// How long a leader keeps writing without a successful renewal (< lease duration).
+    #[arg(long, default_value = "10s")]
+    pub renew_deadline: humantime::Duration,
+    /// How often candidates try to acquire and the leader renews.
+    #[arg(long, default_value = "2s")]
+    pub retry_period: humantime::Duration,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "POSTERN_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: SocketAddr,
+    /// Quiet time after a change before the namespace is recompiled.
+    #[arg(long, default_value = "100ms")]
+    pub debounce: humantime::Duration,
+    /// Longest a constantly changing namespace waits.
+    #[arg(long, default_value = "1s")]
+    pub debounce_max: humantime::Duration,
+    /// Every namespace is reconciled at least this often.
+    #[arg(long, default_value = "5m")]
+    pub resync: humantime::Duration,
+    /// Name of the rendered configuration Secret in each namespace.
+    #[arg(long, default_value = postern_gateway::cluster::protocol::RENDERED_SECRET)]
+    pub config_secret: String,
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "postern".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster or $KUBECONFIG)")?;
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let mut opts = Options::new(&identity);
+    opts.namespaces = args.namespaces.clone();
+    opts.metrics_address = args.metrics_address;
+    opts.debounce = args.debounce.into();
+    opts.debounce_max = args.debounce_max.into();
+    opts.resync = args.resync.into();
+    opts.secret_name = args.config_secret.clone();
+    if args.leader_elect {
+        let ns = args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        let mut lease = LeaseSettings::new(&ns, &args.lease_name, &identity);
+        lease.lease_duration = args.lease_duration.into();
+        lease.renew_deadline = args.renew_deadline.into();
+        lease.retry_period = args.retry_period.into();
+        anyhow::ensure!(
+            lease.renew_deadline < lease.lease_duration,
+            "--renew-deadline must be shorter than --lease-duration"
+        );
+        opts.lease = Some(lease);
+    }
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+        }
+        stop.cancel();
+    });
+    run::run(client, opts, shutdown, None).await?;
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The controller and gateway processes, run as they would run in Pods but as local
+//! processes pointed at the test API server (pods never start on it).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::kube::{KubeCluster, User, free_port, workspace_bin};
+
+/// A running `postern controller`.
+#[derive(Debug)]
+pub struct ControllerProcess {
+    child: Option<Child>,
+    /// Its identity in leader election and Events.
+    pub identity: String,
+    /// Address of /metrics, /healthz, /readyz.
+    pub metrics: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Options of a test controller.
+#[derive(Clone, Debug)]
+pub struct ControllerSpec {
+    /// Who it authenticates as.
+    pub user: User,
+    /// The namespace it manages (and where its Lease lives).
+    pub namespace: String,
+    /// Identity.
+    pub identity: String,
+    /// Extra arguments.
+    pub extra: Vec<String>,
+}
+
+impl ControllerSpec {
+    /// An admin controller managing `namespace`.
+    pub fn new(namespace: &str, identity: &str) -> Self {
+        Self {
+            user: User::Admin,
+            namespace: namespace.into(),
+            identity: identity.into(),
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl ControllerProcess {
+    /// Starts `postern controller` with short leader-election timings (3 s lease).
+    pub fn start(cluster: &KubeCluster, spec: &ControllerSpec) -> Result<Self> {
+        let bin = workspace_bin("postern")?;
+        let dir = tempfile::Builder::new().prefix("postern-ctl-").tempdir()?;
+        let log = dir.path().join("controller.log");
+        let port = free_port();
+        let metrics: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let child = Command::new(bin)
+            .arg("controller")
+            .args(["--namespace", &spec.namespace])
+            .args(["--lease-namespace", &spec.namespace])
+            .args(["--identity", &spec.identity])
+            .args(["--metrics-address", &metrics.to_string()])
+            .args(["--lease-duration", "3s", "--renew-deadline", "2s"])
+            .args(["--retry-period", "300ms"])
+            .args(&spec.extra)
+            .env("KUBECONFIG", cluster.kubeconfig_for(spec.user))
+            .env("POSTERN_LOG", "info,kube=warn,hyper=warn,tower=warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?)
+            .spawn()
+            .context("cannot start postern controller")?;
+        let mut p = Self {
+            child: Some(child),
+            identity: spec.identity.clone(),
+            metrics,
+            log,
+            _dir: dir,
+        };
+        p.wait_http("/healthz", Duration::from_secs(20))?;
+        Ok(p)
+    }
+
+    fn wait_http(&mut self, path: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.child.as_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                bail!("controller exited ({status}):\n{}", self.logs());
+            }
+            if http_get(self.metrics, path).is_ok_and(|(code, _)| code == 200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("controller not serving {path}:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (caches synced).
+    pub fn wait_ready(&mut self) -> Result<()> {
+        self.wait_http("/readyz", Duration::from_secs(30))
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics_text(&self) -> Result<String> {
+        Ok(http_get(self.metrics, "/metrics")?.1)
+    }
+
+    /// The value of one sample of `/metrics` (`name{labels}` as printed), 0 when absent.
+    pub fn metric(&self, sample: &str) -> Result<f64> {
+        let text = self.metrics_text()?;
+        Ok(text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .filter(|rest| rest.starts_with(' '))
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0))
+    }
+
+    /// Its log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("already stopped")?;
+        signal(&child, "TERM")?;
+        wait_timeout(&mut child, Duration::from_secs(15))
+    }
+
+    /// SIGKILL: dies without releasing anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() || std::env::var_os("POSTERN_TEST_LOGS").is_some() {
+            eprintln!("--- controller {} log ---\n{}", self.identity, self.logs());
+        }
+    }
+}
+
+/// A running `postern-gateway --cluster`.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    child: Option<Child>,
+    /// Its name (as `POD_NAME`).
+    pub name: String,
+    /// Its admin address.
+    pub admin: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Starts a gateway that reads `namespace`'s rendered Secret as `user`, renewing its
+    /// report every second (3 s lifetime).
+    pub fn start(cluster: &KubeCluster, user: User, namespace: &str, name: &str) -> Result<Self> {
+        let bin = workspace_bin("postern-gateway")?;
+        let dir = tempfile::Builder::new().prefix("postern-gw-").tempdir()?;
+        let log = dir.path().join("gateway.log");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let child = Command::new(bin)
+            .args([
+                "--cluster",
+                "--namespace",
+                namespace,
+                "--gateway-name",
+                name,
+            ])
+            .args(["--admin-address", &admin.to_string()])
+            .args(["--report-interval", "1s", "--report-ttl", "3s"])
+            .args(["--shutdown-grace", "1s"])
+            .env("KUBECONFIG", cluster.kubeconfig_for(user))
+            .env("POSTERN_LOG", "info,kube=warn,hyper=warn,tower=warn")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?)
+            .spawn()
+            .context("cannot start postern-gateway")?;
+        Ok(Self {
+            child: Some(child),
+            name: name.into(),
+            admin,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// Its log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("already stopped")?;
+        signal(&child, "TERM")?;
+        wait_timeout(&mut child, Duration::from_secs(15))
+    }
+
+    /// SIGSTOP / SIGCONT: a gateway that hangs.
+    pub fn pause(&self, paused: bool) -> Result<()> {
+        let child = self.child.as_ref().context("not running")?;
+        signal(child, if paused { "STOP" } else { "CONT" })
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            let _ = signal(c, "CONT");
+        }
+        self.kill();
+        if std::thread::panicking() || std::env::var_os("POSTERN_TEST_LOGS").is_some() {
+            eprintln!("--- gateway {} log ---\n{}", self.name, self.logs());
+        }
+    }
+}
+
+fn signal(child: &Child, sig: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()?;
+    if !status.success() {
+        bail!("kill -{sig} {} failed", child.id());
+    }
+    Ok(())
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("process {} did not exit within {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback: status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The first reply line an SMTP server sends on connect (e.g. `220 ...` or
+/// `554 5.7.1 ...`), or an error when nothing listens.
+pub fn smtp_greeting(addr: SocketAddr) -> Result<String> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    Ok(line.trim_end().to_owned())
+}
