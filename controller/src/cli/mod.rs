@@ -30,9 +30,9 @@ pub enum Command {
     /// Compile manifests and show how the gateway configuration would change.
     /// Exit code: 0 no change, 2 changes, 1 errors.
     Plan(PlanArgs),
-    // ---------------------------------------------------------------------------------
-    // In-cluster commands go here: `postern controller` (watch, compile, publish, status).
-    // ---------------------------------------------------------------------------------
+    /// Run the controller in a cluster: watch the resources, publish each namespace's
+    /// configuration, write status (see docs/controller.md).
+    Controller(crate::operator::cli::ControllerArgs),
 }
 
 /// Which manifests to read.
@@ -66,9 +66,16 @@ pub struct PlanArgs {
     /// A configuration rendered before (`postern render -o`) to compare with; without it
     /// the plan compares with an empty configuration. Objects that are broken now keep
     /// their rendering from it, as the controller would keep them in service.
-    #[arg(long, value_name = "RENDERED")]
+    #[arg(long, value_name = "RENDERED", conflicts_with = "live")]
     pub against: Option<PathBuf>,
-    // `--live` (compare with what the cluster runs now) is added here with the controller.
+    /// Compare with what the cluster runs now: the namespace's published configuration
+    /// (via $KUBECONFIG or in-cluster credentials). The namespace is `-n`, else the
+    /// manifests', else the kubeconfig's.
+    #[arg(long)]
+    pub live: bool,
+    /// Name of the published configuration Secret (with `--live`).
+    #[arg(long, default_value = postern_gateway::cluster::protocol::RENDERED_SECRET, requires = "live")]
+    pub config_secret: String,
 }
 
 /// Exit status of `plan` when the configuration would change.
@@ -96,5 +103,6 @@ where
     match cli.command {
         Command::Render(args) => render::run(&args, stdout, stderr),
         Command::Plan(args) => plan::run(&args, stdout, stderr),
+        Command::Controller(args) => crate::operator::cli::main(args, stderr),
     }
 }

@@ -1,4 +1,4 @@
-//! `postern plan -f ... [--against RENDERED]`: exit 0 no change, 2 changes, 1 errors.
+//! `postern plan -f ... [--against RENDERED | --live]`: exit 0 no change, 2 changes, 1 errors.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,7 +12,28 @@ use crate::compile::compile;
 use crate::diff::diff;
 
 pub(crate) fn run(args: &PlanArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+    let texts = match read_inputs(&args.manifests.files) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let loaded = load(&texts, args.manifests.namespace.as_deref());
     let previous = match &args.against {
+        None if args.live => {
+            let ns = loaded.snapshot.namespace.as_deref();
+            match crate::operator::live::read_blocking(ns, &args.config_secret) {
+                Ok(live) => {
+                    let _ = writeln!(stderr, "{}", live.summary());
+                    live.published.map(|(c, _)| c)
+                }
+                Err(e) => {
+                    let _ = writeln!(stderr, "error: --live: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         None => None,
         Some(path) => match GatewayConfig::load(path) {
             Ok(c) => {
@@ -27,19 +48,15 @@ pub(crate) fn run(args: &PlanArgs, stdout: &mut dyn Write, stderr: &mut dyn Writ
             }
         },
     };
-    let texts = match read_inputs(&args.manifests.files) {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = writeln!(stderr, "error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let loaded = load(&texts, args.manifests.namespace.as_deref());
     let compiled = compile(&loaded.snapshot, previous.as_ref());
     let counts = print_diagnostics(
         &loaded,
         &compiled.report,
-        "its previous rendering (from --against) stays in service until it is fixed",
+        if args.live {
+            "its live rendering stays in service until it is fixed"
+        } else {
+            "its previous rendering (from --against) stays in service until it is fixed"
+        },
         stderr,
     );
     let base = previous.unwrap_or_default();

@@ -54,6 +54,37 @@ pub struct ControllerArgs {
     /// Name of the rendered configuration Secret in each namespace.
     #[arg(long, default_value = postern_gateway::cluster::protocol::RENDERED_SECRET)]
     pub config_secret: String,
+    /// Log format (`text` or `json`); the filter is `$POSTERN_LOG` (default `info`).
+    #[arg(long, env = "POSTERN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// Sets up logging and a runtime, runs the controller, and maps the result to an exit
+/// code (for `postern controller`).
+pub fn main(args: ControllerArgs, stderr: &mut dyn std::io::Write) -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube_client::client::tls=error")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if args.log_format == "json" {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(args)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(stderr, "postern controller: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 fn default_identity() -> String {

@@ -9,6 +9,7 @@ pub mod debounce;
 pub mod fleet;
 pub mod http;
 pub mod leader;
+pub mod live;
 pub mod metrics;
 pub mod objects;
 pub mod publish;

@@ -1,0 +1,141 @@
+//! What a namespace runs now, for `postern plan --live`: the published configuration and
+//! the gateways' reports.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use postern_gateway::cluster::protocol::{self, REPORT_LABEL};
+use postern_gateway::config::GatewayConfig;
+
+use super::fleet::{self, GatewayState};
+
+/// The live state of a namespace.
+#[derive(Debug)]
+pub struct Live {
+    /// The namespace read.
+    pub namespace: String,
+    /// The published configuration and its hash, if any.
+    pub published: Option<(GatewayConfig, String)>,
+    /// Why the published Secret could not be used, if it exists but is damaged.
+    pub problem: Option<String>,
+    /// Live, ready gateways: name and the hash each runs.
+    pub gateways: Vec<(String, Option<String>)>,
+}
+
+impl Live {
+    /// A one-line summary: what is published and how many gateways run it.
+    pub fn summary(&self) -> String {
+        match &self.published {
+            None => format!(
+                "namespace {}: nothing is published yet{}",
+                self.namespace,
+                self.problem
+                    .as_ref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default()
+            ),
+            Some((_, hash)) => {
+                let running = self
+                    .gateways
+                    .iter()
+                    .filter(|(_, h)| h.as_deref() == Some(hash.as_str()))
+                    .count();
+                format!(
+                    "namespace {}: live configuration {}, {running}/{} ready gateways run it",
+                    self.namespace,
+                    fleet::short_hash(hash),
+                    self.gateways.len()
+                )
+            }
+        }
+    }
+}
+
+/// Errors reading the live state.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// No usable kubeconfig or in-cluster credentials.
+    #[error("cannot connect to the cluster: {0}")]
+    Connect(String),
+    /// An API call failed.
+    #[error("reading {what} in namespace {namespace}: {source}")]
+    Api {
+        /// What was being read.
+        what: String,
+        /// The namespace.
+        namespace: String,
+        /// The client error.
+        source: kube::Error,
+    },
+}
+
+/// Reads the live state of `namespace` (default: the kubeconfig's namespace).
+pub async fn read(namespace: Option<&str>, secret_name: &str) -> Result<Live, LiveError> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| LiveError::Connect(e.to_string()))?;
+    let namespace = namespace
+        .map(str::to_owned)
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let api_err = |what: &str, namespace: &str| {
+        let what = what.to_owned();
+        let namespace = namespace.to_owned();
+        move |source| LiveError::Api {
+            what,
+            namespace,
+            source,
+        }
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let secret = secrets
+        .get_opt(secret_name)
+        .await
+        .map_err(api_err(&format!("secret {secret_name}"), &namespace))?;
+    let (published, problem) = match secret {
+        None => (None, None),
+        Some(s) => {
+            let data = s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            let annotations = s.metadata.annotations.unwrap_or_default();
+            let origin = format!("secret {namespace}/{secret_name}");
+            match protocol::decode_rendered(&data, &annotations, &origin) {
+                Ok(v) => (Some(v), None),
+                Err(e) => (None, Some(format!("{origin}: {e}"))),
+            }
+        }
+    };
+    let leases: Api<Lease> = Api::namespaced(client, &namespace);
+    let reports = leases
+        .list(&ListParams::default().labels(&format!("{REPORT_LABEL}=true")))
+        .await
+        .map_err(api_err("gateway reports", &namespace))?;
+    let now = Timestamp::now();
+    let gateways = reports
+        .items
+        .iter()
+        .map(GatewayState::from_lease)
+        .filter(|g| g.alive(now) && g.report.ready)
+        .map(|g| (g.name, g.report.applied_hash))
+        .collect();
+    Ok(Live {
+        namespace,
+        published,
+        problem,
+        gateways,
+    })
+}
+
+/// [`read`] on a runtime of its own, for the synchronous CLI.
+pub fn read_blocking(namespace: Option<&str>, secret_name: &str) -> Result<Live, LiveError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LiveError::Connect(e.to_string()))?
+        .block_on(read(namespace, secret_name))
+}
