@@ -237,10 +237,13 @@ fn build_listener(
             policy: policy(&row.policy)?,
         });
     }
-    let next_hop = build_next_hop(&l.next_hop, &l.hostname).map_err(|e| BuildError::NextHop {
-        listener: name.to_owned(),
-        detail: e.to_string(),
-    })?;
+    let next_hop =
+        build_next_hop(&l.next_hop, &l.hostname, services.revocation.clone()).map_err(|e| {
+            BuildError::NextHop {
+                listener: name.to_owned(),
+                detail: e.to_string(),
+            }
+        })?;
     Ok(ListenerRuntime {
         name: name.to_owned(),
         address: SocketAddr::new(l.address, l.port),

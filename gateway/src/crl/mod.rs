@@ -16,6 +16,7 @@ pub mod index;
 pub mod inspect;
 pub mod load;
 pub mod metrics;
+pub mod outbound;
 pub mod parse;
 mod schedule;
 pub mod service;

@@ -9,6 +9,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::{self, TlsMode};
+use crate::crl::outbound::NextHopVerifier;
+use crate::tls::RevocationChecker;
 
 /// Everything needed to open a connection to one next hop, built once per configuration.
 #[derive(Debug)]
@@ -47,10 +49,12 @@ pub enum NextHopBuildError {
     Tls(String),
 }
 
-/// Build the next hop runtime of a listener.
+/// Build the next hop runtime of a listener. With a CA bundle, the next hop's
+/// certificate is also checked against the CRLs that apply to `OutboundSmtpTls`.
 pub fn build_next_hop(
     hop: &config::NextHop,
     helo_name: &str,
+    revocation: Arc<dyn RevocationChecker>,
 ) -> Result<NextHopRuntime, NextHopBuildError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -66,8 +70,13 @@ pub fn build_next_hop(
                     .add(der)
                     .map_err(|e| NextHopBuildError::Ca(e.to_string()))?;
             }
+            let verifier = NextHopVerifier::new(roots, revocation, provider.clone())
+                .map_err(|e| NextHopBuildError::Tls(e.to_string()))?;
             (
-                builder.with_root_certificates(roots).with_no_client_auth(),
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+                    .with_no_client_auth(),
                 true,
             )
         }

@@ -1,0 +1,288 @@
+//! Revocation on the connection to the next hop (`appliesTo: OutboundSmtpTls`): the next
+//! hop's certificate is verified as usual (chain to `nextHop.caPem`, validity, name), then
+//! every certificate of the verified path is looked up in the CRLs in force.
+
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::config::CrlScope;
+use crate::tls::{RevocationChecker, RevocationStatus};
+
+/// A server certificate verifier that also checks revocation.
+#[derive(Debug)]
+pub struct NextHopVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    anchors: Vec<TrustAnchor<'static>>,
+    algs: WebPkiSupportedAlgorithms,
+    revocation: Arc<dyn RevocationChecker>,
+}
+
+impl NextHopVerifier {
+    /// Verify against `roots`, then ask `revocation`.
+    pub fn new(
+        roots: RootCertStore,
+        revocation: Arc<dyn RevocationChecker>,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, rustls::client::VerifierBuilderError> {
+        let anchors = roots.roots.clone();
+        let algs = provider.signature_verification_algorithms;
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
+        Ok(Self {
+            inner,
+            anchors,
+            algs,
+            revocation,
+        })
+    }
+
+    fn check(&self, der: &[u8], host: &str) -> Result<(), rustls::Error> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let aki = cert
+            .iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0)
+                }
+                _ => None,
+            });
+        let serial = crate::auth::certificate::serial_hex(cert.raw_serial());
+        match self.revocation.check(
+            CrlScope::OutboundSmtpTls,
+            cert.issuer().as_raw(),
+            aki,
+            cert.raw_serial(),
+        ) {
+            RevocationStatus::NoCrl | RevocationStatus::Good => Ok(()),
+            RevocationStatus::Revoked { source, reason } => {
+                tracing::warn!(
+                    decision = "next_hop_certificate",
+                    host,
+                    outcome = "refused",
+                    reason = "revoked",
+                    subject = %cert.subject(),
+                    serial = %serial,
+                    issuer = %cert.issuer(),
+                    crl_source = %source,
+                    crl_reason = reason.as_deref().unwrap_or(""),
+                    "next hop certificate is revoked"
+                );
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            }
+            RevocationStatus::Stale {
+                source,
+                next_update,
+            } => {
+                tracing::warn!(
+                    decision = "next_hop_certificate",
+                    host,
+                    outcome = "refused",
+                    reason = "crl_stale",
+                    subject = %cert.subject(),
+                    serial = %serial,
+                    issuer = %cert.issuer(),
+                    crl_source = %source,
+                    next_update = %next_update,
+                    "next hop certificate cannot be checked: the CRL of its issuer is past nextUpdate"
+                );
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ExpiredRevocationList,
+                ))
+            }
+        }
+    }
+}
+
+impl ServerCertVerifier for NextHopVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        // The chain is valid; rebuild its path to know which intermediates it went through.
+        let ee = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let path = ee
+            .verify_for_usage(
+                self.algs.all,
+                &self.anchors,
+                intermediates,
+                now,
+                webpki::KeyUsage::server_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| {
+                rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                    Arc::new(e),
+                )))
+            })?;
+        let host = server_name.to_str();
+        self.check(end_entity, &host)?;
+        for cert in path.intermediate_certificates() {
+            self.check(&cert.der(), &host)?;
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CrlFormat, GatewayConfig};
+    use crate::crl::testpki::{Ca, RevokedSpec};
+    use crate::crl::{CrlStore, Install, ServedBy, load, unix_now};
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, SerialNumber};
+
+    fn server_cert(ca: &Ca, serial: u8) -> CertificateDer<'static> {
+        let mut p = CertificateParams::new(vec!["mx.example.test".to_owned()]).unwrap();
+        p.distinguished_name
+            .push(DnType::CommonName, "mx.example.test");
+        p.serial_number = Some(SerialNumber::from_slice(&[serial]));
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        p.signed_by(&key, &ca.issuer()).unwrap().der().clone()
+    }
+
+    fn store_with(ca: &Ca, scope: &str, revoked: &[u8], stale: bool) -> Arc<CrlStore> {
+        let config: GatewayConfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "postern.dev/gateway/v1",
+            "listeners": {"l": {
+                "address": "127.0.0.1", "port": 2525, "hostname": "h", "defaultPolicy": "p",
+                "nextHop": {"host": "mx.example.test", "caPem": ca.pem()}
+            }},
+            "crlSources": {"hop": {
+                "format": "Asn1", "primaryUrl": "http://127.0.0.1:1/x.crl", "interval": "1h",
+                "appliesTo": [scope]
+            }}
+        }))
+        .unwrap();
+        let store = Arc::new(CrlStore::new());
+        store.configure(&config);
+        let specs: Vec<RevokedSpec> = revoked.iter().map(|s| RevokedSpec::new(&[*s])).collect();
+        let der = if stale {
+            ca.crl(1, &specs, -7200, -60)
+        } else {
+            ca.crl(1, &specs, -60, 3600)
+        };
+        let (_, generation) = store.spec("hop").unwrap();
+        let loaded = load(
+            der.der(),
+            CrlFormat::Asn1,
+            &store.trust(),
+            &[],
+            crate::crl::Missing::Retain,
+            unix_now(),
+        )
+        .unwrap();
+        assert!(store.install(
+            "hop",
+            generation,
+            Install {
+                loaded,
+                served_by: ServedBy::Primary,
+                url: "http://x".into(),
+                from_disk: false,
+                at: unix_now(),
+            }
+        ));
+        store
+    }
+
+    fn verify(
+        ca: &Ca,
+        store: Arc<CrlStore>,
+        serial: u8,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.cert.der().clone()).unwrap();
+        let v = NextHopVerifier::new(
+            roots,
+            store,
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .unwrap();
+        v.verify_server_cert(
+            &server_cert(ca, serial),
+            &[],
+            &ServerName::try_from("mx.example.test").unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+    }
+
+    #[test]
+    fn revoked_next_hop_certificates_are_refused_in_the_outbound_scope_only() {
+        let ca = Ca::new("Next Hop CA");
+        assert!(verify(&ca, store_with(&ca, "OutboundSmtpTls", &[7], false), 8).is_ok());
+        assert_eq!(
+            verify(&ca, store_with(&ca, "OutboundSmtpTls", &[7], false), 7).unwrap_err(),
+            rustls::Error::InvalidCertificate(CertificateError::Revoked)
+        );
+        assert!(verify(&ca, store_with(&ca, "InboundSmtpTls", &[7], false), 7).is_ok());
+        assert_eq!(
+            verify(&ca, store_with(&ca, "OutboundSmtpTls", &[], true), 8).unwrap_err(),
+            rustls::Error::InvalidCertificate(CertificateError::ExpiredRevocationList)
+        );
+        // The usual checks still apply.
+        let other = Ca::new("Other CA");
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.cert.der().clone()).unwrap();
+        let v = NextHopVerifier::new(
+            roots,
+            Arc::new(CrlStore::new()),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .unwrap();
+        assert!(
+            v.verify_server_cert(
+                &server_cert(&other, 1),
+                &[],
+                &ServerName::try_from("mx.example.test").unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+            .is_err()
+        );
+    }
+}
