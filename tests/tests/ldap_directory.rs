@@ -475,3 +475,29 @@ async fn profiles_share_one_directory() {
     assert!(!Arc::ptr_eq(&a, &next.directory(&changed, "corp").unwrap()));
     assert!(next.directory(&changed, "nope").is_err());
 }
+
+#[tokio::test]
+async fn every_query_is_counted_and_timed() {
+    let e = env();
+    let mut registry = prometheus_client::registry::Registry::default();
+    e.metrics.register(&mut registry);
+    e.mapper.map(&cert_of(&slapd::ALICE)).await.unwrap();
+    e.mapper.map(&cert_of(&slapd::ALICE)).await.unwrap();
+    verdict(&e.auth, "alice", slapd::ALICE.password).await;
+    verdict(&e.auth, "frank", "wrong").await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in [
+        r#"postern_ldap_queries_total{profile="corp",query="cac-cert",kind="certificate",outcome="found"} 2"#,
+        r#"postern_ldap_queries_total{profile="corp",query="cac-auth",kind="user",outcome="found"} 2"#,
+        r#"postern_ldap_queries_total{profile="corp",query="cac-auth",kind="bind",outcome="success"} 1"#,
+        r#"postern_ldap_queries_total{profile="corp",query="cac-auth",kind="bind",outcome="invalid_credentials"} 1"#,
+        r#"postern_ldap_queries_total{profile="corp",query="cac-auth",kind="allowance",outcome="denied"} 1"#,
+        r#"postern_ldap_cache_hits_total{profile="corp",query="cac-cert"} 1"#,
+        r#"postern_ldap_query_duration_seconds_count{profile="corp",query="cac-auth",kind="bind"} 2"#,
+        r#"postern_ldap_server_up{profile="corp",server=""#,
+        r#"postern_ldap_pool_connections{profile="corp"} "#,
+    ] {
+        assert!(text.contains(line), "missing {line}\n{text}");
+    }
+}
