@@ -170,6 +170,18 @@ impl GatewayProcess {
     /// Starts a gateway that reads `namespace`'s rendered Secret as `user`, renewing its
     /// report every second (3 s lifetime).
     pub fn start(cluster: &KubeCluster, user: User, namespace: &str, name: &str) -> Result<Self> {
+        Self::start_with(cluster, user, namespace, name, &[])
+    }
+
+    /// [`Self::start`] with extra arguments (replacing the defaults they name, e.g.
+    /// `--report-ttl 20s`).
+    pub fn start_with(
+        cluster: &KubeCluster,
+        user: User,
+        namespace: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
         let bin = workspace_bin("postern-gateway")?;
         let dir = tempfile::Builder::new().prefix("postern-gw-").tempdir()?;
         let log = dir.path().join("gateway.log");
@@ -183,8 +195,18 @@ impl GatewayProcess {
                 name,
             ])
             .args(["--admin-address", &admin.to_string()])
-            .args(["--report-interval", "1s", "--report-ttl", "3s"])
-            .args(["--shutdown-grace", "1s"])
+            .args(defaults_unless_given(
+                &[
+                    "--report-interval",
+                    "1s",
+                    "--report-ttl",
+                    "3s",
+                    "--shutdown-grace",
+                    "1s",
+                ],
+                extra,
+            ))
+            .args(extra)
             .env("KUBECONFIG", cluster.kubeconfig_for(user))
             .env("POSTERN_LOG", "info,kube=warn,hyper=warn,tower=warn")
             .stdin(Stdio::null())
@@ -192,13 +214,32 @@ impl GatewayProcess {
             .stderr(std::fs::File::options().append(true).open(&log)?)
             .spawn()
             .context("cannot start postern-gateway")?;
-        Ok(Self {
+        let mut g = Self {
             child: Some(child),
             name: name.into(),
             admin,
             log,
             _dir: dir,
-        })
+        };
+        // Up once its admin endpoint answers (it serves before any configuration).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(c) = g.child.as_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                bail!("gateway {name} exited ({status}):\n{}", g.logs());
+            }
+            if http_get(g.admin, "/healthz").is_ok() {
+                return Ok(g);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "gateway {name} not serving its admin endpoint:\n{}",
+                    g.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Its log so far.
@@ -238,6 +279,16 @@ impl Drop for GatewayProcess {
             eprintln!("--- gateway {} log ---\n{}", self.name, self.logs());
         }
     }
+}
+
+/// The `--flag value` pairs of `defaults` whose flag `extra` does not give.
+fn defaults_unless_given(defaults: &[&str], extra: &[&str]) -> Vec<String> {
+    defaults
+        .chunks(2)
+        .filter(|pair| !extra.contains(&pair[0]))
+        .flatten()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 fn signal(child: &Child, sig: &str) -> Result<()> {

@@ -11,7 +11,7 @@ use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use postern_crds::{Condition, CrlSourceStatus, ServedBy, condition_type};
-use postern_gateway::cluster::protocol::{self, RENDERED_LABEL};
+use postern_gateway::cluster::protocol::{self, CrlFacts, RENDERED_LABEL};
 use postern_gateway::config::{self as gw, GatewayConfig};
 use tokio::time::Instant;
 
@@ -532,11 +532,18 @@ impl Context {
                 "not in the gateway configuration until it is accepted",
             ),
         };
+        let facts = (key.kind == Kind::CrlSource)
+            .then(|| fleet::crl_facts(gateways, &key.name, now))
+            .flatten();
+        let health = (key.kind == Kind::CrlSource && programmed.status)
+            .then(|| crl_health(obj, facts.as_ref()))
+            .flatten();
         let conditions = status::conditions(
             &old.conditions,
             accepted,
             resolved,
             programmed,
+            health,
             generation,
             stamp,
         );
@@ -545,9 +552,7 @@ impl Context {
             observed_generation: generation,
             ..Default::default()
         };
-        if key.kind == Kind::CrlSource
-            && let Some(f) = fleet::crl_facts(gateways, &key.name, now)
-        {
+        if let Some(f) = facts {
             st.last_fetch_time = f.last_fetch_time;
             st.served_by = match f.served_by.as_deref() {
                 Some("primary") => Some(ServedBy::Primary),
@@ -723,6 +728,68 @@ impl Context {
                 .set(n);
         }
     }
+}
+
+/// Whether a CRL source's CRL is in force and fresh on the gateways (`None` for a
+/// disabled source: nothing to enforce).
+fn crl_health(obj: &DynamicObject, facts: Option<&CrlFacts>) -> Option<Cond> {
+    let enabled = obj
+        .data
+        .pointer("/spec/enabled")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true);
+    if !enabled {
+        return None;
+    }
+    let error = |f: &CrlFacts| {
+        f.last_error
+            .as_ref()
+            .map(|e| format!("; last fetch failed at {}: {}", e.time, e.message))
+            .unwrap_or_default()
+    };
+    Some(match facts {
+        None => Cond::new(
+            false,
+            "NotFetched",
+            "no gateway reports a CRL for this source yet",
+        ),
+        Some(f) if f.stale => Cond::new(
+            false,
+            "CrlStale",
+            format!(
+                "the CRL in force{} is past its nextUpdate {}: certificates of its issuer are refused until a fresh CRL is fetched{}",
+                f.issuer
+                    .as_ref()
+                    .map(|i| format!(" (issuer {i})"))
+                    .unwrap_or_default(),
+                f.next_update.as_deref().unwrap_or("(none)"),
+                error(f)
+            ),
+        ),
+        Some(f) if f.this_update.is_none() => match &f.last_error {
+            Some(e) => Cond::new(
+                false,
+                "FetchFailed",
+                format!("no CRL in force: {} ({})", e.message, e.reason),
+            ),
+            None => Cond::new(
+                false,
+                "NotFetched",
+                "the gateways have not fetched this CRL yet",
+            ),
+        },
+        Some(f) => Cond::new(
+            true,
+            "CrlInForce",
+            format!(
+                "{} entries from {}, next update {}{}",
+                f.entries,
+                f.served_by.as_deref().unwrap_or("?"),
+                f.next_update.as_deref().unwrap_or("(none)"),
+                error(f)
+            ),
+        ),
+    })
 }
 
 fn listener_owner(

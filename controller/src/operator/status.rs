@@ -38,17 +38,28 @@ pub const ORDER: [&str; 4] = [
 
 /// `Ready` from the other three. An object not accepted only because its references do
 /// not resolve carries the reference's reason, which says what to fix.
-pub fn ready(accepted: &Cond, resolved: &Cond, programmed: &Cond) -> Cond {
+///
+/// `health` is what the running gateways say about the object beyond having it (a CRL
+/// source's CRL in force and fresh); `None` when nothing more applies.
+pub fn ready(accepted: &Cond, resolved: &Cond, programmed: &Cond, health: Option<&Cond>) -> Cond {
     let first = if !accepted.status && accepted.reason == "UnresolvedRefs" && !resolved.status {
         resolved
     } else {
         accepted
     };
-    match [first, resolved, programmed]
+    match [Some(first), Some(resolved), Some(programmed), health]
         .into_iter()
+        .flatten()
         .find(|c| !c.status)
     {
-        None => Cond::new(true, "Ready", programmed.message.clone()),
+        None => Cond::new(
+            true,
+            "Ready",
+            health.map_or_else(
+                || programmed.message.clone(),
+                |h| format!("{}; {}", programmed.message, h.message),
+            ),
+        ),
         Some(c) => c.clone(),
     }
 }
@@ -60,10 +71,11 @@ pub fn conditions(
     accepted: Cond,
     resolved: Cond,
     programmed: Cond,
+    health: Option<Cond>,
     generation: Option<i64>,
     now: &str,
 ) -> Vec<Condition> {
-    let ready = ready(&accepted, &resolved, &programmed);
+    let ready = ready(&accepted, &resolved, &programmed, health.as_ref());
     let mut list: Vec<Condition> = old
         .iter()
         .filter(|c| ORDER.contains(&c.type_.as_str()))
@@ -112,7 +124,10 @@ pub fn find<'a>(list: &'a [Condition], type_: &str) -> Option<&'a Condition> {
 /// (a Warning Event) rather than work in progress (a Normal one).
 pub fn is_warning(ready: &Condition) -> bool {
     ready.status != ConditionStatus::True
-        && !matches!(ready.reason.as_str(), "Pending" | "NoGateways")
+        && !matches!(
+            ready.reason.as_str(),
+            "Pending" | "NoGateways" | "NotFetched"
+        )
 }
 
 /// Whether a change of `Ready` deserves an Event: any change of status or reason of an
@@ -138,6 +153,7 @@ mod tests {
             &ok("Accepted"),
             &Cond::new(false, "SecretNotFound", "spec.tls: secret gw-tls not found"),
             &Cond::new(false, "NoGateways", "none"),
+            None,
         );
         assert!(!r.status);
         assert_eq!(r.reason, "SecretNotFound");
@@ -145,9 +161,15 @@ mod tests {
             &Cond::new(false, "UnresolvedRefs", "see ResolvedRefs"),
             &Cond::new(false, "RefNotFound", "spec.defaultMailFlowPolicyRef: x"),
             &Cond::new(false, "NotInConfiguration", "-"),
+            None,
         );
         assert_eq!(r.reason, "RefNotFound");
-        let r = ready(&ok("Accepted"), &ok("ResolvedRefs"), &ok("Programmed"));
+        let r = ready(
+            &ok("Accepted"),
+            &ok("ResolvedRefs"),
+            &ok("Programmed"),
+            None,
+        );
         assert!(r.status);
         assert_eq!(r.reason, "Ready");
         assert_eq!(r.message, "fine");
@@ -162,6 +184,7 @@ mod tests {
             ok("Accepted"),
             ok("ResolvedRefs"),
             Cond::new(false, "Pending", "0/1"),
+            None,
             Some(1),
             t0,
         );
@@ -175,6 +198,7 @@ mod tests {
             ok("Accepted"),
             ok("ResolvedRefs"),
             ok("Programmed"),
+            None,
             Some(2),
             t1,
         );
@@ -190,6 +214,7 @@ mod tests {
             ok("Accepted"),
             ok("ResolvedRefs"),
             ok("Programmed"),
+            None,
             Some(2),
             "2025-01-01T00:09:00Z",
         );
@@ -216,5 +241,34 @@ mod tests {
         assert!(!event_worthy(Some(&mk(true, "Ready")), &mk(true, "Ready")));
         assert!(is_warning(&mk(false, "GatewayRefused")));
         assert!(!is_warning(&mk(false, "Pending")));
+    }
+
+    #[test]
+    fn health_can_hold_ready_back() {
+        let stale = Cond::new(false, "CrlStale", "past nextUpdate");
+        let r = ready(
+            &ok("Accepted"),
+            &ok("ResolvedRefs"),
+            &ok("Programmed"),
+            Some(&stale),
+        );
+        assert_eq!(r.reason, "CrlStale");
+        assert!(is_warning(&Condition {
+            type_: "Ready".into(),
+            status: ConditionStatus::False,
+            reason: r.reason,
+            message: r.message,
+            last_transition_time: String::new(),
+            observed_generation: None,
+        }));
+        let fine = Cond::new(true, "CrlInForce", "2 entries");
+        let r = ready(
+            &ok("Accepted"),
+            &ok("ResolvedRefs"),
+            &ok("Programmed"),
+            Some(&fine),
+        );
+        assert!(r.status);
+        assert_eq!(r.message, "fine; 2 entries");
     }
 }
