@@ -1,0 +1,301 @@
+//! Session rate with and without a 1,000,000-entry CRL in force: STARTTLS + client
+//! certificate + EHLO + QUIT against the real `postern-gateway`, two gateways side by side
+//! (one with the CRL source, one without), measured in alternating rounds.
+//!
+//! Run: `cargo build --release -p postern-gateway && cargo bench -p postern-tests --bench crl_sessions`
+//! Options after `--`: `--entries N` (1000000), `--seconds S` per round (5), `--rounds R` (6),
+//! `--concurrency C` (8).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use postern_gateway::config::GatewayConfig;
+use postern_tests::crl::{TestCa, TestCert};
+use postern_tests::http::HttpServer;
+use postern_tests::kube::workspace_bin;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Gateway {
+    child: Child,
+    smtp: SocketAddr,
+    admin: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.1 200")
+        .then(|| out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
+}
+
+fn start_gateway(server_ca: &TestCa, client_ca: &TestCa, crl_url: Option<&str>) -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let admin = free_port();
+    let (chain, key) = server_ca.server("127.0.0.1");
+    let mut v = serde_json::json!({
+        "apiVersion": "postern.dev/gateway/v1",
+        "listeners": {"bench": {
+            "address": "127.0.0.1", "port": port, "hostname": "bench.test",
+            "tls": {"certificateChainPem": chain, "privateKeyPem": key, "clientCaPem": client_ca.cert_pem()},
+            "defaultPolicy": "certs", "nextHop": {"host": "127.0.0.1", "port": free_port()},
+            "maxConnections": 10000
+        }},
+        "policies": {"certs": {"action": "Relay", "tls": "Required", "verifyClientCertificate": true}}
+    });
+    if let Some(url) = crl_url {
+        v["crlSources"] = serde_json::json!({"big": {
+            "format": "Asn1", "primaryUrl": url, "interval": "1h", "appliesTo": ["InboundSmtpTls"]
+        }});
+    }
+    let config: GatewayConfig = serde_json::from_value(v).expect("config");
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, config.to_yaml()).expect("write config");
+    let child = Command::new(
+        workspace_bin("postern-gateway")
+            .expect("build the release gateway first: cargo build --release -p postern-gateway"),
+    )
+    .arg("--config")
+    .arg(&path)
+    .arg("--admin-address")
+    .arg(format!("127.0.0.1:{admin}"))
+    .env("POSTERN_LOG", "warn")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(dir.path().join("gateway.log")).expect("log"))
+    .spawn()
+    .expect("start postern-gateway");
+    let gw = Gateway {
+        child,
+        smtp: SocketAddr::from(([127, 0, 0, 1], port)),
+        admin,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut gw = gw;
+    loop {
+        if let Ok(Some(status)) = gw.child.try_wait() {
+            panic!(
+                "postern-gateway exited ({status}):\n{}",
+                std::fs::read_to_string(gw._dir.path().join("gateway.log")).unwrap_or_default()
+            );
+        }
+        let ready = http_get(admin, "/readyz").is_some();
+        let crl_ready = crl_url.is_none()
+            || http_get(admin, "/crl/big").is_some_and(|s| s.contains("\"crlNumber\""));
+        if ready && crl_ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway (crl: {crl_url:?}) not ready in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    gw
+}
+
+async fn read_reply(r: &mut (impl AsyncBufReadExt + Unpin)) -> std::io::Result<String> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if line.len() < 4 || line.as_bytes()[3] == b' ' {
+            return Ok(line);
+        }
+    }
+}
+
+async fn session(addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> std::io::Result<()> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut r = BufReader::new(tcp);
+    read_reply(&mut r).await?;
+    r.get_mut().write_all(b"EHLO bench.client\r\n").await?;
+    read_reply(&mut r).await?;
+    r.get_mut().write_all(b"STARTTLS\r\n").await?;
+    let reply = read_reply(&mut r).await?;
+    if !reply.starts_with("220") {
+        return Err(std::io::Error::other(format!("STARTTLS: {reply}")));
+    }
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let stream = tls.connect(name, r.into_inner()).await?;
+    let mut r = BufReader::new(stream);
+    r.get_mut().write_all(b"EHLO bench.client\r\n").await?;
+    let reply = read_reply(&mut r).await?;
+    if !reply.starts_with("250") {
+        return Err(std::io::Error::other(format!("EHLO after TLS: {reply}")));
+    }
+    r.get_mut().write_all(b"QUIT\r\n").await?;
+    read_reply(&mut r).await?;
+    Ok(())
+}
+
+fn connector(server_ca: &TestCa, client: &TestCert) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(server_ca.cert_der()))
+        .expect("root");
+    let chain = CertificateDer::pem_slice_iter(client.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("client chain");
+    let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes()).expect("client key");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client cert");
+    // Full handshakes only: every session verifies the client certificate (and its CRL).
+    config.resumption = rustls::client::Resumption::disabled();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Sessions per second for `seconds` with `concurrency` clients in a loop.
+async fn measure(
+    addr: SocketAddr,
+    tls: &tokio_rustls::TlsConnector,
+    seconds: u64,
+    concurrency: usize,
+) -> (f64, u64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (done, failed, stop, tls) = (done.clone(), failed.clone(), stop.clone(), tls.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match session(addr, &tls).await {
+                    Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let n = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    for t in tasks {
+        let _ = t.await;
+    }
+    (n as f64 / elapsed, failed.load(Ordering::Relaxed))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let entries: usize = arg("--entries", 1_000_000);
+    let seconds: u64 = arg("--seconds", 5);
+    let rounds: usize = arg("--rounds", 6);
+    let concurrency: usize = arg("--concurrency", 8);
+
+    let server_ca = TestCa::root("Bench Server CA");
+    let client_ca = TestCa::root("Bench Client CA");
+    let client = client_ca.client("bench user", &[0x7e, 0x57]);
+    let crl = client_ca.big_crl(1, entries, 20, 10);
+    println!(
+        "CRL: {entries} entries, {:.1} MiB DER; client certificate not listed",
+        crl.len() as f64 / (1024.0 * 1024.0)
+    );
+    let http = HttpServer::start();
+    http.put("/big.crl", crl);
+    let url = http.url("/big.crl");
+
+    let with = start_gateway(&server_ca, &client_ca, Some(&url));
+    let without = start_gateway(&server_ca, &client_ca, None);
+    let status = http_get(with.admin, "/crl/big").unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+    println!(
+        "gateway with CRL: entries {}, index {:.1} MiB",
+        v["entries"],
+        v["indexBytes"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0)
+    );
+    let tls = connector(&server_ca, &client);
+    // Warm up both.
+    let _ = measure(with.smtp, &tls, 2, concurrency).await;
+    let _ = measure(without.smtp, &tls, 2, concurrency).await;
+    let (mut sum_with, mut sum_without) = (0.0, 0.0);
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let (b, fb) = measure(without.smtp, &tls, seconds, concurrency).await;
+        let (a, fa) = measure(with.smtp, &tls, seconds, concurrency).await;
+        println!(
+            "round {round}: without CRL {b:.0} sessions/s ({fb} failed), with CRL {a:.0} sessions/s ({fa} failed), ratio {:.3}",
+            a / b
+        );
+        sum_with += a;
+        sum_without += b;
+        ratios.push(a / b);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    let ratio = sum_with / sum_without;
+    println!(
+        "mean: without {:.0}/s, with {:.0}/s, ratio of means {ratio:.3}, median round ratio {median:.3} (target >= 0.95: {})",
+        sum_without / rounds as f64,
+        sum_with / rounds as f64,
+        if ratio >= 0.95 { "met" } else { "MISSED" }
+    );
+    let checks = http_get(with.admin, "/metrics").unwrap_or_default();
+    for line in checks
+        .lines()
+        .filter(|l| l.starts_with("crl_checks_total") && !l.ends_with(" 0"))
+    {
+        println!("  {line}");
+    }
+    println!(
+        "machine: {} CPUs, load average {} (client and both gateways share them)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
