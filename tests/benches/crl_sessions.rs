@@ -284,7 +284,7 @@ async fn main() {
     let checks = http_get(with.admin, "/metrics").unwrap_or_default();
     for line in checks
         .lines()
-        .filter(|l| l.starts_with("crl_checks_total") && !l.ends_with(" 0"))
+        .filter(|l| l.starts_with("postern_crl_checks_total") && !l.ends_with(" 0"))
     {
         println!("  {line}");
     }

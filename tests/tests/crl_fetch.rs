@@ -409,17 +409,17 @@ async fn stale_crl_fails_closed_and_is_visible_in_status_and_metrics() {
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     let gauge = text
         .lines()
-        .find(|l| l.starts_with("crl_seconds_until_stale{source=\"corp\"}"))
+        .find(|l| l.starts_with("postern_crl_seconds_until_stale{source=\"corp\"}"))
         .unwrap_or_else(|| panic!("no gauge in:\n{text}"));
     let v: i64 = gauge.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(v < -3000, "{gauge}");
-    assert!(text.contains("crl_stale{source=\"corp\"} 1"), "{text}");
+    assert!(text.contains("postern_crl_stale{source=\"corp\"} 1"), "{text}");
     assert!(
-        text.contains("crl_certificate_rejections_total{source=\"corp\",reason=\"stale\"} 1"),
+        text.contains("postern_crl_certificate_rejections_total{source=\"corp\",reason=\"stale\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("crl_checks_total{scope=\"InboundSmtpTls\",result=\"stale\"} 1"),
+        text.contains("postern_crl_checks_total{scope=\"InboundSmtpTls\",result=\"stale\"} 1"),
         "{text}"
     );
     assert!(

@@ -49,8 +49,9 @@ impl CrlMetrics {
     }
 }
 
-/// Register the CRL metrics of `store` (names start with `crl_`).
+/// Register the CRL metrics of `store` (names start with `postern_crl_`).
 pub fn register(registry: &mut Registry, store: &Arc<CrlStore>) {
+    let registry = registry.sub_registry_with_prefix("postern");
     registry.register(
         "crl_fetches",
         "CRL fetches per source, server (primary|secondary) and outcome",
