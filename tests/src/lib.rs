@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod crl;
+pub mod gate;
 pub mod helm;
 pub mod http;
 pub mod kube;

@@ -1,0 +1,680 @@
+//! The real `postern-gateway` binary run from a configuration file, a test PKI, a
+//! blocking SMTP client (with STARTTLS through rustls) and a scripted next hop that can
+//! misbehave on purpose (down, slow, dropping mid-DATA). For the security, fault and load
+//! tests; everything on loopback, every wait bounded.
+
+// Test handles wrap sockets and processes; Debug output of them would say nothing useful.
+#![allow(missing_debug_implementations)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use postern_gateway::config::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use crate::kube::{free_port, workspace_bin};
+
+/// A CA with a server certificate for `localhost`/127.0.0.1, able to issue client certs.
+pub struct Pki {
+    /// The CA.
+    pub ca: CertifiedIssuer<'static, KeyPair>,
+    /// The server certificate (PEM).
+    pub server_pem: String,
+    /// The server key (PEM).
+    pub server_key_pem: String,
+}
+
+/// A client certificate and key.
+#[derive(Clone)]
+pub struct ClientCert {
+    /// Certificate chain (leaf first), PEM.
+    pub chain_pem: String,
+    /// Key, PEM.
+    pub key_pem: String,
+}
+
+impl Pki {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> Self {
+        let ca = ca(name, None);
+        let mut sp = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        sp.subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        sp.distinguished_name.push(DnType::CommonName, "localhost");
+        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let server = sp.signed_by(&key, &ca).unwrap();
+        Self {
+            ca,
+            server_pem: server.pem(),
+            server_key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// A client certificate for `cn` signed by this CA.
+    pub fn client(&self, cn: &str) -> ClientCert {
+        let mut p = client_params();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        self.issue(p)
+    }
+
+    /// A client certificate from caller-built parameters, signed by this CA.
+    pub fn issue(&self, params: CertificateParams) -> ClientCert {
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        ClientCert {
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// Client-auth certificate parameters without a subject.
+pub fn client_params() -> CertificateParams {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p
+}
+
+/// A CA (self-signed when `parent` is None), with optional validity window.
+pub fn ca(
+    name: &str,
+    parent: Option<(
+        &CertifiedIssuer<'static, KeyPair>,
+        time::OffsetDateTime,
+        time::OffsetDateTime,
+    )>,
+) -> CertifiedIssuer<'static, KeyPair> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().unwrap();
+    match parent {
+        None => CertifiedIssuer::self_signed(p, key).unwrap(),
+        Some((issuer, from, to)) => {
+            p.not_before = from;
+            p.not_after = to;
+            CertifiedIssuer::signed_by(p, key, issuer).unwrap()
+        }
+    }
+}
+
+/// Users of the Static backend most tests use: `jdoe` (certificate CN
+/// `DOE.JOHN.1234567890`), `frank` / `frankpw` (AUTH), `carol` / `carolpw` (not allowed).
+pub fn static_users() -> Vec<StaticUser> {
+    vec![
+        StaticUser {
+            user_id: "jdoe".into(),
+            password: None,
+            certificate_cn: Some("DOE.JOHN.1234567890".into()),
+            allowed: true,
+        },
+        StaticUser {
+            user_id: "frank".into(),
+            password: Some("frankpw".into()),
+            certificate_cn: None,
+            allowed: true,
+        },
+        StaticUser {
+            user_id: "carol".into(),
+            password: Some("carolpw".into()),
+            certificate_cn: None,
+            allowed: false,
+        },
+    ]
+}
+
+/// One listener `main` on a free port relaying to `hop`, with `policy` and `profile`.
+pub fn config(
+    pki: &Pki,
+    hop: SocketAddr,
+    policy: MailFlowPolicy,
+    profile: AuthProfile,
+) -> GatewayConfig {
+    let listener = Listener {
+        address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: free_port(),
+        hostname: "gw.test.postern.dev".into(),
+        implicit_tls: false,
+        tls: Some(ListenerTls {
+            certificate_chain_pem: pki.server_pem.clone(),
+            private_key_pem: pki.server_key_pem.clone(),
+            client_ca_pem: Some(pki.ca_pem()),
+        }),
+        auth_profile: Some("profile".into()),
+        host_access_table: vec![],
+        default_policy: "policy".into(),
+        next_hop: NextHop {
+            host: "127.0.0.1".into(),
+            port: hop.port(),
+            tls: TlsMode::Disabled,
+            ca_pem: None,
+            connect_timeout: Duration::from_secs(2).into(),
+            command_timeout: Duration::from_secs(3).into(),
+        },
+        timeouts: ListenerTimeouts::default(),
+        max_connections: 100,
+    };
+    GatewayConfig {
+        listeners: [("main".to_owned(), listener)].into(),
+        policies: [("policy".to_owned(), policy)].into(),
+        auth_profiles: [("profile".to_owned(), profile)].into(),
+        ..GatewayConfig::default()
+    }
+}
+
+/// A Relay policy.
+pub fn policy(
+    tls: TlsMode,
+    verify: bool,
+    require_auth: bool,
+    tls_for_auth: bool,
+) -> MailFlowPolicy {
+    MailFlowPolicy {
+        action: PolicyAction::Relay,
+        tls,
+        verify_client_certificate: verify,
+        require_smtp_auth: require_auth,
+        require_tls_for_smtp_auth: tls_for_auth,
+        limits: Limits::default(),
+    }
+}
+
+/// Certificate mapping with the static users, plus SMTP AUTH (allowance Reject 525).
+pub fn static_profile(certificate: bool, smtp_auth: bool) -> AuthProfile {
+    AuthProfile {
+        certificate: certificate.then(|| CertificateAuth {
+            backend: AuthBackend::Static {
+                users: static_users(),
+            },
+        }),
+        smtp_auth: smtp_auth.then(|| SmtpAuth {
+            profile: "users".into(),
+            backend: AuthBackend::Static {
+                users: static_users(),
+            },
+            allowance: Some(Allowance {
+                action: AllowanceAction::Reject,
+                response: Reply {
+                    code: 525,
+                    enhanced_code: "5.7.13".into(),
+                    text: "Dear user, please use your CAC to send email.".into(),
+                },
+            }),
+        }),
+    }
+}
+
+/// A running `postern-gateway --config FILE`, killed on drop.
+pub struct Gateway {
+    child: Option<Child>,
+    /// The configuration file (rewrite it to reload).
+    pub config_path: PathBuf,
+    /// The admin address.
+    pub admin: SocketAddr,
+    /// The listener addresses by name.
+    pub listeners: Vec<(String, SocketAddr)>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Start with `config`; returns once every listener accepts connections.
+    pub fn start(config: &GatewayConfig, extra: &[&str]) -> Result<Self> {
+        let bin = workspace_bin("postern-gateway")?;
+        let dir = tempfile::Builder::new()
+            .prefix("postern-harden-")
+            .tempdir()?;
+        let config_path = dir.path().join("gateway.yaml");
+        std::fs::write(&config_path, config.to_yaml())?;
+        let log = dir.path().join("gateway.log");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--admin-address", &admin.to_string()])
+            .args(["--poll-interval", "200ms", "--shutdown-grace", "3s"])
+            .args(extra)
+            .env("POSTERN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?)
+            .spawn()
+            .context("cannot start postern-gateway")?;
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|(n, l)| (n.clone(), SocketAddr::new(l.address, l.port)))
+            .collect();
+        let mut g = Self {
+            child: Some(child),
+            config_path,
+            admin,
+            listeners,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (_, addr) in g.listeners.clone() {
+            loop {
+                if let Some(s) = g.child.as_mut().unwrap().try_wait()? {
+                    bail!("gateway exited ({s}):\n{}", g.logs());
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("gateway never listened on {addr}:\n{}", g.logs());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(g)
+    }
+
+    /// The address of the only (first) listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.listeners[0].1
+    }
+
+    /// The log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send a signal (`TERM`, `KILL`).
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Wait for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let c = self.child.as_mut().ok_or_else(|| anyhow!("not running"))?;
+        loop {
+            if let Some(s) = c.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("gateway did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Resident set size in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Wait until the log contains `needle` (bounded).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.logs().contains(needle) {
+            if Instant::now() > deadline {
+                bail!("log never said {needle:?}:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(b),
+            Conn::Tls(s) => s.read(b),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(b),
+            Conn::Tls(s) => s.write(b),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A blocking SMTP client with a 10 s read timeout.
+pub struct Client {
+    conn: Option<BufReader<Conn>>,
+    /// The greeting.
+    pub greeting: String,
+}
+
+/// A reply: code and all text lines joined by `\n`.
+pub type SmtpReply = (u16, String);
+
+impl Client {
+    /// Connect and read the greeting.
+    pub fn connect(addr: SocketAddr) -> Result<Self> {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut c = Self {
+            conn: Some(BufReader::new(Conn::Plain(s))),
+            greeting: String::new(),
+        };
+        c.greeting = c.reply()?.1;
+        Ok(c)
+    }
+
+    /// Read one (multi-line) reply.
+    pub fn reply(&mut self) -> Result<SmtpReply> {
+        let r = self.conn.as_mut().ok_or_else(|| anyhow!("closed"))?;
+        let mut text = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line)? == 0 {
+                bail!("connection closed (after {text:?})");
+            }
+            let line = line.trim_end().to_owned();
+            if line.len() < 3 {
+                bail!("malformed reply {line:?}");
+            }
+            let code: u16 = line[..3].parse().context("reply code")?;
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            text.push(line);
+            if last {
+                return Ok((code, text.join("\n")));
+            }
+        }
+    }
+
+    /// Write raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        let c = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| anyhow!("closed"))?
+            .get_mut();
+        c.write_all(bytes)?;
+        c.flush()?;
+        Ok(())
+    }
+
+    /// Send a command line and read the reply.
+    pub fn cmd(&mut self, line: &str) -> Result<SmtpReply> {
+        self.send(format!("{line}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// Upgrade the connection (after the 220 to STARTTLS, or at once for implicit TLS).
+    pub fn tls(&mut self, ca_pem: &str, cert: Option<&ClientCert>) -> Result<()> {
+        let reader = self.conn.take().ok_or_else(|| anyhow!("closed"))?;
+        if !reader.buffer().is_empty() {
+            bail!("unexpected bytes before the TLS handshake");
+        }
+        let Conn::Plain(tcp) = reader.into_inner() else {
+            bail!("already TLS");
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c?)?;
+        }
+        let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+        let cfg = match cert {
+            Some(c) => {
+                let chain = CertificateDer::pem_slice_iter(c.chain_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()?;
+                let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes())?;
+                b.with_client_auth_cert(chain, key)?
+            }
+            None => b.with_no_client_auth(),
+        };
+        let name = ServerName::IpAddress(Ipv4Addr::LOCALHOST.into());
+        let conn = rustls::ClientConnection::new(Arc::new(cfg), name)?;
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock)?;
+        }
+        self.conn = Some(BufReader::new(Conn::Tls(Box::new(s))));
+        Ok(())
+    }
+
+    /// STARTTLS and the handshake.
+    pub fn starttls(&mut self, ca_pem: &str, cert: Option<&ClientCert>) -> Result<()> {
+        let (code, text) = self.cmd("STARTTLS")?;
+        if code != 220 {
+            bail!("STARTTLS refused: {text}");
+        }
+        self.tls(ca_pem, cert)
+    }
+
+    /// AUTH PLAIN with `authcid` / `password` (raw bytes, so NUL can be tested).
+    pub fn auth_plain(&mut self, user: &[u8], password: &[u8]) -> Result<SmtpReply> {
+        use base64::Engine;
+        let mut raw = vec![0u8];
+        raw.extend_from_slice(user);
+        raw.push(0);
+        raw.extend_from_slice(password);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        self.cmd(&format!("AUTH PLAIN {b64}"))
+    }
+
+    /// MAIL, RCPT, DATA with `body`; the final reply (or the first refusal).
+    pub fn send_mail(&mut self, from: &str, to: &str, body: &str) -> Result<SmtpReply> {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"))?;
+        if r.0 != 250 {
+            return Ok(r);
+        }
+        let r = self.cmd(&format!("RCPT TO:<{to}>"))?;
+        if r.0 != 250 {
+            return Ok(r);
+        }
+        let r = self.cmd("DATA")?;
+        if r.0 != 354 {
+            return Ok(r);
+        }
+        self.send(body.as_bytes())?;
+        self.cmd("\r\n.")
+    }
+}
+
+/// How the scripted next hop behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HopMode {
+    /// A normal sink: every message accepted and recorded.
+    Accept,
+    /// Close the connection after reading some of the message body (no final reply).
+    DropMidData,
+    /// Accept the connection but answer nothing (a hung MTA).
+    Silent,
+    /// Delay every reply by this many milliseconds.
+    SlowMs(u64),
+    /// 451 to DATA's end.
+    TempFail,
+}
+
+/// A scripted next hop on loopback (threads; stopped on drop).
+pub struct Hop {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Messages it accepted (with a 250), as received.
+    pub messages: Arc<Mutex<Vec<String>>>,
+    mode: Arc<Mutex<HopMode>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Hop {
+    /// Start a hop in `mode`.
+    pub fn start(mode: HopMode) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let mode = Arc::new(Mutex::new(mode));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, md, st) = (messages.clone(), mode.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        let (m, mode) = (m.clone(), *md.lock().unwrap());
+                        let st = st.clone();
+                        std::thread::spawn(move || {
+                            let _ = hop_session(s, mode, &m, &st);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Self {
+            addr,
+            messages,
+            mode,
+            stop,
+        }
+    }
+
+    /// An address where nothing listens.
+    pub fn down() -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()))
+    }
+
+    /// Change the behaviour for new connections.
+    pub fn set_mode(&self, mode: HopMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// The accepted messages so far.
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Hop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn hop_session(
+    s: TcpStream,
+    mode: HopMode,
+    messages: &Mutex<Vec<String>>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    if mode == HopMode::Silent {
+        let mut sink = Vec::new();
+        let _ = r.read_to_end(&mut sink);
+        return Ok(());
+    }
+    let say = |w: &mut TcpStream, text: &str| -> Result<()> {
+        if let HopMode::SlowMs(ms) = mode {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        w.write_all(text.as_bytes())?;
+        Ok(())
+    };
+    say(&mut w, "220 hop.test ESMTP\r\n")?;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" => say(
+                &mut w,
+                "250-hop.test\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n",
+            )?,
+            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => say(&mut w, "250 2.0.0 ok\r\n")?,
+            "QUIT" => {
+                say(&mut w, "221 2.0.0 bye\r\n")?;
+                return Ok(());
+            }
+            "DATA" => {
+                say(&mut w, "354 go ahead\r\n")?;
+                let mut msg = String::new();
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l)? == 0 {
+                        return Ok(());
+                    }
+                    if l == ".\r\n" {
+                        break;
+                    }
+                    msg.push_str(&l);
+                    if mode == HopMode::DropMidData && msg.len() > 64 {
+                        // Vanish mid-message: no reply, connection reset.
+                        return Ok(());
+                    }
+                }
+                if mode == HopMode::TempFail {
+                    say(&mut w, "451 4.3.0 try later\r\n")?;
+                } else {
+                    messages.lock().unwrap().push(msg);
+                    say(&mut w, "250 2.0.0 queued\r\n")?;
+                }
+            }
+            _ => say(&mut w, "502 5.5.2 what\r\n")?,
+        }
+    }
+}
