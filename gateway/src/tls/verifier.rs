@@ -291,3 +291,117 @@ pub fn handshake_failure_reason(err: &std::io::Error) -> &'static str {
         _ => "tls_error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+
+    /// Answers from a fixed table (a unit-test stand-in for the CRL index).
+    #[derive(Debug)]
+    struct Fixed(RevocationStatus, std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>);
+
+    impl RevocationChecker for Fixed {
+        fn check(
+            &self,
+            _: CrlScope,
+            issuer: &[u8],
+            _: Option<&[u8]>,
+            serial: &[u8],
+        ) -> RevocationStatus {
+            self.1
+                .lock()
+                .unwrap()
+                .push((issuer.to_vec(), serial.to_vec()));
+            self.0.clone()
+        }
+    }
+
+    fn pki() -> (String, CertificateDer<'static>, Vec<u8>) {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name.push(DnType::CommonName, "Unit CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, "leaf");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        leaf.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x42]));
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf.signed_by(&key, &ca).unwrap();
+        let (_, parsed) = X509Certificate::from_der(ca.der()).unwrap();
+        (
+            ca.pem(),
+            cert.der().clone(),
+            parsed.subject().as_raw().to_vec(),
+        )
+    }
+
+    fn verify(status: RevocationStatus) -> (Result<(), VerifyFailure>, Vec<(Vec<u8>, Vec<u8>)>) {
+        let (ca_pem, leaf, _) = pki();
+        let checker = Arc::new(Fixed(status, Default::default()));
+        let v = ClientVerifier::new(&ca_pem, checker.clone(), true).unwrap();
+        let r = v.verify_chain(&leaf, &[], UnixTime::now());
+        let calls = checker.1.lock().unwrap().clone();
+        (r, calls)
+    }
+
+    #[test]
+    fn good_and_no_crl_pass_and_the_hook_sees_issuer_and_serial() {
+        let (ca_pem, leaf, ca_subject) = pki();
+        let checker = Arc::new(Fixed(RevocationStatus::Good, Default::default()));
+        let v = ClientVerifier::new(&ca_pem, checker.clone(), true).unwrap();
+        assert!(v.verify_chain(&leaf, &[], UnixTime::now()).is_ok());
+        assert_eq!(*checker.1.lock().unwrap(), vec![(ca_subject, vec![0x42])]);
+        assert!(verify(RevocationStatus::NoCrl).0.is_ok());
+    }
+
+    #[test]
+    fn revoked_and_stale_fail_with_matching_alerts() {
+        let (r, _) = verify(RevocationStatus::Revoked {
+            source: "corp".into(),
+            reason: Some("keyCompromise".into()),
+        });
+        let f = r.unwrap_err();
+        assert_eq!(f.reason, "revoked");
+        assert_eq!(
+            rustls::AlertDescription::from(f.error),
+            rustls::AlertDescription::CertificateRevoked
+        );
+        let (r, _) = verify(RevocationStatus::Stale {
+            source: "corp".into(),
+            next_update: "2020-01-01T00:00:00Z".into(),
+        });
+        let f = r.unwrap_err();
+        assert_eq!(f.reason, "crl_stale");
+        assert_eq!(
+            rustls::AlertDescription::from(f.error),
+            rustls::AlertDescription::UnknownCA
+        );
+    }
+
+    #[test]
+    fn lenient_mode_accepts_at_the_handshake() {
+        let (ca_pem, leaf, _) = pki();
+        let revoked = RevocationStatus::Revoked {
+            source: "corp".into(),
+            reason: None,
+        };
+        let v = ClientVerifier::new(&ca_pem, Arc::new(Fixed(revoked, Default::default())), false)
+            .unwrap();
+        assert!(v.verify_client_cert(&leaf, &[], UnixTime::now()).is_ok());
+        assert!(v.verify_chain(&leaf, &[], UnixTime::now()).is_err());
+        let (other_ca, _, _) = pki();
+        let strict =
+            ClientVerifier::new(&other_ca, Arc::new(crate::tls::NoRevocation), true).unwrap();
+        assert!(matches!(
+            strict.verify_client_cert(&leaf, &[], UnixTime::now()),
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer
+            ))
+        ));
+    }
+}

@@ -1,0 +1,146 @@
+//! Real SMTP clients: swaks, `openssl s_client -starttls smtp`, Python smtplib, and a
+//! raw socket client for malformed input.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// What a client program did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// stdout + stderr.
+    pub output: String,
+}
+
+impl Run {
+    /// Whether the output contains `text`.
+    pub fn has(&self, text: &str) -> bool {
+        self.output.contains(text)
+    }
+}
+
+fn run(cmd: &mut Command, input: Option<&[u8]>, what: &str) -> Result<Run> {
+    let mut child = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!("{what} is not installed (tests/support/install-deps.sh installs it)")
+        })?;
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("piped");
+        let data = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
+    let out = child.wait_with_output()?;
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok(Run {
+        code: out.status.code().unwrap_or(-1),
+        output,
+    })
+}
+
+/// Run swaks against 127.0.0.1:`port` with `args`.
+pub fn swaks(port: u16, args: &[&str]) -> Result<Run> {
+    run(
+        Command::new("swaks")
+            .arg("--server")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--timeout", "15", "--helo", "client.test"])
+            .args(args),
+        None,
+        "swaks",
+    )
+}
+
+/// `openssl s_client -starttls smtp` (or implicit TLS when `starttls` is false), sending
+/// `input` (CRLF line endings) after the handshake.
+pub fn openssl(port: u16, starttls: bool, args: &[&str], input: &str) -> Result<Run> {
+    let mut cmd = Command::new("openssl");
+    cmd.arg("s_client");
+    if starttls {
+        cmd.args(["-starttls", "smtp"]);
+    }
+    cmd.arg("-connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-ign_eof")
+        .args(args);
+    run(&mut cmd, Some(input.as_bytes()), "openssl")
+}
+
+/// Run a Python 3 script (smtplib tests); `PORT` in the script is replaced.
+pub fn python(script: &str) -> Result<Run> {
+    run(
+        Command::new("python3").arg("-c").arg(script),
+        None,
+        "python3",
+    )
+}
+
+/// A raw SMTP connection for malformed input.
+#[derive(Debug)]
+pub struct Raw {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+}
+
+impl Raw {
+    /// Connect and read nothing yet.
+    pub fn connect(port: u16) -> Result<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+        Ok(Self {
+            reader: BufReader::new(stream.try_clone()?),
+            stream,
+        })
+    }
+
+    /// Send bytes as they are.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Read one reply (all its lines); `Err` on EOF.
+    pub fn reply(&mut self) -> Result<String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                if all.is_empty() {
+                    bail!("connection closed");
+                }
+                return Ok(all);
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Send a command line (CRLF added) and read the reply.
+    pub fn cmd(&mut self, line: &str) -> Result<String> {
+        self.send(format!("{line}\r\n").as_bytes())?;
+        self.reply()
+    }
+
+    /// Whether the server closed the connection (reads until EOF or timeout).
+    pub fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 256];
+        matches!(self.reader.read(&mut buf), Ok(0))
+    }
+}
