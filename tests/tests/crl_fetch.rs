@@ -413,9 +413,14 @@ async fn stale_crl_fails_closed_and_is_visible_in_status_and_metrics() {
         .unwrap_or_else(|| panic!("no gauge in:\n{text}"));
     let v: i64 = gauge.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(v < -3000, "{gauge}");
-    assert!(text.contains("postern_crl_stale{source=\"corp\"} 1"), "{text}");
     assert!(
-        text.contains("postern_crl_certificate_rejections_total{source=\"corp\",reason=\"stale\"} 1"),
+        text.contains("postern_crl_stale{source=\"corp\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "postern_crl_certificate_rejections_total{source=\"corp\",reason=\"stale\"} 1"
+        ),
         "{text}"
     );
     assert!(
