@@ -63,6 +63,7 @@ impl CertificateFacts {
                 .next()
                 .and_then(|e| attribute_string(e).ok());
         }
+        check_serial(cert.raw_serial())?;
         Ok(Self {
             subject: cert.subject().to_string(),
             common_names,
@@ -81,6 +82,25 @@ impl CertificateFacts {
             _ => None,
         }
     }
+}
+
+/// RFC 5280 serials are positive and at most 20 octets. A negative serial has no `{sn}`
+/// form of its own (its two's-complement bytes read like another, positive serial: -0x1234
+/// is `ED CC`, the same `{sn}` as 0xEDCC), and an over-long one is not what any conforming
+/// CA issues: neither is used to identify anyone.
+fn check_serial(raw: &[u8]) -> Result<(), CertificateFactsError> {
+    if raw.first().is_some_and(|b| b & 0x80 != 0) {
+        return Err(CertificateFactsError(
+            "the serial number is negative (RFC 5280 requires a positive serial)".into(),
+        ));
+    }
+    let magnitude = raw.iter().skip_while(|b| **b == 0).count();
+    if magnitude > 20 {
+        return Err(CertificateFactsError(format!(
+            "the serial number is {magnitude} octets long (RFC 5280 allows at most 20)"
+        )));
+    }
+    Ok(())
 }
 
 /// `{sn}`: upper-case hex of the serial's magnitude, without leading zero bytes.
@@ -122,6 +142,24 @@ mod tests {
         assert_eq!(serial_hex(&[0x00, 0x8f, 0x01]), "8F01");
         assert_eq!(serial_hex(&[0x01, 0x02]), "0102");
         assert_eq!(serial_hex(&[0x00]), "00");
+    }
+
+    #[test]
+    fn negative_and_over_long_serials_are_refused() {
+        assert!(check_serial(&[0xED, 0xCC]).is_err());
+        assert!(check_serial(&[0x00, 0xED, 0xCC]).is_ok());
+        assert!(check_serial(&[0x7f; 20]).is_ok());
+        assert!(check_serial(&[[0x00].as_slice(), &[0xff; 20]].concat()).is_ok());
+        assert!(check_serial(&[0x7f; 21]).is_err());
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "DOE.JOHN.1234567890");
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x7f; 40]));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let e = CertificateFacts::from_der(cert.der()).unwrap_err();
+        assert!(e.0.contains("40 octets"), "{e}");
     }
 
     #[test]
