@@ -227,6 +227,31 @@ pub fn static_profile(certificate: bool, smtp_auth: bool) -> AuthProfile {
     }
 }
 
+/// Certificate mapping and SMTP AUTH against profile `corp`; allowance Monitor so that
+/// every user who binds is let in (and logged in full).
+pub fn ldap_auth_profile() -> AuthProfile {
+    let backend = AuthBackend::Ldap {
+        ldap_profile: "corp".into(),
+    };
+    AuthProfile {
+        certificate: Some(CertificateAuth {
+            backend: backend.clone(),
+        }),
+        smtp_auth: Some(SmtpAuth {
+            profile: "corp".into(),
+            backend,
+            allowance: Some(Allowance {
+                action: AllowanceAction::Monitor,
+                response: Reply {
+                    code: 525,
+                    enhanced_code: "5.7.13".into(),
+                    text: "Dear user, please use your CAC to send email.".into(),
+                },
+            }),
+        }),
+    }
+}
+
 /// A running `postern-gateway --config FILE`, killed on drop.
 pub struct Gateway {
     child: Option<Child>,
@@ -676,5 +701,76 @@ fn hop_session(
             }
             _ => say(&mut w, "502 5.5.2 what\r\n")?,
         }
+    }
+}
+
+/// A TCP proxy on loopback that delays every chunk it forwards (both directions) by a
+/// settable number of milliseconds: a slow network or a slow server, for real clients
+/// and servers on either side.
+pub struct DelayProxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl DelayProxy {
+    /// Proxy to `target` with `delay_ms` per chunk.
+    pub fn start(target: SocketAddr, delay_ms: u64) -> Self {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let delay = Arc::new(std::sync::atomic::AtomicU64::new(delay_ms));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, st) = (delay.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let Ok((client, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
+                    continue; // dropping the client: the target is down
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let (d, st) = (d.clone(), st.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        while !st.load(Ordering::Relaxed) {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            std::thread::sleep(Duration::from_millis(d.load(Ordering::Relaxed)));
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            delay_ms: delay,
+            stop,
+        }
+    }
+
+    /// Change the delay (applies to the next chunk).
+    pub fn set_delay_ms(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
