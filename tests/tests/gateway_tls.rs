@@ -598,3 +598,59 @@ print("FIRST:", reply(tf).strip())
         r.output
     );
 }
+
+#[test]
+fn directory_unreachable_gives_454_4_7_0_for_auth_and_certificates() {
+    // An LDAP profile whose only server refuses connections: the `454 4.7.0` row.
+    let pki = Pki::new();
+    let sink = Sink::start(&[]).unwrap();
+    let dead = free_port();
+    let ldap = postern_tests::slapd::ldap_profile(&[format!("ldap://127.0.0.1:{dead}")]);
+    let backend = cfg::AuthBackend::Ldap {
+        ldap_profile: "corp".into(),
+    };
+    let profile = cfg::AuthProfile {
+        certificate: Some(cfg::CertificateAuth {
+            backend: backend.clone(),
+        }),
+        smtp_auth: Some(cfg::SmtpAuth {
+            profile: "ldap-auth".into(),
+            backend,
+            allowance: None,
+        }),
+    };
+    let port = free_port();
+    let mut l = listener(port, sink.port, "relayed");
+    l.tls = Some(pki.tls());
+    let mut config = single(
+        l,
+        policy(TlsMode::Preferred, false, true, false),
+        Some(profile),
+    );
+    config.ldap_profiles.insert("corp".into(), ldap);
+    let gw = Gateway::start(&config).unwrap();
+    let r = send(
+        port,
+        &s(&[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "frank",
+            "--auth-password",
+            "frankpw",
+        ]),
+    );
+    assert!(r.has("454 4.7.0"), "{}", r.output);
+    // A valid certificate that cannot be mapped now: MAIL gets 454 4.7.0, not 530.
+    let mut args = s(&["--tls"]);
+    args.extend(pki.cert_args("alice"));
+    let r = send(port, &args);
+    assert!(r.has("454 4.7.0"), "{}", r.output);
+    assert!(
+        gw.decisions()
+            .iter()
+            .any(|v| v["decision"] == "certificate_auth" && v["outcome"] == "temp_fail")
+    );
+    assert!(sink.messages().is_empty());
+}
