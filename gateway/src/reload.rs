@@ -119,7 +119,11 @@ impl Reloader {
                 outcome: "refused".into(),
             })
             .inc();
-        error!(target: "postern::decision", decision = "config", outcome = "refused", origin, reason = %why, "configuration refused; the one in force keeps serving");
+        if self.server.current().is_some() {
+            error!(target: "postern::decision", decision = "config", outcome = "refused", origin, reason = %why, "configuration refused; the one in force keeps serving");
+        } else {
+            error!(target: "postern::decision", decision = "config", outcome = "refused", origin, reason = %why, "configuration refused; no configuration is in force");
+        }
         self.record(origin, hash, Some(why.clone()));
         why
     }

@@ -912,41 +912,54 @@ impl Connection {
             self.decision("mail", "refused", &r.summary());
             return self.refuse(&r);
         }
-        if self.upstream.is_none() {
-            let connect = NextHopConnection::connect(&self.listener.next_hop);
-            let result = tokio::select! {
-                _ = self.ctx.hard_stop.cancelled() => {
-                    self.reply(&reply::shutting_down());
-                    return Flow::Close;
-                }
-                r = connect => r,
-            };
-            match result {
-                Ok(up) => self.upstream = Some(up),
-                Err(e) => {
-                    let r = self.relay_failed("connect", &e);
-                    self.count_message("temp_failed");
-                    return self.refuse(&r);
+        // A connection kept from an earlier transaction may have been closed by the next
+        // hop meanwhile: then reconnect once instead of failing the client.
+        let mut reused = self.upstream.is_some();
+        let result = loop {
+            if self.upstream.is_none() {
+                let connect = NextHopConnection::connect(&self.listener.next_hop);
+                let result = tokio::select! {
+                    _ = self.ctx.hard_stop.cancelled() => {
+                        self.reply(&reply::shutting_down());
+                        return Flow::Close;
+                    }
+                    r = connect => r,
+                };
+                match result {
+                    Ok(up) => self.upstream = Some(up),
+                    Err(e) => {
+                        let r = self.relay_failed("connect", &e);
+                        self.count_message("temp_failed");
+                        return self.refuse(&r);
+                    }
                 }
             }
-        }
-        let up = self.upstream.as_mut().expect("connected above");
-        if params.smtputf8 && !up.extensions.smtputf8 && !from.is_ascii() {
-            let r = Reply::new(553, "5.6.7", "The next hop does not support SMTPUTF8");
-            return self.refuse(&r);
-        }
-        let mut line = format!("MAIL FROM:<{from}>");
-        if let (Some(size), true) = (params.size, up.extensions.size) {
-            line.push_str(&format!(" SIZE={size}"));
-        }
-        if params.body_8bit == Some(true) && up.extensions.eight_bit {
-            line.push_str(" BODY=8BITMIME");
-        }
-        if params.smtputf8 && up.extensions.smtputf8 {
-            line.push_str(" SMTPUTF8");
-        }
-        line.push_str("\r\n");
-        match up.command(&line, "MAIL").await {
+            let up = self.upstream.as_mut().expect("connected above");
+            if params.smtputf8 && !up.extensions.smtputf8 && !from.is_ascii() {
+                let r = Reply::new(553, "5.6.7", "The next hop does not support SMTPUTF8");
+                return self.refuse(&r);
+            }
+            let mut line = format!("MAIL FROM:<{from}>");
+            if let (Some(size), true) = (params.size, up.extensions.size) {
+                line.push_str(&format!(" SIZE={size}"));
+            }
+            if params.body_8bit == Some(true) && up.extensions.eight_bit {
+                line.push_str(" BODY=8BITMIME");
+            }
+            if params.smtputf8 && up.extensions.smtputf8 {
+                line.push_str(" SMTPUTF8");
+            }
+            line.push_str("\r\n");
+            match up.command(&line, "MAIL").await {
+                Err(e) if reused => {
+                    debug!(session = %self.id, error = %e, "kept next hop connection is gone; reconnecting");
+                    self.upstream = None;
+                    reused = false;
+                }
+                other => break other,
+            }
+        };
+        match result {
             Err(e) => {
                 let r = self.relay_failed("MAIL", &e);
                 self.refuse(&r)
