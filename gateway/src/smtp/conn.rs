@@ -278,6 +278,9 @@ impl Connection {
 
     /// Wait for the next line (flushing pending replies first).
     async fn next_line(&mut self, limit: usize) -> Input {
+        // One deadline for the whole line, not per read: a client trickling a byte at a
+        // time (slowloris) must not hold its connection slot past the command timeout.
+        let deadline = tokio::time::Instant::now() + self.listener.command_timeout;
         loop {
             if let Some(r) = self.io.take_line(limit) {
                 return match r {
@@ -290,10 +293,9 @@ impl Connection {
             if let Err(e) = self.io.flush().await {
                 return Input::Failed(e);
             }
-            let t = self.listener.command_timeout;
             tokio::select! {
                 _ = self.ctx.hard_stop.cancelled() => return Input::Stopped,
-                r = timeout(t, self.io.fill(1024)) => match r {
+                r = tokio::time::timeout_at(deadline, self.io.fill(1024)) => match r {
                     Err(_) => return Input::Timeout,
                     Ok(Ok(0)) => return Input::Closed,
                     Ok(Ok(_)) => {}
