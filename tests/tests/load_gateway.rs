@@ -45,16 +45,17 @@ fn deliver(addr: SocketAddr, ca: &str, id: &str) -> anyhow::Result<(u16, String)
 fn slowloris_cannot_starve_other_clients() {
     let pki = Pki::new("Slowloris CA");
     let hop = Hop::start(HopMode::Accept);
-    let gw = Gateway::start(&base(&pki, hop.addr, 10, Duration::from_secs(2)), &[]).unwrap();
+    let gw = Gateway::start(&base(&pki, hop.addr, 10, Duration::from_secs(3)), &[]).unwrap();
     let addr = gw.addr();
 
     // Ten clients take every slot and trickle a byte every 300 ms, never ending a line.
     let stop = Arc::new(AtomicBool::new(false));
     let cut = Arc::new(AtomicUsize::new(0));
+    let greeted_all = Arc::new(AtomicUsize::new(0));
     let slow: Vec<_> = (0..10)
         .map(|_| {
             let mut s = TcpStream::connect(addr).unwrap();
-            let (stop, cut) = (stop.clone(), cut.clone());
+            let (stop, cut, greeted_all) = (stop.clone(), cut.clone(), greeted_all.clone());
             std::thread::spawn(move || {
                 s.set_read_timeout(Some(Duration::from_millis(300)))
                     .unwrap();
@@ -68,7 +69,10 @@ fn slowloris_cannot_starve_other_clients() {
                     match s.read(&mut buf) {
                         Ok(0) => break,
                         Ok(_) if greeted => {} // e.g. 421 4.4.2 before the close
-                        Ok(_) => greeted = true,
+                        Ok(_) => {
+                            greeted = true;
+                            greeted_all.fetch_add(1, Ordering::Relaxed);
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
                         Err(_) => break,
@@ -80,7 +84,15 @@ fn slowloris_cannot_starve_other_clients() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // Every slow client holds a slot once it has its greeting.
+    let t = Instant::now();
+    while greeted_all.load(Ordering::Relaxed) < 10 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "slow clients never greeted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // The cap holds: the eleventh connection is told so at once, not queued.
     let t = Instant::now();
@@ -88,7 +100,7 @@ fn slowloris_cannot_starve_other_clients() {
     assert!(c.greeting.starts_with("421"), "{}", c.greeting);
     assert!(t.elapsed() < Duration::from_secs(2));
 
-    // Within the command timeout (2 s) plus slack, the trickling clients are cut and a
+    // Within the command timeout (3 s) plus slack, the trickling clients are cut and a
     // normal client is served.
     let t = Instant::now();
     loop {
@@ -96,7 +108,7 @@ fn slowloris_cannot_starve_other_clients() {
             Ok((250, _)) => break,
             other => {
                 assert!(
-                    t.elapsed() < Duration::from_secs(8),
+                    t.elapsed() < Duration::from_secs(12),
                     "starved: {other:?}\n{}",
                     gw.logs()
                 );
