@@ -20,6 +20,7 @@ pub mod ldap_profile;
 pub mod listener;
 pub mod mail_flow_policy;
 pub mod quantity;
+pub mod reference;
 pub mod smtp_auth_profile;
 
 pub use common::{

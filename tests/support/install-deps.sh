@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
-need=(slapd ldap-utils swaks postfix etcd-server libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3 lua5.4)
+need=(slapd ldap-utils swaks postfix etcd-server libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3 lua5.1 lua5.4 binutils)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,14 +1,20 @@
 //! Writes the CRDs into the chart: `crdgen [DIR]` (default `charts/postern/crds` under
 //! the workspace root), or `crdgen -` to print them all as one multi-document stream.
+//! `crdgen --reference [FILE|-]` writes the configuration reference generated from them
+//! (default `docs/reference.md` under the workspace root).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use postern_crds::generate::{CHART_CRD_DIR, crd_files};
+use postern_crds::reference::{REFERENCE_PATH, reference_markdown};
 
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1);
+    if arg.as_deref() == Some("--reference") {
+        return write_reference(std::env::args().nth(2));
+    }
     if arg.as_deref() == Some("-") {
         for (_, text) in crd_files() {
             println!("---\n{}", text.trim_end());
@@ -32,5 +38,24 @@ fn main() -> ExitCode {
         }
         eprintln!("crdgen: wrote {}", path.display());
     }
+    ExitCode::SUCCESS
+}
+
+fn write_reference(target: Option<String>) -> ExitCode {
+    let text = reference_markdown();
+    if target.as_deref() == Some("-") {
+        print!("{text}");
+        return ExitCode::SUCCESS;
+    }
+    let path = target.map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(REFERENCE_PATH)
+    });
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("crdgen: cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    eprintln!("crdgen: wrote {}", path.display());
     ExitCode::SUCCESS
 }
