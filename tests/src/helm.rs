@@ -9,8 +9,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
+use serde_json::Value;
 
-use crate::kube::workspace_root;
+use crate::kube::{KubeCluster, random_hex, workspace_root};
 
 /// The chart's directory.
 pub fn chart_dir() -> PathBuf {
@@ -203,6 +204,242 @@ pub fn id(o: &serde_json::Value) -> String {
         o["kind"].as_str().unwrap_or("?"),
         o["metadata"]["name"].as_str().unwrap_or("?")
     )
+}
+
+/// An installed release.
+#[derive(Debug)]
+pub struct Release<'a> {
+    /// The cluster it is installed in.
+    pub cluster: &'a KubeCluster,
+    /// Release name.
+    pub name: String,
+    /// Release namespace.
+    pub namespace: String,
+    dir: tempfile::TempDir,
+}
+
+impl<'a> Release<'a> {
+    /// `helm install NAME charts/postern -n NAMESPACE ARGS...` as admin. Release names are
+    /// unique per test: the ClusterRoles are cluster-wide and named after the release.
+    pub fn install(cluster: &'a KubeCluster, prefix: &str, args: &[&str]) -> Release<'a> {
+        let namespace = cluster.create_namespace(prefix).unwrap();
+        let name = format!("{prefix}-{}", random_hex(4));
+        let chart = chart_dir().display().to_string();
+        let mut a = vec!["install", &name, &chart, "-n", &namespace];
+        a.extend_from_slice(args);
+        helm(Some(&cluster.kubeconfig()), &a).unwrap();
+        Release {
+            cluster,
+            name,
+            namespace,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `helm ARGS -n NAMESPACE` as admin; panics on failure. Returns stdout.
+    pub fn helm(&self, args: &[&str]) -> String {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend_from_slice(&["-n", &self.namespace]);
+        helm(Some(&self.cluster.kubeconfig()), &a).unwrap()
+    }
+
+    /// The objects of the release as Helm recorded them.
+    pub fn manifest(&self) -> Vec<Value> {
+        parse_manifests(&self.helm(&["get", "manifest", &self.name])).unwrap()
+    }
+
+    /// `<release>-postern`, the prefix of the object names.
+    pub fn fullname(&self) -> String {
+        format!("{}-postern", self.name)
+    }
+
+    /// A kubeconfig authenticating as ServiceAccount `sa` of the release namespace with a
+    /// token from the TokenRequest API, as a Pod's projected token would.
+    pub fn service_account_kubeconfig(&self, sa: &str) -> PathBuf {
+        let token = self
+            .cluster
+            .kubectl(&[
+                "create",
+                "token",
+                sa,
+                "-n",
+                &self.namespace,
+                "--duration=1h",
+            ])
+            .unwrap();
+        let path = self.dir.path().join(format!("kubeconfig-{sa}"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    \
+                 insecure-skip-tls-verify: true\nusers:\n- name: {sa}\n  user:\n    token: {}\n\
+                 contexts:\n- name: test\n  context:\n    cluster: test\n    user: {sa}\n    \
+                 namespace: {}\ncurrent-context: test\n",
+                self.cluster.server(),
+                token.trim(),
+                self.namespace
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+/// The container of a rendered Deployment, run as a local process the way its Pod would
+/// run it: the chart's args and env (downward-API fields filled in), credentials of a
+/// ServiceAccount through `KUBECONFIG`. Only the admin/metrics listen address is moved to
+/// a free loopback port. Killed on drop.
+#[derive(Debug)]
+pub struct ChartProcess {
+    child: Option<std::process::Child>,
+    /// The admin or metrics address (/healthz, /readyz, /metrics).
+    pub http: std::net::SocketAddr,
+    /// The Pod name it was given (`POD_NAME`).
+    pub pod_name: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ChartProcess {
+    /// Starts `bin` (the image's ENTRYPOINT) for the first container of `deployment`, as
+    /// Pod `pod_name` in `namespace`, authenticated by `kubeconfig`; waits for `/healthz`.
+    pub fn start(
+        bin: &Path,
+        deployment: &Value,
+        pod_name: &str,
+        namespace: &str,
+        kubeconfig: &Path,
+    ) -> Result<ChartProcess> {
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        let port = crate::kube::free_port();
+        let http: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mut args = Vec::new();
+        for a in container["args"].as_array().into_iter().flatten() {
+            let a = a.as_str().context("non-string arg")?;
+            args.push(match a.split_once('=') {
+                Some((flag @ ("--metrics-address" | "--admin-address"), _)) => {
+                    format!("{flag}={http}")
+                }
+                _ => a.to_owned(),
+            });
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("postern-chart-")
+            .tempdir()?;
+        let log = dir.path().join("process.log");
+        let mut cmd = Command::new(bin);
+        cmd.args(&args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?);
+        for e in container["env"].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().context("env without name")?;
+            let value = match (&e["value"], &e["valueFrom"]["fieldRef"]["fieldPath"]) {
+                (Value::String(v), _) => v.clone(),
+                (_, Value::String(path)) => match path.as_str() {
+                    "metadata.name" => pod_name.to_owned(),
+                    "metadata.namespace" => namespace.to_owned(),
+                    "metadata.uid" => format!("00000000-0000-4000-8000-{}", random_hex(12)),
+                    other => bail!("env {name}: unsupported fieldRef {other}"),
+                },
+                _ => bail!("env {name}: unsupported source {e}"),
+            };
+            cmd.env(name, value);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut p = ChartProcess {
+            child: Some(child),
+            http,
+            pod_name: pod_name.to_owned(),
+            log,
+            _dir: dir,
+        };
+        p.wait_http("/healthz", std::time::Duration::from_secs(30))?;
+        Ok(p)
+    }
+
+    /// Waits until `path` answers 200.
+    pub fn wait_http(&mut self, path: &str, timeout: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.child.as_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                bail!("{} exited ({status}):\n{}", self.pod_name, self.logs());
+            }
+            if self.get(path).is_ok_and(|(code, _)| code == 200) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("{} does not answer {path}:\n{}", self.pod_name, self.logs());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// `GET path` on the admin address: (status code, body).
+    pub fn get(&self, path: &str) -> Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect_timeout(&self.http, std::time::Duration::from_secs(2))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("no HTTP status")?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((code, body))
+    }
+
+    /// Its output so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait (up to 20 s); returns whether it exited successfully.
+    pub fn stop(&mut self) -> Result<bool> {
+        let mut child = self.child.take().context("already stopped")?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{} did not stop on SIGTERM:\n{}",
+                    self.pod_name,
+                    self.logs()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ChartProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 #[cfg(test)]

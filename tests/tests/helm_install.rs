@@ -3,85 +3,12 @@
 //! tokens from the TokenRequest API), upgrades and uninstalls behave, and the CRDs follow
 //! the chosen management mode (Helm's crds/, templated with `resource-policy: keep`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use postern_tests::helm::{self, get, id, parse_manifests};
-use postern_tests::kube::{KubeCluster, random_hex, wait_until};
+use postern_tests::helm::{self, Release, get, id};
+use postern_tests::kube::{KubeCluster, wait_until};
 use serde_json::Value;
-
-/// An installed release.
-struct Release<'a> {
-    cluster: &'a KubeCluster,
-    name: String,
-    namespace: String,
-    _dir: tempfile::TempDir,
-}
-
-impl<'a> Release<'a> {
-    /// `helm install NAME charts/postern -n NAMESPACE ARGS...` as admin. Release names are
-    /// unique per test: the ClusterRoles are cluster-wide and named after the release.
-    fn install(cluster: &'a KubeCluster, prefix: &str, args: &[&str]) -> Release<'a> {
-        let namespace = cluster.create_namespace(prefix).unwrap();
-        let name = format!("{prefix}-{}", random_hex(4));
-        let chart = helm::chart_dir().display().to_string();
-        let mut a = vec!["install", &name, &chart, "-n", &namespace];
-        a.extend_from_slice(args);
-        helm::helm(Some(&cluster.kubeconfig()), &a).unwrap();
-        Release {
-            cluster,
-            name,
-            namespace,
-            _dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn helm(&self, args: &[&str]) -> String {
-        let mut a: Vec<&str> = args.to_vec();
-        a.extend_from_slice(&["-n", &self.namespace]);
-        helm::helm(Some(&self.cluster.kubeconfig()), &a).unwrap()
-    }
-
-    /// The objects of the release as Helm recorded them.
-    fn manifest(&self) -> Vec<Value> {
-        parse_manifests(&self.helm(&["get", "manifest", &self.name])).unwrap()
-    }
-
-    fn fullname(&self) -> String {
-        format!("{}-postern", self.name)
-    }
-
-    /// A kubeconfig authenticating as ServiceAccount `sa` of the release namespace with a
-    /// token from the TokenRequest API, as a Pod's projected token would.
-    fn service_account_kubeconfig(&self, sa: &str) -> PathBuf {
-        let token = self
-            .cluster
-            .kubectl(&[
-                "create",
-                "token",
-                sa,
-                "-n",
-                &self.namespace,
-                "--duration=1h",
-            ])
-            .unwrap();
-        let path = self._dir.path().join(format!("kubeconfig-{sa}"));
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    \
-                 insecure-skip-tls-verify: true\nusers:\n- name: {sa}\n  user:\n    token: {}\n\
-                 contexts:\n- name: test\n  context:\n    cluster: test\n    user: {sa}\n    \
-                 namespace: {}\ncurrent-context: test\n",
-                self.cluster.server(),
-                token.trim(),
-                self.namespace
-            ),
-        )
-        .unwrap();
-        path
-    }
-}
 
 /// `kubectl auth can-i VERB RESOURCE[/NAME] [--subresource S] -n NS` with `kubeconfig`;
 /// `what` is `resource[/name][#subresource]`.
