@@ -220,9 +220,10 @@ pub async fn watch_file(reloader: Arc<Reloader>, path: PathBuf, poll: Duration) 
         }
     };
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut last_seen = std::fs::read(&path)
-        .ok()
-        .map(|b| Sha256::digest(&b).to_vec());
+    // Not the file's digest now: it may already differ from what the caller applied (a
+    // change between the first load and this point would be missed until the next one).
+    // The first tick re-reads it; the same content is applied as `Unchanged`, a no-op.
+    let mut last_seen: Option<Vec<u8>> = None;
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
