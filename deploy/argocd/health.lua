@@ -4,15 +4,16 @@
 --   Healthy      Ready=True for the object's current generation
 --   Progressing  no status yet, status of an older generation, Ready=Unknown, or Ready=False
 --                only because the gateways have not picked the configuration up yet
---                (Pending, NoGateways)
+--                (Pending, NoGateways) or not fetched a CRL yet (NotFetched)
 --   Degraded     Ready=False for any other reason: the spec is wrong (InvalidValue,
 --                InvalidFilter, PortConflict...), a reference does not resolve
---                (RefNotFound, SecretNotFound...) or a gateway refused the configuration
---                (GatewayRefused). The message names the field and what to do.
+--                (RefNotFound, SecretNotFound...), a gateway refused the configuration
+--                (GatewayRefused) or a CRL cannot be had (FetchFailed, CrlStale). The
+--                message names the field and what to do.
 --
 -- Installed as resource.customizations.health.postern.dev_<Kind> (deploy/argocd/argocd-cm.yaml).
 local hs = {}
-local waiting = { Pending = true, NoGateways = true }
+local waiting = { Pending = true, NoGateways = true, NotFetched = true }
 
 if obj.status == nil or obj.status.conditions == nil then
   hs.status = "Progressing"

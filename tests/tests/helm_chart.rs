@@ -792,7 +792,8 @@ fn notes_tell_the_user_what_to_do_next() {
     for expected in [
         "kubectl -n mail rollout status deployment/mail-postern-controller",
         "get lease postern-controller",
-        "postern plan -f examples/certificate-only/",
+        "-f examples/certificate-only/mail-flow-policies.yaml -f deploy/quickstart/",
+        "postern plan -n mail -f DIR --live",
         "kubectl -n mail get postern",
         "get service mail-postern-gateway -w",
         "submission: service port 587 -> Listener port 587",

@@ -111,16 +111,25 @@ fn the_argocd_applications_point_at_the_chart_with_valid_values() {
         .map(|o| o.as_str().unwrap())
         .collect();
     assert!(opts.contains(&"ServerSideApply=true"), "{opts:?}");
-    // The objects' application syncs after the chart's.
+    // The objects' application does not wait for the chart's health (the gateways become
+    // ready only once the objects exist) and retries until the chart's CRDs exist.
     let config = &manifests("argocd/application-config.yaml")[0];
-    let wave = |a: &Value| {
-        a["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
-            .as_str()
+    for a in [app, config] {
+        assert!(
+            a["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"].is_null(),
+            "no sync-wave ordering between the two applications"
+        );
+    }
+    let opts = config["spec"]["syncPolicy"]["syncOptions"]
+        .as_array()
+        .unwrap();
+    assert!(opts.iter().any(|o| o == "SkipDryRunOnMissingResource=true"));
+    assert!(
+        config["spec"]["syncPolicy"]["retry"]["limit"]
+            .as_i64()
             .unwrap()
-            .parse::<i32>()
-            .unwrap()
-    };
-    assert!(wave(config) > wave(app));
+            >= 10
+    );
     assert_eq!(
         config["spec"]["destination"]["namespace"], app["spec"]["destination"]["namespace"],
         "the objects go where the gateways run"
@@ -148,6 +157,10 @@ fn the_flux_release_and_kustomizations_are_consistent() {
     // Flux, unlike plain Helm, upgrades the CRDs of crds/.
     assert_eq!(hr["spec"]["install"]["crds"], "CreateReplace");
     assert_eq!(hr["spec"]["upgrade"]["crds"], "CreateReplace");
+    // Helm's readiness wait would never end: gateways are ready only with a configuration,
+    // which comes after the release.
+    assert_eq!(hr["spec"]["install"]["disableWait"], true);
+    assert_eq!(hr["spec"]["upgrade"]["disableWait"], true);
     render_with(&hr["spec"]["values"]);
 
     let ks = manifests("flux/kustomizations.yaml");
@@ -175,7 +188,10 @@ fn the_flux_release_and_kustomizations_are_consistent() {
             assert!(expr.contains("c.type == 'Ready'"), "{expr}");
             assert!(expr.contains("metadata.generation"), "{expr}");
         }
-        assert!(failed.contains("'Pending', 'NoGateways'"), "{failed}");
+        assert!(
+            failed.contains("['Pending', 'NoGateways', 'NotFetched']"),
+            "{failed}"
+        );
     }
 }
 
@@ -287,4 +303,49 @@ fn the_plan_recipe_reports_changes_and_errors_of_a_pull_request() {
         summary.contains("The gateway configuration changes"),
         "{summary}"
     );
+}
+
+/// The README's cluster quickstart compiles: the example's Secrets, profile and policies
+/// with deploy/quickstart's LdapProfile and Listener, whose port is the one the chart's
+/// default Service forwards to.
+#[test]
+fn the_cluster_quickstart_compiles_and_matches_the_chart_ports() {
+    let ex = workspace_root().join("examples/certificate-only");
+    let out = Command::new(workspace_bin("postern").unwrap())
+        .arg("render")
+        .arg("-f")
+        .arg(ex.join("secrets.yaml"))
+        .arg("-f")
+        .arg(ex.join("smtp-auth-profile.yaml"))
+        .arg("-f")
+        .arg(ex.join("mail-flow-policies.yaml"))
+        .arg("-f")
+        .arg(deploy("quickstart"))
+        .args(["-n", "postern-system"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    let rendered: Value = serde_norway::from_slice(&out.stdout).unwrap();
+    let text = serde_json::to_string(&rendered).unwrap();
+    assert!(text.contains("0.0.0.0"), "{text}");
+    let listener = &manifests("quickstart/listener.yaml")[0];
+    let port = listener["spec"]["port"].as_i64().unwrap();
+    let objects = Render::default().objects().unwrap();
+    let svc = helm::get(&objects, "Service", "postern-gateway").unwrap();
+    let gw = helm::get(&objects, "Deployment", "postern-gateway").unwrap();
+    let submission = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "submission")
+        .unwrap();
+    let container_port = gw["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == submission["targetPort"])
+        .unwrap();
+    assert_eq!(container_port["containerPort"].as_i64(), Some(port));
 }
