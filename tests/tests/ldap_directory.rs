@@ -376,7 +376,7 @@ async fn search_results_are_cached_passwords_never() {
     let mut e = env_with(|p| {
         p.cache = LdapCache {
             ttl: D::from_secs(60),
-            negative_ttl: D::from_millis(1500),
+            negative_ttl: D::from_secs(6),
         }
     });
     let alice = cert_of(&slapd::ALICE);
@@ -404,6 +404,7 @@ async fn search_results_are_cached_passwords_never() {
         e.mapper.map(&newbie).await.unwrap(),
         CertificateMapping::NotFound
     );
+    let cached_at = std::time::Instant::now();
     e.slapd
         .modify(&format!(
             "dn: uid=newbie,ou=people,{}\nchangetype: add\nobjectClass: inetOrgPerson\nobjectClass: cacUser\n\
@@ -416,7 +417,12 @@ async fn search_results_are_cached_passwords_never() {
         CertificateMapping::NotFound,
         "negative result served from the cache"
     );
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // (6s leaves a busy machine plenty of time for ldapmodify above.)
+    assert!(cached_at.elapsed() < Duration::from_secs(6));
+    tokio::time::sleep(
+        Duration::from_secs(6).saturating_sub(cached_at.elapsed()) + Duration::from_millis(200),
+    )
+    .await;
     assert!(matches!(
         e.mapper.map(&newbie).await.unwrap(),
         CertificateMapping::Mapped { user_id, .. } if user_id == "newbie"
