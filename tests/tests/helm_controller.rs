@@ -3,8 +3,9 @@
 //! the credentials of the chart's ServiceAccounts from the TokenRequest API). The
 //! controller elects itself leader, compiles an example, publishes the rendered Secret,
 //! writes every object's status and Events; the gateway reads its configuration, reports,
-//! and serves SMTP; every object becomes Ready — and the Argo CD health script reads the
-//! real status as Healthy.
+//! and serves SMTP; every object becomes Ready — and the Argo CD health script and the
+//! Flux health expressions read the real status as Healthy/Current (and a broken
+//! reference as Degraded/Failed).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -205,6 +206,27 @@ fn the_controller_and_a_gateway_do_their_job_with_the_chart_service_accounts() {
         .collect();
     let out = run_lua(&cases);
     assert!(out.contains("live Listener/submission"), "{out}");
+    // And Flux's health expressions read it as Current.
+    let flux_cases: Vec<PathBuf> = all
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let path = dir.path().join(format!("flux{i}.json"));
+            let name = format!(
+                "live {}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            );
+            std::fs::write(
+                &path,
+                serde_json::json!({"name": name, "obj": o, "status": "Current"}).to_string(),
+            )
+            .unwrap();
+            path
+        })
+        .collect();
+    let out = postern_tests::helm::run_flux_health_tests(&flux_cases).unwrap();
+    assert!(out.contains("ok   live Listener/submission"), "{out}");
 
     // A broken reference: Degraded for Argo CD, with the controller's reason.
     cluster
@@ -236,6 +258,14 @@ fn the_controller_and_a_gateway_do_their_job_with_the_chart_service_accounts() {
     )
     .unwrap();
     run_lua(&[path]);
+    let path = dir.path().join("broken.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"name": "live broken listener", "obj": broken, "status": "Failed"})
+            .to_string(),
+    )
+    .unwrap();
+    postern_tests::helm::run_flux_health_tests(&[path]).unwrap();
 
     // Both stop cleanly on SIGTERM (the gateway withdraws its report).
     assert!(gateway.stop().unwrap(), "{}", gateway.logs());
@@ -264,4 +294,69 @@ fn run_lua(cases: &[PathBuf]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
+}
+
+/// Two replicas of the chart's controller: exactly one leads (the chart's Lease and Role);
+/// when it stops, the other takes over and keeps the objects' status current.
+#[test]
+fn two_controller_replicas_elect_one_leader_and_hand_over() {
+    // A cluster of its own: the controllers of another test would manage these objects too.
+    let cluster = KubeCluster::start().unwrap();
+    cluster.apply_crds().unwrap();
+    let rel = Release::install(&cluster, "ha", &[]);
+    let ns = rel.namespace.clone();
+    let manifest = rel.manifest();
+    let ctl_name = format!("{}-controller", rel.fullname());
+    let deployment = get(&manifest, "Deployment", &ctl_name).unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let kc = rel.service_account_kubeconfig(&ctl_name);
+    let bin = workspace_bin("postern").unwrap();
+    let a = ChartProcess::start(&bin, deployment, &format!("{ctl_name}-a"), &ns, &kc).unwrap();
+    let b = ChartProcess::start(&bin, deployment, &format!("{ctl_name}-b"), &ns, &kc).unwrap();
+    let holder = || -> anyhow::Result<Option<String>> {
+        Ok(cluster
+            .get_json(&ns, "lease", "postern-controller")?
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+            .filter(|h| !h.is_empty()))
+    };
+    let first = wait_until(Duration::from_secs(30), "a leader", holder).unwrap();
+    assert!(first == a.pod_name || first == b.pod_name, "{first}");
+    let (mut leader, mut standby) = if first == a.pod_name { (a, b) } else { (b, a) };
+
+    cluster
+        .apply_path(&ns, &workspace_root().join("examples/certificate-only"))
+        .unwrap();
+    wait_until(Duration::from_secs(60), "Accepted by the leader", || {
+        let l = cluster.get_json(&ns, "listener", "submission")?;
+        Ok(l.and_then(|l| condition_of(&l, "Accepted"))
+            .filter(|c| c.status == "True"))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", leader.logs()));
+
+    // The leader goes (a rolling update, a drained node): it releases the Lease on SIGTERM.
+    assert!(leader.stop().unwrap(), "{}", leader.logs());
+    let next = wait_until(Duration::from_secs(30), "the standby to lead", || {
+        Ok(holder()?.filter(|h| *h == standby.pod_name))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", standby.logs()));
+    assert_eq!(next, standby.pod_name);
+    // The new leader does the work: a change is compiled and reported.
+    cluster
+        .kubectl(&[
+            "patch",
+            "listener",
+            "submission",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"maxConnections":500}}"#,
+        ])
+        .unwrap();
+    wait_until(Duration::from_secs(60), "status of generation 2", || {
+        let l = cluster.get_json(&ns, "listener", "submission")?.unwrap();
+        Ok(condition_of(&l, "Accepted").filter(|c| c.observed_generation == Some(2)))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", standby.logs()));
+    assert!(standby.stop().unwrap(), "{}", standby.logs());
 }

@@ -137,6 +137,15 @@ fn the_argocd_applications_point_at_the_chart_with_valid_values() {
 }
 
 #[test]
+fn the_flux_health_expressions_pass_their_tests_in_a_real_cel_evaluator() {
+    let out = helm::run_flux_health_tests(&[]).unwrap();
+    let last = out.lines().last().unwrap();
+    assert!(last.ends_with(" passed, 0 failed"), "{out}");
+    let passed: usize = last.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(passed >= 5 * 13, "{out}");
+}
+
+#[test]
 fn the_flux_release_and_kustomizations_are_consistent() {
     let source = &manifests("flux/source.yaml")[0];
     assert_eq!(source["kind"], "GitRepository");
