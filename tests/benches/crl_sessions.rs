@@ -8,15 +8,13 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::GatewayConfig;
-use postern_tests::crl::{TestCa, TestCert};
+use postern_tests::crl::{GatewayProcess, TestCa, TestCert, free_port};
 use postern_tests::http::HttpServer;
-use postern_tests::kube::workspace_bin;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -31,46 +29,13 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 struct Gateway {
-    child: Child,
+    process: GatewayProcess,
     smtp: SocketAddr,
-    admin: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.starts_with("HTTP/1.1 200")
-        .then(|| out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned())
 }
 
 fn start_gateway(server_ca: &TestCa, client_ca: &TestCa, crl_url: Option<&str>) -> Gateway {
-    let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let admin = free_port();
     let (chain, key) = server_ca.server("127.0.0.1");
     let mut v = serde_json::json!({
         "apiVersion": "postern.dev/gateway/v1",
@@ -88,50 +53,16 @@ fn start_gateway(server_ca: &TestCa, client_ca: &TestCa, crl_url: Option<&str>) 
         }});
     }
     let config: GatewayConfig = serde_json::from_value(v).expect("config");
-    let path = dir.path().join("gateway.yaml");
-    std::fs::write(&path, config.to_yaml()).expect("write config");
-    let child = Command::new(
-        workspace_bin("postern-gateway")
-            .expect("build the release gateway first: cargo build --release -p postern-gateway"),
-    )
-    .arg("--config")
-    .arg(&path)
-    .arg("--admin-address")
-    .arg(format!("127.0.0.1:{admin}"))
-    .env("POSTERN_LOG", "warn")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(dir.path().join("gateway.log")).expect("log"))
-    .spawn()
-    .expect("start postern-gateway");
-    let gw = Gateway {
-        child,
-        smtp: SocketAddr::from(([127, 0, 0, 1], port)),
-        admin,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut gw = gw;
-    loop {
-        if let Ok(Some(status)) = gw.child.try_wait() {
-            panic!(
-                "postern-gateway exited ({status}):\n{}",
-                std::fs::read_to_string(gw._dir.path().join("gateway.log")).unwrap_or_default()
-            );
-        }
-        let ready = http_get(admin, "/readyz").is_some();
-        let crl_ready = crl_url.is_none()
-            || http_get(admin, "/crl/big").is_some_and(|s| s.contains("\"crlNumber\""));
-        if ready && crl_ready {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway (crl: {crl_url:?}) not ready in 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    let process = GatewayProcess::start(&config, &[], "warn").expect(
+        "postern-gateway (build the release binary first: cargo build --release -p postern-gateway)",
+    );
+    if crl_url.is_some() {
+        process.wait_crl("big", "the big CRL in force", |s| s["crlNumber"] == "1");
     }
-    gw
+    Gateway {
+        process,
+        smtp: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
 }
 
 async fn read_reply(r: &mut (impl AsyncBufReadExt + Unpin)) -> std::io::Result<String> {
@@ -248,8 +179,7 @@ async fn main() {
 
     let with = start_gateway(&server_ca, &client_ca, Some(&url));
     let without = start_gateway(&server_ca, &client_ca, None);
-    let status = http_get(with.admin, "/crl/big").unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+    let v = with.process.crl_status("big").unwrap_or_default();
     println!(
         "gateway with CRL: entries {}, index {:.1} MiB",
         v["entries"],
@@ -281,7 +211,11 @@ async fn main() {
         sum_with / rounds as f64,
         if ratio >= 0.95 { "met" } else { "MISSED" }
     );
-    let checks = http_get(with.admin, "/metrics").unwrap_or_default();
+    let checks = with
+        .process
+        .get("/metrics")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     for line in checks
         .lines()
         .filter(|l| l.starts_with("postern_crl_checks_total") && !l.ends_with(" 0"))

@@ -372,3 +372,143 @@ pub fn crl_pem(der: &[u8]) -> String {
     out.push_str("-----END X509 CRL-----\n");
     out
 }
+
+/// A `postern-gateway` process for the CRL tests and benchmarks: started with a
+/// configuration file and an admin port on loopback, ready once `/readyz` answers 200,
+/// killed on drop. Its JSON log is kept for assertions.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    child: std::process::Child,
+    /// Admin port on 127.0.0.1.
+    pub admin_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Start the workspace's `postern-gateway` with `config` and extra arguments.
+    pub fn start(
+        config: &postern_gateway::config::GatewayConfig,
+        args: &[&str],
+        log_level: &str,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let bin = crate::kube::workspace_bin("postern-gateway")?;
+        let dir = tempfile::Builder::new()
+            .prefix("postern-crl-gw-")
+            .tempdir()?;
+        let path = dir.path().join("gateway.yaml");
+        std::fs::write(&path, config.to_yaml())?;
+        let admin_port = free_port();
+        let child = std::process::Command::new(bin)
+            .arg("--config")
+            .arg(&path)
+            .arg("--admin-address")
+            .arg(format!("127.0.0.1:{admin_port}"))
+            .args(["--log-format", "json"])
+            .args(args)
+            .env("POSTERN_LOG", log_level)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("gateway.log"))?)
+            .spawn()
+            .context("starting postern-gateway")?;
+        let mut gw = Self {
+            child,
+            admin_port,
+            dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = gw.child.try_wait()? {
+                anyhow::bail!("postern-gateway exited ({status}):\n{}", gw.log());
+            }
+            if gw.get("/readyz").is_ok_and(|(code, _)| code == 200) {
+                return Ok(gw);
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("postern-gateway not ready within 60 s:\n{}", gw.log());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// GET a path of the admin endpoint: (status, body).
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        let code = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+        Ok((code, body))
+    }
+
+    /// The status of CRL source `name` (`GET /crl/{name}`), if it exists.
+    pub fn crl_status(&self, name: &str) -> Option<serde_json::Value> {
+        match self.get(&format!("/crl/{name}")) {
+            Ok((200, body)) => serde_json::from_str(&body).ok(),
+            _ => None,
+        }
+    }
+
+    /// Wait until `pred` holds for the status of CRL source `name`.
+    pub fn wait_crl(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.crl_status(name)
+                && pred(&s)
+            {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}\n{}",
+                self.crl_status(name),
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The gateway's log (JSON lines).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// Replace the configuration file (the gateway reloads it).
+    pub fn write_config(&self, config: &postern_gateway::config::GatewayConfig) {
+        let path = self.dir.path().join("gateway.yaml");
+        let tmp = self.dir.path().join("gateway.yaml.tmp");
+        std::fs::write(&tmp, config.to_yaml()).expect("write config");
+        std::fs::rename(&tmp, &path).expect("replace config");
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free loopback port")
+}
