@@ -803,3 +803,42 @@ fn notes_tell_the_user_what_to_do_next() {
         assert!(notes.contains(expected), "{expected:?} not in:\n{notes}");
     }
 }
+
+/// The Postern objects the docs tell operators to apply (deploy/quickstart/) are valid
+/// against the CRDs as the API server enforces them.
+#[test]
+fn the_quickstart_objects_are_accepted_by_the_crds() {
+    let cluster = KubeCluster::shared();
+    let ns = cluster.create_namespace("quickstart").unwrap();
+    let dir = workspace_root().join("deploy/quickstart");
+    let out = cluster
+        .kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "--validate=true",
+            "-n",
+            &ns,
+            "-f",
+            &dir.display().to_string(),
+        ])
+        .unwrap();
+    assert!(
+        out.contains("ldapprofile.postern.dev/corp-ldap created (server dry run)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("listener.postern.dev/submission created (server dry run)"),
+        "{out}"
+    );
+    // A wrong enum value is refused by the CRD schema.
+    let listener = std::fs::read_to_string(dir.join("listener.yaml"))
+        .unwrap()
+        .replace("tls: Preferred", "tls: Sometimes");
+    let err = cluster
+        .kubectl_stdin(
+            &["apply", "--dry-run=server", "-n", &ns, "-f", "-"],
+            &listener,
+        )
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("Sometimes"), "{err:#}");
+}
