@@ -654,3 +654,18 @@ fn directory_unreachable_gives_454_4_7_0_for_auth_and_certificates() {
     );
     assert!(sink.messages().is_empty());
 }
+
+#[test]
+fn implicit_tls_policy_reject_is_spoken_over_tls() {
+    let pki = Pki::new();
+    let sink = Sink::start(&[]).unwrap();
+    let port = free_port();
+    let mut l = listener(port, sink.port, "relayed");
+    l.tls = Some(pki.tls());
+    l.implicit_tls = true;
+    let mut p = policy(TlsMode::Required, false, false, false);
+    p.action = cfg::PolicyAction::Reject;
+    let _gw = Gateway::start(&single(l, p, None)).unwrap();
+    let r = openssl(port, false, &["-CAfile", &pki.path("ca.crt")], "").unwrap();
+    assert!(r.has("554 5.7.1"), "{}", r.output);
+}

@@ -246,7 +246,12 @@ impl Connection {
     }
 
     async fn open(&mut self) -> Flow {
-        if self.policy.policy.action == PolicyAction::Reject {
+        // On an SMTPS listener even the refusal must be spoken over TLS.
+        let reject = self.policy.policy.action == PolicyAction::Reject;
+        if reject && self.listener.implicit_tls && !self.handshake().await {
+            return Flow::Close;
+        }
+        if reject {
             self.decision("connect", "rejected", "mail flow policy action Reject");
             self.ctx
                 .metrics
