@@ -652,6 +652,18 @@ fn directory_unreachable_gives_454_4_7_0_for_auth_and_certificates() {
             .iter()
             .any(|v| v["decision"] == "certificate_auth" && v["outcome"] == "temp_fail")
     );
+    let d = gw.decisions();
+    assert!(
+        d.iter()
+            .any(|v| v["decision"] == "certificate_auth" && v["query"] == "cac-cert"),
+        "{d:?}"
+    );
+    assert!(
+        d.iter().any(|v| v["decision"] == "auth"
+            && v["outcome"] == "temp_fail"
+            && v["query"] == "cac-auth"),
+        "{d:?}"
+    );
     assert!(sink.messages().is_empty());
 }
 

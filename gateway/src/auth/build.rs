@@ -15,6 +15,9 @@ pub struct SmtpAuthRuntime {
     pub authenticator: Arc<dyn SmtpAuthenticator>,
     /// The allowance check's action and response, when enabled.
     pub allowance: Option<config::Allowance>,
+    /// The LDAP query's name (`smtpAuthQuery.name`), for the decision log; `static` for
+    /// the Static backend.
+    pub query: String,
 }
 
 /// A profile's runtime: what the session uses to authenticate.
@@ -24,6 +27,8 @@ pub struct AuthRuntime {
     pub profile: String,
     /// Maps verified client certificates to users (Certificate profiles).
     pub certificate: Option<Arc<dyn CertificateMapper>>,
+    /// The certificate query's name (`certificateAuthQuery.name`), for the decision log.
+    pub certificate_query: String,
     /// SMTP AUTH (Ldap profiles, or Certificate profiles with fallback).
     pub smtp_auth: Option<SmtpAuthRuntime>,
 }
@@ -82,14 +87,38 @@ pub fn build_auth_profile(
                 profile: a.profile.clone(),
                 authenticator,
                 allowance: a.allowance.clone(),
+                query: query_name(config, &a.backend, false),
             })
         }
     };
     Ok(AuthRuntime {
         profile: name.to_owned(),
         certificate,
+        certificate_query: profile
+            .certificate
+            .as_ref()
+            .map(|c| query_name(config, &c.backend, true))
+            .unwrap_or_default(),
         smtp_auth,
     })
+}
+
+/// The name of the LDAP query a backend uses (`static` for the Static backend).
+fn query_name(config: &GatewayConfig, backend: &AuthBackend, certificate: bool) -> String {
+    match backend {
+        AuthBackend::Static { .. } => "static".into(),
+        AuthBackend::Ldap { ldap_profile } => config
+            .ldap_profiles
+            .get(ldap_profile)
+            .and_then(|p| {
+                if certificate {
+                    p.certificate_auth_query.as_ref().map(|q| q.name.clone())
+                } else {
+                    p.smtp_auth_query.as_ref().map(|q| q.name.clone())
+                }
+            })
+            .unwrap_or_default(),
+    }
 }
 
 // The LDAP backend (gateway/src/ldap/): one directory client per LdapProfile, shared by

@@ -89,6 +89,8 @@ pub struct Connection {
     errors: u32,
     junk: u32,
     auth_failures: u32,
+    /// The LDAP query behind the current decision (logs).
+    query: String,
 }
 
 impl std::fmt::Debug for Connection {
@@ -125,6 +127,7 @@ impl Connection {
             errors: 0,
             junk: 0,
             auth_failures: 0,
+            query: String::new(),
         }
     }
 
@@ -169,6 +172,7 @@ impl Connection {
             cert_issuer = %cert.map(|c| c.issuer.as_str()).unwrap_or(""),
             user = %self.st.auth.as_ref().map(|a| a.user.as_str()).unwrap_or(""),
             auth_method = %self.st.auth.as_ref().map(|a| a.method).unwrap_or(""),
+            query = %self.query,
             decision,
             outcome,
             reason,
@@ -621,6 +625,12 @@ impl Connection {
                 .inc();
         };
         self.st.cert_mapping_failed = false;
+        self.query = self
+            .listener
+            .auth
+            .as_ref()
+            .map(|a| a.certificate_query.clone())
+            .unwrap_or_default();
         match mapper.map(&facts).await {
             Ok(CertificateMapping::Mapped { user_id, dn }) => {
                 self.st.auth = Some(Authenticated {
@@ -691,6 +701,7 @@ impl Connection {
                 ));
             }
         };
+        self.query = smtp.query.clone();
         let creds = if method == "PLAIN" {
             self.sasl_plain(initial).await
         } else {
