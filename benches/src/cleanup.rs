@@ -1,0 +1,74 @@
+//! Every process the harness starts is stopped when it ends: by the owners' `Drop` on a
+//! normal end or a panic, and by this registry when the harness is interrupted (SIGINT,
+//! SIGTERM), since Postfix's master daemonises and would outlive it.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static POSTFIX: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Remember a child process to stop on interruption.
+pub fn track_pid(pid: u32) {
+    PIDS.lock().expect("cleanup lock").push(pid);
+}
+
+/// Forget a child process that was stopped.
+pub fn untrack_pid(pid: u32) {
+    PIDS.lock().expect("cleanup lock").retain(|&p| p != pid);
+}
+
+/// Remember a Postfix configuration directory to `postfix stop` on interruption.
+pub fn track_postfix(etc: PathBuf) {
+    POSTFIX.lock().expect("cleanup lock").push(etc);
+}
+
+/// Forget a stopped Postfix instance.
+pub fn untrack_postfix(etc: &PathBuf) {
+    POSTFIX.lock().expect("cleanup lock").retain(|p| p != etc);
+}
+
+fn emergency_stop() {
+    let etcs = POSTFIX.lock().map(|v| v.clone()).unwrap_or_default();
+    for etc in etcs {
+        let _ = std::process::Command::new("postfix")
+            .arg("-c")
+            .arg(&etc)
+            .arg("stop")
+            .status();
+    }
+    let pids = PIDS.lock().map(|v| v.clone()).unwrap_or_default();
+    for &pid in &pids {
+        crate::procs::signal(pid, "TERM");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for &pid in &pids {
+        if crate::procs::alive(pid) {
+            crate::procs::signal(pid, "KILL");
+        }
+    }
+}
+
+/// On SIGINT or SIGTERM: stop everything started, then exit with 130.
+pub fn on_interrupt(rt: &tokio::runtime::Runtime) {
+    rt.spawn(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        eprintln!("postern-bench: interrupted; stopping every process it started");
+        tokio::task::spawn_blocking(emergency_stop).await.ok();
+        std::process::exit(130);
+    });
+}

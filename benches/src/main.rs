@@ -1,0 +1,1015 @@
+//! `postern-bench`: Postern side by side with Postfix doing the same job, on loopback.
+//!
+//! Sets up one shared `smtp-sink` next hop, a Postfix instance (docs/components.md) and
+//! Postern with the equivalent configuration, drives both with the same load (Postfix's
+//! `smtp-source` for plaintext relay; the built-in Rust client for STARTTLS with a client
+//! certificate) and prints Markdown tables: rates, latency, CPU per 1,000 units, memory,
+//! and the ratios against the design's targets. Then Postern alone: with and without a
+//! 1,000,000-entry CRL, idle memory and memory per idle connection, and (with `profile`)
+//! callgrind instruction counts of fixed workloads.
+//!
+//! Every run is bounded (session count, time, hard limits) and every process started is
+//! stopped at the end, on a panic, or on SIGINT/SIGTERM. `benches/run.sh` builds release
+//! binaries and runs it; `--quick` is the smoke test's short mode.
+#![forbid(unsafe_code)]
+
+mod cleanup;
+mod crlgen;
+mod load;
+mod measure;
+mod net;
+mod pki;
+mod postern;
+mod postfix;
+mod procs;
+mod profile;
+mod report;
+mod sink;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use rustls::ClientConfig;
+
+use crate::load::TlsVersion;
+use crate::measure::{Server, SourceLoad, Unit};
+use crate::pki::{KeyKind, Pki};
+use crate::postern::{Postern, PosternPorts};
+use crate::postfix::{Postfix, PostfixPorts};
+use crate::report::{Measure, Row};
+use crate::sink::Sink;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    /// Postfix and Postern side by side: session rates (TLS 1.2/1.3, ECDSA/RSA) and relay.
+    Compare,
+    /// Postern with and without the big CRL.
+    Crl,
+    /// Idle memory and memory per idle connection.
+    Idle,
+    /// Callgrind instruction counts of fixed workloads (slow: runs under valgrind).
+    Profile,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "postern-bench",
+    about = "Postern side by side with Postfix on loopback"
+)]
+struct Args {
+    /// Short smoke run (well under a minute): one round of 1 s per workload, a subset of
+    /// the workloads, a 10,000-entry CRL, 50 idle connections, no profiles.
+    #[arg(long)]
+    quick: bool,
+    /// What to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Compare, Section::Crl, Section::Idle])]
+    sections: Vec<Section>,
+    /// Rounds per workload; the server order alternates and the median-rate round is shown.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Seconds per client-driven run (no new session starts after this).
+    #[arg(long, default_value_t = 8.0)]
+    seconds: f64,
+    /// Concurrent client sessions.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Entries of the big CRL.
+    #[arg(long, default_value_t = 1_000_000)]
+    crl_entries: usize,
+    /// Idle-connection counts to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 10_000])]
+    idle: Vec<usize>,
+    /// Sessions in each profiled workload.
+    #[arg(long, default_value_t = 200)]
+    profile_sessions: u64,
+    /// The postern-gateway binary (default: next to this one).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// Also write the report to this file.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Working directory (default: a temporary one, removed at the end).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Keep the working directory (configurations, logs, callgrind dumps).
+    #[arg(long)]
+    keep: bool,
+}
+
+/// Client TLS configurations by PKI and version.
+struct TlsConfigs {
+    ecdsa13: Arc<ClientConfig>,
+    ecdsa12: Arc<ClientConfig>,
+    rsa13: Arc<ClientConfig>,
+    rsa12: Arc<ClientConfig>,
+}
+
+impl TlsConfigs {
+    fn get(&self, key: KeyKind, v: TlsVersion) -> Arc<ClientConfig> {
+        match (key, v) {
+            (KeyKind::Ecdsa, TlsVersion::V13) => self.ecdsa13.clone(),
+            (KeyKind::Ecdsa, TlsVersion::V12) => self.ecdsa12.clone(),
+            (KeyKind::Rsa2048, TlsVersion::V13) => self.rsa13.clone(),
+            (KeyKind::Rsa2048, TlsVersion::V12) => self.rsa12.clone(),
+        }
+    }
+}
+
+/// A workload of the comparison.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// STARTTLS + client certificate + EHLO + QUIT.
+    Sessions(KeyKind, TlsVersion),
+    /// smtp-source, plaintext.
+    Source { per_session: u32, payload: usize },
+    /// Rust client, STARTTLS + client certificate (ECDSA, TLS 1.3), then messages.
+    TlsRelay { per_session: u32, payload: usize },
+}
+
+impl Work {
+    fn describe(self) -> String {
+        let size = |p: usize| format!("{} KB", p / 1000);
+        match self {
+            Self::Sessions(k, v) => format!(
+                "STARTTLS + client cert + EHLO + QUIT, {}, {}",
+                k.label(),
+                v.label()
+            ),
+            Self::Source {
+                per_session,
+                payload,
+            } => format!(
+                "relay, plaintext (smtp-source), {per_session} msg/session, {}",
+                size(payload)
+            ),
+            Self::TlsRelay {
+                per_session,
+                payload,
+            } => format!(
+                "relay, STARTTLS + client cert, {per_session} msg/session, {}",
+                size(payload)
+            ),
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Self::Sessions(..) => "sessions/s",
+            _ => "msgs/s",
+        }
+    }
+
+    fn target(self) -> Option<f64> {
+        match self {
+            Self::Sessions(..) => Some(2.0),
+            Self::Source { .. } => Some(1.5),
+            Self::TlsRelay { .. } => None,
+        }
+    }
+}
+
+/// Where a server listens for each kind of work.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    tls_ecdsa: u16,
+    tls_rsa: u16,
+    plain: u16,
+}
+
+struct Target {
+    server: Server,
+    ports: Ports,
+    is_postfix: bool,
+}
+
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    args: Args,
+    dir: PathBuf,
+    bin: PathBuf,
+    ecdsa: Pki,
+    rsa: Pki,
+    tls: TlsConfigs,
+    sink: Sink,
+    report: String,
+    notes: Vec<String>,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+impl Bench {
+    fn seconds(&self) -> f64 {
+        if self.args.quick {
+            1.0
+        } else {
+            self.args.seconds
+        }
+    }
+
+    fn spec(
+        &self,
+        port: u16,
+        tls: Option<Arc<ClientConfig>>,
+        messages: u32,
+        payload: usize,
+    ) -> load::Spec {
+        let secs = Duration::from_secs_f64(self.seconds());
+        load::Spec {
+            addr: addr(port),
+            tls,
+            messages,
+            body: Arc::new(load::message(payload)),
+            concurrency: self.args.concurrency,
+            max_sessions: u64::MAX,
+            duration: secs,
+            hard_limit: secs + Duration::from_secs(120),
+        }
+    }
+
+    fn source_load(&self, port: u16, per_session: u32, payload: usize) -> SourceLoad {
+        let c = self.args.concurrency as u32;
+        let (sessions, messages) = match (self.args.quick, per_session, payload) {
+            (true, 1, _) => (c.min(8), 40),
+            (true, n, _) => (2, 2 * u64::from(n)),
+            (false, 1, p) if p <= 10_000 => (c, 3000),
+            (false, 1, _) => (c, 1500),
+            (false, n, p) if p <= 10_000 => (c, u64::from(c * n)),
+            (false, n, _) => ((c / 2).max(1), u64::from((c / 2).max(1) * n)),
+        };
+        SourceLoad {
+            addr: addr(port),
+            sessions,
+            messages,
+            payload,
+            reuse: per_session > 1,
+            limit: Duration::from_secs(600),
+        }
+    }
+
+    fn run_work(&self, work: Work, t: &Target, postfix: Option<&Postfix>) -> Result<Measure> {
+        if let Some(pf) = postfix.filter(|_| t.is_postfix) {
+            // A previous run's mail must not be counted in this one.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while pf.queued() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(match work {
+            Work::Sessions(key, v) => {
+                let port = match key {
+                    KeyKind::Ecdsa => t.ports.tls_ecdsa,
+                    KeyKind::Rsa2048 => t.ports.tls_rsa,
+                };
+                let spec = self.spec(port, Some(self.tls.get(key, v)), 0, 0);
+                measure::client_run(&self.rt, &t.server, &self.sink, spec, Unit::Sessions)
+            }
+            Work::Source {
+                per_session,
+                payload,
+            } => measure::source_run(
+                &t.server,
+                &self.sink,
+                self.source_load(t.ports.plain, per_session, payload),
+            )?,
+            Work::TlsRelay {
+                per_session,
+                payload,
+            } => {
+                let spec = self.spec(
+                    t.ports.tls_ecdsa,
+                    Some(self.tls.ecdsa13.clone()),
+                    per_session,
+                    payload,
+                );
+                measure::client_run(&self.rt, &t.server, &self.sink, spec, Unit::Messages)
+            }
+        })
+    }
+
+    fn log_measure(&self, what: &str, who: &str, round: u32, m: &Measure, unit: &str) {
+        eprintln!(
+            "  {who:<12} round {round}: {:>9.1} {unit} ({} in {:.2} s), CPU {:.2} s, peak {:.1} MiB, errors {}{}",
+            m.rate(),
+            m.count,
+            m.secs,
+            m.cpu_s,
+            mib(m.mem_kib),
+            m.errors,
+            m.first_errors
+                .first()
+                .map(|e| format!(" — first: {e}"))
+                .unwrap_or_default()
+        );
+        let _ = what;
+    }
+
+    /// Run `work` on both targets for every round, alternating which goes first.
+    fn pair(
+        &mut self,
+        work: Work,
+        base: &Target,
+        postern: &Target,
+        postfix: Option<&Postfix>,
+    ) -> Result<Row> {
+        let what = work.describe();
+        eprintln!("{what}");
+        let (mut b, mut p) = (Vec::new(), Vec::new());
+        for round in 1..=self.rounds() {
+            let order: [&Target; 2] = if round % 2 == 1 {
+                [base, postern]
+            } else {
+                [postern, base]
+            };
+            for t in order {
+                let m = self.run_work(work, t, postfix)?;
+                self.log_measure(&what, &t.server.name, round, &m, work.unit());
+                if std::ptr::eq(t, base) {
+                    b.push(m);
+                } else {
+                    p.push(m);
+                }
+            }
+        }
+        let row = Row {
+            workload: what,
+            unit: work.unit(),
+            base: report::median(b),
+            postern: report::median(p),
+            target: work.target(),
+        };
+        for (who, m) in [
+            (&base.server.name, &row.base),
+            (&postern.server.name, &row.postern),
+        ] {
+            if let Some(m) = m
+                && m.errors > 0
+            {
+                self.notes.push(format!(
+                    "{} on {who}: {} errors, e.g. {}",
+                    row.workload,
+                    m.errors,
+                    m.first_errors.first().cloned().unwrap_or_default()
+                ));
+            }
+        }
+        Ok(row)
+    }
+
+    fn rounds(&self) -> u32 {
+        if self.args.quick {
+            1
+        } else {
+            self.args.rounds.max(1)
+        }
+    }
+
+    fn start_postern(
+        &self,
+        name: &str,
+        config: &postern_gateway::config::GatewayConfig,
+    ) -> Result<Postern> {
+        Postern::start(
+            &self.bin,
+            &self.dir,
+            name,
+            config,
+            &[],
+            Duration::from_secs(60),
+        )
+    }
+
+    fn postern_target(p: &Postern, ports: PosternPorts, name: &str) -> Target {
+        Target {
+            server: Server {
+                name: name.to_owned(),
+                pid: p.pid(),
+                multi_process: false,
+            },
+            ports: Ports {
+                tls_ecdsa: ports.tls_ecdsa,
+                tls_rsa: ports.tls_rsa,
+                plain: ports.plain,
+            },
+            is_postfix: false,
+        }
+    }
+
+    fn compare(&mut self) -> Result<()> {
+        let pf_ports = PostfixPorts {
+            tls_ecdsa: net::free_port()?,
+            tls_rsa: net::free_port()?,
+            plain: net::free_port()?,
+            idle: net::free_port()?,
+        };
+        let idle_procs = self
+            .args
+            .idle
+            .iter()
+            .copied()
+            .filter(|&n| n <= 1000)
+            .max()
+            .unwrap_or(0) as u32
+            + 100;
+        let postfix = Postfix::start(
+            &self.dir,
+            &self.ecdsa,
+            &self.rsa,
+            self.sink.addr,
+            pf_ports,
+            idle_procs.max(200),
+            self.args.keep,
+        )?;
+        let ports = PosternPorts::free()?;
+        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr, None);
+        let gw = self.start_postern("postern", &config)?;
+        let base = Target {
+            server: Server {
+                name: "Postfix".into(),
+                pid: postfix.master_pid,
+                multi_process: true,
+            },
+            ports: Ports {
+                tls_ecdsa: pf_ports.tls_ecdsa,
+                tls_rsa: pf_ports.tls_rsa,
+                plain: pf_ports.plain,
+            },
+            is_postfix: true,
+        };
+        let target = Self::postern_target(&gw, ports, "Postern");
+        let pf_idle = procs::memory(postfix.master_pid);
+        let gw_idle = procs::memory(gw.pid());
+
+        let works: Vec<Work> = if self.args.quick {
+            vec![
+                Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
+                Work::Source {
+                    per_session: 1,
+                    payload: 5_000,
+                },
+                Work::TlsRelay {
+                    per_session: 100,
+                    payload: 5_000,
+                },
+            ]
+        } else {
+            let mut w = vec![
+                Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
+                Work::Sessions(KeyKind::Ecdsa, TlsVersion::V12),
+                Work::Sessions(KeyKind::Rsa2048, TlsVersion::V13),
+                Work::Sessions(KeyKind::Rsa2048, TlsVersion::V12),
+            ];
+            for (per_session, payload) in [(1, 5_000), (100, 5_000), (1, 100_000), (100, 100_000)] {
+                w.push(Work::Source {
+                    per_session,
+                    payload,
+                });
+            }
+            for (per_session, payload) in [(1, 5_000), (100, 5_000), (1, 100_000), (100, 100_000)] {
+                w.push(Work::TlsRelay {
+                    per_session,
+                    payload,
+                });
+            }
+            w
+        };
+        let mut rows = Vec::new();
+        for work in works {
+            rows.push(self.pair(work, &base, &target, Some(&postfix))?);
+        }
+        let gw_after = procs::memory(gw.pid());
+        let pf_after = procs::memory(postfix.master_pid);
+        let mut s = String::new();
+        let _ = writeln!(s, "## Postern and Postfix side by side\n");
+        let _ = writeln!(
+            s,
+            "{} concurrent client sessions; {} s per client-driven run; median-rate of {} round(s), server order alternating. \
+             Rates count completed sessions, or messages that reached the sink (Postfix queues, so its runs include draining the queue). \
+             Latency: a whole session (connect to the QUIT reply), or one message (MAIL to the reply after the data); smtp-source reports none. \
+             CPU: all of the server's processes (/proc utime+stime, children included). Memory: peak RSS of Postern's one process; peak sum of PSS over Postfix's processes.\n",
+            self.args.concurrency,
+            self.seconds(),
+            self.rounds()
+        );
+        s.push_str(&report::table(&rows, "Postfix", "Postern"));
+        let _ = writeln!(
+            s,
+            "\nMemory at rest: Postern RSS {:.1} MiB before the load, {:.1} MiB after it; Postfix {} processes, PSS sum {:.1} MiB before, {} processes, {:.1} MiB after.\n",
+            mib(gw_idle.rss_kib),
+            mib(gw_after.rss_kib),
+            pf_idle.processes,
+            mib(pf_idle.pss_kib),
+            pf_after.processes,
+            mib(pf_after.pss_kib),
+        );
+        self.report.push_str(&s);
+
+        if self.args.sections.contains(&Section::Idle) {
+            self.postfix_idle(&postfix, pf_ports.idle)?;
+        }
+        drop(gw);
+        drop(postfix);
+        Ok(())
+    }
+
+    fn crl(&mut self) -> Result<()> {
+        let entries = if self.args.quick {
+            10_000
+        } else {
+            self.args.crl_entries
+        };
+        eprintln!("generating a CRL of {entries} entries");
+        let der = crlgen::big_crl(&self.ecdsa, entries)?;
+        let der_len = der.len();
+        let server = net::FileServer::start(der, "application/pkix-crl")?;
+        let (p0, p1) = (PosternPorts::free()?, PosternPorts::free()?);
+        let plain = self.start_postern(
+            "postern-no-crl",
+            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr, None),
+        )?;
+        let with = self.start_postern(
+            "postern-crl",
+            &postern::config(
+                &self.ecdsa,
+                &self.rsa,
+                p1,
+                self.sink.addr,
+                Some(server.url("bench-ca.crl")),
+            ),
+        )?;
+        let load_time = with.wait_crl("bench-ca", entries as u64, Duration::from_secs(120))?;
+        let ready = (plain.ready_after, with.ready_after);
+        let rss_plain = procs::memory(plain.pid()).rss_kib;
+        let rss_crl = procs::memory(with.pid()).rss_kib;
+        let base = Self::postern_target(&plain, p0, "no CRL");
+        let target = Self::postern_target(&with, p1, "with CRL");
+        let mut row = self.pair(
+            Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
+            &base,
+            &target,
+            None,
+        )?;
+        row.workload = format!("{} — {entries}-entry CRL loaded vs none", row.workload);
+        row.target = Some(0.95);
+        let mut s = String::new();
+        let _ = writeln!(s, "## Postern with a {entries}-entry CRL\n");
+        let _ = writeln!(
+            s,
+            "Two gateways with the same configuration, one with a CrlSource serving a {entries}-entry CRL ({:.1} MiB DER) of the client CA; \
+             the client's serial is not listed, so every handshake looks it up and passes.\n",
+            der_len as f64 / 1048576.0
+        );
+        s.push_str(&report::table(&[row], "no CRL", "with CRL"));
+        let _ = writeln!(
+            s,
+            "\nStart to ready: {:.2} s without, {:.2} s with the CRL (fetched over loopback HTTP, verified and indexed before the listeners open; in force {:.2} s after ready). \
+             RSS before the load: {:.1} MiB without, {:.1} MiB with the CRL (+{:.1} MiB, {:.2}× the DER size).\n",
+            ready.0.as_secs_f64(),
+            ready.1.as_secs_f64(),
+            load_time.as_secs_f64(),
+            mib(rss_plain),
+            mib(rss_crl),
+            mib(rss_crl.saturating_sub(rss_plain)),
+            rss_crl.saturating_sub(rss_plain) as f64 * 1024.0 / der_len as f64,
+        );
+        self.report.push_str(&s);
+        Ok(())
+    }
+
+    /// RSS of a fresh gateway, then with `n` idle sessions (plain after EHLO, or after
+    /// STARTTLS + client certificate + EHLO).
+    fn idle(&mut self) -> Result<()> {
+        let counts: Vec<usize> = if self.args.quick {
+            vec![50]
+        } else {
+            self.args.idle.clone()
+        };
+        let mut s = String::new();
+        let _ = writeln!(s, "## Postern memory: idle, and per idle connection\n");
+        let _ = writeln!(
+            s,
+            "A fresh gateway per line (same configuration as above). Idle connections are held open after the EHLO reply \
+             (plaintext listener) or after STARTTLS + client certificate + EHLO. RSS is the process's resident memory \
+             (kernel socket buffers are not in it).\n"
+        );
+        let _ = writeln!(
+            s,
+            "| state | connections | RSS MiB | per connection KiB | target |"
+        );
+        let _ = writeln!(s, "|---|--:|--:|--:|---|");
+        let ports = PosternPorts::free()?;
+        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr, None);
+        {
+            let gw = self.start_postern("postern-idle", &config)?;
+            std::thread::sleep(Duration::from_secs(1));
+            let rss = procs::memory(gw.pid()).rss_kib;
+            let _ = writeln!(
+                s,
+                "| fresh, no connection | 0 | {:.1} | – | < 30 MiB: {} |",
+                mib(rss),
+                if rss < 30 * 1024 { "met" } else { "missed" }
+            );
+        }
+        for &n in &counts {
+            for tls in [false, true] {
+                let gw = self.start_postern("postern-idle", &config)?;
+                std::thread::sleep(Duration::from_millis(500));
+                let before = procs::memory(gw.pid()).rss_kib;
+                let (port, cfg) = if tls {
+                    (ports.tls_ecdsa, Some(self.tls.ecdsa13.clone()))
+                } else {
+                    (ports.plain, None)
+                };
+                eprintln!(
+                    "opening {n} idle {} connections",
+                    if tls { "TLS" } else { "plaintext" }
+                );
+                let t = Instant::now();
+                let held = self
+                    .rt
+                    .block_on(load::open_idle(addr(port), cfg, n, 64))
+                    .with_context(|| format!("opening {n} idle connections"))?;
+                std::thread::sleep(Duration::from_millis(500));
+                let after = procs::memory(gw.pid()).rss_kib;
+                let per = after.saturating_sub(before) as f64 / n as f64;
+                eprintln!(
+                    "  {n} open in {:.1} s: RSS {:.1} -> {:.1} MiB, {per:.1} KiB each",
+                    t.elapsed().as_secs_f64(),
+                    mib(before),
+                    mib(after)
+                );
+                let _ = writeln!(
+                    s,
+                    "| {} | {n} | {:.1} | {per:.1} | < 64 KiB: {} |",
+                    if tls {
+                        "idle after STARTTLS + client cert + EHLO"
+                    } else {
+                        "idle after EHLO (plaintext)"
+                    },
+                    mib(after),
+                    if per < 64.0 { "met" } else { "missed" }
+                );
+                drop(held);
+                drop(gw);
+            }
+        }
+        s.push('\n');
+        self.report.push_str(&s);
+        Ok(())
+    }
+
+    /// Memory per idle Postfix session (one smtpd process each), for the counts up to 1,000.
+    fn postfix_idle(&mut self, postfix: &Postfix, port: u16) -> Result<()> {
+        let counts: Vec<usize> = if self.args.quick {
+            vec![20]
+        } else {
+            self.args
+                .idle
+                .iter()
+                .copied()
+                .filter(|&n| n <= 1000)
+                .collect()
+        };
+        let mut s = String::new();
+        for n in counts {
+            let before = procs::memory(postfix.master_pid);
+            eprintln!("opening {n} idle plaintext connections to Postfix");
+            let held = self
+                .rt
+                .block_on(load::open_idle(addr(port), None, n, 16))
+                .with_context(|| format!("opening {n} idle Postfix connections"))?;
+            std::thread::sleep(Duration::from_secs(1));
+            let after = procs::memory(postfix.master_pid);
+            let per = after.pss_kib.saturating_sub(before.pss_kib) as f64 / n as f64;
+            let _ = writeln!(
+                s,
+                "Postfix for comparison: {n} idle plaintext sessions after EHLO = {} smtpd processes more, PSS sum {:.1} -> {:.1} MiB, {per:.0} KiB per connection.\n",
+                after.processes.saturating_sub(before.processes),
+                mib(before.pss_kib),
+                mib(after.pss_kib),
+            );
+            drop(held);
+        }
+        self.notes.push(s);
+        Ok(())
+    }
+
+    fn profile(&mut self) -> Result<()> {
+        let k = self.args.profile_sessions;
+        let ports = PosternPorts::free()?;
+        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr, None);
+        eprintln!("profiling under callgrind ({k} sessions per workload)");
+        let mut pg = profile::Profiled::start(&self.bin, &self.dir, "cg", &config)?;
+        let long = |mut s: load::Spec, sessions: u64| {
+            s.concurrency = 4;
+            s.max_sessions = sessions;
+            s.duration = Duration::from_secs(3600);
+            s.hard_limit = Duration::from_secs(3600);
+            s
+        };
+        let mut out = Vec::new();
+        for (name, key, v) in [
+            ("session, ECDSA, TLS 1.3", KeyKind::Ecdsa, TlsVersion::V13),
+            ("session, ECDSA, TLS 1.2", KeyKind::Ecdsa, TlsVersion::V12),
+            (
+                "session, RSA-2048, TLS 1.3",
+                KeyKind::Rsa2048,
+                TlsVersion::V13,
+            ),
+        ] {
+            let port = match key {
+                KeyKind::Ecdsa => ports.tls_ecdsa,
+                KeyKind::Rsa2048 => ports.tls_rsa,
+            };
+            let spec = long(self.spec(port, Some(self.tls.get(key, v)), 0, 0), k);
+            eprintln!("  {name}");
+            out.push(pg.measure(&self.rt, name, "session", spec, 10)?);
+        }
+        let relay_sessions = (k / 100).max(2);
+        for (name, tls) in [
+            ("message, plaintext, 100 × 5 KB per session", None),
+            (
+                "message, STARTTLS + client cert, 100 × 5 KB per session",
+                Some(self.tls.ecdsa13.clone()),
+            ),
+        ] {
+            let port = if tls.is_some() {
+                ports.tls_ecdsa
+            } else {
+                ports.plain
+            };
+            let spec = long(self.spec(port, tls, 100, 5_000), relay_sessions);
+            eprintln!("  {name}");
+            out.push(pg.measure(&self.rt, name, "message", spec, 1)?);
+        }
+        pg.stop();
+
+        // The same session workload with the big CRL in force.
+        let entries = self.args.crl_entries;
+        let der = crlgen::big_crl(&self.ecdsa, entries)?;
+        let server = net::FileServer::start(der, "application/pkix-crl")?;
+        let ports = PosternPorts::free()?;
+        let config = postern::config(
+            &self.ecdsa,
+            &self.rsa,
+            ports,
+            self.sink.addr,
+            Some(server.url("bench-ca.crl")),
+        );
+        let mut pg = profile::Profiled::start(&self.bin, &self.dir, "cg-crl", &config)?;
+        pg.gateway()
+            .wait_crl("bench-ca", entries as u64, Duration::from_secs(600))?;
+        let name = format!("session, ECDSA, TLS 1.3, {entries}-entry CRL");
+        eprintln!("  {name}");
+        let spec = long(
+            self.spec(ports.tls_ecdsa, Some(self.tls.ecdsa13.clone()), 0, 0),
+            k,
+        );
+        out.push(pg.measure(&self.rt, &name, "session", spec, 10)?);
+        pg.stop();
+
+        let mut s = String::new();
+        let _ = writeln!(s, "## Postern instruction counts (callgrind)\n");
+        let _ = writeln!(
+            s,
+            "Gateway under `valgrind --tool=callgrind`; after a warm-up the counters are zeroed, the workload runs (4 concurrent \
+             sessions), and the counters are dumped: every instruction of every gateway thread, per unit. Independent of machine load.\n"
+        );
+        let _ = writeln!(s, "| workload | units | instructions per unit (M) |");
+        let _ = writeln!(s, "|---|--:|--:|");
+        for p in &out {
+            let _ = writeln!(
+                s,
+                "| {} | {} {}s | {:.2} |",
+                p.workload,
+                p.units,
+                p.unit,
+                p.per_unit() / 1e6
+            );
+        }
+        s.push('\n');
+        for p in &out {
+            let _ = writeln!(
+                s,
+                "<details><summary>{}: top functions, inclusive</summary>\n\n```\n{}\n```\n</details>\n",
+                p.workload, p.inclusive_top
+            );
+            if self.args.keep {
+                eprintln!("callgrind dump of {}: {}", p.workload, p.file.display());
+            }
+            let _ = writeln!(
+                s,
+                "<details><summary>{}: top functions, exclusive</summary>\n\n```\n{}\n```\n</details>\n",
+                p.workload, p.exclusive_top
+            );
+        }
+        self.report.push_str(&s);
+        Ok(())
+    }
+}
+
+fn machine(args_line: &str) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':').map(|(_, v)| v.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().next().and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0);
+    let cmd_out = |c: &str, a: &[&str]| {
+        std::process::Command::new(c)
+            .args(a)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    format!(
+        "Command: `{args_line}`\n\nMachine: {nproc} CPUs ({cpu}), {:.1} GiB RAM, Linux {}; load average at the start {}; Postfix {}, {}; started {}.\n\n",
+        mem as f64 / 1048576.0,
+        kernel.trim(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        cmd_out("postconf", &["-h", "mail_version"]),
+        cmd_out("openssl", &["version"]),
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    )
+}
+
+fn default_gateway_bin() -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let bin = me
+        .parent()
+        .context("no directory for this executable")?
+        .join("postern-gateway");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it (`cargo build --release -p postern-gateway`, benches/run.sh does) or pass --gateway-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn check_tools(sections: &[Section]) -> Result<()> {
+    let mut tools = vec![
+        "smtp-sink",
+        "smtp-source",
+        "postfix",
+        "postconf",
+        "openssl",
+        "prlimit",
+    ];
+    if sections.contains(&Section::Profile) {
+        tools.extend(["valgrind", "callgrind_control", "callgrind_annotate"]);
+    }
+    for t in tools {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()));
+        if !found {
+            bail!(
+                "{t} is not on PATH (tests/support/install-deps.sh installs it; Postfix's tools are in /usr/sbin)"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("postern-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let args_line = std::env::args().collect::<Vec<_>>().join(" ");
+    check_tools(&args.sections)?;
+    let max_idle = args.idle.iter().copied().max().unwrap_or(0) as u64;
+    // The client holds one descriptor per idle connection, the gateway another (in its
+    // own process): the soft limit must exceed the largest count.
+    let nofile = procs::raise_nofile((2 * max_idle + 4096).max(65_536))?;
+    if let Some(n) = args.idle.iter().find(|&&n| n as u64 + 1000 > nofile) {
+        bail!(
+            "--idle {n} needs an open-file limit above {}, but the hard limit is {nofile}",
+            n + 1000
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    cleanup::on_interrupt(&rt);
+    let bin = match &args.gateway_bin {
+        Some(b) => b.clone(),
+        None => default_gateway_bin()?,
+    };
+    let (dir, _tmp) = match &args.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            (d.clone(), None)
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("postern-bench-")
+                .tempdir()?;
+            (t.path().to_owned(), Some(t))
+        }
+    };
+    let _tmp = match (_tmp, args.keep) {
+        (Some(t), true) => {
+            let p = t.keep();
+            eprintln!("working directory (kept): {}", p.display());
+            None
+        }
+        (t, _) => t,
+    };
+    eprintln!("generating certificates in {}", dir.display());
+    let ecdsa = Pki::generate(KeyKind::Ecdsa, &dir)?;
+    let rsa = Pki::generate(KeyKind::Rsa2048, &dir)?;
+    let tls = TlsConfigs {
+        ecdsa13: load::tls_config(&ecdsa, TlsVersion::V13)?,
+        ecdsa12: load::tls_config(&ecdsa, TlsVersion::V12)?,
+        rsa13: load::tls_config(&rsa, TlsVersion::V13)?,
+        rsa12: load::tls_config(&rsa, TlsVersion::V12)?,
+    };
+    let sink = Sink::start(net::free_port()?)?;
+    let mut bench = Bench {
+        rt,
+        report: format!("# postern-bench\n\n{}", machine(&args_line)),
+        args,
+        dir,
+        bin,
+        ecdsa,
+        rsa,
+        tls,
+        sink,
+        notes: Vec::new(),
+    };
+    let started = Instant::now();
+    let sections = bench.args.sections.clone();
+    if sections.contains(&Section::Compare) {
+        bench.compare()?;
+    }
+    if sections.contains(&Section::Crl) {
+        bench.crl()?;
+    }
+    if sections.contains(&Section::Idle) {
+        bench.idle()?;
+    }
+    if sections.contains(&Section::Profile) {
+        bench.profile()?;
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut tail = String::new();
+    for n in &bench.notes {
+        let _ = writeln!(tail, "{}", n.trim_end());
+    }
+    let _ = writeln!(
+        tail,
+        "\nLoad average at the end: {}; the whole run took {:.0} s.",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        started.elapsed().as_secs_f64()
+    );
+    bench.report.push_str(&tail);
+    println!("{}", bench.report);
+    if let Some(path) = &bench.args.markdown {
+        std::fs::write(path, &bench.report)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

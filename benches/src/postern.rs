@@ -1,0 +1,325 @@
+//! The Postern gateway under test: the configuration equivalent to the Postfix instance,
+//! and the built `postern-gateway` binary run with it (optionally under valgrind).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use postern_gateway::config::{
+    AuthBackend, AuthProfile, CertificateAuth, CrlFormat, CrlScope, CrlSource, Duration as D,
+    GatewayConfig, HostAccessEntry, Limits, Listener, ListenerTimeouts, ListenerTls,
+    MailFlowPolicy, NextHop, PolicyAction, StaticUser, TlsMode,
+};
+
+use crate::pki::{CLIENT_CN, Pki};
+
+/// The ports of a Postern instance.
+#[derive(Debug, Clone, Copy)]
+pub struct PosternPorts {
+    /// STARTTLS + client certificate, ECDSA PKI.
+    pub tls_ecdsa: u16,
+    /// STARTTLS + client certificate, RSA PKI.
+    pub tls_rsa: u16,
+    /// Plaintext relay for 127.0.0.0/8.
+    pub plain: u16,
+}
+
+impl PosternPorts {
+    /// Fresh free ports.
+    pub fn free() -> Result<Self> {
+        Ok(Self {
+            tls_ecdsa: crate::net::free_port()?,
+            tls_rsa: crate::net::free_port()?,
+            plain: crate::net::free_port()?,
+        })
+    }
+}
+
+/// The configuration equivalent to [`crate::postfix`]'s: on the TLS listeners a
+/// Certificate profile (Static backend: the bench client's CN is user `bench`), policy
+/// `tls: Required`, `verifyClientCertificate`, `requireSmtpAuth` (procedure A of the
+/// design); on the plaintext listener relaying for 127.0.0.0/8. All relay to the sink.
+/// With `crl_url`, a CRL source for the ECDSA CA's CRL is added.
+pub fn config(
+    ecdsa: &Pki,
+    rsa: &Pki,
+    ports: PosternPorts,
+    sink: SocketAddr,
+    crl_url: Option<String>,
+) -> GatewayConfig {
+    let next_hop = NextHop {
+        host: sink.ip().to_string(),
+        port: sink.port(),
+        tls: TlsMode::Disabled,
+        ca_pem: None,
+        connect_timeout: D::from_secs(5),
+        command_timeout: D::from_secs(60),
+    };
+    let limits = Limits {
+        max_messages_per_session: 1000,
+        ..Limits::default()
+    };
+    let listener = |port: u16, pki: Option<&Pki>| Listener {
+        address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port,
+        hostname: "postern.bench.postern.test".into(),
+        implicit_tls: false,
+        tls: pki.map(|p| ListenerTls {
+            certificate_chain_pem: p.server_pem.clone(),
+            private_key_pem: p.server_key_pem.clone(),
+            client_ca_pem: Some(p.ca_pem.clone()),
+        }),
+        auth_profile: pki.map(|_| "bench-certificate".to_owned()),
+        host_access_table: if pki.is_some() {
+            vec![]
+        } else {
+            vec![HostAccessEntry {
+                sender_group: "RELAYLIST".into(),
+                cidrs: vec!["127.0.0.0/8".parse().expect("CIDR")],
+                policy: "open-relay".into(),
+            }]
+        },
+        default_policy: if pki.is_some() {
+            "certificate".into()
+        } else {
+            "blocked".into()
+        },
+        next_hop: next_hop.clone(),
+        timeouts: ListenerTimeouts::default(),
+        // The idle-connection test holds 10,000 sessions on one listener.
+        max_connections: 30_000,
+    };
+    let mut config = GatewayConfig {
+        listeners: BTreeMap::from([
+            (
+                "tls-ecdsa".to_owned(),
+                listener(ports.tls_ecdsa, Some(ecdsa)),
+            ),
+            ("tls-rsa".to_owned(), listener(ports.tls_rsa, Some(rsa))),
+            ("plain".to_owned(), listener(ports.plain, None)),
+        ]),
+        policies: BTreeMap::from([
+            (
+                "certificate".to_owned(),
+                MailFlowPolicy {
+                    action: PolicyAction::Relay,
+                    tls: TlsMode::Required,
+                    verify_client_certificate: true,
+                    require_smtp_auth: true,
+                    require_tls_for_smtp_auth: false,
+                    limits: limits.clone(),
+                },
+            ),
+            (
+                "open-relay".to_owned(),
+                MailFlowPolicy {
+                    action: PolicyAction::Relay,
+                    tls: TlsMode::Disabled,
+                    verify_client_certificate: false,
+                    require_smtp_auth: false,
+                    require_tls_for_smtp_auth: false,
+                    limits: limits.clone(),
+                },
+            ),
+            (
+                "blocked".to_owned(),
+                MailFlowPolicy {
+                    action: PolicyAction::Reject,
+                    tls: TlsMode::Disabled,
+                    verify_client_certificate: false,
+                    require_smtp_auth: false,
+                    require_tls_for_smtp_auth: false,
+                    limits,
+                },
+            ),
+        ]),
+        auth_profiles: BTreeMap::from([(
+            "bench-certificate".to_owned(),
+            AuthProfile {
+                certificate: Some(CertificateAuth {
+                    backend: AuthBackend::Static {
+                        users: vec![StaticUser {
+                            user_id: "bench".into(),
+                            password: None,
+                            certificate_cn: Some(CLIENT_CN.into()),
+                            allowed: true,
+                        }],
+                    },
+                }),
+                smtp_auth: None,
+            },
+        )]),
+        ..GatewayConfig::default()
+    };
+    if let Some(url) = crl_url {
+        config.crl_sources.insert(
+            "bench-ca".into(),
+            CrlSource {
+                enabled: true,
+                format: CrlFormat::Asn1,
+                primary_url: url,
+                secondary_url: None,
+                interval: D::from_secs(3600),
+                applies_to: vec![CrlScope::InboundSmtpTls],
+            },
+        );
+    }
+    config
+}
+
+/// A running gateway, stopped (SIGTERM, then SIGKILL) on drop.
+#[derive(Debug)]
+pub struct Postern {
+    child: Child,
+    /// Name for logs and file names.
+    pub name: String,
+    /// Admin port on 127.0.0.1.
+    pub admin_port: u16,
+    log: PathBuf,
+    stop_timeout: Duration,
+    /// From the start of the process until `/readyz` answered 200.
+    pub ready_after: Duration,
+}
+
+impl Postern {
+    /// Start `bin` with `config` written to `dir/<name>.yaml`; `wrapper` is a command
+    /// prefix such as valgrind's. Waits until `/readyz` answers 200.
+    pub fn start(
+        bin: &Path,
+        dir: &Path,
+        name: &str,
+        config: &GatewayConfig,
+        wrapper: &[String],
+        ready_timeout: Duration,
+    ) -> Result<Self> {
+        let config_path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&config_path, config.to_yaml())?;
+        let log = dir.join(format!("{name}.log"));
+        let started = Instant::now();
+        let admin_port = crate::net::free_port()?;
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--admin-address")
+            .arg(format!("127.0.0.1:{admin_port}"))
+            .args(["--shutdown-grace", "1s", "--log-format", "text"])
+            .arg("--crl-cache-dir")
+            .arg(dir.join(format!("{name}-crl-cache")))
+            .env("POSTERN_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        crate::cleanup::track_pid(child.id());
+        let mut p = Self {
+            child,
+            name: name.to_owned(),
+            admin_port,
+            log,
+            stop_timeout: if wrapper.is_empty() {
+                Duration::from_secs(10)
+            } else {
+                Duration::from_secs(120)
+            },
+            ready_after: Duration::ZERO,
+        };
+        p.wait_ready(ready_timeout)?;
+        p.ready_after = started.elapsed();
+        Ok(p)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before it was ready:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if let Ok((200, _)) = crate::net::http_get(self.admin_port, "/readyz") {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "{} not ready within {timeout:?}:\n{}",
+            self.name,
+            self.log_tail()
+        )
+    }
+
+    /// The last lines of the gateway's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// PID of the gateway (of valgrind running it, under a wrapper).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait until the CRL source `source` has `entries` entries in force.
+    pub fn wait_crl(&self, source: &str, entries: u64, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        loop {
+            if let Ok((200, body)) =
+                crate::net::http_get(self.admin_port, &format!("/crl/{source}"))
+            {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                if v["entries"].as_u64() == Some(entries) {
+                    return Ok(start.elapsed());
+                }
+                if start.elapsed() > timeout {
+                    bail!(
+                        "CRL of {} not in force after {timeout:?}: {body}",
+                        self.name
+                    );
+                }
+            } else if start.elapsed() > timeout {
+                bail!("no CRL status from {}:\n{}", self.name, self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop gracefully (SIGTERM) and wait; SIGKILL after the timeout.
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        crate::procs::signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + self.stop_timeout;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Postern {
+    fn drop(&mut self) {
+        self.stop();
+        crate::cleanup::untrack_pid(self.child.id());
+    }
+}

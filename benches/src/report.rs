@@ -1,0 +1,170 @@
+//! Measurements and the Markdown tables they are printed as.
+
+use std::fmt::Write as _;
+
+/// One measured run against one server.
+#[derive(Debug, Clone, Default)]
+pub struct Measure {
+    /// Completed units (sessions, or messages delivered to the sink).
+    pub count: u64,
+    /// Seconds from the start until the last unit completed (for relays: arrived at the sink).
+    pub secs: f64,
+    /// Median latency, ms (None when the load generator reports none).
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency, ms.
+    pub p99_ms: Option<f64>,
+    /// CPU seconds used by the server's processes during the run (incl. draining).
+    pub cpu_s: f64,
+    /// Peak memory of the server during the run, KiB (Postern RSS; Postfix sum of PSS).
+    pub mem_kib: u64,
+    /// Failed sessions (or load-generator failures).
+    pub errors: u64,
+    /// The first errors, for the log.
+    pub first_errors: Vec<String>,
+}
+
+impl Measure {
+    /// Units per second.
+    pub fn rate(&self) -> f64 {
+        if self.secs > 0.0 {
+            self.count as f64 / self.secs
+        } else {
+            0.0
+        }
+    }
+
+    /// CPU seconds per 1,000 units.
+    pub fn cpu_per_1k(&self) -> f64 {
+        if self.count > 0 {
+            self.cpu_s * 1000.0 / self.count as f64
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// The median-rate run of several (rounds alternate the server order; the median damps
+/// the noise of a shared machine).
+pub fn median(mut runs: Vec<Measure>) -> Option<Measure> {
+    if runs.is_empty() {
+        return None;
+    }
+    runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let errors: u64 = runs.iter().map(|r| r.errors).sum();
+    let mid = runs.len() / 2;
+    let mut m = runs.swap_remove(mid);
+    m.errors = errors;
+    Some(m)
+}
+
+/// A row of the comparison table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Workload description.
+    pub workload: String,
+    /// Unit of the rate ("sessions/s", "msgs/s").
+    pub unit: &'static str,
+    /// The baseline's result (Postfix; or Postern without the feature).
+    pub base: Option<Measure>,
+    /// Postern's result.
+    pub postern: Option<Measure>,
+    /// Target ratio, if the design sets one.
+    pub target: Option<f64>,
+}
+
+fn f(v: f64) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn lat(m: &Measure) -> String {
+    match (m.p50_ms, m.p99_ms) {
+        (Some(a), Some(b)) => format!("{} / {}", f(a), f(b)),
+        _ => "n/a".into(),
+    }
+}
+
+fn mib(kib: u64) -> String {
+    f(kib as f64 / 1024.0)
+}
+
+/// Render rows with the two columns named `base` and `postern`.
+pub fn table(rows: &[Row], base: &str, postern: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| workload | unit | {base} | {postern} | ratio (target) | p50 / p99 ms {base} | p50 / p99 ms {postern} | CPU s per 1k {base} | CPU s per 1k {postern} | peak MiB {base} | peak MiB {postern} | errors |"
+    );
+    let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for r in rows {
+        let dash = || "–".to_owned();
+        let b = r.base.as_ref();
+        let p = r.postern.as_ref();
+        let ratio = match (b, p) {
+            (Some(b), Some(p)) if b.rate() > 0.0 => {
+                let x = p.rate() / b.rate();
+                match r.target {
+                    Some(t) => format!(
+                        "**{x:.2}×** ({t}× {})",
+                        if x >= t { "met" } else { "missed" }
+                    ),
+                    None => format!("{x:.2}×"),
+                }
+            }
+            _ => dash(),
+        };
+        let errors = b.map_or(0, |m| m.errors) + p.map_or(0, |m| m.errors);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.workload,
+            r.unit,
+            b.map_or_else(dash, |m| f(m.rate())),
+            p.map_or_else(dash, |m| f(m.rate())),
+            ratio,
+            b.map_or_else(dash, lat),
+            p.map_or_else(dash, lat),
+            b.map_or_else(dash, |m| f(m.cpu_per_1k())),
+            p.map_or_else(dash, |m| f(m.cpu_per_1k())),
+            b.map_or_else(dash, |m| mib(m.mem_kib)),
+            p.map_or_else(dash, |m| mib(m.mem_kib)),
+            errors,
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_ratio() {
+        let m = |count, secs| Measure {
+            count,
+            secs,
+            ..Measure::default()
+        };
+        let med = median(vec![m(10, 1.0), m(30, 1.0), m(20, 1.0)]).unwrap();
+        assert_eq!(med.count, 20);
+        let t = table(
+            &[Row {
+                workload: "w".into(),
+                unit: "sessions/s",
+                base: Some(m(100, 1.0)),
+                postern: Some(m(250, 1.0)),
+                target: Some(2.0),
+            }],
+            "Postfix",
+            "Postern",
+        );
+        assert!(t.contains("**2.50×** (2× met)"), "{t}");
+    }
+}

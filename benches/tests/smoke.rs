@@ -1,0 +1,110 @@
+//! The benchmark harness still works: `postern-bench --quick` sets up Postfix, Postern and
+//! smtp-sink, drives every kind of load once, and prints complete tables without errors.
+//! Needs root, postfix and openssl (tests/support/install-deps.sh), and the
+//! postern-gateway binary built beside postern-bench (`cargo build --workspace --bins`,
+//! which tests/run does).
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn table_rows(report: &str) -> Vec<Vec<String>> {
+    report
+        .lines()
+        .filter(|l| {
+            l.starts_with("| ") && !l.starts_with("| workload") && !l.starts_with("| state")
+        })
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn quick_run_prints_complete_tables() {
+    let bin = env!("CARGO_BIN_EXE_postern-bench");
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("report.md");
+    let mut child = Command::new(bin)
+        .arg("--quick")
+        .arg("--markdown")
+        .arg(&md)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("postern-bench starts");
+    // The harness bounds itself; this only keeps a broken one from hanging the suite.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            // SIGTERM lets the harness stop Postfix and the gateways it started.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+            panic!("postern-bench --quick did not finish within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        status.success(),
+        "postern-bench --quick failed ({status}):\n{stderr}"
+    );
+    let report = std::fs::read_to_string(&md).expect("the report file is written");
+
+    for heading in [
+        "## Postern and Postfix side by side",
+        "## Postern with a 10000-entry CRL",
+        "## Postern memory: idle, and per idle connection",
+        "Machine: ",
+        "Command: ",
+    ] {
+        assert!(
+            report.contains(heading),
+            "missing {heading:?} in:\n{report}"
+        );
+    }
+    let rows = table_rows(&report);
+    let comparisons: Vec<_> = rows.iter().filter(|r| r.len() == 12).collect();
+    assert_eq!(
+        comparisons.len(),
+        4,
+        "3 side-by-side rows + 1 CRL row:\n{report}"
+    );
+    for r in &comparisons {
+        for (i, what) in [(2, "baseline rate"), (3, "Postern rate")] {
+            let v: f64 = r[i].parse().unwrap_or(0.0);
+            assert!(v > 0.0, "{what} of {:?} is {:?}:\n{report}", r[0], r[i]);
+        }
+        assert_eq!(r[11], "0", "errors in {:?}:\n{report}\n{stderr}", r[0]);
+    }
+    let idle: Vec<_> = rows.iter().filter(|r| r.len() == 5).collect();
+    assert_eq!(
+        idle.len(),
+        3,
+        "fresh + plaintext + TLS idle rows:\n{report}"
+    );
+    for r in &idle {
+        let rss: f64 = r[2].parse().unwrap_or(0.0);
+        assert!(rss > 1.0, "RSS of {:?} is {:?}", r[0], r[2]);
+    }
+    assert!(
+        report.contains("Postfix for comparison: 20 idle plaintext sessions"),
+        "{report}"
+    );
+}
