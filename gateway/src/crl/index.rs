@@ -228,32 +228,66 @@ struct Built {
 impl Group {
     fn build(width: usize, arena: Box<[u8]>, reasons: Box<[u8]>) -> Built {
         let count = reasons.len();
-        let wanted = (count + count / 3 + 1).next_power_of_two().max(8);
-        let bits = wanted.trailing_zeros();
+        let slots = (count + count / 3 + 1).next_power_of_two().max(8);
+        Self::build_with_slots(width, arena, reasons, slots)
+    }
+
+    /// Fill the table in order of home slot: serials are hashed in one sequential pass,
+    /// radix-sorted by home slot, then placed left to right. Random writes into a table
+    /// several times the cache size would cost a cache miss per serial; this costs none.
+    /// The layout is exactly what inserting one by one with linear probing gives.
+    fn build_with_slots(width: usize, arena: Box<[u8]>, reasons: Box<[u8]>, slots: usize) -> Built {
+        let count = reasons.len();
+        let bits = slots.trailing_zeros();
         let mut group = Group {
             width,
             arena,
             reasons,
-            slots: vec![0u32; wanted].into_boxed_slice(),
+            slots: vec![0u32; slots].into_boxed_slice(),
             shift: 64 - bits,
         };
-        let mask = wanted - 1;
+        // High half: the hash's top 32 bits (the home slot is their top `bits` bits);
+        // low half: the serial's position.
+        let mut keys: Vec<u64> = (0..count)
+            .map(|i| (hash(group.serial(i)) >> 32) << 32 | i as u64)
+            .collect();
+        sort_by_top_bits(&mut keys, bits);
+        let home = |k: u64| (k >> (64 - bits)) as usize;
+        let mut next = 0usize;
         let mut distinct = 0;
-        for i in 0..count {
-            let key = &group.arena[i * width..(i + 1) * width];
-            let mut pos = (hash(key) >> group.shift) as usize;
-            loop {
-                match group.slots[pos] {
-                    0 => {
-                        group.slots[pos] = (i + 1) as u32;
-                        distinct += 1;
-                        break;
-                    }
-                    // A serial listed twice: the first entry wins.
-                    j if group.serial(j as usize - 1) == key => break,
-                    _ => pos = (pos + 1) & mask,
+        let mut wrapped = Vec::new();
+        for (n, &k) in keys.iter().enumerate() {
+            let i = k as u32 as usize;
+            // A serial listed twice: the first entry wins (the sort is stable, and equal
+            // serials have equal hashes, so its twin is earlier in the same home run).
+            let mut duplicate = false;
+            for &prev in keys[..n].iter().rev().take_while(|&&p| home(p) == home(k)) {
+                if prev >> 32 == k >> 32 && group.serial(prev as u32 as usize) == group.serial(i) {
+                    duplicate = true;
+                    break;
                 }
             }
+            if duplicate {
+                continue;
+            }
+            let pos = next.max(home(k));
+            if pos >= slots {
+                // The run reached the end of the table: these wrap to the start.
+                wrapped.push(i);
+                continue;
+            }
+            group.slots[pos] = (i + 1) as u32;
+            next = pos + 1;
+            distinct += 1;
+        }
+        let mask = slots - 1;
+        for i in wrapped {
+            let mut pos = 0;
+            while group.slots[pos] != 0 {
+                pos = (pos + 1) & mask;
+            }
+            group.slots[pos] = (i + 1) as u32;
+            distinct += 1;
         }
         Built { group, distinct }
     }
@@ -274,6 +308,34 @@ impl Group {
                 _ => pos = (pos + 1) & mask,
             }
         }
+    }
+}
+
+/// Stable LSD radix sort of `keys` by their top `bits` bits, 11 bits per pass.
+fn sort_by_top_bits(keys: &mut Vec<u64>, bits: u32) {
+    const DIGIT: u32 = 11;
+    let mut buf = vec![0u64; keys.len()];
+    let mut low = 64 - bits;
+    while low < 64 {
+        let width = DIGIT.min(64 - low);
+        let mask = (1u64 << width) - 1;
+        let mut counts = vec![0usize; 1 << width];
+        for &k in keys.iter() {
+            counts[((k >> low) & mask) as usize] += 1;
+        }
+        let mut sum = 0;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = sum;
+            sum += n;
+        }
+        for &k in keys.iter() {
+            let d = ((k >> low) & mask) as usize;
+            buf[counts[d]] = k;
+            counts[d] += 1;
+        }
+        std::mem::swap(keys, &mut buf);
+        low += width;
     }
 }
 
@@ -372,6 +434,53 @@ mod tests {
         assert_eq!(canonical_serial(&[0xff, 0x80]), &[0x80]);
         assert_eq!(canonical_serial(&[0xff, 0x7f]), &[0xff, 0x7f]);
         assert_eq!(canonical_serial(&[0x00]), &[0x00]);
+    }
+
+    #[test]
+    fn full_tables_wrap_around_and_match_one_by_one_insertion() {
+        for round in 0u32..50 {
+            let serials: Vec<[u8; 4]> = (0..120u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) ^ round.wrapping_mul(40_503)).to_be_bytes())
+                .collect();
+            let mut arena = Vec::new();
+            for s in &serials {
+                arena.extend_from_slice(s);
+            }
+            // 120 serials (a few of them duplicates, maybe) in 128 slots: runs reach the end.
+            let built = Group::build_with_slots(
+                4,
+                arena.into_boxed_slice(),
+                vec![NO_REASON; serials.len()].into_boxed_slice(),
+                128,
+            );
+            let distinct: std::collections::HashSet<_> = serials.iter().collect();
+            assert_eq!(built.distinct, distinct.len());
+            for s in &serials {
+                let i = built.group.find(s).expect("every serial is found");
+                assert_eq!(built.group.serial(i), s);
+            }
+            for x in 0u32..200 {
+                let probe = (x.wrapping_mul(97) ^ 0xdead_beef).to_be_bytes();
+                assert_eq!(
+                    built.group.find(&probe).is_some(),
+                    distinct.contains(&probe)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn radix_sort_is_a_stable_sort_by_the_top_bits() {
+        let keys: Vec<u64> = (0..5000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & !0xffff_ffff | i)
+            .collect();
+        for bits in [3, 11, 12, 21, 23, 32] {
+            let mut radix = keys.clone();
+            sort_by_top_bits(&mut radix, bits);
+            let mut reference = keys.clone();
+            reference.sort_by_key(|k| k >> (64 - bits));
+            assert_eq!(radix, reference, "bits {bits}");
+        }
     }
 
     #[test]
