@@ -3,8 +3,8 @@
 #   docker build --target controller -t postern/controller:0.1.0 .
 #   docker build --target gateway    -t postern/gateway:0.1.0 .
 # Runtime: distroless (glibc, CA certificates, no shell, no package manager), running as
-# the numeric non-root user 65532. The binaries link only glibc and libgcc (checked in CI
-# by .ci/image).
+# the numeric non-root user 65532. The binaries are stripped (`install -s`) and link only
+# glibc and libgcc (checked in CI by .ci/image).
 
 # Builder and runtime share the Debian release (bookworm = Debian 12) so the binaries
 # find the glibc they were linked against.
@@ -20,8 +20,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p postern-controller -p postern-gateway \
         --bin postern --bin postern-gateway \
-    && install -D -m 0755 target/release/postern /out/postern \
-    && install -D -m 0755 target/release/postern-gateway /out/postern-gateway
+    && install -D -s -m 0755 target/release/postern /out/postern \
+    && install -D -s -m 0755 target/release/postern-gateway /out/postern-gateway
 
 FROM ${RUNTIME_IMAGE} AS controller
 COPY --from=build /out/postern /usr/local/bin/postern

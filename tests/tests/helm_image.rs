@@ -223,7 +223,7 @@ fn runtime_stages_are_distroless_non_root_and_run_the_workspace_binaries() {
         assert!(
             all(build, "RUN")
                 .join(" ")
-                .contains(&format!("target/release/{bin} /out/{bin}")),
+                .contains(&format!("install -D -s -m 0755 target/release/{bin} /out/{bin}")),
             "{target}"
         );
         let entry = all(s, "ENTRYPOINT");
