@@ -221,9 +221,9 @@ fn runtime_stages_are_distroless_non_root_and_run_the_workspace_binaries() {
         );
         assert!(build_cmd.contains(&format!("--bin {bin}")), "{build_cmd}");
         assert!(
-            all(build, "RUN")
-                .join(" ")
-                .contains(&format!("install -D -s -m 0755 target/release/{bin} /out/{bin}")),
+            all(build, "RUN").join(" ").contains(&format!(
+                "install -D -s -m 0755 target/release/{bin} /out/{bin}"
+            )),
             "{target}"
         );
         let entry = all(s, "ENTRYPOINT");
