@@ -484,6 +484,29 @@ impl GatewayProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time used so far by all threads of the process (from the scheduler's
+    /// per-thread accounting, nanosecond resolution).
+    pub fn cpu_time(&self) -> std::time::Duration {
+        let mut ns = 0u64;
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) {
+            for t in tasks.flatten() {
+                if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                    ns += s
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        std::time::Duration::from_nanos(ns)
+    }
+
     /// The gateway's log (JSON lines).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
