@@ -33,8 +33,9 @@ fn ready(cluster: &KubeCluster, ns: &str, kind: &str, name: &str) -> Option<(Str
 }
 
 fn wait_ready(cluster: &KubeCluster, ns: &str, kind: &str, name: &str, generation: i64) {
+    // Generous: on a loaded machine the controller's first reconcile can take a while.
     wait_until(
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         &format!("{kind}/{name} Ready at generation {generation}"),
         || {
             let r = ready(cluster, ns, kind, name);
