@@ -38,6 +38,7 @@ struct Probe {
     pid: u32,
     multi: bool,
     cpu0: f64,
+    client0: f64,
     sampler: PeakSampler,
 }
 
@@ -47,7 +48,8 @@ impl Probe {
             pid: server.pid,
             multi: server.multi_process,
             cpu0: procs::cpu_seconds(server.pid),
-            sampler: PeakSampler::start(server.pid, Duration::from_millis(200)),
+            client0: procs::own_cpu_seconds(std::process::id()),
+            sampler: PeakSampler::start(server.pid, Duration::from_millis(500)),
         }
     }
 
@@ -55,6 +57,7 @@ impl Probe {
         // Let the last queue-file removals and log writes land in the CPU count.
         std::thread::sleep(Duration::from_millis(100));
         m.cpu_s = procs::cpu_seconds(self.pid) - self.cpu0;
+        m.client_cpu_s = procs::own_cpu_seconds(std::process::id()) - self.client0;
         let (rss, pss) = self.sampler.finish();
         m.mem_kib = if self.multi { pss } else { rss };
     }

@@ -180,25 +180,28 @@ pub struct Postern {
     pub admin_port: u16,
     log: PathBuf,
     stop_timeout: Duration,
-    /// From the start of the process until `/readyz` answered 200.
-    pub ready_after: Duration,
 }
 
 impl Postern {
-    /// Start `bin` with `config` written to `dir/<name>.yaml`; `wrapper` is a command
-    /// prefix such as valgrind's. Waits until `/readyz` answers 200.
+    /// Start `bin` with `config` written to `dir/<name>-config/gateway.yaml`; `wrapper` is a command
+    /// prefix such as valgrind's, `extra` more gateway arguments. Waits until `/readyz`
+    /// answers 200.
     pub fn start(
         bin: &Path,
         dir: &Path,
         name: &str,
         config: &GatewayConfig,
         wrapper: &[String],
+        extra: &[&str],
         ready_timeout: Duration,
     ) -> Result<Self> {
-        let config_path = dir.join(format!("{name}.yaml"));
+        // The gateway watches its configuration's directory: keep its log (and the
+        // callgrind dumps) out of it, as a mounted Secret would be.
+        let config_dir = dir.join(format!("{name}-config"));
+        std::fs::create_dir_all(&config_dir)?;
+        let config_path = config_dir.join("gateway.yaml");
         std::fs::write(&config_path, config.to_yaml())?;
         let log = dir.join(format!("{name}.log"));
-        let started = Instant::now();
         let admin_port = crate::net::free_port()?;
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
@@ -216,6 +219,7 @@ impl Postern {
             .args(["--shutdown-grace", "1s", "--log-format", "text"])
             .arg("--crl-cache-dir")
             .arg(dir.join(format!("{name}-crl-cache")))
+            .args(extra)
             .env("POSTERN_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -234,10 +238,8 @@ impl Postern {
             } else {
                 Duration::from_secs(120)
             },
-            ready_after: Duration::ZERO,
         };
         p.wait_ready(ready_timeout)?;
-        p.ready_after = started.elapsed();
         Ok(p)
     }
 
@@ -275,8 +277,14 @@ impl Postern {
         self.child.id()
     }
 
-    /// Wait until the CRL source `source` has `entries` entries in force.
-    pub fn wait_crl(&self, source: &str, entries: u64, timeout: Duration) -> Result<Duration> {
+    /// Wait until the CRL source `source` has `entries` entries in force; returns how
+    /// long that took and the source's status (`GET /crl/<source>`).
+    pub fn wait_crl(
+        &self,
+        source: &str,
+        entries: u64,
+        timeout: Duration,
+    ) -> Result<(Duration, serde_json::Value)> {
         let start = Instant::now();
         loop {
             if let Ok((200, body)) =
@@ -284,7 +292,7 @@ impl Postern {
             {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 if v["entries"].as_u64() == Some(entries) {
-                    return Ok(start.elapsed());
+                    return Ok((start.elapsed(), v));
                 }
                 if start.elapsed() > timeout {
                     bail!(

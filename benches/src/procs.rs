@@ -67,6 +67,11 @@ pub fn cpu_seconds(root: u32) -> f64 {
     ticks as f64 / ticks_per_second()
 }
 
+/// CPU seconds used so far by one process (its threads, and children it reaped).
+pub fn own_cpu_seconds(pid: u32) -> f64 {
+    stat(pid).map_or(0.0, |s| s.1 as f64 / ticks_per_second())
+}
+
 fn kib_field(text: &str, field: &str) -> u64 {
     text.lines()
         .find(|l| l.starts_with(field))

@@ -15,6 +15,8 @@ pub struct Measure {
     pub p99_ms: Option<f64>,
     /// CPU seconds used by the server's processes during the run (incl. draining).
     pub cpu_s: f64,
+    /// CPU seconds used by the load generator (this process, and smtp-source).
+    pub client_cpu_s: f64,
     /// Peak memory of the server during the run, KiB (Postern RSS; Postfix sum of PSS).
     pub mem_kib: u64,
     /// Failed sessions (or load-generator failures).
@@ -33,10 +35,19 @@ impl Measure {
         }
     }
 
-    /// CPU seconds per 1,000 units.
+    /// Server CPU seconds per 1,000 units.
     pub fn cpu_per_1k(&self) -> f64 {
+        self.per_1k(self.cpu_s)
+    }
+
+    /// Load-generator CPU seconds per 1,000 units.
+    pub fn client_cpu_per_1k(&self) -> f64 {
+        self.per_1k(self.client_cpu_s)
+    }
+
+    fn per_1k(&self, secs: f64) -> f64 {
         if self.count > 0 {
-            self.cpu_s * 1000.0 / self.count as f64
+            secs * 1000.0 / self.count as f64
         } else {
             f64::NAN
         }
@@ -120,19 +131,35 @@ pub fn table(rows: &[Row], base: &str, postern: &str) -> String {
             }
             _ => dash(),
         };
+        let efficiency = match (b, p) {
+            (Some(b), Some(p)) if p.cpu_per_1k() > 0.0 => {
+                format!("{:.2}×", b.cpu_per_1k() / p.cpu_per_1k())
+            }
+            _ => dash(),
+        };
+        let client = match (b, p) {
+            (Some(b), Some(p)) => format!(
+                "{} / {}",
+                f(b.client_cpu_per_1k()),
+                f(p.client_cpu_per_1k())
+            ),
+            _ => dash(),
+        };
         let errors = b.map_or(0, |m| m.errors) + p.map_or(0, |m| m.errors);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.workload,
             r.unit,
             b.map_or_else(dash, |m| f(m.rate())),
             p.map_or_else(dash, |m| f(m.rate())),
             ratio,
+            efficiency,
             b.map_or_else(dash, lat),
             p.map_or_else(dash, lat),
             b.map_or_else(dash, |m| f(m.cpu_per_1k())),
             p.map_or_else(dash, |m| f(m.cpu_per_1k())),
+            client,
             b.map_or_else(dash, |m| mib(m.mem_kib)),
             p.map_or_else(dash, |m| mib(m.mem_kib)),
             errors,

@@ -80,7 +80,7 @@ fn quick_run_prints_complete_tables() {
         );
     }
     let rows = table_rows(&report);
-    let comparisons: Vec<_> = rows.iter().filter(|r| r.len() == 12).collect();
+    let comparisons: Vec<_> = rows.iter().filter(|r| r.len() == 14).collect();
     assert_eq!(
         comparisons.len(),
         4,
@@ -91,7 +91,7 @@ fn quick_run_prints_complete_tables() {
             let v: f64 = r[i].parse().unwrap_or(0.0);
             assert!(v > 0.0, "{what} of {:?} is {:?}:\n{report}", r[0], r[i]);
         }
-        assert_eq!(r[11], "0", "errors in {:?}:\n{report}\n{stderr}", r[0]);
+        assert_eq!(r[13], "0", "errors in {:?}:\n{report}\n{stderr}", r[0]);
     }
     let idle: Vec<_> = rows.iter().filter(|r| r.len() == 5).collect();
     assert_eq!(

@@ -192,6 +192,24 @@ impl Reloader {
     }
 }
 
+/// Whether a file-system event in the configuration's directory can mean the file
+/// changed. Opening, reading and closing without writing cannot — and must not count:
+/// the watcher's own read of the file raises exactly those events, so counting them made
+/// an idle gateway re-read and hash its configuration ten times a second, forever.
+fn may_change(event: &notify::Result<notify::Event>) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    match event {
+        Ok(e) => match e.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            _ => true,
+        },
+        // An error may hide a change: look at the file.
+        Err(_) => true,
+    }
+}
+
 /// Watch `path` and apply it whenever its content changes (inotify through `notify`, plus
 /// polling every `poll` as a safety net, e.g. for Kubernetes' symlink-swapped volumes on
 /// file systems without events). Also reloads on SIGHUP.
@@ -203,8 +221,10 @@ pub async fn watch_file(reloader: Arc<Reloader>, path: PathBuf, poll: Duration) 
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let notify_tx = tx.clone();
-    let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-        let _ = notify_tx.try_send(());
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if may_change(&res) {
+            let _ = notify_tx.try_send(());
+        }
     });
     let _watcher = match watcher {
         Ok(mut w) => match w.watch(&dir, RecursiveMode::NonRecursive) {
@@ -246,5 +266,43 @@ pub async fn watch_file(reloader: Arc<Reloader>, path: PathBuf, poll: Duration) 
         let r = reloader.clone();
         let p = path.clone();
         let _ = tokio::task::spawn_blocking(move || r.apply_file(&p)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, Event, EventKind, ModifyKind, RemoveKind,
+        RenameMode,
+    };
+
+    use super::may_change;
+
+    fn ev(kind: EventKind) -> notify::Result<Event> {
+        Ok(Event::new(kind))
+    }
+
+    #[test]
+    fn reads_do_not_trigger_a_reload_but_writes_do() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Any),
+        ] {
+            assert!(!may_change(&ev(kind)), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+            EventKind::Other,
+        ] {
+            assert!(may_change(&ev(kind)), "{kind:?}");
+        }
+        assert!(may_change(&Err(notify::Error::generic("queue overflow"))));
     }
 }
