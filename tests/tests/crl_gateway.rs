@@ -217,16 +217,30 @@ fn reply(r: &mut impl BufRead) -> std::io::Result<String> {
     }
 }
 
-fn refusals(gw: &GatewayProcess, reason: &str) -> usize {
-    gw.log()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| {
-            v["decision"] == "tls"
-                && v["outcome"] == "failed"
-                && v["reason"].as_str().is_some_and(|r| r.starts_with(reason))
-        })
-        .count()
+/// Waits (up to 10 s) until the gateway has logged at least `at_least` TLS
+/// refusals whose reason starts with `reason`, and returns the count. The
+/// decision line is written after the alert is sent, so the client can see
+/// the refusal a moment before the log does.
+fn refusals(gw: &GatewayProcess, reason: &str, at_least: usize) -> usize {
+    let count = || {
+        gw.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| {
+                v["decision"] == "tls"
+                    && v["outcome"] == "failed"
+                    && v["reason"].as_str().is_some_and(|r| r.starts_with(reason))
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = count();
+        if n >= at_least || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 struct Setup {
@@ -289,7 +303,7 @@ fn revoked_client_certificates_and_intermediates_are_refused_with_certificate_re
         let out = s_client(port, &bob, &server_ca);
         assert!(out.contains("certificate revoked"), "bob on {port}: {out}");
     }
-    assert!(refusals(&gw, "revoked") >= 4, "{}", gw.log());
+    assert!(refusals(&gw, "revoked", 4) >= 4, "{}", gw.log());
     let (_, metrics) = gw.get("/metrics").unwrap();
     assert!(
         metrics.contains(
@@ -347,7 +361,7 @@ fn a_stale_crl_fails_closed_until_a_current_one_arrives() {
     let out = s_client(direct, &alice, &server_ca);
     assert!(out.contains("unknown ca"), "alice with a stale CRL: {out}");
     assert!(!out.contains("221 "), "{out}");
-    assert!(refusals(&gw, "crl_stale") >= 1, "{}", gw.log());
+    assert!(refusals(&gw, "crl_stale", 1) >= 1, "{}", gw.log());
     let (_, metrics) = gw.get("/metrics").unwrap();
     assert!(
         metrics.contains("postern_crl_stale{source=\"issuing\"} 1"),

@@ -213,6 +213,13 @@ fn procedure_a_certificate_only() {
             r.output
         );
     }
+    // The decision line follows the alert; wait for the last one.
+    gw.wait_log(Duration::from_secs(10), |v| {
+        v["decision"] == "tls"
+            && v["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("wrong_key_usage"))
+    });
     let reasons: Vec<String> = gw
         .decisions()
         .iter()
