@@ -32,7 +32,7 @@ pub struct ControllerSpec {
     pub namespace: String,
     /// Identity.
     pub identity: String,
-    /// Extra arguments.
+    /// Extra arguments (replacing the defaults they name).
     pub extra: Vec<String>,
 }
 
@@ -62,8 +62,17 @@ impl ControllerProcess {
             .args(["--lease-namespace", &spec.namespace])
             .args(["--identity", &spec.identity])
             .args(["--metrics-address", &metrics.to_string()])
-            .args(["--lease-duration", "3s", "--renew-deadline", "2s"])
-            .args(["--retry-period", "300ms"])
+            .args(defaults_unless_given(
+                &[
+                    "--lease-duration",
+                    "3s",
+                    "--renew-deadline",
+                    "2s",
+                    "--retry-period",
+                    "300ms",
+                ],
+                &spec.extra.iter().map(String::as_str).collect::<Vec<_>>(),
+            ))
             .args(&spec.extra)
             .env("KUBECONFIG", cluster.kubeconfig_for(spec.user))
             .env("POSTERN_LOG", "info,kube=warn,hyper=warn,tower=warn")

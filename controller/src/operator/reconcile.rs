@@ -78,6 +78,25 @@ pub struct Memory {
     /// Recent configurations per namespace by hash, newest last, to tell whether a
     /// gateway still running an older one already runs an object as it is now.
     configs: HashMap<String, Vec<(String, Arc<GatewayConfig>)>>,
+    /// Ready gateways and what they ran at the last reconcile, per namespace.
+    membership: HashMap<String, Vec<(String, Option<String>)>>,
+    /// Since when status writes of a namespace wait for the gateways to pick up a
+    /// configuration just published.
+    deferred_since: HashMap<String, Instant>,
+}
+
+/// How long status writes may wait for gateways to apply a new configuration, so that
+/// objects go straight to their final state instead of through `Pending`.
+const PUBLISH_GRACE: Duration = Duration::from_secs(2);
+/// How soon a deferred namespace is looked at again when no gateway reports earlier.
+const DEFER_RETRY: Duration = Duration::from_millis(750);
+
+fn membership(fleet: &Fleet) -> Vec<(String, Option<String>)> {
+    fleet
+        .ready
+        .iter()
+        .map(|m| (m.name.clone(), m.applied.clone()))
+        .collect()
 }
 
 /// How many recent configurations are remembered per namespace.
@@ -124,6 +143,8 @@ impl Memory {
         self.last_published.clear();
         self.written.clear();
         self.configs.clear();
+        self.membership.clear();
+        self.deferred_since.clear();
     }
 }
 
@@ -160,8 +181,10 @@ impl std::fmt::Debug for Context {
 /// What a successful reconcile asks for.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Reconcile again at this time (a gateway report expires then).
-    pub requeue_at: Option<Instant>,
+    /// Check the fleet again at this time (a gateway report expires then).
+    pub expiry_check_at: Option<Instant>,
+    /// Reconcile again at this time (statuses were deferred).
+    pub retry_at: Option<Instant>,
     /// Status writes made.
     pub status_writes: usize,
     /// Whether a configuration was published.
@@ -336,10 +359,27 @@ impl Context {
         let gateways = self.stores.reports(namespace);
         let fleet = fleet::fleet(&gateways, now);
         self.count_gateways(namespace, &fleet, published_hash.as_deref());
-        outcome.requeue_at = fleet.next_expiry.map(|t| {
-            let wait = t.duration_since(now).unsigned_abs();
-            Instant::now() + wait + Duration::from_millis(50)
-        });
+        outcome.expiry_check_at = expiry_instant(fleet.next_expiry, now);
+        {
+            let mut mem = self.memory.lock().expect("not poisoned");
+            mem.membership
+                .insert(namespace.to_owned(), membership(&fleet));
+            // A configuration just went out and gateways are there to take it: give them
+            // a moment, so statuses are written once, in their final state. Their reports
+            // trigger the next reconcile; without one, the retry writes what stands then.
+            let gateways_live = gateways.iter().any(|g| g.alive(now));
+            if outcome.published && gateways_live {
+                let since = *mem
+                    .deferred_since
+                    .entry(namespace.to_owned())
+                    .or_insert_with(Instant::now);
+                if since.elapsed() < PUBLISH_GRACE {
+                    outcome.retry_at = Some(Instant::now() + DEFER_RETRY);
+                    return Ok(outcome);
+                }
+            }
+            mem.deferred_since.remove(namespace);
+        }
 
         // 5. Status of every object.
         let stamp = now_rfc3339();
@@ -790,6 +830,35 @@ fn crl_health(obj: &DynamicObject, facts: Option<&CrlFacts>) -> Option<Cond> {
             ),
         ),
     })
+}
+
+/// When a report expiring at `at` (API time) is due on the local clock.
+fn expiry_instant(at: Option<Timestamp>, now: Timestamp) -> Option<Instant> {
+    at.map(|t| {
+        let wait = t.duration_since(now).unsigned_abs();
+        Instant::now() + wait + Duration::from_millis(50)
+    })
+}
+
+impl Context {
+    /// Whether the ready gateways of `namespace` (or what they run) differ from what the
+    /// last reconcile saw, e.g. because a report expired; and when to check next.
+    pub fn fleet_changed(&self, namespace: &str) -> (bool, Option<Instant>) {
+        let now = Timestamp::now();
+        let fleet = fleet::fleet(&self.stores.reports(namespace), now);
+        let seen = self
+            .memory
+            .lock()
+            .expect("not poisoned")
+            .membership
+            .get(namespace)
+            .cloned()
+            .unwrap_or_default();
+        (
+            membership(&fleet) != seen,
+            expiry_instant(fleet.next_expiry, now),
+        )
+    }
 }
 
 fn listener_owner(

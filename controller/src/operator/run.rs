@@ -153,9 +153,15 @@ pub async fn run(
     let mut failures: std::collections::HashMap<String, u32> = Default::default();
     let mut resync = tokio::time::interval(opts.resync);
     resync.tick().await;
+    // Namespaces whose gateway reports expire at a time: checked cheaply, reconciled
+    // only when the fleet changed.
+    let mut expiry: std::collections::HashMap<String, Instant> = Default::default();
 
     loop {
-        let due = queue.next_due();
+        let due = [queue.next_due(), expiry.values().min().copied()]
+            .into_iter()
+            .flatten()
+            .min();
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
@@ -193,7 +199,25 @@ pub async fn run(
             }
             () = sleep_until(due) => {
                 let now = Instant::now();
+                let expired: Vec<String> = expiry
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(ns, _)| ns.clone())
+                    .collect();
+                for ns in expired {
+                    expiry.remove(&ns);
+                    match ctx.fleet_changed(&ns) {
+                        (true, _) => queue.schedule(ns, now),
+                        (false, Some(at)) => {
+                            expiry.insert(ns, at);
+                        }
+                        (false, None) => {}
+                    }
+                }
                 let batch = queue.take_due(now);
+                if batch.is_empty() {
+                    continue;
+                }
                 if !synced || !leadership.is_leader() {
                     // Standby (or still listing): nothing is written. Becoming leader
                     // or finishing the lists queues every namespace again.
@@ -220,9 +244,13 @@ pub async fn run(
                             tracing::info!(namespace = %ns, took_ms = took.as_millis() as u64,
                                 status_writes = outcome.status_writes, published = outcome.published,
                                 "reconciled");
-                            if let Some(at) = outcome.requeue_at {
-                                queue.schedule(ns, at);
+                            if let Some(at) = outcome.retry_at {
+                                queue.schedule(ns.clone(), at);
                             }
+                            match outcome.expiry_check_at {
+                                Some(at) => expiry.insert(ns, at),
+                                None => expiry.remove(&ns),
+                            };
                         }
                         Err(e) => {
                             metrics.reconciles.get_or_create(&ResultLabel { result: "error".into() }).inc();
