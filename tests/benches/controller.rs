@@ -150,24 +150,29 @@ fn manifests(objects: usize) -> String {
     text
 }
 
-fn is_ready(o: &DynamicObject) -> bool {
+/// `Ready`'s status and reason for the current generation (`-` when not written yet).
+fn ready_state(o: &DynamicObject) -> String {
     let generation = o.metadata.generation;
     o.data["status"]["conditions"]
         .as_array()
         .into_iter()
         .flatten()
-        .any(|c| {
-            c["type"] == "Ready"
-                && c["status"] == "True"
-                && c["observedGeneration"].as_i64() == generation
+        .find(|c| c["type"] == "Ready" && c["observedGeneration"].as_i64() == generation)
+        .map(|c| {
+            format!(
+                "{}/{}",
+                c["status"].as_str().unwrap_or("?"),
+                c["reason"].as_str().unwrap_or("?")
+            )
         })
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Watches both kinds (a watch, not polling: the API server is what is measured) until
 /// `objects` objects are Ready for their generation.
 async fn all_ready(client: kube::Client, ns: String, objects: usize) -> Result<Instant> {
     use futures::StreamExt;
-    use kube::runtime::watcher;
+    use kube::runtime::{WatchStreamExt, watcher};
     let mut streams = Vec::new();
     for (kind, plural) in [
         ("MailFlowPolicy", "mailflowpolicies"),
@@ -180,33 +185,47 @@ async fn all_ready(client: kube::Client, ns: String, objects: usize) -> Result<I
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
         streams.push(
             watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
                 .map(move |e| (kind, e))
                 .boxed(),
         );
     }
     let mut events = futures::stream::select_all(streams);
-    let mut ready: std::collections::HashSet<String> = Default::default();
-    while let Some((kind, ev)) = events.next().await {
-        let mut seen = |o: &DynamicObject| {
-            let key = format!("{kind}/{}", o.metadata.name.clone().unwrap_or_default());
-            if is_ready(o) {
-                ready.insert(key);
-            } else {
-                ready.remove(&key);
+    let states: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        Default::default();
+    let watch = async {
+        while let Some((kind, ev)) = events.next().await {
+            let mut st = states.lock().expect("not poisoned");
+            match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    st.insert(
+                        format!("{kind}/{}", o.metadata.name.clone().unwrap_or_default()),
+                        ready_state(&o),
+                    );
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    st.remove(&format!("{kind}/{}", o.metadata.name.unwrap_or_default()));
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                Err(e) => eprintln!("watch: {e} (retrying)"),
             }
-        };
-        match ev? {
-            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => seen(&o),
-            watcher::Event::Delete(o) => {
-                ready.remove(&format!("{kind}/{}", o.metadata.name.unwrap_or_default()));
+            if st.len() == objects && st.values().all(|v| v == "True/Ready") {
+                return Some(Instant::now());
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
         }
-        if ready.len() == objects {
-            return Ok(Instant::now());
+        None
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(300), watch).await;
+    match outcome {
+        Ok(Some(t)) => Ok(t),
+        _ => {
+            let mut by_state: std::collections::BTreeMap<String, usize> = Default::default();
+            for v in states.lock().expect("not poisoned").values() {
+                *by_state.entry(v.clone()).or_default() += 1;
+            }
+            bail!("not all {objects} ready after 300 s: {by_state:?}")
         }
     }
-    bail!("watch ended with {}/{objects} ready", ready.len())
 }
 
 fn wait_all_ready(
@@ -215,9 +234,7 @@ fn wait_all_ready(
     ns: &str,
     objects: usize,
 ) -> Result<Instant> {
-    let fut = all_ready(client.clone(), ns.to_owned(), objects);
-    rt.block_on(async { tokio::time::timeout(Duration::from_secs(300), fut).await })
-        .context("not all ready after 300 s")?
+    rt.block_on(all_ready(client.clone(), ns.to_owned(), objects))
 }
 
 fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
@@ -229,7 +246,9 @@ fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
 
     // a) One kubectl apply of every object, controller and gateway running.
     let ns = cluster.create_namespace("bench-settle")?;
-    let mut ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-settle"))?;
+    let mut spec = ControllerSpec::new(&ns, "ctl-settle");
+    spec.extra = extra_args();
+    let mut ctl = ControllerProcess::start(cluster, &spec)?;
     ctl.wait_ready()?;
     let mut gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-settle")?;
     let text = manifests(objects);
@@ -257,7 +276,9 @@ fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
     std::fs::write(file.path(), manifests(objects))?;
     cluster.apply_path(&ns, file.path())?;
     let t0 = Instant::now();
-    let mut ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-cold"))?;
+    let mut spec = ControllerSpec::new(&ns, "ctl-cold");
+    spec.extra = extra_args();
+    let mut ctl = ControllerProcess::start(cluster, &spec)?;
     let t2 = wait_all_ready(&rt, &client, &ns, objects)
         .with_context(|| format!("cold start:\n{}", tail(&ctl.logs())))?;
     let writes = ctl.metric("postern_controller_status_writes_total")?;
@@ -277,6 +298,15 @@ fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
     }
     ctl.stop()?;
     Ok(())
+}
+
+/// Extra controller arguments from `$POSTERN_BENCH_CONTROLLER_ARGS` (space separated).
+fn extra_args() -> Vec<String> {
+    std::env::var("POSTERN_BENCH_CONTROLLER_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn tail(text: &str) -> String {

@@ -51,6 +51,12 @@ pub struct ControllerArgs {
     /// Every namespace is reconciled at least this often.
     #[arg(long, default_value = "5m")]
     pub resync: humantime::Duration,
+    /// How many status writes run at once (per namespace).
+    #[arg(long, default_value_t = 32)]
+    pub write_concurrency: usize,
+    /// How many namespaces are reconciled at once.
+    #[arg(long, default_value_t = 4)]
+    pub namespace_concurrency: usize,
     /// Name of the rendered configuration Secret in each namespace.
     #[arg(long, default_value = postern_gateway::cluster::protocol::RENDERED_SECRET)]
     pub config_secret: String,
@@ -107,6 +113,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     opts.debounce_max = args.debounce_max.into();
     opts.resync = args.resync.into();
     opts.secret_name = args.config_secret.clone();
+    opts.write_concurrency = args.write_concurrency;
+    opts.namespace_concurrency = args.namespace_concurrency;
     if args.leader_elect {
         let ns = args
             .lease_namespace
