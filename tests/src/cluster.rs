@@ -88,7 +88,7 @@ impl ControllerProcess {
             log,
             _dir: dir,
         };
-        p.wait_http("/healthz", Duration::from_secs(20))?;
+        p.wait_http("/healthz", Duration::from_secs(60))?;
         Ok(p)
     }
 
@@ -112,7 +112,7 @@ impl ControllerProcess {
 
     /// Waits until `/readyz` answers 200 (caches synced).
     pub fn wait_ready(&mut self) -> Result<()> {
-        self.wait_http("/readyz", Duration::from_secs(30))
+        self.wait_http("/readyz", Duration::from_secs(60))
     }
 
     /// The Prometheus text of `/metrics`.
@@ -231,7 +231,7 @@ impl GatewayProcess {
             _dir: dir,
         };
         // Up once its admin endpoint answers (it serves before any configuration).
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(c) = g.child.as_mut()
                 && let Some(status) = c.try_wait()?

@@ -43,7 +43,7 @@ fn wait_cond(
     reason: Option<&str>,
 ) -> Condition {
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         &format!("{kind}/{name} {t}={status} {reason:?}"),
         || {
             let c = cond(cluster, ns, kind, name, t);
@@ -76,7 +76,7 @@ fn applied_hash(cluster: &KubeCluster, ns: &str, gateway: &str) -> Option<String
 
 fn wait_greeting(addr: SocketAddr, prefix: &str) -> String {
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         &format!("greeting {prefix} on {addr}"),
         || {
             let g = smtp_greeting(addr)?;
@@ -119,7 +119,7 @@ fn publishes_programs_and_enforces_a_policy_change() {
     ctl.wait_ready().unwrap();
 
     // Published, accepted, references resolved; nothing programmed without gateways.
-    let h1 = wait_until(Duration::from_secs(20), "the rendered Secret", || {
+    let h1 = wait_until(Duration::from_secs(60), "the rendered Secret", || {
         Ok(secret_hash(cluster, &ns))
     })
     .unwrap();
@@ -165,7 +165,7 @@ fn publishes_programs_and_enforces_a_policy_change() {
     // A gateway picks the configuration up and reports it: Programmed, Ready.
     let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-1").unwrap();
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the gateway's applied hash",
         || Ok((applied_hash(cluster, &ns, "gw-1").as_deref() == Some(h1.as_str())).then_some(())),
     )
@@ -386,7 +386,7 @@ fn deleting_objects_updates_status_and_removes_the_configuration() {
     let before = secret_hash(cluster, &ns).unwrap();
     cluster.delete(&ns, "mailflowpolicy", "spare").unwrap();
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "a new configuration without it",
         || Ok(secret_hash(cluster, &ns).filter(|h| *h != before)),
     )
@@ -409,7 +409,7 @@ fn deleting_objects_updates_status_and_removes_the_configuration() {
     // Deleting everything removes the rendered configuration.
     cluster.delete(&ns, "listener", "smtp").unwrap();
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the rendered Secret removed",
         || {
             Ok(cluster
@@ -451,12 +451,12 @@ fn drift_is_repaired_and_reported() {
             "patch", "secret", SECRET, "-n", &ns, "--type", "merge", "-p", &patch,
         ])
         .unwrap();
-    wait_until(Duration::from_secs(20), "the hand edit reverted", || {
+    wait_until(Duration::from_secs(60), "the hand edit reverted", || {
         Ok((config_of(cluster).as_deref() == Some(original.as_str())).then_some(()))
     })
     .unwrap();
     assert_eq!(secret_hash(cluster, &ns).as_deref(), Some(h.as_str()));
-    wait_until(Duration::from_secs(10), "a DriftRepaired event", || {
+    wait_until(Duration::from_secs(30), "a DriftRepaired event", || {
         Ok(has_event(cluster, &ns, "DriftRepaired", "edited by hand").then_some(()))
     })
     .unwrap();
@@ -469,7 +469,7 @@ fn drift_is_repaired_and_reported() {
     // Deleted: recreated.
     cluster.delete(&ns, "secret", SECRET).unwrap();
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the rendered Secret recreated",
         || Ok(secret_hash(cluster, &ns).filter(|x| *x == h)),
     )

@@ -38,7 +38,7 @@ fn wait_cond(
     accept: impl Fn(&Condition) -> bool,
 ) -> Condition {
     wait_until(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         &format!("{kind}/{name} {t}"),
         || {
             let obj = cluster.get_json(ns, kind, name)?;

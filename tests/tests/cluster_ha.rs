@@ -51,7 +51,7 @@ fn wait_ready(cluster: &KubeCluster, ns: &str, kind: &str, name: &str, generatio
 
 fn wait_greeting(addr: SocketAddr, prefix: &str) {
     wait_until(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         &format!("greeting {prefix}"),
         || {
             let g = smtp_greeting(addr)?;
@@ -98,7 +98,7 @@ fn only_the_leader_writes_and_a_standby_takes_over() {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut a = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-a")).unwrap();
     a.wait_ready().unwrap();
-    wait_until(Duration::from_secs(10), "a leader", || {
+    wait_until(Duration::from_secs(30), "a leader", || {
         Ok(lease_holder(cluster, &ns))
     })
     .unwrap();
@@ -283,7 +283,7 @@ fn the_documented_rbac_is_enough_and_required() {
     // Drift repair and Events work with these rights too.
     cluster.delete(&ns, "secret", "postern-config").unwrap();
     wait_until(
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         "the rendered Secret recreated",
         || {
             Ok(cluster
