@@ -197,16 +197,12 @@ fn publishes_programs_and_enforces_a_policy_change() {
     assert!(g.starts_with("554 5.7.1"), "{g}");
     let h2 = secret_hash(cluster, &ns).unwrap();
     assert_ne!(h1, h2);
-    let r = wait_cond(
-        cluster,
-        &ns,
-        "mailflowpolicy",
-        "default",
-        "Ready",
-        "True",
-        None,
-    );
-    assert_eq!(r.observed_generation, Some(2));
+    let r = wait_until(Duration::from_secs(60), "Ready at generation 2", || {
+        let c = cond(cluster, &ns, "mailflowpolicy", "default", "Ready");
+        Ok(c.filter(|c| c.status == "True" && c.observed_generation == Some(2)))
+    })
+    .unwrap();
+    assert_eq!(r.reason, "Ready");
     assert_eq!(
         applied_hash(cluster, &ns, "gw-1").as_deref(),
         Some(h2.as_str())
