@@ -110,6 +110,11 @@ impl ControllerProcess {
         }
     }
 
+    /// Whether `/readyz` answers 200 right now.
+    pub fn is_ready(&self) -> bool {
+        http_get(self.metrics, "/readyz").is_ok_and(|(code, _)| code == 200)
+    }
+
     /// Waits until `/readyz` answers 200 (caches synced).
     pub fn wait_ready(&mut self) -> Result<()> {
         self.wait_http("/readyz", Duration::from_secs(60))

@@ -259,9 +259,15 @@ fn the_documented_rbac_is_enough_and_required() {
     let mut spec = ControllerSpec::new(&ns, "ctl-nobody");
     spec.user = User::Viewer;
     let mut nobody = ControllerProcess::start(cluster, &spec).unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(nobody.wait_ready().is_err() || !nobody.logs().is_empty());
-    assert!(nobody.logs().contains("forbidden"), "{}", nobody.logs());
+    wait_until(Duration::from_secs(30), "the refusal in the log", || {
+        Ok(nobody.logs().contains("forbidden").then_some(()))
+    })
+    .unwrap();
+    assert!(
+        !nobody.is_ready(),
+        "ready without rights: {}",
+        nobody.logs()
+    );
     nobody.kill();
 
     let port = free_port();
