@@ -160,4 +160,9 @@ pub struct ListenerTimeouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub data: Option<String>,
+    /// Longest the whole message data phase may take, however steadily the client sends
+    /// (`421 4.4.2` after it). Default `30m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub data_total: Option<String>,
 }

@@ -63,6 +63,8 @@ pub struct ListenerRuntime {
     pub command_timeout: Duration,
     /// Idle timeout during DATA.
     pub data_timeout: Duration,
+    /// Deadline of the whole DATA phase.
+    pub data_total_timeout: Duration,
     /// Connection cap.
     pub max_connections: u32,
 }
@@ -255,6 +257,7 @@ fn build_listener(
         next_hop: Arc::new(next_hop),
         command_timeout: l.timeouts.command.get(),
         data_timeout: l.timeouts.data.get(),
+        data_total_timeout: l.timeouts.data_total.get(),
         max_connections: l.max_connections,
     })
 }

@@ -199,3 +199,97 @@ fn reload_under_load_drops_nothing() {
         gw.logs()
     );
 }
+
+/// Read one reply line from a plain connection (whatever its read timeout).
+fn line(r: &mut std::io::BufReader<TcpStream>) -> std::io::Result<String> {
+    use std::io::BufRead;
+    let mut l = String::new();
+    r.read_line(&mut l)?;
+    Ok(l)
+}
+
+#[test]
+fn trickling_data_is_cut_at_the_data_deadline() {
+    let pki = Pki::new("Data deadline CA");
+    let hop = Hop::start(HopMode::Accept);
+    let mut cfg = base(&pki, hop.addr, 10, Duration::from_secs(10));
+    let l = cfg.listeners.get_mut("main").unwrap();
+    l.timeouts.data = Duration::from_secs(2).into();
+    l.timeouts.data_total = Duration::from_secs(4).into();
+    let gw = Gateway::start(&cfg, &[]).unwrap();
+    let addr = gw.addr();
+
+    // Plain text (this policy allows AUTH without TLS), so replies can be polled.
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    assert!(line(&mut r).unwrap().starts_with("220"));
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b"\0frank\0frankpw")
+    };
+    w.write_all(
+        format!(
+            "EHLO client.test\r\nAUTH PLAIN {auth}\r\nMAIL FROM:<frank@example.org>\r\n\
+             RCPT TO:<a@example.net>\r\nDATA\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    for expect in ["250", "235", "250", "250", "354"] {
+        let mut l = line(&mut r).unwrap();
+        while l.as_bytes().get(3) == Some(&b'-') {
+            l = line(&mut r).unwrap();
+        }
+        assert!(l.starts_with(expect), "{expect}: {l}\n{}", gw.logs());
+    }
+
+    // A byte every 500 ms: well inside the 2 s idle limit, so only the 4 s deadline for
+    // the whole DATA phase can stop it. Bounded at 12 s either way.
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut reply = String::new();
+    while started.elapsed() < Duration::from_secs(12) {
+        if w.write_all(b"x").is_err() {
+            break;
+        }
+        match line(&mut r) {
+            Ok(l) => {
+                reply = l;
+                break;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("{e}\n{}", gw.logs()),
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        reply.starts_with("421 4.4.2"),
+        "after {took:?}: {reply:?}\n{}",
+        gw.logs()
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(8),
+        "cut after {took:?}"
+    );
+    // The connection is closed after the 421, and nothing was relayed.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(
+        matches!(line(&mut r).as_deref(), Ok("") | Err(_)),
+        "the session must be closed"
+    );
+    assert!(hop.messages().is_empty());
+    gw.wait_log("timeouts.dataTotal", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.logs()));
+
+    // A client that sends promptly is unaffected.
+    let (code, text) = deliver(addr, &pki.ca_pem(), "prompt").unwrap();
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(hop.messages().len(), 1);
+}

@@ -11,6 +11,8 @@ pub const LISTENER_MAX_CONNECTIONS: u32 = 1000;
 pub const LISTENER_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// `Listener.spec.timeouts.data`.
 pub const LISTENER_DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// `Listener.spec.timeouts.dataTotal`.
+pub const LISTENER_DATA_TOTAL_TIMEOUT: Duration = Duration::from_secs(1800);
 /// `Listener.spec.nextHop.port`.
 pub const NEXT_HOP_PORT: u16 = 25;
 /// `Listener.spec.nextHop.tls`.
@@ -65,6 +67,7 @@ ldapProfiles:
         assert_eq!(l.timeouts, ListenerTimeouts::default());
         assert_eq!(l.timeouts.command, LISTENER_COMMAND_TIMEOUT);
         assert_eq!(l.timeouts.data, LISTENER_DATA_TIMEOUT);
+        assert_eq!(l.timeouts.data_total, LISTENER_DATA_TOTAL_TIMEOUT);
         assert_eq!(l.next_hop.port, NEXT_HOP_PORT);
         assert_eq!(l.next_hop.tls, NEXT_HOP_TLS);
         assert_eq!(l.next_hop.connect_timeout, NEXT_HOP_CONNECT_TIMEOUT);

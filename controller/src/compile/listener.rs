@@ -203,6 +203,12 @@ pub(crate) fn render(
             defaults::LISTENER_DATA_TIMEOUT,
             d,
         ),
+        data_total: duration(
+            "spec.timeouts.dataTotal",
+            timeouts.and_then(|t| t.data_total.as_ref()),
+            defaults::LISTENER_DATA_TOTAL_TIMEOUT,
+            d,
+        ),
     };
     if d.has_errors() {
         return None;

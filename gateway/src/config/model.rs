@@ -201,6 +201,11 @@ pub struct ListenerTimeouts {
     /// Longest wait for the next chunk of message data.
     #[serde(default = "default_data_timeout")]
     pub data: Duration,
+    /// Longest the whole message data phase may take, from `354` to the final dot, however
+    /// steadily the client sends (`421 4.4.2` after it): a client trickling a byte now
+    /// and then cannot hold its session and connection slot forever.
+    #[serde(default = "default_data_total_timeout")]
+    pub data_total: Duration,
 }
 
 fn default_command_timeout() -> Duration {
@@ -209,12 +214,16 @@ fn default_command_timeout() -> Duration {
 fn default_data_timeout() -> Duration {
     Duration::from_secs(600)
 }
+fn default_data_total_timeout() -> Duration {
+    Duration::from_secs(1800)
+}
 
 impl Default for ListenerTimeouts {
     fn default() -> Self {
         Self {
             command: default_command_timeout(),
             data: default_data_timeout(),
+            data_total: default_data_total_timeout(),
         }
     }
 }

@@ -649,6 +649,15 @@ impl Validator {
                 "must be greater than 0",
             );
         }
+        if l.timeouts.data_total.is_zero() {
+            self.push(
+                s,
+                name,
+                "timeouts.dataTotal",
+                Reason::InvalidValue,
+                "must be greater than 0",
+            );
+        }
         // Policies this listener can apply.
         let mut policies = Vec::new();
         let mut check_policy =

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::BytesMut;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::time::timeout;
@@ -20,6 +18,7 @@ use super::data::{DataDecoder, DataEncoder, Progress};
 use super::io::{DATA_CHUNK, LineError, LineIo};
 use super::received::{self, TraceInfo};
 use super::reply::{self, Reply};
+use super::sasl::{self, Credentials};
 use super::session::{Authenticated, Rules, SessionState, TlsInfo, Transaction};
 use crate::auth::{Allowance, AuthVerdict, CertificateFacts, CertificateMapping};
 use crate::config::{AllowanceAction, PolicyAction};
@@ -831,7 +830,7 @@ impl Connection {
     async fn sasl_line(&mut self, challenge: &'static str) -> Result<Vec<u8>, Option<Reply>> {
         self.reply(&Reply::plain(334, challenge));
         match self.next_line(MAX_COMMAND_LINE).await {
-            Input::Line(l) => decode_sasl(&l),
+            Input::Line(l) => sasl::decode_response(&l).map_err(|e| Some(e.reply())),
             Input::TooLong => Err(Some(Reply::new(
                 500,
                 "5.5.6",
@@ -854,26 +853,12 @@ impl Connection {
         initial: Option<String>,
     ) -> Result<(String, String), Option<Reply>> {
         let raw = match initial {
-            Some(i) => decode_sasl(i.as_bytes())?,
+            Some(i) => sasl::decode_response(i.as_bytes()).map_err(|e| Some(e.reply()))?,
             None => self.sasl_line("").await?,
         };
-        let mut parts = raw.split(|&b| b == 0);
-        let (Some(authzid), Some(authcid), Some(password), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Some(Reply::new(
-                501,
-                "5.5.2",
-                "Malformed AUTH PLAIN response",
-            )));
-        };
-        let authcid = utf8(authcid)?;
-        let password = utf8(password)?;
-        if !authzid.is_empty() && authzid != authcid.as_bytes() {
-            // Acting on behalf of someone else is not supported.
-            return Err(Some(reply::invalid_credentials()));
-        }
-        Ok((authcid, password))
+        let Credentials { user, password } =
+            sasl::parse_plain(&raw).map_err(|e| Some(e.reply()))?;
+        Ok((user, password))
     }
 
     async fn sasl_login(
@@ -881,11 +866,13 @@ impl Connection {
         initial: Option<String>,
     ) -> Result<(String, String), Option<Reply>> {
         let user = match initial {
-            Some(i) => decode_sasl(i.as_bytes())?,
+            Some(i) => sasl::decode_response(i.as_bytes()).map_err(|e| Some(e.reply()))?,
             None => self.sasl_line("VXNlcm5hbWU6").await?,
         };
         let password = self.sasl_line("UGFzc3dvcmQ6").await?;
-        Ok((utf8(&user)?, utf8(&password)?))
+        let user = sasl::credential(&user).map_err(|e| Some(e.reply()))?;
+        let password = sasl::credential(&password).map_err(|e| Some(e.reply()))?;
+        Ok((user, password))
     }
 
     // --- Transactions --------------------------------------------------------------------
@@ -931,7 +918,8 @@ impl Connection {
             return self.refuse(&r);
         }
         // A connection kept from an earlier transaction may have been closed by the next
-        // hop meanwhile: then reconnect once instead of failing the client.
+        // hop meanwhile (silently, or with a `421` as an MTA does at its idle timeout):
+        // then reconnect once instead of failing the client.
         let mut reused = self.upstream.is_some();
         let result = loop {
             if self.upstream.is_none() {
@@ -971,6 +959,11 @@ impl Connection {
             match up.command(&line, "MAIL").await {
                 Err(e) if reused => {
                     debug!(session = %self.id, error = %e, "kept next hop connection is gone; reconnecting");
+                    self.upstream = None;
+                    reused = false;
+                }
+                Ok(r) if reused && r.code == 421 => {
+                    debug!(session = %self.id, reply = %r.summary(), "kept next hop connection was closed by the next hop; reconnecting");
                     self.upstream = None;
                     reused = false;
                 }
@@ -1112,7 +1105,10 @@ impl Connection {
         );
         encoder.encode(header.as_bytes(), &mut wire);
         let mut upstream_error: Option<RelayError> = None;
+        // Two bounds: an idle limit per read, and a deadline for the whole phase so a
+        // client trickling a byte just inside the idle limit cannot hold the session.
         let data_timeout = self.listener.data_timeout;
+        let data_deadline = tokio::time::Instant::now() + self.listener.data_total_timeout;
         loop {
             // Decode what is buffered.
             let progress = decoder.feed(&self.io.rbuf, &mut content);
@@ -1159,7 +1155,10 @@ impl Connection {
             }
             let read = tokio::select! {
                 _ = self.ctx.hard_stop.cancelled() => None,
-                r = timeout(data_timeout, self.io.fill(DATA_CHUNK)) => Some(r),
+                r = tokio::time::timeout_at(
+                    data_deadline.min(tokio::time::Instant::now() + data_timeout),
+                    self.io.fill(DATA_CHUNK),
+                ) => Some(r),
             };
             match read {
                 None => {
@@ -1175,11 +1174,20 @@ impl Connection {
                 }
                 Some(Err(_)) => {
                     self.upstream = None;
-                    self.count_message("aborted_timeout");
+                    let why = if tokio::time::Instant::now() >= data_deadline {
+                        self.count_message("aborted_deadline");
+                        format!(
+                            "DATA took longer than timeouts.dataTotal ({}s)",
+                            self.listener.data_total_timeout.as_secs()
+                        )
+                    } else {
+                        self.count_message("aborted_timeout");
+                        format!("no data for timeouts.data ({}s)", data_timeout.as_secs())
+                    };
                     self.decision(
                         "data",
                         "aborted",
-                        &format!("id {}: data timeout, nothing relayed", txn.id),
+                        &format!("id {}: {why}, nothing relayed", txn.id),
                     );
                     self.reply(&reply::idle_timeout());
                     return Flow::Close;
@@ -1298,20 +1306,4 @@ impl Connection {
             }
         }
     }
-}
-
-fn decode_sasl(line: &[u8]) -> Result<Vec<u8>, Option<Reply>> {
-    if line == b"*" {
-        return Err(Some(Reply::new(501, "5.7.0", "Authentication cancelled")));
-    }
-    if line == b"=" {
-        return Ok(Vec::new());
-    }
-    B64.decode(line)
-        .map_err(|_| Some(Reply::new(501, "5.5.2", "Cannot decode base64 response")))
-}
-
-fn utf8(bytes: &[u8]) -> Result<String, Option<Reply>> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| Some(Reply::new(501, "5.5.2", "Credentials are not valid UTF-8")))
 }

@@ -7,6 +7,7 @@ pub mod data;
 pub mod io;
 pub mod received;
 pub mod reply;
+pub mod sasl;
 pub mod session;
 
 pub use conn::{Connection, SessionContext};
