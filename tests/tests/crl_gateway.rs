@@ -1,7 +1,8 @@
 //! CRLs end to end: the real `postern-gateway` fetches CRLs from a local HTTP server and
 //! refuses revoked client certificates over real STARTTLS sessions (`openssl s_client`,
-//! and a rustls client for sessions held open): a revoked leaf, a revoked intermediate,
-//! a stale CRL failing closed, and a CRL replaced while sessions run.
+//! and a rustls client for sessions held open): a revoked leaf, a revoked intermediate
+//! (sent by the client, or in the listener's CA bundle), a stale CRL failing closed, and a
+//! CRL replaced while sessions run.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -387,6 +388,54 @@ fn a_stale_crl_fails_closed_until_a_current_one_arrives() {
         s["crlNumber"] == "3" && s["stale"] == false
     });
     assert!(accepted(&s_client(direct, &alice, &server_ca)));
+}
+
+#[test]
+fn an_issuing_ca_revoked_by_the_root_is_refused_even_where_it_is_a_trust_anchor() {
+    let Setup {
+        pki,
+        http,
+        gw,
+        direct,
+        chained,
+    } = setup();
+    let server_ca = pki.dir.path().join("server-ca.pem");
+    let alice = pki.client("alice", &pki.issuing, &[0x11, 0x01]);
+    assert!(accepted(&s_client(direct, &alice, &server_ca)));
+
+    // The root revokes Issuing CA 1, which the direct listener has in its bundle.
+    http.put(
+        "/root.crl",
+        pki.root
+            .current_crl(2, &[&pki.revoked_issuing.serial, &pki.issuing.serial]),
+    );
+    gw.wait_crl("root", "the root CRL revoking Issuing CA 1", |s| {
+        s["entries"] == 2
+    });
+    for port in [direct, chained] {
+        let out = s_client(port, &alice, &server_ca);
+        assert!(
+            out.contains("certificate revoked"),
+            "alice on {port}: {out}"
+        );
+        assert!(!out.contains("221 "), "alice's session went on: {out}");
+    }
+    assert!(refusals(&gw, "revoked", 2) >= 2, "{}", gw.log());
+    // The decision line names the client's certificate and the revoked CA.
+    let line = gw
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["decision"] == "tls" && v["outcome"] == "failed")
+        .expect("a refusal line");
+    assert_eq!(line["cert_subject"], "CN=alice", "{line}");
+    assert_eq!(line["cert_serial"], "1101", "{line}");
+    let reason = line["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("revoked: certificate CN=E2E Issuing CA 1")
+            && reason.contains("(serial 4201) is revoked by CRL source root"),
+        "{line}"
+    );
 }
 
 #[test]

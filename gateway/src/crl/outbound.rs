@@ -1,36 +1,38 @@
 //! Revocation on the connection to the next hop (`appliesTo: OutboundSmtpTls`): the next
 //! hop's certificate is verified as usual (chain to `nextHop.caPem`, validity, name), then
-//! every certificate of the verified path is looked up in the CRLs in force.
+//! every certificate of the verified path, and the bundle certificates above its trust
+//! anchor, is looked up in the CRLs in force.
 
 use std::sync::Arc;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::CrlScope;
-use crate::tls::{RevocationChecker, RevocationStatus};
+use crate::tls::{RevocationChecker, RevocationStatus, TrustAnchors, check_certificate};
 
 /// A server certificate verifier that also checks revocation.
 #[derive(Debug)]
 pub struct NextHopVerifier {
     inner: Arc<WebPkiServerVerifier>,
-    anchors: Vec<TrustAnchor<'static>>,
+    anchors: TrustAnchors,
     algs: WebPkiSupportedAlgorithms,
     revocation: Arc<dyn RevocationChecker>,
 }
 
 impl NextHopVerifier {
-    /// Verify against `roots`, then ask `revocation`.
+    /// Verify against `anchors`, then ask `revocation`.
     pub fn new(
-        roots: RootCertStore,
+        anchors: TrustAnchors,
         revocation: Arc<dyn RevocationChecker>,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, rustls::client::VerifierBuilderError> {
-        let anchors = roots.roots.clone();
+        let roots = RootCertStore {
+            roots: anchors.anchors().to_vec(),
+        };
         let algs = provider.signature_verification_algorithms;
         let inner =
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
@@ -43,23 +45,11 @@ impl NextHopVerifier {
     }
 
     fn check(&self, der: &[u8], host: &str) -> Result<(), rustls::Error> {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        let aki = cert
-            .iter_extensions()
-            .find_map(|ext| match ext.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
-                    a.key_identifier.as_ref().map(|k| k.0)
-                }
-                _ => None,
-            });
+        let (cert, status) =
+            check_certificate(self.revocation.as_ref(), CrlScope::OutboundSmtpTls, der)
+                .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         let serial = crate::auth::certificate::serial_hex(cert.raw_serial());
-        match self.revocation.check(
-            CrlScope::OutboundSmtpTls,
-            cert.issuer().as_raw(),
-            aki,
-            cert.raw_serial(),
-        ) {
+        match status {
             RevocationStatus::NoCrl | RevocationStatus::Good => Ok(()),
             RevocationStatus::Revoked { source, reason } => {
                 tracing::warn!(
@@ -122,7 +112,7 @@ impl ServerCertVerifier for NextHopVerifier {
         let path = ee
             .verify_for_usage(
                 self.algs.all,
-                &self.anchors,
+                self.anchors.anchors(),
                 intermediates,
                 now,
                 webpki::KeyUsage::server_auth(),
@@ -138,6 +128,9 @@ impl ServerCertVerifier for NextHopVerifier {
         self.check(end_entity, &host)?;
         for cert in path.intermediate_certificates() {
             self.check(&cert.der(), &host)?;
+        }
+        for cert in self.anchors.above(path.anchor()) {
+            self.check(cert, &host)?;
         }
         Ok(verified)
     }
@@ -234,10 +227,8 @@ mod tests {
         store: Arc<CrlStore>,
         serial: u8,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.cert.der().clone()).unwrap();
         let v = NextHopVerifier::new(
-            roots,
+            TrustAnchors::new(vec![ca.cert.der().clone()]).unwrap(),
             store,
             Arc::new(rustls::crypto::ring::default_provider()),
         )
@@ -266,10 +257,8 @@ mod tests {
         );
         // The usual checks still apply.
         let other = Ca::new("Other CA");
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.cert.der().clone()).unwrap();
         let v = NextHopVerifier::new(
-            roots,
+            TrustAnchors::new(vec![ca.cert.der().clone()]).unwrap(),
             Arc::new(CrlStore::new()),
             Arc::new(rustls::crypto::ring::default_provider()),
         )

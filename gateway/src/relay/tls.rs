@@ -6,11 +6,11 @@ use std::time::Duration;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use crate::config::{self, TlsMode};
 use crate::crl::outbound::NextHopVerifier;
-use crate::tls::RevocationChecker;
+use crate::tls::{RevocationChecker, TrustAnchors};
 
 /// Everything needed to open a connection to one next hop, built once per configuration.
 #[derive(Debug)]
@@ -62,15 +62,11 @@ pub fn build_next_hop(
         .map_err(|e| NextHopBuildError::Tls(e.to_string()))?;
     let (tls_config, verified) = match &hop.ca_pem {
         Some(pem) => {
-            let mut roots = RootCertStore::empty();
-            for der in
-                config::pem::certificates(pem).map_err(|e| NextHopBuildError::Ca(e.to_string()))?
-            {
-                roots
-                    .add(der)
-                    .map_err(|e| NextHopBuildError::Ca(e.to_string()))?;
-            }
-            let verifier = NextHopVerifier::new(roots, revocation, provider.clone())
+            let anchors = TrustAnchors::new(
+                config::pem::certificates(pem).map_err(|e| NextHopBuildError::Ca(e.to_string()))?,
+            )
+            .map_err(|e| NextHopBuildError::Ca(e.to_string()))?;
+            let verifier = NextHopVerifier::new(anchors, revocation, provider.clone())
                 .map_err(|e| NextHopBuildError::Tls(e.to_string()))?;
             (
                 builder

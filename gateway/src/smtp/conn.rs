@@ -26,7 +26,7 @@ use crate::metrics::{AuthLabels, ListenerLabels, Metrics, OutcomeLabels, ReasonL
 use crate::net::Stream;
 use crate::relay::{NextHopConnection, RelayError};
 use crate::runtime::{ListenerRuntime, PolicyRuntime};
-use crate::tls::verifier::handshake_failure_reason;
+use crate::tls::verifier::{capture_refusal, handshake_failure_reason};
 
 /// Errors (syntax, unknown commands, refused commands) before the session is dropped.
 const MAX_ERRORS: u32 = 20;
@@ -474,9 +474,10 @@ impl Connection {
         };
         let acceptor = TlsAcceptor::from(config);
         let t = self.listener.command_timeout;
-        let result = tokio::select! {
+        let handshake = capture_refusal(timeout(t, acceptor.accept(tcp)));
+        let (result, refusal) = tokio::select! {
             _ = self.ctx.hard_stop.cancelled() => return false,
-            r = timeout(t, acceptor.accept(tcp)) => r,
+            r = handshake => r,
         };
         let labels = |outcome: &str, reason: &str| ReasonLabels {
             listener: self.listener.name.clone(),
@@ -500,7 +501,15 @@ impl Connection {
                     .tls_handshakes
                     .get_or_create(&labels("failed", reason))
                     .inc();
-                self.decision("tls", "failed", &format!("{reason}: {e}"));
+                // Name the refused certificate and why (the error only carries the alert).
+                let detail = match refusal {
+                    Some(r) => {
+                        self.st.cert = CertificateFacts::from_der(&r.end_entity).ok();
+                        r.failure.detail
+                    }
+                    None => e.to_string(),
+                };
+                self.decision("tls", "failed", &format!("{reason}: {detail}"));
                 return false;
             }
             Ok(Ok(tls)) => tls,

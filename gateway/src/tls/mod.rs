@@ -1,9 +1,11 @@
 //! TLS: server configurations and client certificate verification.
 
+pub mod anchors;
 pub mod revocation;
 pub mod server;
 pub mod verifier;
 
-pub use revocation::{NoRevocation, RevocationChecker, RevocationStatus};
+pub use anchors::{AnchorError, TrustAnchors};
+pub use revocation::{NoRevocation, RevocationChecker, RevocationStatus, check_certificate};
 pub use server::server_config;
 pub use verifier::{ClientVerifier, VerifyFailure};

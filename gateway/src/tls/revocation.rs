@@ -6,6 +6,10 @@
 
 use std::fmt::Debug;
 
+use x509_parser::error::X509Error;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
 use crate::config::CrlScope;
 
 /// What a CRL says about one certificate.
@@ -55,4 +59,23 @@ impl RevocationChecker for NoRevocation {
     fn check(&self, _: CrlScope, _: &[u8], _: Option<&[u8]>, _: &[u8]) -> RevocationStatus {
         RevocationStatus::NoCrl
     }
+}
+
+/// Ask `checker` about one certificate (DER), returning the parsed certificate (for the
+/// caller's messages) with the answer. The issuer's key id comes from the certificate's
+/// Authority Key Identifier, when it has one.
+pub fn check_certificate<'a>(
+    checker: &dyn RevocationChecker,
+    scope: CrlScope,
+    der: &'a [u8],
+) -> Result<(X509Certificate<'a>, RevocationStatus), x509_parser::nom::Err<X509Error>> {
+    let (_, cert) = X509Certificate::from_der(der)?;
+    let aki = cert
+        .iter_extensions()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0),
+            _ => None,
+        });
+    let status = checker.check(scope, cert.issuer().as_raw(), aki, cert.raw_serial());
+    Ok((cert, status))
 }

@@ -1,6 +1,7 @@
 //! Client certificate verification: chain, validity period and key usage with webpki,
 //! then revocation of every certificate of the verified path through the
-//! [`RevocationChecker`] hook.
+//! [`RevocationChecker`] hook — including the bundle certificates above the trust anchor
+//! the path ends at (see [`super::anchors`]).
 //!
 //! Two modes, per mail flow policy (DESIGN.md section 3):
 //! - enforcing (`verifyClientCertificate: true`): an invalid certificate fails the
@@ -15,17 +16,15 @@
 //! A client certificate is always optional at the TLS layer: "TLS required, no
 //! certificate" is refused later, at MAIL, with `530 5.7.0`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::{RevocationChecker, RevocationStatus, TrustAnchors, check_certificate};
+use crate::config::{CrlScope, pem};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use x509_parser::prelude::{FromDer, X509Certificate};
-
-use super::{RevocationChecker, RevocationStatus};
-use crate::config::{CrlScope, pem};
 
 /// Why a client certificate is not valid.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +37,32 @@ pub struct VerifyFailure {
     pub detail: String,
 }
 
+/// A certificate the verifier refused during a handshake. The TLS error that reaches the
+/// session carries only the alert; the session runs its handshake inside
+/// [`capture_refusal`] to learn which certificate was refused and why, for its decision
+/// line.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// Why.
+    pub failure: VerifyFailure,
+    /// The client's end-entity certificate.
+    pub end_entity: CertificateDer<'static>,
+}
+
+tokio::task_local! {
+    static REFUSAL: Arc<Mutex<Option<Refusal>>>;
+}
+
+/// Run `handshake` (a future that drives a server handshake with a [`ClientVerifier`])
+/// and return its output with the certificate refusal, if the verifier made one. The
+/// verifier runs inside the future's poll, on this task, so a task-local carries it out.
+pub async fn capture_refusal<F: Future>(handshake: F) -> (F::Output, Option<Refusal>) {
+    let slot = Arc::new(Mutex::new(None));
+    let out = REFUSAL.scope(slot.clone(), handshake).await;
+    let refusal = slot.lock().map(|mut s| s.take()).unwrap_or(None);
+    (out, refusal)
+}
+
 /// Why a verifier could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifierBuildError {
@@ -45,19 +70,14 @@ pub enum VerifierBuildError {
     #[error("client CA bundle: {0}")]
     Pem(#[from] pem::PemError),
     /// A CA certificate is not usable as a trust anchor.
-    #[error("client CA certificate #{index} is not a usable trust anchor: {reason}")]
-    Anchor {
-        /// Position in the bundle.
-        index: usize,
-        /// webpki's reason.
-        reason: String,
-    },
+    #[error("client {0}")]
+    Anchor(#[from] super::AnchorError),
 }
 
 /// The verifier of one listener + policy.
 #[derive(Debug)]
 pub struct ClientVerifier {
-    anchors: Vec<TrustAnchor<'static>>,
+    anchors: TrustAnchors,
     hints: Vec<DistinguishedName>,
     algs: WebPkiSupportedAlgorithms,
     revocation: Arc<dyn RevocationChecker>,
@@ -71,18 +91,12 @@ impl ClientVerifier {
         revocation: Arc<dyn RevocationChecker>,
         enforce: bool,
     ) -> Result<Self, VerifierBuildError> {
-        let mut anchors = Vec::new();
-        let mut hints = Vec::new();
-        for (index, der) in pem::certificates(client_ca_pem)?.iter().enumerate() {
-            let anchor = webpki::anchor_from_trusted_cert(der)
-                .map_err(|e| VerifierBuildError::Anchor {
-                    index,
-                    reason: format!("{e:?}"),
-                })?
-                .to_owned();
-            hints.push(DistinguishedName::in_sequence(&anchor.subject));
-            anchors.push(anchor);
-        }
+        let anchors = TrustAnchors::new(pem::certificates(client_ca_pem)?)?;
+        let hints = anchors
+            .anchors()
+            .iter()
+            .map(|a| DistinguishedName::in_sequence(&a.subject))
+            .collect();
         Ok(Self {
             anchors,
             hints,
@@ -98,7 +112,8 @@ impl ClientVerifier {
     }
 
     /// Verify a presented chain at `now`: path to a trust anchor, validity periods,
-    /// client-auth extended key usage, then revocation of every certificate on the path.
+    /// client-auth extended key usage, then revocation of every certificate on the path and
+    /// of the bundle certificates above its trust anchor.
     pub fn verify_chain(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -109,7 +124,7 @@ impl ClientVerifier {
         let path = ee
             .verify_for_usage(
                 self.algs.all,
-                &self.anchors,
+                self.anchors.anchors(),
                 intermediates,
                 now,
                 webpki::KeyUsage::client_auth(),
@@ -121,29 +136,22 @@ impl ClientVerifier {
         for cert in path.intermediate_certificates() {
             self.check_revocation(&cert.der())?;
         }
+        for cert in self.anchors.above(path.anchor()) {
+            self.check_revocation(cert)?;
+        }
         Ok(())
     }
 
     fn check_revocation(&self, der: &CertificateDer<'_>) -> Result<(), VerifyFailure> {
-        let (_, cert) = X509Certificate::from_der(der).map_err(|e| VerifyFailure {
-            error: CertificateError::BadEncoding,
-            reason: "bad_encoding",
-            detail: e.to_string(),
-        })?;
-        let aki = cert
-            .iter_extensions()
-            .find_map(|ext| match ext.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
-                    a.key_identifier.as_ref().map(|k| k.0)
-                }
-                _ => None,
-            });
-        match self.revocation.check(
-            CrlScope::InboundSmtpTls,
-            cert.issuer().as_raw(),
-            aki,
-            cert.raw_serial(),
-        ) {
+        let (cert, status) =
+            check_certificate(self.revocation.as_ref(), CrlScope::InboundSmtpTls, der).map_err(
+                |e| VerifyFailure {
+                    error: CertificateError::BadEncoding,
+                    reason: "bad_encoding",
+                    detail: e.to_string(),
+                },
+            )?;
+        match status {
             RevocationStatus::NoCrl | RevocationStatus::Good => Ok(()),
             RevocationStatus::Revoked { source, reason } => Err(VerifyFailure {
                 error: CertificateError::Revoked,
@@ -224,9 +232,20 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if self.enforce {
-            self.verify_chain(end_entity, intermediates, now)
-                .map_err(|f| rustls::Error::InvalidCertificate(f.error))?;
+        if self.enforce
+            && let Err(failure) = self.verify_chain(end_entity, intermediates, now)
+        {
+            let error = rustls::Error::InvalidCertificate(failure.error.clone());
+            // Outside capture_refusal (no session listening) there is nobody to tell.
+            let _ = REFUSAL.try_with(|slot| {
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(Refusal {
+                        failure,
+                        end_entity: end_entity.clone().into_owned(),
+                    });
+                }
+            });
+            return Err(error);
         }
         Ok(ClientCertVerified::assertion())
     }
@@ -299,6 +318,7 @@ mod tests {
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, KeyUsagePurpose,
     };
+    use x509_parser::prelude::{FromDer, X509Certificate};
 
     /// Answers from a fixed table (a unit-test stand-in for the CRL index).
     #[derive(Debug)]
@@ -404,5 +424,64 @@ mod tests {
             strict.verify_client_cert(&leaf, &[], UnixTime::now()),
             Err(rustls::Error::InvalidCertificate(_))
         ));
+    }
+
+    /// Revokes exactly one serial.
+    #[derive(Debug)]
+    struct RevokesSerial(Vec<u8>);
+
+    impl RevocationChecker for RevokesSerial {
+        fn check(
+            &self,
+            _: CrlScope,
+            _: &[u8],
+            _: Option<&[u8]>,
+            serial: &[u8],
+        ) -> RevocationStatus {
+            if serial == self.0.as_slice() {
+                RevocationStatus::Revoked {
+                    source: "root".into(),
+                    reason: None,
+                }
+            } else {
+                RevocationStatus::Good
+            }
+        }
+    }
+
+    #[test]
+    fn an_intermediate_in_the_bundle_is_still_checked_against_its_issuers_crl() {
+        let ca = |cn: &str, serial: u8| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            p.serial_number = Some(rcgen::SerialNumber::from_slice(&[serial]));
+            p
+        };
+        let root =
+            CertifiedIssuer::self_signed(ca("Root", 1), KeyPair::generate().unwrap()).unwrap();
+        let mid =
+            CertifiedIssuer::signed_by(ca("Mid", 2), KeyPair::generate().unwrap(), &root).unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, "leaf");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        leaf.serial_number = Some(rcgen::SerialNumber::from_slice(&[3]));
+        let leaf = leaf.signed_by(&KeyPair::generate().unwrap(), &mid).unwrap();
+        let bundle = format!("{}{}", root.pem(), mid.pem());
+        let verify = |revoked: u8, bundle: &str, chain: &[CertificateDer<'_>]| {
+            ClientVerifier::new(bundle, Arc::new(RevokesSerial(vec![revoked])), true)
+                .unwrap()
+                .verify_chain(leaf.der(), chain, UnixTime::now())
+                .map_err(|f| f.reason)
+        };
+        // The path ends at Mid (an anchor); Mid's own serial is still looked up.
+        assert_eq!(verify(2, &bundle, &[]), Err("revoked"));
+        assert_eq!(verify(2, &bundle, &[mid.der().clone()]), Err("revoked"));
+        assert_eq!(verify(2, &root.pem(), &[mid.der().clone()]), Err("revoked"));
+        assert_eq!(verify(3, &bundle, &[]), Err("revoked"));
+        assert_eq!(verify(9, &bundle, &[]), Ok(()));
+        // A root is never looked up (nothing issued it).
+        assert_eq!(verify(1, &bundle, &[]), Ok(()));
     }
 }
