@@ -219,6 +219,7 @@ impl Server {
             };
             let ctx = SessionContext {
                 metrics: self.inner.metrics.clone(),
+                draining: self.inner.draining.clone(),
                 hard_stop: self.inner.hard_stop.clone(),
             };
             self.inner.tracker.spawn(async move {
@@ -228,8 +229,9 @@ impl Server {
         }
     }
 
-    /// Graceful shutdown: stop accepting, let sessions finish for up to `grace`, then
-    /// tell the rest `421 4.3.2` and close them.
+    /// Graceful shutdown: stop accepting; sessions with no transaction open are closed
+    /// with `421 4.3.2` once idle for [`crate::smtp::conn::DRAIN_IDLE`], those with one
+    /// may finish it for up to `grace`; then the rest get `421 4.3.2` too.
     pub async fn shutdown(&self, grace: Duration) {
         info!(
             grace_seconds = grace.as_secs_f64(),

@@ -170,3 +170,58 @@ fn sigterm_drains_then_answers_421_4_3_2() {
     assert!(status.success(), "{status}");
     assert_eq!(sink.messages().len(), 1);
 }
+
+#[test]
+fn sigterm_closes_idle_sessions_at_once_and_lets_transactions_finish() {
+    let sink = Sink::start(&[]).unwrap();
+    let port = free_port();
+    let config = single(
+        listener(port, sink.port, "relayed"),
+        policy(TlsMode::Disabled, false, false, false),
+        None,
+    );
+    // The default grace period (30 s): idle sessions must not wait for it.
+    let mut gw = Gateway::start(&config).unwrap();
+    let mut idle = greet(port);
+    let mut busy = greet(port);
+    assert!(
+        busy.cmd("MAIL FROM:<a@example.org>")
+            .unwrap()
+            .starts_with("250")
+    );
+    assert!(
+        busy.cmd("RCPT TO:<b@example.net>")
+            .unwrap()
+            .starts_with("250")
+    );
+    let started = std::time::Instant::now();
+    gw.sigterm().unwrap();
+    assert!(idle.reply().unwrap().starts_with("421 4.3.2"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The open transaction finishes, then the session is closed the same way.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(busy.cmd("DATA").unwrap().starts_with("354"));
+    busy.send(b"Subject: drain\r\n\r\nx\r\n.\r\n").unwrap();
+    assert!(busy.reply().unwrap().starts_with("250 2.0.0"));
+    assert!(busy.reply().unwrap().starts_with("421 4.3.2"));
+    let status = gw
+        .wait_exit(Duration::from_secs(10))
+        .expect("gateway exits once the transaction is done");
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(sink.messages().len(), 1);
+    assert!(
+        gw.log()
+            .contains("shutting down: no transaction in progress"),
+        "{}",
+        gw.log()
+    );
+}

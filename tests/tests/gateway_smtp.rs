@@ -348,6 +348,18 @@ fn next_hop_refusals_and_failures() {
     );
     let r = c.cmd("RCPT TO:<b@example.net>").unwrap();
     assert!(r.starts_with("5"), "{r}");
+    // A next hop that refuses the session itself (5xx greeting, then 5xx EHLO and HELO):
+    // permanent, passed through at MAIL, not turned into a temporary 451.
+    for refused in ["CONNECT", "EHLO,HELO"] {
+        let sink = Sink::start(&["-f", refused]).unwrap();
+        let (_gw, port) = open_relay(&sink);
+        let mut c = greet(port);
+        let r = c.cmd("MAIL FROM:<a@example.org>").unwrap();
+        assert!(
+            r.starts_with("5") && r.contains("Next hop"),
+            "{refused}: {r}"
+        );
+    }
     // Temporary refusal at DATA: 451 4.4.1.
     let sink = Sink::start(&["-r", "DATA"]).unwrap();
     let (_gw2, port) = open_relay(&sink);

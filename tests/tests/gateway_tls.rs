@@ -404,15 +404,43 @@ fn procedure_b_monitor_logs_every_command() {
     assert!(gw.decisions().iter().any(|v| v["decision"] == "auth"
         && v["outcome"] == "authenticated_monitored"
         && v["user"] == "carol"));
-    let monitored = gw.wait_log(Duration::from_secs(2), |v| {
+    let monitored = gw.wait_log(Duration::from_secs(5), |v| {
         v["target"] == "postern::monitor"
-            && v["command"].as_str().is_some_and(|c| c.starts_with("RCPT"))
+            && v["command"].as_str().is_some_and(|c| c.starts_with("QUIT"))
     });
     assert!(monitored.is_some(), "{}", gw.log());
+    // The whole session, in order, as sent: what came before AUTH too, credentials masked.
+    let commands: Vec<(String, bool)> = gw
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "postern::monitor")
+        .map(|v| {
+            assert_eq!(v["user"], "carol", "{v}");
+            (
+                v["command"].as_str().unwrap_or("").to_owned(),
+                v["before_auth"] == true,
+            )
+        })
+        .collect();
+    let shown: Vec<&str> = commands.iter().map(|(c, _)| c.as_str()).collect();
     assert!(
-        gw.log().matches("postern::monitor").count() >= 4,
-        "{}",
-        gw.log()
+        shown[0].starts_with("EHLO ") && commands[0].1,
+        "{commands:?}"
+    );
+    assert_eq!(shown[1], "STARTTLS", "{commands:?}");
+    assert!(shown.contains(&"AUTH PLAIN ***"), "{commands:?}");
+    assert!(
+        shown.iter().any(|c| c.starts_with("MAIL FROM:<")) && shown.contains(&"DATA"),
+        "{commands:?}"
+    );
+    assert!(
+        shown.iter().any(|c| c.starts_with("RCPT TO:<")),
+        "{commands:?}"
+    );
+    assert!(
+        !gw.log().contains("AGNhcm9sAGNhcm9scHc="),
+        "credentials in the log"
     );
 }
 
@@ -496,7 +524,8 @@ fn procedure_c_certificate_or_auth_over_tls() {
         ]),
     );
     assert!(r.has("525 5.7.13"), "{}", r.output);
-    // A certificate-authenticated session does not take AUTH.
+    // A certificate-authenticated session still offers and takes AUTH (a client set up
+    // for both, like swaks with --tls-cert and --auth), but not twice.
     let r = openssl(
         port,
         true,
@@ -506,10 +535,28 @@ fn procedure_c_certificate_or_auth_over_tls() {
             "-key",
             &pki.path("alice.key"),
         ],
-        "EHLO c\r\nAUTH PLAIN AGZyYW5rAGZyYW5rcHc=\r\nQUIT\r\n",
+        "EHLO c\r\nAUTH PLAIN AGZyYW5rAGZyYW5rcHc=\r\nAUTH PLAIN AGZyYW5rAGZyYW5rcHc=\r\nQUIT\r\n",
     )
     .unwrap();
+    assert!(r.has("AUTH PLAIN LOGIN"), "{}", r.output);
+    assert!(r.has("235 2.7.0"), "{}", r.output);
     assert!(r.has("503 5.5.1 Already authenticated"), "{}", r.output);
+    let mut args = s(&[
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "frank",
+        "--auth-password",
+        "frankpw",
+    ]);
+    args.extend(pki.cert_args("alice"));
+    let r = send(port, &args);
+    assert!(
+        r.has("235 2.7.0") && r.has("250 2.0.0 Ok: queued"),
+        "{}",
+        r.output
+    );
 }
 
 #[test]

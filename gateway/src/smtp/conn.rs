@@ -16,6 +16,7 @@ use tracing::{debug, info};
 use super::command::{self, Command, MAX_COMMAND_LINE, MailParams};
 use super::data::{DataDecoder, DataEncoder, Progress};
 use super::io::{DATA_CHUNK, LineError, LineIo};
+use super::monitor;
 use super::received::{self, TraceInfo};
 use super::reply::{self, Reply};
 use super::sasl::{self, Credentials};
@@ -52,9 +53,18 @@ fn session_id() -> String {
 pub struct SessionContext {
     /// Metrics.
     pub metrics: Metrics,
+    /// Cancelled when the server starts draining (SIGTERM): a session with no
+    /// transaction open is closed with `421 4.3.2` once it has been idle for
+    /// [`DRAIN_IDLE`]; one with a transaction open may finish it.
+    pub draining: CancellationToken,
     /// Cancelled when the shutdown grace period is over: answer `421 4.3.2` and close.
     pub hard_stop: CancellationToken,
 }
+
+/// While draining, how long a session with no transaction open may wait for its next
+/// command (time for a client to send the QUIT that follows a `250`) before it is
+/// closed with `421 4.3.2`.
+pub const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// How a command handler wants the session to go on.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +100,8 @@ pub struct Connection {
     auth_failures: u32,
     /// The LDAP query behind the current decision (logs).
     query: String,
+    /// Commands before authentication, for a Monitor-mode log.
+    before_auth: monitor::Recent,
 }
 
 impl std::fmt::Debug for Connection {
@@ -127,6 +139,7 @@ impl Connection {
             junk: 0,
             auth_failures: 0,
             query: String::new(),
+            before_auth: monitor::Recent::default(),
         }
     }
 
@@ -285,7 +298,9 @@ impl Connection {
     }
 
     /// Wait for the next line (flushing pending replies first).
-    async fn next_line(&mut self, limit: usize) -> Input {
+    /// `between_transactions`: no transaction is open, so a drain may close the session
+    /// (`Input::Stopped`) once it has been idle for [`DRAIN_IDLE`].
+    async fn next_line(&mut self, limit: usize, between_transactions: bool) -> Input {
         // One deadline for the whole line, not per read: a client trickling a byte at a
         // time (slowloris) must not hold its connection slot past the command timeout.
         let deadline = tokio::time::Instant::now() + self.listener.command_timeout;
@@ -301,9 +316,18 @@ impl Connection {
             if let Err(e) = self.io.flush().await {
                 return Input::Failed(e);
             }
+            let drain_closes = between_transactions && self.ctx.draining.is_cancelled();
+            let until = if drain_closes {
+                deadline.min(tokio::time::Instant::now() + DRAIN_IDLE)
+            } else {
+                deadline
+            };
             tokio::select! {
                 _ = self.ctx.hard_stop.cancelled() => return Input::Stopped,
-                r = tokio::time::timeout_at(deadline, self.io.fill(1024)) => match r {
+                // The drain began while waiting: wait again with the drain's deadline.
+                _ = self.ctx.draining.cancelled(), if between_transactions && !drain_closes => {}
+                r = tokio::time::timeout_at(until, self.io.fill(1024)) => match r {
+                    Err(_) if drain_closes => return Input::Stopped,
                     Err(_) => return Input::Timeout,
                     Ok(Ok(0)) => return Input::Closed,
                     Ok(Ok(_)) => {}
@@ -315,7 +339,8 @@ impl Connection {
 
     async fn command_loop(&mut self) {
         loop {
-            let line = match self.next_line(MAX_COMMAND_LINE).await {
+            let between_transactions = self.st.txn.is_none();
+            let line = match self.next_line(MAX_COMMAND_LINE, between_transactions).await {
                 Input::Line(l) => l,
                 Input::TooLong => {
                     if self.refuse(&Reply::new(500, "5.5.2", "Line too long")) == Flow::Close {
@@ -339,7 +364,12 @@ impl Connection {
                     return;
                 }
                 Input::Stopped => {
-                    self.decision("session", "closed", "shutdown grace period over");
+                    let why = if self.ctx.hard_stop.is_cancelled() {
+                        "shutdown grace period over"
+                    } else {
+                        "shutting down: no transaction in progress"
+                    };
+                    self.decision("session", "closed", why);
                     self.reply(&reply::shutting_down());
                     return;
                 }
@@ -350,17 +380,43 @@ impl Connection {
             };
             let parsed = command::parse(&line);
             if self.st.monitor {
-                let shown = String::from_utf8_lossy(&line);
-                info!(target: "postern::monitor", session = %self.id, user = %self.st.auth.as_ref().map(|a| a.user.as_str()).unwrap_or(""), client_ip = %self.peer.ip(), command = %received::sanitize(&shown.replace(' ', "_"), 512), "monitored session command");
+                self.monitor_log(&monitor::shown(&line), false);
+            } else if self.st.auth.is_none() {
+                // Kept until the session authenticates: if AUTH puts it in Monitor mode,
+                // the commands that led there are logged too ("the session in full").
+                self.before_auth.push(&line);
             }
             let flow = match parsed {
                 Err(e) => self.refuse(&e.reply()),
                 Ok(cmd) => self.dispatch(cmd).await,
             };
+            if self.st.monitor && !self.before_auth.is_empty() {
+                for shown in self.before_auth.take() {
+                    self.monitor_log(&shown, true);
+                }
+            } else if self.st.auth.is_some() {
+                self.before_auth.clear();
+            }
             if flow == Flow::Close {
                 return;
             }
         }
+    }
+
+    /// One `postern::monitor` line: a command of a session in Monitor mode, as the client
+    /// sent it (AUTH credentials masked). `before_auth` marks the commands that came
+    /// before the AUTH that decided Monitor.
+    fn monitor_log(&self, command: &str, before_auth: bool) {
+        info!(
+            target: "postern::monitor",
+            session = %self.id,
+            listener = %self.listener.name,
+            user = %self.st.auth.as_ref().map(|a| a.user.as_str()).unwrap_or(""),
+            client_ip = %self.peer.ip(),
+            command = %command,
+            before_auth,
+            "monitored session command"
+        );
     }
 
     fn junk(&mut self) -> Flow {
@@ -838,7 +894,7 @@ impl Connection {
     /// Read one SASL response line. `Err(None)`: the connection is gone.
     async fn sasl_line(&mut self, challenge: &'static str) -> Result<Vec<u8>, Option<Reply>> {
         self.reply(&Reply::plain(334, challenge));
-        match self.next_line(MAX_COMMAND_LINE).await {
+        match self.next_line(MAX_COMMAND_LINE, false).await {
             Input::Line(l) => sasl::decode_response(&l).map_err(|e| Some(e.reply())),
             Input::TooLong => Err(Some(Reply::new(
                 500,
@@ -900,6 +956,23 @@ impl Connection {
 
     fn relay_failed(&mut self, stage: &str, e: &RelayError) -> Reply {
         self.upstream = None;
+        // A permanent refusal of the session itself (greeting, EHLO, STARTTLS) is passed
+        // through like any other permanent refusal: retrying would not help.
+        if let RelayError::Refused(up) = e
+            && (500..=599).contains(&up.code)
+        {
+            self.decision(
+                "relay",
+                "refused_by_next_hop",
+                &format!(
+                    "next hop {}:{} during {stage}: {}",
+                    self.listener.next_hop.host,
+                    self.listener.next_hop.port,
+                    up.summary()
+                ),
+            );
+            return up.to_client(reply::next_hop_unavailable());
+        }
         self.decision(
             "relay",
             "temp_fail",

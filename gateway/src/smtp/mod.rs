@@ -5,6 +5,7 @@ pub mod command;
 pub mod conn;
 pub mod data;
 pub mod io;
+pub mod monitor;
 pub mod received;
 pub mod reply;
 pub mod sasl;

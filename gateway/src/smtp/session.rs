@@ -26,6 +26,13 @@ pub struct Authenticated {
     pub method: &'static str,
 }
 
+impl Authenticated {
+    /// Whether the identity comes from the client certificate (not from AUTH).
+    pub fn by_certificate(&self) -> bool {
+        self.method == "certificate"
+    }
+}
+
 /// One mail transaction (MAIL .. end of DATA).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transaction {
@@ -81,7 +88,7 @@ impl SessionState {
     /// Whether AUTH is advertised now.
     pub fn auth_offered(&self, r: &Rules<'_>) -> bool {
         r.auth_available
-            && self.auth.is_none()
+            && self.auth.as_ref().is_none_or(Authenticated::by_certificate)
             && (self.tls.is_some()
                 || !(r.policy.tls == TlsMode::Required || r.policy.require_tls_for_smtp_auth))
     }
@@ -139,7 +146,9 @@ impl SessionState {
         if r.policy.require_tls_for_smtp_auth && self.tls.is_none() {
             return Err(reply::encryption_required_for_auth());
         }
-        if self.auth.is_some() {
+        // A session identified by its certificate may still authenticate with AUTH (a
+        // client configured for both, as Postfix allows); AUTH twice may not.
+        if self.auth.as_ref().is_some_and(|a| !a.by_certificate()) {
             return Err(Reply::new(503, "5.5.1", "Already authenticated"));
         }
         if self.txn.is_some() {
@@ -293,6 +302,20 @@ mod tests {
         assert!(!ehlo_has(&t, &rules(&req, true), "STARTTLS"));
         assert!(ehlo_has(&t, &rules(&req, true), "AUTH PLAIN LOGIN"));
         assert!(ehlo_has(&t, &rules(&tfa, true), "AUTH PLAIN LOGIN"));
+        // Identified by certificate: AUTH still offered and allowed; after AUTH, not.
+        let mut c = tls(greeted());
+        c.auth = Some(Authenticated {
+            user: "alice".into(),
+            method: "certificate",
+        });
+        assert!(ehlo_has(&c, &rules(&req, true), "AUTH PLAIN LOGIN"));
+        assert!(c.check_auth(&rules(&req, true)).is_ok());
+        c.auth = Some(Authenticated {
+            user: "frank".into(),
+            method: "PLAIN",
+        });
+        assert!(!ehlo_has(&c, &rules(&req, true), "AUTH PLAIN LOGIN"));
+        assert!(c.check_auth(&rules(&req, true)).is_err());
         for kw in [
             "PIPELINING",
             "SIZE 1000",
