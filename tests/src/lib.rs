@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod helm;
 pub mod http;
 pub mod kube;
+pub mod openssl_ca;
 pub mod pki;
 pub mod ports;
 pub mod sink;

@@ -591,10 +591,12 @@ pub fn config_with(
 /// Certificate facts with one CN and a serial (other fields filled plausibly).
 pub fn facts(cn: &str, serial_hex: &str) -> postern_gateway::auth::CertificateFacts {
     postern_gateway::auth::CertificateFacts {
-        subject: format!("CN={cn},OU=PKI,O=U.S. Government,C=US"),
+        subject: format!("C=US, O=U.S. Government, OU=PKI, CN={cn}"),
+        subject_dn: format!("CN={cn},OU=PKI,O=U.S. Government,C=US"),
         common_names: vec![cn.to_owned()],
         serial_hex: serial_hex.to_owned(),
-        issuer: "CN=Test CAC CA,O=U.S. Government,C=US".into(),
+        issuer: "C=US, O=U.S. Government, CN=Test CAC CA".into(),
+        issuer_dn: "CN=Test CAC CA,O=U.S. Government,C=US".into(),
         email: None,
         upn: None,
         fingerprint_sha256: "00".repeat(32),

@@ -7,14 +7,19 @@ use x509_parser::prelude::*;
 /// Facts extracted once from a verified client certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertificateFacts {
-    /// Subject DN (RFC 4514 string).
+    /// Subject DN as logged (`cert_subject`): x509-parser's display, in the
+    /// certificate's order.
     pub subject: String,
+    /// Subject DN as an RFC 4514 string (`{dn}`): see [`super::dn`].
+    pub subject_dn: String,
     /// Subject common names, in order. Normally exactly one; mapping refuses otherwise.
     pub common_names: Vec<String>,
     /// Serial number: upper-case hex, no separators, no leading zero byte (`{sn}`).
     pub serial_hex: String,
-    /// Issuer DN (RFC 4514 string).
+    /// Issuer DN as logged (`cert_issuer`), like `subject`.
     pub issuer: String,
+    /// Issuer DN as an RFC 4514 string (`{issuer}`).
+    pub issuer_dn: String,
     /// rfc822Name SAN, or else the subject's emailAddress.
     pub email: Option<String>,
     /// Microsoft UPN (otherName 1.3.6.1.4.1.311.20.2.3) SAN.
@@ -66,9 +71,11 @@ impl CertificateFacts {
         check_serial(cert.raw_serial())?;
         Ok(Self {
             subject: cert.subject().to_string(),
+            subject_dn: super::dn::rfc4514(cert.subject()),
             common_names,
             serial_hex: serial_hex(cert.raw_serial()),
             issuer: cert.issuer().to_string(),
+            issuer_dn: super::dn::rfc4514(cert.issuer()),
             email,
             upn,
             fingerprint_sha256: hex::encode(Sha256::digest(der)),

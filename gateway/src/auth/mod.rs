@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod certificate;
+pub mod dn;
 pub mod static_users;
 
 use std::fmt::Debug;

@@ -122,9 +122,11 @@ mod tests {
     fn facts(cn: &str) -> CertificateFacts {
         CertificateFacts {
             subject: format!("CN={cn}"),
+            subject_dn: format!("CN={cn}"),
             common_names: vec![cn.into()],
             serial_hex: "01".into(),
             issuer: "CN=ca".into(),
+            issuer_dn: "CN=ca".into(),
             email: None,
             upn: None,
             fingerprint_sha256: String::new(),

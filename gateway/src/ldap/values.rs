@@ -28,8 +28,8 @@ pub fn certificate_value(facts: &CertificateFacts, p: Placeholder, now: &str) ->
     match p {
         Placeholder::Cn => facts.common_name().map(str::to_owned),
         Placeholder::Sn => Some(facts.serial_hex.clone()),
-        Placeholder::Dn => Some(facts.subject.clone()),
-        Placeholder::Issuer => Some(facts.issuer.clone()),
+        Placeholder::Dn => Some(facts.subject_dn.clone()),
+        Placeholder::Issuer => Some(facts.issuer_dn.clone()),
         Placeholder::Email => facts.email.clone(),
         Placeholder::Upn => facts.upn.clone(),
         Placeholder::Fp => Some(facts.fingerprint_sha256.clone()),
@@ -91,10 +91,12 @@ mod tests {
 
     fn facts() -> CertificateFacts {
         CertificateFacts {
-            subject: "CN=DOE.JOHN.1,O=U.S. Government".into(),
+            subject: "O=U.S. Government, CN=DOE.JOHN.1".into(),
+            subject_dn: "CN=DOE.JOHN.1,O=U.S. Government".into(),
             common_names: vec!["DOE.JOHN.1".into()],
             serial_hex: "0A1B".into(),
             issuer: "CN=Test CA".into(),
+            issuer_dn: "CN=Test CA".into(),
             email: None,
             upn: Some("1@mil".into()),
             fingerprint_sha256: "ab".repeat(32),

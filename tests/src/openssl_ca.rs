@@ -1,0 +1,343 @@
+//! Certificates made with the `openssl` command line, the way an operator makes them:
+//! a root with `openssl req -x509`, client certificates with a bare `openssl x509 -req`
+//! (which, without `-extfile`, makes an X.509 version 1 certificate), certificates with
+//! chosen validity dates and CRLs with `openssl ca`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Run openssl with `args` in `dir`, failing with its output.
+pub fn openssl(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .context("openssl is not installed (tests/support/install-deps.sh installs it)")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("openssl {} failed: {text}", args.join(" "));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A certificate and its key, as files.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Certificate, PEM file.
+    pub cert: PathBuf,
+    /// Private key, PEM file.
+    pub key: PathBuf,
+}
+
+impl Issued {
+    /// The certificate PEM.
+    pub fn cert_pem(&self) -> String {
+        std::fs::read_to_string(&self.cert).expect("certificate file")
+    }
+
+    /// The certificate DER.
+    pub fn cert_der(&self) -> Vec<u8> {
+        let dir = self.cert.parent().expect("in a directory");
+        let file = self.cert.file_name().expect("file").to_string_lossy();
+        let der = dir.join(format!("{file}.der"));
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-in",
+                &self.cert.to_string_lossy(),
+                "-outform",
+                "DER",
+                "-out",
+                &der.to_string_lossy(),
+            ],
+        )
+        .expect("openssl x509 -outform DER");
+        std::fs::read(der).expect("DER file")
+    }
+
+    /// `openssl x509 -noout -text`.
+    pub fn text(&self) -> String {
+        let dir = self.cert.parent().expect("in a directory");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-noout",
+                "-text",
+                "-in",
+                &self.cert.to_string_lossy(),
+            ],
+        )
+        .expect("openssl x509 -text")
+    }
+
+    /// The subject as OpenSSL prints it in RFC 2253 form (without `subject=`).
+    pub fn subject_rfc2253(&self) -> String {
+        self.name_rfc2253("-subject")
+    }
+
+    /// The issuer as OpenSSL prints it in RFC 2253 form (without `issuer=`).
+    pub fn issuer_rfc2253(&self) -> String {
+        self.name_rfc2253("-issuer")
+    }
+
+    fn name_rfc2253(&self, which: &str) -> String {
+        let dir = self.cert.parent().expect("in a directory");
+        let out = openssl(
+            dir,
+            &[
+                "x509",
+                "-noout",
+                which,
+                "-nameopt",
+                "RFC2253",
+                "-in",
+                &self.cert.to_string_lossy(),
+            ],
+        )
+        .expect("openssl x509 -subject");
+        let line = out.trim_end_matches(['\r', '\n']);
+        line.split_once('=')
+            .map(|(_, v)| v)
+            .unwrap_or(line)
+            .to_owned()
+    }
+}
+
+/// A CA made with openssl in its own directory, with an `openssl ca` database so it can
+/// also issue with chosen dates, revoke and write CRLs.
+#[derive(Debug)]
+pub struct OpensslCa {
+    /// The CA directory.
+    pub dir: PathBuf,
+    /// The CA certificate and key.
+    pub ca: Issued,
+    name: String,
+}
+
+/// `openssl ca` configuration: no extensions section, so the certificates it signs are
+/// version 1, like those of a bare `openssl x509 -req`.
+fn ca_config(dir: &Path, name: &str) -> String {
+    let mut c = String::new();
+    let d = dir.display();
+    let _ = write!(
+        c,
+        "[ca]\ndefault_ca = this\n\n[this]\n\
+         database = {d}/{name}.index\nserial = {d}/{name}.serial\ncrlnumber = {d}/{name}.crlnumber\n\
+         new_certs_dir = {d}\ncertificate = {d}/{name}.crt\nprivate_key = {d}/{name}.key\n\
+         default_md = sha256\ndefault_days = 30\ndefault_crl_days = 7\npolicy = anything\n\
+         unique_subject = no\ncopy_extensions = none\n\n\
+         [anything]\ncommonName = supplied\n"
+    );
+    c
+}
+
+impl OpensslCa {
+    /// A self-signed root `CN=<cn>` (v3, `openssl req -x509`) in `dir`, files named
+    /// after `name`.
+    pub fn root(dir: &Path, name: &str, cn: &str) -> Result<Self> {
+        let ca = Issued {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        };
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &ca.key.to_string_lossy(),
+                "-out",
+                &ca.cert.to_string_lossy(),
+            ],
+        )?;
+        Self::with_database(dir, name, ca)
+    }
+
+    fn with_database(dir: &Path, name: &str, ca: Issued) -> Result<Self> {
+        std::fs::write(dir.join(format!("{name}.index")), "")?;
+        std::fs::write(dir.join(format!("{name}.serial")), "1000\n")?;
+        std::fs::write(dir.join(format!("{name}.crlnumber")), "01\n")?;
+        std::fs::write(dir.join(format!("{name}.cnf")), ca_config(dir, name))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            ca,
+            name: name.to_owned(),
+        })
+    }
+
+    fn request(&self, name: &str, subj: &str) -> Result<(Issued, PathBuf)> {
+        let issued = Issued {
+            cert: self.dir.join(format!("{name}.crt")),
+            key: self.dir.join(format!("{name}.key")),
+        };
+        let csr = self.dir.join(format!("{name}.csr"));
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                subj,
+                "-keyout",
+                &issued.key.to_string_lossy(),
+                "-out",
+                &csr.to_string_lossy(),
+            ],
+        )?;
+        Ok((issued, csr))
+    }
+
+    /// A client certificate for `subj` (`/C=../CN=..` form) signed with a bare
+    /// `openssl x509 -req -CA -CAkey` (version 1), valid for two days, serial `serial`.
+    pub fn issue_v1(&self, name: &str, subj: &str, serial: u32) -> Result<Issued> {
+        let (issued, csr) = self.request(name, subj)?;
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr.to_string_lossy(),
+                "-CA",
+                &self.ca.cert.to_string_lossy(),
+                "-CAkey",
+                &self.ca.key.to_string_lossy(),
+                "-set_serial",
+                &serial.to_string(),
+                "-days",
+                "2",
+                "-sha256",
+                "-out",
+                &issued.cert.to_string_lossy(),
+            ],
+        )?;
+        Ok(issued)
+    }
+
+    /// A version 1 client certificate `CN=<cn>` valid from `start` to `end`
+    /// (`YYYYMMDDHHMMSSZ`), signed with `openssl ca` and recorded in its database (so it
+    /// can be revoked).
+    pub fn issue_v1_dated(&self, name: &str, cn: &str, start: &str, end: &str) -> Result<Issued> {
+        let (issued, csr) = self.request(name, &format!("/CN={cn}"))?;
+        openssl(
+            &self.dir,
+            &[
+                "ca",
+                "-batch",
+                "-notext",
+                "-config",
+                &self
+                    .dir
+                    .join(format!("{}.cnf", self.name))
+                    .to_string_lossy(),
+                "-startdate",
+                start,
+                "-enddate",
+                end,
+                "-in",
+                &csr.to_string_lossy(),
+                "-out",
+                &issued.cert.to_string_lossy(),
+            ],
+        )?;
+        Ok(issued)
+    }
+
+    /// A version 3 intermediate CA `CN=<cn>` (basicConstraints CA:TRUE, keyCertSign)
+    /// signed by this CA, with its own database.
+    pub fn intermediate(&self, name: &str, cn: &str) -> Result<OpensslCa> {
+        let (issued, csr) = self.request(name, &format!("/CN={cn}"))?;
+        let ext = self.dir.join(format!("{name}.ext"));
+        std::fs::write(
+            &ext,
+            "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n\
+             subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
+        )?;
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr.to_string_lossy(),
+                "-CA",
+                &self.ca.cert.to_string_lossy(),
+                "-CAkey",
+                &self.ca.key.to_string_lossy(),
+                "-set_serial",
+                "77",
+                "-days",
+                "30",
+                "-sha256",
+                "-extfile",
+                &ext.to_string_lossy(),
+                "-out",
+                &issued.cert.to_string_lossy(),
+            ],
+        )?;
+        Self::with_database(&self.dir, name, issued)
+    }
+
+    /// Revoke a certificate this CA issued with [`Self::issue_v1_dated`].
+    pub fn revoke(&self, cert: &Issued) -> Result<()> {
+        openssl(
+            &self.dir,
+            &[
+                "ca",
+                "-batch",
+                "-config",
+                &self
+                    .dir
+                    .join(format!("{}.cnf", self.name))
+                    .to_string_lossy(),
+                "-revoke",
+                &cert.cert.to_string_lossy(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The current CRL (PEM), valid for 7 days.
+    pub fn crl_pem(&self) -> Result<String> {
+        let out = self.dir.join(format!("{}.crl", self.name));
+        openssl(
+            &self.dir,
+            &[
+                "ca",
+                "-batch",
+                "-gencrl",
+                "-config",
+                &self
+                    .dir
+                    .join(format!("{}.cnf", self.name))
+                    .to_string_lossy(),
+                "-out",
+                &out.to_string_lossy(),
+            ],
+        )?;
+        Ok(std::fs::read_to_string(out)?)
+    }
+}
