@@ -243,7 +243,11 @@ fn auth(rest: &str) -> Result<Command, ParseError> {
 /// Strip a case-insensitive `FROM:` / `TO:` keyword, allowing spaces after the colon.
 fn keyword<'a>(rest: &'a str, kw: &str) -> Result<&'a str, ParseError> {
     let rest = rest.trim_start_matches(' ');
-    if rest.len() < kw.len() || !rest[..kw.len()].eq_ignore_ascii_case(kw) {
+    // `get`, not indexing: a multi-byte character may straddle the keyword's length.
+    if !rest
+        .get(..kw.len())
+        .is_some_and(|k| k.eq_ignore_ascii_case(kw))
+    {
         return Err(ParseError::Syntax(if kw == "FROM:" {
             "expected MAIL FROM:<address>"
         } else {
@@ -431,6 +435,22 @@ mod tests {
 
     fn p(s: &str) -> Result<Command, ParseError> {
         parse(s.as_bytes())
+    }
+
+    /// Found by the `command_parser` fuzz target: a multi-byte character straddling the
+    /// length of `TO:` / `FROM:` made the keyword check slice inside it and panic.
+    #[test]
+    fn multibyte_character_across_the_keyword_is_a_syntax_error() {
+        for line in [
+            "RCPT TO\u{1b7}exaet>",
+            "RCPT T\u{1b7}:<a@b.c>",
+            "MAIL FROM\u{20ac}<a@b.c>",
+        ] {
+            let e = p(line).unwrap_err();
+            assert!(matches!(e, ParseError::Syntax(_)), "{line}: {e:?}");
+            assert_eq!(e.reply().code, 501, "{line}");
+        }
+        assert!(p("RCPT TO:<\u{1b7}@example.org>").is_ok());
     }
 
     #[test]
