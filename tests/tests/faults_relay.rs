@@ -193,7 +193,8 @@ fn sigterm_drains_cleanly() {
     let status = gw.wait(Duration::from_secs(15)).unwrap();
     assert!(status.success(), "{status}\n{}", gw.logs());
     assert!(
-        gw.logs().contains("shutting down: no transaction in progress")
+        gw.logs()
+            .contains("shutting down: no transaction in progress")
             && !gw.logs().contains("shutdown grace period over"),
         "{:?}\n{}",
         t.elapsed(),
