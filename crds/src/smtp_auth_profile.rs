@@ -91,7 +91,9 @@ pub struct LdapAuthSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AllowanceSpec {
     /// Run the LdapProfile's `smtpAuthQuery.allowanceFilter` after a successful bind.
-    #[serde(default)]
+    /// Default `true`: writing an `allowance` block turns the check on unless it says
+    /// `enabled: false`.
+    #[serde(default = "default_enabled")]
     pub enabled: bool,
     /// What happens to a user the allowance filter does not match: `Reject` answers
     /// with `response`; `Monitor` lets the session continue and logs every command.
@@ -126,4 +128,8 @@ pub struct SmtpReply {
     /// One line of text, e.g. `Dear user, please use your CAC to send email.`
     #[schemars(length(min = 1, max = 400))]
     pub text: String,
+}
+
+fn default_enabled() -> bool {
+    true
 }
