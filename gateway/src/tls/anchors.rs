@@ -80,6 +80,11 @@ impl TrustAnchors {
         &self.anchors
     }
 
+    /// The certificate (DER) of the anchor at `index` in [`Self::anchors`].
+    pub fn certificate(&self, index: usize) -> &CertificateDer<'static> {
+        &self.certificates[index]
+    }
+
     /// The bundle certificates a path ending at `anchor` also depends on, nearest first:
     /// the anchor's own certificate unless it is self-issued, then the one that issued it
     /// if that is in the bundle and not self-issued, and so on. Empty for a root.

@@ -1,5 +1,6 @@
-//! Client certificate verification: chain, validity period and key usage with webpki,
-//! then revocation of every certificate of the verified path through the
+//! Client certificate verification: chain, validity period and key usage with webpki
+//! (for an X.509 version 1 certificate, which webpki refuses, the equivalent checks of
+//! [`super::v1_path`]), then revocation of every certificate of the verified path through the
 //! [`RevocationChecker`] hook — including the bundle certificates above the trust anchor
 //! the path ends at (see [`super::anchors`]).
 //!
@@ -18,7 +19,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{RevocationChecker, RevocationStatus, TrustAnchors, check_certificate};
+use super::{RevocationChecker, RevocationStatus, TrustAnchors, check_certificate, v1_path};
 use crate::config::{CrlScope, pem};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
@@ -120,7 +121,13 @@ impl ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<(), VerifyFailure> {
-        let ee = webpki::EndEntityCert::try_from(end_entity).map_err(webpki_failure)?;
+        let ee = match webpki::EndEntityCert::try_from(end_entity) {
+            Ok(ee) => ee,
+            Err(webpki::Error::UnsupportedCertVersion) => {
+                return self.verify_v1_chain(end_entity, intermediates, now);
+            }
+            Err(e) => return Err(webpki_failure(e)),
+        };
         let path = ee
             .verify_for_usage(
                 self.algs.all,
@@ -137,6 +144,27 @@ impl ClientVerifier {
             self.check_revocation(&cert.der())?;
         }
         for cert in self.anchors.above(path.anchor()) {
+            self.check_revocation(cert)?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::verify_chain`] for a version 1 end-entity certificate: the same checks,
+    /// the same failures.
+    fn verify_v1_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), VerifyFailure> {
+        let path =
+            v1_path::verify_v1_path(self.algs.all, &self.anchors, end_entity, intermediates, now)
+                .map_err(webpki_failure)?;
+        self.check_revocation(end_entity)?;
+        for &i in &path.intermediates {
+            self.check_revocation(&intermediates[i])?;
+        }
+        for cert in self.anchors.above(&self.anchors.anchors()[path.anchor]) {
             self.check_revocation(cert)?;
         }
         Ok(())
@@ -256,7 +284,12 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
+        match verify_tls12_signature(message, cert, dss, &self.algs) {
+            Err(_) if v1_path::is_v1_end_entity(cert) => {
+                v1_path::verify_tls12_signature(message, cert, dss, &self.algs)
+            }
+            result => result,
+        }
     }
 
     fn verify_tls13_signature(
@@ -265,7 +298,12 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
+        match verify_tls13_signature(message, cert, dss, &self.algs) {
+            Err(_) if v1_path::is_v1_end_entity(cert) => {
+                v1_path::verify_tls13_signature(message, cert, dss, &self.algs)
+            }
+            result => result,
+        }
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -483,5 +521,52 @@ mod tests {
         assert_eq!(verify(9, &bundle, &[]), Ok(()));
         // A root is never looked up (nothing issued it).
         assert_eq!(verify(1, &bundle, &[]), Ok(()));
+    }
+
+    #[test]
+    fn a_v1_certificate_gets_the_same_checks_and_failures() {
+        use crate::tls::v1_path::tests::{ca_params, v1_cert};
+        let root =
+            CertifiedIssuer::self_signed(ca_params("Root"), KeyPair::generate().unwrap()).unwrap();
+        let mid = CertifiedIssuer::signed_by(ca_params("Mid"), KeyPair::generate().unwrap(), &root)
+            .unwrap();
+        let leaf = v1_cert("alice", &mid, -60, 3600);
+        let serial = |der: &CertificateDer<'_>| {
+            X509Certificate::from_der(der)
+                .unwrap()
+                .1
+                .raw_serial()
+                .to_vec()
+        };
+        let verify = |revoked: Vec<u8>, bundle: &str, chain: &[CertificateDer<'_>]| {
+            ClientVerifier::new(bundle, Arc::new(RevokesSerial(revoked)), true)
+                .unwrap()
+                .verify_chain(&leaf, chain, UnixTime::now())
+                .map_err(|f| (f.reason, rustls::AlertDescription::from(f.error)))
+        };
+        let chain = [mid.der().clone()];
+        assert_eq!(verify(vec![0], &root.pem(), &chain), Ok(()));
+        // Revocation of the leaf, of the intermediate it came through, and of an
+        // intermediate anchor (above the anchor) are all seen.
+        let revoked = Err(("revoked", rustls::AlertDescription::CertificateRevoked));
+        assert_eq!(verify(serial(&leaf), &root.pem(), &chain), revoked);
+        assert_eq!(verify(serial(mid.der()), &root.pem(), &chain), revoked);
+        let bundle = format!("{}{}", root.pem(), mid.pem());
+        assert_eq!(verify(serial(mid.der()), &bundle, &[]), revoked);
+        // Unknown CA and expiry, with webpki's reasons and alerts.
+        assert_eq!(
+            verify(vec![0], &root.pem(), &[]),
+            Err(("unknown_issuer", rustls::AlertDescription::UnknownCA))
+        );
+        let expired = v1_cert("alice", &mid, -7200, -3600);
+        let f = ClientVerifier::new(&bundle, Arc::new(crate::tls::NoRevocation), true)
+            .unwrap()
+            .verify_chain(&expired, &[], UnixTime::now())
+            .unwrap_err();
+        assert_eq!(f.reason, "expired");
+        assert_eq!(
+            rustls::AlertDescription::from(f.error),
+            rustls::AlertDescription::CertificateExpired
+        );
     }
 }
