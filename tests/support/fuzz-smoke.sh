@@ -20,6 +20,12 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --root "$tools"
 fi
 
+# libfuzzer-sys compiles libFuzzer itself (C++).
+if ! command -v c++ >/dev/null 2>&1; then
+    echo "== installing g++ (libFuzzer is C++)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++
+fi
+
 # libFuzzer's instrumentation needs unstable compiler flags; the stable compiler accepts
 # them with RUSTC_BOOTSTRAP. No sanitizer: the code under test forbids `unsafe`, and
 # panics, overflows (debug assertions are on) and hangs are what the run looks for.
