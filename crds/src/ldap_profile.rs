@@ -142,8 +142,9 @@ pub struct CertificateAuthQuery {
     pub name: String,
     /// LDAP filter template, e.g. `(&(objectClass=posixAccount)(caccn={cn})(cacserial={sn}))`.
     /// Placeholders: `{cn}` subject common name, `{sn}` serial number (upper-case hex, no
-    /// separators), `{dn}` subject DN, `{issuer}` issuer DN, `{email}`, `{upn}`, `{fp}`
-    /// SHA-256 fingerprint, `{t}` now (GeneralizedTime). Values are escaped (RFC 4515).
+    /// separators), `{dn}` subject DN and `{issuer}` issuer DN (RFC 4514 strings, as
+    /// `openssl x509 -nameopt RFC2253` prints them), `{email}`, `{upn}`, `{fp}` SHA-256
+    /// fingerprint, `{t}` now (GeneralizedTime). Values are escaped (RFC 4515).
     #[schemars(length(min = 1))]
     pub filter: String,
     /// Attribute whose value becomes the session's user id. Default `uid`
