@@ -128,6 +128,10 @@ fn init_tracing(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A line that cannot be written (full disk, closed pipe) is dropped. Reporting
+        // the failure would go to the same stderr, and `eprintln!` panics when that
+        // fails too: every session that logged a decision died with it.
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

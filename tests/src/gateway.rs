@@ -34,11 +34,25 @@ impl Gateway {
 
     /// Start with extra command-line arguments.
     pub fn start_with(config: &GatewayConfig, args: &[&str]) -> Result<Self> {
+        Self::start_logging_to(config, args, None)
+    }
+
+    /// Start with the log (stderr) going to `stderr` instead of the temporary log file,
+    /// e.g. `/dev/full` for a disk that is full.
+    pub fn start_logging_to(
+        config: &GatewayConfig,
+        args: &[&str],
+        stderr: Option<std::fs::File>,
+    ) -> Result<Self> {
         let bin = workspace_bin("postern-gateway")?;
         let dir = tempfile::Builder::new().prefix("postern-gw-").tempdir()?;
         let config_path = dir.path().join("gateway.yaml");
         std::fs::write(&config_path, config.to_yaml())?;
         let log_path = dir.path().join("gateway.log");
+        let stderr = match stderr {
+            Some(f) => f,
+            None => std::fs::File::create(&log_path)?,
+        };
         let admin_port = free_port();
         let child = Command::new(bin)
             .arg("--config")
@@ -50,7 +64,7 @@ impl Gateway {
             .env("POSTERN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout.log"))?)
-            .stderr(std::fs::File::create(&log_path)?)
+            .stderr(stderr)
             .spawn()
             .context("starting postern-gateway")?;
         let mut gw = Self {

@@ -1,0 +1,53 @@
+//! Fault: the log cannot be written (the disk holding it is full). Mail keeps flowing:
+//! a decision line that cannot be written is dropped, it does not end the session that
+//! logged it. (Before, the log writer's report of its own failure went to the same full
+//! stderr and panicked every session task.)
+
+use std::time::Duration;
+
+use postern_gateway::config::TlsMode;
+use postern_tests::clients::Raw;
+use postern_tests::gateway::{Gateway, listener, policy, single};
+use postern_tests::ports::free_port;
+use postern_tests::sink::Sink;
+
+#[test]
+fn sessions_and_relay_go_on_when_the_log_cannot_be_written() {
+    let sink = Sink::start(&[]).unwrap();
+    let port = free_port();
+    let config = single(
+        listener(port, sink.port, "relayed"),
+        policy(TlsMode::Disabled, false, false, false),
+        None,
+    );
+    // Writes to /dev/full fail with ENOSPC, as on a full disk.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut gw = Gateway::start_logging_to(&config, &["--shutdown-grace", "1s"], Some(full))
+        .expect("the gateway starts with an unwritable log");
+    for i in 0..5 {
+        let mut c = Raw::connect(port).unwrap();
+        let greeting = c.reply().unwrap();
+        assert!(greeting.starts_with("220 "), "session {i}: {greeting:?}");
+        assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
+        assert!(
+            c.cmd("MAIL FROM:<a@example.org>")
+                .unwrap()
+                .starts_with("250")
+        );
+        assert!(c.cmd("RCPT TO:<b@example.net>").unwrap().starts_with("250"));
+        assert!(c.cmd("DATA").unwrap().starts_with("354"));
+        c.send(format!("Subject: log full {i}\r\n\r\nx\r\n.\r\n").as_bytes())
+            .unwrap();
+        let reply = c.reply().unwrap();
+        assert!(reply.starts_with("250"), "session {i}: {reply:?}");
+        assert!(c.cmd("QUIT").unwrap().starts_with("221"));
+    }
+    assert_eq!(sink.wait_for(5, Duration::from_secs(10)).len(), 5);
+    assert!(
+        gw.wait_exit(Duration::from_millis(100)).is_none(),
+        "the gateway is still running"
+    );
+}
