@@ -4,6 +4,7 @@ pub mod anchors;
 pub mod revocation;
 pub mod server;
 pub mod v1_path;
+pub mod verified;
 pub mod verifier;
 
 pub use anchors::{AnchorError, TrustAnchors};

@@ -16,9 +16,14 @@
 //!
 //! A client certificate is always optional at the TLS layer: "TLS required, no
 //! certificate" is refused later, at MAIL, with `530 5.7.0`.
+//!
+//! Paths that verified are remembered ([`super::verified`]): a client presenting the
+//! same chain again skips the chain's signature checks while the path is inside its
+//! validity window; revocation is checked every time.
 
 use std::sync::{Arc, Mutex};
 
+use super::verified::{self, VerifiedPath, VerifiedPaths};
 use super::{RevocationChecker, RevocationStatus, TrustAnchors, check_certificate, v1_path};
 use crate::config::{CrlScope, pem};
 use rustls::client::danger::HandshakeSignatureValid;
@@ -83,6 +88,7 @@ pub struct ClientVerifier {
     algs: WebPkiSupportedAlgorithms,
     revocation: Arc<dyn RevocationChecker>,
     enforce: bool,
+    verified: VerifiedPaths,
 }
 
 impl ClientVerifier {
@@ -104,6 +110,7 @@ impl ClientVerifier {
             algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
             revocation,
             enforce,
+            verified: VerifiedPaths::default(),
         })
     }
 
@@ -121,6 +128,14 @@ impl ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<(), VerifyFailure> {
+        let key = verified::chain_key(end_entity, intermediates);
+        if let Some(path) = self.verified.get(&key, now) {
+            self.check_revocation(end_entity)?;
+            for cert in path.above.iter() {
+                self.check_revocation(cert)?;
+            }
+            return Ok(());
+        }
         let ee = match webpki::EndEntityCert::try_from(end_entity) {
             Ok(ee) => ee,
             Err(webpki::Error::UnsupportedCertVersion) => {
@@ -139,18 +154,33 @@ impl ClientVerifier {
                 None,
             )
             .map_err(webpki_failure)?;
-        self.check_revocation(end_entity)?;
+        let (mut not_before, mut not_after) = self.check_revocation(end_entity)?;
+        let mut above = Vec::new();
         for cert in path.intermediate_certificates() {
-            self.check_revocation(&cert.der())?;
+            let der = cert.der();
+            let (b, a) = self.check_revocation(&der)?;
+            not_before = not_before.max(b);
+            not_after = not_after.min(a);
+            above.push(der.into_owned());
         }
+        // webpki does not check a trust anchor's validity, so neither does the window.
         for cert in self.anchors.above(path.anchor()) {
             self.check_revocation(cert)?;
+            above.push(cert.clone());
         }
+        self.verified.insert(
+            key,
+            VerifiedPath {
+                above: above.into(),
+                not_before,
+                not_after,
+            },
+        );
         Ok(())
     }
 
     /// [`Self::verify_chain`] for a version 1 end-entity certificate: the same checks,
-    /// the same failures.
+    /// the same failures. Such paths are rare and not remembered.
     fn verify_v1_chain(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -170,7 +200,9 @@ impl ClientVerifier {
         Ok(())
     }
 
-    fn check_revocation(&self, der: &CertificateDer<'_>) -> Result<(), VerifyFailure> {
+    /// Ask the revocation hook about one certificate; returns the certificate's validity
+    /// period (Unix seconds) for the path cache.
+    fn check_revocation(&self, der: &CertificateDer<'_>) -> Result<(u64, u64), VerifyFailure> {
         let (cert, status) =
             check_certificate(self.revocation.as_ref(), CrlScope::InboundSmtpTls, der).map_err(
                 |e| VerifyFailure {
@@ -180,7 +212,14 @@ impl ClientVerifier {
                 },
             )?;
         match status {
-            RevocationStatus::NoCrl | RevocationStatus::Good => Ok(()),
+            RevocationStatus::NoCrl | RevocationStatus::Good => {
+                let v = cert.validity();
+                let secs = |t: i64| u64::try_from(t).unwrap_or(0);
+                Ok((
+                    secs(v.not_before.timestamp()),
+                    secs(v.not_after.timestamp()),
+                ))
+            }
             RevocationStatus::Revoked { source, reason } => Err(VerifyFailure {
                 error: CertificateError::Revoked,
                 reason: "revoked",
@@ -382,6 +421,13 @@ mod tests {
     }
 
     fn pki() -> (String, CertificateDer<'static>, Vec<u8>) {
+        pki_valid(None)
+    }
+
+    /// A CA and a client leaf, valid in `validity` (default: rcgen's, 1975–4096).
+    fn pki_valid(
+        validity: Option<(time::OffsetDateTime, time::OffsetDateTime)>,
+    ) -> (String, CertificateDer<'static>, Vec<u8>) {
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.distinguished_name.push(DnType::CommonName, "Unit CA");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -391,6 +437,10 @@ mod tests {
         leaf.distinguished_name.push(DnType::CommonName, "leaf");
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         leaf.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x42]));
+        if let Some((not_before, not_after)) = validity {
+            leaf.not_before = not_before;
+            leaf.not_after = not_after;
+        }
         let key = KeyPair::generate().unwrap();
         let cert = leaf.signed_by(&key, &ca).unwrap();
         let (_, parsed) = X509Certificate::from_der(ca.der()).unwrap();
@@ -442,6 +492,79 @@ mod tests {
             rustls::AlertDescription::from(f.error),
             rustls::AlertDescription::UnknownCA
         );
+    }
+
+    /// Answers what it is set to (revocation that changes after a path was cached).
+    #[derive(Debug)]
+    struct Switch(
+        std::sync::Mutex<RevocationStatus>,
+        std::sync::atomic::AtomicUsize,
+    );
+
+    impl RevocationChecker for Switch {
+        fn check(&self, _: CrlScope, _: &[u8], _: Option<&[u8]>, _: &[u8]) -> RevocationStatus {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    #[test]
+    fn a_cached_path_is_still_checked_for_revocation_every_time() {
+        let (ca_pem, leaf, _) = pki();
+        let checker = Arc::new(Switch(
+            std::sync::Mutex::new(RevocationStatus::Good),
+            Default::default(),
+        ));
+        let v = ClientVerifier::new(&ca_pem, checker.clone(), true).unwrap();
+        assert!(v.verify_chain(&leaf, &[], UnixTime::now()).is_ok());
+        assert_eq!(v.verified.len(), 1, "the verified path is remembered");
+        assert!(v.verify_chain(&leaf, &[], UnixTime::now()).is_ok());
+        assert_eq!(checker.1.load(std::sync::atomic::Ordering::Relaxed), 2);
+        *checker.0.lock().unwrap() = RevocationStatus::Revoked {
+            source: "corp".into(),
+            reason: None,
+        };
+        let f = v.verify_chain(&leaf, &[], UnixTime::now()).unwrap_err();
+        assert_eq!(f.reason, "revoked");
+        *checker.0.lock().unwrap() = RevocationStatus::Stale {
+            source: "corp".into(),
+            next_update: "2020-01-01T00:00:00Z".into(),
+        };
+        let f = v.verify_chain(&leaf, &[], UnixTime::now()).unwrap_err();
+        assert_eq!(f.reason, "crl_stale");
+    }
+
+    #[test]
+    fn a_cached_path_expires_with_its_certificate() {
+        let now = time::OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        let (ca_pem, leaf, _) = pki_valid(Some((now - day, now + day)));
+        let v = ClientVerifier::new(&ca_pem, Arc::new(crate::tls::NoRevocation), true).unwrap();
+        assert!(v.verify_chain(&leaf, &[], UnixTime::now()).is_ok());
+        assert_eq!(v.verified.len(), 1);
+        let at = |t: time::OffsetDateTime| {
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(t.unix_timestamp() as u64))
+        };
+        let f = v.verify_chain(&leaf, &[], at(now + 2 * day)).unwrap_err();
+        assert_eq!(f.reason, "expired");
+        let f = v.verify_chain(&leaf, &[], at(now - 2 * day)).unwrap_err();
+        assert_eq!(f.reason, "not_yet_valid");
+        assert!(v.verify_chain(&leaf, &[], UnixTime::now()).is_ok());
+    }
+
+    #[test]
+    fn failures_are_not_remembered() {
+        let (ca_pem, _, _) = pki();
+        let (_, other_leaf, _) = pki();
+        let v = ClientVerifier::new(&ca_pem, Arc::new(crate::tls::NoRevocation), true).unwrap();
+        for _ in 0..2 {
+            let f = v
+                .verify_chain(&other_leaf, &[], UnixTime::now())
+                .unwrap_err();
+            // Same CA name, other key: the signature does not verify, both times.
+            assert_eq!(f.reason, "bad_signature");
+        }
+        assert!(v.verified.is_empty());
     }
 
     #[test]
@@ -521,6 +644,40 @@ mod tests {
         assert_eq!(verify(9, &bundle, &[]), Ok(()));
         // A root is never looked up (nothing issued it).
         assert_eq!(verify(1, &bundle, &[]), Ok(()));
+
+        // A remembered path still asks about the bundle certificate above its anchor.
+        let later = Arc::new(RevokesSerialLater(2, Default::default()));
+        let v = ClientVerifier::new(&bundle, later.clone(), true).unwrap();
+        assert!(v.verify_chain(leaf.der(), &[], UnixTime::now()).is_ok());
+        assert_eq!(v.verified.len(), 1);
+        later.1.store(true, std::sync::atomic::Ordering::Relaxed);
+        let f = v
+            .verify_chain(leaf.der(), &[], UnixTime::now())
+            .unwrap_err();
+        assert_eq!(f.reason, "revoked");
+    }
+
+    /// Revokes one serial once told to.
+    #[derive(Debug)]
+    struct RevokesSerialLater(u8, std::sync::atomic::AtomicBool);
+
+    impl RevocationChecker for RevokesSerialLater {
+        fn check(
+            &self,
+            _: CrlScope,
+            _: &[u8],
+            _: Option<&[u8]>,
+            serial: &[u8],
+        ) -> RevocationStatus {
+            if self.1.load(std::sync::atomic::Ordering::Relaxed) && serial == [self.0] {
+                RevocationStatus::Revoked {
+                    source: "root".into(),
+                    reason: None,
+                }
+            } else {
+                RevocationStatus::Good
+            }
+        }
     }
 
     #[test]
