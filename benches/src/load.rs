@@ -68,6 +68,12 @@ pub fn tls_config(pki: &Pki, version: TlsVersion) -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(config))
 }
 
+/// The `AUTH PLAIN` initial response for `user` and `password` (RFC 4616, no authzid).
+pub fn auth_plain(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+}
+
 /// A message of about `payload` bytes of body plus headers, dot-terminated.
 pub fn message(payload: usize) -> Vec<u8> {
     let mut m = Vec::with_capacity(payload + 256);
@@ -237,6 +243,8 @@ pub struct Spec {
     pub addr: SocketAddr,
     /// STARTTLS with this configuration, or plaintext.
     pub tls: Option<Arc<ClientConfig>>,
+    /// `AUTH PLAIN` with this initial response (base64) after the (last) EHLO.
+    pub auth: Option<Arc<str>>,
     /// Messages per session (0: STARTTLS + EHLO + QUIT only).
     pub messages: u32,
     /// The message (see [`message`]).
@@ -256,6 +264,7 @@ impl std::fmt::Debug for Spec {
         f.debug_struct("Spec")
             .field("addr", &self.addr)
             .field("tls", &self.tls.is_some())
+            .field("auth", &self.auth.is_some())
             .field("messages", &self.messages)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
@@ -296,6 +305,9 @@ async fn session(
     let t0 = Instant::now();
     let mut c = Smtp::connect(spec.addr, src).await?;
     c.open(connector).await?;
+    if let Some(token) = &spec.auth {
+        c.cmd(&format!("AUTH PLAIN {token}"), 235).await?;
+    }
     for i in 0..spec.messages {
         if i > 0 && Instant::now() >= deadline {
             break;
@@ -430,6 +442,14 @@ mod tests {
         let m = message(5000);
         assert!(m.len() > 5000 && m.len() < 5300, "{}", m.len());
         assert!(m.ends_with(b"\r\n.\r\n"));
+    }
+
+    #[test]
+    fn auth_plain_token() {
+        assert_eq!(
+            auth_plain("tim", "tanstaaftanstaaf"),
+            "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
+        );
     }
 
     #[test]

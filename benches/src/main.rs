@@ -25,6 +25,7 @@ mod procs;
 mod profile;
 mod report;
 mod sink;
+mod slapd;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ enum Section {
     Crl,
     /// Idle memory and memory per idle connection.
     Idle,
+    /// LDAP certificate mapping and SMTP AUTH against a real slapd, cache cold vs warm.
+    Ldap,
     /// Callgrind instruction counts of fixed workloads (slow: runs under valgrind).
     Profile,
 }
@@ -67,7 +70,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// What to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Compare, Section::Crl, Section::Idle])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Compare, Section::Crl, Section::Idle, Section::Ldap])]
     sections: Vec<Section>,
     /// Rounds per workload; the server order alternates and the median-rate round is shown.
     #[arg(long, default_value_t = 3)]
@@ -133,6 +136,8 @@ enum Work {
     Source { per_session: u32, payload: usize },
     /// Rust client, STARTTLS + client certificate (ECDSA, TLS 1.3), then messages.
     TlsRelay { per_session: u32, payload: usize },
+    /// STARTTLS (ECDSA, TLS 1.3, no client certificate asked) + EHLO + AUTH PLAIN + QUIT.
+    AuthSessions,
 }
 
 impl Work {
@@ -158,12 +163,15 @@ impl Work {
                 "relay, STARTTLS + client cert, {per_session} msg/session, {}",
                 size(payload)
             ),
+            Self::AuthSessions => {
+                "STARTTLS + EHLO + AUTH PLAIN + QUIT, ECDSA P-256, TLS 1.3".to_owned()
+            }
         }
     }
 
     fn unit(self) -> &'static str {
         match self {
-            Self::Sessions(..) => "sessions/s",
+            Self::Sessions(..) | Self::AuthSessions => "sessions/s",
             _ => "msgs/s",
         }
     }
@@ -172,7 +180,7 @@ impl Work {
         match self {
             Self::Sessions(..) => Some(2.0),
             Self::Source { .. } => Some(1.5),
-            Self::TlsRelay { .. } => None,
+            Self::TlsRelay { .. } | Self::AuthSessions => None,
         }
     }
 }
@@ -183,6 +191,8 @@ struct Ports {
     tls_ecdsa: u16,
     tls_rsa: u16,
     plain: u16,
+    /// STARTTLS + SMTP AUTH (the LDAP section's gateways only).
+    smtp_auth: u16,
 }
 
 struct Target {
@@ -235,6 +245,7 @@ impl Bench {
             messages,
             body: Arc::new(load::message(payload)),
             concurrency: self.args.concurrency,
+            auth: None,
             max_sessions: u64::MAX,
             duration: secs,
             hard_limit: secs + Duration::from_secs(120),
@@ -298,6 +309,11 @@ impl Bench {
                 );
                 measure::client_run(&self.rt, &t.server, &self.sink, spec, Unit::Messages)
             }
+            Work::AuthSessions => {
+                let mut spec = self.spec(t.ports.smtp_auth, Some(self.tls.ecdsa13.clone()), 0, 0);
+                spec.auth = Some(load::auth_plain(slapd::USER, slapd::PASSWORD).into());
+                measure::client_run(&self.rt, &t.server, &self.sink, spec, Unit::Sessions)
+            }
         })
     }
 
@@ -345,9 +361,16 @@ impl Bench {
                 }
             }
         }
+        let round_ratios = b
+            .iter()
+            .zip(&p)
+            .filter(|(b, _)| b.rate() > 0.0)
+            .map(|(b, p)| p.rate() / b.rate())
+            .collect();
         let row = Row {
             workload: what,
             unit: work.unit(),
+            round_ratios,
             base: report::median(b),
             postern: report::median(p),
             target: work.target(),
@@ -400,11 +423,13 @@ impl Bench {
                 name: name.to_owned(),
                 pid: p.pid(),
                 multi_process: false,
+                helpers: Vec::new(),
             },
             ports: Ports {
                 tls_ecdsa: ports.tls_ecdsa,
                 tls_rsa: ports.tls_rsa,
                 plain: ports.plain,
+                smtp_auth: 0,
             },
             is_postfix: false,
         }
@@ -443,11 +468,13 @@ impl Bench {
                 name: "Postfix".into(),
                 pid: postfix.master_pid,
                 multi_process: true,
+                helpers: Vec::new(),
             },
             ports: Ports {
                 tls_ecdsa: pf_ports.tls_ecdsa,
                 tls_rsa: pf_ports.tls_rsa,
                 plain: pf_ports.plain,
+                smtp_auth: 0,
             },
             is_postfix: true,
         };
@@ -499,7 +526,9 @@ impl Bench {
         let _ = writeln!(
             s,
             "{} concurrent client sessions; {} s per client-driven run; median-rate of {} round(s), server order alternating. \
-             Rates count completed sessions, or messages that reached the sink (Postfix queues, so its runs include draining the queue). \
+             Rates count completed sessions, or messages that reached the sink (Postfix queues, so its runs include draining the queue); \
+             the rate columns are each server's median round, the rate ratio is the median of the per-round ratios (both servers ran back to back in each round) with their range. \
+             CPU efficiency ratio: the baseline's CPU per 1,000 over Postern's. \
              Latency: a whole session (connect to the QUIT reply), or one message (MAIL to the reply after the data); smtp-source reports none. \
              CPU: all of the server's processes (/proc utime+stime, children included). Memory: peak RSS of Postern's one process; peak sum of PSS over Postfix's processes.\n",
             self.args.concurrency,
@@ -678,6 +707,77 @@ impl Bench {
         }
         s.push('\n');
         self.report.push_str(&s);
+        Ok(())
+    }
+
+    /// LDAP: two gateways on one real slapd, one without the result cache (every
+    /// decision asks the directory), one with the default cache; certificate mapping
+    /// sessions and SMTP AUTH sessions.
+    fn ldap(&mut self) -> Result<()> {
+        let users = if self.args.quick { 100 } else { 10_000 };
+        eprintln!("starting slapd with {users} users");
+        let slapd = slapd::Slapd::start(&self.dir, net::free_port()?, users)?;
+        let mut targets = Vec::new();
+        for (warm, name) in [(false, "cache cold"), (true, "cache warm")] {
+            let ports = PosternPorts::free()?;
+            let auth_port = net::free_port()?;
+            let config = postern::ldap_config(
+                &self.ecdsa,
+                &self.rsa,
+                ports,
+                auth_port,
+                self.sink.addr,
+                slapd.url(),
+                warm,
+            );
+            let gw = self.start_postern(
+                if warm {
+                    "postern-ldap-warm"
+                } else {
+                    "postern-ldap-cold"
+                },
+                &config,
+            )?;
+            let mut t = Self::postern_target(&gw, ports, name);
+            t.ports.smtp_auth = auth_port;
+            t.server.helpers = vec![slapd.pid()];
+            targets.push((gw, t));
+        }
+        let (cold, warm) = (&targets[0].1, &targets[1].1);
+        let mut rows = Vec::new();
+        let mut row = self.pair(
+            Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
+            cold,
+            warm,
+            None,
+        )?;
+        row.workload = format!("{}, certificate mapped through LDAP", row.workload);
+        rows.push(row);
+        let mut row = self.pair(Work::AuthSessions, cold, warm, None)?;
+        row.workload = format!(
+            "{} (LDAP user search + BIND as the user + allowance search)",
+            row.workload
+        );
+        rows.push(row);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "## Postern with LDAP: result cache cold vs warm
+"
+        );
+        let _ = writeln!(
+            s,
+            "Two gateways on one OpenLDAP slapd on loopback ({users} people, `cn` and `uid` indexed, searches as a service account). \
+             *cold*: `cache: {{ttl: 0s, negativeTtl: 0s}}`, every decision goes to slapd; *warm*: the default cache (60 s), the same client every time. \
+             First row: the client certificate's CN is looked up (certificateAuthQuery `(&(objectClass=inetOrgPerson)(cn={{cn}}))`); \
+             second row: no client certificate, SMTP AUTH PLAIN (user search, BIND as the user on its own connection — never cached — and the allowance search). \
+             CPU per 1,000 counts the gateway and slapd together; slapd shares the 2 CPUs with the gateway and the client.\n"
+        );
+        s.push_str(&report::table(&rows, "cache cold", "cache warm"));
+        s.push('\n');
+        self.report.push_str(&s);
+        drop(targets);
+        drop(slapd);
         Ok(())
     }
 
@@ -904,6 +1004,9 @@ fn check_tools(sections: &[Section]) -> Result<()> {
     if sections.contains(&Section::Profile) {
         tools.extend(["valgrind", "callgrind_control", "callgrind_annotate"]);
     }
+    if sections.contains(&Section::Ldap) {
+        tools.extend(["slapd", "slapadd"]);
+    }
     for t in tools {
         let found = std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()));
@@ -1005,6 +1108,9 @@ fn run(args: Args) -> Result<()> {
     }
     if sections.contains(&Section::Idle) {
         bench.idle()?;
+    }
+    if sections.contains(&Section::Ldap) {
+        bench.ldap()?;
     }
     if sections.contains(&Section::Profile) {
         bench.profile()?;

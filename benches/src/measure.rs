@@ -20,6 +20,8 @@ pub struct Server {
     pub pid: u32,
     /// Postfix (memory is the sum of PSS over its processes) or Postern (RSS).
     pub multi_process: bool,
+    /// Processes whose CPU time counts as the server's too (the LDAP section's slapd).
+    pub helpers: Vec<u32>,
 }
 
 /// What a run counts.
@@ -36,6 +38,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(180);
 
 struct Probe {
     pid: u32,
+    helpers: Vec<u32>,
     multi: bool,
     cpu0: f64,
     client0: f64,
@@ -46,8 +49,9 @@ impl Probe {
     fn start(server: &Server) -> Self {
         Self {
             pid: server.pid,
+            helpers: server.helpers.clone(),
             multi: server.multi_process,
-            cpu0: procs::cpu_seconds(server.pid),
+            cpu0: server_cpu(server.pid, &server.helpers),
             client0: procs::own_cpu_seconds(std::process::id()),
             sampler: PeakSampler::start(server.pid, Duration::from_millis(500)),
         }
@@ -56,11 +60,15 @@ impl Probe {
     fn finish(self, m: &mut Measure) {
         // Let the last queue-file removals and log writes land in the CPU count.
         std::thread::sleep(Duration::from_millis(100));
-        m.cpu_s = procs::cpu_seconds(self.pid) - self.cpu0;
+        m.cpu_s = server_cpu(self.pid, &self.helpers) - self.cpu0;
         m.client_cpu_s = procs::own_cpu_seconds(std::process::id()) - self.client0;
         let (rss, pss) = self.sampler.finish();
         m.mem_kib = if self.multi { pss } else { rss };
     }
+}
+
+fn server_cpu(pid: u32, helpers: &[u32]) -> f64 {
+    procs::cpu_seconds(pid) + helpers.iter().map(|&h| procs::cpu_seconds(h)).sum::<f64>()
 }
 
 /// Drive `server` with the Rust load client.

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use postern_gateway::config::{
-    AuthBackend, AuthProfile, CertificateAuth, CrlFormat, CrlScope, CrlSource, Duration as D,
-    GatewayConfig, HostAccessEntry, Limits, Listener, ListenerTimeouts, ListenerTls,
-    MailFlowPolicy, NextHop, PolicyAction, StaticUser, TlsMode,
+    Allowance, AllowanceAction, AuthBackend, AuthProfile, CertificateAuth, CertificateAuthQuery,
+    CrlFormat, CrlScope, CrlSource, Duration as D, GatewayConfig, HostAccessEntry, LdapAuthMethod,
+    LdapBind, LdapCache, LdapProfile, LdapTimeouts, Limits, Listener, ListenerTimeouts,
+    ListenerTls, MailFlowPolicy, NextHop, PolicyAction, Reply, SmtpAuth, SmtpAuthQuery, StaticUser,
+    TlsMode,
 };
 
 use crate::pki::{CLIENT_CN, Pki};
@@ -330,4 +332,94 @@ impl Drop for Postern {
         self.stop();
         crate::cleanup::untrack_pid(self.child.id());
     }
+}
+
+/// The LDAP section's gateway: [`config`] with the certificate profile's backend moved
+/// to `slapd` (the certificate's CN finds the entry, its `uid` is the user), and one
+/// more listener on `auth_port` where the client authenticates with SMTP AUTH against
+/// the same directory (user search, BIND as the user, allowance search), after
+/// STARTTLS without a client certificate. `warm`: the default result cache; otherwise
+/// `cache: {ttl: 0s, negativeTtl: 0s}` (every decision goes to the directory).
+pub fn ldap_config(
+    ecdsa: &Pki,
+    rsa: &Pki,
+    ports: PosternPorts,
+    auth_port: u16,
+    sink: SocketAddr,
+    ldap_url: String,
+    warm: bool,
+) -> GatewayConfig {
+    use crate::slapd;
+    let mut config = config(ecdsa, rsa, ports, sink, None);
+    config.ldap_profiles.insert(
+        "bench-ldap".into(),
+        LdapProfile {
+            servers: vec![ldap_url],
+            start_tls: false,
+            ca_pem: None,
+            bind: Some(LdapBind {
+                dn: slapd::SERVICE_DN.into(),
+                password: slapd::SERVICE_PASSWORD.into(),
+            }),
+            base_dn: slapd::BASE_DN.into(),
+            timeouts: LdapTimeouts::default(),
+            max_connections: 8,
+            cache: if warm {
+                LdapCache::default()
+            } else {
+                LdapCache {
+                    ttl: D::from_secs(0),
+                    negative_ttl: D::from_secs(0),
+                }
+            },
+            certificate_auth_query: Some(CertificateAuthQuery {
+                name: "bench-cert".into(),
+                filter: "(&(objectClass=inetOrgPerson)(cn={cn}))".into(),
+                user_id_attribute: "uid".into(),
+            }),
+            smtp_auth_query: Some(SmtpAuthQuery {
+                name: "bench-auth".into(),
+                filter: "(&(objectClass=inetOrgPerson)(uid={u}))".into(),
+                method: LdapAuthMethod::Bind,
+                allowance_filter: Some("(&(objectClass=inetOrgPerson)(uid={u}))".into()),
+            }),
+        },
+    );
+    let ldap = || AuthBackend::Ldap {
+        ldap_profile: "bench-ldap".into(),
+    };
+    config.auth_profiles.insert(
+        "bench-certificate".into(),
+        AuthProfile {
+            certificate: Some(CertificateAuth { backend: ldap() }),
+            smtp_auth: None,
+        },
+    );
+    config.auth_profiles.insert(
+        "bench-smtp-auth".into(),
+        AuthProfile {
+            certificate: None,
+            smtp_auth: Some(SmtpAuth {
+                profile: "bench-smtp-auth".into(),
+                backend: ldap(),
+                allowance: Some(Allowance {
+                    action: AllowanceAction::Reject,
+                    response: Reply::default(),
+                }),
+            }),
+        },
+    );
+    let mut policy = config.policies["certificate"].clone();
+    policy.verify_client_certificate = false;
+    policy.require_tls_for_smtp_auth = true;
+    config.policies.insert("smtp-auth".into(), policy);
+    let mut listener = config.listeners["tls-ecdsa"].clone();
+    listener.port = auth_port;
+    listener.auth_profile = Some("bench-smtp-auth".into());
+    listener.default_policy = "smtp-auth".into();
+    if let Some(tls) = &mut listener.tls {
+        tls.client_ca_pem = None;
+    }
+    config.listeners.insert("ldap-auth".into(), listener);
+    config
 }

@@ -1,6 +1,6 @@
 //! The benchmark harness still works: `postern-bench --quick` sets up Postfix, Postern and
 //! smtp-sink, drives every kind of load once, and prints complete tables without errors.
-//! Needs root, postfix and openssl (tests/support/install-deps.sh), and the
+//! Needs root, postfix, openssl and slapd (tests/support/install-deps.sh), and the
 //! postern-gateway binary built beside postern-bench (`cargo build --workspace --bins`,
 //! which tests/run does).
 
@@ -71,6 +71,7 @@ fn quick_run_prints_complete_tables() {
         "## Postern and Postfix side by side",
         "## Postern with a 10000-entry CRL",
         "## Postern memory: idle, and per idle connection",
+        "## Postern with LDAP: result cache cold vs warm",
         "Machine: ",
         "Command: ",
     ] {
@@ -83,8 +84,8 @@ fn quick_run_prints_complete_tables() {
     let comparisons: Vec<_> = rows.iter().filter(|r| r.len() == 14).collect();
     assert_eq!(
         comparisons.len(),
-        4,
-        "3 side-by-side rows + 1 CRL row:\n{report}"
+        6,
+        "3 side-by-side rows + 1 CRL row + 2 LDAP rows:\n{report}"
     );
     for r in &comparisons {
         for (i, what) in [(2, "baseline rate"), (3, "Postern rate")] {
