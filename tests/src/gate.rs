@@ -316,6 +316,18 @@ impl Gateway {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        // Those probes were sessions too: wait until the gateway has seen them close, so
+        // a test that counts connection slots starts from zero.
+        while Instant::now() < deadline {
+            let busy = crate::cluster::http_get(g.admin, "/metrics").map(|(_, text)| {
+                text.lines()
+                    .any(|l| l.starts_with("postern_connections_active{") && !l.ends_with(" 0"))
+            });
+            if matches!(busy, Ok(false)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Ok(g)
     }
 
