@@ -16,7 +16,7 @@ use super::io::{LineError, LineIo};
 use super::monitor;
 use super::reply::{self, Reply};
 use super::session::{Rules, SessionState};
-use crate::config::PolicyAction;
+use crate::config::{AllowanceAction, PolicyAction};
 use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels, ReasonLabels};
 use crate::net::Stream;
 use crate::relay::NextHopConnection;
@@ -378,7 +378,7 @@ impl Connection {
             let parsed = command::parse(&line);
             if self.st.monitor {
                 self.monitor_log(&monitor::shown(&line), false);
-            } else if self.st.auth.is_none() {
+            } else if self.st.auth.is_none() && self.may_monitor() {
                 // Kept until the session authenticates: if AUTH puts it in Monitor mode,
                 // the commands that led there are logged too ("the session in full").
                 self.before_auth.push(&line);
@@ -398,6 +398,17 @@ impl Connection {
                 return;
             }
         }
+    }
+
+    /// Whether SMTP AUTH on this listener can put a session in Monitor mode (only then are
+    /// the commands before AUTH worth keeping).
+    fn may_monitor(&self) -> bool {
+        self.listener
+            .auth
+            .as_ref()
+            .and_then(|a| a.smtp_auth.as_ref())
+            .and_then(|s| s.allowance.as_ref())
+            .is_some_and(|a| a.action == AllowanceAction::Monitor)
     }
 
     /// One `postern::monitor` line: a command of a session in Monitor mode, as the client
