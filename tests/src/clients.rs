@@ -22,6 +22,16 @@ impl Run {
     pub fn has(&self, text: &str) -> bool {
         self.output.contains(text)
     }
+
+    /// Whether the server answered with reply `code` (a swaks `<-`/`<~` line starting with
+    /// it), not merely whether the digits appear somewhere, e.g. in a port number.
+    pub fn replied(&self, code: &str) -> bool {
+        self.output.lines().any(|l| {
+            l.starts_with('<')
+                && l.trim_start_matches(['<', '-', '~', '*', ' '])
+                    .starts_with(code)
+        })
+    }
 }
 
 fn run(cmd: &mut Command, input: Option<&[u8]>, what: &str) -> Result<Run> {
@@ -142,5 +152,25 @@ impl Raw {
     pub fn closed(&mut self) -> bool {
         let mut buf = [0u8; 256];
         matches!(self.reader.read(&mut buf), Ok(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Run;
+
+    #[test]
+    fn replied_reads_reply_lines_only() {
+        let r = Run {
+            code: 0,
+            output: "=== Trying 127.0.0.1:42355...\n<~  235 2.7.0 Authentication successful\n"
+                .into(),
+        };
+        assert!(r.replied("235"));
+        let r = Run {
+            code: 0,
+            output: "=== Trying 127.0.0.1:42355...\n<** 538 5.7.11 Encryption required\n".into(),
+        };
+        assert!(!r.replied("235") && r.replied("538"));
     }
 }

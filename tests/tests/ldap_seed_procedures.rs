@@ -161,7 +161,7 @@ fn procedure_a_certificate_only() {
     refused(&p.swaks("submission", &[]), "530 5.7.0");
     // SMTP AUTH is not available here, even with a right password.
     let r = p.auth("submission", "bob", "bob-pw");
-    assert!(!r.has("235"), "{}", r.output);
+    assert!(!r.replied("235"), "{}", r.output);
     assert_eq!(p.sink.messages().len(), 1);
     let d = p.gw.decisions();
     assert!(
@@ -206,7 +206,7 @@ fn procedure_b_ldap_smtp_auth_reject_and_monitor() {
         ],
     )
     .unwrap();
-    assert!(!r.has("235"), "{}", r.output);
+    assert!(!r.replied("235"), "{}", r.output);
     assert_eq!(p.relayed_for(3).len(), 3);
 
     // Monitor listener: alice is not allowed, but is let in and every command logged.
