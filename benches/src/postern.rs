@@ -406,6 +406,7 @@ pub fn ldap_config(
                     action: AllowanceAction::Reject,
                     response: Reply::default(),
                 }),
+                throttle: Default::default(),
             }),
         },
     );

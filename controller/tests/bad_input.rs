@@ -164,6 +164,40 @@ const CASES: &[Case] = &[
         file: "smtp-auth-profiles.yaml",
     },
     Case {
+        name: "throttle window that is not a duration",
+        breakage: |f| {
+            replace(
+                f,
+                "smtp-auth-profiles.yaml",
+                "    allowance:\n",
+                "    throttle: {perUser: {failures: 5, window: ten minutes}}\n    allowance:\n",
+            )
+        },
+        expect: (
+            "SmtpAuthProfile/ldap-auth",
+            "spec.ldap.throttle.perUser.window",
+            "InvalidValue",
+        ),
+        file: "smtp-auth-profiles.yaml",
+    },
+    Case {
+        name: "throttle window of zero",
+        breakage: |f| {
+            replace(
+                f,
+                "smtp-auth-profiles.yaml",
+                "    allowance:\n",
+                "    throttle: {perClient: {window: 0s}}\n    allowance:\n",
+            )
+        },
+        expect: (
+            "SmtpAuthProfile/ldap-auth",
+            "spec.ldap.throttle.perClient.window",
+            "InvalidValue",
+        ),
+        file: "smtp-auth-profiles.yaml",
+    },
+    Case {
         name: "wrong policy action",
         breakage: |f| {
             replace(

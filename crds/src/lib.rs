@@ -43,7 +43,7 @@ pub use mail_flow_policy::{Limits, MailFlowPolicy, MailFlowPolicySpec, PolicyAct
 pub use quantity::{Quantity, QuantityError, parse_quantity};
 pub use smtp_auth_profile::{
     AllowanceAction, AllowanceSpec, CertificateAuthSpec, LdapAuthSpec, SmtpAuthProfile,
-    SmtpAuthProfileSpec, SmtpAuthProfileType, SmtpReply,
+    SmtpAuthProfileSpec, SmtpAuthProfileType, SmtpReply, ThrottleLimitSpec, ThrottleSpec,
 };
 
 /// The API group.

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{ObjectRef, ObjectStatus};
+use crate::duration::DURATION_PATTERN;
 
 /// How clients authenticate: by client certificate (mapped to a user with an LDAP
 /// certificate query), or by SMTP AUTH checked against LDAP.
@@ -84,13 +85,48 @@ pub struct LdapAuthSpec {
     /// "Check with LDAP if user is allowed to use SMTP AUTH" (the allowance query).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowance: Option<AllowanceSpec>,
+    /// Failed-AUTH throttling across sessions: failed AUTH commands (`535`, and refusals
+    /// by the allowance query) are counted per client address and per user name; over
+    /// the limit, AUTH is answered `454 4.7.0` without asking the directory. Default
+    /// `perClient: {failures: 10, window: 10m}`, `perUser: {failures: 5, window: 10m}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleSpec>,
+}
+
+/// Failed-AUTH throttling.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ThrottleSpec {
+    /// Per client address (IPv4 address or IPv6 /64). Default `{failures: 10, window: 10m}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_client: Option<ThrottleLimitSpec>,
+    /// Per user name, from any address (names the directory treats as the same user
+    /// count together). Default `{failures: 5, window: 10m}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_user: Option<ThrottleLimitSpec>,
+}
+
+/// One throttle: `failures` failed AUTH commands per `window`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ThrottleLimitSpec {
+    /// Failed AUTH commands allowed in a row; after that one more every
+    /// `window / failures`. `0` turns this throttle off. Default 10 per client, 5 per user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u32>,
+    /// The period failures are counted over (1s to 24h). Default `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub window: Option<String>,
 }
 
 /// The allowance check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AllowanceSpec {
-    /// Run the LdapProfile's `smtpAuthQuery.allowanceFilter` after a successful bind.
+    /// Run the LdapProfile's `smtpAuthQuery.allowanceFilter` for the user found (with
+    /// `Reject`, before the password is checked, so that the reply to a refused user is
+    /// the same for any password; with `Monitor`, after a successful bind).
     /// Default `true`: writing an `allowance` block turns the check on unless it says
     /// `enabled: false`.
     #[serde(default = "default_enabled")]

@@ -166,6 +166,7 @@ pub async fn prepare() -> anyhow::Result<Demo> {
                             text: "Dear user, please use your CAC to send email.".into(),
                         },
                     }),
+                    throttle: Default::default(),
                 }),
             },
         )]),

@@ -223,6 +223,7 @@ pub fn static_profile(certificate: bool, smtp_auth: bool) -> AuthProfile {
                     text: "Dear user, please use your CAC to send email.".into(),
                 },
             }),
+            throttle: Default::default(),
         }),
     }
 }
@@ -248,6 +249,7 @@ pub fn ldap_auth_profile() -> AuthProfile {
                     text: "Dear user, please use your CAC to send email.".into(),
                 },
             }),
+            throttle: Default::default(),
         }),
     }
 }

@@ -224,6 +224,7 @@ fn auth_with_malformed_input_and_cancel() {
                 users: vec![user("frank", Some("frankpw"), None, true)],
             },
             allowance: None,
+            throttle: Default::default(),
         }),
     };
     let _gw = Gateway::start(&single(

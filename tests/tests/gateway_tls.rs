@@ -98,6 +98,7 @@ fn ldap_like(action: cfg::AllowanceAction) -> cfg::SmtpAuth {
                 text: "Dear user, please use your CAC to send email.".into(),
             },
         }),
+        throttle: Default::default(),
     }
 }
 
@@ -671,6 +672,7 @@ fn directory_unreachable_gives_454_4_7_0_for_auth_and_certificates() {
             profile: "ldap-auth".into(),
             backend,
             allowance: None,
+            throttle: Default::default(),
         }),
     };
     let port = free_port();

@@ -42,6 +42,7 @@ fn smtp_auth(action: Option<AllowanceAction>, response: Option<Reply>) -> SmtpAu
             action,
             response: response.unwrap_or_default(),
         }),
+        throttle: Default::default(),
     }
 }
 

@@ -33,6 +33,12 @@ pub const LDAP_CACHE_TTL: Duration = Duration::from_secs(60);
 pub const LDAP_CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(10);
 /// `LdapProfile.spec.certificateAuthQuery.userIdAttribute`.
 pub const USER_ID_ATTRIBUTE: &str = "uid";
+/// `SmtpAuthProfile.spec.ldap.throttle.perClient.failures`.
+pub const THROTTLE_PER_CLIENT_FAILURES: u32 = 10;
+/// `SmtpAuthProfile.spec.ldap.throttle.perUser.failures`.
+pub const THROTTLE_PER_USER_FAILURES: u32 = 5;
+/// `SmtpAuthProfile.spec.ldap.throttle.*.window`.
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(600);
 /// `MailFlowPolicy.spec.limits.maxMessageSize` (10Mi).
 pub const MAX_MESSAGE_SIZE: u64 = 10 * 1024 * 1024;
 /// `MailFlowPolicy.spec.limits.maxRecipients`.
@@ -43,7 +49,7 @@ pub const MAX_MESSAGES_PER_SESSION: u32 = 100;
 #[cfg(test)]
 mod tests {
     use postern_gateway::config::{
-        GatewayConfig, LdapCache, LdapTimeouts, Limits, ListenerTimeouts,
+        AuthThrottle, GatewayConfig, LdapCache, LdapTimeouts, Limits, ListenerTimeouts,
     };
 
     use super::*;
@@ -86,5 +92,10 @@ ldapProfiles:
         assert_eq!(limits.max_message_size, MAX_MESSAGE_SIZE);
         assert_eq!(limits.max_recipients, MAX_RECIPIENTS);
         assert_eq!(limits.max_messages_per_session, MAX_MESSAGES_PER_SESSION);
+        let throttle = AuthThrottle::default();
+        assert_eq!(throttle.per_client.failures, THROTTLE_PER_CLIENT_FAILURES);
+        assert_eq!(throttle.per_user.failures, THROTTLE_PER_USER_FAILURES);
+        assert_eq!(throttle.per_client.window, THROTTLE_WINDOW);
+        assert_eq!(throttle.per_user.window, THROTTLE_WINDOW);
     }
 }

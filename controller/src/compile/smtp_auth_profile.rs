@@ -4,14 +4,17 @@
 //! becomes `certificate` + `smtpAuth`, where `smtpAuth` is the fallback profile's own
 //! rendering (so `smtpAuth.profile` names the fallback). `type: Ldap` becomes `smtpAuth`.
 
-use postern_crds::{AllowanceAction, SmtpAuthProfileSpec, SmtpAuthProfileType};
+use postern_crds::{
+    AllowanceAction, SmtpAuthProfileSpec, SmtpAuthProfileType, ThrottleLimitSpec, ThrottleSpec,
+};
 use postern_gateway::config::{
-    Allowance, AllowanceAction as GwAction, AuthBackend, AuthProfile, CertificateAuth, Reply,
-    SmtpAuth,
+    Allowance, AllowanceAction as GwAction, AuthBackend, AuthProfile, AuthThrottle,
+    CertificateAuth, Reply, SmtpAuth, ThrottleLimit,
 };
 
 use super::Index;
-use super::inputs::Diags;
+use super::defaults;
+use super::inputs::{Diags, duration};
 use super::report::{Kind, ObjectKey, Reason};
 
 /// A profile rendered as far as it can be without knowing which objects are in force.
@@ -215,6 +218,7 @@ pub(crate) fn render(
                 }
                 None => None,
             };
+            let throttle = throttle(l.throttle.as_ref(), d);
             if d.has_errors() {
                 return None;
             }
@@ -226,8 +230,37 @@ pub(crate) fn render(
                         ldap_profile: ldap.clone(),
                     },
                     allowance,
+                    throttle,
                 }),
             }))
         }
+    }
+}
+
+/// `spec.ldap.throttle` with its defaults.
+fn throttle(spec: Option<&ThrottleSpec>, d: &mut Diags) -> AuthThrottle {
+    let limit =
+        |field: &str, l: Option<&ThrottleLimitSpec>, failures: u32, d: &mut Diags| ThrottleLimit {
+            failures: l.and_then(|l| l.failures).unwrap_or(failures),
+            window: duration(
+                &format!("spec.ldap.throttle.{field}.window"),
+                l.and_then(|l| l.window.as_ref()),
+                defaults::THROTTLE_WINDOW,
+                d,
+            ),
+        };
+    AuthThrottle {
+        per_client: limit(
+            "perClient",
+            spec.and_then(|t| t.per_client.as_ref()),
+            defaults::THROTTLE_PER_CLIENT_FAILURES,
+            d,
+        ),
+        per_user: limit(
+            "perUser",
+            spec.and_then(|t| t.per_user.as_ref()),
+            defaults::THROTTLE_PER_USER_FAILURES,
+            d,
+        ),
     }
 }

@@ -351,6 +351,57 @@ pub struct SmtpAuth {
     /// "Check with LDAP if user is allowed to use SMTP AUTH".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowance: Option<Allowance>,
+    /// Failed-AUTH throttling across sessions (per client address and per user name).
+    #[serde(default)]
+    pub throttle: AuthThrottle,
+}
+
+/// How many failed AUTH commands (`535`, and refusals by the allowance query) a client
+/// address and a user name may accumulate, across sessions, before AUTH is refused with
+/// `454 4.7.0` without asking the directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthThrottle {
+    /// Per client address (IPv4 address, or IPv6 /64).
+    #[serde(default = "default_throttle_per_client")]
+    pub per_client: ThrottleLimit,
+    /// Per user name (as the directory compares names: case-insensitively, and the
+    /// entry's user id as well as the name typed).
+    #[serde(default = "default_throttle_per_user")]
+    pub per_user: ThrottleLimit,
+}
+
+/// One throttle: `failures` failed AUTHs per `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ThrottleLimit {
+    /// Failures allowed in a row; after that, one more every `window / failures`.
+    /// `0` turns this throttle off.
+    pub failures: u32,
+    /// The period the failures are counted over.
+    pub window: Duration,
+}
+
+fn default_throttle_per_client() -> ThrottleLimit {
+    ThrottleLimit {
+        failures: 10,
+        window: Duration::from_secs(600),
+    }
+}
+fn default_throttle_per_user() -> ThrottleLimit {
+    ThrottleLimit {
+        failures: 5,
+        window: Duration::from_secs(600),
+    }
+}
+
+impl Default for AuthThrottle {
+    fn default() -> Self {
+        Self {
+            per_client: default_throttle_per_client(),
+            per_user: default_throttle_per_user(),
+        }
+    }
 }
 
 /// Where identities are looked up.

@@ -190,6 +190,9 @@ struct Validator {
 }
 
 /// Whether `text` can go into an SMTP reply or header line unchanged.
+/// The longest throttle window (`smtpAuth.throttle.*.window`).
+const MAX_THROTTLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 fn is_single_line(text: &str) -> bool {
     !text.chars().any(|c| c.is_control())
 }
@@ -549,6 +552,30 @@ impl Validator {
                 }
                 self.reply(name, "smtpAuth.allowance.response", &allowance.response);
             }
+            self.throttle_limit(name, "smtpAuth.throttle.perClient", &a.throttle.per_client);
+            self.throttle_limit(name, "smtpAuth.throttle.perUser", &a.throttle.per_user);
+        }
+    }
+
+    fn throttle_limit(&mut self, name: &str, field: &str, t: &ThrottleLimit) {
+        // Off (0 failures) needs no window; otherwise the window must be a real period
+        // that an operator can reason about (a day at most: a failure older than that is
+        // no evidence of guessing any more).
+        if t.failures == 0 {
+            return;
+        }
+        let w = t.window.get();
+        if w < std::time::Duration::from_secs(1) || w > MAX_THROTTLE_WINDOW {
+            self.push(
+                Section::AuthProfiles,
+                name,
+                &format!("{field}.window"),
+                Reason::InvalidValue,
+                format!(
+                    "{} is not a window between 1s and 24h (set failures: 0 to turn this throttle off)",
+                    t.window
+                ),
+            );
         }
     }
 
