@@ -1,5 +1,5 @@
 //! AUTH PLAIN / LOGIN decoding: any response line decodes or is refused with a 5xx
-//! reply, never a panic; accepted PLAIN credentials carry no NUL; and credentials
+//! reply, never a panic; accepted PLAIN and LOGIN credentials carry no NUL; and credentials
 //! encoded the way a client does decode back to themselves.
 #![no_main]
 
@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(c) = parse_plain(&raw) {
                 assert!(!c.user.contains('\0') && !c.password.contains('\0'));
             }
-            let _ = credential(&raw);
+            if let Ok(c) = credential(&raw) {
+                assert!(!c.contains('\0'), "a LOGIN credential must never carry a NUL");
+            }
         }
         Err(e) => assert!((500..600).contains(&e.reply().code)),
     }

@@ -190,6 +190,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let services = Services {
         metrics: metrics.clone(),
         revocation,
+        auth_throttles: Default::default(),
     };
 
     if args.check {

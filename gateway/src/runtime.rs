@@ -13,7 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use rustls::ServerConfig;
 
-use crate::auth::{AuthBuildError, AuthRuntime, build_auth_profile};
+use crate::auth::{AuthBuildError, AuthRuntime, AuthThrottles, build_auth_profile};
 use crate::config::{self, GatewayConfig, MailFlowPolicy, ValidationErrors};
 use crate::metrics::Metrics;
 use crate::relay::{NextHopRuntime, build_next_hop};
@@ -27,6 +27,9 @@ pub struct Services {
     pub metrics: Metrics,
     /// Revocation answers for client certificates (the CRL index, or none).
     pub revocation: Arc<dyn RevocationChecker>,
+    /// Failed-AUTH counts per authentication profile, kept from one configuration to
+    /// the next.
+    pub auth_throttles: AuthThrottles,
 }
 
 /// A configuration, ready to serve.
@@ -143,7 +146,12 @@ pub fn build(
     for (name, profile) in &config.auth_profiles {
         auth_profiles.insert(
             name.clone(),
-            Arc::new(build_auth_profile(config, name, profile)?),
+            Arc::new(build_auth_profile(
+                config,
+                name,
+                profile,
+                &services.auth_throttles,
+            )?),
         );
     }
     let mut listeners = BTreeMap::new();

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use postern_gateway::auth::{
-    AuthVerdict, CertificateFacts, CertificateMapper, CertificateMapping, SmtpAuthenticator,
+    AllowanceCheck, AuthVerdict, CertificateFacts, CertificateMapper, CertificateMapping,
+    SmtpAuthenticator,
 };
 use postern_gateway::config::Duration as D;
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
@@ -37,7 +38,9 @@ fn clients(slapd: &Slapd, cache: bool, tls: Option<&str>) -> Clients {
     let mut dirs = LdapDirectories::new(LdapMetrics::new());
     Clients {
         mapper: dirs.certificate_mapper(&config, "corp").unwrap(),
-        auth: dirs.smtp_authenticator(&config, "corp", true).unwrap(),
+        auth: dirs
+            .smtp_authenticator(&config, "corp", AllowanceCheck::AfterPassword)
+            .unwrap(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use postern_controller::cli::manifests::{load, read_inputs};
 use postern_controller::compile::compile;
 use postern_gateway::auth::{
-    Allowance, AuthVerdict, CertificateFacts, CertificateMapping, SmtpAuthenticator,
+    Allowance, AllowanceCheck, AuthVerdict, CertificateFacts, CertificateMapping, SmtpAuthenticator,
 };
 use postern_gateway::config::{CertificateAuthQuery, GatewayConfig};
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
@@ -61,7 +61,9 @@ async fn example_directory_answers_the_seed_cases() {
     let mut dirs = LdapDirectories::new(LdapMetrics::new());
     let mapper = dirs.certificate_mapper(&config, "corp-ldap").unwrap();
     let ad_mapper = dirs.certificate_mapper(&config, "ad").unwrap();
-    let authenticator = dirs.smtp_authenticator(&config, "corp-ldap", true).unwrap();
+    let authenticator = dirs
+        .smtp_authenticator(&config, "corp-ldap", AllowanceCheck::AfterPassword)
+        .unwrap();
 
     // Certificates: alice's CAC maps to her uid (CN and serial), grace's to her AD
     // account, mallory's valid certificate to nobody.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postern_gateway::auth::{
-    Allowance, AuthError, AuthVerdict, CertificateFacts, CertificateMapper, CertificateMapping,
-    SmtpAuthenticator,
+    Allowance, AllowanceCheck, AuthError, AuthVerdict, CertificateFacts, CertificateMapper,
+    CertificateMapping, FoundUser, SmtpAuthenticator, UserLookup,
 };
 use postern_gateway::config::{Duration as D, GatewayConfig, LdapCache, LdapProfile};
 use postern_gateway::ldap::LdapDirectories;
@@ -32,8 +32,12 @@ fn env_with(edit: impl FnOnce(&mut LdapProfile)) -> Env {
     let mut dirs = LdapDirectories::new(metrics.clone());
     Env {
         mapper: dirs.certificate_mapper(&config, "corp").unwrap(),
-        auth: dirs.smtp_authenticator(&config, "corp", true).unwrap(),
-        auth_unchecked: dirs.smtp_authenticator(&config, "corp", false).unwrap(),
+        auth: dirs
+            .smtp_authenticator(&config, "corp", AllowanceCheck::AfterPassword)
+            .unwrap(),
+        auth_unchecked: dirs
+            .smtp_authenticator(&config, "corp", AllowanceCheck::Off)
+            .unwrap(),
         slapd,
         metrics,
     }
@@ -255,6 +259,136 @@ async fn empty_password_never_reaches_the_directory() {
 }
 
 #[tokio::test]
+async fn nul_never_reaches_the_directory() {
+    let mut e = env();
+    // With the directory gone, anything sent to it would fail as Unavailable: an
+    // immediate "invalid credentials" naming the NUL proves nothing was sent.
+    e.slapd.stop();
+    for (user, pw) in [
+        ("frank", "\0frank-secret"),
+        ("frank", "frank-secret\0"),
+        ("frank", "fr\0ank-secret"),
+        ("frank", "\0"),
+        ("frank\0", "frank-secret"),
+        ("\0", "x"),
+    ] {
+        assert_invalid(verdict(&e.auth, user, pw).await, "NUL");
+        assert_invalid(verdict(&e.auth_unchecked, user, pw).await, "NUL");
+    }
+    // The two steps on their own refuse it too.
+    assert!(matches!(
+        e.auth.find_user("frank\0").await,
+        Ok(UserLookup::Unknown { reason }) if reason.contains("NUL")
+    ));
+    let frank = FoundUser {
+        user_id: "frank".into(),
+        dn: Some(format!("cn=user1,ou=people,{}", slapd::BASE_DN)),
+    };
+    assert_invalid(
+        e.auth
+            .check_password(&frank, "frank-secret\0x")
+            .await
+            .unwrap(),
+        "NUL",
+    );
+    let mut sent = 0;
+    for kind in ["user", "bind", "allowance"] {
+        for outcome in [
+            "found",
+            "not_found",
+            "allowed",
+            "denied",
+            "success",
+            "invalid_credentials",
+            "unreachable",
+        ] {
+            let labels = postern_gateway::ldap::metrics::OutcomeLabels {
+                profile: "corp".into(),
+                query: "cac-auth".into(),
+                kind,
+                outcome,
+            };
+            sent += e.metrics.queries.get(&labels).map(|c| c.get()).unwrap_or(0);
+        }
+    }
+    assert_eq!(sent, 0, "nothing may have been sent to the directory");
+    // The right password, without the NUL, works once the directory is back.
+    e.slapd.start_again().unwrap();
+    assert_eq!(
+        verdict(&e.auth, "frank", slapd::FRANK.password).await,
+        authenticated("frank", Allowance::Allowed)
+    );
+}
+
+#[tokio::test]
+async fn the_session_identity_is_the_entry_user_id() {
+    let e = env();
+    // uid matches case-insensitively in the directory: `FRANK` and ` frank ` are frank's
+    // entry, and the user id is the entry's uid, not the name as typed.
+    for typed in ["FRANK", "Frank", " frank "] {
+        assert_eq!(
+            verdict(&e.auth, typed, slapd::FRANK.password).await,
+            authenticated("frank", Allowance::Allowed),
+            "{typed:?}"
+        );
+        assert_eq!(
+            e.auth.find_user(typed).await.unwrap(),
+            UserLookup::Found(FoundUser {
+                user_id: "frank".into(),
+                dn: Some(format!("cn=user1,ou=people,{}", slapd::BASE_DN)),
+            })
+        );
+    }
+    // An entry without the userIdAttribute cannot be anybody's identity: refused like an
+    // unknown user, even with the right password, and before the password is tried.
+    let e2 = env_with(|p| p.smtp_auth_query.as_mut().unwrap().filter = "(cn={u})".into());
+    assert!(matches!(
+        e2.auth.find_user("nouid").await.unwrap(),
+        UserLookup::Unknown { reason } if reason.contains("no textual uid")
+    ));
+    // Found by cn, identified by uid.
+    assert_eq!(
+        verdict(&e2.auth, "USER1", slapd::FRANK.password).await,
+        authenticated("frank", Allowance::Allowed)
+    );
+}
+
+#[tokio::test]
+async fn allowance_before_the_password_hides_whether_it_was_right() {
+    let e = env();
+    let mut dirs = LdapDirectories::new(LdapMetrics::new());
+    let config = slapd::config_with(slapd::ldap_profile(&[e.slapd.url()]));
+    let reject = dirs
+        .smtp_authenticator(&config, "corp", AllowanceCheck::BeforePassword)
+        .unwrap();
+    // Refused users (CAC holders, emergency over): the same answer for the right
+    // password, a wrong one, and the right one typed in upper case.
+    for (user, right) in [
+        ("alice", slapd::ALICE.password),
+        ("paul", slapd::PAUL.password),
+        ("ALICE", slapd::ALICE.password),
+    ] {
+        let expected = AuthVerdict::NotAllowed {
+            user_id: user.to_lowercase(),
+        };
+        assert_eq!(verdict(&reject, user, right).await, expected, "{user}");
+        assert_eq!(verdict(&reject, user, "wrong").await, expected, "{user}");
+    }
+    // Allowed users: the password decides as before.
+    assert_eq!(
+        verdict(&reject, "frank", slapd::FRANK.password).await,
+        authenticated("frank", Allowance::Allowed)
+    );
+    assert_invalid(
+        verdict(&reject, "frank", "wrong").await,
+        "invalid credentials",
+    );
+    assert_invalid(verdict(&reject, "mallory", "wrong").await, "unknown user");
+    // And an empty password is still refused before anything else.
+    assert_invalid(verdict(&reject, "alice", "").await, "empty password");
+}
+
+#[tokio::test]
 async fn injection_strings_match_nothing() {
     let e = env();
     for user in [
@@ -263,7 +397,6 @@ async fn injection_strings_match_nothing() {
         "*)(|(uid=*",
         "frank)(uid=*",
         "fr*",
-        "frank\0",
         "\\2a",
         "frank)(|(objectClass=*)",
     ] {
@@ -272,6 +405,11 @@ async fn injection_strings_match_nothing() {
             "unknown user",
         );
     }
+    // A NUL in the name is not even searched for (`nul_never_reaches_the_directory`).
+    assert_invalid(
+        verdict(&e.auth, "frank\0", slapd::FRANK.password).await,
+        "NUL",
+    );
     // Certificate values with filter metacharacters, backslashes and NUL.
     for (cn, sn) in [
         ("*", "*"),
@@ -464,7 +602,9 @@ async fn profiles_share_one_directory() {
     let mut dirs = LdapDirectories::new(LdapMetrics::new());
     let a = dirs.directory(&config, "corp").unwrap();
     let _mapper = dirs.certificate_mapper(&config, "corp").unwrap();
-    let _auth = dirs.smtp_authenticator(&config, "corp", true).unwrap();
+    let _auth = dirs
+        .smtp_authenticator(&config, "corp", AllowanceCheck::AfterPassword)
+        .unwrap();
     assert!(Arc::ptr_eq(&a, &dirs.directory(&config, "corp").unwrap()));
     assert_eq!(dirs.all().len(), 1);
     // A reload with the same profile keeps the directory (warm pool and cache); a

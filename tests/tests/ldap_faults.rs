@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postern_gateway::auth::{
-    Allowance, AuthError, AuthVerdict, CertificateMapper, CertificateMapping, SmtpAuthenticator,
+    Allowance, AllowanceCheck, AuthError, AuthVerdict, CertificateMapper, CertificateMapping,
+    SmtpAuthenticator,
 };
 use postern_gateway::config::{Duration as D, LdapProfile};
 use postern_gateway::ldap::LdapDirectories;
@@ -26,7 +27,9 @@ fn client(profile: LdapProfile) -> Client {
     let mut dirs = LdapDirectories::new(metrics.clone());
     Client {
         mapper: dirs.certificate_mapper(&config, "corp").unwrap(),
-        auth: dirs.smtp_authenticator(&config, "corp", true).unwrap(),
+        auth: dirs
+            .smtp_authenticator(&config, "corp", AllowanceCheck::AfterPassword)
+            .unwrap(),
         metrics,
     }
 }

@@ -148,7 +148,7 @@ fn empty_and_nul_passwords_never_authenticate() {
         ("password with a leading NUL", plain(b"frank", b"\0frankpw")),
         ("user with a NUL", plain(b"frank\0", b"frankpw")),
         ("empty user and password", plain(b"", b"")),
-        ("someone else's password", plain(b"carol", b"frankpw")),
+        ("someone else's password", plain(b"frank", b"carolpw")),
         ("two NULs only", b"\0\0".to_vec()),
         ("authzid of another user", b"carol\0frank\0frankpw".to_vec()),
         ("three NULs", b"\0frank\0frankpw\0".to_vec()),
@@ -161,6 +161,24 @@ fn empty_and_nul_passwords_never_authenticate() {
             text.starts_with("530 5.7.0"),
             "{what}: still unauthenticated: {text}"
         );
+    }
+    // carol may not use AUTH (allowance Reject): the same 525 for her own password and for
+    // someone else's, so the reply never says whether a password was right.
+    for pw in [&b"carolpw"[..], b"frankpw"] {
+        let mut c = session();
+        let (code, text) = c
+            .cmd(&format!("AUTH PLAIN {}", b64(&plain(b"carol", pw))))
+            .unwrap();
+        assert_eq!(
+            (code, text.as_str()),
+            (
+                525,
+                "525 5.7.13 Dear user, please use your CAC to send email."
+            ),
+            "carol with {pw:?}"
+        );
+        let (_, text) = c.cmd("MAIL FROM:<carol@example.org>").unwrap();
+        assert!(text.starts_with("530 5.7.0"), "{text}");
     }
     let mut c = session();
     refused(c.cmd("AUTH PLAIN =").unwrap(), "empty initial response");

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use super::static_users::StaticUsers;
-use super::{CertificateMapper, SmtpAuthenticator};
+use super::throttle::{AuthThrottles, Throttle};
+use super::{AllowanceCheck, CertificateMapper, SmtpAuthenticator};
 use crate::config::{self, AuthBackend, GatewayConfig};
 
 /// The SMTP AUTH side of a profile, ready to use.
@@ -18,6 +19,8 @@ pub struct SmtpAuthRuntime {
     /// The LDAP query's name (`smtpAuthQuery.name`), for the decision log; `static` for
     /// the Static backend.
     pub query: String,
+    /// Failed-AUTH throttling, shared with every other session of this profile.
+    pub throttle: Throttle,
 }
 
 /// A profile's runtime: what the session uses to authenticate.
@@ -54,17 +57,19 @@ pub enum AuthBuildError {
     },
 }
 
-/// Build the runtime of auth profile `name`.
+/// Build the runtime of auth profile `name`. `throttles` holds the process's failed-AUTH
+/// counts (kept across configurations).
 pub fn build_auth_profile(
     config: &GatewayConfig,
     name: &str,
     profile: &config::AuthProfile,
+    throttles: &AuthThrottles,
 ) -> Result<AuthRuntime, AuthBuildError> {
     let certificate = match &profile.certificate {
         None => None,
         Some(c) => Some(match &c.backend {
             AuthBackend::Static { users } => {
-                Arc::new(StaticUsers::new(users, false)) as Arc<dyn CertificateMapper>
+                Arc::new(StaticUsers::new(users, AllowanceCheck::Off)) as Arc<dyn CertificateMapper>
             }
             AuthBackend::Ldap { ldap_profile } => {
                 ldap_certificate_mapper(config, name, ldap_profile)?
@@ -74,13 +79,13 @@ pub fn build_auth_profile(
     let smtp_auth = match &profile.smtp_auth {
         None => None,
         Some(a) => {
+            let allowance = AllowanceCheck::for_action(a.allowance.as_ref().map(|a| a.action));
             let authenticator = match &a.backend {
                 AuthBackend::Static { users } => {
-                    Arc::new(StaticUsers::new(users, a.allowance.is_some()))
-                        as Arc<dyn SmtpAuthenticator>
+                    Arc::new(StaticUsers::new(users, allowance)) as Arc<dyn SmtpAuthenticator>
                 }
                 AuthBackend::Ldap { ldap_profile } => {
-                    ldap_authenticator(config, &a.profile, ldap_profile, a.allowance.is_some())?
+                    ldap_authenticator(config, &a.profile, ldap_profile, allowance)?
                 }
             };
             Some(SmtpAuthRuntime {
@@ -88,6 +93,9 @@ pub fn build_auth_profile(
                 authenticator,
                 allowance: a.allowance.clone(),
                 query: query_name(config, &a.backend, false),
+                // Keyed by the profile that checks AUTH: a fallback profile used by several
+                // certificate profiles counts every guess against it once.
+                throttle: throttles.throttle(&a.profile, &a.throttle),
             })
         }
     };
@@ -142,15 +150,15 @@ fn ldap_authenticator(
     config: &GatewayConfig,
     profile: &str,
     ldap_profile: &str,
-    check_allowance: bool,
+    allowance: AllowanceCheck,
 ) -> Result<Arc<dyn SmtpAuthenticator>, AuthBuildError> {
     ldap_profile_exists(config, profile, ldap_profile)?;
-    crate::ldap::shared::smtp_authenticator(config, ldap_profile, check_allowance).map_err(
-        |source| AuthBuildError::Ldap {
+    crate::ldap::shared::smtp_authenticator(config, ldap_profile, allowance).map_err(|source| {
+        AuthBuildError::Ldap {
             profile: profile.to_owned(),
             source,
-        },
-    )
+        }
+    })
 }
 
 fn ldap_profile_exists(

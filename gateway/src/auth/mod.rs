@@ -7,8 +7,10 @@
 
 pub mod build;
 pub mod certificate;
+pub mod credentials;
 pub mod dn;
 pub mod static_users;
+pub mod throttle;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -16,7 +18,9 @@ use std::pin::Pin;
 
 pub use build::{AuthBuildError, AuthRuntime, SmtpAuthRuntime, build_auth_profile};
 pub use certificate::CertificateFacts;
+pub use credentials::{LocalRefusal, local_refusal, password_refusal, user_refusal};
 pub use static_users::StaticUsers;
+pub use throttle::{AuthThrottles, Throttle, ThrottleScope, Throttled};
 
 /// A boxed, sendable future (the traits here are used as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -51,12 +55,63 @@ pub enum Allowance {
     Denied,
 }
 
+/// When the allowance query runs, relative to the password check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllowanceCheck {
+    /// No allowance query.
+    Off,
+    /// Before the password, for allowance action `Reject`: a user the query refuses gets
+    /// [`AuthVerdict::NotAllowed`] whatever the password, so the reply (`525`) says
+    /// nothing about whether the password was right, and that user's password is never
+    /// sent to the directory.
+    BeforePassword,
+    /// After a correct password, for allowance action `Monitor` (the refused user is
+    /// authenticated anyway, so the password must have been checked):
+    /// [`AuthVerdict::Authenticated`] with [`Allowance::Denied`].
+    AfterPassword,
+}
+
+impl AllowanceCheck {
+    /// The check an authentication profile's allowance action needs.
+    pub fn for_action(action: Option<crate::config::AllowanceAction>) -> Self {
+        match action {
+            None => Self::Off,
+            Some(crate::config::AllowanceAction::Reject) => Self::BeforePassword,
+            Some(crate::config::AllowanceAction::Monitor) => Self::AfterPassword,
+        }
+    }
+}
+
+/// A user an AUTH name belongs to; the password is not checked yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundUser {
+    /// The user id the session is authenticated as if the password is right: the
+    /// directory's `userIdAttribute` value (the Static list's `userId`), never the name
+    /// as typed (`BOB` finds bob's entry and is `bob`).
+    pub user_id: String,
+    /// The directory entry, when there is one (the DN the password is checked against).
+    pub dn: Option<String>,
+}
+
+/// The answer to "who is this AUTH user name?".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserLookup {
+    /// Exactly one user.
+    Found(FoundUser),
+    /// Nobody (or several entries, or an entry without a user id): `535 5.7.8`, like a
+    /// wrong password.
+    Unknown {
+        /// Why, for the decision log (never sent to the client).
+        reason: String,
+    },
+}
+
 /// The result of checking AUTH credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthVerdict {
     /// The password is right.
     Authenticated {
-        /// The user id the session is authenticated as.
+        /// The user id the session is authenticated as (see [`FoundUser::user_id`]).
         user_id: String,
         /// The allowance check's answer.
         allowance: Allowance,
@@ -65,6 +120,12 @@ pub enum AuthVerdict {
     InvalidCredentials {
         /// Why, for the decision log (never sent to the client).
         reason: String,
+    },
+    /// The allowance query refused the user before the password was checked
+    /// ([`AllowanceCheck::BeforePassword`]): the profile's response (`525 5.7.13`).
+    NotAllowed {
+        /// The user the name belongs to.
+        user_id: String,
     },
 }
 
@@ -89,13 +150,39 @@ pub trait CertificateMapper: Send + Sync + Debug {
     ) -> BoxFuture<'a, Result<CertificateMapping, AuthError>>;
 }
 
-/// Checks SMTP AUTH credentials.
+/// Checks SMTP AUTH credentials, in two steps so that the session can consult its
+/// throttle with the user's real id between them (before any password is checked).
 pub trait SmtpAuthenticator: Send + Sync + Debug {
-    /// Check `username`/`password`. An empty password must be refused without asking
-    /// anybody (an empty LDAP bind would be an anonymous bind).
+    /// Find the user an AUTH name belongs to. No password is involved.
+    fn find_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<UserLookup, AuthError>>;
+
+    /// Check the password of a user [`find_user`](Self::find_user) found, and the
+    /// allowance. Credentials that [`local_refusal`] refuses must be refused here too,
+    /// without asking anybody.
+    fn check_password<'a>(
+        &'a self,
+        user: &'a FoundUser,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<AuthVerdict, AuthError>>;
+
+    /// Both steps: refuse what [`local_refusal`] refuses (empty password — an empty LDAP
+    /// bind would be an anonymous bind —, empty user name, NUL) without asking anybody,
+    /// then find the user and check the password.
     fn authenticate<'a>(
         &'a self,
         username: &'a str,
         password: &'a str,
-    ) -> BoxFuture<'a, Result<AuthVerdict, AuthError>>;
+    ) -> BoxFuture<'a, Result<AuthVerdict, AuthError>> {
+        Box::pin(async move {
+            if let Some(refusal) = local_refusal(username, password) {
+                return Ok(AuthVerdict::InvalidCredentials {
+                    reason: refusal.to_string(),
+                });
+            }
+            match self.find_user(username).await? {
+                UserLookup::Unknown { reason } => Ok(AuthVerdict::InvalidCredentials { reason }),
+                UserLookup::Found(user) => self.check_password(&user, password).await,
+            }
+        })
+    }
 }

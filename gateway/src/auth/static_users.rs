@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use super::{
-    Allowance, AuthError, AuthVerdict, BoxFuture, CertificateFacts, CertificateMapper,
-    CertificateMapping, SmtpAuthenticator,
+    Allowance, AllowanceCheck, AuthError, AuthVerdict, BoxFuture, CertificateFacts,
+    CertificateMapper, CertificateMapping, FoundUser, SmtpAuthenticator, UserLookup,
+    password_refusal, user_refusal,
 };
 use crate::config::StaticUser;
 
@@ -15,16 +16,17 @@ use crate::config::StaticUser;
 #[derive(Debug, Clone)]
 pub struct StaticUsers {
     users: Arc<[StaticUser]>,
-    /// Whether the profile has an allowance check (else the verdict says `NotChecked`).
-    check_allowance: bool,
+    /// The profile's allowance check: a user's `allowed` flag, before or after the
+    /// password (see [`AllowanceCheck`]).
+    allowance: AllowanceCheck,
 }
 
 impl StaticUsers {
     /// Build from the configured users.
-    pub fn new(users: &[StaticUser], check_allowance: bool) -> Self {
+    pub fn new(users: &[StaticUser], allowance: AllowanceCheck) -> Self {
         Self {
             users: users.into(),
-            check_allowance,
+            allowance,
         }
     }
 
@@ -46,35 +48,65 @@ impl StaticUsers {
         }
     }
 
-    fn authenticate_now(&self, username: &str, password: &str) -> AuthVerdict {
-        if password.is_empty() {
-            return AuthVerdict::InvalidCredentials {
-                reason: "empty password".into(),
+    fn find_now(&self, username: &str) -> UserLookup {
+        if let Some(refusal) = user_refusal(username) {
+            return UserLookup::Unknown {
+                reason: refusal.to_string(),
             };
         }
-        let Some(user) = self.users.iter().find(|u| u.user_id == username) else {
-            return AuthVerdict::InvalidCredentials {
+        match self.users.iter().find(|u| u.user_id == username) {
+            Some(u) => UserLookup::Found(FoundUser {
+                user_id: u.user_id.clone(),
+                dn: None,
+            }),
+            None => UserLookup::Unknown {
                 reason: "unknown user".into(),
-            };
+            },
+        }
+    }
+
+    fn check_now(&self, found: &FoundUser, password: &str) -> AuthVerdict {
+        let invalid = |reason: &str| AuthVerdict::InvalidCredentials {
+            reason: reason.into(),
         };
-        let Some(expected) = &user.password else {
-            return AuthVerdict::InvalidCredentials {
-                reason: "user has no password (AUTH disabled for it)".into(),
+        if let Some(refusal) = password_refusal(password) {
+            return invalid(&refusal.to_string());
+        }
+        let Some(user) = self.users.iter().find(|u| u.user_id == found.user_id) else {
+            return invalid("unknown user");
+        };
+        if self.allowance == AllowanceCheck::BeforePassword && !user.allowed {
+            return AuthVerdict::NotAllowed {
+                user_id: user.user_id.clone(),
             };
+        }
+        let Some(expected) = &user.password else {
+            return invalid("user has no password (AUTH disabled for it)");
         };
         if !constant_time_eq(expected.as_bytes(), password.as_bytes()) {
-            return AuthVerdict::InvalidCredentials {
-                reason: "wrong password".into(),
-            };
+            return invalid("wrong password");
         }
-        let allowance = match (self.check_allowance, user.allowed) {
-            (false, _) => Allowance::NotChecked,
-            (true, true) => Allowance::Allowed,
-            (true, false) => Allowance::Denied,
+        let allowance = match (self.allowance, user.allowed) {
+            (AllowanceCheck::Off, _) => Allowance::NotChecked,
+            (_, true) => Allowance::Allowed,
+            (_, false) => Allowance::Denied,
         };
         AuthVerdict::Authenticated {
             user_id: user.user_id.clone(),
             allowance,
+        }
+    }
+
+    #[cfg(test)]
+    fn authenticate_now(&self, username: &str, password: &str) -> AuthVerdict {
+        if let Some(refusal) = super::local_refusal(username, password) {
+            return AuthVerdict::InvalidCredentials {
+                reason: refusal.to_string(),
+            };
+        }
+        match self.find_now(username) {
+            UserLookup::Unknown { reason } => AuthVerdict::InvalidCredentials { reason },
+            UserLookup::Found(u) => self.check_now(&u, password),
         }
     }
 }
@@ -97,12 +129,16 @@ impl CertificateMapper for StaticUsers {
 }
 
 impl SmtpAuthenticator for StaticUsers {
-    fn authenticate<'a>(
+    fn find_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<UserLookup, AuthError>> {
+        Box::pin(async move { Ok(self.find_now(username)) })
+    }
+
+    fn check_password<'a>(
         &'a self,
-        username: &'a str,
+        user: &'a FoundUser,
         password: &'a str,
     ) -> BoxFuture<'a, Result<AuthVerdict, AuthError>> {
-        Box::pin(async move { Ok(self.authenticate_now(username, password)) })
+        Box::pin(async move { Ok(self.check_now(user, password)) })
     }
 }
 
@@ -141,7 +177,7 @@ mod tests {
                 user("frank", Some("frankpw"), None, false),
                 user("nopw", None, None, true),
             ],
-            true,
+            AllowanceCheck::AfterPassword,
         );
         assert!(matches!(
             s.authenticate_now("alice", "pw"),
@@ -172,13 +208,56 @@ mod tests {
                 "{u}/{p}"
             );
         }
-        let unchecked = StaticUsers::new(&[user("frank", Some("f"), None, false)], false);
+        let unchecked = StaticUsers::new(
+            &[user("frank", Some("f"), None, false)],
+            AllowanceCheck::Off,
+        );
         assert!(matches!(
             unchecked.authenticate_now("frank", "f"),
             AuthVerdict::Authenticated {
                 allowance: Allowance::NotChecked,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn refused_users_get_the_same_answer_for_any_password() {
+        // Allowance action Reject: the password of a refused user is not even compared.
+        let s = StaticUsers::new(
+            &[
+                user("frank", Some("frankpw"), None, false),
+                user("carol", Some("carolpw"), None, true),
+            ],
+            AllowanceCheck::BeforePassword,
+        );
+        for pw in ["frankpw", "wrong"] {
+            assert_eq!(
+                s.authenticate_now("frank", pw),
+                AuthVerdict::NotAllowed {
+                    user_id: "frank".into()
+                },
+                "{pw}"
+            );
+        }
+        assert!(matches!(
+            s.authenticate_now("frank", ""),
+            AuthVerdict::InvalidCredentials { .. }
+        ));
+        assert!(matches!(
+            s.authenticate_now("carol", "carolpw"),
+            AuthVerdict::Authenticated {
+                allowance: Allowance::Allowed,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.authenticate_now("carol", "wrong"),
+            AuthVerdict::InvalidCredentials { .. }
+        ));
+        assert!(matches!(
+            s.authenticate_now("carol", "carol\0pw"),
+            AuthVerdict::InvalidCredentials { reason } if reason.contains("NUL")
         ));
     }
 
@@ -190,7 +269,7 @@ mod tests {
                 user("twin1", None, Some("Twin"), true),
                 user("twin2", None, Some("Twin"), true),
             ],
-            false,
+            AllowanceCheck::Off,
         );
         assert_eq!(
             s.map_now(&facts("Alice")),

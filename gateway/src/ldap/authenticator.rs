@@ -2,12 +2,18 @@
 //!
 //! 1. Search `filter` with `{u}` = the AUTH user name (service account, cached): exactly
 //!    one entry is the user; none is "unknown user", several are refused as ambiguous.
-//! 2. BIND as that entry's DN with the given password, on a connection of its own
-//!    (never cached; an empty password is refused before anything is sent).
-//! 3. When the authentication profile checks allowance: search `allowanceFilter` with
-//!    `{u}` and `{t}` = now as GeneralizedTime (service account, cached). Any entry
-//!    found means allowed. What happens to a user who is not allowed (Reject with the
-//!    profile's reply, or Monitor) is the session's business.
+//!    The user's id is the entry's `userIdAttribute` value (the LDAP profile's
+//!    `certificateAuthQuery.userIdAttribute`, `uid` without one), exactly as for
+//!    certificate sessions; an entry without it is refused like an unknown user.
+//! 2. With allowance action `Reject` ([`AllowanceCheck::BeforePassword`]): search
+//!    `allowanceFilter` with `{u}` = that user id and `{t}` = now (service account,
+//!    cached); nothing found means not allowed, whatever the password, and the password
+//!    is never sent.
+//! 3. BIND as the entry's DN with the given password, on a connection of its own (never
+//!    cached; an empty password or a NUL is refused before anything is sent).
+//! 4. With allowance action `Monitor` ([`AllowanceCheck::AfterPassword`]): the allowance
+//!    search, after the right password. What happens to a user who is not allowed is the
+//!    session's business.
 
 use std::sync::Arc;
 
@@ -18,8 +24,14 @@ use super::directory::{Directory, QueryKind};
 use super::error::LdapSetupError;
 use super::values;
 use super::{FilterTemplate, Placeholder};
-use crate::auth::{Allowance, AuthError, AuthVerdict, BoxFuture, SmtpAuthenticator};
+use crate::auth::{
+    Allowance, AllowanceCheck, AuthError, AuthVerdict, BoxFuture, FoundUser, SmtpAuthenticator,
+    UserLookup, password_refusal, user_refusal,
+};
 use crate::config::LdapAuthMethod;
+
+/// The user id attribute when the LDAP profile has no certificate query to name one.
+const DEFAULT_USER_ID_ATTRIBUTE: &str = "uid";
 
 /// Checks SMTP AUTH with an LDAP profile's `smtpAuthQuery`.
 #[derive(Debug)]
@@ -27,13 +39,19 @@ pub struct LdapAuthenticator {
     directory: Arc<Directory>,
     query: String,
     filter: FilterTemplate,
-    allowance: Option<FilterTemplate>,
+    /// The entry attribute whose value is the user's id.
+    user_id_attribute: String,
+    allowance: Option<(FilterTemplate, AllowanceCheck)>,
 }
 
 impl LdapAuthenticator {
-    /// The authenticator of `directory`'s SMTP authentication query; with
-    /// `check_allowance`, the query's `allowanceFilter` is applied too (and must exist).
-    pub fn new(directory: Arc<Directory>, check_allowance: bool) -> Result<Self, LdapSetupError> {
+    /// The authenticator of `directory`'s SMTP authentication query; unless `allowance`
+    /// is [`AllowanceCheck::Off`], the query's `allowanceFilter` is applied too (and must
+    /// exist), before or after the password as `allowance` says.
+    pub fn new(
+        directory: Arc<Directory>,
+        allowance: AllowanceCheck,
+    ) -> Result<Self, LdapSetupError> {
         let name = directory.name().to_owned();
         let q = directory
             .profile()
@@ -54,7 +72,9 @@ impl LdapAuthenticator {
                     source,
                 }
             })?;
-        let allowance = if check_allowance {
+        let allowance = if allowance == AllowanceCheck::Off {
+            None
+        } else {
             let text =
                 q.allowance_filter
                     .as_deref()
@@ -62,35 +82,38 @@ impl LdapAuthenticator {
                         profile: name.clone(),
                         query: "smtpAuthQuery.allowanceFilter",
                     })?;
-            Some(
+            let template =
                 FilterTemplate::parse(text, &Placeholder::SMTP_AUTH).map_err(|source| {
                     LdapSetupError::Filter {
                         profile: name.clone(),
                         field: "smtpAuthQuery.allowanceFilter",
                         source,
                     }
-                })?,
-            )
-        } else {
-            None
+                })?;
+            Some((template, allowance))
         };
+        let user_id_attribute = directory
+            .profile()
+            .certificate_auth_query
+            .as_ref()
+            .map_or(DEFAULT_USER_ID_ATTRIBUTE, |c| c.user_id_attribute.as_str())
+            .to_owned();
         Ok(Self {
             query: q.name.clone(),
             filter,
+            user_id_attribute,
             allowance,
             directory,
         })
     }
 
-    async fn check(&self, user: &str, password: &str) -> Result<AuthVerdict, AuthError> {
-        let invalid = |reason: String| Ok(AuthVerdict::InvalidCredentials { reason });
-        // Checked before anything else, so neither an empty password nor an empty user
-        // name ever reaches the directory.
-        if password.is_empty() {
-            return invalid("empty password (never sent: it would be an anonymous bind)".into());
-        }
-        if user.is_empty() {
-            return invalid("empty user name".into());
+    /// Step 1: the entry of `user` and its user id.
+    async fn lookup(&self, user: &str) -> Result<UserLookup, AuthError> {
+        let unknown = |reason: String| Ok(UserLookup::Unknown { reason });
+        // Checked before anything else, so that neither an empty name nor a NUL ever
+        // reaches the directory.
+        if let Some(refusal) = user_refusal(user) {
+            return unknown(refusal.to_string());
         }
         let now = values::generalized_time(OffsetDateTime::now_utc());
         let filter = self
@@ -103,59 +126,118 @@ impl LdapAuthenticator {
             .map_err(|p| AuthError::Directory(format!("no value for {p}")))?;
         let found = self
             .directory
-            .search(QueryKind::User, &self.query, &filter, &key, &["1.1"])
+            .search(
+                QueryKind::User,
+                &self.query,
+                &filter,
+                &key,
+                &[self.user_id_attribute.as_str()],
+            )
             .await?;
-        let dn = match &*found.entries {
-            [] => return invalid(format!("unknown user (no entry matches {filter})")),
-            [entry] => entry.dn.clone(),
+        let entry = match &*found.entries {
+            [] => return unknown(format!("unknown user (no entry matches {filter})")),
+            [entry] => entry,
             many => {
-                return invalid(format!(
+                return unknown(format!(
                     "{} entries match {filter}; a user name must identify one entry",
                     many.len()
                 ));
             }
         };
+        match entry.values(&self.user_id_attribute).first() {
+            Some(user_id) if !user_id.is_empty() => Ok(UserLookup::Found(FoundUser {
+                user_id: user_id.clone(),
+                dn: Some(entry.dn.clone()),
+            })),
+            _ => {
+                let reason = format!(
+                    "the entry {} has no textual {} value (userIdAttribute), so it cannot be a session's identity",
+                    entry.dn, self.user_id_attribute
+                );
+                tracing::warn!(
+                    target: "postern::ldap",
+                    profile = %self.directory.name(), query = %self.query, kind = "user",
+                    dn = %entry.dn, outcome = "not_found", reason = %reason,
+                    "AUTH user not usable"
+                );
+                unknown(reason)
+            }
+        }
+    }
+
+    /// Steps 2 to 4 for a user [`lookup`](Self::lookup) found.
+    async fn check(&self, user: &FoundUser, password: &str) -> Result<AuthVerdict, AuthError> {
+        let invalid = |reason: String| Ok(AuthVerdict::InvalidCredentials { reason });
+        if let Some(refusal) = password_refusal(password) {
+            return invalid(refusal.to_string());
+        }
+        let Some(dn) = user.dn.as_deref() else {
+            return invalid("no directory entry to check the password against".into());
+        };
+        let before = match &self.allowance {
+            Some((template, AllowanceCheck::BeforePassword)) => {
+                if !self.allowed(template, &user.user_id).await? {
+                    return Ok(AuthVerdict::NotAllowed {
+                        user_id: user.user_id.clone(),
+                    });
+                }
+                Some(Allowance::Allowed)
+            }
+            _ => None,
+        };
         match self
             .directory
-            .check_password(&self.query, &dn, password)
+            .check_password(&self.query, dn, password)
             .await?
         {
             BindOutcome::Success => {}
             BindOutcome::Invalid { reason } => return invalid(format!("{dn}: {reason}")),
         }
-        let allowance = match &self.allowance {
-            None => Allowance::NotChecked,
-            Some(template) => {
-                let filter = template
-                    .render(|p| values::auth_value(user, p, &now))
-                    .map_err(|p| AuthError::Directory(format!("no value for {p}")))?;
-                let key = template
-                    .render(|p| values::auth_key_value(user, p))
-                    .map_err(|p| AuthError::Directory(format!("no value for {p}")))?;
-                let found = self
-                    .directory
-                    .search(QueryKind::Allowance, &self.query, &filter, &key, &["1.1"])
-                    .await?;
-                if found.entries.is_empty() {
-                    Allowance::Denied
-                } else {
+        let allowance = match (&self.allowance, before) {
+            (_, Some(answer)) => answer,
+            (None, None) => Allowance::NotChecked,
+            (Some((template, _)), None) => {
+                if self.allowed(template, &user.user_id).await? {
                     Allowance::Allowed
+                } else {
+                    Allowance::Denied
                 }
             }
         };
         Ok(AuthVerdict::Authenticated {
-            user_id: user.to_owned(),
+            user_id: user.user_id.clone(),
             allowance,
         })
+    }
+
+    /// The allowance search, with `{u}` = the user's id (the entry's `userIdAttribute`
+    /// value, not the name as typed: the question is about the user that was found).
+    async fn allowed(&self, template: &FilterTemplate, user_id: &str) -> Result<bool, AuthError> {
+        let now = values::generalized_time(OffsetDateTime::now_utc());
+        let filter = template
+            .render(|p| values::auth_value(user_id, p, &now))
+            .map_err(|p| AuthError::Directory(format!("no value for {p}")))?;
+        let key = template
+            .render(|p| values::auth_key_value(user_id, p))
+            .map_err(|p| AuthError::Directory(format!("no value for {p}")))?;
+        let found = self
+            .directory
+            .search(QueryKind::Allowance, &self.query, &filter, &key, &["1.1"])
+            .await?;
+        Ok(!found.entries.is_empty())
     }
 }
 
 impl SmtpAuthenticator for LdapAuthenticator {
-    fn authenticate<'a>(
+    fn find_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<UserLookup, AuthError>> {
+        Box::pin(self.lookup(username))
+    }
+
+    fn check_password<'a>(
         &'a self,
-        username: &'a str,
+        user: &'a FoundUser,
         password: &'a str,
     ) -> BoxFuture<'a, Result<AuthVerdict, AuthError>> {
-        Box::pin(self.check(username, password))
+        Box::pin(self.check(user, password))
     }
 }

@@ -4,7 +4,8 @@
 //! pool), binds once and closes it, so a user's identity never lingers on a connection
 //! that searches for somebody else. An empty password is refused here, before any
 //! network traffic: an empty simple bind is an anonymous bind (RFC 4513 section 5.1.2),
-//! which many servers answer with "success".
+//! which many servers answer with "success". So is a password with a NUL byte, which a
+//! server written in C may read as a shorter password.
 
 use ldap3::LdapResult;
 
@@ -34,6 +35,14 @@ pub async fn check_password(
         return Ok((
             BindOutcome::Invalid {
                 reason: "empty password (never sent: it would be an anonymous bind)".into(),
+            },
+            None,
+        ));
+    }
+    if password.contains('\0') {
+        return Ok((
+            BindOutcome::Invalid {
+                reason: "the password contains a NUL byte (never sent)".into(),
             },
             None,
         ));

@@ -9,7 +9,7 @@ use super::cert_mapper::LdapCertificateMapper;
 use super::directory::Directory;
 use super::error::LdapSetupError;
 use super::metrics::LdapMetrics;
-use crate::auth::{CertificateMapper, SmtpAuthenticator};
+use crate::auth::{AllowanceCheck, CertificateMapper, SmtpAuthenticator};
 use crate::config::GatewayConfig;
 
 /// The directories of one running configuration.
@@ -72,18 +72,15 @@ impl LdapDirectories {
     }
 
     /// An SMTP authenticator using LDAP profile `name`'s `smtpAuthQuery`, with its
-    /// `allowanceFilter` when `check_allowance`.
+    /// `allowanceFilter` run as `allowance` says.
     pub fn smtp_authenticator(
         &mut self,
         config: &GatewayConfig,
         name: &str,
-        check_allowance: bool,
+        allowance: AllowanceCheck,
     ) -> Result<Arc<dyn SmtpAuthenticator>, LdapSetupError> {
         let directory = self.directory(config, name)?;
-        Ok(Arc::new(LdapAuthenticator::new(
-            directory,
-            check_allowance,
-        )?))
+        Ok(Arc::new(LdapAuthenticator::new(directory, allowance)?))
     }
 
     /// The directories built so far, by profile name.

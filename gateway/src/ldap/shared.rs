@@ -14,7 +14,7 @@ use super::cert_mapper::LdapCertificateMapper;
 use super::directory::Directory;
 use super::error::LdapSetupError;
 use super::metrics::LdapMetrics;
-use crate::auth::{CertificateMapper, SmtpAuthenticator};
+use crate::auth::{AllowanceCheck, CertificateMapper, SmtpAuthenticator};
 use crate::config::GatewayConfig;
 
 fn registry() -> &'static Mutex<HashMap<String, Weak<Directory>>> {
@@ -59,15 +59,15 @@ pub fn certificate_mapper(
 }
 
 /// An SMTP authenticator with LDAP profile `name`'s `smtpAuthQuery` (and its
-/// `allowanceFilter` when `check_allowance`).
+/// `allowanceFilter`, run as `allowance` says).
 pub fn smtp_authenticator(
     config: &GatewayConfig,
     name: &str,
-    check_allowance: bool,
+    allowance: AllowanceCheck,
 ) -> Result<Arc<dyn SmtpAuthenticator>, LdapSetupError> {
     Ok(Arc::new(LdapAuthenticator::new(
         directory(config, name)?,
-        check_allowance,
+        allowance,
     )?))
 }
 
@@ -90,7 +90,7 @@ mod tests {
         let d2 = directory(&a, "shared-test").unwrap();
         assert!(Arc::ptr_eq(&d1, &d2));
         certificate_mapper(&a, "shared-test").unwrap();
-        smtp_authenticator(&a, "shared-test", true).unwrap();
+        smtp_authenticator(&a, "shared-test", AllowanceCheck::BeforePassword).unwrap();
         let b = config("ldap://127.0.0.1:2");
         let d3 = directory(&b, "shared-test").unwrap();
         assert!(!Arc::ptr_eq(&d1, &d3));

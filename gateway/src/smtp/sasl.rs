@@ -22,6 +22,11 @@ pub enum SaslError {
     /// A user name or password is not UTF-8.
     #[error("credentials are not valid UTF-8")]
     NotUtf8,
+    /// A LOGIN user name or password holds a NUL byte (a NUL would end it early in a
+    /// directory written in C; in PLAIN it is the field separator, so PLAIN cannot carry
+    /// one). Refused before the directory is asked.
+    #[error("a user name or password contains a NUL byte")]
+    Nul,
     /// A PLAIN authorization identity other than the authenticated one: acting on
     /// behalf of someone else is not supported.
     #[error("authorization identity differs from the authentication identity")]
@@ -29,6 +34,17 @@ pub enum SaslError {
 }
 
 impl SaslError {
+    /// The decision log outcome (and `postern_auth_total` outcome) of this refusal:
+    /// `cancelled`, `foreign_authzid`, or `malformed` for everything that is not a
+    /// well-formed exchange.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::ForeignAuthzid => "foreign_authzid",
+            Self::Base64 | Self::MalformedPlain | Self::NotUtf8 | Self::Nul => "malformed",
+        }
+    }
+
     /// The reply the client gets for this error.
     pub fn reply(&self) -> Reply {
         match self {
@@ -36,6 +52,7 @@ impl SaslError {
             Self::Base64 => Reply::new(501, "5.5.2", "Cannot decode base64 response"),
             Self::MalformedPlain => Reply::new(501, "5.5.2", "Malformed AUTH PLAIN response"),
             Self::NotUtf8 => Reply::new(501, "5.5.2", "Credentials are not valid UTF-8"),
+            Self::Nul => Reply::new(501, "5.5.2", "Credentials must not contain NUL bytes"),
             Self::ForeignAuthzid => reply::invalid_credentials(),
         }
     }
@@ -77,8 +94,12 @@ pub fn parse_plain(raw: &[u8]) -> Result<Credentials, SaslError> {
     Ok(Credentials { user, password })
 }
 
-/// A decoded LOGIN user name or password as text.
+/// A decoded LOGIN user name or password as text. A NUL is refused here, so that no
+/// mechanism hands one on.
 pub fn credential(bytes: &[u8]) -> Result<String, SaslError> {
+    if bytes.contains(&0) {
+        return Err(SaslError::Nul);
+    }
     String::from_utf8(bytes.to_vec()).map_err(|_| SaslError::NotUtf8)
 }
 
@@ -125,14 +146,20 @@ mod tests {
         assert_eq!(decode_response(b"YWJj="), Err(SaslError::Base64));
         assert_eq!(parse_plain(b"\0\xff\0pw"), Err(SaslError::NotUtf8));
         assert_eq!(credential(b"\xc3"), Err(SaslError::NotUtf8));
+        for nul in [&b"\0"[..], b"\0frank-secret", b"frank-secret\0", b"fr\0ank"] {
+            assert_eq!(credential(nul), Err(SaslError::Nul), "{nul:?}");
+        }
+        assert_eq!(credential(b"frank"), Ok("frank".into()));
         for e in [
             SaslError::Cancelled,
             SaslError::Base64,
             SaslError::MalformedPlain,
             SaslError::NotUtf8,
+            SaslError::Nul,
             SaslError::ForeignAuthzid,
         ] {
             assert!((500..600).contains(&e.reply().code), "{e}");
+            assert!(!e.outcome().is_empty());
         }
     }
 }

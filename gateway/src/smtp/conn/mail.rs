@@ -99,6 +99,7 @@ impl Connection {
             let up = self.upstream.as_mut().expect("connected above");
             if params.smtputf8 && !up.extensions.smtputf8 && !from.is_ascii() {
                 let r = Reply::new(553, "5.6.7", "The next hop does not support SMTPUTF8");
+                self.decision("mail", "refused", &r.summary());
                 return self.refuse(&r);
             }
             let mut line = format!("MAIL FROM:<{from}>");
@@ -158,6 +159,7 @@ impl Connection {
 
     pub(super) async fn rcpt(&mut self, to: String) -> Flow {
         if let Err(r) = self.st.check_rcpt(&self.rules()) {
+            self.decision("rcpt", "refused", &r.summary());
             return self.refuse(&r);
         }
         if let Some(t) = self.st.txn.as_mut() {
@@ -198,6 +200,7 @@ impl Connection {
 
     pub(super) async fn data(&mut self) -> Flow {
         if let Err(r) = self.st.check_data() {
+            self.decision("data", "refused", &r.summary());
             return self.refuse(&r);
         }
         let Some(up) = self.upstream.as_mut() else {

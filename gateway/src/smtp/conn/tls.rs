@@ -17,6 +17,7 @@ use super::{Connection, Flow};
 impl Connection {
     pub(super) async fn starttls(&mut self) -> Flow {
         if let Err(r) = self.st.check_starttls(&self.rules()) {
+            self.decision("starttls", "refused", &r.summary());
             return self.refuse(&r);
         }
         self.reply(&Reply::new(220, "2.0.0", "Ready to start TLS"));
@@ -195,7 +196,15 @@ impl Connection {
             .as_ref()
             .and_then(|a| a.certificate.clone())
         else {
+            // Verified because the policy asks for certificates, but the listener's profile
+            // maps none to users (no profile, or SMTP AUTH only): the session is not
+            // authenticated by it.
             self.cert_metric("valid_unmapped", "no_certificate_profile");
+            self.decision(
+                "certificate_auth",
+                "not_mapped",
+                "the listener's authentication profile maps no certificates to users",
+            );
             return;
         };
         let Some(facts) = self.st.cert.clone() else {
