@@ -262,6 +262,9 @@ pub struct SlapdOptions {
     pub referral: Option<String>,
     /// Let anonymous clients search (default: only the service account).
     pub anonymous_read: bool,
+    /// Log every operation (slapd's `stats` level, `-d 256`) to [`Slapd::log`], so a test
+    /// can see which BINDs reached the server ([`Slapd::binds_as`]).
+    pub stats_log: bool,
 }
 
 /// A running (or stopped) slapd.
@@ -271,6 +274,7 @@ pub struct Slapd {
     port: u16,
     ldaps_port: Option<u16>,
     tls: Option<SlapdTls>,
+    stats_log: bool,
     child: Option<Child>,
 }
 
@@ -358,6 +362,7 @@ impl Slapd {
             port: 0,
             ldaps_port: None,
             tls: opts.tls.clone(),
+            stats_log: opts.stats_log,
             child: None,
             dir,
         };
@@ -402,6 +407,25 @@ impl Slapd {
         fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
     }
 
+    /// How many simple BINDs as `dn` the server has received (needs
+    /// [`SlapdOptions::stats_log`]; counts what slapd logged, whatever the outcome).
+    pub fn binds_as(&self, dn: &str) -> usize {
+        assert!(self.stats_log, "binds_as needs SlapdOptions::stats_log");
+        // One `method=` line per BIND request (a successful one logs a second `mech=` line).
+        let needle = format!(" BIND dn=\"{dn}\" method=");
+        self.log().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    /// Every BIND line slapd logged (needs `stats_log`).
+    pub fn binds(&self) -> Vec<String> {
+        assert!(self.stats_log, "binds needs SlapdOptions::stats_log");
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" BIND dn=\"") && l.contains(" method="))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
@@ -422,14 +446,20 @@ impl Slapd {
             urls.push_str(&s);
             urls.push('/');
         }
-        let log = fs::File::create(root.join("slapd.log"))?;
+        // Appended to, so that the operations before a restart stay on record.
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(root.join("slapd.log"))?;
+        let debug = std::env::var("POSTERN_SLAPD_DEBUG")
+            .unwrap_or_else(|_| if self.stats_log { "256" } else { "0" }.into());
         let child = Command::new(need("slapd")?)
             .arg("-f")
             .arg(root.join("slapd.conf"))
             .arg("-h")
             .arg(&urls)
             .arg("-d")
-            .arg(std::env::var("POSTERN_SLAPD_DEBUG").unwrap_or_else(|_| "0".into()))
+            .arg(&debug)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
