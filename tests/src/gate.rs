@@ -176,6 +176,7 @@ pub fn config(
         },
         timeouts: ListenerTimeouts::default(),
         max_connections: 100,
+        max_connections_per_client: 50,
     };
     GatewayConfig {
         listeners: [("main".to_owned(), listener)].into(),
@@ -442,6 +443,16 @@ impl Client {
     /// Connect and read the greeting.
     pub fn connect(addr: SocketAddr) -> Result<Self> {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        Self::greeted(s)
+    }
+
+    /// Connect from the loopback address `source` (any of 127.0.0.0/8: one machine,
+    /// many client addresses) and read the greeting.
+    pub fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<Self> {
+        Self::greeted(connect_from(addr, source)?)
+    }
+
+    fn greeted(s: TcpStream) -> Result<Self> {
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut c = Self {
             conn: Some(BufReader::new(Conn::Plain(s))),
@@ -565,6 +576,28 @@ impl Client {
         self.send(body.as_bytes())?;
         self.cmd("\r\n.")
     }
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (bound before
+/// connecting, which the standard library cannot do).
+pub fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stream = rt.block_on(async {
+        let socket = match source {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        tokio::time::timeout(Duration::from_secs(3), socket.connect(addr))
+            .await
+            .map_err(|_| anyhow!("connecting from {source} to {addr} timed out"))?
+            .map_err(anyhow::Error::from)
+    })?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// How the scripted next hop behaves.
