@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -600,6 +600,26 @@ pub fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<TcpStream> {
     Ok(stream)
 }
 
+/// Replies a deliberately misbehaving next hop gives instead of the well-behaved ones
+/// (`None`: behave). Texts are sent as they are, CRLFs included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Misbehave {
+    /// Instead of `220 hop.test ESMTP`.
+    pub greeting: Option<&'static str>,
+    /// Instead of `250` to MAIL.
+    pub mail: Option<&'static str>,
+    /// Instead of `250` to RCPT.
+    pub rcpt: Option<&'static str>,
+    /// Instead of `354` to DATA. Unless it starts with `354`, the hop stays in command
+    /// mode, as a real server would: whatever comes next is read as commands.
+    pub data: Option<&'static str>,
+    /// Instead of `250` to the final dot. The message counts as accepted only if this
+    /// starts with `250`.
+    pub end: Option<&'static str>,
+    /// Sent in the middle of the message (after its first line), before any final dot.
+    pub early: Option<&'static str>,
+}
+
 /// How the scripted next hop behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HopMode {
@@ -613,6 +633,8 @@ pub enum HopMode {
     SlowMs(u64),
     /// 451 to DATA's end.
     TempFail,
+    /// Replies outside the protocol, garbage, replies out of turn.
+    Misbehave(Misbehave),
 }
 
 /// A scripted next hop on loopback (threads; stopped on drop).
@@ -621,6 +643,7 @@ pub struct Hop {
     pub addr: SocketAddr,
     /// Messages it accepted (with a 250), as received.
     pub messages: Arc<Mutex<Vec<String>>>,
+    seen: Arc<HopSeen>,
     mode: Arc<Mutex<HopMode>>,
     stop: Arc<AtomicBool>,
 }
@@ -632,17 +655,19 @@ impl Hop {
         let addr = l.local_addr().unwrap();
         l.set_nonblocking(true).unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(HopSeen::default());
         let mode = Arc::new(Mutex::new(mode));
         let stop = Arc::new(AtomicBool::new(false));
-        let (m, md, st) = (messages.clone(), mode.clone(), stop.clone());
+        let (m, md, st, sn) = (messages.clone(), mode.clone(), stop.clone(), seen.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match l.accept() {
                     Ok((s, _)) => {
+                        sn.connections.fetch_add(1, Ordering::SeqCst);
                         let (m, mode) = (m.clone(), *md.lock().unwrap());
-                        let st = st.clone();
+                        let (st, sn) = (st.clone(), sn.clone());
                         std::thread::spawn(move || {
-                            let _ = hop_session(s, mode, &m, &st);
+                            let _ = hop_session(s, mode, &m, &sn, &st);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -652,9 +677,25 @@ impl Hop {
         Self {
             addr,
             messages,
+            seen,
             mode,
             stop,
         }
+    }
+
+    /// The command lines read so far, across connections (without line ends).
+    pub fn commands(&self) -> Vec<String> {
+        self.seen.commands.lock().unwrap().clone()
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.seen.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many early replies ([`Misbehave::early`]) it has sent.
+    pub fn early_replies(&self) -> usize {
+        self.seen.early_replies.load(Ordering::SeqCst)
     }
 
     /// An address where nothing listens.
@@ -679,10 +720,19 @@ impl Drop for Hop {
     }
 }
 
+/// What the scripted next hop has seen and done, for the tests to check.
+#[derive(Default)]
+struct HopSeen {
+    commands: Mutex<Vec<String>>,
+    connections: AtomicUsize,
+    early_replies: AtomicUsize,
+}
+
 fn hop_session(
     s: TcpStream,
     mode: HopMode,
     messages: &Mutex<Vec<String>>,
+    seen: &HopSeen,
     stop: &AtomicBool,
 ) -> Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -693,6 +743,10 @@ fn hop_session(
         let _ = r.read_to_end(&mut sink);
         return Ok(());
     }
+    let bad = match mode {
+        HopMode::Misbehave(m) => m,
+        _ => Misbehave::default(),
+    };
     let say = |w: &mut TcpStream, text: &str| -> Result<()> {
         if let HopMode::SlowMs(ms) = mode {
             std::thread::sleep(Duration::from_millis(ms));
@@ -700,7 +754,7 @@ fn hop_session(
         w.write_all(text.as_bytes())?;
         Ok(())
     };
-    say(&mut w, "220 hop.test ESMTP\r\n")?;
+    say(&mut w, bad.greeting.unwrap_or("220 hop.test ESMTP\r\n"))?;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -709,20 +763,32 @@ fn hop_session(
         if r.read_line(&mut line)? == 0 {
             return Ok(());
         }
+        seen.commands
+            .lock()
+            .unwrap()
+            .push(line.trim_end_matches(['\r', '\n']).to_owned());
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
             "EHLO" => say(
                 &mut w,
                 "250-hop.test\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n",
             )?,
-            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => say(&mut w, "250 2.0.0 ok\r\n")?,
+            "MAIL" => say(&mut w, bad.mail.unwrap_or("250 2.0.0 ok\r\n"))?,
+            "RCPT" => say(&mut w, bad.rcpt.unwrap_or("250 2.0.0 ok\r\n"))?,
+            "HELO" | "RSET" | "NOOP" => say(&mut w, "250 2.0.0 ok\r\n")?,
             "QUIT" => {
                 say(&mut w, "221 2.0.0 bye\r\n")?;
                 return Ok(());
             }
             "DATA" => {
-                say(&mut w, "354 go ahead\r\n")?;
+                let go = bad.data.unwrap_or("354 go ahead\r\n");
+                say(&mut w, go)?;
+                if !go.starts_with("354") {
+                    // Not reading a message: what follows is commands.
+                    continue;
+                }
                 let mut msg = String::new();
+                let mut early = bad.early;
                 loop {
                     let mut l = String::new();
                     if r.read_line(&mut l)? == 0 {
@@ -732,17 +798,23 @@ fn hop_session(
                         break;
                     }
                     msg.push_str(&l);
+                    if let Some(text) = early.take() {
+                        say(&mut w, text)?;
+                        seen.early_replies.fetch_add(1, Ordering::SeqCst);
+                    }
                     if mode == HopMode::DropMidData && msg.len() > 64 {
                         // Vanish mid-message: no reply, connection reset.
                         return Ok(());
                     }
                 }
-                if mode == HopMode::TempFail {
-                    say(&mut w, "451 4.3.0 try later\r\n")?;
-                } else {
+                let end = match mode {
+                    HopMode::TempFail => "451 4.3.0 try later\r\n",
+                    _ => bad.end.unwrap_or("250 2.0.0 queued\r\n"),
+                };
+                if end.starts_with("250") {
                     messages.lock().unwrap().push(msg);
-                    say(&mut w, "250 2.0.0 queued\r\n")?;
                 }
+                say(&mut w, end)?;
             }
             _ => say(&mut w, "502 5.5.2 what\r\n")?,
         }
