@@ -93,6 +93,8 @@ pub fn config(
         timeouts: ListenerTimeouts::default(),
         // The idle-connection test holds 10,000 sessions on one listener.
         max_connections: 30_000,
+        // All load comes from a few loopback addresses: no per-client cap below the total.
+        max_connections_per_client: Some(30_000),
     };
     let mut config = GatewayConfig {
         listeners: BTreeMap::from([

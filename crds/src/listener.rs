@@ -74,13 +74,21 @@ pub struct ListenerSpec {
     pub default_mail_flow_policy_ref: ObjectRef,
     /// Where accepted mail is relayed.
     pub next_hop: NextHop,
-    /// Idle timeouts of client sessions.
+    /// Timeouts of client sessions: TLS handshake, greeting, commands and message data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<ListenerTimeouts>,
     /// Most concurrent connections per gateway pod; more get `421 4.7.0`. Default 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_connections: Option<u32>,
+    /// Most concurrent connections per gateway pod from one client: one IPv4 address, or
+    /// one IPv6 /64 (a single host can use every address of its /64). More get
+    /// `421 4.7.0` at once, so one client cannot take every slot of `maxConnections`.
+    /// Must not exceed `maxConnections`, and should be well below it. Default 50, or half
+    /// of `maxConnections` when that is lower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections_per_client: Option<u32>,
 }
 
 /// TLS material of a listener.
@@ -148,10 +156,21 @@ pub struct NextHopTimeouts {
     pub command: Option<String>,
 }
 
-/// Idle timeouts of client sessions.
+/// Timeouts of client sessions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerTimeouts {
+    /// Longest a TLS handshake may take, implicit TLS or after `STARTTLS`; a client that
+    /// stalls in it is disconnected. At most `command` applies. Default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub tls_handshake: Option<String>,
+    /// Longest wait, from the greeting (or from the end of a `STARTTLS` handshake), for
+    /// the client's `EHLO` or `HELO` (`421 4.4.2` after it): a client that connects and
+    /// says nothing gives its slot back early. At most `command` applies. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub greeting: Option<String>,
     /// Longest wait for the next command (`421 4.4.2` after it). Default `5m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN))]

@@ -68,7 +68,8 @@ pub struct HashLabels {
 /// The gateway engine's metric families.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    /// Connections by outcome (`accepted`, `policy_reject`, `over_capacity`).
+    /// Connections by outcome (`accepted`, `policy_reject`, `over_capacity`,
+    /// `over_client_limit`).
     pub connections: Family<OutcomeLabels, Counter>,
     /// Open connections.
     pub connections_active: Family<ListenerLabels, Gauge>,

@@ -62,6 +62,11 @@ pub struct ListenerRuntime {
     pub auth: Option<Arc<AuthRuntime>>,
     /// Where mail goes.
     pub next_hop: Arc<NextHopRuntime>,
+    /// Deadline of a TLS handshake (implicit TLS or STARTTLS), at most `command_timeout`.
+    pub tls_handshake_timeout: Duration,
+    /// Deadline for `EHLO`/`HELO` after the greeting (or after a STARTTLS handshake), at
+    /// most `command_timeout`.
+    pub greeting_timeout: Duration,
     /// Idle timeout between commands.
     pub command_timeout: Duration,
     /// Idle timeout during DATA.
@@ -70,6 +75,8 @@ pub struct ListenerRuntime {
     pub data_total_timeout: Duration,
     /// Connection cap.
     pub max_connections: u32,
+    /// Connection cap per client (IPv4 address or IPv6 /64).
+    pub max_connections_per_client: u32,
 }
 
 /// One row of a host access table.
@@ -263,10 +270,15 @@ fn build_listener(
         default_policy,
         auth,
         next_hop: Arc::new(next_hop),
+        // Both are meant as shorter deadlines than the command timeout; a longer value
+        // could only ever be cut by it, so the shorter one is what applies.
+        tls_handshake_timeout: l.timeouts.tls_handshake.get().min(l.timeouts.command.get()),
+        greeting_timeout: l.timeouts.greeting.get().min(l.timeouts.command.get()),
         command_timeout: l.timeouts.command.get(),
         data_timeout: l.timeouts.data.get(),
         data_total_timeout: l.timeouts.data_total.get(),
         max_connections: l.max_connections,
+        max_connections_per_client: l.connections_per_client(),
     })
 }
 

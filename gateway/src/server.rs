@@ -1,10 +1,11 @@
-//! The listening side: one accept loop per bound address, the per-listener connection
-//! cap, installing a new [`Runtime`] (binding new ports, closing removed ones) and the
-//! graceful shutdown.
+//! The listening side: one accept loop per bound address, the connection caps (per
+//! listener and per client, see [`slots`]), installing a new [`Runtime`] (binding new
+//! ports, closing removed ones) and the graceful shutdown.
+
+mod slots;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels};
 use crate::runtime::{ListenerRuntime, Runtime};
 use crate::smtp::reply;
 use crate::smtp::{Connection, SessionContext};
+
+pub use slots::ClientKey;
+use slots::{Refusal, Slot, Slots};
 
 /// Why a runtime could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +55,7 @@ pub struct Server {
 struct Inner {
     current: watch::Sender<Option<Arc<Runtime>>>,
     bound: Mutex<HashMap<SocketAddr, Bound>>,
-    active: Mutex<HashMap<SocketAddr, Arc<AtomicU32>>>,
+    slots: Mutex<HashMap<SocketAddr, Arc<Slots>>>,
     metrics: Metrics,
     draining: CancellationToken,
     hard_stop: CancellationToken,
@@ -71,7 +75,7 @@ impl Server {
             inner: Arc::new(Inner {
                 current: watch::channel(None).0,
                 bound: Mutex::new(HashMap::new()),
-                active: Mutex::new(HashMap::new()),
+                slots: Mutex::new(HashMap::new()),
                 metrics,
                 draining: CancellationToken::new(),
                 hard_stop: CancellationToken::new(),
@@ -153,18 +157,18 @@ impl Server {
             .cloned()
     }
 
-    fn counter(&self, addr: SocketAddr) -> Arc<AtomicU32> {
+    fn slots(&self, addr: SocketAddr) -> Arc<Slots> {
         self.inner
-            .active
+            .slots
             .lock()
-            .expect("active lock")
+            .expect("slots lock")
             .entry(addr)
             .or_default()
             .clone()
     }
 
     async fn accept_loop(self, addr: SocketAddr, socket: TcpListener, stop: CancellationToken) {
-        let active = self.counter(addr);
+        let slots = self.slots(addr);
         loop {
             let accepted = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -186,26 +190,17 @@ impl Server {
             let labels = ListenerLabels {
                 listener: listener.name.clone(),
             };
-            if active.fetch_add(1, Ordering::AcqRel) >= listener.max_connections {
-                active.fetch_sub(1, Ordering::AcqRel);
-                self.inner
-                    .metrics
-                    .connections
-                    .get_or_create(&OutcomeLabels {
-                        listener: listener.name.clone(),
-                        outcome: "over_capacity".into(),
-                    })
-                    .inc();
-                info!(target: "postern::decision", listener = %listener.name, client_ip = %peer.ip(), decision = "connect", outcome = "rejected", reason = "listener at maxConnections", max_connections = listener.max_connections);
-                tokio::spawn(async move {
-                    let mut tcp = tcp;
-                    let mut out = Vec::new();
-                    reply::too_many_connections().write_to(&mut out);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&out)).await;
-                    let _ = tcp.shutdown().await;
-                });
-                continue;
-            }
+            let slot = match slots.try_acquire(
+                peer.ip(),
+                listener.max_connections,
+                listener.max_connections_per_client,
+            ) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    self.refuse(&listener, peer, refusal, tcp);
+                    continue;
+                }
+            };
             let gauge = self
                 .inner
                 .metrics
@@ -213,10 +208,7 @@ impl Server {
                 .get_or_create(&labels)
                 .clone();
             gauge.inc();
-            let guard = ActiveGuard {
-                active: active.clone(),
-                gauge,
-            };
+            let guard = ActiveGuard { _slot: slot, gauge };
             let ctx = SessionContext {
                 metrics: self.inner.metrics.clone(),
                 draining: self.inner.draining.clone(),
@@ -227,6 +219,48 @@ impl Server {
                 Connection::new(tcp, peer, listener, ctx).run().await;
             });
         }
+    }
+
+    /// Turn away a connection that got no slot, cheaply: one decision line, one metric,
+    /// `421 4.7.0` and close, without a session (no TLS, no policy lookup).
+    fn refuse(
+        &self,
+        listener: &ListenerRuntime,
+        peer: SocketAddr,
+        refusal: Refusal,
+        tcp: tokio::net::TcpStream,
+    ) {
+        let (outcome, reason, limit) = match refusal {
+            Refusal::ClientLimit => (
+                "over_client_limit",
+                "client at maxConnectionsPerClient",
+                listener.max_connections_per_client,
+            ),
+            Refusal::ListenerFull => (
+                "over_capacity",
+                "listener at maxConnections",
+                listener.max_connections,
+            ),
+        };
+        self.inner
+            .metrics
+            .connections
+            .get_or_create(&OutcomeLabels {
+                listener: listener.name.clone(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        info!(target: "postern::decision", listener = %listener.name, client_ip = %peer.ip(), client_port = peer.port(), client = %ClientKey::of(peer.ip()), decision = "connect", outcome = "rejected", reason, limit);
+        tokio::spawn(async move {
+            let mut tcp = tcp;
+            let mut out = Vec::new();
+            reply::too_many_connections().write_to(&mut out);
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                let _ = tcp.write_all(&out).await;
+                let _ = tcp.shutdown().await;
+            })
+            .await;
+        });
     }
 
     /// Graceful shutdown: stop accepting; sessions with no transaction open are closed
@@ -254,15 +288,15 @@ impl Server {
     }
 }
 
-/// Decrements the connection counters when a session ends, however it ends.
+/// Gives back the connection's slots and the active-connections gauge when a session
+/// ends, however it ends (return, error, panic, cancellation).
 struct ActiveGuard {
-    active: Arc<AtomicU32>,
+    _slot: Slot,
     gauge: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.active.fetch_sub(1, Ordering::AcqRel);
         self.gauge.dec();
     }
 }

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -176,6 +176,7 @@ pub fn config(
         },
         timeouts: ListenerTimeouts::default(),
         max_connections: 100,
+        max_connections_per_client: None,
     };
     GatewayConfig {
         listeners: [("main".to_owned(), listener)].into(),
@@ -444,6 +445,16 @@ impl Client {
     /// Connect and read the greeting.
     pub fn connect(addr: SocketAddr) -> Result<Self> {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        Self::greeted(s)
+    }
+
+    /// Connect from the loopback address `source` (any of 127.0.0.0/8: one machine,
+    /// many client addresses) and read the greeting.
+    pub fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<Self> {
+        Self::greeted(connect_from(addr, source)?)
+    }
+
+    fn greeted(s: TcpStream) -> Result<Self> {
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut c = Self {
             conn: Some(BufReader::new(Conn::Plain(s))),
@@ -569,6 +580,48 @@ impl Client {
     }
 }
 
+/// A TCP connection to `addr` from the loopback address `source` (bound before
+/// connecting, which the standard library cannot do).
+pub fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stream = rt.block_on(async {
+        let socket = match source {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        tokio::time::timeout(Duration::from_secs(3), socket.connect(addr))
+            .await
+            .map_err(|_| anyhow!("connecting from {source} to {addr} timed out"))?
+            .map_err(anyhow::Error::from)
+    })?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Replies a deliberately misbehaving next hop gives instead of the well-behaved ones
+/// (`None`: behave). Texts are sent as they are, CRLFs included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Misbehave {
+    /// Instead of `220 hop.test ESMTP`.
+    pub greeting: Option<&'static str>,
+    /// Instead of `250` to MAIL.
+    pub mail: Option<&'static str>,
+    /// Instead of `250` to RCPT.
+    pub rcpt: Option<&'static str>,
+    /// Instead of `354` to DATA. Unless it starts with `354`, the hop stays in command
+    /// mode, as a real server would: whatever comes next is read as commands.
+    pub data: Option<&'static str>,
+    /// Instead of `250` to the final dot. The message counts as accepted only if this
+    /// starts with `250`.
+    pub end: Option<&'static str>,
+    /// Sent in the middle of the message (after its first line), before any final dot.
+    pub early: Option<&'static str>,
+}
+
 /// How the scripted next hop behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HopMode {
@@ -582,6 +635,8 @@ pub enum HopMode {
     SlowMs(u64),
     /// 451 to DATA's end.
     TempFail,
+    /// Replies outside the protocol, garbage, replies out of turn.
+    Misbehave(Misbehave),
 }
 
 /// A scripted next hop on loopback (threads; stopped on drop).
@@ -590,6 +645,7 @@ pub struct Hop {
     pub addr: SocketAddr,
     /// Messages it accepted (with a 250), as received.
     pub messages: Arc<Mutex<Vec<String>>>,
+    seen: Arc<HopSeen>,
     mode: Arc<Mutex<HopMode>>,
     stop: Arc<AtomicBool>,
 }
@@ -601,17 +657,19 @@ impl Hop {
         let addr = l.local_addr().unwrap();
         l.set_nonblocking(true).unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(HopSeen::default());
         let mode = Arc::new(Mutex::new(mode));
         let stop = Arc::new(AtomicBool::new(false));
-        let (m, md, st) = (messages.clone(), mode.clone(), stop.clone());
+        let (m, md, st, sn) = (messages.clone(), mode.clone(), stop.clone(), seen.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match l.accept() {
                     Ok((s, _)) => {
+                        sn.connections.fetch_add(1, Ordering::SeqCst);
                         let (m, mode) = (m.clone(), *md.lock().unwrap());
-                        let st = st.clone();
+                        let (st, sn) = (st.clone(), sn.clone());
                         std::thread::spawn(move || {
-                            let _ = hop_session(s, mode, &m, &st);
+                            let _ = hop_session(s, mode, &m, &sn, &st);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -621,9 +679,25 @@ impl Hop {
         Self {
             addr,
             messages,
+            seen,
             mode,
             stop,
         }
+    }
+
+    /// The command lines read so far, across connections (without line ends).
+    pub fn commands(&self) -> Vec<String> {
+        self.seen.commands.lock().unwrap().clone()
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.seen.connections.load(Ordering::SeqCst)
+    }
+
+    /// How many early replies ([`Misbehave::early`]) it has sent.
+    pub fn early_replies(&self) -> usize {
+        self.seen.early_replies.load(Ordering::SeqCst)
     }
 
     /// An address where nothing listens.
@@ -648,10 +722,19 @@ impl Drop for Hop {
     }
 }
 
+/// What the scripted next hop has seen and done, for the tests to check.
+#[derive(Default)]
+struct HopSeen {
+    commands: Mutex<Vec<String>>,
+    connections: AtomicUsize,
+    early_replies: AtomicUsize,
+}
+
 fn hop_session(
     s: TcpStream,
     mode: HopMode,
     messages: &Mutex<Vec<String>>,
+    seen: &HopSeen,
     stop: &AtomicBool,
 ) -> Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -662,6 +745,10 @@ fn hop_session(
         let _ = r.read_to_end(&mut sink);
         return Ok(());
     }
+    let bad = match mode {
+        HopMode::Misbehave(m) => m,
+        _ => Misbehave::default(),
+    };
     let say = |w: &mut TcpStream, text: &str| -> Result<()> {
         if let HopMode::SlowMs(ms) = mode {
             std::thread::sleep(Duration::from_millis(ms));
@@ -669,7 +756,7 @@ fn hop_session(
         w.write_all(text.as_bytes())?;
         Ok(())
     };
-    say(&mut w, "220 hop.test ESMTP\r\n")?;
+    say(&mut w, bad.greeting.unwrap_or("220 hop.test ESMTP\r\n"))?;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -678,20 +765,32 @@ fn hop_session(
         if r.read_line(&mut line)? == 0 {
             return Ok(());
         }
+        seen.commands
+            .lock()
+            .unwrap()
+            .push(line.trim_end_matches(['\r', '\n']).to_owned());
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
             "EHLO" => say(
                 &mut w,
                 "250-hop.test\r\n250-8BITMIME\r\n250 SIZE 100000000\r\n",
             )?,
-            "HELO" | "MAIL" | "RCPT" | "RSET" | "NOOP" => say(&mut w, "250 2.0.0 ok\r\n")?,
+            "MAIL" => say(&mut w, bad.mail.unwrap_or("250 2.0.0 ok\r\n"))?,
+            "RCPT" => say(&mut w, bad.rcpt.unwrap_or("250 2.0.0 ok\r\n"))?,
+            "HELO" | "RSET" | "NOOP" => say(&mut w, "250 2.0.0 ok\r\n")?,
             "QUIT" => {
                 say(&mut w, "221 2.0.0 bye\r\n")?;
                 return Ok(());
             }
             "DATA" => {
-                say(&mut w, "354 go ahead\r\n")?;
+                let go = bad.data.unwrap_or("354 go ahead\r\n");
+                say(&mut w, go)?;
+                if !go.starts_with("354") {
+                    // Not reading a message: what follows is commands.
+                    continue;
+                }
                 let mut msg = String::new();
+                let mut early = bad.early;
                 loop {
                     let mut l = String::new();
                     if r.read_line(&mut l)? == 0 {
@@ -701,17 +800,23 @@ fn hop_session(
                         break;
                     }
                     msg.push_str(&l);
+                    if let Some(text) = early.take() {
+                        say(&mut w, text)?;
+                        seen.early_replies.fetch_add(1, Ordering::SeqCst);
+                    }
                     if mode == HopMode::DropMidData && msg.len() > 64 {
                         // Vanish mid-message: no reply, connection reset.
                         return Ok(());
                     }
                 }
-                if mode == HopMode::TempFail {
-                    say(&mut w, "451 4.3.0 try later\r\n")?;
-                } else {
+                let end = match mode {
+                    HopMode::TempFail => "451 4.3.0 try later\r\n",
+                    _ => bad.end.unwrap_or("250 2.0.0 queued\r\n"),
+                };
+                if end.starts_with("250") {
                     messages.lock().unwrap().push(msg);
-                    say(&mut w, "250 2.0.0 queued\r\n")?;
                 }
+                say(&mut w, end)?;
             }
             _ => say(&mut w, "502 5.5.2 what\r\n")?,
         }

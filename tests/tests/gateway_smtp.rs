@@ -434,6 +434,7 @@ fn policy_reject_host_access_table_idle_timeout_and_connection_cap() {
     let mut l = listener(port, sink.port, "relayed");
     l.timeouts.command = cfg::Duration::from_secs(1);
     l.max_connections = 2;
+    l.max_connections_per_client = Some(2);
     let _gw = Gateway::start(&single(
         l,
         policy(TlsMode::Disabled, false, false, false),

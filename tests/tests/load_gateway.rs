@@ -21,6 +21,8 @@ fn base(pki: &Pki, hop: SocketAddr, max_connections: u32, command: Duration) -> 
     );
     let l = cfg.listeners.get_mut("main").unwrap();
     l.max_connections = max_connections;
+    // Every client here is 127.0.0.1: the listener's cap is the one under test.
+    l.max_connections_per_client = Some(max_connections);
     l.timeouts.command = command.into();
     cfg
 }

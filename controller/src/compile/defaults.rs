@@ -7,6 +7,10 @@ use postern_gateway::config::{Duration, TlsMode};
 pub const LISTENER_ADDRESS: &str = "0.0.0.0";
 /// `Listener.spec.maxConnections`.
 pub const LISTENER_MAX_CONNECTIONS: u32 = 1000;
+/// `Listener.spec.timeouts.tlsHandshake`.
+pub const LISTENER_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `Listener.spec.timeouts.greeting`.
+pub const LISTENER_GREETING_TIMEOUT: Duration = Duration::from_secs(30);
 /// `Listener.spec.timeouts.command`.
 pub const LISTENER_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// `Listener.spec.timeouts.data`.
@@ -70,7 +74,14 @@ ldapProfiles:
         .unwrap();
         let l = &config.listeners["l"];
         assert_eq!(l.max_connections, LISTENER_MAX_CONNECTIONS);
+        assert_eq!(l.max_connections_per_client, None);
+        assert_eq!(
+            l.connections_per_client(),
+            postern_gateway::config::DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+        );
         assert_eq!(l.timeouts, ListenerTimeouts::default());
+        assert_eq!(l.timeouts.tls_handshake, LISTENER_TLS_HANDSHAKE_TIMEOUT);
+        assert_eq!(l.timeouts.greeting, LISTENER_GREETING_TIMEOUT);
         assert_eq!(l.timeouts.command, LISTENER_COMMAND_TIMEOUT);
         assert_eq!(l.timeouts.data, LISTENER_DATA_TIMEOUT);
         assert_eq!(l.timeouts.data_total, LISTENER_DATA_TOTAL_TIMEOUT);

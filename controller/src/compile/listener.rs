@@ -191,6 +191,18 @@ pub(crate) fn render(
     };
     let timeouts = spec.timeouts.as_ref();
     let timeouts = ListenerTimeouts {
+        tls_handshake: duration(
+            "spec.timeouts.tlsHandshake",
+            timeouts.and_then(|t| t.tls_handshake.as_ref()),
+            defaults::LISTENER_TLS_HANDSHAKE_TIMEOUT,
+            d,
+        ),
+        greeting: duration(
+            "spec.timeouts.greeting",
+            timeouts.and_then(|t| t.greeting.as_ref()),
+            defaults::LISTENER_GREETING_TIMEOUT,
+            d,
+        ),
         command: duration(
             "spec.timeouts.command",
             timeouts.and_then(|t| t.command.as_ref()),
@@ -227,6 +239,7 @@ pub(crate) fn render(
         max_connections: spec
             .max_connections
             .unwrap_or(defaults::LISTENER_MAX_CONNECTIONS),
+        max_connections_per_client: spec.max_connections_per_client,
     })
 }
 

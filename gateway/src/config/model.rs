@@ -100,17 +100,37 @@ pub struct Listener {
     pub default_policy: String,
     /// Where accepted mail is relayed.
     pub next_hop: NextHop,
-    /// Idle timeouts.
+    /// Session timeouts.
     #[serde(default)]
     pub timeouts: ListenerTimeouts,
     /// Cap on concurrent connections; further clients get `421 4.7.0` and are closed.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Cap on concurrent connections from one client (an IPv4 address, or an IPv6 /64);
+    /// further connections from it get `421 4.7.0` and are closed, so one client cannot
+    /// take every slot of `max_connections`. At most `max_connections`. Omitted: see
+    /// [`Listener::connections_per_client`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_client: Option<u32>,
+}
+
+impl Listener {
+    /// The per-client cap in force: `max_connections_per_client` when set, otherwise 50
+    /// or half of `max_connections` (at least 1), whichever is lower. A fixed default
+    /// would either refuse every listener capped below it or let one client take all
+    /// of a small listener's slots.
+    pub fn connections_per_client(&self) -> u32 {
+        self.max_connections_per_client.unwrap_or_else(|| {
+            DEFAULT_MAX_CONNECTIONS_PER_CLIENT.min(self.max_connections.div_ceil(2).max(1))
+        })
+    }
 }
 
 fn default_max_connections() -> u32 {
     1000
 }
+/// The per-client cap of a listener that sets none and has at least 100 connections.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 50;
 
 /// TLS material of a listener (PEM, inline).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,10 +211,19 @@ fn default_next_hop_command_timeout() -> Duration {
     Duration::from_secs(60)
 }
 
-/// Idle timeouts of a listener's sessions.
+/// Timeouts of a listener's sessions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListenerTimeouts {
+    /// Longest a TLS handshake (implicit TLS or after `STARTTLS`) may take; a client that
+    /// stalls in it is disconnected. Capped at `command`.
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake: Duration,
+    /// Longest wait for `EHLO`/`HELO`, from the greeting and again from the end of a
+    /// `STARTTLS` handshake (`421 4.4.2` after it): a client that connects and says
+    /// nothing gives its slot back long before `command` would. Capped at `command`.
+    #[serde(default = "default_greeting_timeout")]
+    pub greeting: Duration,
     /// Longest wait for the next command line (`421 4.4.2` after it).
     #[serde(default = "default_command_timeout")]
     pub command: Duration,
@@ -208,6 +237,12 @@ pub struct ListenerTimeouts {
     pub data_total: Duration,
 }
 
+fn default_tls_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_greeting_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_command_timeout() -> Duration {
     Duration::from_secs(300)
 }
@@ -221,6 +256,8 @@ fn default_data_total_timeout() -> Duration {
 impl Default for ListenerTimeouts {
     fn default() -> Self {
         Self {
+            tls_handshake: default_tls_handshake_timeout(),
+            greeting: default_greeting_timeout(),
             command: default_command_timeout(),
             data: default_data_timeout(),
             data_total: default_data_total_timeout(),

@@ -658,6 +658,46 @@ impl Validator {
                 "must be at least 1",
             );
         }
+        if l.max_connections_per_client == Some(0) {
+            self.push(
+                s,
+                name,
+                "maxConnectionsPerClient",
+                Reason::InvalidValue,
+                "must be at least 1",
+            );
+        } else if let Some(per_client) = l
+            .max_connections_per_client
+            .filter(|n| *n > l.max_connections)
+        {
+            // An explicit value is refused rather than silently capped: above the
+            // listener's cap it says the operator expects something that cannot happen.
+            self.push(
+                s,
+                name,
+                "maxConnectionsPerClient",
+                Reason::InvalidValue,
+                format!(
+                    "{} exceeds maxConnections ({}); set it below maxConnections so that one \
+                     client cannot take every connection slot",
+                    per_client, l.max_connections
+                ),
+            );
+        }
+        for (field, value) in [
+            ("timeouts.tlsHandshake", l.timeouts.tls_handshake),
+            ("timeouts.greeting", l.timeouts.greeting),
+        ] {
+            if value.is_zero() {
+                self.push(
+                    s,
+                    name,
+                    field,
+                    Reason::InvalidValue,
+                    "must be greater than 0",
+                );
+            }
+        }
         if l.timeouts.command.is_zero() {
             self.push(
                 s,
@@ -894,5 +934,76 @@ impl Validator {
                 "at least one of InboundSmtpTls, OutboundSmtpTls is required",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The problems `validate` finds in the listener `l` of a minimal configuration
+    /// with `extra` added to it (YAML flow mapping entries).
+    fn listener_problems(extra: &str) -> Vec<String> {
+        let text = format!(
+            "apiVersion: postern.dev/gateway/v1\n\
+             listeners:\n  l: {{address: 127.0.0.1, port: 2525, hostname: mx.example.org, \
+             defaultPolicy: p, nextHop: {{host: 127.0.0.1, tls: Disabled}}{extra}}}\n\
+             policies:\n  p: {{action: Relay, tls: Disabled}}\n"
+        );
+        let config = GatewayConfig::from_yaml(&text, "test").unwrap();
+        match validate(&config) {
+            Ok(()) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}: {}", e.path(), e.message))
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn connection_caps() {
+        assert_eq!(listener_problems(""), Vec::<String>::new());
+        assert_eq!(
+            listener_problems(", maxConnections: 20, maxConnectionsPerClient: 5"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            listener_problems(", maxConnections: 1, maxConnectionsPerClient: 1"),
+            Vec::<String>::new()
+        );
+        // Left out on a listener capped below 100, the per-client cap is half of it.
+        assert_eq!(
+            listener_problems(", maxConnections: 20"),
+            Vec::<String>::new()
+        );
+        let p = listener_problems(", maxConnections: 20, maxConnectionsPerClient: 21");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("listeners.l.maxConnectionsPerClient: 21 exceeds maxConnections (20)"),
+            "{p:?}"
+        );
+        let p = listener_problems(", maxConnectionsPerClient: 0");
+        assert_eq!(
+            p,
+            ["listeners.l.maxConnectionsPerClient: must be at least 1"]
+        );
+    }
+
+    #[test]
+    fn session_deadlines() {
+        let p = listener_problems(", timeouts: {tlsHandshake: 0s, greeting: 0s}");
+        assert_eq!(
+            p,
+            [
+                "listeners.l.timeouts.greeting: must be greater than 0",
+                "listeners.l.timeouts.tlsHandshake: must be greater than 0"
+            ]
+        );
+        // Longer than the command timeout is allowed: the command timeout cuts first.
+        assert_eq!(
+            listener_problems(", timeouts: {command: 5s, greeting: 30s, tlsHandshake: 1m}"),
+            Vec::<String>::new()
+        );
     }
 }

@@ -7,65 +7,14 @@ use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
 use super::NextHopRuntime;
+use super::reply::{MAX_REPLY_LINE, ReplyError, ReplyParser, UpstreamReply};
+use super::step::{Step, StepFailure};
 use crate::config::TlsMode;
 use crate::net::Stream;
 use crate::smtp::io::{LineError, LineIo};
-use crate::smtp::reply::{Reply, sanitize_text};
+use crate::smtp::reply::{self, Reply, sanitize_text};
 
-/// Longest reply line accepted from the next hop.
-const MAX_REPLY_LINE: usize = 4096;
-/// Most lines in one reply (EHLO lists are the longest).
-const MAX_REPLY_LINES: usize = 64;
-
-/// A reply from the next hop.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpstreamReply {
-    /// Reply code.
-    pub code: u16,
-    /// Enhanced status code, when the next hop sent one.
-    pub enhanced: Option<String>,
-    /// Text of every line, without code and enhanced code.
-    pub lines: Vec<String>,
-}
-
-impl UpstreamReply {
-    /// The first line's text.
-    pub fn text(&self) -> &str {
-        self.lines.first().map(String::as_str).unwrap_or("")
-    }
-
-    /// For logs: `250 2.0.0 Ok`.
-    pub fn summary(&self) -> String {
-        match &self.enhanced {
-            Some(e) => format!("{} {} {}", self.code, e, self.text()),
-            None => format!("{} {}", self.code, self.text()),
-        }
-    }
-
-    /// The reply to give the client for this next-hop reply: `ok` on success, a
-    /// permanent refusal passed through, `451 4.4.1` for a temporary one.
-    pub fn to_client(&self, ok: Reply) -> Reply {
-        match self.code {
-            200..=399 => ok,
-            500..=599 => Reply::custom(
-                self.code,
-                Some(self.enhanced.clone().unwrap_or_else(|| "5.0.0".into())),
-                &format!("Next hop: {}", self.text()),
-            ),
-            _ => Reply::custom(
-                451,
-                Some("4.4.1".into()),
-                &format!(
-                    "Next hop temporarily refused: {} {}",
-                    self.code,
-                    self.text()
-                ),
-            ),
-        }
-    }
-}
-
-/// Why talking to the next hop failed (all map to `451 4.4.1` for the client).
+/// Why talking to the next hop failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     /// TCP connect failed.
@@ -89,18 +38,54 @@ pub enum RelayError {
         /// Cause.
         detail: String,
     },
-    /// The next hop said something that is not SMTP.
+    /// The next hop sent something that is not an SMTP reply.
+    #[error("next hop protocol error during {stage}: {source}")]
+    Malformed {
+        /// What we were doing.
+        stage: &'static str,
+        /// What was wrong.
+        source: ReplyError,
+    },
+    /// The next hop sent bytes nobody asked for: more than one reply to a command, or a
+    /// reply before the end of the message. Taken as the answer to what follows, they
+    /// could acknowledge a message the next hop never accepted.
     #[error("next hop protocol error: {0}")]
-    Protocol(String),
-    /// The next hop refused the session itself (greeting or EHLO).
-    #[error("next hop refused the session: {}", .0.summary())]
-    Refused(UpstreamReply),
+    Unsolicited(String),
+    /// A step did not end with its positive reply (refused, or answered outside the
+    /// protocol).
+    #[error(transparent)]
+    Step(#[from] StepFailure),
     /// `tls: Required` but the next hop does not offer STARTTLS.
     #[error("next hop does not offer STARTTLS, which nextHop.tls Required demands")]
     TlsUnavailable,
     /// The TLS handshake failed.
     #[error("TLS handshake with next hop failed: {0}")]
     Tls(String),
+}
+
+impl RelayError {
+    /// Whether the next hop connection may still be used (only after a refusal of a
+    /// transaction step, see [`StepFailure::keeps_connection`]).
+    pub fn keeps_connection(&self) -> bool {
+        matches!(self, Self::Step(f) if f.keeps_connection())
+    }
+
+    /// The refusal or out-of-protocol reply behind this error, if that is what it is.
+    pub fn step_failure(&self) -> Option<&StepFailure> {
+        match self {
+            Self::Step(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// What the client is told: a permanent refusal passed through, `451 4.4.1` for
+    /// everything else. Never a positive reply.
+    pub fn client_reply(&self) -> Reply {
+        match self {
+            Self::Step(f) => f.client_reply(),
+            _ => reply::next_hop_unavailable(),
+        }
+    }
 }
 
 /// ESMTP extensions of the next hop that matter for relaying.
@@ -166,10 +151,8 @@ impl NextHopConnection {
             tls: None,
             command_timeout: rt.command_timeout,
         };
-        let greeting = conn.read_reply("greeting").await?;
-        if greeting.code != 220 {
-            return Err(RelayError::Refused(greeting));
-        }
+        let greeting = conn.read_reply(Step::Greeting).await?;
+        Step::Greeting.judge(greeting)?;
         conn.ehlo(&rt.helo_name).await?;
         let want_tls = match rt.tls {
             TlsMode::Disabled => false,
@@ -178,70 +161,70 @@ impl NextHopConnection {
             TlsMode::Required => return Err(RelayError::TlsUnavailable),
         };
         if want_tls {
-            let r = conn.command("STARTTLS\r\n", "STARTTLS").await?;
-            if r.code != 220 {
-                if rt.tls == TlsMode::Required {
-                    return Err(RelayError::Refused(r));
-                }
-            } else {
-                let tcp = conn
-                    .io
-                    .stream
-                    .take_plain()
-                    .ok_or_else(|| RelayError::Protocol("stream not plain".into()))?;
-                conn.io.discard_input();
-                let connector = TlsConnector::from(rt.tls_config.clone());
-                let tls = timeout(
-                    rt.command_timeout,
-                    connector.connect(rt.server_name.clone(), tcp),
-                )
-                .await
-                .map_err(|_| RelayError::Timeout(rt.command_timeout, "TLS handshake"))?
-                .map_err(|e| RelayError::Tls(e.to_string()))?;
-                let (_, c) = tls.get_ref();
-                conn.tls = Some((
-                    c.protocol_version()
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("TLS")
-                        .to_owned(),
-                    c.negotiated_cipher_suite()
-                        .and_then(|s| s.suite().as_str())
-                        .unwrap_or("unknown")
-                        .to_owned(),
-                ));
-                conn.io.stream = Stream::ClientTls(Box::new(tls));
-                conn.ehlo(&rt.helo_name).await?;
+            match conn.step(Step::StartTls, "STARTTLS\r\n").await {
+                Ok(_) => conn.start_tls(rt).await?,
+                // Refused (`454`, `5xx`): with `Preferred`, go on in plaintext, as the
+                // protocol allows after a refusal. Anything else ends the attempt.
+                Err(RelayError::Step(StepFailure::Refused { .. }))
+                    if rt.tls == TlsMode::Preferred => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(conn)
     }
 
+    async fn start_tls(&mut self, rt: &NextHopRuntime) -> Result<(), RelayError> {
+        let tcp = self
+            .io
+            .stream
+            .take_plain()
+            .ok_or_else(|| RelayError::Unsolicited("STARTTLS on a TLS connection".into()))?;
+        let connector = TlsConnector::from(rt.tls_config.clone());
+        let tls = timeout(
+            rt.command_timeout,
+            connector.connect(rt.server_name.clone(), tcp),
+        )
+        .await
+        .map_err(|_| RelayError::Timeout(rt.command_timeout, "TLS handshake"))?
+        .map_err(|e| RelayError::Tls(e.to_string()))?;
+        let (_, c) = tls.get_ref();
+        self.tls = Some((
+            c.protocol_version()
+                .and_then(|v| v.as_str())
+                .unwrap_or("TLS")
+                .to_owned(),
+            c.negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or("unknown")
+                .to_owned(),
+        ));
+        self.io.stream = Stream::ClientTls(Box::new(tls));
+        self.ehlo(&rt.helo_name).await
+    }
+
     async fn ehlo(&mut self, name: &str) -> Result<(), RelayError> {
-        let r = self.command(&format!("EHLO {name}\r\n"), "EHLO").await?;
-        if r.code == 250 {
-            self.extensions = Extensions::parse(&r);
-            return Ok(());
+        match self.step(Step::Ehlo, &format!("EHLO {name}\r\n")).await {
+            Ok(r) => {
+                self.extensions = Extensions::parse(&r);
+                return Ok(());
+            }
+            // An old server that does not know EHLO refuses it (`500`, `502`): fall
+            // back to HELO. Not after `421` (closing) or a reply outside the protocol.
+            Err(RelayError::Step(StepFailure::Refused { reply, .. })) if reply.code != 421 => {}
+            Err(e) => return Err(e),
         }
-        if r.code == 421 {
-            return Err(RelayError::Refused(r));
-        }
-        let r = self.command(&format!("HELO {name}\r\n"), "HELO").await?;
-        if r.code != 250 {
-            return Err(RelayError::Refused(r));
-        }
+        self.step(Step::Helo, &format!("HELO {name}\r\n")).await?;
         self.extensions = Extensions::default();
         Ok(())
     }
 
-    /// Send one command line (with CRLF) and read the reply.
-    pub async fn command(
-        &mut self,
-        line: &str,
-        stage: &'static str,
-    ) -> Result<UpstreamReply, RelayError> {
+    /// Send one command line (with CRLF), read the reply, and judge it against `step`:
+    /// `Ok` only for the step's positive reply.
+    pub async fn step(&mut self, step: Step, line: &str) -> Result<UpstreamReply, RelayError> {
         self.io.wbuf.extend_from_slice(line.as_bytes());
-        self.flush(stage).await?;
-        self.read_reply(stage).await
+        self.flush(step.name()).await?;
+        let r = self.read_reply(step).await?;
+        Ok(step.judge(r)?)
     }
 
     async fn flush(&mut self, stage: &'static str) -> Result<(), RelayError> {
@@ -265,23 +248,73 @@ impl NextHopConnection {
             })
     }
 
-    /// Read one (possibly multi-line) reply.
-    pub async fn read_reply(&mut self, stage: &'static str) -> Result<UpstreamReply, RelayError> {
+    /// Send the rest of the message with the final dot (`last`), and read the next hop's
+    /// verdict on it: `Ok` only for `250`. Anything the next hop sent before the final
+    /// dot cannot be its answer to it, and is refused as unsolicited.
+    pub async fn end_data(&mut self, last: &[u8]) -> Result<UpstreamReply, RelayError> {
+        self.refuse_early_reply().await?;
+        self.send(last).await?;
+        let r = self.read_reply(Step::EndOfData).await?;
+        Ok(Step::EndOfData.judge(r)?)
+    }
+
+    /// Look, without waiting, for bytes from the next hop while it should be silent
+    /// (it has said `354` and is reading the message).
+    async fn refuse_early_reply(&mut self) -> Result<(), RelayError> {
+        if self.io.rbuf.is_empty() {
+            // A zero timeout still polls the read once: what has arrived is seen, nothing
+            // is waited for.
+            match timeout(Duration::ZERO, self.io.fill(1024)).await {
+                Err(_) => return Ok(()),
+                Ok(Ok(0)) => {
+                    return Err(RelayError::Io {
+                        stage: "DATA transfer",
+                        detail: "connection closed".into(),
+                    });
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Err(RelayError::Io {
+                        stage: "DATA transfer",
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        }
+        Err(RelayError::Unsolicited(format!(
+            "the next hop replied before the end of the message: {:?}",
+            excerpt(&self.io.rbuf)
+        )))
+    }
+
+    /// Read one (possibly multi-line) reply to `step`. Bytes after it are an error: the
+    /// gateway never pipelines to the next hop, so a second reply is one nobody asked
+    /// for (and would otherwise be taken as the answer to the next command).
+    async fn read_reply(&mut self, step: Step) -> Result<UpstreamReply, RelayError> {
         let t = self.command_timeout;
-        timeout(t, self.read_reply_inner(stage))
+        let r = timeout(t, self.read_reply_inner(step.name()))
             .await
-            .map_err(|_| RelayError::Timeout(t, stage))?
+            .map_err(|_| RelayError::Timeout(t, step.name()))??;
+        if !self.io.rbuf.is_empty() {
+            return Err(RelayError::Unsolicited(format!(
+                "more than one reply to {step}: {:?} after {}",
+                excerpt(&self.io.rbuf),
+                r.summary()
+            )));
+        }
+        Ok(r)
     }
 
     async fn read_reply_inner(&mut self, stage: &'static str) -> Result<UpstreamReply, RelayError> {
-        let mut code = None;
-        let mut enhanced = None;
-        let mut lines = Vec::new();
+        let mut parser = ReplyParser::default();
         loop {
             let line = match self.io.take_line(MAX_REPLY_LINE) {
                 Some(Ok(l)) => l,
                 Some(Err(LineError::TooLong)) => {
-                    return Err(RelayError::Protocol("reply line too long".into()));
+                    return Err(RelayError::Malformed {
+                        stage,
+                        source: ReplyError::LineTooLong,
+                    });
                 }
                 Some(Err(e)) => {
                     return Err(RelayError::Io {
@@ -303,32 +336,10 @@ impl NextHopConnection {
                     continue;
                 }
             };
-            let text = String::from_utf8_lossy(&line);
-            let (c, more, rest) = parse_reply_line(&text).ok_or_else(|| {
-                RelayError::Protocol(format!("malformed reply line {:?}", sanitize_text(&text)))
-            })?;
-            if *code.get_or_insert(c) != c {
-                return Err(RelayError::Protocol(
-                    "reply code changed within a multi-line reply".into(),
-                ));
-            }
-            let rest = match split_enhanced(rest, c) {
-                Some((e, r)) => {
-                    enhanced.get_or_insert_with(|| e.to_owned());
-                    r
-                }
-                None => rest,
-            };
-            lines.push(rest.to_owned());
-            if lines.len() > MAX_REPLY_LINES {
-                return Err(RelayError::Protocol("reply has too many lines".into()));
-            }
-            if !more {
-                return Ok(UpstreamReply {
-                    code: c,
-                    enhanced,
-                    lines,
-                });
+            match parser.line(&line) {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(source) => return Err(RelayError::Malformed { stage, source }),
             }
         }
     }
@@ -344,73 +355,7 @@ impl NextHopConnection {
     }
 }
 
-/// `250-text` → (250, true, "text"); `250 text` → (250, false, "text").
-fn parse_reply_line(line: &str) -> Option<(u16, bool, &str)> {
-    let b = line.as_bytes();
-    if b.len() < 3 || !b[..3].iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let code: u16 = line[..3].parse().ok()?;
-    if !(200..=599).contains(&code) {
-        return None;
-    }
-    match b.get(3) {
-        None => Some((code, false, "")),
-        Some(b' ') => Some((code, false, &line[4..])),
-        Some(b'-') => Some((code, true, &line[4..])),
-        _ => None,
-    }
-}
-
-/// Split a leading enhanced status code whose class matches the reply code.
-fn split_enhanced(text: &str, code: u16) -> Option<(&str, &str)> {
-    let (first, rest) = match text.find(' ') {
-        Some(i) => (&text[..i], &text[i + 1..]),
-        None => (text, ""),
-    };
-    let parts: Vec<&str> = first.split('.').collect();
-    let ok = parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-        && parts[0] == (code / 100).to_string();
-    ok.then_some((first, rest))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reply_lines() {
-        assert_eq!(
-            parse_reply_line("250-PIPELINING"),
-            Some((250, true, "PIPELINING"))
-        );
-        assert_eq!(parse_reply_line("250 ok"), Some((250, false, "ok")));
-        assert_eq!(parse_reply_line("354"), Some((354, false, "")));
-        assert_eq!(parse_reply_line("25x ok"), None);
-        assert_eq!(parse_reply_line("hello"), None);
-        assert_eq!(
-            split_enhanced("5.1.1 no such user", 550),
-            Some(("5.1.1", "no such user"))
-        );
-        assert_eq!(split_enhanced("4.1.1 x", 550), None);
-        assert_eq!(split_enhanced("Ok", 250), None);
-    }
-
-    #[test]
-    fn client_replies() {
-        let up = |code, enh: Option<&str>, text: &str| UpstreamReply {
-            code,
-            enhanced: enh.map(str::to_owned),
-            lines: vec![text.to_owned()],
-        };
-        let ok = Reply::new(250, "2.1.5", "Ok");
-        assert_eq!(up(250, None, "x").to_client(ok.clone()), ok);
-        let r = up(550, Some("5.1.1"), "no such user").to_client(ok.clone());
-        assert_eq!(r.summary(), "550 5.1.1 Next hop: no such user");
-        let r = up(450, Some("4.2.0"), "greylisted").to_client(ok);
-        assert_eq!((r.code, r.enhanced.as_deref()), (451, Some("4.4.1")));
-    }
+/// The start of some unexpected bytes, printable, for logs.
+fn excerpt(bytes: &[u8]) -> String {
+    sanitize_text(&String::from_utf8_lossy(&bytes[..bytes.len().min(80)]))
 }

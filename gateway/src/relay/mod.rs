@@ -5,7 +5,11 @@
 //! per-recipient refusal from the next hop reaches the client unchanged.
 
 mod client;
+pub mod reply;
+mod step;
 mod tls;
 
-pub use client::{NextHopConnection, RelayError, UpstreamReply};
+pub use client::{NextHopConnection, RelayError};
+pub use reply::UpstreamReply;
+pub use step::{Step, StepFailure};
 pub use tls::{NextHopRuntime, build_next_hop};

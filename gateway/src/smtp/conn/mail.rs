@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use crate::relay::{NextHopConnection, RelayError};
+use crate::relay::{NextHopConnection, RelayError, Step};
 use crate::smtp::command::MailParams;
 use crate::smtp::data::{DataDecoder, DataEncoder, Progress};
 use crate::smtp::io::DATA_CHUNK;
@@ -20,42 +20,34 @@ impl Connection {
     pub(super) async fn abort_transaction(&mut self) {
         if self.st.txn.take().is_some()
             && let Some(up) = self.upstream.as_mut()
+            && up.step(Step::Rset, "RSET\r\n").await.is_err()
         {
-            match up.command("RSET\r\n", "RSET").await {
-                Ok(r) if r.code == 250 => {}
-                _ => self.upstream = None,
-            }
+            self.upstream = None;
         }
     }
 
-    pub(super) fn relay_failed(&mut self, stage: &str, e: &RelayError) -> Reply {
-        self.upstream = None;
-        // A permanent refusal of the session itself (greeting, EHLO, STARTTLS) is passed
-        // through like any other permanent refusal: retrying would not help.
-        if let RelayError::Refused(up) = e
-            && (500..=599).contains(&up.code)
-        {
-            self.decision(
-                "relay",
-                "refused_by_next_hop",
-                &format!(
-                    "next hop {}:{} during {stage}: {}",
-                    self.listener.next_hop.host,
-                    self.listener.next_hop.port,
-                    up.summary()
-                ),
-            );
-            return up.to_client(reply::next_hop_unavailable());
+    /// A relay step failed: log the decision, drop the next hop connection unless the
+    /// protocol defines its state after this failure, and return the client's reply (a
+    /// permanent refusal passed through, else `451 4.4.1`; never a positive reply).
+    /// `what` names the message or recipient concerned, for the log.
+    pub(super) fn relay_failed(&mut self, e: &RelayError, what: &str) -> Reply {
+        if !e.keeps_connection() {
+            self.upstream = None;
         }
-        self.decision(
-            "relay",
-            "temp_fail",
-            &format!(
-                "next hop {}:{} during {stage}: {e}",
-                self.listener.next_hop.host, self.listener.next_hop.port
-            ),
-        );
-        reply::next_hop_unavailable()
+        let (decision, outcome) = match e.step_failure() {
+            // A refusal of a transaction step belongs to that step's decision; a
+            // permanent refusal of the session itself (greeting, EHLO, STARTTLS) is
+            // passed through like any other permanent refusal: retrying would not help.
+            Some(f) if f.step().in_transaction() && !f.is_unexpected() => {
+                (decision_of(f.step()), "refused_by_next_hop")
+            }
+            Some(f) if f.is_permanent() => ("relay", "refused_by_next_hop"),
+            _ => ("relay", "temp_fail"),
+        };
+        let hop = &self.listener.next_hop;
+        let reason = format!("{what}next hop {}:{}: {e}", hop.host, hop.port);
+        self.decision(decision, outcome, &reason);
+        e.client_reply()
     }
 
     pub(super) async fn mail(&mut self, from: String, params: MailParams) -> Flow {
@@ -90,7 +82,7 @@ impl Connection {
                 match result {
                     Ok(up) => self.upstream = Some(up),
                     Err(e) => {
-                        let r = self.relay_failed("connect", &e);
+                        let r = self.relay_failed(&e, "");
                         self.count_message("temp_failed");
                         return self.refuse(&r);
                     }
@@ -113,14 +105,11 @@ impl Connection {
                 line.push_str(" SMTPUTF8");
             }
             line.push_str("\r\n");
-            match up.command(&line, "MAIL").await {
-                Err(e) if reused => {
-                    debug!(session = %self.id, error = %e, "kept next hop connection is gone; reconnecting");
-                    self.upstream = None;
-                    reused = false;
-                }
-                Ok(r) if reused && r.code == 421 => {
-                    debug!(session = %self.id, reply = %r.summary(), "kept next hop connection was closed by the next hop; reconnecting");
+            match up.step(Step::Mail, &line).await {
+                // Gone (silently, or with a `421` as an MTA says at its idle timeout), or
+                // no longer making sense: a fresh connection gets one chance.
+                Err(e) if reused && !e.keeps_connection() => {
+                    debug!(session = %self.id, error = %e, "kept next hop connection is unusable; reconnecting");
                     self.upstream = None;
                     reused = false;
                 }
@@ -129,10 +118,10 @@ impl Connection {
         };
         match result {
             Err(e) => {
-                let r = self.relay_failed("MAIL", &e);
+                let r = self.relay_failed(&e, "");
                 self.refuse(&r)
             }
-            Ok(up_reply) if up_reply.code == 250 => {
+            Ok(_) => {
                 self.txn_seq += 1;
                 let id = format!("{}.{}", self.id, self.txn_seq);
                 self.decision("mail", "accepted", &format!("id {id}"));
@@ -145,14 +134,6 @@ impl Connection {
                 });
                 self.reply(&Reply::new(250, "2.1.0", "Sender ok"));
                 Flow::Continue
-            }
-            Ok(up_reply) => {
-                if up_reply.code == 421 {
-                    self.upstream = None;
-                }
-                self.decision("mail", "refused_by_next_hop", &up_reply.summary());
-                let r = up_reply.to_client(Reply::new(250, "2.1.0", "Sender ok"));
-                self.refuse(&r)
             }
         }
     }
@@ -169,30 +150,21 @@ impl Connection {
             self.st.txn = None;
             return self.refuse(&reply::next_hop_unavailable());
         };
-        match up.command(&format!("RCPT TO:<{to}>\r\n"), "RCPT").await {
-            Err(e) => {
-                self.st.txn = None;
-                let r = self.relay_failed("RCPT", &e);
-                self.refuse(&r)
-            }
-            Ok(up_reply) if up_reply.code == 250 || up_reply.code == 251 => {
+        match up.step(Step::Rcpt, &format!("RCPT TO:<{to}>\r\n")).await {
+            Ok(_) => {
                 if let Some(t) = self.st.txn.as_mut() {
                     t.rcpts.push(to);
                 }
                 self.reply(&Reply::new(250, "2.1.5", "Recipient ok"));
                 Flow::Continue
             }
-            Ok(up_reply) => {
-                if up_reply.code == 421 {
-                    self.upstream = None;
+            Err(e) => {
+                let what = format!("<{}>: ", received::sanitize(&to, 256));
+                let r = self.relay_failed(&e, &what);
+                if self.upstream.is_none() {
+                    // The transaction went with the connection.
                     self.st.txn = None;
                 }
-                self.decision(
-                    "rcpt",
-                    "refused_by_next_hop",
-                    &format!("<{}>: {}", received::sanitize(&to, 256), up_reply.summary()),
-                );
-                let r = up_reply.to_client(Reply::new(250, "2.1.5", "Recipient ok"));
                 self.refuse(&r)
             }
         }
@@ -207,19 +179,19 @@ impl Connection {
             self.st.txn = None;
             return self.refuse(&reply::next_hop_unavailable());
         };
-        match up.command("DATA\r\n", "DATA").await {
-            Err(e) => {
-                self.st.txn = None;
-                let r = self.relay_failed("DATA", &e);
-                return self.refuse(&r);
-            }
-            Ok(r) if r.code == 354 => {}
-            Ok(up_reply) => {
-                self.abort_transaction().await;
-                self.decision("data", "refused_by_next_hop", &up_reply.summary());
-                let r = up_reply.to_client(Reply::new(354, "2.0.0", "unused"));
-                return self.refuse(&r);
-            }
+        // Only `354` lets the client send its message: after anything else the next hop
+        // is not reading one, and the body would reach it as commands.
+        if let Err(e) = up.step(Step::Data, "DATA\r\n").await {
+            let id = self
+                .st
+                .txn
+                .as_ref()
+                .map(|t| t.id.clone())
+                .unwrap_or_default();
+            let r = self.relay_failed(&e, &format!("id {id}: "));
+            // A refusal leaves the next hop's transaction open: reset it there too.
+            self.abort_transaction().await;
+            return self.refuse(&r);
         }
         self.reply(&Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
         if self.io.flush().await.is_err() {
@@ -397,7 +369,7 @@ impl Connection {
         }
         if let Some(e) = upstream_error {
             self.count_message("temp_failed");
-            let r = self.relay_failed("DATA transfer", &e);
+            let r = self.relay_failed(&e, &format!("id {}: ", txn.id));
             return self.refuse(&r);
         }
         let Some(up) = self.upstream.as_mut() else {
@@ -406,22 +378,15 @@ impl Connection {
         };
         encoder.finish(&mut wire);
         let started = Instant::now();
-        let result = match up.send(&wire).await {
-            Ok(()) => up.read_reply("end of DATA").await,
-            Err(e) => Err(e),
-        };
+        // `250` to the final dot, and nothing else, means the next hop took the message.
+        let result = up.end_data(&wire).await;
         self.ctx
             .metrics
             .relay_seconds
             .get_or_create(&self.listener_labels())
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Err(e) => {
-                self.count_message("temp_failed");
-                let r = self.relay_failed("end of DATA", &e);
-                self.refuse(&r)
-            }
-            Ok(up_reply) if up_reply.code == 250 => {
+            Ok(up_reply) => {
                 self.count_message("relayed");
                 self.ctx
                     .metrics
@@ -446,23 +411,26 @@ impl Connection {
                 ));
                 Flow::Continue
             }
-            Ok(up_reply) => {
-                if up_reply.code == 421 {
-                    self.upstream = None;
-                }
-                self.count_message(if up_reply.code >= 500 {
+            Err(e) => {
+                let permanent = e.step_failure().is_some_and(|f| f.is_permanent());
+                self.count_message(if permanent {
                     "refused_next_hop"
                 } else {
                     "temp_failed"
                 });
-                self.decision(
-                    "data",
-                    "refused_by_next_hop",
-                    &format!("id {}: {}", txn.id, up_reply.summary()),
-                );
-                let r = up_reply.to_client(Reply::new(250, "2.0.0", "unused"));
+                let r = self.relay_failed(&e, &format!("id {}: ", txn.id));
                 self.refuse(&r)
             }
         }
+    }
+}
+
+/// The decision a transaction step's outcome is logged under.
+fn decision_of(step: Step) -> &'static str {
+    match step {
+        Step::Mail => "mail",
+        Step::Rcpt => "rcpt",
+        Step::Data | Step::EndOfData => "data",
+        _ => "relay",
     }
 }

@@ -91,6 +91,9 @@ pub struct Connection {
     id: String,
     st: SessionState,
     upstream: Option<NextHopConnection>,
+    /// Until the client has said EHLO/HELO (after the greeting, and again after a STARTTLS
+    /// handshake): when it must have, at the latest (`timeouts.greeting`).
+    greeting_deadline: Option<tokio::time::Instant>,
     txn_seq: u32,
     errors: u32,
     junk: u32,
@@ -131,6 +134,7 @@ impl Connection {
             id: session_id(),
             st: SessionState::default(),
             upstream: None,
+            greeting_deadline: None,
             txn_seq: 0,
             errors: 0,
             junk: 0,
@@ -291,7 +295,15 @@ impl Connection {
         }
         let greeting = Reply::plain(220, format!("{} ESMTP Postern", self.listener.hostname));
         self.reply(&greeting);
+        self.expect_greeting();
         Flow::Continue
+    }
+
+    /// Start the `timeouts.greeting` deadline: the client must say EHLO/HELO by then. A
+    /// client that connects and says nothing (or anything else) gives its connection slot
+    /// back after this much, not after the longer command timeout.
+    fn expect_greeting(&mut self) {
+        self.greeting_deadline = Some(tokio::time::Instant::now() + self.listener.greeting_timeout);
     }
 
     /// Wait for the next line (flushing pending replies first).
@@ -300,7 +312,11 @@ impl Connection {
     async fn next_line(&mut self, limit: usize, between_transactions: bool) -> Input {
         // One deadline for the whole line, not per read: a client trickling a byte at a
         // time (slowloris) must not hold its connection slot past the command timeout.
-        let deadline = tokio::time::Instant::now() + self.listener.command_timeout;
+        // Before EHLO/HELO the greeting deadline, fixed at the greeting, may come sooner.
+        let mut deadline = tokio::time::Instant::now() + self.listener.command_timeout;
+        if let Some(greeting) = self.greeting_deadline {
+            deadline = deadline.min(greeting);
+        }
         loop {
             if let Some(r) = self.io.take_line(limit) {
                 return match r {
@@ -356,7 +372,18 @@ impl Connection {
                     return;
                 }
                 Input::Timeout => {
-                    self.decision("session", "closed", "idle timeout");
+                    let greeting_over = self
+                        .greeting_deadline
+                        .is_some_and(|d| d <= tokio::time::Instant::now());
+                    let why = if greeting_over {
+                        format!(
+                            "no EHLO/HELO within timeouts.greeting ({:?})",
+                            self.listener.greeting_timeout
+                        )
+                    } else {
+                        "idle timeout".to_owned()
+                    };
+                    self.decision("session", "closed", &why);
                     self.reply(&reply::idle_timeout());
                     return;
                 }
@@ -444,6 +471,7 @@ impl Connection {
     async fn dispatch(&mut self, cmd: Command) -> Flow {
         match cmd {
             Command::Ehlo(name) => {
+                self.greeting_deadline = None;
                 self.abort_transaction().await;
                 self.st.helo = Some(name);
                 self.st.esmtp = true;
@@ -452,6 +480,7 @@ impl Connection {
                 self.junk()
             }
             Command::Helo(name) => {
+                self.greeting_deadline = None;
                 self.abort_transaction().await;
                 self.st.helo = Some(name);
                 self.st.esmtp = false;
@@ -459,7 +488,16 @@ impl Connection {
                 self.reply(&r);
                 self.junk()
             }
-            Command::StartTls => self.starttls().await,
+            Command::StartTls => {
+                let was_tls = self.st.tls.is_some();
+                let flow = self.starttls().await;
+                if !was_tls && self.st.tls.is_some() {
+                    // TLS starts the session over (RFC 3207): EHLO again, within the
+                    // greeting deadline.
+                    self.expect_greeting();
+                }
+                flow
+            }
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial).await,
             Command::Mail { from, params } => self.mail(from, params).await,
             Command::Rcpt { to } => self.rcpt(to).await,

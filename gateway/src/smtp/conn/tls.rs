@@ -55,7 +55,7 @@ impl Connection {
             return false;
         };
         let acceptor = TlsAcceptor::from(config);
-        let t = self.listener.command_timeout;
+        let t = self.listener.tls_handshake_timeout;
         let handshake = capture_refusal(timeout(t, acceptor.accept(tcp)));
         let (result, refusal) = tokio::select! {
             _ = self.ctx.hard_stop.cancelled() => return false,
@@ -73,7 +73,11 @@ impl Connection {
                     .tls_handshakes
                     .get_or_create(&labels("failed", "timeout"))
                     .inc();
-                self.decision("tls", "failed", "handshake timeout");
+                self.decision(
+                    "tls",
+                    "failed",
+                    &format!("handshake timeout (timeouts.tlsHandshake {t:?})"),
+                );
                 return false;
             }
             Ok(Err(e)) => {
