@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
-use postern_crds::{Condition, CrlSourceStatus, ServedBy, condition_type};
+use postern_crds::{Condition, CrlInForce, CrlSourceStatus, ServedBy, condition_type};
 use postern_gateway::cluster::protocol::{self, CrlFacts, RENDERED_LABEL};
 use postern_gateway::config::{self as gw, GatewayConfig};
 use tokio::time::Instant;
@@ -603,6 +603,19 @@ impl Context {
             st.next_update = f.next_update;
             st.entries = Some(f.entries);
             st.issuer = f.issuer;
+            st.crls = f
+                .crls
+                .into_iter()
+                .map(|c| CrlInForce {
+                    issuer: c.issuer,
+                    scope: c.scope,
+                    distribution_points: c.distribution_points,
+                    crl_number: c.crl_number,
+                    next_update: c.next_update,
+                    entries: c.entries,
+                    stale: c.stale,
+                })
+                .collect();
         }
         let old_ready = status::find(&old.conditions, condition_type::READY).cloned();
         (st, old_ready)
@@ -781,17 +794,41 @@ fn crl_health(obj: &DynamicObject, facts: Option<&CrlFacts>) -> Option<Cond> {
     if !enabled {
         return None;
     }
+    let fail_open = obj
+        .data
+        .pointer("/spec/failurePolicy")
+        .and_then(|v| v.as_str())
+        == Some("Open");
     let error = |f: &CrlFacts| {
         f.last_error
             .as_ref()
             .map(|e| format!("; last fetch failed at {}: {}", e.time, e.message))
             .unwrap_or_default()
     };
+    // No CRL in force: what the gateways do meanwhile depends on the failure policy.
+    let nothing_in_force = |closed_reason: &str, why: String| {
+        if fail_open {
+            Cond::new(
+                false,
+                "FailOpen",
+                format!(
+                    "{why}; failurePolicy Open: certificates this CRL may be for are accepted without a revocation check until it is in force"
+                ),
+            )
+        } else {
+            Cond::new(
+                false,
+                closed_reason,
+                format!(
+                    "{why}; certificates this CRL may be for are refused as unverifiable (crl_missing) until it is in force"
+                ),
+            )
+        }
+    };
     Some(match facts {
-        None => Cond::new(
-            false,
+        None => nothing_in_force(
             "NotFetched",
-            "no gateway reports a CRL for this source yet",
+            "no gateway reports a CRL for this source yet".to_owned(),
         ),
         Some(f) if f.stale => Cond::new(
             false,
@@ -807,15 +844,13 @@ fn crl_health(obj: &DynamicObject, facts: Option<&CrlFacts>) -> Option<Cond> {
             ),
         ),
         Some(f) if f.this_update.is_none() => match &f.last_error {
-            Some(e) => Cond::new(
-                false,
+            Some(e) => nothing_in_force(
                 "FetchFailed",
                 format!("no CRL in force: {} ({})", e.message, e.reason),
             ),
-            None => Cond::new(
-                false,
+            None => nothing_in_force(
                 "NotFetched",
-                "the gateways have not fetched this CRL yet",
+                "the gateways have not fetched this CRL yet".to_owned(),
             ),
         },
         Some(f) => Cond::new(

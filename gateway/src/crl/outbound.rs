@@ -86,6 +86,23 @@ impl NextHopVerifier {
                     CertificateError::ExpiredRevocationList,
                 ))
             }
+            RevocationStatus::Missing { source, why } => {
+                tracing::warn!(
+                    decision = "next_hop_certificate",
+                    host,
+                    outcome = "refused",
+                    reason = "crl_missing",
+                    subject = %cert.subject(),
+                    serial = %serial,
+                    issuer = %cert.issuer(),
+                    crl_source = %source,
+                    missing = why.code(),
+                    "next hop certificate cannot be checked: {why}"
+                );
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownRevocationStatus,
+                ))
+            }
         }
     }
 }
