@@ -922,3 +922,62 @@ fn truncate(mut s: String, max: usize) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_gateway::cluster::protocol::CrlError;
+
+    fn source(spec: serde_json::Value) -> DynamicObject {
+        DynamicObject::new("root", &objects::api_resource(Kind::CrlSource))
+            .data(serde_json::json!({ "spec": spec }))
+    }
+
+    fn failed() -> CrlFacts {
+        CrlFacts {
+            name: "root".into(),
+            last_error: Some(CrlError {
+                time: "2025-01-01T00:00:00Z".into(),
+                reason: "network".into(),
+                message: "connection refused".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn crl_sources_without_a_crl_say_what_the_gateways_do_meanwhile() {
+        let closed = source(serde_json::json!({"format": "Asn1"}));
+        let c = crl_health(&closed, None).unwrap();
+        assert_eq!((c.status, c.reason.as_str()), (false, "NotFetched"));
+        assert!(c.message.contains("refused as unverifiable (crl_missing)"), "{}", c.message);
+        let c = crl_health(&closed, Some(&failed())).unwrap();
+        assert_eq!(c.reason, "FetchFailed");
+        assert!(c.message.contains("connection refused (network)"), "{}", c.message);
+
+        // Open: a warning while nothing is in force, whatever the reason.
+        let open = source(serde_json::json!({"format": "Asn1", "failurePolicy": "Open"}));
+        for facts in [None, Some(failed())] {
+            let c = crl_health(&open, facts.as_ref()).unwrap();
+            assert_eq!((c.status, c.reason.as_str()), (false, "FailOpen"));
+            assert!(c.message.contains("accepted without a revocation check"), "{}", c.message);
+            let ready = Condition {
+                type_: "Ready".into(),
+                status: postern_crds::ConditionStatus::False,
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                last_transition_time: String::new(),
+                observed_generation: None,
+            };
+            assert!(status::is_warning(&ready));
+        }
+        // In force: ready either way.
+        let in_force = CrlFacts {
+            this_update: Some("2025-01-01T00:00:00Z".into()),
+            entries: 2,
+            ..failed()
+        };
+        assert!(crl_health(&open, Some(&in_force)).unwrap().status);
+        assert!(crl_health(&closed, Some(&in_force)).unwrap().status);
+    }
+}
