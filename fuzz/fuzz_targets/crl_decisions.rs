@@ -201,19 +201,25 @@ fn model(
             if applies(s)
                 && s.closed
                 && s.known.contains(cert.issuer_der)
-                && !held.iter().any(|(ix, _)| *ix.meta.issuer_der == *cert.issuer_der)
+                && !held
+                    .iter()
+                    .any(|(ix, _)| *ix.meta.issuer_der == *cert.issuer_der)
             {
                 return Answer::Missing("no_longer_in_force");
             }
         }
-        if sources.iter().any(|s| applies(s) && s.closed && s.known.is_empty()) {
+        if sources
+            .iter()
+            .any(|s| applies(s) && s.closed && s.known.is_empty())
+        {
             return Answer::Missing("not_loaded");
         }
         return Answer::NoCrl;
     }
-    let keyed = cert
-        .authority_key_id
-        .filter(|k| crls.iter().any(|(ix, _)| ix.meta.key_id.as_deref() == Some(*k)));
+    let keyed = cert.authority_key_id.filter(|k| {
+        crls.iter()
+            .any(|(ix, _)| ix.meta.key_id.as_deref() == Some(*k))
+    });
     let candidates: Vec<_> = crls
         .into_iter()
         .filter(|(ix, _)| keyed.is_none() || ix.meta.key_id.as_deref() == keyed)
@@ -319,8 +325,10 @@ fuzz_target!(|data: &[u8]| {
                     }
                 };
                 let crls = loaded.crls.clone();
-                let now_held: Vec<(Arc<CrlIndex>, Entries)> =
-                    crls.iter().map(|ix| (Arc::clone(ix), entries_of(ix))).collect();
+                let now_held: Vec<(Arc<CrlIndex>, Entries)> = crls
+                    .iter()
+                    .map(|ix| (Arc::clone(ix), entries_of(ix)))
+                    .collect();
                 assert!(store.install(
                     name,
                     generation,

@@ -950,17 +950,29 @@ mod tests {
         let closed = source(serde_json::json!({"format": "Asn1"}));
         let c = crl_health(&closed, None).unwrap();
         assert_eq!((c.status, c.reason.as_str()), (false, "NotFetched"));
-        assert!(c.message.contains("refused as unverifiable (crl_missing)"), "{}", c.message);
+        assert!(
+            c.message.contains("refused as unverifiable (crl_missing)"),
+            "{}",
+            c.message
+        );
         let c = crl_health(&closed, Some(&failed())).unwrap();
         assert_eq!(c.reason, "FetchFailed");
-        assert!(c.message.contains("connection refused (network)"), "{}", c.message);
+        assert!(
+            c.message.contains("connection refused (network)"),
+            "{}",
+            c.message
+        );
 
         // Open: a warning while nothing is in force, whatever the reason.
         let open = source(serde_json::json!({"format": "Asn1", "failurePolicy": "Open"}));
         for facts in [None, Some(failed())] {
             let c = crl_health(&open, facts.as_ref()).unwrap();
             assert_eq!((c.status, c.reason.as_str()), (false, "FailOpen"));
-            assert!(c.message.contains("accepted without a revocation check"), "{}", c.message);
+            assert!(
+                c.message.contains("accepted without a revocation check"),
+                "{}",
+                c.message
+            );
             let ready = Condition {
                 type_: "Ready".into(),
                 status: postern_crds::ConditionStatus::False,
