@@ -21,9 +21,7 @@ use postern_gateway::crl::verify::{Freshness, freshness};
 use postern_gateway::crl::{
     Candidate, CrlIndex, CrlMeta, CrlStore, Install, Missing, ServedBy, merge, unix_now,
 };
-use postern_gateway::tls::{
-    CheckedCertificate, DpName, MissingCrl, RevocationChecker, RevocationStatus,
-};
+use postern_gateway::tls::{CheckedCertificate, DpName, RevocationChecker, RevocationStatus};
 
 const ISSUERS: [&[u8]; 2] = [b"\x30\x03issuer-a", b"\x30\x03issuer-b"];
 const KEYS: [&[u8]; 2] = [b"key-1", b"key-2"];
@@ -343,7 +341,7 @@ fuzz_target!(|data: &[u8]| {
                 for ix in &crls {
                     let issuer = ISSUERS
                         .iter()
-                        .find(|i| **i == *ix.meta.issuer_der)
+                        .find(|i| ***i == *ix.meta.issuer_der)
                         .expect("known issuer");
                     sources[source].known.insert(*issuer);
                 }
