@@ -169,7 +169,6 @@ pub struct CrlInForce {
     pub issuer: String,
     /// Which certificates of the issuer it covers: `all`, `userCertificates` or
     /// `caCertificates` (Issuing Distribution Point).
-    #[serde(default)]
     pub scope: String,
     /// The partition it is (Issuing Distribution Point `distributionPoint` names): it
     /// covers the certificates whose CRL Distribution Points name one of these. Absent:
