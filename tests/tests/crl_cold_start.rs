@@ -133,7 +133,7 @@ fn a_gateway_whose_crl_has_not_loaded_refuses_instead_of_accepting() {
     let bob = pki.client("bob", &pki.warm, &[0x0b, 0x01]);
     // The Cold CA's CRL server is slow and then fails; the Warm CA's works.
     let cold = HttpServer::start();
-    cold.set_delay(Duration::from_secs(5));
+    cold.set_delay(Duration::from_secs(8));
     cold.fail_with(Some(503));
     let warm = HttpServer::start();
     warm.put("/warm.crl", pki.warm.current_crl(1, &[]));
