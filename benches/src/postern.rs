@@ -168,6 +168,7 @@ pub fn config(
                 secondary_url: None,
                 interval: D::from_secs(3600),
                 applies_to: vec![CrlScope::InboundSmtpTls],
+                failure_policy: Default::default(),
             },
         );
     }

@@ -52,6 +52,31 @@ pub struct CrlSourceSpec {
     /// `OutboundSmtpTls` (the next hop's certificate).
     #[schemars(length(min = 1))]
     pub applies_to: Vec<CrlScope>,
+    /// What the checks it applies to do while the source has no CRL in force (before its
+    /// first successful fetch, or while every fetch fails and nothing was ever loaded):
+    /// `Closed` (default) refuses the certificates the CRL may be for as unverifiable
+    /// (`crl_missing`); `Open` accepts them without this source's revocation check, and
+    /// the source's `Ready` condition says so (reason `FailOpen`) until it loads. A CRL in
+    /// force past its `nextUpdate` fails closed either way.
+    #[serde(default, skip_serializing_if = "CrlFailurePolicy::is_closed")]
+    pub failure_policy: CrlFailurePolicy,
+}
+
+/// What a CRL source's checks do while it has no CRL in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum CrlFailurePolicy {
+    /// Refuse the certificates the CRL may be for (fail closed).
+    #[default]
+    Closed,
+    /// Accept them without this source's revocation check (fail open), with a warning.
+    Open,
+}
+
+impl CrlFailurePolicy {
+    /// Whether this is the default (`Closed`).
+    pub fn is_closed(&self) -> bool {
+        *self == CrlFailurePolicy::Closed
+    }
 }
 
 fn default_true() -> bool {
@@ -130,4 +155,37 @@ pub struct CrlSourceStatus {
     /// The CRL's issuer DN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// Each CRL in force, with the certificates it covers (a file may hold a user
+    /// certificate CRL and an ARL, or several partitions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<CrlInForce>,
+}
+
+/// One CRL in force, as the gateways report it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrlInForce {
+    /// Issuer DN.
+    pub issuer: String,
+    /// Which certificates of the issuer it covers: `all`, `userCertificates` or
+    /// `caCertificates` (Issuing Distribution Point).
+    pub scope: String,
+    /// The partition it is (Issuing Distribution Point `distributionPoint` names): it
+    /// covers the certificates whose CRL Distribution Points name one of these. Absent:
+    /// every certificate in its scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution_points: Option<Vec<String>>,
+    /// CRL number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_number: Option<String>,
+    /// nextUpdate (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub next_update: Option<String>,
+    /// Revoked certificates listed.
+    #[serde(default)]
+    pub entries: u64,
+    /// Past nextUpdate.
+    #[serde(default)]
+    pub stale: bool,
 }

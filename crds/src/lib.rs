@@ -28,7 +28,8 @@ pub use common::{
     condition_type, set_condition,
 };
 pub use crl_source::{
-    CrlFormat, CrlSchedule, CrlScope, CrlSource, CrlSourceSpec, CrlSourceStatus, ServedBy,
+    CrlFailurePolicy, CrlFormat, CrlInForce, CrlSchedule, CrlScope, CrlSource, CrlSourceSpec,
+    CrlSourceStatus, ServedBy,
 };
 pub use duration::{DurationError, parse_duration};
 pub use ldap_profile::{

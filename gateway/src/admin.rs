@@ -17,11 +17,22 @@ use tokio_util::sync::CancellationToken;
 use crate::reload::{LastAttempt, Reloader};
 use crate::server::Server;
 
+/// What else readiness waits for, besides a configuration in force: the names of the
+/// things not ready yet (e.g. CRL sources whose first fetch has not ended,
+/// [`crate::crl::CrlStore::startup_pending`]).
+pub type ReadinessGate = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+/// A gate that never waits.
+pub fn no_gate() -> ReadinessGate {
+    Arc::new(Vec::new)
+}
+
 #[derive(Clone)]
 struct AdminState {
     registry: Arc<Registry>,
     server: Server,
     reloader: Arc<Reloader>,
+    gate: ReadinessGate,
 }
 
 /// `/config` body.
@@ -41,19 +52,22 @@ pub struct ConfigStatus {
 }
 
 /// Serve the admin endpoint on `addr` until `stop` is cancelled; `extra` adds routes of
-/// other subsystems (e.g. `/crl`).
+/// other subsystems (e.g. `/crl`), `gate` what `/readyz` waits for besides a
+/// configuration.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     server: Server,
     reloader: Arc<Reloader>,
     extra: Router,
+    gate: ReadinessGate,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let state = AdminState {
         registry,
         server,
         reloader,
+        gate,
     };
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -89,7 +103,22 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 
 async fn readyz(State(s): State<AdminState>) -> Response {
     if s.server.ready() {
-        (StatusCode::OK, "ready\n").into_response()
+        // A gateway whose CRL sources have not answered yet would refuse every client
+        // certificate they may be for (crl_missing): keep traffic away until each has a
+        // CRL in force or has reported a failed first fetch.
+        let waiting = (s.gate)();
+        if waiting.is_empty() {
+            (StatusCode::OK, "ready\n").into_response()
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "waiting for the first fetch of CRL source(s) {}\n",
+                    waiting.join(", ")
+                ),
+            )
+                .into_response()
+        }
     } else if s.server.draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else {

@@ -276,6 +276,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         server.clone(),
         reloader.clone(),
         crl::admin::routes(crl_store.clone()),
+        {
+            let store = crl_store.clone();
+            Arc::new(move || store.startup_pending())
+        },
         admin_stop.clone(),
     ));
     info!(admin = %admin_addr, "gateway ready");

@@ -385,8 +385,20 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Start the workspace's `postern-gateway` with `config` and extra arguments.
+    /// Start the workspace's `postern-gateway` with `config` and extra arguments, and wait
+    /// for it to be ready.
     pub fn start(
+        config: &postern_gateway::config::GatewayConfig,
+        args: &[&str],
+        log_level: &str,
+    ) -> anyhow::Result<Self> {
+        let mut gw = Self::spawn(config, args, log_level)?;
+        gw.wait_ready(std::time::Duration::from_secs(60))?;
+        Ok(gw)
+    }
+
+    /// [`GatewayProcess::start`] without waiting for readiness.
+    pub fn spawn(
         config: &postern_gateway::config::GatewayConfig,
         args: &[&str],
         log_level: &str,
@@ -412,21 +424,28 @@ impl GatewayProcess {
             .stderr(std::fs::File::create(dir.path().join("gateway.log"))?)
             .spawn()
             .context("starting postern-gateway")?;
-        let mut gw = Self {
+        Ok(Self {
             child,
             admin_port,
             dir,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        })
+    }
+
+    /// Wait until `/readyz` answers 200 (or the process exits, or `within` passes).
+    pub fn wait_ready(&mut self, within: std::time::Duration) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + within;
         loop {
-            if let Some(status) = gw.child.try_wait()? {
-                anyhow::bail!("postern-gateway exited ({status}):\n{}", gw.log());
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("postern-gateway exited ({status}):\n{}", self.log());
             }
-            if gw.get("/readyz").is_ok_and(|(code, _)| code == 200) {
-                return Ok(gw);
+            if self.get("/readyz").is_ok_and(|(code, _)| code == 200) {
+                return Ok(());
             }
             if std::time::Instant::now() > deadline {
-                anyhow::bail!("postern-gateway not ready within 60 s:\n{}", gw.log());
+                anyhow::bail!(
+                    "postern-gateway not ready within {within:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -301,7 +301,8 @@ impl OpensslCa {
         Self::with_database(&self.dir, name, issued)
     }
 
-    /// Revoke a certificate this CA issued with [`Self::issue_v1_dated`].
+    /// Revoke a certificate this CA issued with [`Self::issue_v1_dated`] or
+    /// [`Self::issue_v3`].
     pub fn revoke(&self, cert: &Issued) -> Result<()> {
         openssl(
             &self.dir,
@@ -338,6 +339,105 @@ impl OpensslCa {
                 &out.to_string_lossy(),
             ],
         )?;
+        Ok(std::fs::read_to_string(out)?)
+    }
+
+    fn config_path(&self) -> String {
+        self.dir
+            .join(format!("{}.cnf", self.name))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// A version 3 client certificate `CN=<cn>` signed with `openssl ca` (recorded in the
+    /// database, so it can be revoked), with clientAuth and the extension lines `ext`
+    /// added, e.g. `crlDistributionPoints = URI:http://crl.example/p1.crl`.
+    pub fn issue_v3(&self, name: &str, cn: &str, ext: &str) -> Result<Issued> {
+        let (issued, csr) = self.request(name, &format!("/CN={cn}"))?;
+        let extfile = self.dir.join(format!("{name}.v3.ext"));
+        std::fs::write(
+            &extfile,
+            format!(
+                "[v3]\nbasicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature\n\
+                 extendedKeyUsage = clientAuth\nsubjectKeyIdentifier = hash\n\
+                 authorityKeyIdentifier = keyid\n{ext}\n"
+            ),
+        )?;
+        openssl(
+            &self.dir,
+            &[
+                "ca",
+                "-batch",
+                "-notext",
+                "-config",
+                &self.config_path(),
+                "-extfile",
+                &extfile.to_string_lossy(),
+                "-extensions",
+                "v3",
+                "-days",
+                "2",
+                "-in",
+                &csr.to_string_lossy(),
+                "-out",
+                &issued.cert.to_string_lossy(),
+            ],
+        )?;
+        Ok(issued)
+    }
+
+    /// A CRL (PEM) made with `openssl ca -gencrl`, with the CRL extension lines
+    /// `crl_ext` (e.g. `issuingDistributionPoint = critical, @idp` plus an `[idp]`
+    /// section after them) besides the Authority Key Identifier. `with_revocations`:
+    /// list what this CA revoked (else an empty CRL from an empty database, such as an
+    /// ARL of a CA that revoked no CA). `dates`: lastUpdate and nextUpdate
+    /// (`YYYYMMDDHHMMSSZ`), default now and in 7 days. Every CRL takes the next number.
+    pub fn gencrl(
+        &self,
+        tag: &str,
+        crl_ext: &str,
+        with_revocations: bool,
+        dates: Option<(&str, &str)>,
+    ) -> Result<String> {
+        let d = self.dir.display();
+        let database = if with_revocations {
+            format!("{d}/{}.index", self.name)
+        } else {
+            let empty = format!("{d}/{}-{tag}.empty-index", self.name);
+            std::fs::write(&empty, "")?;
+            empty
+        };
+        let config = self.dir.join(format!("{}-{tag}.crl.cnf", self.name));
+        std::fs::write(
+            &config,
+            format!(
+                "[ca]\ndefault_ca = this\n\n[this]\ndatabase = {database}\n\
+                 crlnumber = {d}/{name}.crlnumber\ncertificate = {d}/{name}.crt\n\
+                 private_key = {d}/{name}.key\ndefault_md = sha256\ndefault_crl_days = 7\n\
+                 crl_extensions = crl_ext\n\n[crl_ext]\nauthorityKeyIdentifier = keyid:always\n{crl_ext}\n",
+                name = self.name
+            ),
+        )?;
+        let out = self.dir.join(format!("{}-{tag}.crl.pem", self.name));
+        let mut args = vec![
+            "ca".to_owned(),
+            "-batch".into(),
+            "-gencrl".into(),
+            "-config".into(),
+            config.to_string_lossy().into_owned(),
+            "-out".into(),
+            out.to_string_lossy().into_owned(),
+        ];
+        if let Some((last, next)) = dates {
+            args.extend([
+                "-crl_lastupdate".into(),
+                last.to_owned(),
+                "-crl_nextupdate".into(),
+                next.to_owned(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        openssl(&self.dir, &args)?;
         Ok(std::fs::read_to_string(out)?)
     }
 }

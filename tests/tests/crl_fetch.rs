@@ -9,7 +9,7 @@ use postern_gateway::config::{CrlScope, CrlSource, GatewayConfig, Listener};
 use postern_gateway::crl::{
     CrlService, CrlStore, FetchSettings, ServedBy, ServiceSettings, SourceStatus,
 };
-use postern_gateway::tls::{RevocationChecker, RevocationStatus};
+use postern_gateway::tls::{MissingCrl, RevocationChecker, RevocationStatus};
 use postern_tests::crl::{TestCa, crl_pem};
 use postern_tests::http::{HttpServer, dead_url};
 use time::Duration as TimeDelta;
@@ -485,7 +485,20 @@ async fn disk_cache_restores_the_last_good_crl_without_the_network() {
         vec![("corp", source("Asn1", &url, None))],
     ))
     .await;
-    assert_eq!(revoked(&store, &ca, &[0x33]), RevocationStatus::NoCrl);
+    // Not restored, and the source has no CRL in force yet: its certificates (it may be
+    // for any CA) are unverifiable rather than unchecked.
+    assert!(
+        matches!(
+            revoked(&store, &ca, &[0x33]),
+            RevocationStatus::Missing {
+                why: MissingCrl::NotLoaded,
+                ..
+            }
+        ),
+        "{:?}",
+        revoked(&store, &ca, &[0x33])
+    );
+    assert!(!store.source_status("corp").unwrap().restored_from_disk);
     svc.shutdown();
 }
 

@@ -1,7 +1,9 @@
 //! `CrlSource` → `crlSources.<name>`.
 
-use postern_crds::{CrlFormat, CrlScope, CrlSourceSpec};
-use postern_gateway::config::{CrlFormat as GwFormat, CrlScope as GwScope, CrlSource, Duration};
+use postern_crds::{CrlFailurePolicy, CrlFormat, CrlScope, CrlSourceSpec};
+use postern_gateway::config::{
+    CrlFailurePolicy as GwPolicy, CrlFormat as GwFormat, CrlScope as GwScope, CrlSource, Duration,
+};
 
 use super::inputs::{Diags, duration};
 use super::report::Reason;
@@ -44,5 +46,9 @@ pub(crate) fn render(spec: &CrlSourceSpec, d: &mut Diags) -> Option<CrlSource> {
         secondary_url: spec.secondary_url.clone(),
         interval,
         applies_to,
+        failure_policy: match spec.failure_policy {
+            CrlFailurePolicy::Closed => GwPolicy::Closed,
+            CrlFailurePolicy::Open => GwPolicy::Open,
+        },
     })
 }

@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
-use postern_crds::{Condition, CrlSourceStatus, ServedBy, condition_type};
+use postern_crds::{Condition, CrlInForce, CrlSourceStatus, ServedBy, condition_type};
 use postern_gateway::cluster::protocol::{self, CrlFacts, RENDERED_LABEL};
 use postern_gateway::config::{self as gw, GatewayConfig};
 use tokio::time::Instant;
@@ -603,6 +603,19 @@ impl Context {
             st.next_update = f.next_update;
             st.entries = Some(f.entries);
             st.issuer = f.issuer;
+            st.crls = f
+                .crls
+                .into_iter()
+                .map(|c| CrlInForce {
+                    issuer: c.issuer,
+                    scope: c.scope,
+                    distribution_points: c.distribution_points,
+                    crl_number: c.crl_number,
+                    next_update: c.next_update,
+                    entries: c.entries,
+                    stale: c.stale,
+                })
+                .collect();
         }
         let old_ready = status::find(&old.conditions, condition_type::READY).cloned();
         (st, old_ready)
@@ -781,17 +794,41 @@ fn crl_health(obj: &DynamicObject, facts: Option<&CrlFacts>) -> Option<Cond> {
     if !enabled {
         return None;
     }
+    let fail_open = obj
+        .data
+        .pointer("/spec/failurePolicy")
+        .and_then(|v| v.as_str())
+        == Some("Open");
     let error = |f: &CrlFacts| {
         f.last_error
             .as_ref()
             .map(|e| format!("; last fetch failed at {}: {}", e.time, e.message))
             .unwrap_or_default()
     };
+    // No CRL in force: what the gateways do meanwhile depends on the failure policy.
+    let nothing_in_force = |closed_reason: &str, why: String| {
+        if fail_open {
+            Cond::new(
+                false,
+                "FailOpen",
+                format!(
+                    "{why}; failurePolicy Open: certificates this CRL may be for are accepted without a revocation check until it is in force"
+                ),
+            )
+        } else {
+            Cond::new(
+                false,
+                closed_reason,
+                format!(
+                    "{why}; certificates this CRL may be for are refused as unverifiable (crl_missing) until it is in force"
+                ),
+            )
+        }
+    };
     Some(match facts {
-        None => Cond::new(
-            false,
+        None => nothing_in_force(
             "NotFetched",
-            "no gateway reports a CRL for this source yet",
+            "no gateway reports a CRL for this source yet".to_owned(),
         ),
         Some(f) if f.stale => Cond::new(
             false,
@@ -807,15 +844,13 @@ fn crl_health(obj: &DynamicObject, facts: Option<&CrlFacts>) -> Option<Cond> {
             ),
         ),
         Some(f) if f.this_update.is_none() => match &f.last_error {
-            Some(e) => Cond::new(
-                false,
+            Some(e) => nothing_in_force(
                 "FetchFailed",
                 format!("no CRL in force: {} ({})", e.message, e.reason),
             ),
-            None => Cond::new(
-                false,
+            None => nothing_in_force(
                 "NotFetched",
-                "the gateways have not fetched this CRL yet",
+                "the gateways have not fetched this CRL yet".to_owned(),
             ),
         },
         Some(f) => Cond::new(
@@ -886,4 +921,75 @@ fn truncate(mut s: String, max: usize) -> String {
         s.push('…');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_gateway::cluster::protocol::CrlError;
+
+    fn source(spec: serde_json::Value) -> DynamicObject {
+        DynamicObject::new("root", &objects::api_resource(Kind::CrlSource))
+            .data(serde_json::json!({ "spec": spec }))
+    }
+
+    fn failed() -> CrlFacts {
+        CrlFacts {
+            name: "root".into(),
+            last_error: Some(CrlError {
+                time: "2025-01-01T00:00:00Z".into(),
+                reason: "network".into(),
+                message: "connection refused".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn crl_sources_without_a_crl_say_what_the_gateways_do_meanwhile() {
+        let closed = source(serde_json::json!({"format": "Asn1"}));
+        let c = crl_health(&closed, None).unwrap();
+        assert_eq!((c.status, c.reason.as_str()), (false, "NotFetched"));
+        assert!(
+            c.message.contains("refused as unverifiable (crl_missing)"),
+            "{}",
+            c.message
+        );
+        let c = crl_health(&closed, Some(&failed())).unwrap();
+        assert_eq!(c.reason, "FetchFailed");
+        assert!(
+            c.message.contains("connection refused (network)"),
+            "{}",
+            c.message
+        );
+
+        // Open: a warning while nothing is in force, whatever the reason.
+        let open = source(serde_json::json!({"format": "Asn1", "failurePolicy": "Open"}));
+        for facts in [None, Some(failed())] {
+            let c = crl_health(&open, facts.as_ref()).unwrap();
+            assert_eq!((c.status, c.reason.as_str()), (false, "FailOpen"));
+            assert!(
+                c.message.contains("accepted without a revocation check"),
+                "{}",
+                c.message
+            );
+            let ready = Condition {
+                type_: "Ready".into(),
+                status: postern_crds::ConditionStatus::False,
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                last_transition_time: String::new(),
+                observed_generation: None,
+            };
+            assert!(status::is_warning(&ready));
+        }
+        // In force: ready either way.
+        let in_force = CrlFacts {
+            this_update: Some("2025-01-01T00:00:00Z".into()),
+            entries: 2,
+            ..failed()
+        };
+        assert!(crl_health(&open, Some(&in_force)).unwrap().status);
+        assert!(crl_health(&closed, Some(&in_force)).unwrap().status);
+    }
 }

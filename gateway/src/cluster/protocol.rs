@@ -132,6 +132,36 @@ pub struct CrlFacts {
     /// The last failure, if the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<CrlError>,
+    /// Each CRL in force, with what it covers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<CrlFactsEntry>,
+}
+
+/// One CRL in force of a source: the certificates it covers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrlFactsEntry {
+    /// Issuer DN.
+    #[serde(default)]
+    pub issuer: String,
+    /// `all`, `userCertificates` or `caCertificates`.
+    #[serde(default)]
+    pub scope: String,
+    /// Partition names (Issuing Distribution Point `distributionPoint`), if partitioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution_points: Option<Vec<String>>,
+    /// CRL number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_number: Option<String>,
+    /// nextUpdate (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_update: Option<String>,
+    /// Revoked serials listed.
+    #[serde(default)]
+    pub entries: u64,
+    /// Past nextUpdate.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// The last failure of a CRL source.
@@ -270,5 +300,16 @@ mod tests {
         let facts: Vec<CrlFacts> = serde_json::from_str(json).unwrap();
         assert_eq!(facts[0].entries, 7);
         assert_eq!(facts[0].served_by.as_deref(), Some("primary"));
+        // Each CRL's scope and partition come along.
+        let json = r#"[{"name":"dod","crls":[{"issuer":"CN=Root","keyId":"ab","scope":"caCertificates",
+            "distributionPoints":["URI:http://crl/p1.crl"],"thisUpdate":"2025-01-01T00:00:00Z",
+            "entries":2,"derBytes":9,"indexBytes":9,"stale":false,"verifiedBy":"x"}]}]"#;
+        let facts: Vec<CrlFacts> = serde_json::from_str(json).unwrap();
+        let crl = &facts[0].crls[0];
+        assert_eq!(crl.scope, "caCertificates");
+        assert_eq!(
+            crl.distribution_points.as_deref(),
+            Some(&["URI:http://crl/p1.crl".to_owned()][..])
+        );
     }
 }

@@ -717,6 +717,29 @@ pub struct CrlSource {
     pub interval: Duration,
     /// Which TLS checks use it.
     pub applies_to: Vec<CrlScope>,
+    /// What the checks it applies to do while the source has no CRL in force (before its
+    /// first successful fetch, or while every fetch fails): `Closed` (the default)
+    /// refuses the certificates it may be for as unverifiable; `Open` does not.
+    #[serde(default, skip_serializing_if = "CrlFailurePolicy::is_closed")]
+    pub failure_policy: CrlFailurePolicy,
+}
+
+/// What a CRL source's checks do while it has no CRL in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CrlFailurePolicy {
+    /// Certificates the source may be for are unverifiable (`crl_missing`): refused.
+    #[default]
+    Closed,
+    /// Certificates are not refused for want of this source's CRL (revocation is off for
+    /// them until it loads); status carries a warning meanwhile.
+    Open,
+}
+
+impl CrlFailurePolicy {
+    /// The default, which is left out of a rendered configuration.
+    pub fn is_closed(&self) -> bool {
+        *self == CrlFailurePolicy::Closed
+    }
 }
 
 /// CRL file encoding.

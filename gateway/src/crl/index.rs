@@ -11,6 +11,7 @@ use x509_parser::num_bigint::BigUint;
 
 use super::parse::{IdpScope, ParseError, ParsedCrl, REASON_REMOVE_FROM_CRL, RevokedEntry};
 use super::verify::Signer;
+use crate::tls::{CheckedCertificate, DpName};
 
 /// No reason code in the entry.
 const NO_REASON: u8 = 0xff;
@@ -36,6 +37,8 @@ pub struct CrlMeta {
     pub signer_origin: String,
     /// Issuing Distribution Point scope.
     pub scope: IdpScope,
+    /// Issuing Distribution Point `distributionPoint` names (`None`: not partitioned).
+    pub partition: Option<Vec<DpName>>,
     /// Revoked serials indexed.
     pub entries: usize,
     /// Size of the CRL's DER.
@@ -43,9 +46,82 @@ pub struct CrlMeta {
 }
 
 impl CrlMeta {
+    /// Facts of a CRL of `issuer_der` and `key_id`, for every certificate of the issuer,
+    /// without number or dates (tests and fuzzing set the fields they need).
+    pub fn synthetic(issuer_der: &[u8], key_id: Option<&[u8]>) -> Self {
+        CrlMeta {
+            issuer_der: issuer_der.into(),
+            issuer: hex::encode(issuer_der),
+            key_id: key_id.map(Into::into),
+            this_update: 0,
+            next_update: None,
+            crl_number: None,
+            signer_fingerprint: String::new(),
+            signer_origin: String::new(),
+            scope: IdpScope::default(),
+            partition: None,
+            entries: 0,
+            der_len: 0,
+        }
+    }
+
+    /// The facts of a verified CRL (`entries` is 0 until it is indexed).
+    pub fn of(crl: &ParsedCrl<'_>, signer: &Signer) -> Self {
+        let key_id = crl
+            .authority_key_id
+            .map(<[u8]>::to_vec)
+            .or_else(|| signer.key_id.clone())
+            .map(Vec::into_boxed_slice);
+        CrlMeta {
+            issuer_der: crl.issuer_der.into(),
+            issuer: crl.issuer.clone(),
+            key_id,
+            this_update: crl.this_update,
+            next_update: crl.next_update,
+            crl_number: crl.crl_number.clone(),
+            signer_fingerprint: signer.key_fingerprint.clone(),
+            signer_origin: signer.origin.clone(),
+            scope: crl.scope,
+            partition: crl.partition.clone(),
+            entries: 0,
+            der_len: crl.der.len(),
+        }
+    }
+
     /// Past `nextUpdate` at `now` (Unix seconds): answers from it are not to be trusted.
     pub fn is_stale(&self, now: i64) -> bool {
         self.next_update.is_some_and(|n| now > n)
+    }
+
+    /// Whether this CRL covers `cert` (RFC 5280 section 6.3.3 (b)(2)): its scope admits
+    /// the kind of certificate (user or CA), and, when the CRL is a partition, one of the
+    /// certificate's CRL distribution points names it. The issuer is matched elsewhere.
+    pub fn covers(&self, cert: &CheckedCertificate<'_>) -> bool {
+        self.scope.covers(cert.is_ca)
+            && self
+                .partition
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| cert.distribution_points.contains(n)))
+    }
+
+    /// Whether `other` answers for the same certificates as this CRL: same issuer, key,
+    /// scope and partition. Of two such CRLs only the newer is kept in force.
+    pub fn same_slot(&self, other: &CrlMeta) -> bool {
+        self.issuer_der == other.issuer_der
+            && self.key_id == other.key_id
+            && self.scope == other.scope
+            && self.partition == other.partition
+    }
+
+    /// The partition as text (`None` when not partitioned), for logs.
+    pub fn partition_text(&self) -> Option<String> {
+        self.partition.as_ref().map(|names| {
+            names
+                .iter()
+                .map(DpName::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     }
 }
 
@@ -68,27 +144,27 @@ impl CrlIndex {
     /// Index a verified CRL.
     pub fn build(crl: &ParsedCrl<'_>, signer: &Signer) -> Result<Arc<Self>, ParseError> {
         let serials = SerialSet::build(|| crl.entries())?;
-        let key_id = crl
-            .authority_key_id
-            .map(<[u8]>::to_vec)
-            .or_else(|| signer.key_id.clone())
-            .map(Vec::into_boxed_slice);
-        Ok(Arc::new(CrlIndex {
-            meta: CrlMeta {
-                issuer_der: crl.issuer_der.into(),
-                issuer: crl.issuer.clone(),
-                key_id,
-                this_update: crl.this_update,
-                next_update: crl.next_update,
-                crl_number: crl.crl_number.clone(),
-                signer_fingerprint: signer.key_fingerprint.clone(),
-                signer_origin: signer.origin.clone(),
-                scope: crl.scope,
-                entries: serials.len(),
-                der_len: crl.der.len(),
-            },
-            serials,
-        }))
+        let mut meta = CrlMeta::of(crl, signer);
+        meta.entries = serials.len();
+        Ok(Arc::new(CrlIndex { meta, serials }))
+    }
+
+    /// An index of `serials` (raw DER INTEGER content, reason code) with the facts in
+    /// `meta` (whose `entries` is set from the serials): for tests and fuzzing of the
+    /// decisions made on indexes, without a signed CRL.
+    pub fn from_serials(mut meta: CrlMeta, serials: &[(Vec<u8>, Option<u8>)]) -> Arc<Self> {
+        let entries = || {
+            serials.iter().map(|(s, reason)| {
+                Ok::<_, ParseError>(RevokedEntry {
+                    serial: s.as_slice(),
+                    reason: *reason,
+                    revocation_date: &[],
+                })
+            })
+        };
+        let serials = SerialSet::build(entries).unwrap_or_default();
+        meta.entries = serials.len();
+        Arc::new(CrlIndex { meta, serials })
     }
 
     /// Look a serial (raw DER INTEGER content) up.
@@ -105,6 +181,9 @@ impl CrlIndex {
             + self.meta.key_id.as_ref().map_or(0, |k| k.len())
             + self.meta.signer_fingerprint.capacity()
             + self.meta.signer_origin.capacity()
+            + self.meta.partition.as_ref().map_or(0, |names| {
+                names.iter().map(|n| n.as_str().len()).sum::<usize>()
+            })
             + std::mem::size_of::<Self>()
     }
 }

@@ -14,6 +14,7 @@ use super::parse::{ParseError, ParsedCrl, reason_name, split};
 use super::verify::TrustStore;
 use super::{rfc3339, unix_now};
 use crate::config::CrlFormat;
+use crate::tls::DpName;
 
 /// Arguments of `crl inspect`.
 #[derive(Clone, Debug, clap::Args)]
@@ -90,8 +91,14 @@ pub struct CrlReport {
     pub stale: bool,
     /// Revoked entries.
     pub entries: u64,
-    /// Which certificates the CRL covers (Issuing Distribution Point).
+    /// Which certificates of the issuer the CRL covers (Issuing Distribution Point):
+    /// `all`, `userCertificates` or `caCertificates`.
     pub scope: &'static str,
+    /// The partition (Issuing Distribution Point `distributionPoint`): the CRL covers only
+    /// certificates whose CRL Distribution Points name one of these. Absent: all.
+    pub distribution_points: Option<Vec<DpName>>,
+    /// The same in words.
+    pub covers: String,
     /// Signature algorithm (short name, or OID).
     pub signature_algorithm: String,
     /// Signature check: `not checked`, `verified by ...`, or why it failed.
@@ -181,7 +188,7 @@ impl Report {
                 }
             }
             let _ = writeln!(out, "  entries:          {}", c.entries);
-            let _ = writeln!(out, "  covers:           {}", c.scope);
+            let _ = writeln!(out, "  covers:           {}", c.covers);
             let _ = writeln!(
                 out,
                 "  signature:        {} ({})",
@@ -208,6 +215,26 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// Which certificates a CRL covers, in words.
+fn covers_text(crl: &ParsedCrl<'_>) -> String {
+    let who = match crl.scope.name() {
+        "userCertificates" => "end-entity (user) certificates of the issuer only",
+        "caCertificates" => "CA certificates of the issuer only",
+        _ => "all certificates of the issuer",
+    };
+    match &crl.partition {
+        None => who.to_owned(),
+        Some(names) => format!(
+            "{who}, in partition {} (those whose CRL Distribution Points name it)",
+            names
+                .iter()
+                .map(DpName::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -340,11 +367,9 @@ pub fn inspect(args: &InspectArgs) -> Result<Report, InspectError> {
             next_update: crl.next_update.map(rfc3339),
             stale: crl.next_update.is_some_and(|n| now > n),
             entries,
-            scope: match (crl.scope.only_user_certs, crl.scope.only_ca_certs) {
-                (true, _) => "end-entity certificates only",
-                (_, true) => "CA certificates only",
-                _ => "all certificates of the issuer",
-            },
+            scope: crl.scope.name(),
+            distribution_points: crl.partition.clone(),
+            covers: covers_text(&crl),
             signature_algorithm: {
                 let oid = &crl.signature_algorithm.algorithm;
                 x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())

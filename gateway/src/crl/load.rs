@@ -1,11 +1,17 @@
 //! From fetched bytes to indexes ready to go in force: parse, verify, compare with the copy
 //! in force, index. Pure (no I/O); CPU-heavy for big CRLs, so callers run it off the
 //! async executor.
+//!
+//! CRLs are kept per *slot*: issuer, key, scope (all certificates, user certificates only,
+//! CA certificates only) and partition (the Issuing Distribution Point's
+//! `distributionPoint`). A CRL only ever replaces the CRL of its own slot, and only with a
+//! newer one (RFC 5280 section 5.2.3: CRL numbers increase per issuer and scope), so a user
+//! CRL and its CA's ARL, or two partitions, in one file are both kept in force.
 
 use std::sync::Arc;
 
-use super::index::CrlIndex;
-use super::parse::{ParsedCrl, split};
+use super::index::{CrlIndex, CrlMeta};
+use super::parse::{ParseError, ParsedCrl, split};
 use super::rfc3339;
 use super::verify::{Freshness, MAX_CLOCK_SKEW_SECS, Refusal, TrustStore, freshness};
 use crate::config::CrlFormat;
@@ -19,7 +25,8 @@ pub struct Loaded {
     pub rebuilt: usize,
     /// Whether the set differs from the one in force.
     pub changed: bool,
-    /// Issuers of CRLs in force that the file no longer has and that are kept in force.
+    /// CRLs in force that the file no longer has and that are kept in force (issuer, and
+    /// partition if any, as text).
     pub retained: Vec<String>,
 }
 
@@ -30,6 +37,44 @@ pub enum Missing {
     Retain,
     /// Drop them (the source itself changed: a new URL or format).
     Drop,
+}
+
+/// A verified CRL waiting to be compared with the copy in force: its facts, and how to
+/// index it (only done when it is new or newer, so an unchanged million-entry CRL is not
+/// indexed again at every fetch).
+pub struct Candidate<'a> {
+    /// Its facts (`entries` not yet known).
+    pub meta: CrlMeta,
+    build: Box<dyn FnOnce() -> Result<Arc<CrlIndex>, ParseError> + 'a>,
+}
+
+impl std::fmt::Debug for Candidate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidate")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Candidate<'a> {
+    /// A candidate indexed by `build` when needed.
+    pub fn new(
+        meta: CrlMeta,
+        build: impl FnOnce() -> Result<Arc<CrlIndex>, ParseError> + 'a,
+    ) -> Self {
+        Self {
+            meta,
+            build: Box::new(build),
+        }
+    }
+
+    /// A candidate that is already indexed (tests and fuzzing).
+    pub fn indexed(index: Arc<CrlIndex>) -> Self {
+        Self {
+            meta: index.meta.clone(),
+            build: Box::new(move || Ok(index)),
+        }
+    }
 }
 
 /// Parse, verify and index `bytes`. Any refusal refuses the whole file.
@@ -46,8 +91,7 @@ pub fn load(
     for (i, der) in ders.iter().enumerate() {
         parsed.push(ParsedCrl::parse(der, i)?);
     }
-    let mut out: Vec<Arc<CrlIndex>> = Vec::with_capacity(parsed.len());
-    let mut rebuilt = 0;
+    let mut candidates = Vec::with_capacity(parsed.len());
     for crl in &parsed {
         let signer = trust.verify(crl)?;
         if crl.this_update > now + MAX_CLOCK_SKEW_SECS {
@@ -56,61 +100,76 @@ pub fn load(
                 this_update: rfc3339(crl.this_update),
             });
         }
-        let key_id = crl.authority_key_id.or(signer.key_id.as_deref());
-        let same_key = |ix: &CrlIndex| {
-            *ix.meta.issuer_der == *crl.issuer_der && ix.meta.key_id.as_deref() == key_id
-        };
-        // Two CRLs for the same issuer and key in one file: keep the newer.
-        if let Some(pos) = out.iter().position(|ix| same_key(ix)) {
-            let m = &out[pos].meta;
-            if freshness(
-                crl.crl_number.as_ref(),
-                crl.this_update,
-                m.crl_number.as_ref(),
-                m.this_update,
-            ) != Freshness::Newer
-            {
-                continue;
+        let meta = CrlMeta::of(crl, &signer);
+        candidates.push(Candidate::new(meta, move || CrlIndex::build(crl, &signer)));
+    }
+    merge(candidates, in_force, missing)
+}
+
+/// Compare verified CRLs with those in force, slot by slot (issuer, key, scope,
+/// partition): of several CRLs of one slot in the file the newest counts; it replaces the
+/// one in force only if it is newer, is the same one (kept, not re-indexed), or refuses
+/// the whole file if it is older (a replay). Slots the file lacks are kept or dropped as
+/// `missing` says.
+pub fn merge(
+    candidates: Vec<Candidate<'_>>,
+    in_force: &[Arc<CrlIndex>],
+    missing: Missing,
+) -> Result<Loaded, Refusal> {
+    // The newest CRL of each slot in the file, whatever their order.
+    let mut newest: Vec<Candidate<'_>> = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        match newest.iter().position(|n| n.meta.same_slot(&c.meta)) {
+            Some(pos) => {
+                let n = &newest[pos].meta;
+                if freshness(
+                    c.meta.crl_number.as_ref(),
+                    c.meta.this_update,
+                    n.crl_number.as_ref(),
+                    n.this_update,
+                ) == Freshness::Newer
+                {
+                    newest[pos] = c;
+                }
             }
+            None => newest.push(c),
         }
-        let current = in_force.iter().find(|ix| same_key(ix));
+    }
+    let mut out: Vec<Arc<CrlIndex>> = Vec::with_capacity(newest.len() + in_force.len());
+    let mut rebuilt = 0;
+    for c in newest {
+        let current = in_force.iter().find(|ix| ix.meta.same_slot(&c.meta));
         let index = match current {
             Some(cur) => match freshness(
-                crl.crl_number.as_ref(),
-                crl.this_update,
+                c.meta.crl_number.as_ref(),
+                c.meta.this_update,
                 cur.meta.crl_number.as_ref(),
                 cur.meta.this_update,
             ) {
                 Freshness::Older(detail) => {
                     return Err(Refusal::Older {
-                        issuer: crl.issuer.clone(),
+                        issuer: slot_text(&c.meta),
                         detail,
                     });
                 }
                 Freshness::Same => Arc::clone(cur),
                 Freshness::Newer => {
                     rebuilt += 1;
-                    CrlIndex::build(crl, &signer)?
+                    (c.build)()?
                 }
             },
             None => {
                 rebuilt += 1;
-                CrlIndex::build(crl, &signer)?
+                (c.build)()?
             }
         };
-        match out.iter().position(|ix| same_key(ix)) {
-            Some(pos) => out[pos] = index,
-            None => out.push(index),
-        }
+        out.push(index);
     }
     let mut retained = Vec::new();
     if missing == Missing::Retain {
         for old in in_force {
-            let present = out.iter().any(|ix| {
-                ix.meta.issuer_der == old.meta.issuer_der && ix.meta.key_id == old.meta.key_id
-            });
-            if !present {
-                retained.push(old.meta.issuer.clone());
+            if !out.iter().any(|ix| ix.meta.same_slot(&old.meta)) {
+                retained.push(slot_text(&old.meta));
                 out.push(Arc::clone(old));
             }
         }
@@ -125,6 +184,19 @@ pub fn load(
         changed,
         retained,
     })
+}
+
+/// The issuer, with the scope and partition when the CRL has them, for messages.
+pub fn slot_text(meta: &CrlMeta) -> String {
+    let mut s = meta.issuer.clone();
+    match meta.scope.name() {
+        "all" => {}
+        scope => s.push_str(&format!(" ({scope} only)")),
+    }
+    if let Some(p) = meta.partition_text() {
+        s.push_str(&format!(" (partition {p})"));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -38,7 +38,8 @@ impl CrlMetrics {
             .inc();
     }
 
-    /// A certificate refused because of a CRL (`revoked` or `stale`).
+    /// A certificate refused because of a CRL (`revoked`, `stale`, or `missing`: no CRL
+    /// in force covers it although one is required).
     pub fn rejected(&self, source: &str, reason: &str) {
         self.rejections
             .get_or_create(&vec![
@@ -59,7 +60,7 @@ pub fn register(registry: &mut Registry, store: &Arc<CrlStore>) {
     );
     registry.register(
         "crl_certificate_rejections",
-        "Certificates refused because of a CRL, per source and reason (revoked|stale)",
+        "Certificates refused because of a CRL, per source and reason (revoked|stale|missing)",
         store.metrics.rejections.clone(),
     );
     registry.register_collector(Box::new(SourceGauges {
@@ -112,6 +113,18 @@ impl Collector for SourceGauges {
             &|s| Some(s.failures),
         )?;
         gauge(
+            "crl_in_force",
+            "1 when the source has a CRL in force; 0 while it has none (with failurePolicy \
+             Closed the certificates it may be for are refused as crl_missing meanwhile)",
+            &|s| Some(i64::from(s.in_force)),
+        )?;
+        gauge(
+            "crl_fail_open",
+            "1 while a failurePolicy Open source has no CRL in force (certificates are \
+             accepted without its revocation check)",
+            &|s| Some(i64::from(s.fail_open)),
+        )?;
+        gauge(
             "crl_last_success_timestamp_seconds",
             "When a URL of the source last answered with an acceptable CRL or 304",
             &|s| s.last_fetch,
@@ -120,7 +133,7 @@ impl Collector for SourceGauges {
         let c = ConstCounter::new(0u64);
         let mut d = encoder.encode_descriptor(
             "crl_checks",
-            "Revocation checks per scope and result (no_crl|good|revoked|stale)",
+            "Revocation checks per scope and result (no_crl|good|revoked|stale|missing)",
             None,
             c.metric_type(),
         )?;

@@ -29,10 +29,10 @@ mod testpki;
 
 pub use fetch::{FetchError, FetchSettings};
 pub use index::{CrlIndex, CrlMeta};
-pub use load::{Loaded, Missing, load};
+pub use load::{Candidate, Loaded, Missing, load, merge};
 pub use parse::{ParseError, ParsedCrl};
 pub use service::{CrlService, ServiceSettings};
-pub use status::{CrlStatus, LastError, ServedBy, SourceStatus};
+pub use status::{CrlStatus, LastError, ServedBy, SourceState, SourceStatus};
 pub use store::{CrlStore, Install, Reconfigured};
 pub use verify::{Refusal, TrustStore};
 

@@ -86,6 +86,23 @@ impl NextHopVerifier {
                     CertificateError::ExpiredRevocationList,
                 ))
             }
+            RevocationStatus::Missing { source, why } => {
+                tracing::warn!(
+                    decision = "next_hop_certificate",
+                    host,
+                    outcome = "refused",
+                    reason = "crl_missing",
+                    subject = %cert.subject(),
+                    serial = %serial,
+                    issuer = %cert.issuer(),
+                    crl_source = %source,
+                    missing = why.code(),
+                    "next hop certificate cannot be checked: {why}"
+                );
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::UnknownRevocationStatus,
+                ))
+            }
         }
     }
 }
@@ -273,5 +290,34 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_next_hop_is_refused_while_its_fail_closed_source_has_no_crl() {
+        let ca = Ca::new("Pending Hop CA");
+        let config: GatewayConfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "postern.dev/gateway/v1",
+            "listeners": {"l": {
+                "address": "127.0.0.1", "port": 2525, "hostname": "h", "defaultPolicy": "p",
+                "nextHop": {"host": "mx.example.test", "caPem": ca.pem()}
+            }},
+            "crlSources": {"hop": {
+                "format": "Asn1", "primaryUrl": "http://127.0.0.1:1/x.crl", "interval": "1h",
+                "appliesTo": ["OutboundSmtpTls"]
+            }}
+        }))
+        .unwrap();
+        let store = Arc::new(CrlStore::new());
+        store.configure(&config);
+        assert_eq!(
+            verify(&ca, Arc::clone(&store), 8).unwrap_err(),
+            rustls::Error::InvalidCertificate(CertificateError::UnknownRevocationStatus)
+        );
+        // Fail open: not refused for want of the CRL.
+        let mut open = config.clone();
+        open.crl_sources.get_mut("hop").unwrap().failure_policy =
+            crate::config::CrlFailurePolicy::Open;
+        store.configure(&open);
+        assert!(verify(&ca, store, 8).is_ok());
     }
 }

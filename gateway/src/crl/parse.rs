@@ -17,6 +17,7 @@ use x509_parser::x509::{AlgorithmIdentifier, X509Name};
 
 use super::der::{DerError, Reader, Tlv, tag};
 use crate::config::CrlFormat;
+use crate::tls::DpName;
 
 /// Longest serial number accepted (RFC 5280 allows 20 octets; some CAs add a sign byte).
 pub const MAX_SERIAL_LEN: usize = 64;
@@ -77,12 +78,28 @@ pub fn split(bytes: &[u8], format: CrlFormat) -> Result<Vec<Cow<'_, [u8]>>, Pars
 }
 
 /// Scope restrictions of an Issuing Distribution Point extension that we honour.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct IdpScope {
     /// The CRL only covers end-entity certificates.
     pub only_user_certs: bool,
     /// The CRL only covers CA certificates.
     pub only_ca_certs: bool,
+}
+
+impl IdpScope {
+    /// Whether a certificate (a CA certificate or not) is in scope.
+    pub fn covers(self, is_ca: bool) -> bool {
+        !(self.only_user_certs && is_ca || self.only_ca_certs && !is_ca)
+    }
+
+    /// `all`, `userCertificates` or `caCertificates` (status and `crl inspect --json`).
+    pub fn name(self) -> &'static str {
+        match (self.only_user_certs, self.only_ca_certs) {
+            (true, _) => "userCertificates",
+            (_, true) => "caCertificates",
+            _ => "all",
+        }
+    }
 }
 
 /// A CRL whose header is parsed and whose entries can be walked.
@@ -112,6 +129,10 @@ pub struct ParsedCrl<'a> {
     pub authority_key_id: Option<&'a [u8]>,
     /// Issuing Distribution Point scope.
     pub scope: IdpScope,
+    /// The Issuing Distribution Point's `distributionPoint` names: the CRL is one
+    /// partition of its issuer's revocation information and covers only certificates
+    /// whose CRL Distribution Points name one of them. `None`: not partitioned.
+    pub partition: Option<Vec<DpName>>,
     /// Content of `revokedCertificates` (empty when absent).
     revoked: &'a [u8],
 }
@@ -248,6 +269,7 @@ impl<'a> ParsedCrl<'a> {
             crl_number: None,
             authority_key_id: None,
             scope: IdpScope::default(),
+            partition: None,
             revoked,
         };
         if let Some(exts) = t.optional(tag::CONTEXT_0).map_err(der_err)? {
@@ -302,10 +324,24 @@ impl<'a> ParsedCrl<'a> {
                 if idp.only_contains_attribute_certs {
                     return Err(unsupported("attribute-certificate CRL".into()));
                 }
+                if idp.only_contains_user_certs && idp.only_contains_ca_certs {
+                    return Err(malformed(
+                        "the Issuing Distribution Point asserts both onlyContainsUserCerts and onlyContainsCACerts".into(),
+                    ));
+                }
                 self.scope = IdpScope {
                     only_user_certs: idp.only_contains_user_certs,
                     only_ca_certs: idp.only_contains_ca_certs,
                 };
+                if let Some(dp) = &idp.distribution_point {
+                    let names = DpName::of(dp);
+                    if names.is_empty() {
+                        return Err(malformed(
+                            "the Issuing Distribution Point has an empty distributionPoint".into(),
+                        ));
+                    }
+                    self.partition = Some(names);
+                }
             }
             _ if oid == OID_DELTA_CRL_INDICATOR => {
                 return Err(unsupported(
@@ -555,6 +591,12 @@ mod tests {
         });
         let p = ParsedCrl::parse(crl.der(), 0).unwrap();
         assert!(p.scope.only_user_certs);
+        assert_eq!(p.scope.name(), "userCertificates");
+        assert!(p.scope.covers(false) && !p.scope.covers(true));
+        assert_eq!(
+            p.partition,
+            Some(vec![DpName::new("URI:http://crl.example/x.crl")])
+        );
         assert_eq!(reason_name(1), "keyCompromise");
         assert_eq!(oid_text(OID_DELTA_CRL_INDICATOR), "2.5.29.27");
     }

@@ -361,6 +361,7 @@ mod tests {
             secondary_url: None,
             interval: CfgDuration::from_secs(interval),
             applies_to: vec![],
+            failure_policy: Default::default(),
         }
     }
 

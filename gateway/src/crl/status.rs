@@ -5,7 +5,21 @@ use serde::{Deserialize, Serialize};
 
 use super::index::CrlIndex;
 use super::rfc3339;
-use crate::config::{CrlFormat, CrlScope};
+use crate::config::{CrlFailurePolicy, CrlFormat, CrlScope};
+use crate::tls::DpName;
+
+/// Whether a source enforces anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceState {
+    /// A CRL of the source is in force (it may be stale: see `stale`).
+    InForce,
+    /// No CRL in force and no fetch has failed yet (the first fetch is under way).
+    NotFetched,
+    /// No CRL in force and every URL failed at the last attempt (see `lastError`).
+    FetchFailed,
+    /// `enabled: false`: neither fetched nor enforced.
+    Disabled,
+}
 
 /// Which URL of a source served the CRL in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,6 +82,13 @@ pub struct CrlStatus {
     pub index_bytes: u64,
     /// Past `nextUpdate`: certificates of this issuer are refused.
     pub stale: bool,
+    /// Which certificates of the issuer it covers (Issuing Distribution Point):
+    /// `all`, `userCertificates` or `caCertificates`.
+    pub scope: String,
+    /// The partition it is (Issuing Distribution Point `distributionPoint`): it covers the
+    /// certificates whose CRL Distribution Points name one of these. Absent: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution_points: Option<Vec<DpName>>,
     /// The trusted CA certificate that verified the signature (where it was configured).
     pub verified_by: String,
 }
@@ -86,6 +107,8 @@ impl CrlStatus {
             der_bytes: m.der_len as u64,
             index_bytes: ix.heap_bytes() as u64,
             stale: m.is_stale(now),
+            scope: m.scope.name().to_owned(),
+            distribution_points: m.partition.clone(),
             verified_by: m.signer_origin.clone(),
         }
     }
@@ -103,6 +126,13 @@ pub struct SourceStatus {
     pub format: CrlFormat,
     /// Which TLS checks use it.
     pub applies_to: Vec<CrlScope>,
+    /// What its checks do while it has no CRL in force.
+    pub failure_policy: CrlFailurePolicy,
+    /// Whether it enforces anything (`InForce`), and if not, why.
+    pub state: SourceState,
+    /// `failurePolicy: Open` and no CRL in force: certificates it may be for are accepted
+    /// without a revocation check until it loads.
+    pub failing_open: bool,
     /// Primary URL.
     pub primary_url: String,
     /// Secondary URL.

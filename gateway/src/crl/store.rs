@@ -1,8 +1,21 @@
 //! The CRLs in force and the [`RevocationChecker`] the TLS verifiers ask.
 //!
-//! Readers see an immutable snapshot (issuer name → indexes) behind a lock held only for
-//! the lookup itself; a new CRL is indexed elsewhere and swapped in whole, so a handshake
-//! never waits for a load and never sees half of one.
+//! Readers see an immutable snapshot (issuer name → indexes, plus the sources still
+//! waiting for a CRL) behind a lock held only for the lookup itself; a new CRL is indexed
+//! elsewhere and swapped in whole, so a handshake never waits for a load and never sees
+//! half of one.
+//!
+//! The answer for one certificate (RFC 5280 section 6.3.3, direct CRLs):
+//! 1. the CRLs in force of its issuer in the asking scope, narrowed to those of its
+//!    issuer's key when the certificate names one that has CRLs;
+//! 2. listed by any of them → revoked (serial numbers are unique per CA);
+//! 3. otherwise the CRLs that *cover* it (user or CA certificate scope, and partition:
+//!    the certificate's CRL distribution points against the Issuing Distribution Point)
+//!    decide: one current → good; all stale → stale;
+//! 4. the issuer has CRLs but none covers the certificate → missing (fail closed);
+//! 5. the issuer has no CRL in force: missing when a fail-closed source that applies to
+//!    the scope once had a CRL of that issuer, or has never had any CRL (it may be this
+//!    CA's); else no CRL (revocation is not configured for that CA).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,11 +24,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use super::index::CrlIndex;
 use super::load::{Loaded, Missing};
 use super::metrics::CrlMetrics;
-use super::status::{LastError, ServedBy, SourceStatus};
+use super::status::{LastError, ServedBy, SourceState, SourceStatus};
 use super::verify::TrustStore;
 use super::{rfc3339, unix_now};
-use crate::config::{CrlScope, CrlSource, GatewayConfig};
-use crate::tls::revocation::{RevocationChecker, RevocationStatus};
+use crate::config::{CrlFailurePolicy, CrlScope, CrlSource, GatewayConfig};
+use crate::tls::revocation::{CheckedCertificate, MissingCrl, RevocationChecker, RevocationStatus};
 
 fn scope_bit(scope: CrlScope) -> u8 {
     match scope {
@@ -39,21 +52,32 @@ struct Covering {
     scopes: u8,
 }
 
-/// Issuer name DER → the CRLs in force for it.
+/// A fail-closed source without a CRL of some issuer in force.
+#[derive(Debug)]
+struct Waiting {
+    source: Arc<str>,
+    scopes: u8,
+}
+
+/// Issuer name DER → the CRLs in force for it; and the fail-closed sources that lack CRLs.
 #[derive(Debug, Default)]
 struct Snapshot {
     by_issuer: HashMap<Box<[u8]>, Vec<Covering>>,
+    /// Issuer → fail-closed sources that had a CRL of it in force and no longer have.
+    dropped: HashMap<Box<[u8]>, Vec<Waiting>>,
+    /// Fail-closed sources that have never had a CRL in force (their issuer is unknown).
+    not_loaded: Vec<Waiting>,
 }
 
 /// What a check answered, counted per scope (cheap atomics on the hot path).
 #[derive(Debug, Default)]
 pub(crate) struct CheckCounters {
-    /// [scope][no_crl, good, revoked, stale]
-    pub(crate) counts: [[AtomicU64; 4]; 2],
+    /// [scope][no_crl, good, revoked, stale, missing]
+    pub(crate) counts: [[AtomicU64; 5]; 2],
 }
 
 /// Labels of the check counters, in [`CheckCounters::counts`] order.
-pub(crate) const CHECK_RESULTS: [&str; 4] = ["no_crl", "good", "revoked", "stale"];
+pub(crate) const CHECK_RESULTS: [&str; 5] = ["no_crl", "good", "revoked", "stale", "missing"];
 
 /// Everything the store knows about a source.
 #[derive(Debug)]
@@ -64,6 +88,12 @@ struct SourceRecord {
     /// The next successful load replaces everything (the spec changed).
     replace_all: bool,
     crls: Vec<Arc<CrlIndex>>,
+    /// Issuers (name DER) the source has had CRLs of in force since its URLs last
+    /// changed: a fail-closed source keeps answering "missing" for them if they go.
+    known_issuers: Vec<Box<[u8]>>,
+    /// The first fetch attempt has ended (a CRL in force, `304`, or every URL failed), or
+    /// a CRL was restored from the disk cache: the readiness gate waits for this.
+    first_attempt_done: bool,
     last_attempt: Option<i64>,
     last_fetch: Option<i64>,
     last_change: Option<i64>,
@@ -82,6 +112,8 @@ impl SourceRecord {
             generation: 1,
             replace_all: false,
             crls: Vec::new(),
+            known_issuers: Vec::new(),
+            first_attempt_done: false,
             last_attempt: None,
             last_fetch: None,
             last_change: None,
@@ -99,6 +131,11 @@ impl SourceRecord {
 struct State {
     trust: Arc<TrustStore>,
     sources: BTreeMap<String, SourceRecord>,
+    /// A configuration has been taken in.
+    configured: bool,
+    /// Every source of the first configurations reported its first fetch: readiness no
+    /// longer waits for CRL sources (see [`CrlStore::startup_pending`]).
+    started: bool,
 }
 
 /// Per-source numbers for the metrics collector.
@@ -111,6 +148,8 @@ pub(crate) struct Gauges {
     pub index_bytes: i64,
     pub failures: i64,
     pub last_fetch: Option<i64>,
+    pub in_force: bool,
+    pub fail_open: bool,
 }
 
 /// What [`CrlStore::configure`] changed.
@@ -177,6 +216,7 @@ impl CrlStore {
         let mut out = Reconfigured::default();
         let mut st = self.state();
         st.trust = Arc::clone(&trust);
+        st.configured = true;
         let removed: Vec<String> = st
             .sources
             .keys()
@@ -268,6 +308,15 @@ impl CrlStore {
             rec.last_change = Some(install.at);
         }
         rec.crls = install.loaded.crls;
+        if rec.replace_all {
+            rec.known_issuers.clear();
+        }
+        for ix in &rec.crls {
+            if !rec.known_issuers.contains(&ix.meta.issuer_der) {
+                rec.known_issuers.push(ix.meta.issuer_der.clone());
+            }
+        }
+        rec.first_attempt_done = true;
         rec.replace_all = false;
         rec.served_by = Some(install.served_by);
         rec.served_url = Some(install.url);
@@ -292,6 +341,7 @@ impl CrlStore {
             rec.served_by = Some(served_by);
             rec.restored_from_disk = false;
             rec.failures = 0;
+            rec.first_attempt_done = true;
         }
     }
 
@@ -329,10 +379,34 @@ impl CrlStore {
         {
             Some(rec) => {
                 rec.failures += 1;
+                rec.first_attempt_done = true;
                 rec.failures
             }
             None => 0,
         }
+    }
+
+    /// The enabled sources that the readiness gate still waits for: those with no CRL in
+    /// force whose first fetch has not ended yet. Only the gateway's start is gated: once
+    /// every source of the configuration in force has reported (a CRL in force or a failed
+    /// first fetch) this returns nothing for good, so a source added later to a gateway
+    /// that serves does not take it (and, with it, every pod at once) out of service; that
+    /// source's `NotFetched` status and the `crl_missing` refusals say what is going on.
+    pub fn startup_pending(&self) -> Vec<String> {
+        let mut st = self.state();
+        if st.started {
+            return Vec::new();
+        }
+        let pending: Vec<String> = st
+            .sources
+            .iter()
+            .filter(|(_, r)| r.spec.enabled && r.crls.is_empty() && !r.first_attempt_done)
+            .map(|(name, _)| name.clone())
+            .collect();
+        if pending.is_empty() && st.configured {
+            st.started = true;
+        }
+        pending
     }
 
     /// When the next fetch is due.
@@ -388,6 +462,8 @@ impl CrlStore {
                 index_bytes: r.crls.iter().map(|ix| ix.heap_bytes() as i64).sum(),
                 failures: i64::from(r.failures),
                 last_fetch: r.last_fetch,
+                in_force: !r.crls.is_empty(),
+                fail_open: r.crls.is_empty() && r.spec.failure_policy == CrlFailurePolicy::Open,
             })
             .collect()
     }
@@ -408,6 +484,25 @@ impl CrlStore {
             }
             let source: Arc<str> = Arc::from(name.as_str());
             let scopes = rec.spec.applies_to.iter().fold(0, |b, s| b | scope_bit(*s));
+            if rec.spec.failure_policy == CrlFailurePolicy::Closed {
+                if rec.known_issuers.is_empty() {
+                    snap.not_loaded.push(Waiting {
+                        source: Arc::clone(&source),
+                        scopes,
+                    });
+                }
+                for issuer in &rec.known_issuers {
+                    if !rec.crls.iter().any(|ix| ix.meta.issuer_der == *issuer) {
+                        snap.dropped
+                            .entry(issuer.clone())
+                            .or_default()
+                            .push(Waiting {
+                                source: Arc::clone(&source),
+                                scopes,
+                            });
+                    }
+                }
+            }
             for ix in &rec.crls {
                 snap.by_issuer
                     .entry(ix.meta.issuer_der.clone())
@@ -423,52 +518,77 @@ impl CrlStore {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
     }
 
-    fn lookup(
-        &self,
-        scope: CrlScope,
-        issuer_der: &[u8],
-        authority_key_id: Option<&[u8]>,
-        serial: &[u8],
-        now: i64,
-    ) -> RevocationStatus {
+    fn lookup(&self, scope: CrlScope, cert: &CheckedCertificate<'_>, now: i64) -> RevocationStatus {
         let snap = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
-        let Some(all) = snap.by_issuer.get(issuer_der) else {
-            return RevocationStatus::NoCrl;
-        };
         let bit = scope_bit(scope);
+        let all: &[Covering] = snap
+            .by_issuer
+            .get(cert.issuer_der)
+            .map_or(&[], Vec::as_slice);
         let in_scope = || all.iter().filter(move |c| c.scopes & bit != 0);
+        if in_scope().next().is_none() {
+            let waiting = |w: &&Waiting| w.scopes & bit != 0;
+            if let Some(w) = snap
+                .dropped
+                .get(cert.issuer_der)
+                .and_then(|d| d.iter().find(waiting))
+            {
+                return RevocationStatus::Missing {
+                    source: w.source.to_string(),
+                    why: MissingCrl::NoLongerInForce,
+                };
+            }
+            // A source that has never loaded may be this CA's: until it has, the issuer
+            // cannot be told apart from one without revocation, so refuse.
+            if let Some(w) = snap.not_loaded.iter().find(waiting) {
+                return RevocationStatus::Missing {
+                    source: w.source.to_string(),
+                    why: MissingCrl::NotLoaded,
+                };
+            }
+            return RevocationStatus::NoCrl;
+        }
         // A certificate names its issuer's key: CRLs of that key answer for it. Without a
         // key id, or when no CRL has that key, every CRL of the issuer name is consulted.
-        let keyed = authority_key_id
+        let keyed = cert
+            .authority_key_id
             .filter(|aki| in_scope().any(|c| c.index.meta.key_id.as_deref() == Some(*aki)));
-        let candidates = in_scope()
-            .filter(|c| keyed.is_none_or(|aki| c.index.meta.key_id.as_deref() == Some(aki)));
-        let mut fresh = false;
-        let mut stale: Option<&Covering> = None;
-        let mut any = false;
-        for c in candidates {
-            any = true;
-            if let Some(hit) = c.index.lookup(serial) {
+        let candidates = || {
+            in_scope().filter(move |c| {
+                keyed.is_none_or(|aki| c.index.meta.key_id.as_deref() == Some(aki))
+            })
+        };
+        // Listed anywhere (serial numbers are unique per CA): revoked, even by a stale CRL
+        // or one whose scope does not cover the certificate.
+        for c in candidates() {
+            if let Some(hit) = c.index.lookup(cert.serial) {
                 return RevocationStatus::Revoked {
                     source: c.source.to_string(),
                     reason: hit.reason.map(|r| super::parse::reason_name(r).to_owned()),
                 };
             }
-            if c.index.meta.is_stale(now) {
-                stale.get_or_insert(c);
-            } else {
-                fresh = true;
-            }
         }
-        match (any, fresh, stale) {
-            (false, _, _) => RevocationStatus::NoCrl,
-            // A current CRL of the same issuer and key is authoritative.
-            (true, true, _) => RevocationStatus::Good,
-            (true, false, Some(c)) => RevocationStatus::Stale {
+        // Staleness is decided among the CRLs that cover the certificate only.
+        let mut stale: Option<&Covering> = None;
+        for c in candidates().filter(|c| c.index.meta.covers(cert)) {
+            if !c.index.meta.is_stale(now) {
+                return RevocationStatus::Good;
+            }
+            stale.get_or_insert(c);
+        }
+        match stale {
+            Some(c) => RevocationStatus::Stale {
                 source: c.source.to_string(),
                 next_update: c.index.meta.next_update.map(rfc3339).unwrap_or_default(),
             },
-            (true, false, None) => RevocationStatus::Good,
+            // The issuer's CRLs are scoped or partitioned and none is for this certificate.
+            None => RevocationStatus::Missing {
+                source: candidates()
+                    .next()
+                    .map(|c| c.source.to_string())
+                    .unwrap_or_default(),
+                why: MissingCrl::NotCovered,
+            },
         }
     }
 }
@@ -480,6 +600,16 @@ fn render(name: &str, rec: &SourceRecord, now: i64) -> SourceStatus {
         enabled: spec.enabled,
         format: spec.format,
         applies_to: spec.applies_to.clone(),
+        failure_policy: spec.failure_policy,
+        state: match (spec.enabled, rec.crls.is_empty(), rec.failures) {
+            (false, _, _) => SourceState::Disabled,
+            (true, false, _) => SourceState::InForce,
+            (true, true, 0) => SourceState::NotFetched,
+            (true, true, _) => SourceState::FetchFailed,
+        },
+        failing_open: spec.enabled
+            && rec.crls.is_empty()
+            && spec.failure_policy == CrlFailurePolicy::Open,
         primary_url: spec.primary_url.clone(),
         secondary_url: spec.secondary_url.clone(),
         last_attempt_time: rec.last_attempt.map(rfc3339),
@@ -505,16 +635,10 @@ fn render(name: &str, rec: &SourceRecord, now: i64) -> SourceStatus {
     s
 }
 
-impl RevocationChecker for CrlStore {
-    fn check(
-        &self,
-        scope: CrlScope,
-        issuer_der: &[u8],
-        authority_key_id: Option<&[u8]>,
-        serial: &[u8],
-    ) -> RevocationStatus {
-        let status = self.lookup(scope, issuer_der, authority_key_id, serial, unix_now());
-        let slot = match &status {
+impl CrlStore {
+    /// Count a check's answer (per scope and result; refusals per source too).
+    fn count(&self, scope: CrlScope, status: &RevocationStatus) {
+        let slot = match status {
             RevocationStatus::NoCrl => 0,
             RevocationStatus::Good => 1,
             RevocationStatus::Revoked { source, .. } => {
@@ -525,8 +649,36 @@ impl RevocationChecker for CrlStore {
                 self.metrics.rejected(source, "stale");
                 3
             }
+            RevocationStatus::Missing { source, .. } => {
+                self.metrics.rejected(source, "missing");
+                4
+            }
         };
         self.checks.counts[scope_slot(scope)][slot].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl RevocationChecker for CrlStore {
+    fn check(
+        &self,
+        scope: CrlScope,
+        issuer_der: &[u8],
+        authority_key_id: Option<&[u8]>,
+        serial: &[u8],
+    ) -> RevocationStatus {
+        self.check_certificate(
+            scope,
+            &CheckedCertificate::end_entity(issuer_der, authority_key_id, serial),
+        )
+    }
+
+    fn check_certificate(
+        &self,
+        scope: CrlScope,
+        cert: &CheckedCertificate<'_>,
+    ) -> RevocationStatus {
+        let status = self.lookup(scope, cert, unix_now());
+        self.count(scope, &status);
         status
     }
 }
@@ -536,7 +688,8 @@ mod tests {
     use super::*;
     use crate::config::{CrlFormat, Duration};
     use crate::crl::load::load;
-    use crate::crl::testpki::{Ca, RevokedSpec};
+    use crate::crl::testpki::{Ca, Only, RevokedSpec, idp};
+    use crate::tls::DpName;
 
     fn config(cas: &[&Ca], sources: &[(&str, bool, Vec<CrlScope>)]) -> GatewayConfig {
         let mut c = GatewayConfig::default();
@@ -558,6 +711,7 @@ mod tests {
                     secondary_url: None,
                     interval: Duration::from_secs(3600),
                     applies_to: scopes.clone(),
+                    failure_policy: Default::default(),
                 },
             );
         }
@@ -600,8 +754,16 @@ mod tests {
         let store = CrlStore::new();
         store.configure(&config(&[&ca], &[("s1", true, vec![IN])]));
         let subject = ca.subject_der();
+        // Before its first CRL, the source may be for any CA: fail closed.
         assert_eq!(
             store.check(IN, &subject, None, &[1]),
+            RevocationStatus::Missing {
+                source: "s1".into(),
+                why: MissingCrl::NotLoaded
+            }
+        );
+        assert_eq!(
+            store.check(OUT, &subject, None, &[1]),
             RevocationStatus::NoCrl
         );
         let der = ca
@@ -742,9 +904,13 @@ mod tests {
             r.untrusted,
             vec![("new".to_string(), "CN=Keyed CA".to_string())]
         );
+        // The source still applies to that issuer: its certificates cannot be checked.
         assert_eq!(
             store.check(IN, &subject, None, &[2]),
-            RevocationStatus::NoCrl
+            RevocationStatus::Missing {
+                source: "new".into(),
+                why: MissingCrl::NoLongerInForce
+            }
         );
     }
 
@@ -777,7 +943,272 @@ mod tests {
         assert!(!store.install("s", g1, install));
         assert_eq!(
             store.check(IN, &ca.subject_der(), None, &[1]),
+            RevocationStatus::Missing {
+                source: "s".into(),
+                why: MissingCrl::NotLoaded
+            }
+        );
+    }
+
+    fn put_raw(
+        store: &CrlStore,
+        source: &str,
+        format: CrlFormat,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        let (in_force, missing) = store.in_force(source);
+        let (_, generation) = store.spec(source).ok_or("no such source")?;
+        let loaded = load(
+            bytes,
+            format,
+            &store.trust(),
+            &in_force,
+            missing,
+            unix_now(),
+        )
+        .map_err(|e| e.to_string())?;
+        assert!(store.install(
+            source,
+            generation,
+            Install {
+                loaded,
+                served_by: ServedBy::Primary,
+                url: "http://x".into(),
+                from_disk: false,
+                at: unix_now(),
+            }
+        ));
+        Ok(())
+    }
+
+    fn pem(ders: &[&[u8]]) -> Vec<u8> {
+        use base64::Engine as _;
+        let mut out = String::new();
+        for der in ders {
+            out.push_str("-----BEGIN X509 CRL-----\n");
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(der));
+            out.push_str("\n-----END X509 CRL-----\n");
+        }
+        out.into_bytes()
+    }
+
+    fn cert<'a>(
+        ca: &'a [u8],
+        key: &'a [u8],
+        serial: &'a [u8],
+        is_ca: bool,
+        dps: &[&str],
+    ) -> CheckedCertificate<'a> {
+        CheckedCertificate {
+            issuer_der: ca,
+            authority_key_id: Some(key),
+            serial,
+            is_ca,
+            distribution_points: dps
+                .iter()
+                .map(|u| DpName::new(format!("URI:{u}")))
+                .collect(),
+        }
+    }
+
+    fn pem_config(cas: &[&Ca], name: &str) -> GatewayConfig {
+        let mut c = config(cas, &[(name, true, vec![IN])]);
+        c.crl_sources.get_mut(name).unwrap().format = CrlFormat::Pem;
+        c
+    }
+
+    #[test]
+    fn a_user_crl_and_an_empty_arl_in_one_file_both_count() {
+        let ca = Ca::new("Scoped CA");
+        let store = CrlStore::new();
+        store.configure(&pem_config(&[&ca], "s"));
+        let user = ca.idp_crl(5, &[&[0x51]], -60, 3600, Some(idp(Only::Users, &[])));
+        let arl = ca.idp_crl(9, &[], -60, 3600, Some(idp(Only::Cas, &[])));
+        put_raw(&store, "s", CrlFormat::Pem, &pem(&[&user, &arl])).unwrap();
+        let st = store.source_status("s").unwrap();
+        assert_eq!(st.crls.len(), 2, "{st:?}");
+        assert_eq!(st.crls[0].scope, "userCertificates");
+        assert_eq!(st.crls[1].scope, "caCertificates");
+        let (subject, key) = (ca.subject_der(), ca.key_id());
+        assert!(matches!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x51], false, &[])),
+            RevocationStatus::Revoked { .. }
+        ));
+        assert_eq!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x52], false, &[])),
+            RevocationStatus::Good
+        );
+        assert_eq!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x52], true, &[])),
+            RevocationStatus::Good
+        );
+        // In the other order too.
+        let store = CrlStore::new();
+        store.configure(&pem_config(&[&ca], "s"));
+        put_raw(&store, "s", CrlFormat::Pem, &pem(&[&arl, &user])).unwrap();
+        assert!(matches!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x51], false, &[])),
+            RevocationStatus::Revoked { .. }
+        ));
+        // Only the ARL: user certificates are not covered, so they are unverifiable.
+        let store = CrlStore::new();
+        store.configure(&pem_config(&[&ca], "s"));
+        put_raw(&store, "s", CrlFormat::Pem, &pem(&[&arl])).unwrap();
+        assert_eq!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x52], false, &[])),
+            RevocationStatus::Missing {
+                source: "s".into(),
+                why: MissingCrl::NotCovered
+            }
+        );
+        assert_eq!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x52], true, &[])),
+            RevocationStatus::Good
+        );
+    }
+
+    #[test]
+    fn partitions_cover_the_certificates_that_name_them() {
+        let ca = Ca::new("Partitioned CA");
+        let store = CrlStore::new();
+        store.configure(&pem_config(&[&ca], "s"));
+        let (p1, p2) = ("http://crl.test/p1.crl", "http://crl.test/p2.crl");
+        let one = ca.idp_crl(3, &[&[0x01]], -60, 3600, Some(idp(Only::All, &[p1])));
+        let two = ca.idp_crl(3, &[&[0x02]], -60, 3600, Some(idp(Only::All, &[p2])));
+        put_raw(&store, "s", CrlFormat::Pem, &pem(&[&one, &two])).unwrap();
+        let st = store.source_status("s").unwrap();
+        assert_eq!(
+            st.crls[1].distribution_points,
+            Some(vec![DpName::new(format!("URI:{p2}"))])
+        );
+        let (subject, key) = (ca.subject_der(), ca.key_id());
+        assert!(matches!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x02], false, &[p2])),
+            RevocationStatus::Revoked { .. }
+        ));
+        assert_eq!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x03], false, &[p2])),
+            RevocationStatus::Good
+        );
+        // A certificate of no partition in force is unverifiable.
+        assert_eq!(
+            store.check_certificate(
+                IN,
+                &cert(&subject, &key, &[0x03], false, &["http://crl.test/p3.crl"])
+            ),
+            RevocationStatus::Missing {
+                source: "s".into(),
+                why: MissingCrl::NotCovered
+            }
+        );
+        assert!(matches!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x03], false, &[])),
+            RevocationStatus::Missing { .. }
+        ));
+        // A newer partition 1 replaces partition 1 only; an older one is a replay.
+        let newer_one = ca.idp_crl(4, &[], -30, 3600, Some(idp(Only::All, &[p1])));
+        put_raw(&store, "s", CrlFormat::Pem, &pem(&[&newer_one])).unwrap();
+        assert_eq!(store.source_status("s").unwrap().crls.len(), 2);
+        assert!(matches!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x02], false, &[p2])),
+            RevocationStatus::Revoked { .. }
+        ));
+        let e = put_raw(&store, "s", CrlFormat::Pem, &pem(&[&one])).unwrap_err();
+        assert!(e.contains("older"), "{e}");
+    }
+
+    #[test]
+    fn staleness_is_decided_among_the_covering_crls() {
+        let ca = Ca::new("Stale Scope CA");
+        let store = CrlStore::new();
+        store.configure(&pem_config(&[&ca], "s"));
+        let stale_user = ca.idp_crl(5, &[], -7200, -60, Some(idp(Only::Users, &[])));
+        let arl = ca.idp_crl(9, &[], -60, 3600, Some(idp(Only::Cas, &[])));
+        put_raw(&store, "s", CrlFormat::Pem, &pem(&[&stale_user, &arl])).unwrap();
+        let (subject, key) = (ca.subject_der(), ca.key_id());
+        assert!(matches!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x52], false, &[])),
+            RevocationStatus::Stale { .. }
+        ));
+        assert_eq!(
+            store.check_certificate(IN, &cert(&subject, &key, &[0x52], true, &[])),
+            RevocationStatus::Good
+        );
+    }
+
+    #[test]
+    fn fail_open_sources_refuse_nothing_until_they_load() {
+        let ca = Ca::new("Open CA");
+        let store = CrlStore::new();
+        let mut cfg = config(&[&ca], &[("open", true, vec![IN])]);
+        cfg.crl_sources.get_mut("open").unwrap().failure_policy = CrlFailurePolicy::Open;
+        store.configure(&cfg);
+        let subject = ca.subject_der();
+        assert_eq!(
+            store.check(IN, &subject, None, &[1]),
             RevocationStatus::NoCrl
         );
+        let st = store.source_status("open").unwrap();
+        assert!(st.failing_open);
+        assert_eq!(st.state, SourceState::NotFetched);
+        assert!(store.gauges()[0].fail_open);
+        // Once loaded, it is enforced like any other.
+        put(
+            &store,
+            "open",
+            ca.crl(1, &[RevokedSpec::new(&[1])], -60, 3600).der(),
+        )
+        .unwrap();
+        assert!(matches!(
+            store.check(IN, &subject, None, &[1]),
+            RevocationStatus::Revoked { .. }
+        ));
+        assert!(!store.source_status("open").unwrap().failing_open);
+        // Stale fails closed even so.
+        put(&store, "open", ca.crl(2, &[], -7200, -60).der()).unwrap();
+        assert!(matches!(
+            store.check(IN, &subject, None, &[2]),
+            RevocationStatus::Stale { .. }
+        ));
+    }
+
+    #[test]
+    fn readiness_waits_for_every_first_fetch_once() {
+        let ca = Ca::new("Ready CA");
+        let store = CrlStore::new();
+        assert!(store.startup_pending().is_empty());
+        store.configure(&config(
+            &[&ca],
+            &[
+                ("a", true, vec![IN]),
+                ("b", true, vec![IN]),
+                ("off", false, vec![IN]),
+            ],
+        ));
+        assert_eq!(
+            store.startup_pending(),
+            vec!["a".to_string(), "b".to_string()]
+        );
+        let (_, ga) = store.spec("a").unwrap();
+        put(&store, "a", ca.crl(1, &[], -60, 3600).der()).unwrap();
+        assert_eq!(store.startup_pending(), vec!["b".to_string()]);
+        let (_, gb) = store.spec("b").unwrap();
+        assert_eq!(store.attempt_failed("b", gb), 1);
+        assert_eq!(
+            store.source_status("b").unwrap().state,
+            SourceState::FetchFailed
+        );
+        assert!(store.startup_pending().is_empty());
+        // Later sources do not take a serving gateway out of service.
+        store.configure(&config(
+            &[&ca],
+            &[
+                ("a", true, vec![IN]),
+                ("b", true, vec![IN]),
+                ("c", true, vec![IN]),
+            ],
+        ));
+        assert!(store.startup_pending().is_empty());
+        let _ = ga;
     }
 }

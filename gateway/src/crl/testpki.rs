@@ -169,6 +169,80 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// A CRL written by hand with a CRL number, an Authority Key Identifier, thisUpdate and
+    /// nextUpdate `this_offset` / `next_offset` seconds from now, and an Issuing
+    /// Distribution Point extension when `idp` is given (its value, see [`idp`]).
+    pub fn idp_crl(
+        &self,
+        number: u8,
+        revoked: &[&[u8]],
+        this_offset: i64,
+        next_offset: i64,
+        idp: Option<Vec<u8>>,
+    ) -> Vec<u8> {
+        let alg = [
+            0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+        ];
+        let now = OffsetDateTime::now_utc();
+        let mut tbs = tlv(0x02, &[1]);
+        tbs.extend(alg);
+        tbs.extend(self.subject_der());
+        tbs.extend(utc(now + Duration::seconds(this_offset)));
+        tbs.extend(utc(now + Duration::seconds(next_offset)));
+        if !revoked.is_empty() {
+            let mut list = vec![];
+            for serial in revoked {
+                let mut e = tlv(0x02, serial);
+                e.extend(utc(now - Duration::hours(1)));
+                list.extend(tlv(0x30, &e));
+            }
+            tbs.extend(tlv(0x30, &list));
+        }
+        let mut exts = ext(35, false, &tlv(0x30, &tlv(0x80, &self.key_id())));
+        exts.extend(ext(20, false, &tlv(0x02, &[number])));
+        if let Some(v) = idp {
+            exts.extend(ext(28, true, &v));
+        }
+        tbs.extend(tlv(0xa0, &tlv(0x30, &exts)));
+        let tbs = tlv(0x30, &tbs);
+        let sig = self.key.sign(&tbs).unwrap();
+        let mut bits = vec![0u8];
+        bits.extend(sig);
+        let mut body = tbs;
+        body.extend(alg);
+        body.extend(tlv(0x03, &bits));
+        tlv(0x30, &body)
+    }
+}
+
+/// Which certificates an Issuing Distribution Point limits a CRL to.
+#[derive(Clone, Copy, Debug)]
+pub enum Only {
+    /// Every certificate.
+    All,
+    /// `onlyContainsUserCerts`.
+    Users,
+    /// `onlyContainsCACerts`.
+    Cas,
+}
+
+/// The value of an Issuing Distribution Point extension: `only` and, when `uris` is not
+/// empty, a `distributionPoint` fullName of those URIs.
+pub fn idp(only: Only, uris: &[&str]) -> Vec<u8> {
+    let mut content = vec![];
+    if !uris.is_empty() {
+        let names: Vec<u8> = uris.iter().flat_map(|u| tlv(0x86, u.as_bytes())).collect();
+        content.extend(tlv(0xa0, &tlv(0xa0, &names)));
+    }
+    match only {
+        Only::All => {}
+        Only::Users => content.extend([0x81, 0x01, 0xff]),
+        Only::Cas => content.extend([0x82, 0x01, 0xff]),
+    }
+    tlv(0x30, &content)
+}
+
 /// A DER element.
 pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];

@@ -68,13 +68,15 @@ pub fn build_next_hop(
             .map_err(|e| NextHopBuildError::Ca(e.to_string()))?;
             let verifier = NextHopVerifier::new(anchors, revocation, provider.clone())
                 .map_err(|e| NextHopBuildError::Tls(e.to_string()))?;
-            (
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(verifier))
-                    .with_no_client_auth(),
-                true,
-            )
+            let mut config = builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth();
+            // A resumed session skips certificate verification: without this, a next hop
+            // whose certificate was revoked after the first connection would be trusted
+            // again on every later one (as on the inbound side, see tls::server).
+            config.resumption = rustls::client::Resumption::disabled();
+            (config, true)
         }
         None => (
             builder

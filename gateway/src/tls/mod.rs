@@ -8,6 +8,9 @@ pub mod verified;
 pub mod verifier;
 
 pub use anchors::{AnchorError, TrustAnchors};
-pub use revocation::{NoRevocation, RevocationChecker, RevocationStatus, check_certificate};
+pub use revocation::{
+    CheckedCertificate, DpName, MissingCrl, NoRevocation, RevocationChecker, RevocationStatus,
+    check_certificate,
+};
 pub use server::server_config;
 pub use verifier::{ClientVerifier, VerifyFailure};

@@ -7,7 +7,7 @@
 //! Two modes, per mail flow policy (DESIGN.md section 3):
 //! - enforcing (`verifyClientCertificate: true`): an invalid certificate fails the
 //!   handshake with the matching TLS alert (revoked → `certificate_revoked`, expired or not
-//!   yet valid → `certificate_expired`, unknown CA or stale CRL → `unknown_ca`, wrong
+//!   yet valid → `certificate_expired`, unknown CA, stale or missing CRL → `unknown_ca`, wrong
 //!   extended key usage → `unsupported_certificate`);
 //! - lenient (certificate profile without `verifyClientCertificate`): the handshake
 //!   accepts any certificate the client can prove it holds; the session then runs
@@ -241,6 +241,15 @@ impl ClientVerifier {
                     cert.subject()
                 ),
             }),
+            RevocationStatus::Missing { source, why } => Err(VerifyFailure {
+                error: CertificateError::UnknownRevocationStatus,
+                reason: "crl_missing",
+                detail: format!(
+                    "certificate {} (serial {}) cannot be checked: CRL source {source}: {why}",
+                    cert.subject(),
+                    crate::auth::certificate::serial_hex(cert.raw_serial()),
+                ),
+            }),
         }
     }
 }
@@ -372,6 +381,7 @@ pub fn handshake_failure_reason(err: &std::io::Error) -> &'static str {
             CertificateError::UnknownIssuer => "unknown_issuer",
             CertificateError::ExpiredRevocationList
             | CertificateError::ExpiredRevocationListContext { .. } => "crl_stale",
+            CertificateError::UnknownRevocationStatus => "crl_missing",
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                 "wrong_key_usage"
             }
