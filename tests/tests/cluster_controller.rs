@@ -240,7 +240,7 @@ fn tls_secret(name: &str) -> String {
             .collect::<String>()
     };
     format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, labels: {{postern.dev/secret-use: tls}}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
         indent(&cert.pem()),
         indent(&key.serialize_pem())
     )
