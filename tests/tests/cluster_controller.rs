@@ -66,12 +66,10 @@ fn secret_hash(cluster: &KubeCluster, ns: &str) -> Option<String> {
 }
 
 fn applied_hash(cluster: &KubeCluster, ns: &str, gateway: &str) -> Option<String> {
-    let l = cluster
-        .get_json(ns, "lease", &format!("postern-gw-{gateway}"))
+    let r = cluster
+        .get_json(ns, "gatewayreport", &format!("postern-gw-{gateway}"))
         .ok()??;
-    l["metadata"]["annotations"]["postern.dev/applied-hash"]
-        .as_str()
-        .map(str::to_owned)
+    r["spec"]["appliedHash"].as_str().map(str::to_owned)
 }
 
 fn wait_greeting(addr: SocketAddr, prefix: &str) -> String {
