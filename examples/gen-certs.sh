@@ -97,6 +97,8 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: gateway-tls
+  # Postern uses a Secret only for what its label says (docs/rbac.md): serving TLS.
+  labels: {postern.dev/secret-use: tls}
 type: kubernetes.io/tls
 stringData:
   tls.crt: |
@@ -114,6 +116,7 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: cac-roots
+  labels: {postern.dev/secret-use: ca}
 type: Opaque
 stringData:
   ca.crt: |
@@ -129,6 +132,8 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: ldap-bind
+  # Only a Secret labelled ldap-bind is ever sent to an LDAP server as a bind password.
+  labels: {postern.dev/secret-use: ldap-bind}
 type: Opaque
 stringData:
   password: postern-bind-pw

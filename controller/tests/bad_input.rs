@@ -104,6 +104,14 @@ spec:
   certificate: {ldapProfileRef: {name: corp-ldap}}
 ";
 
+/// A Secret of the namespace that was never meant for Postern (no `postern.dev/secret-use`).
+const UNLABELLED_SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata: {name: db-creds}
+type: Opaque
+stringData: {root-pw: db-root-password-never-to-leave, replica-pw: db-replica-password}
+";
+
 const CASES: &[Case] = &[
     Case {
         name: "unknown field in a spec",
@@ -273,7 +281,7 @@ const CASES: &[Case] = &[
             replace(
                 f,
                 "ldap-profile.yaml",
-                "  certificateAuthQuery:\n    name: cac-cert\n    filter: (&(caccn={cn})(cacserial={sn}))\n    userIdAttribute: uid\n",
+                "  certificateAuthQuery:\n    name: cac-cert\n    filter: (&(caccn={cn})(cacserial={sn})(cacissuer={issuer}))\n    userIdAttribute: uid\n",
                 "",
             )
         },
@@ -385,7 +393,7 @@ const CASES: &[Case] = &[
             append(
                 f,
                 "secrets.yaml",
-                "apiVersion: v1\nkind: Secret\nmetadata: {name: junk}\nstringData: {ca.crt: hello}\n",
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: junk, labels: {postern.dev/secret-use: ca}}\nstringData: {ca.crt: hello}\n",
             );
             replace(
                 f,
@@ -419,6 +427,75 @@ const CASES: &[Case] = &[
         file: "ldap-profile.yaml",
     },
     Case {
+        name: "LDAP bind password from a Secret not labelled for Postern",
+        breakage: |f| {
+            append(f, "secrets.yaml", UNLABELLED_SECRET);
+            replace(
+                f,
+                "ldap-profile.yaml",
+                "{name: ldap-bind, key: password}",
+                "{name: db-creds, key: root-pw}",
+            )
+        },
+        expect: (
+            "LdapProfile/corp-ldap",
+            "spec.bind.passwordSecretRef",
+            "SecretUseNotAllowed",
+        ),
+        file: "ldap-profile.yaml",
+    },
+    Case {
+        name: "LDAP bind password from the listener's TLS Secret",
+        breakage: |f| {
+            replace(
+                f,
+                "ldap-profile.yaml",
+                "{name: ldap-bind, key: password}",
+                "{name: gateway-tls, key: tls.key}",
+            )
+        },
+        expect: (
+            "LdapProfile/corp-ldap",
+            "spec.bind.passwordSecretRef",
+            "SecretUseNotAllowed",
+        ),
+        file: "ldap-profile.yaml",
+    },
+    Case {
+        name: "listener certificate from a Secret labelled for CA certificates",
+        breakage: |f| {
+            replace(
+                f,
+                "listener.yaml",
+                "certificateSecretRef: {name: gateway-tls}",
+                "certificateSecretRef: {name: cac-roots}",
+            )
+        },
+        expect: (
+            "Listener/submission",
+            "spec.tls.certificateSecretRef",
+            "SecretUseNotAllowed",
+        ),
+        file: "listener.yaml",
+    },
+    Case {
+        name: "client CA from the bind password Secret",
+        breakage: |f| {
+            replace(
+                f,
+                "listener.yaml",
+                "{name: cac-roots, key: ca.crt}",
+                "{name: ldap-bind, key: password}",
+            )
+        },
+        expect: (
+            "Listener/submission",
+            "spec.tls.clientCaSecretRef",
+            "SecretUseNotAllowed",
+        ),
+        file: "listener.yaml",
+    },
+    Case {
         name: "duplicate ports",
         breakage: |f| append(f, "listener.yaml", LISTENER2),
         expect: ("Listener/submission-2", "spec.port", "PortConflict"),
@@ -430,8 +507,8 @@ const CASES: &[Case] = &[
             replace(
                 f,
                 "ldap-profile.yaml",
-                "filter: (&(caccn={cn})(cacserial={sn}))",
-                "filter: (&(caccn={cn})(cacserial={sn})",
+                "filter: (&(caccn={cn})(cacserial={sn})(cacissuer={issuer}))",
+                "filter: (&(caccn={cn})(cacserial={sn})(cacissuer={issuer})",
             )
         },
         expect: (
@@ -689,4 +766,118 @@ fn every_bad_input_is_diagnosed_precisely() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The confused deputy of issue 12, offline: an editor of the LdapProfile points its bind
+/// password at a Secret of the namespace that was never meant for Postern, and its server
+/// at a host of their own. The Secret's value must reach neither the configuration nor
+/// anything `postern plan` prints; labelling the Secret for the use (its owner's
+/// decision) is what lets it through.
+#[test]
+fn a_secret_not_labelled_for_the_use_never_reaches_the_configuration() {
+    const VALUE: &str = "db-root-password-never-to-leave";
+    let mut files = example();
+    append(&mut files, "secrets.yaml", UNLABELLED_SECRET);
+    replace(
+        &mut files,
+        "ldap-profile.yaml",
+        "{name: ldap-bind, key: password}",
+        "{name: db-creds, key: root-pw}",
+    );
+    replace(
+        &mut files,
+        "ldap-profile.yaml",
+        "url: ldap://127.0.0.1:3389",
+        "url: ldap://attacker.example.net:389",
+    );
+    let texts: Vec<(String, String)> = files.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let compiled = compile(&load(&texts, None).snapshot, None);
+    let yaml = compiled.config.to_yaml();
+    assert!(!yaml.contains(VALUE));
+    assert!(
+        !yaml.contains("attacker.example.net"),
+        "the profile is left out"
+    );
+    let profile = compiled
+        .report
+        .get(postern_controller::compile::Kind::LdapProfile, "corp-ldap")
+        .unwrap();
+    let [_, resolved] = profile.conditions();
+    assert!(!resolved.status);
+    assert_eq!(resolved.reason, "SecretUseNotAllowed");
+    assert!(
+        resolved
+            .message
+            .contains("kubectl label secret db-creds postern.dev/secret-use=ldap-bind"),
+        "{}",
+        resolved.message
+    );
+    // Nothing about the Secret's content, not even the names of its keys.
+    assert!(
+        !resolved.message.contains("replica-pw"),
+        "{}",
+        resolved.message
+    );
+    let (_, code, stderr) = run(&files);
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(!stderr.contains(VALUE), "{stderr}");
+    assert!(stderr.contains("SecretUseNotAllowed"), "{stderr}");
+
+    // `postern render` refuses and writes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in &files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out_file = dir.path().join("rendered.yaml");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = postern_controller::cli::run(
+        [
+            "postern",
+            "render",
+            "-f",
+            dir.path().to_str().unwrap(),
+            "-o",
+            out_file.to_str().unwrap(),
+        ],
+        &mut out,
+        &mut err,
+    );
+    assert_eq!(code, ExitCode::FAILURE);
+    assert!(!out_file.exists());
+    assert!(!String::from_utf8_lossy(&err).contains(VALUE));
+
+    // The owner labels it for the use: now it is the profile's bind password (and whoever
+    // edits the profile is trusted with it; docs/rbac.md).
+    replace(
+        &mut files,
+        "secrets.yaml",
+        "metadata: {name: db-creds}",
+        "metadata: {name: db-creds, labels: {postern.dev/secret-use: ldap-bind}}",
+    );
+    let texts: Vec<(String, String)> = files.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let compiled = compile(&load(&texts, None).snapshot, None);
+    assert!(!compiled.report.has_errors());
+    assert_eq!(
+        compiled.config.ldap_profiles["corp-ldap"]
+            .bind
+            .as_ref()
+            .unwrap()
+            .password,
+        VALUE
+    );
+}
+
+/// A kubernetes.io/tls Secret labelled `tls` may also be a CA bundle (cert-manager puts
+/// the issuer in its ca.crt); nothing else stands in for another use.
+#[test]
+fn a_tls_secret_may_serve_as_a_ca_bundle() {
+    let mut files = example();
+    replace(
+        &mut files,
+        "listener.yaml",
+        "{name: cac-roots, key: ca.crt}",
+        "{name: gateway-tls, key: tls.crt}",
+    );
+    let (found, _, stderr) = run(&files);
+    assert!(found.is_empty(), "{found:?}\n{stderr}");
 }

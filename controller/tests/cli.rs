@@ -225,3 +225,59 @@ fn namespaces() {
     );
     assert!(err.contains("skipped 1 document"), "{err}");
 }
+
+/// Security issue 12, item 10: a certificate query that binds neither `{issuer}` nor
+/// `{fp}` on a Listener that trusts two CAs is a warning — on the LdapProfile, naming the
+/// field, the Listener and why — in `postern plan`'s and `postern render`'s output; the
+/// configuration still renders (a single-CA setup stays valid), and the issuer-bound form
+/// of the examples gives no warning.
+#[test]
+fn plan_and_render_warn_when_a_certificate_query_is_not_bound_to_the_issuer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("either");
+    copy_dir(&example("either"), &dir);
+    // The example is issuer-bound: no warning, even with a second CA.
+    let ca = std::fs::read_to_string(example("pki/ca.crt")).unwrap();
+    let server = std::fs::read_to_string(example("pki/server.crt")).unwrap();
+    let second: String = server.lines().map(|l| format!("    {l}\n")).collect();
+    let secrets = std::fs::read_to_string(dir.join("secrets.yaml")).unwrap();
+    let last_ca_line = format!("    {}\n", ca.trim_end().lines().last().unwrap());
+    let at = secrets.rfind(&last_ca_line).unwrap() + last_ca_line.len();
+    let two_cas = format!("{}{second}{}", &secrets[..at], &secrets[at..]);
+    std::fs::write(dir.join("secrets.yaml"), two_cas).unwrap();
+    let (code, out, err) = run(postern().args(["plan", "-f"]).arg(&dir));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(!err.contains("IssuerNotBound"), "{err}");
+
+    // The appliance manual's CN + serial filter.
+    let profile = dir.join("ldap-profile.yaml");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    std::fs::write(&profile, text.replace("(cacissuer={issuer})", "")).unwrap();
+    let (code, out, err) = run(postern().args(["plan", "-f"]).arg(&dir));
+    assert_eq!(code, 2, "warnings do not fail the plan: {out}{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("IssuerNotBound"))
+        .unwrap_or_else(|| panic!("no warning:\n{err}"));
+    for part in [
+        "warning: ",
+        "ldap-profile.yaml:",
+        "LdapProfile/corp-ldap: spec.certificateAuthQuery.filter: ",
+        "{cn} {sn} only",
+        "Listener \"submission\" trusts 2 CA certificates",
+        "(cacissuer={issuer})",
+    ] {
+        assert!(line.contains(part), "{part:?} not in {line}");
+    }
+    let (code, out, err) = run(postern()
+        .args(["render", "-f"])
+        .arg(&dir)
+        .arg("-o")
+        .arg(tmp.path().join("out.yaml")));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("warning: ") && l.contains("IssuerNotBound")),
+        "{err}"
+    );
+}

@@ -57,7 +57,7 @@ fn certificate_only() {
         .unwrap();
     assert_eq!(
         q.filter,
-        "(&(objectClass=posixAccount)(caccn={cn})(cacserial={sn}))"
+        "(&(objectClass=posixAccount)(caccn={cn})(cacserial={sn})(cacissuer={issuer}))"
     );
     assert_eq!(q.user_id_attribute, "uid");
     assert!(!c.crl_sources["example-ca"].enabled);
@@ -192,6 +192,17 @@ fn check_material(pki: &Path, secrets_dir: &Path) {
         serial,
         ldif_attr(&ldif, "alice", "cacserial"),
         "alice.crt serial vs users.ldif"
+    );
+    // The examples' certificate queries bind the issuer: {issuer} is this RFC 4514 string.
+    let der = postern_gateway::config::pem::certificates(
+        &std::fs::read_to_string(pki.join("alice.crt")).unwrap(),
+    )
+    .unwrap();
+    let facts = postern_gateway::auth::CertificateFacts::from_der(&der[0]).unwrap();
+    assert_eq!(
+        facts.issuer_dn,
+        ldif_attr(&ldif, "alice", "cacissuer"),
+        "alice.crt issuer vs users.ldif"
     );
     let server = std::fs::read_to_string(pki.join("server.crt")).unwrap();
     let ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();

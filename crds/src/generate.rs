@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{CrlSource, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
+use crate::{CrlSource, GatewayReport, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
 
 /// Where the chart keeps the CRDs, relative to the workspace root.
 pub const CHART_CRD_DIR: &str = "charts/postern/crds";
@@ -19,10 +19,18 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     ]
 }
 
-/// One file per CRD: (`<plural>.<group>.yaml`, YAML text), in a stable order.
+/// The CRDs of the kinds only Postern's own components write (not part of the
+/// configuration reference): [`GatewayReport`].
+pub fn internal_crds() -> Vec<CustomResourceDefinition> {
+    vec![GatewayReport::crd()]
+}
+
+/// One file per CRD, the five resources' and the internal ones: (`<plural>.<group>.yaml`,
+/// YAML text), in a stable order.
 pub fn crd_files() -> Vec<(String, String)> {
     crds()
         .into_iter()
+        .chain(internal_crds())
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();
             let yaml = serde_norway::to_string(&crd).expect("a CRD always serialises");

@@ -4,6 +4,9 @@
 //! [`MailFlowPolicy`], [`Listener`] and [`CrlSource`]. Field names follow DESIGN.md
 //! section 2 exactly; they are a contract with manifests, docs and tests.
 //!
+//! A sixth kind, [`GatewayReport`], is not for people: each gateway writes its own, so that
+//! its credentials need no rights on anything else (docs/rbac.md).
+//!
 //! Every spec type refuses unknown fields, so a manifest with a typo fails to parse
 //! offline (`postern plan`) instead of silently doing nothing. The generated CRDs carry
 //! structural schemas only (no CEL), so API servers from v1.20 on accept them; rules the
@@ -15,6 +18,7 @@
 pub mod common;
 pub mod crl_source;
 pub mod duration;
+pub mod gateway_report;
 pub mod generate;
 pub mod ldap_profile;
 pub mod listener;
@@ -32,6 +36,7 @@ pub use crl_source::{
     CrlSourceStatus, ServedBy,
 };
 pub use duration::{DurationError, parse_duration};
+pub use gateway_report::{GatewayReport, GatewayReportSpec, RefusedConfig};
 pub use ldap_profile::{
     CertificateAuthQuery, LdapAuthMethod, LdapBind, LdapCache, LdapPool, LdapProfile,
     LdapProfileSpec, LdapServer, LdapTimeouts, SmtpAuthQuery,

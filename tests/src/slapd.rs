@@ -35,7 +35,7 @@ pub const SERVICE_DN: &str = "cn=postern,ou=services,dc=example,dc=org";
 pub const SERVICE_PASSWORD: &str = "postern-service-secret";
 
 /// The `cac` schema of the procedures (GeneralizedTime with ordering for
-/// `cacemergency`), plus an Active Directory-style `sAMAccountName` and an auxiliary
+/// `cacemergency`; `cacissuer` for issuer-bound certificate queries), plus an Active Directory-style `sAMAccountName` and an auxiliary
 /// class named `user`, so the manual's AD query `(&(objectClass=user)(cn={cn}))` runs
 /// unchanged.
 pub const CAC_SCHEMA: &str = "\
@@ -43,7 +43,8 @@ attributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'caccn' EQUALITY caseIgnoreMatch SUBS
 attributetype ( 1.3.6.1.4.1.99999.1.2 NAME 'cacserial' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
 attributetype ( 1.3.6.1.4.1.99999.1.3 NAME 'cacexempt' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
 attributetype ( 1.3.6.1.4.1.99999.1.4 NAME 'cacemergency' EQUALITY generalizedTimeMatch ORDERING generalizedTimeOrderingMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.24 )
-objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'cacUser' SUP top AUXILIARY MAY ( caccn $ cacserial $ cacexempt $ cacemergency ) )
+attributetype ( 1.3.6.1.4.1.99999.1.5 NAME 'cacissuer' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'cacUser' SUP top AUXILIARY MAY ( caccn $ cacserial $ cacissuer $ cacexempt $ cacemergency ) )
 attributetype ( 1.2.840.113556.1.4.221 NAME 'sAMAccountName' EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 objectclass ( 1.3.6.1.4.1.99999.2.2 NAME 'user' SUP top AUXILIARY MAY ( sAMAccountName ) )
 ";

@@ -66,12 +66,10 @@ fn secret_hash(cluster: &KubeCluster, ns: &str) -> Option<String> {
 }
 
 fn applied_hash(cluster: &KubeCluster, ns: &str, gateway: &str) -> Option<String> {
-    let l = cluster
-        .get_json(ns, "lease", &format!("postern-gw-{gateway}"))
+    let r = cluster
+        .get_json(ns, "gatewayreport", &format!("postern-gw-{gateway}"))
         .ok()??;
-    l["metadata"]["annotations"]["postern.dev/applied-hash"]
-        .as_str()
-        .map(str::to_owned)
+    r["spec"]["appliedHash"].as_str().map(str::to_owned)
 }
 
 fn wait_greeting(addr: SocketAddr, prefix: &str) -> String {
@@ -240,7 +238,7 @@ fn tls_secret(name: &str) -> String {
             .collect::<String>()
     };
     format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, labels: {{postern.dev/secret-use: tls}}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
         indent(&cert.pem()),
         indent(&key.serialize_pem())
     )

@@ -175,8 +175,8 @@ fn crl_source_status_comes_from_the_gateways() {
             .collect::<String>()
     };
     let secrets = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: gw-tls}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {{name: client-ca}}\nstringData:\n  ca.crt: |\n{}",
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: gw-tls, labels: {{postern.dev/secret-use: tls}}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: client-ca, labels: {{postern.dev/secret-use: ca}}}}\nstringData:\n  ca.crt: |\n{}",
         indent(&cert),
         indent(&key),
         indent(&ca.cert_pem())

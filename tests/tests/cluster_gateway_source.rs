@@ -1,6 +1,6 @@
 //! The gateway's cluster config source against a real API server, with the gateway's
 //! restricted RBAC: it applies each rendered configuration once, refuses a hand-edited
-//! one, reports what it runs in its Lease, and withdraws the report on shutdown.
+//! one, reports what it runs in its `GatewayReport`, and withdraws the report on shutdown.
 //!
 //! The reload path here records what it is given (the full gateway process is exercised
 //! by the controller end-to-end tests).
@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
-use postern_gateway::cluster::protocol::{self, GatewayReport};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use postern_gateway::cluster::protocol::{self, GatewayReport, ReportSpec};
 use postern_gateway::cluster::{self, ClusterOptions, ConfigSink};
 use postern_gateway::config::{GatewayConfig, Source};
 use postern_tests::kube::{KubeCluster, User, workspace_root};
@@ -54,11 +53,13 @@ fn rendered(config: &GatewayConfig, hash: &str) -> Secret {
     .unwrap()
 }
 
-async fn report(leases: &Api<Lease>, name: &str) -> Option<GatewayReport> {
-    let lease = leases.get_opt(name).await.unwrap()?;
-    Some(GatewayReport::from_annotations(
-        &lease.metadata.annotations.unwrap_or_default(),
-    ))
+async fn spec(reports: &Api<DynamicObject>, name: &str) -> Option<ReportSpec> {
+    let object = reports.get_opt(name).await.unwrap()?;
+    Some(serde_json::from_value(object.data["spec"].clone()).expect("a report spec"))
+}
+
+async fn report(reports: &Api<DynamicObject>, name: &str) -> Option<GatewayReport> {
+    spec(reports, name).await.map(|s| s.report)
 }
 
 async fn eventually<F, Fut>(what: &str, mut f: F)
@@ -76,6 +77,9 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_source_applies_reports_and_refuses_drift() {
     let cluster = KubeCluster::start().expect("start etcd + kube-apiserver");
+    cluster
+        .apply_crds()
+        .expect("the CRDs, GatewayReport among them");
     let ns = cluster.create_namespace("gwsrc").unwrap();
     cluster
         .apply_path(&ns, &workspace_root().join("examples/rbac/gateway.yaml"))
@@ -86,7 +90,8 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
 
     let admin = cluster.client().await.unwrap();
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
-    let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns);
+    let reports: Api<DynamicObject> =
+        Api::namespaced_with(admin.clone(), &ns, &protocol::report_api_resource());
     secrets
         .create(
             &PostParams::default(),
@@ -97,7 +102,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
         .await
         .unwrap();
 
-    // The gateway's identity: only its Secret, only leases.
+    // The gateway's identity: only its Secret, only reports.
     let gw = cluster.client_as(User::Gateway).await.unwrap();
     let gw_secrets: Api<Secret> = Api::namespaced(gw.clone(), &ns);
     let denied = gw_secrets.get("other").await.unwrap_err();
@@ -119,7 +124,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
 
     // Before any configuration: reported, not ready.
     eventually("an initial report", || async {
-        report(&leases, &report_name)
+        report(&reports, &report_name)
             .await
             .is_some_and(|r| !r.ready)
     })
@@ -132,14 +137,15 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
         .await
         .unwrap();
     eventually("the first configuration applied", || async {
-        report(&leases, &report_name)
+        report(&reports, &report_name)
             .await
             .is_some_and(|r| r.ready && r.applied_hash.as_deref() == Some(c1.hash().as_str()))
     })
     .await;
     assert_eq!(*sink.applied.lock().unwrap(), vec![c1.hash()]);
-    let lease = leases.get(&report_name).await.unwrap();
-    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("gw-1"));
+    let written = spec(&reports, &report_name).await.unwrap();
+    assert_eq!(written.gateway, "gw-1");
+    assert_eq!(written.ttl_seconds, 2);
 
     // Hand edit: content no longer matches the annotated hash -> not applied, refusal said.
     let mut edited = config(&ns);
@@ -156,7 +162,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
         .await
         .unwrap();
     eventually("the hand edit refused", || async {
-        report(&leases, &report_name).await.is_some_and(|r| {
+        report(&reports, &report_name).await.is_some_and(|r| {
             r.refusal
                 .is_some_and(|x| x.message.contains("does not match"))
                 && r.applied_hash.as_deref() == Some(c1.hash().as_str())
@@ -180,7 +186,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
         .await
         .unwrap();
     eventually("the refusal cleared", || async {
-        report(&leases, &report_name)
+        report(&reports, &report_name)
             .await
             .is_some_and(|r| r.refusal.is_none())
     })
@@ -206,7 +212,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
         .await
         .unwrap();
     eventually("the refusal reported", || async {
-        report(&leases, &report_name).await.is_some_and(|r| {
+        report(&reports, &report_name).await.is_some_and(|r| {
             r.refusal
                 .as_ref()
                 .is_some_and(|x| x.hash == c2.hash() && x.message == "port 25 already in use")
@@ -216,25 +222,13 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
     .await;
 
     // Heartbeat: renewTime keeps moving.
-    let t1 = leases
-        .get(&report_name)
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .renew_time;
+    let t1 = spec(&reports, &report_name).await.unwrap().renew_time;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let t2 = leases
-        .get(&report_name)
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .renew_time;
+    let t2 = spec(&reports, &report_name).await.unwrap().renew_time;
     assert_ne!(t1, t2, "the report is renewed");
 
     // Shutdown withdraws the report.
     stop.cancel();
     task.await.unwrap().unwrap();
-    assert!(leases.get_opt(&report_name).await.unwrap().is_none());
+    assert!(reports.get_opt(&report_name).await.unwrap().is_none());
 }

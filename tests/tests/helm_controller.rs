@@ -120,11 +120,9 @@ fn the_controller_and_a_gateway_do_their_job_with_the_chart_service_accounts() {
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(greeting(2587).starts_with("220 "), "the example's listener");
     let report = format!("postern-gw-{}", gateway.pod_name);
-    wait_until(
-        Duration::from_secs(30),
-        "the gateway's report Lease",
-        || cluster.get_json(&ns, "lease", &report),
-    )
+    wait_until(Duration::from_secs(30), "the gateway's report", || {
+        cluster.get_json(&ns, "gatewayreport", &report)
+    })
     .unwrap();
 
     // Every object: Accepted, ResolvedRefs, Programmed, Ready — written by the controller
@@ -163,6 +161,40 @@ fn the_controller_and_a_gateway_do_their_job_with_the_chart_service_accounts() {
             assert_eq!(c.observed_generation, o["metadata"]["generation"].as_i64());
         }
     }
+    // The chart's gateway token cannot take over (or delete) the controller's leader Lease,
+    // which lives in the same namespace (security issue 12, item 11).
+    for args in [
+        vec![
+            "patch",
+            "lease",
+            "postern-controller",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"holderIdentity":"intruder","leaseDurationSeconds":3600}}"#,
+        ],
+        vec!["delete", "lease", "postern-controller"],
+    ] {
+        let out = cluster
+            .kubectl_cmd(postern_tests::kube::User::Admin)
+            .env("KUBECONFIG", &gw_kc)
+            .args(&args)
+            .args(["-n", &ns])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("forbidden"),
+            "kubectl {args:?} with the gateway's token: {err}"
+        );
+    }
+    let lease = cluster
+        .get_json(&ns, "lease", "postern-controller")
+        .unwrap();
+    assert_eq!(
+        lease.unwrap()["spec"]["holderIdentity"],
+        controller.pod_name.as_str()
+    );
+
     // Events, through events.k8s.io (the chart's ClusterRole).
     let events: Value = serde_json::from_str(
         &cluster
@@ -271,7 +303,7 @@ fn the_controller_and_a_gateway_do_their_job_with_the_chart_service_accounts() {
     assert!(gateway.stop().unwrap(), "{}", gateway.logs());
     wait_until(Duration::from_secs(20), "the report withdrawn", || {
         Ok(cluster
-            .get_json(&ns, "lease", &report)?
+            .get_json(&ns, "gatewayreport", &report)?
             .is_none()
             .then_some(()))
     })

@@ -105,6 +105,7 @@ fn install_creates_every_object_and_grants_least_privilege() {
     // The controller's rights, with its own token.
     let ctl = rel.service_account_kubeconfig(&format!("{}-controller", rel.fullname()));
     let lease = "leases.coordination.k8s.io";
+    let report = "gatewayreports.postern.dev";
     check_rights(
         cluster,
         "controller",
@@ -122,7 +123,11 @@ fn install_creates_every_object_and_grants_least_privilege() {
             ("delete", "secrets", &other, true),
             ("watch", "configmaps", &other, true),
             ("update", "configmaps", &other, false),
-            ("list", lease, &other, true),
+            ("list", report, &other, true),
+            ("watch", report, &other, true),
+            ("create", report, &other, false),
+            ("patch", report, &other, false),
+            ("list", lease, &other, false),
             ("create", lease, &other, false),
             ("update", lease, &other, false),
             ("create", lease, ns, true),
@@ -149,7 +154,8 @@ fn install_creates_every_object_and_grants_least_privilege() {
         ],
     );
 
-    // The gateway's rights: its rendered Secret by name and its own report Lease.
+    // The gateway's rights: its rendered Secret by name and its own report — and nothing
+    // on Leases: the controller's leader Lease lives in this very namespace.
     let gw = rel.service_account_kubeconfig(&format!("{}-gateway", rel.fullname()));
     check_rights(
         cluster,
@@ -163,10 +169,16 @@ fn install_creates_every_object_and_grants_least_privilege() {
             ("list", "secrets", ns, false),
             ("update", "secrets/postern-config", ns, false),
             ("get", "secrets/postern-config", &other, false),
-            ("create", lease, ns, true),
-            ("update", lease, ns, true),
-            ("delete", lease, ns, true),
-            ("create", lease, &other, false),
+            ("create", report, ns, true),
+            ("patch", report, ns, true),
+            ("delete", report, ns, true),
+            ("create", report, &other, false),
+            ("create", lease, ns, false),
+            ("get", &format!("{lease}/postern-controller"), ns, false),
+            ("update", &format!("{lease}/postern-controller"), ns, false),
+            ("patch", &format!("{lease}/postern-controller"), ns, false),
+            ("delete", &format!("{lease}/postern-controller"), ns, false),
+            ("list", "pods", ns, false),
             ("get", "listeners.postern.dev", ns, false),
             ("get", "pods", ns, false),
             ("create", "events.events.k8s.io", ns, false),
@@ -252,7 +264,8 @@ fn crds_are_installed_managed_upgraded_and_kept() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(crd_names.len(), 5);
+    // The five resources and the gateways' reports.
+    assert_eq!(crd_names.len(), 6);
     let crd = |name: &str| cluster.get_json("", "crd", name).unwrap();
     cluster.kubectl(&["create", "namespace", "mail"]).unwrap();
 

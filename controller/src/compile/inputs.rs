@@ -5,7 +5,8 @@ use postern_crds::{CaBundle, SecretKeyRef};
 use postern_gateway::config::{Duration, pem};
 
 use super::report::{Diagnostic, Reason};
-use super::snapshot::Snapshot;
+use super::secret_use::SecretUse;
+use super::snapshot::{SecretData, Snapshot};
 
 /// Diagnostics of one object as they are collected.
 #[derive(Debug, Default)]
@@ -43,21 +44,43 @@ pub(crate) struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
-    /// The bytes of `r.key` in Secret `r.name`.
+    /// Secret `name`, when it exists and its owner labelled it for `use_`. Nothing of a
+    /// Secret that is not labelled for the use is read, not even its keys.
+    pub(crate) fn secret(
+        &self,
+        field: &str,
+        name: &str,
+        use_: SecretUse,
+        d: &mut Diags,
+    ) -> Option<&SecretData> {
+        let Some(secret) = self.snapshot.secrets.get(name) else {
+            d.error(
+                field,
+                Reason::SecretNotFound,
+                format!("Secret {name:?} not found"),
+            );
+            return None;
+        };
+        if !use_.permitted_by(secret.use_label.as_deref()) {
+            d.error(
+                field,
+                Reason::SecretUseNotAllowed,
+                use_.refusal(name, secret.use_label.as_deref()),
+            );
+            return None;
+        }
+        Some(secret)
+    }
+
+    /// The bytes of `r.key` in Secret `r.name`, which must be labelled for `use_`.
     pub(crate) fn secret_key(
         &self,
         field: &str,
         r: &SecretKeyRef,
+        use_: SecretUse,
         d: &mut Diags,
     ) -> Option<Vec<u8>> {
-        let Some(secret) = self.snapshot.secrets.get(&r.name) else {
-            d.error(
-                field,
-                Reason::SecretNotFound,
-                format!("Secret {:?} not found", r.name),
-            );
-            return None;
-        };
+        let secret = self.secret(field, &r.name, use_, d)?;
         match secret.data.get(&r.key) {
             Some(v) => Some(v.clone()),
             None => {
@@ -113,7 +136,7 @@ impl Inputs<'_> {
         let (sub, bytes, origin) = match (&ca.secret_ref, &ca.config_map_ref) {
             (Some(r), None) => {
                 let sub = format!("{field}.secretRef");
-                let bytes = self.secret_key(&sub, r, d)?;
+                let bytes = self.secret_key(&sub, r, SecretUse::Ca, d)?;
                 (sub, bytes, format!("Secret {:?} key {:?}", r.name, r.key))
             }
             (None, Some(r)) => {

@@ -9,6 +9,7 @@ use postern_gateway::config::{
 use super::defaults;
 use super::inputs::{Diags, Inputs, duration};
 use super::report::Reason;
+use super::secret_use::SecretUse;
 
 /// Render one LdapProfile. `None` when it has errors (they are in `d`).
 pub(crate) fn render(
@@ -29,7 +30,7 @@ pub(crate) fn render(
         .and_then(|ca| inputs.ca_bundle("spec.caBundle", ca, d));
     let bind = spec.bind.as_ref().and_then(|b| {
         let field = "spec.bind.passwordSecretRef";
-        let bytes = inputs.secret_key(field, &b.password_secret_ref, d)?;
+        let bytes = inputs.secret_key(field, &b.password_secret_ref, SecretUse::LdapBind, d)?;
         let password = match String::from_utf8(bytes) {
             Ok(p) => p,
             Err(_) => {

@@ -11,6 +11,7 @@ use postern_gateway::config::{
 use super::defaults;
 use super::inputs::{Diags, Inputs, duration, pem_text};
 use super::report::{Kind, ObjectKey, Reason};
+use super::secret_use::SecretUse;
 use super::{Index, tls_mode};
 
 /// Render one Listener. `None` when it has errors (they are in `d`). `deps` gets the
@@ -105,11 +106,8 @@ pub(crate) fn render(
     let tls = spec.tls.as_ref().and_then(|tls| {
         let field = "spec.tls.certificateSecretRef";
         let secret_name = &tls.certificate_secret_ref.name;
-        let chain_and_key = match inputs.snapshot.secrets.get(secret_name) {
-            None => {
-                d.error(field, Reason::SecretNotFound, format!("Secret {secret_name:?} not found"));
-                None
-            }
+        let chain_and_key = match inputs.secret(field, secret_name, SecretUse::Tls, d) {
+            None => None,
             Some(secret) => {
                 if let Some(t) = secret.type_.as_deref()
                     && t != "kubernetes.io/tls"
@@ -148,7 +146,7 @@ pub(crate) fn render(
         }
         let client_ca = tls.client_ca_secret_ref.as_ref().and_then(|r| {
             let field = "spec.tls.clientCaSecretRef";
-            let bytes = inputs.secret_key(field, r, d)?;
+            let bytes = inputs.secret_key(field, r, SecretUse::Ca, d)?;
             let origin = format!("Secret {:?} key {:?}", r.name, r.key);
             let text = pem_text(field, &origin, bytes, d)?;
             match pem::certificates(&text) {

@@ -20,10 +20,12 @@ mod crl_source;
 mod defaults;
 mod fields;
 mod inputs;
+mod issuer_binding;
 mod ldap_profile;
 mod listener;
 mod mail_flow_policy;
 mod report;
+mod secret_use;
 mod smtp_auth_profile;
 mod snapshot;
 
@@ -41,6 +43,7 @@ pub use report::{
     CompiledCondition, Diagnostic, Kind, ObjectKey, ObjectReport, Reason, Rendered, Report,
     Severity,
 };
+pub use secret_use::{SECRET_USE_LABEL, SecretUse};
 pub use snapshot::{ConfigMapData, SecretData, Snapshot, Unreadable};
 
 use inputs::{Diags, Inputs};
@@ -63,6 +66,9 @@ pub fn compile(snapshot: &Snapshot, previous: Option<&GatewayConfig>) -> Compile
     let mut entries = draft_all(snapshot, &index, &inputs, previous);
     let (chosen, mut late) = assemble(&entries, &index, previous);
     let config = build(snapshot, &chosen);
+    for (key, warning) in issuer_binding::warnings(&config) {
+        late.entry(key).or_default().push(warning);
+    }
     let report = report(&mut entries, &chosen, &mut late);
     Compiled { config, report }
 }

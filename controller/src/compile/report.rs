@@ -128,6 +128,8 @@ pub enum Reason {
     SecretNotFound,
     /// A referenced Secret lacks the key.
     SecretKeyMissing,
+    /// A referenced Secret is not labelled for the use the reference makes of it.
+    SecretUseNotAllowed,
     /// A referenced ConfigMap does not exist.
     ConfigMapNotFound,
     /// A referenced ConfigMap lacks the key.
@@ -138,6 +140,9 @@ pub enum Reason {
     KeyMismatch,
     /// A setting has no effect (warnings only).
     Ignored,
+    /// A certificate query identifies certificates by values that another trusted CA can
+    /// repeat (warnings only).
+    IssuerNotBound,
 }
 
 impl Reason {
@@ -156,11 +161,13 @@ impl Reason {
             Self::RefNotAccepted => "RefNotAccepted",
             Self::SecretNotFound => "SecretNotFound",
             Self::SecretKeyMissing => "SecretKeyMissing",
+            Self::SecretUseNotAllowed => "SecretUseNotAllowed",
             Self::ConfigMapNotFound => "ConfigMapNotFound",
             Self::ConfigMapKeyMissing => "ConfigMapKeyMissing",
             Self::InvalidCertificate => "InvalidCertificate",
             Self::KeyMismatch => "KeyMismatch",
             Self::Ignored => "Ignored",
+            Self::IssuerNotBound => "IssuerNotBound",
         }
     }
 
@@ -174,6 +181,7 @@ impl Reason {
                 | Self::RefNotAccepted
                 | Self::SecretNotFound
                 | Self::SecretKeyMissing
+                | Self::SecretUseNotAllowed
                 | Self::ConfigMapNotFound
                 | Self::ConfigMapKeyMissing
                 | Self::InvalidCertificate
@@ -314,6 +322,13 @@ impl ObjectReport {
             .filter(|d| d.severity == Severity::Error)
     }
 
+    /// Warnings only.
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+    }
+
     /// The `Accepted` and `ResolvedRefs` conditions the object should carry.
     pub fn conditions(&self) -> [CompiledCondition; 2] {
         let join = |list: Vec<&Diagnostic>| {
@@ -334,7 +349,15 @@ impl ObjectReport {
                 type_: condition_type::ACCEPTED,
                 status: true,
                 reason: "Accepted".into(),
-                message: "compiled into the gateway configuration".into(),
+                message: match self.warnings().collect::<Vec<_>>() {
+                    w if w.is_empty() => "compiled into the gateway configuration".into(),
+                    // Warnings do not stop an object, but they belong where its operator
+                    // looks: `kubectl describe` shows them with the accepted condition.
+                    w => format!(
+                        "compiled into the gateway configuration, with warnings: {}",
+                        join(w)
+                    ),
+                },
             },
             (_, Some(first), _) => CompiledCondition {
                 type_: condition_type::ACCEPTED,

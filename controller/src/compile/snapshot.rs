@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::report::{ObjectKey, Reason};
+use super::secret_use::SECRET_USE_LABEL;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use postern_crds::{CaBundle, CrlSource, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
 
@@ -55,6 +56,8 @@ pub struct SecretData {
     pub type_: Option<String>,
     /// Decoded `data`, with `stringData` merged over it as the API server does.
     pub data: BTreeMap<String, Vec<u8>>,
+    /// The value of its [`SECRET_USE_LABEL`]: what its owner lets Postern use it for.
+    pub use_label: Option<String>,
 }
 
 impl From<&Secret> for SecretData {
@@ -71,6 +74,12 @@ impl From<&Secret> for SecretData {
         Self {
             type_: secret.type_.clone(),
             data,
+            use_label: secret
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SECRET_USE_LABEL))
+                .cloned(),
         }
     }
 }

@@ -1,19 +1,19 @@
-//! The gateway fleet of a namespace, from the gateways' report Leases (pure).
+//! The gateway fleet of a namespace, from the gateways' `GatewayReport`s (pure).
 //!
-//! A gateway counts when its report is alive (renewed within its `leaseDurationSeconds`,
-//! plus a little grace for clock skew) and it says it is ready. It is programmed when it
+//! A gateway counts when its report is alive (renewed within its `ttlSeconds`, plus a
+//! little grace for clock skew) and it says it is ready. It is programmed when it
 //! runs the desired hash. `Programmed=True` needs every counted gateway programmed.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use postern_gateway::cluster::protocol::{CrlFacts, GatewayReport};
+use kube::api::DynamicObject;
+use postern_gateway::cluster::protocol::{self, CrlFacts, GatewayReport, ReportSpec};
 
 /// Extra time a report stays alive past its lease, for clock skew between nodes.
 pub const SKEW_GRACE: SignedDuration = SignedDuration::from_secs(2);
 
-/// One gateway's report as read from its Lease.
+/// One gateway's report as read from its `GatewayReport`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewayState {
     /// The gateway (Pod) name.
@@ -25,23 +25,32 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
-    /// Reads a report Lease.
-    pub fn from_lease(lease: &Lease) -> Self {
-        let spec = lease.spec.clone().unwrap_or_default();
-        let name = spec
-            .holder_identity
-            .clone()
-            .or_else(|| lease.metadata.name.clone())
-            .unwrap_or_default();
-        let expires = spec.renew_time.map(|t| {
-            t.0 + SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(30).into())
-                + SKEW_GRACE
-        });
+    /// Reads a `GatewayReport` object. A report that does not read as one, or whose name
+    /// is not `postern-gw-<its gateway>`, never counts (it is only ever written by the
+    /// gateways; anything else in its place is not a report).
+    pub fn from_object(object: &DynamicObject) -> Self {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let spec = object
+            .data
+            .get("spec")
+            .cloned()
+            .and_then(|s| serde_json::from_value::<ReportSpec>(s).ok())
+            .filter(|s| protocol::report_name(&s.gateway) == name);
+        let Some(spec) = spec else {
+            return Self {
+                name,
+                report: GatewayReport::default(),
+                expires: None,
+            };
+        };
+        let expires = spec
+            .renew_time
+            .parse::<Timestamp>()
+            .ok()
+            .map(|t| t + SignedDuration::from_secs(spec.ttl_seconds.into()) + SKEW_GRACE);
         Self {
-            name,
-            report: GatewayReport::from_annotations(
-                &lease.metadata.annotations.clone().unwrap_or_default(),
-            ),
+            name: spec.gateway,
+            report: spec.report,
             expires,
         }
     }
@@ -238,6 +247,66 @@ mod tests {
 
     const H1: &str = "sha256:1111111111111111111111";
     const H2: &str = "sha256:2222222222222222222222";
+
+    fn object(name: &str, spec: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "postern.dev/v1alpha1", "kind": "GatewayReport",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    /// What the gateways write is what the GatewayReport CRD's schema keeps: a field the
+    /// schema did not know would be pruned by the API server without a word.
+    #[test]
+    fn the_report_the_gateways_write_fits_the_crd() {
+        use postern_gateway::cluster::protocol::Refusal;
+        let spec = ReportSpec {
+            gateway: "gw-0".into(),
+            renew_time: "2025-01-01T00:00:00.5Z".into(),
+            ttl_seconds: 30,
+            report: GatewayReport {
+                applied_hash: Some(H1.into()),
+                ready: true,
+                refusal: Some(Refusal {
+                    hash: H2.into(),
+                    message: "port 25 in use".into(),
+                }),
+                crl_sources: vec![CrlFacts {
+                    name: "dod".into(),
+                    entries: 3,
+                    ..Default::default()
+                }],
+            },
+        };
+        let json = serde_json::to_value(&spec).unwrap();
+        let crd: postern_crds::GatewayReportSpec =
+            serde_json::from_value(json.clone()).expect("every field is in the CRD schema");
+        assert_eq!(serde_json::to_value(&crd).unwrap(), json);
+    }
+
+    #[test]
+    fn reads_reports_and_ignores_what_is_not_one() {
+        let g = GatewayState::from_object(&object(
+            "postern-gw-a",
+            serde_json::json!({"gateway": "a", "renewTime": "2025-01-01T00:00:00.250Z",
+                "ttlSeconds": 3, "appliedHash": H1, "ready": true}),
+        ));
+        assert_eq!(g.name, "a");
+        assert_eq!(g.report.applied_hash.as_deref(), Some(H1));
+        assert!(g.alive(now() + SignedDuration::from_secs(4)));
+        assert!(!g.alive(now() + SignedDuration::from_secs(6)));
+        // Named for another gateway, or not a report at all: never alive.
+        let g = GatewayState::from_object(&object(
+            "postern-gw-b",
+            serde_json::json!({"gateway": "a", "renewTime": "2025-01-01T00:00:00Z",
+                "ttlSeconds": 3, "ready": true}),
+        ));
+        assert!(!g.alive(now()));
+        let g = GatewayState::from_object(&object("postern-gw-c", serde_json::json!({"x": 1})));
+        assert!(!g.alive(now()));
+        assert_eq!(g.name, "postern-gw-c");
+    }
 
     #[test]
     fn all_ready_gateways_on_the_hash_is_programmed() {

@@ -1,10 +1,9 @@
 //! What a namespace runs now, for `postern plan --live`: the published configuration and
 //! the gateways' reports.
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
+use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use postern_gateway::cluster::protocol::{self, REPORT_LABEL};
 use postern_gateway::config::GatewayConfig;
@@ -110,8 +109,9 @@ pub async fn read(namespace: Option<&str>, secret_name: &str) -> Result<Live, Li
             }
         }
     };
-    let leases: Api<Lease> = Api::namespaced(client, &namespace);
-    let reports = leases
+    let reports: Api<DynamicObject> =
+        Api::namespaced_with(client, &namespace, &protocol::report_api_resource());
+    let reports = reports
         .list(&ListParams::default().labels(&format!("{REPORT_LABEL}=true")))
         .await
         .map_err(api_err("gateway reports", &namespace))?;
@@ -119,7 +119,7 @@ pub async fn read(namespace: Option<&str>, secret_name: &str) -> Result<Live, Li
     let gateways = reports
         .items
         .iter()
-        .map(GatewayState::from_lease)
+        .map(GatewayState::from_object)
         .filter(|g| g.alive(now) && g.report.ready)
         .map(|g| (g.name, g.report.applied_hash))
         .collect();

@@ -519,7 +519,7 @@ impl Context {
         gateways: &[fleet::GatewayState],
         now: Timestamp,
         stamp: &str,
-    ) -> (CrlSourceStatus, Option<Condition>) {
+    ) -> DesiredStatus {
         let generation = obj.metadata.generation;
         let old = self.old_status(obj);
         let (accepted, resolved, rendered) = match report.get(key.kind, &key.name) {
@@ -537,6 +537,26 @@ impl Context {
                 Rendered::Absent,
             ),
         };
+        // Warnings of an object in service: an Event when they change (they are in the
+        // Accepted message, so a restart or an unchanged status emits nothing).
+        let warning = report
+            .get(key.kind, &key.name)
+            .filter(|r| r.rendered == Rendered::Current)
+            .and_then(|r| {
+                let first = r.warnings().next()?;
+                let accepted_before = status::find(&old.conditions, condition_type::ACCEPTED);
+                if accepted_before.is_some_and(|c| c.message == accepted.message) {
+                    return None;
+                }
+                Some(WarningEvent {
+                    reason: first.reason.as_str(),
+                    note: r
+                        .warnings()
+                        .map(|d| format!("{}: {}", d.field, d.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                })
+            });
         let programmed = match (published, rendered) {
             (None, _) => Cond::new(
                 false,
@@ -618,7 +638,11 @@ impl Context {
                 .collect();
         }
         let old_ready = status::find(&old.conditions, condition_type::READY).cloned();
-        (st, old_ready)
+        DesiredStatus {
+            status: st,
+            old_ready,
+            warning,
+        }
     }
 
     /// Whether a configuration (by hash) renders `key` as `desired` does.
@@ -662,7 +686,11 @@ impl Context {
         namespace: &str,
         key: &ObjectKey,
         obj: &DynamicObject,
-        (desired, old_ready): (CrlSourceStatus, Option<Condition>),
+        DesiredStatus {
+            status: desired,
+            old_ready,
+            warning,
+        }: DesiredStatus,
     ) -> Result<(bool, Vec<Condition>, Kind), ReconcileError> {
         let old = self.old_status(obj);
         let same = !status::differ(&old.conditions, &desired.conditions)
@@ -735,6 +763,17 @@ impl Context {
             )
             .await;
         }
+        if let Some(w) = warning {
+            tracing::warn!(namespace, object = %key, reason = w.reason, warning = %w.note,
+                "object accepted with warnings");
+            self.emit(
+                &objects::object_reference(key.kind, obj),
+                EventType::Warning,
+                w.reason,
+                w.note,
+            )
+            .await;
+        }
         Ok((true, desired.conditions, key.kind))
     }
 
@@ -781,6 +820,24 @@ impl Context {
                 .set(n);
         }
     }
+}
+
+/// The status an object should carry, and what to tell about the change.
+struct DesiredStatus {
+    /// Conditions (and CRL facts).
+    status: CrlSourceStatus,
+    /// `Ready` as it was, to decide on an Event.
+    old_ready: Option<Condition>,
+    /// Warnings that are new since the last status: a Warning Event.
+    warning: Option<WarningEvent>,
+}
+
+/// A Warning Event about an object that is in service but probably not as meant.
+struct WarningEvent {
+    /// The first warning's reason (e.g. `IssuerNotBound`).
+    reason: &'static str,
+    /// Every warning: field and message.
+    note: String,
 }
 
 /// Whether a CRL source's CRL is in force and fresh on the gateways (`None` for a

@@ -4,6 +4,11 @@
 //! (`fieldSelector=metadata.name=NAME`), started when a reconcile first needs it and
 //! stopped when nothing references it any more. No Secret the resources do not name is
 //! ever read or cached. A change of a watched object marks its namespace for reconcile.
+//!
+//! The data of a referenced Secret that does not carry the [`SECRET_USE_LABEL`] is dropped
+//! as it arrives: the compiler would refuse to use it anyway, and the controller keeps no
+//! copy of a value that was never meant for Postern. Adding the label is a change like
+//! any other (the watch delivers the Secret again, now with its data).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -14,6 +19,8 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
+
+use crate::compile::SECRET_USE_LABEL;
 
 /// Which kind of object a reference names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,11 +47,27 @@ pub enum Content {
     ConfigMap(ConfigMap),
 }
 
+fn use_label(s: &Secret) -> Option<&String> {
+    s.metadata.labels.as_ref()?.get(SECRET_USE_LABEL)
+}
+
+/// A referenced Secret as kept: without its data unless it is labelled for Postern.
+fn secret_content(mut s: Secret) -> Content {
+    if use_label(&s).is_none() {
+        s.data = None;
+        s.string_data = None;
+    }
+    Content::Secret(s)
+}
+
 impl Content {
     fn same_content(&self, other: &Content) -> bool {
         match (self, other) {
             (Content::Secret(a), Content::Secret(b)) => {
-                a.type_ == b.type_ && a.data == b.data && a.string_data == b.string_data
+                a.type_ == b.type_
+                    && a.data == b.data
+                    && a.string_data == b.string_data
+                    && use_label(a) == use_label(b)
             }
             (Content::ConfigMap(a), Content::ConfigMap(b)) => {
                 a.data == b.data && a.binary_data == b.binary_data
@@ -181,7 +204,7 @@ impl RefWatches {
             RefKind::Secret => Api::<Secret>::namespaced(self.client.clone(), &key.namespace)
                 .get_opt(&key.name)
                 .await?
-                .map(Content::Secret),
+                .map(secret_content),
             RefKind::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), &key.namespace)
                 .get_opt(&key.name)
                 .await?
@@ -196,14 +219,7 @@ impl RefWatches {
         let task = match key.kind {
             RefKind::Secret => {
                 let api = Api::<Secret>::namespaced(self.client.clone(), &key.namespace);
-                tokio::spawn(follow(
-                    api,
-                    cfg,
-                    key,
-                    slot.clone(),
-                    trigger,
-                    Content::Secret,
-                ))
+                tokio::spawn(follow(api, cfg, key, slot.clone(), trigger, secret_content))
             }
             RefKind::ConfigMap => {
                 let api = Api::<ConfigMap>::namespaced(self.client.clone(), &key.namespace);

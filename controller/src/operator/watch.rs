@@ -8,13 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
-use postern_gateway::cluster::protocol::{RENDERED_LABEL, REPORT_LABEL};
+use postern_gateway::cluster::protocol::{self, RENDERED_LABEL, REPORT_LABEL};
 use tokio::sync::mpsc;
 
 use super::fleet::GatewayState;
@@ -189,12 +188,13 @@ pub fn spawn(
             tx.clone(),
             pending.clone(),
         )));
-        let leases: Api<Lease> = match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
+        let report_kind = protocol::report_api_resource();
+        let reports: Api<DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &report_kind),
+            None => Api::all_with(client.clone(), &report_kind),
         };
         tasks.push(tokio::spawn(watch_reports(
-            leases,
+            reports,
             ns.clone(),
             stores.reports.clone(),
             tx.clone(),
@@ -327,7 +327,7 @@ async fn watch_rendered(
 }
 
 async fn watch_reports(
-    api: Api<Lease>,
+    api: Api<DynamicObject>,
     scope_ns: Option<String>,
     map: NsMap<GatewayState>,
     tx: mpsc::UnboundedSender<Trigger>,
@@ -344,7 +344,7 @@ async fn watch_reports(
                 listing.push((
                     l.namespace().unwrap_or_default(),
                     l.name_any(),
-                    GatewayState::from_lease(&l),
+                    GatewayState::from_object(&l),
                 ));
             }
             Ok(Event::InitDone) => {
@@ -359,7 +359,7 @@ async fn watch_reports(
             }
             Ok(Event::Apply(l)) => {
                 let ns = l.namespace().unwrap_or_default();
-                let state = GatewayState::from_lease(&l);
+                let state = GatewayState::from_object(&l);
                 let old: Option<GatewayState> = map
                     .write()
                     .expect("not poisoned")

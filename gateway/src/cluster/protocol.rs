@@ -3,13 +3,15 @@
 //! - The controller publishes the namespace's rendered configuration as one Secret
 //!   ([`RENDERED_SECRET`] by default): key [`CONFIG_KEY`] holds the YAML, annotation
 //!   [`HASH_ANNOTATION`] its content hash.
-//! - Each gateway reports what it runs in a `coordination.k8s.io/v1` Lease of its own
-//!   (`postern-gw-<pod name>`, labelled [`REPORT_LABEL`]): the Lease is its heartbeat
-//!   (`renewTime` + `leaseDurationSeconds`), annotations carry the [`GatewayReport`].
+//! - Each gateway reports what it runs in a `GatewayReport` object of its own
+//!   (`postern-gw-<pod name>`, labelled [`REPORT_LABEL`]; its [`ReportSpec`] is the
+//!   heartbeat — `renewTime` + `ttlSeconds` — and the [`GatewayReport`]).
 //!
-//! A Lease rather than a Pod annotation: it works the same for a gateway outside a Pod
-//! (tests, VMs), needs no write access to Pods, and dies with the Pod through its owner
-//! reference.
+//! A kind of its own rather than a Lease or a Pod annotation: a gateway's credentials
+//! then write reports and nothing else. With rights on Leases, a gateway could take over
+//! or delete the controller's leader-election Lease (and any other application's Lease in
+//! its namespace); with rights on Pods, patch any Pod. It also works the same for a
+//! gateway outside a Pod (tests, VMs), and dies with the Pod through its owner reference.
 
 use std::collections::BTreeMap;
 
@@ -25,22 +27,33 @@ pub const CONFIG_KEY: &str = "config.yaml";
 pub const HASH_ANNOTATION: &str = "postern.dev/config-hash";
 /// Label on the rendered Secret (value `true`), for label-selected watches.
 pub const RENDERED_LABEL: &str = "postern.dev/rendered-config";
-/// Label on gateway report Leases (value `true`).
+/// Label on gateway reports (value `true`).
 pub const REPORT_LABEL: &str = "postern.dev/gateway-report";
-/// Report annotation: hash of the configuration the gateway runs.
-pub const APPLIED_HASH_ANNOTATION: &str = "postern.dev/applied-hash";
-/// Report annotation: `true` when the gateway serves (its readiness).
-pub const READY_ANNOTATION: &str = "postern.dev/ready";
-/// Report annotation: JSON of the last configuration the gateway refused ([`Refusal`]).
-pub const REFUSAL_ANNOTATION: &str = "postern.dev/refused-config";
-/// Report annotation: JSON list of per-CRL-source facts ([`CrlFacts`]).
-pub const CRL_ANNOTATION: &str = "postern.dev/crl-sources";
-/// Prefix of gateway report Lease names.
+/// Prefix of gateway report names.
 pub const REPORT_PREFIX: &str = "postern-gw-";
+/// API group of the report kind.
+pub const REPORT_GROUP: &str = "postern.dev";
+/// API version of the report kind.
+pub const REPORT_VERSION: &str = "v1alpha1";
+/// The report kind.
+pub const REPORT_KIND: &str = "GatewayReport";
+/// Its plural (the resource RBAC rules name).
+pub const REPORT_PLURAL: &str = "gatewayreports";
 
-/// Name of the report Lease of gateway `gateway` (its Pod name).
+/// Name of the report of gateway `gateway` (its Pod name).
 pub fn report_name(gateway: &str) -> String {
     format!("{REPORT_PREFIX}{gateway}")
+}
+
+/// The API resource of reports, for dynamic clients.
+pub fn report_api_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: REPORT_GROUP.into(),
+        version: REPORT_VERSION.into(),
+        api_version: format!("{REPORT_GROUP}/{REPORT_VERSION}"),
+        kind: REPORT_KIND.into(),
+        plural: REPORT_PLURAL.into(),
+    }
 }
 
 /// Why a rendered Secret could not be turned into a configuration.
@@ -180,55 +193,40 @@ pub struct CrlError {
 }
 
 /// What one gateway reports about itself.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GatewayReport {
     /// Hash of the configuration it runs, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_hash: Option<String>,
     /// Whether it serves (has a running configuration and is not shutting down).
+    #[serde(default)]
     pub ready: bool,
     /// The last configuration it refused, while it still runs `applied_hash`.
+    #[serde(
+        default,
+        rename = "refusedConfig",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub refusal: Option<Refusal>,
     /// Per-CRL-source facts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crl_sources: Vec<CrlFacts>,
 }
 
-impl GatewayReport {
-    /// As Lease annotations.
-    pub fn to_annotations(&self) -> BTreeMap<String, String> {
-        let mut a = BTreeMap::new();
-        if let Some(h) = &self.applied_hash {
-            a.insert(APPLIED_HASH_ANNOTATION.into(), h.clone());
-        }
-        a.insert(READY_ANNOTATION.into(), self.ready.to_string());
-        if let Some(r) = &self.refusal {
-            a.insert(
-                REFUSAL_ANNOTATION.into(),
-                serde_json::to_string(r).expect("serialisable"),
-            );
-        }
-        if !self.crl_sources.is_empty() {
-            a.insert(
-                CRL_ANNOTATION.into(),
-                serde_json::to_string(&self.crl_sources).expect("serialisable"),
-            );
-        }
-        a
-    }
-
-    /// From Lease annotations; malformed parts are dropped (a report is advisory).
-    pub fn from_annotations(a: &BTreeMap<String, String>) -> Self {
-        Self {
-            applied_hash: a.get(APPLIED_HASH_ANNOTATION).cloned(),
-            ready: a.get(READY_ANNOTATION).is_some_and(|v| v == "true"),
-            refusal: a
-                .get(REFUSAL_ANNOTATION)
-                .and_then(|v| serde_json::from_str(v).ok()),
-            crl_sources: a
-                .get(CRL_ANNOTATION)
-                .and_then(|v| serde_json::from_str(v).ok())
-                .unwrap_or_default(),
-        }
-    }
+/// The `spec` of a `GatewayReport` object: who, the heartbeat, and the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportSpec {
+    /// The gateway (its Pod name); the object is named [`report_name`] of it.
+    pub gateway: String,
+    /// When the gateway last renewed the report (RFC 3339).
+    pub renew_time: String,
+    /// How long the report counts without renewal, in seconds.
+    pub ttl_seconds: u32,
+    /// What it runs.
+    #[serde(flatten)]
+    pub report: GatewayReport,
 }
 
 #[cfg(test)]
@@ -270,26 +268,37 @@ mod tests {
     }
 
     #[test]
-    fn report_round_trips_through_annotations() {
-        let r = GatewayReport {
-            applied_hash: Some("sha256:ab".into()),
-            ready: true,
-            refusal: Some(Refusal {
-                hash: "sha256:cd".into(),
-                message: "port 25 in use".into(),
-            }),
-            crl_sources: vec![CrlFacts {
-                name: "dod".into(),
-                served_by: Some("secondary".into()),
-                entries: 3,
-                ..Default::default()
-            }],
+    fn report_spec_round_trips_through_json() {
+        let spec = ReportSpec {
+            gateway: "gw-0".into(),
+            renew_time: "2025-01-01T00:00:00.5Z".into(),
+            ttl_seconds: 30,
+            report: GatewayReport {
+                applied_hash: Some("sha256:ab".into()),
+                ready: true,
+                refusal: Some(Refusal {
+                    hash: "sha256:cd".into(),
+                    message: "port 25 in use".into(),
+                }),
+                crl_sources: vec![CrlFacts {
+                    name: "dod".into(),
+                    served_by: Some("secondary".into()),
+                    entries: 3,
+                    ..Default::default()
+                }],
+            },
         };
-        assert_eq!(GatewayReport::from_annotations(&r.to_annotations()), r);
-        assert_eq!(
-            GatewayReport::from_annotations(&BTreeMap::new()),
-            GatewayReport::default()
-        );
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["refusedConfig"]["hash"], "sha256:cd");
+        assert_eq!(json["appliedHash"], "sha256:ab");
+        assert_eq!(json["ttlSeconds"], 30);
+        assert_eq!(serde_json::from_value::<ReportSpec>(json).unwrap(), spec);
+        // A report that only says who and when reads as "not serving, runs nothing".
+        let bare: ReportSpec = serde_json::from_value(serde_json::json!(
+            {"gateway": "gw-1", "renewTime": "2025-01-01T00:00:00Z", "ttlSeconds": 3}
+        ))
+        .unwrap();
+        assert_eq!(bare.report, GatewayReport::default());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The gateway's cluster config source: watches the namespace's rendered Secret through
 //! the API (a mounted Secret volume lags by up to a minute), hands each new configuration
-//! to the reload path, and reports what runs in the gateway's report Lease.
+//! to the reload path, and reports what runs in the gateway's own `GatewayReport`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -8,18 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{self, CrlFacts, GatewayReport, Refusal};
+use super::protocol::{self, CrlFacts, GatewayReport, Refusal, ReportSpec};
 use crate::config::GatewayConfig;
 
 /// Field manager of the gateway's writes.
@@ -34,11 +32,11 @@ pub struct ClusterOptions {
     pub secret_name: String,
     /// This gateway's name (`POD_NAME`); unique in the namespace.
     pub gateway_name: String,
-    /// The Pod's UID (`POD_UID`), to make the report Lease owned by the Pod.
+    /// The Pod's UID (`POD_UID`), to make the report owned by the Pod.
     pub pod_uid: Option<String>,
     /// How often the report is renewed.
     pub heartbeat: Duration,
-    /// How long a report stays valid without renewal (`leaseDurationSeconds`).
+    /// How long a report stays valid without renewal (`ttlSeconds`).
     pub report_ttl: Duration,
 }
 
@@ -80,7 +78,7 @@ pub enum ClusterError {
 }
 
 /// Runs until `shutdown`: applies every new rendered configuration and keeps the report
-/// Lease current; on shutdown deletes the report so the controller stops counting this
+/// current; on shutdown deletes the report so the controller stops counting this
 /// gateway at once.
 pub async fn run<S: ConfigSink>(
     client: Client,
@@ -91,7 +89,7 @@ pub async fn run<S: ConfigSink>(
 ) -> Result<(), ClusterError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
     let mut reporter = Reporter {
-        leases: Api::namespaced(client, &opts.namespace),
+        reports: Api::namespaced_with(client, &opts.namespace, &protocol::report_api_resource()),
         opts: opts.clone(),
         report: GatewayReport::default(),
         crl_facts,
@@ -189,7 +187,7 @@ async fn handle_secret<S: ConfigSink>(secret: &Secret, sink: &S, reporter: &mut 
 }
 
 struct Reporter {
-    leases: Api<Lease>,
+    reports: Api<DynamicObject>,
     opts: ClusterOptions,
     report: GatewayReport,
     crl_facts: CrlFactsFn,
@@ -212,27 +210,28 @@ impl Reporter {
                 "app.kubernetes.io/name": "postern-gateway",
                 "app.kubernetes.io/managed-by": "postern",
             },
-            "annotations": self.report.to_annotations(),
         });
         if let Some(uid) = &self.opts.pod_uid {
             metadata["ownerReferences"] = json!([{
                 "apiVersion": "v1", "kind": "Pod", "name": self.opts.gateway_name, "uid": uid,
             }]);
         }
-        let lease = json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
+        let spec = ReportSpec {
+            gateway: self.opts.gateway_name.clone(),
+            renew_time: Timestamp::now().to_string(),
+            ttl_seconds: u32::try_from(self.opts.report_ttl.as_secs().max(1)).unwrap_or(u32::MAX),
+            report: self.report.clone(),
+        };
+        let object = json!({
+            "apiVersion": format!("{}/{}", protocol::REPORT_GROUP, protocol::REPORT_VERSION),
+            "kind": protocol::REPORT_KIND,
             "metadata": metadata,
-            "spec": {
-                "holderIdentity": self.opts.gateway_name,
-                "leaseDurationSeconds": self.opts.report_ttl.as_secs().max(1),
-                "renewTime": MicroTime(Timestamp::now()),
-            },
+            "spec": spec,
         });
         let params = PatchParams::apply(FIELD_MANAGER).force();
         match self
-            .leases
-            .patch(&self.name(), &params, &Patch::Apply(&lease))
+            .reports
+            .patch(&self.name(), &params, &Patch::Apply(&object))
             .await
         {
             Ok(_) => {
@@ -245,6 +244,9 @@ impl Reporter {
                     self.written = Some(self.report.clone());
                 }
             }
+            Err(kube::Error::Api(e)) if e.code == 404 => tracing::warn!(report = %self.name(),
+                error = %e.message,
+                "cannot write the gateway report: the GatewayReport kind is not installed (apply charts/postern/crds/); retrying at the next heartbeat"),
             Err(e) => tracing::warn!(report = %self.name(), error = %e,
                 "cannot write the gateway report; retrying at the next heartbeat"),
         }
@@ -253,7 +255,7 @@ impl Reporter {
     /// Removes the report at shutdown.
     async fn withdraw(&mut self) {
         match self
-            .leases
+            .reports
             .delete(&self.name(), &DeleteParams::default())
             .await
         {

@@ -1,0 +1,76 @@
+//! `GatewayReport`: what one gateway runs, written by that gateway (not by people).
+//!
+//! Gateways report in a kind of their own so that their credentials can write reports
+//! and nothing else: the controller's leader-election Lease, other applications' Leases
+//! and everything the controller reads are out of their reach (docs/rbac.md). The
+//! controller only reads reports, to tell each object whether the fleet runs it.
+//!
+//! The field names are the contract with `postern_gateway::cluster::protocol::ReportSpec`,
+//! which writes them.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One gateway's report: the configuration it runs, whether it serves, the last
+/// configuration it refused, and its CRL sources; renewed as a heartbeat.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "postern.dev",
+    version = "v1alpha1",
+    kind = "GatewayReport",
+    namespaced,
+    shortname = "gwreport",
+    doc = "What one gateway of the namespace runs, written by that gateway.",
+    printcolumn(name = "Gateway", type_ = "string", json_path = ".spec.gateway"),
+    printcolumn(name = "Applied", type_ = "string", json_path = ".spec.appliedHash"),
+    printcolumn(name = "Serving", type_ = "boolean", json_path = ".spec.ready"),
+    printcolumn(name = "Renewed", type_ = "date", json_path = ".spec.renewTime")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayReportSpec {
+    /// The gateway (its Pod name). The report is named `postern-gw-<gateway>`.
+    #[schemars(length(min = 1, max = 253))]
+    pub gateway: String,
+    /// When the gateway last renewed the report (RFC 3339).
+    pub renew_time: String,
+    /// How long the report counts without renewal, in seconds.
+    #[schemars(range(min = 1))]
+    pub ttl_seconds: u32,
+    /// Hash of the configuration the gateway runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_hash: Option<String>,
+    /// Whether the gateway serves (runs a configuration and is not shutting down).
+    #[serde(default)]
+    pub ready: bool,
+    /// The last configuration the gateway could not run, while it runs `appliedHash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_config: Option<RefusedConfig>,
+    /// Per CRL source: last fetch, served by, thisUpdate, nextUpdate, entries, issuer,
+    /// stale, last error (as the gateway's CRL store reports them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "free_form_objects")]
+    pub crl_sources: Vec<serde_json::Value>,
+}
+
+/// A configuration the gateway was given and could not run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefusedConfig {
+    /// Hash of the refused configuration.
+    pub hash: String,
+    /// Why, for a human.
+    pub message: String,
+}
+
+/// A list of objects whose fields the gateway's CRL store decides (kept as written, so a
+/// new fact does not need a new CRD).
+fn free_form_objects(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true
+        }
+    })
+}
