@@ -7,11 +7,15 @@
 //! an editor of a Listener could make the gateways serve with another service's private
 //! key, which the rendered configuration would then also carry.
 //!
-//! So a Secret is used only when it says it is meant for that use: the label
+//! So a Secret whose value leaves the cluster — an LDAP bind password, sent to servers the
+//! profile's editor chooses — is used only when it says it is meant for that: the label
 //! [`SECRET_USE_LABEL`] names one [`SecretUse`]. The owner of the Secret opts in; the
-//! editor of a Postern object cannot. A Secret that has not opted in is reported on the
-//! referring object (`ResolvedRefs=False`, reason `SecretUseNotAllowed`) and nothing of it
-//! reaches the configuration.
+//! editor of a Postern object cannot. Certificates and keys are never sent anywhere (a
+//! key only signs handshakes; CA bundles are public), so an unlabelled Secret may serve
+//! as either, which keeps `kubectl create secret tls` working as operators expect; a
+//! Secret labelled for another use is still refused for them. A Secret that may not be
+//! used is reported on the referring object (`ResolvedRefs=False`, reason
+//! `SecretUseNotAllowed`) and nothing of it reaches the configuration.
 
 use std::fmt;
 
@@ -60,8 +64,15 @@ impl SecretUse {
         match label {
             Some(v) if v == self.label_value() => true,
             Some("tls") => self == Self::Ca,
-            _ => false,
+            Some(_) => false,
+            None => !self.needs_opt_in(),
         }
+    }
+
+    /// Whether an unlabelled Secret is refused for this use: only where the value is sent
+    /// to a host that the referring object's editor names.
+    pub fn needs_opt_in(self) -> bool {
+        self == Self::LdapBind
     }
 
     /// Why Secret `name` (labelled `label`) may not be used here, and how to fix it. Says
@@ -94,10 +105,14 @@ mod tests {
         use SecretUse::*;
         for u in [LdapBind, Tls, Ca] {
             assert!(u.permitted_by(Some(u.label_value())));
-            assert!(!u.permitted_by(None));
+            assert_eq!(u.permitted_by(None), !u.needs_opt_in());
             assert!(!u.permitted_by(Some("")));
             assert!(!u.permitted_by(Some("true")));
         }
+        // Only a bind password leaves the cluster: only it needs the owner's opt-in.
+        assert!(!LdapBind.permitted_by(None));
+        assert!(Tls.permitted_by(None));
+        assert!(Ca.permitted_by(None));
         assert!(!LdapBind.permitted_by(Some("tls")));
         assert!(!LdapBind.permitted_by(Some("ca")));
         assert!(!Tls.permitted_by(Some("ca")));

@@ -5,10 +5,8 @@
 //! stopped when nothing references it any more. No Secret the resources do not name is
 //! ever read or cached. A change of a watched object marks its namespace for reconcile.
 //!
-//! The data of a referenced Secret that does not carry the [`SECRET_USE_LABEL`] is dropped
-//! as it arrives: the compiler would refuse to use it anyway, and the controller keeps no
-//! copy of a value that was never meant for Postern. Adding the label is a change like
-//! any other (the watch delivers the Secret again, now with its data).
+//! A Secret's [`SECRET_USE_LABEL`] is part of its content here: adding or changing the
+//! label is a change like any other (the compiler decides whether the use is allowed).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -51,12 +49,8 @@ fn use_label(s: &Secret) -> Option<&String> {
     s.metadata.labels.as_ref()?.get(SECRET_USE_LABEL)
 }
 
-/// A referenced Secret as kept: without its data unless it is labelled for Postern.
-fn secret_content(mut s: Secret) -> Content {
-    if use_label(&s).is_none() {
-        s.data = None;
-        s.string_data = None;
-    }
+/// A referenced Secret as kept.
+fn secret_content(s: Secret) -> Content {
     Content::Secret(s)
 }
 
