@@ -2,8 +2,8 @@
 //!
 //! webpki accepts only version 3 certificates, but `openssl x509 -req -CA ... -CAkey ...`
 //! without `-extfile` issues version 1, and OpenSSL (so Postfix) accepts such client
-//! certificates. When webpki refuses an end-entity certificate for its version alone, this
-//! module builds and checks the path the way webpki would for a version 3 certificate
+//! certificates. On a listener that accepts them (`tls.allowVersion1ClientCertificates`),
+//! when webpki refuses an end-entity certificate for its version alone, this module builds and checks the path the way webpki would for a version 3 certificate
 //! without extensions: issuer found by name among the presented intermediates and the
 //! trust anchors, each signature checked with webpki's own algorithms (ring), validity
 //! periods at `now`, and for every intermediate a version 3 CA certificate (basicConstraints
