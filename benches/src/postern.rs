@@ -73,6 +73,7 @@ pub fn config(
             certificate_chain_pem: p.server_pem.clone(),
             private_key_pem: p.server_key_pem.clone(),
             client_ca_pem: Some(p.ca_pem.clone()),
+            allow_version1_client_certificates: false,
         }),
         auth_profile: pki.map(|_| "bench-certificate".to_owned()),
         host_access_table: if pki.is_some() {

@@ -102,6 +102,14 @@ pub struct ListenerTls {
     /// (e.g. the CAC roots). Required when client certificates are asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca_secret_ref: Option<SecretKeyRef>,
+    /// Accept X.509 version 1 client certificates (what `openssl x509 -req` makes without
+    /// `-extfile`; they have no extensions, so no key usage to check), with the same
+    /// chain, validity and revocation checks as version 3 ones. When `false`, such a
+    /// certificate is refused (alert `certificate_unknown`, reason
+    /// `version1_not_allowed`), or ignored where the certificate is not verified at the
+    /// handshake.
+    #[serde(default)]
+    pub allow_version1_client_certificates: bool,
 }
 
 /// One row of the host access table.

@@ -224,7 +224,8 @@ fn build_listener(
                         services.revocation.clone(),
                         p.verify_client_certificate,
                     )
-                    .map_err(|e: VerifierBuildError| tls_err(e.to_string()))?,
+                    .map_err(|e: VerifierBuildError| tls_err(e.to_string()))?
+                    .allow_version1(tls.allow_version1_client_certificates),
                 ))
             }
             _ => None,

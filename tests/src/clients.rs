@@ -91,6 +91,28 @@ pub fn openssl(port: u16, starttls: bool, args: &[&str], input: &str) -> Result<
     run(&mut cmd, Some(input.as_bytes()), "openssl")
 }
 
+/// [`openssl`], killed after `limit` (coreutils `timeout`), for clients that a broken
+/// server could keep waiting for ever; exit code 124 when it was killed.
+pub fn openssl_within(
+    limit: Duration,
+    port: u16,
+    starttls: bool,
+    args: &[&str],
+    input: &str,
+) -> Result<Run> {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(format!("{}s", limit.as_secs().max(1)))
+        .args(["openssl", "s_client"]);
+    if starttls {
+        cmd.args(["-starttls", "smtp"]);
+    }
+    cmd.arg("-connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-ign_eof")
+        .args(args);
+    run(&mut cmd, Some(input.as_bytes()), "openssl")
+}
+
 /// Run a Python 3 script (smtplib tests); `PORT` in the script is replaced.
 pub fn python(script: &str) -> Result<Run> {
     run(

@@ -162,6 +162,7 @@ pub fn config(
             certificate_chain_pem: pki.server_pem.clone(),
             private_key_pem: pki.server_key_pem.clone(),
             client_ca_pem: Some(pki.ca_pem()),
+            allow_version1_client_certificates: false,
         }),
         auth_profile: Some("profile".into()),
         host_access_table: vec![],

@@ -237,6 +237,40 @@ impl OpensslCa {
         Ok(issued)
     }
 
+    /// The same as [`Self::issue_v1`] with `-extfile`: a version 3 client certificate
+    /// (`basicConstraints CA:FALSE`, `extendedKeyUsage clientAuth`).
+    pub fn issue_v3(&self, name: &str, subj: &str, serial: u32) -> Result<Issued> {
+        let (issued, csr) = self.request(name, subj)?;
+        let ext = self.dir.join(format!("{name}.ext"));
+        std::fs::write(
+            &ext,
+            "basicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n",
+        )?;
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr.to_string_lossy(),
+                "-CA",
+                &self.ca.cert.to_string_lossy(),
+                "-CAkey",
+                &self.ca.key.to_string_lossy(),
+                "-set_serial",
+                &serial.to_string(),
+                "-days",
+                "2",
+                "-sha256",
+                "-extfile",
+                &ext.to_string_lossy(),
+                "-out",
+                &issued.cert.to_string_lossy(),
+            ],
+        )?;
+        Ok(issued)
+    }
+
     /// A version 1 client certificate `CN=<cn>` valid from `start` to `end`
     /// (`YYYYMMDDHHMMSSZ`), signed with `openssl ca` and recorded in its database (so it
     /// can be revoked).

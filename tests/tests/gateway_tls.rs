@@ -65,6 +65,7 @@ impl Pki {
             certificate_chain_pem: self.server.cert_pem.clone(),
             private_key_pem: self.server.key_pem.clone(),
             client_ca_pem: Some(self.ca.cert_pem.clone()),
+            allow_version1_client_certificates: false,
         }
     }
 }

@@ -70,6 +70,7 @@ fn world_with(
         certificate_chain_pem: server.cert_pem.clone(),
         private_key_pem: server.key_pem.clone(),
         client_ca_pem: Some(ca.cert_pem.clone()),
+        allow_version1_client_certificates: false,
     });
     let mut config = single(l, policy, Some(profile));
     let mut ldap = slapd::ldap_profile(&[slapd.url()]);

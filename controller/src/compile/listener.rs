@@ -157,11 +157,19 @@ pub(crate) fn render(
                 }
             }
         });
+        if tls.allow_version1_client_certificates && tls.client_ca_secret_ref.is_none() {
+            d.warning(
+                "spec.tls.allowVersion1ClientCertificates",
+                Reason::Ignored,
+                "has no effect without clientCaSecretRef: no client certificate is verified on this listener",
+            );
+        }
         let (chain, key) = chain_and_key?;
         Some(ListenerTls {
             certificate_chain_pem: chain,
             private_key_pem: key,
             client_ca_pem: client_ca,
+            allow_version1_client_certificates: tls.allow_version1_client_certificates,
         })
     });
     let hop = &spec.next_hop;

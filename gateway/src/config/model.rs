@@ -143,6 +143,11 @@ pub struct ListenerTls {
     /// Trust anchors for client certificates; required when client certificates are asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ca_pem: Option<String>,
+    /// Accept X.509 version 1 client certificates (what `openssl x509 -req` makes without
+    /// `-extfile`), as OpenSSL does; refused by default. Written only when set, so
+    /// configurations without it keep their hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_version1_client_certificates: bool,
 }
 
 impl std::fmt::Debug for ListenerTls {
@@ -157,6 +162,10 @@ impl std::fmt::Debug for ListenerTls {
             .field(
                 "client_ca_pem",
                 &self.client_ca_pem.as_ref().map(|p| p.len()),
+            )
+            .field(
+                "allow_version1_client_certificates",
+                &self.allow_version1_client_certificates,
             )
             .finish()
     }

@@ -1,6 +1,9 @@
 //! TLS: server configurations and client certificate verification.
 
 pub mod anchors;
+pub mod budget;
+pub mod offload;
+pub mod presented;
 pub mod revocation;
 pub mod server;
 pub mod v1_path;

@@ -2,8 +2,8 @@
 //!
 //! webpki accepts only version 3 certificates, but `openssl x509 -req -CA ... -CAkey ...`
 //! without `-extfile` issues version 1, and OpenSSL (so Postfix) accepts such client
-//! certificates. When webpki refuses an end-entity certificate for its version alone, this
-//! module builds and checks the path the way webpki would for a version 3 certificate
+//! certificates. On a listener that accepts them (`tls.allowVersion1ClientCertificates`),
+//! when webpki refuses an end-entity certificate for its version alone, this module builds and checks the path the way webpki would for a version 3 certificate
 //! without extensions: issuer found by name among the presented intermediates and the
 //! trust anchors, each signature checked with webpki's own algorithms (ring), validity
 //! periods at `now`, and for every intermediate a version 3 CA certificate (basicConstraints
@@ -13,6 +13,20 @@
 //! webpki's, ranked as webpki ranks them, so the caller reports the same reasons and TLS
 //! alerts as for a version 3 certificate. Revocation is the caller's (it checks every
 //! certificate of the returned path).
+//!
+//! The search is bounded like webpki's, with the same [`Budget`]: every presented
+//! intermediate examined as a candidate issuer spends a path-building call (200,000) and
+//! every signature check a signature (100); when either runs out the search stops with
+//! webpki's `MaximumPathBuildCallsExceeded` / `MaximumSignatureChecksExceeded`. Without
+//! it, a leaf followed by n self-made "CA" certificates all named as its issuer (a name
+//! no trust anchor has, so no signature is ever checked) was searched over every ordering
+//! of up to six of them: n = 12 took seconds, n = 30 hours. Presented certificates are
+//! parsed and indexed by subject once, so each step costs only the candidates it can
+//! use, and the whole search costs at most the budget, whatever the client sends. Name
+//! constraints need no budget here: no name is compared against them (a directoryName
+//! constraint, or any subjectAltName below a constraining CA, is refused outright).
+
+use std::collections::HashMap;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -27,11 +41,10 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Version};
 
 use super::TrustAnchors;
+use super::budget::{Budget, is_exhausted};
 
 /// webpki's limit on intermediates in a path.
 const MAX_INTERMEDIATES: usize = 6;
-/// webpki's limit on signature checks while building one path.
-const MAX_SIGNATURES: usize = 100;
 
 /// A verified path of a version 1 end-entity certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,16 +161,16 @@ impl<'a> Parsed<'a> {
         })
     }
 
-    fn subject(&self) -> &[u8] {
-        self.cert.subject().as_raw()
+    fn subject(&self) -> &'a [u8] {
+        self.cert.tbs_certificate.subject.as_raw()
     }
 
-    fn issuer(&self) -> &[u8] {
-        self.cert.issuer().as_raw()
+    fn issuer(&self) -> &'a [u8] {
+        self.cert.tbs_certificate.issuer.as_raw()
     }
 
-    fn spki(&self) -> &[u8] {
-        self.cert.public_key().raw
+    fn spki(&self) -> &'a [u8] {
+        self.cert.tbs_certificate.subject_pki.raw
     }
 }
 
@@ -192,14 +205,8 @@ fn most_specific(old: Error, new: Error) -> Error {
     if rank(&old) >= rank(&new) { old } else { new }
 }
 
-fn is_fatal(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::MaximumSignatureChecksExceeded | Error::MaximumPathBuildCallsExceeded
-    )
-}
-
-/// Verify the path of a version 1 end-entity certificate at `now`.
+/// Verify the path of a version 1 end-entity certificate at `now`, within webpki's
+/// [`Budget`].
 pub fn verify_v1_path(
     algs: &[&dyn SignatureVerificationAlgorithm],
     anchors: &TrustAnchors,
@@ -207,137 +214,302 @@ pub fn verify_v1_path(
     intermediates: &[CertificateDer<'_>],
     now: UnixTime,
 ) -> Result<V1Path, Error> {
+    verify_v1_path_within(
+        algs,
+        anchors,
+        end_entity,
+        intermediates,
+        now,
+        &mut Budget::default(),
+    )
+    .0
+}
+
+/// [`verify_v1_path`] spending `budget`, and the work it did (for the tests and the
+/// fuzz target, which check that the work stays within the budget).
+pub fn verify_v1_path_within(
+    algs: &[&dyn SignatureVerificationAlgorithm],
+    anchors: &TrustAnchors,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    budget: &mut Budget,
+) -> (Result<V1Path, Error>, Work) {
+    let mut work = Work::default();
+    let result = build_path(
+        algs,
+        anchors,
+        end_entity,
+        intermediates,
+        now,
+        budget,
+        &mut work,
+    );
+    (result, work)
+}
+
+/// What one path build did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Times the search was entered: once for the end entity, once per intermediate
+    /// tried on the path.
+    pub calls: usize,
+    /// Presented intermediates examined as the issuer of the path's head (each spends a
+    /// path-building call of the budget).
+    pub candidates: usize,
+    /// Signatures checked (each spends a signature of the budget).
+    pub signatures: usize,
+}
+
+fn build_path(
+    algs: &[&dyn SignatureVerificationAlgorithm],
+    anchors: &TrustAnchors,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    budget: &mut Budget,
+    work: &mut Work,
+) -> Result<V1Path, Error> {
     let leaf = Parsed::new(end_entity)?;
     if !matches!(leaf.cert.version(), X509Version::V1 | X509Version::V2) {
         return Err(Error::UnsupportedCertVersion);
     }
+    check_validity(&leaf, now)?;
     // An anchor that does not parse here cannot be a v1 certificate's issuer; webpki
     // accepted all of them when the listener was configured.
     let anchor_certs: Vec<Option<Parsed<'_>>> = (0..anchors.anchors().len())
         .map(|i| Parsed::new(anchors.certificate(i)).ok())
         .collect();
-    // An intermediate that does not parse (or is not v3) is skipped, as webpki does.
-    let presented: Vec<Result<Parsed<'_>, Error>> =
-        intermediates.iter().map(|d| Parsed::new(d)).collect();
+    let mut anchors_by_subject: HashMap<&[u8], Vec<usize>> = HashMap::new();
+    for (i, anchor) in anchor_certs.iter().enumerate() {
+        if let Some(anchor) = anchor {
+            anchors_by_subject
+                .entry(anchor.subject())
+                .or_default()
+                .push(i);
+        }
+    }
+    // webpki parses (and so version-checks) every presented certificate, at every step,
+    // before comparing names: one it refuses adds its error to every step's. Here each
+    // is parsed once, and the usable ones are indexed by subject, so that a step only
+    // looks at the candidates that can be the issuer it needs.
+    let mut unusable = None;
+    let mut candidates = Vec::new();
+    for (index, der) in intermediates.iter().enumerate() {
+        match Parsed::new(der).and_then(|cert| check_parsed_like_webpki(&cert).map(|()| cert)) {
+            Ok(cert) => candidates.push(Candidate {
+                index,
+                facts: CaFacts::new(&cert, now),
+                cert,
+            }),
+            Err(e) => {
+                unusable = Some(match unusable {
+                    Some(old) => most_specific(old, e),
+                    None => e,
+                });
+            }
+        }
+    }
+    let mut by_subject: HashMap<&[u8], Vec<usize>> = HashMap::new();
+    for (j, c) in candidates.iter().enumerate() {
+        by_subject.entry(c.cert.subject()).or_default().push(j);
+    }
+    // No certificate twice on a path (RFC 4158 section 5.2): "the same" is the same
+    // subject and key, as in webpki. Each distinct pair gets an id; the leaf's is 0.
+    let mut ids: HashMap<(&[u8], &[u8]), usize> = HashMap::new();
+    ids.insert((leaf.subject(), leaf.spki()), 0);
+    let identity: Vec<usize> = candidates
+        .iter()
+        .map(|c| {
+            let next = ids.len();
+            *ids.entry((c.cert.subject(), c.cert.spki())).or_insert(next)
+        })
+        .collect();
+    let mut on_path = vec![false; ids.len()];
+    on_path[0] = true;
     let mut search = Search {
         algs,
-        now,
+        leaf: &leaf,
         anchors: &anchor_certs,
-        presented: &presented,
-        signatures: MAX_SIGNATURES,
+        anchors_by_subject: &anchors_by_subject,
+        candidates: &candidates,
+        by_subject: &by_subject,
+        identity: &identity,
+        unusable,
+        budget,
+        work,
         path: Vec::new(),
+        on_path,
     };
-    check_validity(&leaf, now)?;
-    match search.build(&leaf) {
-        Ok(anchor) => Ok(V1Path {
-            intermediates: search.path,
-            anchor,
-        }),
-        Err(e) => Err(e),
+    let anchor = search.build()?;
+    Ok(V1Path {
+        intermediates: search.path.iter().map(|&j| candidates[j].index).collect(),
+        anchor,
+    })
+}
+
+/// A presented intermediate that webpki would parse, with what can be decided about it
+/// as an issuer before knowing the path.
+struct Candidate<'a> {
+    /// Its position among the presented intermediates.
+    index: usize,
+    cert: Parsed<'a>,
+    facts: CaFacts,
+}
+
+/// The issuer checks of a candidate that do not depend on the path: its validity period
+/// at `now`, its basic constraints and its extended key usage.
+struct CaFacts {
+    validity: Result<(), Error>,
+    /// `None` when not a CA; else its path length constraint.
+    ca: Option<Option<usize>>,
+    eku: Result<(), Error>,
+}
+
+impl CaFacts {
+    fn new(ca: &Parsed<'_>, now: UnixTime) -> Self {
+        let mut basic = None;
+        let mut eku = None;
+        for ext in ca.cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::BasicConstraints(b) => basic = Some(b),
+                ParsedExtension::ExtendedKeyUsage(e) => eku = Some((e, ext.value)),
+                _ => {}
+            }
+        }
+        let eku = match eku {
+            Some((eku, raw)) if !eku.client_auth => {
+                let present = eku_oids(raw);
+                Err(if present.is_empty() {
+                    Error::EmptyEkuExtension
+                } else {
+                    Error::RequiredEkuNotFoundContext(RequiredEkuNotFoundContext {
+                        required: webpki::KeyUsage::client_auth(),
+                        present,
+                    })
+                })
+            }
+            _ => Ok(()),
+        };
+        Self {
+            validity: check_validity(ca, now),
+            ca: basic
+                .filter(|b| b.ca)
+                .map(|b| b.path_len_constraint.map(|len| len as usize)),
+            eku,
+        }
+    }
+
+    /// The candidate as an intermediate `sub_ca_count` CAs above the end entity's issuer:
+    /// a valid CA whose extended key usage, if any, allows client authentication
+    /// (checked in this order, as webpki does).
+    fn check(&self, sub_ca_count: usize) -> Result<(), Error> {
+        self.validity.clone()?;
+        match self.ca {
+            None => return Err(Error::EndEntityUsedAsCa),
+            Some(Some(len)) if sub_ca_count > len => {
+                return Err(Error::PathLenConstraintViolated);
+            }
+            Some(_) => {}
+        }
+        self.eku.clone()
     }
 }
 
 struct Search<'s, 'a> {
     algs: &'s [&'s dyn SignatureVerificationAlgorithm],
-    now: UnixTime,
+    leaf: &'s Parsed<'a>,
     anchors: &'s [Option<Parsed<'a>>],
-    presented: &'s [Result<Parsed<'a>, Error>],
-    signatures: usize,
-    /// Intermediates chosen so far, the leaf's issuer first.
+    anchors_by_subject: &'s HashMap<&'a [u8], Vec<usize>>,
+    candidates: &'s [Candidate<'a>],
+    by_subject: &'s HashMap<&'a [u8], Vec<usize>>,
+    /// Per candidate, the id of its (subject, key).
+    identity: &'s [usize],
+    /// The most specific error of the presented certificates webpki would not parse.
+    unusable: Option<Error>,
+    budget: &'s mut Budget,
+    work: &'s mut Work,
+    /// Candidates chosen so far, the leaf's issuer first.
     path: Vec<usize>,
+    /// Per (subject, key) id: on the path (the leaf always is).
+    on_path: Vec<bool>,
 }
 
-impl<'a> Search<'_, 'a> {
+impl<'s, 'a> Search<'s, 'a> {
     /// The certificate at the head of the path (the last intermediate, or the leaf).
-    fn head<'h>(&'h self, leaf: &'h Parsed<'a>) -> &'h Parsed<'a> {
+    fn head(&self) -> &'s Parsed<'a> {
         match self.path.last() {
-            Some(&i) => self.presented[i]
-                .as_ref()
-                .expect("only parsed ones are pushed"),
-            None => leaf,
+            Some(&j) => &self.candidates[j].cert,
+            None => self.leaf,
         }
     }
 
     /// Find a trust anchor for the path ending at its head, extending the path through the
     /// presented intermediates (depth first, anchors before intermediates, as webpki).
-    fn build(&mut self, leaf: &Parsed<'a>) -> Result<usize, Error> {
-        let issuer = self.head(leaf).issuer().to_vec();
+    /// Every candidate examined spends a path-building call — also one skipped because it
+    /// is already on the path, which webpki does not count, so that the work is bounded
+    /// by the budget whatever the client presents.
+    fn build(&mut self) -> Result<usize, Error> {
+        self.work.calls += 1;
+        let issuer = self.head().issuer();
         let mut error = Error::UnknownIssuer;
-        for (i, anchor) in self.anchors.iter().enumerate() {
-            let Some(anchor) = anchor else { continue };
-            if anchor.subject() != issuer.as_slice() {
-                continue;
-            }
-            match self.check_signed_path(leaf, anchor) {
+        let anchors_by_subject = self.anchors_by_subject;
+        for &i in anchors_by_subject.get(issuer).into_iter().flatten() {
+            let anchor = self.anchors[i]
+                .as_ref()
+                .expect("only parsed anchors are indexed");
+            match self.check_signed_path(anchor) {
                 Ok(()) => return Ok(i),
-                Err(e) if is_fatal(&e) => return Err(e),
+                Err(e) if is_exhausted(&e) => return Err(e),
                 Err(e) => error = most_specific(error, e),
             }
         }
-        for j in 0..self.presented.len() {
-            // webpki parses (and so version-checks) a candidate before comparing names.
-            let candidate = match self.presented[j]
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|c| {
-                    check_parsed_like_webpki(c)?;
-                    Ok(c)
-                }) {
-                Ok(c) => c,
-                Err(e) => {
-                    error = most_specific(error, e);
-                    continue;
-                }
-            };
-            if candidate.subject() != issuer.as_slice() {
-                continue;
-            }
-            // No certificate twice (RFC 4158 section 5.2), and not the leaf itself.
-            let same =
-                |p: &Parsed<'_>| p.spki() == candidate.spki() && p.subject() == candidate.subject();
-            if same(leaf)
-                || self
-                    .path
-                    .iter()
-                    .any(|&k| same(self.presented[k].as_ref().expect("parsed")))
-            {
+        if let Some(e) = &self.unusable {
+            error = most_specific(error, e.clone());
+        }
+        let by_subject = self.by_subject;
+        for &j in by_subject.get(issuer).into_iter().flatten() {
+            self.work.candidates += 1;
+            self.budget.consume_build_chain_call()?;
+            let id = self.identity[j];
+            if self.on_path[id] {
                 continue;
             }
             if self.path.len() == MAX_INTERMEDIATES {
                 error = most_specific(error, Error::MaximumPathDepthExceeded);
                 continue;
             }
-            if let Err(e) = check_ca(candidate, self.now, self.path.len()) {
+            if let Err(e) = self.candidates[j].facts.check(self.path.len()) {
                 error = most_specific(error, e);
                 continue;
             }
             self.path.push(j);
-            match self.build(leaf) {
+            self.on_path[id] = true;
+            match self.build() {
                 Ok(anchor) => return Ok(anchor),
-                Err(e) if is_fatal(&e) => return Err(e),
+                Err(e) if is_exhausted(&e) => return Err(e),
                 Err(e) => error = most_specific(error, e),
             }
             self.path.pop();
+            self.on_path[id] = false;
         }
         Err(error)
     }
 
     /// Signatures from the anchor down to the leaf, and the name constraints of the
     /// anchor and of each intermediate over the certificates below it.
-    fn check_signed_path(&mut self, leaf: &Parsed<'a>, anchor: &Parsed<'a>) -> Result<(), Error> {
+    fn check_signed_path(&mut self, anchor: &Parsed<'a>) -> Result<(), Error> {
         let mut chain: Vec<&Parsed<'a>> = self
             .path
             .iter()
             .rev()
-            .map(|&k| self.presented[k].as_ref().expect("parsed"))
+            .map(|&j| &self.candidates[j].cert)
             .collect();
-        chain.push(leaf);
+        chain.push(self.leaf);
         let mut signer = anchor;
         for cert in &chain {
-            if self.signatures == 0 {
-                return Err(Error::MaximumSignatureChecksExceeded);
-            }
-            self.signatures -= 1;
+            self.budget.consume_signature()?;
+            self.work.signatures += 1;
             verify_signed(self.algs, signer.spki(), cert)?;
             signer = cert;
         }
@@ -432,47 +604,6 @@ fn check_parsed_like_webpki(cert: &Parsed<'_>) -> Result<(), Error> {
         {
             return Err(Error::BadDer);
         }
-    }
-    Ok(())
-}
-
-/// An intermediate `sub_ca_count` CAs above the end entity's issuer (already through
-/// [`check_parsed_like_webpki`]): a valid CA whose extended key usage, if any, allows
-/// client authentication.
-fn check_ca(ca: &Parsed<'_>, now: UnixTime, sub_ca_count: usize) -> Result<(), Error> {
-    let mut basic = None;
-    let mut eku = None;
-    for ext in ca.cert.extensions() {
-        match ext.parsed_extension() {
-            ParsedExtension::BasicConstraints(b) => basic = Some(b),
-            ParsedExtension::ExtendedKeyUsage(e) => eku = Some((e, ext.value)),
-            _ => {}
-        }
-    }
-    check_validity(ca, now)?;
-    match basic {
-        Some(b) if b.ca => {
-            if let Some(len) = b.path_len_constraint
-                && sub_ca_count > len as usize
-            {
-                return Err(Error::PathLenConstraintViolated);
-            }
-        }
-        _ => return Err(Error::EndEntityUsedAsCa),
-    }
-    if let Some((eku, raw)) = eku
-        && !eku.client_auth
-    {
-        let present = eku_oids(raw);
-        if present.is_empty() {
-            return Err(Error::EmptyEkuExtension);
-        }
-        return Err(Error::RequiredEkuNotFoundContext(
-            RequiredEkuNotFoundContext {
-                required: webpki::KeyUsage::client_auth(),
-                present,
-            },
-        ));
     }
     Ok(())
 }
@@ -618,12 +749,148 @@ pub(crate) mod tests {
         CertificateDer::from(tlv(0x30, &[tbs, alg, bits].concat()))
     }
 
-    fn anchors(cas: &[&CertifiedIssuer<'_, KeyPair>]) -> TrustAnchors {
+    pub(crate) fn anchors(cas: &[&CertifiedIssuer<'_, KeyPair>]) -> TrustAnchors {
         TrustAnchors::new(cas.iter().map(|c| c.der().clone()).collect()).unwrap()
     }
 
-    fn root(cn: &str) -> CertifiedIssuer<'static, KeyPair> {
+    pub(crate) fn root(cn: &str) -> CertifiedIssuer<'static, KeyPair> {
         CertifiedIssuer::self_signed(ca_params(cn), KeyPair::generate().unwrap()).unwrap()
+    }
+
+    /// `n` self-signed "CA" certificates all named `cn`, each with its own key.
+    fn same_name_cas(cn: &str, n: usize) -> Vec<CertificateDer<'static>> {
+        (0..n).map(|_| root(cn).der().clone()).collect()
+    }
+
+    #[test]
+    fn a_flood_of_same_name_cas_no_anchor_has_is_refused_within_the_budget() {
+        // The attack: a v1 leaf whose issuer no anchor names, followed by self-made CAs
+        // of that name; every ordering of up to six of them is a candidate path.
+        let anchor = root("V1 Unit CA");
+        let evil = root("Evil CA");
+        let leaf = v1_cert("alice", &evil, -60, 3600);
+        let flood = same_name_cas("Evil CA", 30);
+        let a = anchors(&[&anchor]);
+        let started = std::time::Instant::now();
+        let mut budget = Budget::default();
+        let (result, work) =
+            verify_v1_path_within(algs(), &a, &leaf, &flood, UnixTime::now(), &mut budget);
+        let took = started.elapsed();
+        eprintln!("30 same-name CAs: {result:?} after {work:?} in {took:?}");
+        assert_eq!(result, Err(Error::MaximumPathBuildCallsExceeded));
+        assert_eq!(budget.build_chain_calls, 0);
+        // Each candidate spends one call; the one that found none left is the last.
+        assert_eq!(work.candidates, crate::tls::budget::BUILD_CHAIN_CALLS + 1);
+        assert!(work.calls <= work.candidates + 1, "{work:?}");
+        assert_eq!(work.signatures, 0, "no anchor has the name");
+        // Bounded work, so quick even unoptimised (before: hours for n = 30).
+        assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+
+        // A smaller budget stops it sooner, at exactly its size.
+        let mut small = Budget {
+            build_chain_calls: 1_000,
+            signatures: 100,
+        };
+        let (result, work) =
+            verify_v1_path_within(algs(), &a, &leaf, &flood, UnixTime::now(), &mut small);
+        assert_eq!(result, Err(Error::MaximumPathBuildCallsExceeded));
+        assert_eq!(work.candidates, 1_001);
+
+        // A few of them are searched exhaustively and fail as before.
+        assert_eq!(
+            verify_v1_path(algs(), &a, &leaf, &flood[..3], UnixTime::now()),
+            Err(Error::UnknownIssuer)
+        );
+    }
+
+    #[test]
+    fn a_flood_named_like_the_anchor_runs_out_of_signatures() {
+        // Every step reaches the anchor by name, so every step checks a signature (which
+        // fails: the "CAs" are self-made).
+        let anchor = root("V1 Unit CA");
+        let fake = root("V1 Unit CA");
+        let leaf = v1_cert("alice", &fake, -60, 3600);
+        let flood = same_name_cas("V1 Unit CA", 30);
+        let mut budget = Budget::default();
+        let (result, work) = verify_v1_path_within(
+            algs(),
+            &anchors(&[&anchor]),
+            &leaf,
+            &flood,
+            UnixTime::now(),
+            &mut budget,
+        );
+        assert_eq!(result, Err(Error::MaximumSignatureChecksExceeded));
+        assert_eq!(work.signatures, crate::tls::budget::SIGNATURES);
+        assert_eq!(budget.signatures, 0);
+    }
+
+    #[test]
+    fn copies_of_one_certificate_spend_the_budget_too() {
+        // Certificates with the same subject and key cannot both be on a path; webpki skips
+        // them without counting, which lets many copies cost (copies x calls). Here each
+        // one examined is counted.
+        let anchor = root("V1 Unit CA");
+        let issuer_params = ca_params("Evil CA");
+        let key = KeyPair::generate().unwrap();
+        let copies: Vec<CertificateDer<'static>> = (0..40u8)
+            .map(|i| {
+                let mut p = issuer_params.clone();
+                p.serial_number = Some(rcgen::SerialNumber::from_slice(&[i + 1]));
+                p.self_signed(&key).unwrap().der().clone()
+            })
+            .collect();
+        let evil = Issuer::new(ca_params("Evil CA"), KeyPair::generate().unwrap());
+        let leaf = v1_cert("alice", &evil, -60, 3600);
+        let (result, work) = verify_v1_path_within(
+            algs(),
+            &anchors(&[&anchor]),
+            &leaf,
+            &copies,
+            UnixTime::now(),
+            &mut Budget::default(),
+        );
+        assert_eq!(result, Err(Error::UnknownIssuer));
+        // Each copy is tried once at the top, and below it every copy is seen and skipped.
+        assert_eq!(work.calls, 41);
+        assert_eq!(work.candidates, 40 + 40 * 40);
+    }
+
+    #[test]
+    fn the_right_issuer_is_still_found_among_same_name_decoys() {
+        let root_ca = root("Root");
+        let mid =
+            CertifiedIssuer::signed_by(ca_params("Mid"), KeyPair::generate().unwrap(), &root_ca)
+                .unwrap();
+        let leaf = v1_cert("alice", &mid, -60, 3600);
+        // Decoys of the same name from another issuer come first.
+        let nowhere = root("Nowhere");
+        let mut chain: Vec<CertificateDer<'static>> = (0..20)
+            .map(|_| {
+                CertifiedIssuer::signed_by(ca_params("Mid"), KeyPair::generate().unwrap(), &nowhere)
+                    .unwrap()
+                    .der()
+                    .clone()
+            })
+            .collect();
+        chain.push(mid.der().clone());
+        let (result, work) = verify_v1_path_within(
+            algs(),
+            &anchors(&[&root_ca]),
+            &leaf,
+            &chain,
+            UnixTime::now(),
+            &mut Budget::default(),
+        );
+        assert_eq!(
+            result,
+            Ok(V1Path {
+                intermediates: vec![20],
+                anchor: 0
+            })
+        );
+        assert_eq!(work.candidates, 21);
+        assert_eq!(work.signatures, 2);
     }
 
     #[test]
@@ -841,5 +1108,100 @@ pub(crate) mod tests {
         let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
         let leaf = v1_cert("alice", &ca, -60, 3600);
         assert!(verify_v1_path(algs(), &anchors(&[&ca]), &leaf, &[], UnixTime::now()).is_ok());
+    }
+
+    /// The fuzz target's input (fuzz/fuzz_targets/v1_path.rs): anchor count, time, small
+    /// budget, then (u16 big-endian length, DER) certificates.
+    fn fuzz_input(
+        anchors: &[&CertificateDer<'_>],
+        leaf: &CertificateDer<'_>,
+        presented: &[CertificateDer<'_>],
+        small: u8,
+    ) -> Vec<u8> {
+        let now = u32::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+        let mut out = vec![u8::try_from(anchors.len()).unwrap()];
+        out.extend(now.to_be_bytes());
+        out.push(small);
+        for der in anchors.iter().copied().chain([leaf]).chain(presented) {
+            out.extend(u16::try_from(der.len()).unwrap().to_be_bytes());
+            out.extend_from_slice(der);
+        }
+        out
+    }
+
+    /// Writes the fuzz target's seeds into fuzz/seeds/v1_path. Each carries the time it
+    /// was written, at which its certificates are valid, so it stays meaningful.
+    #[test]
+    #[ignore = "writes the fuzz seeds into the source tree; run by hand"]
+    fn write_v1_path_fuzz_seeds() {
+        let year = 365 * 24 * 3600;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/v1_path");
+        std::fs::create_dir_all(&dir).unwrap();
+        let root_ca = root("Root");
+        let mid =
+            CertifiedIssuer::signed_by(ca_params("Mid"), KeyPair::generate().unwrap(), &root_ca)
+                .unwrap();
+        let direct = v1_cert("alice", &root_ca, -60, year);
+        let via_mid = v1_cert("bob", &mid, -60, year);
+        let expired = v1_cert("carol", &root_ca, -7200, -3600);
+        let evil = root("Evil CA");
+        let attacked = v1_cert("mallory", &evil, -60, year);
+        let fake = root("Root");
+        let forged = v1_cert("eve", &fake, -60, year);
+        let mut p = ca_params("Mid");
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let mid0 = CertifiedIssuer::signed_by(p, KeyPair::generate().unwrap(), &root_ca).unwrap();
+        let low = CertifiedIssuer::signed_by(ca_params("Low"), KeyPair::generate().unwrap(), &mid0)
+            .unwrap();
+        let deep = v1_cert("dave", &low, -60, year);
+        let key = KeyPair::generate().unwrap();
+        let copies: Vec<CertificateDer<'static>> = (0..8u8)
+            .map(|i| {
+                let mut p = ca_params("Evil CA");
+                p.serial_number = Some(rcgen::SerialNumber::from_slice(&[i + 1]));
+                p.self_signed(&key).unwrap().der().clone()
+            })
+            .collect();
+        let seeds: Vec<(&str, Vec<u8>)> = vec![
+            ("direct", fuzz_input(&[root_ca.der()], &direct, &[], 4)),
+            (
+                "through-mid",
+                fuzz_input(&[root_ca.der()], &via_mid, &[mid.der().clone()], 4),
+            ),
+            (
+                "mid-as-anchor",
+                fuzz_input(&[root_ca.der(), mid.der()], &via_mid, &[], 1),
+            ),
+            ("expired", fuzz_input(&[root_ca.der()], &expired, &[], 1)),
+            (
+                "path-len",
+                fuzz_input(
+                    &[root_ca.der()],
+                    &deep,
+                    &[low.der().clone(), mid0.der().clone()],
+                    2,
+                ),
+            ),
+            (
+                "flood-30",
+                fuzz_input(
+                    &[root_ca.der()],
+                    &attacked,
+                    &same_name_cas("Evil CA", 30),
+                    16,
+                ),
+            ),
+            (
+                "flood-named-like-the-anchor",
+                fuzz_input(&[root_ca.der()], &forged, &same_name_cas("Root", 12), 255),
+            ),
+            (
+                "copies",
+                fuzz_input(&[root_ca.der()], &attacked, &copies, 3),
+            ),
+        ];
+        for (name, bytes) in seeds {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
     }
 }

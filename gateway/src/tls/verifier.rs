@@ -20,11 +20,25 @@
 //! Paths that verified are remembered ([`super::verified`]): a client presenting the
 //! same chain again skips the chain's signature checks while the path is inside its
 //! validity window; revocation is checked every time.
+//!
+//! X.509 version 1 end-entity certificates are refused (`version1_not_allowed`, alert
+//! `certificate_unknown`, what webpki answers for them) unless the listener opts in with
+//! `tls.allowVersion1ClientCertificates`.
+//!
+//! Whatever the client presents, a verification costs little and holds no async worker:
+//! only the presented certificates that can be on a path are searched
+//! ([`super::presented`]), the search spends webpki's budget ([`super::budget`]; running
+//! out is `path_budget_exceeded`, alert `certificate_unknown`), and a verification that is
+//! not a remembered path runs off the runtime's workers ([`super::offload`]).
 
 use std::sync::{Arc, Mutex};
 
+use super::budget;
 use super::verified::{self, VerifiedPath, VerifiedPaths};
-use super::{RevocationChecker, RevocationStatus, TrustAnchors, check_certificate, v1_path};
+use super::{
+    RevocationChecker, RevocationStatus, TrustAnchors, check_certificate, offload, presented,
+    v1_path,
+};
 use crate::config::{CrlScope, pem};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
@@ -88,6 +102,7 @@ pub struct ClientVerifier {
     algs: WebPkiSupportedAlgorithms,
     revocation: Arc<dyn RevocationChecker>,
     enforce: bool,
+    allow_version1: bool,
     verified: VerifiedPaths,
 }
 
@@ -110,8 +125,16 @@ impl ClientVerifier {
             algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
             revocation,
             enforce,
+            allow_version1: false,
             verified: VerifiedPaths::default(),
         })
+    }
+
+    /// Accept X.509 version 1 end-entity certificates (`allowVersion1ClientCertificates`);
+    /// refused by default.
+    pub fn allow_version1(mut self, allow: bool) -> Self {
+        self.allow_version1 = allow;
+        self
     }
 
     /// Whether an invalid certificate fails the handshake (`verifyClientCertificate`).
@@ -138,16 +161,37 @@ impl ClientVerifier {
         }
         let ee = match webpki::EndEntityCert::try_from(end_entity) {
             Ok(ee) => ee,
-            Err(webpki::Error::UnsupportedCertVersion) => {
-                return self.verify_v1_chain(end_entity, intermediates, now);
+            Err(webpki::Error::UnsupportedCertVersion) if v1_path::is_v1_end_entity(end_entity) => {
+                if !self.allow_version1 {
+                    return Err(version1_refused());
+                }
+                return offload::off_worker(|| {
+                    let considered = presented::considered(end_entity, intermediates);
+                    self.verify_v1_chain(end_entity, &considered, now)
+                });
             }
             Err(e) => return Err(webpki_failure(e)),
         };
+        offload::off_worker(|| self.verify_v3_chain(&ee, end_entity, intermediates, now, key))
+    }
+
+    /// [`Self::verify_chain`] for a version 3 end-entity certificate whose path is not
+    /// remembered: webpki builds the path, then revocation; a path that verified is
+    /// remembered under `key`.
+    fn verify_v3_chain(
+        &self,
+        ee: &webpki::EndEntityCert<'_>,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        key: verified::ChainKey,
+    ) -> Result<(), VerifyFailure> {
+        let considered = presented::considered(end_entity, intermediates);
         let path = ee
             .verify_for_usage(
                 self.algs.all,
                 self.anchors.anchors(),
-                intermediates,
+                &considered,
                 now,
                 webpki::KeyUsage::client_auth(),
                 None,
@@ -254,8 +298,34 @@ impl ClientVerifier {
     }
 }
 
+/// A version 1 end-entity certificate on a listener that does not accept them.
+fn version1_refused() -> VerifyFailure {
+    VerifyFailure {
+        // What webpki (so rustls' own verifier) says of such a certificate.
+        error: CertificateError::Other(rustls::OtherError(Arc::new(
+            webpki::Error::UnsupportedCertVersion,
+        ))),
+        reason: "version1_not_allowed",
+        detail: "X.509 version 1 client certificate refused: this listener does not accept them \
+                 (tls.allowVersion1ClientCertificates is false)"
+            .into(),
+    }
+}
+
 fn webpki_failure(e: webpki::Error) -> VerifyFailure {
     use webpki::Error as W;
+    if budget::is_exhausted(&e) {
+        return VerifyFailure {
+            error: CertificateError::Other(rustls::OtherError(Arc::new(e.clone()))),
+            reason: "path_budget_exceeded",
+            detail: format!(
+                "{e:?}: the presented chain needs more path building than allowed \
+                 ({} path-building calls, {} signature checks)",
+                budget::BUILD_CHAIN_CALLS,
+                budget::SIGNATURES
+            ),
+        };
+    }
     let (error, reason) = match &e {
         W::CertExpired { .. } | W::InvalidCertValidity => (CertificateError::Expired, "expired"),
         W::CertNotValidYet { .. } => (CertificateError::NotValidYet, "not_yet_valid"),
@@ -708,6 +778,7 @@ mod tests {
         let verify = |revoked: Vec<u8>, bundle: &str, chain: &[CertificateDer<'_>]| {
             ClientVerifier::new(bundle, Arc::new(RevokesSerial(revoked)), true)
                 .unwrap()
+                .allow_version1(true)
                 .verify_chain(&leaf, chain, UnixTime::now())
                 .map_err(|f| (f.reason, rustls::AlertDescription::from(f.error)))
         };
@@ -728,12 +799,132 @@ mod tests {
         let expired = v1_cert("alice", &mid, -7200, -3600);
         let f = ClientVerifier::new(&bundle, Arc::new(crate::tls::NoRevocation), true)
             .unwrap()
+            .allow_version1(true)
             .verify_chain(&expired, &[], UnixTime::now())
             .unwrap_err();
         assert_eq!(f.reason, "expired");
         assert_eq!(
             rustls::AlertDescription::from(f.error),
             rustls::AlertDescription::CertificateExpired
+        );
+    }
+
+    #[test]
+    fn a_v1_certificate_is_refused_unless_allowed() {
+        use crate::tls::v1_path::tests::{ca_params, v1_cert};
+        let root =
+            CertifiedIssuer::self_signed(ca_params("Root"), KeyPair::generate().unwrap()).unwrap();
+        let leaf = v1_cert("alice", &root, -60, 3600);
+        let verifier =
+            || ClientVerifier::new(&root.pem(), Arc::new(crate::tls::NoRevocation), true).unwrap();
+        let f = verifier()
+            .verify_chain(&leaf, &[], UnixTime::now())
+            .unwrap_err();
+        assert_eq!(f.reason, "version1_not_allowed");
+        assert!(
+            f.detail.contains("tls.allowVersion1ClientCertificates"),
+            "{}",
+            f.detail
+        );
+        assert_eq!(
+            rustls::AlertDescription::from(f.error),
+            rustls::AlertDescription::CertificateUnknown
+        );
+        // At the handshake too.
+        match verifier().verify_client_cert(&leaf, &[], UnixTime::now()) {
+            Err(rustls::Error::InvalidCertificate(e)) => assert_eq!(
+                rustls::AlertDescription::from(e),
+                rustls::AlertDescription::CertificateUnknown
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            verifier()
+                .allow_version1(true)
+                .verify_chain(&leaf, &[], UnixTime::now())
+                .is_ok()
+        );
+    }
+
+    /// `n` self-signed CA certificates named `cn`, each with its own key.
+    fn same_name_cas(cn: &str, n: usize) -> Vec<CertificateDer<'static>> {
+        use crate::tls::v1_path::tests::root;
+        (0..n).map(|_| root(cn).der().clone()).collect()
+    }
+
+    #[test]
+    fn a_flood_of_same_name_cas_is_not_searched_whatever_the_leaf_version() {
+        use crate::tls::v1_path::tests::{ca_params, root, v1_cert};
+        let anchor = root("Root");
+        let evil = root("Evil CA");
+        let flood = same_name_cas("Evil CA", 30);
+        let v = ClientVerifier::new(&anchor.pem(), Arc::new(crate::tls::NoRevocation), true)
+            .unwrap()
+            .allow_version1(true);
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "alice");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let v3 = p.signed_by(&KeyPair::generate().unwrap(), &evil).unwrap();
+        let v1 = v1_cert("alice", &evil, -60, 3600);
+        for leaf in [v3.der(), &v1] {
+            // Only three of them are considered: searched to the end, webpki's budget
+            // untouched (webpki alone spends it all, 0.2 to 0.9 s here).
+            let f = v.verify_chain(leaf, &flood, UnixTime::now()).unwrap_err();
+            assert_eq!(f.reason, "unknown_issuer", "{}", f.detail);
+        }
+        // A legitimate intermediate among them is still found.
+        let mid =
+            CertifiedIssuer::signed_by(ca_params("Evil CA"), KeyPair::generate().unwrap(), &anchor)
+                .unwrap();
+        let leaf = v1_cert("alice", &mid, -60, 3600);
+        let chain = [mid.der().clone(), flood[0].clone(), flood[1].clone()];
+        assert_eq!(v.verify_chain(&leaf, &chain, UnixTime::now()), Ok(()));
+    }
+
+    #[test]
+    fn running_out_of_signatures_is_path_budget_exceeded() {
+        use crate::tls::v1_path::tests::{ca_params, root, v1_cert};
+        // Every step reaches the anchor by name and checks a signature: leaf <- 3 "Y" <-
+        // 3 "X" <- 3 self-made "Root", 3 x 3 x 16 = 144 paths to the anchor.
+        let anchor = root("Root");
+        let fake_root = root("Root");
+        let x = root("X");
+        let y = root("Y");
+        let mut chain = Vec::new();
+        for _ in 0..3 {
+            chain.push(
+                CertifiedIssuer::signed_by(ca_params("Y"), KeyPair::generate().unwrap(), &x)
+                    .unwrap()
+                    .der()
+                    .clone(),
+            );
+            chain.push(
+                CertifiedIssuer::signed_by(
+                    ca_params("X"),
+                    KeyPair::generate().unwrap(),
+                    &fake_root,
+                )
+                .unwrap()
+                .der()
+                .clone(),
+            );
+        }
+        chain.extend(same_name_cas("Root", 3));
+        let leaf = v1_cert("eve", &y, -60, 3600);
+        let f = ClientVerifier::new(&anchor.pem(), Arc::new(crate::tls::NoRevocation), true)
+            .unwrap()
+            .allow_version1(true)
+            .verify_chain(&leaf, &chain, UnixTime::now())
+            .unwrap_err();
+        assert_eq!(f.reason, "path_budget_exceeded", "{}", f.detail);
+        assert!(
+            f.detail.starts_with("MaximumSignatureChecksExceeded"),
+            "{}",
+            f.detail
+        );
+        assert_eq!(
+            rustls::AlertDescription::from(f.error),
+            rustls::AlertDescription::CertificateUnknown
         );
     }
 }

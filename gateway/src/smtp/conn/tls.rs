@@ -81,7 +81,11 @@ impl Connection {
                 return false;
             }
             Ok(Err(e)) => {
-                let reason = handshake_failure_reason(&e);
+                // The verifier's reason is more precise than the alert's (several refusals
+                // share `certificate_unknown`, e.g. `version1_not_allowed`).
+                let reason = refusal
+                    .as_ref()
+                    .map_or_else(|| handshake_failure_reason(&e), |r| r.failure.reason);
                 self.ctx
                     .metrics
                     .tls_handshakes
