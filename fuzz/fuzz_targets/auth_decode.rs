@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!c.user.contains('\0') && !c.password.contains('\0'));
             }
             if let Ok(c) = credential(&raw) {
-                assert!(!c.contains('\0'), "a LOGIN credential must never carry a NUL");
+                assert!(
+                    !c.contains('\0'),
+                    "a LOGIN credential must never carry a NUL"
+                );
             }
         }
         Err(e) => assert!((500..600).contains(&e.reply().code)),
