@@ -386,7 +386,7 @@ impl OpensslCa {
     /// A version 3 client certificate `CN=<cn>` signed with `openssl ca` (recorded in the
     /// database, so it can be revoked), with clientAuth and the extension lines `ext`
     /// added, e.g. `crlDistributionPoints = URI:http://crl.example/p1.crl`.
-    pub fn issue_v3(&self, name: &str, cn: &str, ext: &str) -> Result<Issued> {
+    pub fn issue_v3_with_extensions(&self, name: &str, cn: &str, ext: &str) -> Result<Issued> {
         let (issued, csr) = self.request(name, &format!("/CN={cn}"))?;
         let extfile = self.dir.join(format!("{name}.v3.ext"));
         std::fs::write(

@@ -47,7 +47,7 @@ impl Pki {
                     .join(",")
             )
         };
-        self.ca.issue_v3(name, name, &ext).unwrap()
+        self.ca.issue_v3_with_extensions(name, name, &ext).unwrap()
     }
 
     fn config(&self, port: u16, url: &str) -> GatewayConfig {
