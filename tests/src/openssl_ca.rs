@@ -336,7 +336,7 @@ impl OpensslCa {
     }
 
     /// Revoke a certificate this CA issued with [`Self::issue_v1_dated`] or
-    /// [`Self::issue_v3`].
+    /// [`Self::issue_v3_with_extensions`].
     pub fn revoke(&self, cert: &Issued) -> Result<()> {
         openssl(
             &self.dir,
