@@ -84,8 +84,8 @@ pub struct ListenerSpec {
     /// Most concurrent connections per gateway pod from one client: one IPv4 address, or
     /// one IPv6 /64 (a single host can use every address of its /64). More get
     /// `421 4.7.0` at once, so one client cannot take every slot of `maxConnections`.
-    /// Must not exceed `maxConnections`, and should be well below it. Default 50, or half
-    /// of `maxConnections` when that is lower.
+    /// Must not exceed `maxConnections`, and should be well below it. Default 50 (on a
+    /// listener with fewer connections, set it: otherwise only `maxConnections` applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_connections_per_client: Option<u32>,

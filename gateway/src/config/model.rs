@@ -115,21 +115,20 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// The per-client cap in force: `max_connections_per_client` when set, otherwise 50
-    /// or half of `max_connections` (at least 1), whichever is lower. A fixed default
-    /// would either refuse every listener capped below it or let one client take all
-    /// of a small listener's slots.
+    /// The per-client cap in force: `max_connections_per_client`, or 50 when it is left
+    /// out. Left out on a listener with fewer connections than that, the listener's own
+    /// cap is the only one that applies (the configuration stays valid, as before the
+    /// per-client cap existed; the docs tell operators to set it there).
     pub fn connections_per_client(&self) -> u32 {
-        self.max_connections_per_client.unwrap_or_else(|| {
-            DEFAULT_MAX_CONNECTIONS_PER_CLIENT.min(self.max_connections.div_ceil(2).max(1))
-        })
+        self.max_connections_per_client
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT)
     }
 }
 
 fn default_max_connections() -> u32 {
     1000
 }
-/// The per-client cap of a listener that sets none and has at least 100 connections.
+/// The per-client cap of a listener that sets none.
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 50;
 
 /// TLS material of a listener (PEM, inline).

@@ -972,7 +972,7 @@ mod tests {
             listener_problems(", maxConnections: 1, maxConnectionsPerClient: 1"),
             Vec::<String>::new()
         );
-        // Left out on a listener capped below 100, the per-client cap is half of it.
+        // Left out on a listener capped below 50, only the listener's cap applies.
         assert_eq!(
             listener_problems(", maxConnections: 20"),
             Vec::<String>::new()
