@@ -12,7 +12,7 @@
 //! certificates as (u16 big-endian length, DER): the anchors, the end entity, and the
 //! presented intermediates. The seeds in fuzz/seeds/v1_path (the flood of self-made CAs
 //! of the attack, a flood named like the anchor, chains that verify, copies, constraints)
-//! are written by `cargo test -p postern-gateway write_v1_path_fuzz_seeds -- --ignored`.
+//! are written by `POSTERN_WRITE_FUZZ_SEEDS=1 cargo test -p postern-gateway write_v1_path_fuzz_seeds`.
 #![no_main]
 
 use std::collections::HashMap;

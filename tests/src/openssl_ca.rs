@@ -213,61 +213,57 @@ impl OpensslCa {
     /// A client certificate for `subj` (`/C=../CN=..` form) signed with a bare
     /// `openssl x509 -req -CA -CAkey` (version 1), valid for two days, serial `serial`.
     pub fn issue_v1(&self, name: &str, subj: &str, serial: u32) -> Result<Issued> {
-        let (issued, csr) = self.request(name, subj)?;
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr.to_string_lossy(),
-                "-CA",
-                &self.ca.cert.to_string_lossy(),
-                "-CAkey",
-                &self.ca.key.to_string_lossy(),
-                "-set_serial",
-                &serial.to_string(),
-                "-days",
-                "2",
-                "-sha256",
-                "-out",
-                &issued.cert.to_string_lossy(),
-            ],
-        )?;
-        Ok(issued)
+        self.sign_request(name, subj, serial, None)
     }
 
     /// The same as [`Self::issue_v1`] with `-extfile`: a version 3 client certificate
     /// (`basicConstraints CA:FALSE`, `extendedKeyUsage clientAuth`).
     pub fn issue_v3(&self, name: &str, subj: &str, serial: u32) -> Result<Issued> {
-        let (issued, csr) = self.request(name, subj)?;
         let ext = self.dir.join(format!("{name}.ext"));
         std::fs::write(
             &ext,
             "basicConstraints = critical, CA:FALSE\nextendedKeyUsage = clientAuth\n",
         )?;
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr.to_string_lossy(),
-                "-CA",
-                &self.ca.cert.to_string_lossy(),
-                "-CAkey",
-                &self.ca.key.to_string_lossy(),
-                "-set_serial",
-                &serial.to_string(),
-                "-days",
-                "2",
-                "-sha256",
-                "-extfile",
-                &ext.to_string_lossy(),
-                "-out",
-                &issued.cert.to_string_lossy(),
-            ],
-        )?;
+        self.sign_request(name, subj, serial, Some(&ext))
+    }
+
+    /// `openssl x509 -req` over a new request for `subj`: version 1 without `extfile`,
+    /// version 3 with its extensions.
+    fn sign_request(
+        &self,
+        name: &str,
+        subj: &str,
+        serial: u32,
+        extfile: Option<&Path>,
+    ) -> Result<Issued> {
+        let (issued, csr) = self.request(name, subj)?;
+        let (csr, ca, key) = (
+            csr.to_string_lossy(),
+            self.ca.cert.to_string_lossy(),
+            self.ca.key.to_string_lossy(),
+        );
+        let (serial, out) = (serial.to_string(), issued.cert.to_string_lossy());
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &key,
+            "-set_serial",
+            &serial,
+            "-days",
+            "2",
+            "-sha256",
+        ];
+        let ext = extfile.map(|p| p.to_string_lossy());
+        if let Some(ext) = &ext {
+            args.extend(["-extfile", ext]);
+        }
+        args.extend(["-out", &out]);
+        openssl(&self.dir, &args)?;
         Ok(issued)
     }
 

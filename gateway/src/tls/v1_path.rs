@@ -1129,14 +1129,14 @@ pub(crate) mod tests {
         out
     }
 
-    /// Writes the fuzz target's seeds into fuzz/seeds/v1_path. Each carries the time it
-    /// was written, at which its certificates are valid, so it stays meaningful.
+    /// The fuzz target's seeds in fuzz/seeds/v1_path. Each carries the time it was
+    /// written, at which its certificates are valid, so it stays meaningful. Every run
+    /// builds them all and checks the committed corpus has each; with
+    /// `POSTERN_WRITE_FUZZ_SEEDS=1` it (re)writes them into the source tree.
     #[test]
-    #[ignore = "writes the fuzz seeds into the source tree; run by hand"]
     fn write_v1_path_fuzz_seeds() {
         let year = 365 * 24 * 3600;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/v1_path");
-        std::fs::create_dir_all(&dir).unwrap();
         let root_ca = root("Root");
         let mid =
             CertifiedIssuer::signed_by(ca_params("Mid"), KeyPair::generate().unwrap(), &root_ca)
@@ -1200,8 +1200,18 @@ pub(crate) mod tests {
                 fuzz_input(&[root_ca.der()], &attacked, &copies, 3),
             ),
         ];
+        let write = std::env::var_os("POSTERN_WRITE_FUZZ_SEEDS").is_some_and(|v| v == "1");
         for (name, bytes) in seeds {
-            std::fs::write(dir.join(name), bytes).unwrap();
+            assert!(bytes.len() > 4, "seed {name} is empty");
+            if write {
+                std::fs::write(dir.join(name), bytes).unwrap();
+            } else {
+                assert!(
+                    dir.join(name).is_file(),
+                    "fuzz/seeds/v1_path/{name} is missing; write it with \
+                     POSTERN_WRITE_FUZZ_SEEDS=1 cargo test -p postern-gateway write_v1_path_fuzz_seeds"
+                );
+            }
         }
     }
 }
