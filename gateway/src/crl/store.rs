@@ -719,29 +719,7 @@ mod tests {
     }
 
     fn put(store: &CrlStore, source: &str, der: &[u8]) -> Result<(), String> {
-        let (in_force, missing) = store.in_force(source);
-        let (_, generation) = store.spec(source).ok_or("no such source")?;
-        let loaded = load(
-            der,
-            CrlFormat::Asn1,
-            &store.trust(),
-            &in_force,
-            missing,
-            unix_now(),
-        )
-        .map_err(|e| e.to_string())?;
-        assert!(store.install(
-            source,
-            generation,
-            Install {
-                loaded,
-                served_by: ServedBy::Primary,
-                url: "http://x".into(),
-                from_disk: false,
-                at: unix_now(),
-            }
-        ));
-        Ok(())
+        put_raw(store, source, CrlFormat::Asn1, der)
     }
 
     const IN: CrlScope = CrlScope::InboundSmtpTls;
