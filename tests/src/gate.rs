@@ -587,16 +587,28 @@ pub fn connect_from(addr: SocketAddr, source: IpAddr) -> Result<TcpStream> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // bind() picks the source port without knowing the destination, so it can pick one
+    // whose earlier connection to the gateway is still in TIME_WAIT there (the gateway
+    // closed it), and the SYN is answered with a reset. No connection was made then, so
+    // a fresh socket is tried (a few times).
     let stream = rt.block_on(async {
-        let socket = match source {
-            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.bind(SocketAddr::new(source, 0))?;
-        tokio::time::timeout(Duration::from_secs(3), socket.connect(addr))
-            .await
-            .map_err(|_| anyhow!("connecting from {source} to {addr} timed out"))?
-            .map_err(anyhow::Error::from)
+        let mut attempt = 0;
+        loop {
+            let socket = match source {
+                IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.bind(SocketAddr::new(source, 0))?;
+            match tokio::time::timeout(Duration::from_secs(3), socket.connect(addr))
+                .await
+                .map_err(|_| anyhow!("connecting from {source} to {addr} timed out"))?
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && attempt < 5 => {
+                    attempt += 1;
+                }
+                r => break r.map_err(anyhow::Error::from),
+            }
+        }
     })?;
     let stream = stream.into_std()?;
     stream.set_nonblocking(false)?;
