@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use postern_gateway::config::GatewayConfig;
 use postern_gateway::crl::{self, CrlService, CrlStore};
+use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
 use postern_gateway::metrics::Metrics;
 use postern_gateway::reload::{self, Reloader};
 use postern_gateway::runtime::Services;
@@ -183,7 +184,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    postern_gateway::ldap::shared::metrics().register(&mut registry);
+    let ldap_metrics = LdapMetrics::new();
+    ldap_metrics.register(&mut registry);
     let crl_store = Arc::new(CrlStore::new());
     crl::metrics::register(&mut registry, &crl_store);
     let revocation: Arc<dyn RevocationChecker> = crl_store.clone();
@@ -191,6 +193,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         revocation,
         auth_throttles: Default::default(),
+        ldap: LdapDirectories::new(ldap_metrics),
     };
 
     if args.check {

@@ -15,6 +15,7 @@ use rustls::ServerConfig;
 
 use crate::auth::{AuthBuildError, AuthRuntime, AuthThrottles, build_auth_profile};
 use crate::config::{self, GatewayConfig, MailFlowPolicy, ValidationErrors};
+use crate::ldap::LdapDirectories;
 use crate::metrics::Metrics;
 use crate::relay::{NextHopRuntime, build_next_hop};
 use crate::tls::verifier::VerifierBuildError;
@@ -30,6 +31,9 @@ pub struct Services {
     /// Failed-AUTH counts per authentication profile, kept from one configuration to
     /// the next.
     pub auth_throttles: AuthThrottles,
+    /// The LDAP directories (pools, caches, server health), kept from one configuration
+    /// to the next while their LDAP profile is unchanged.
+    pub ldap: LdapDirectories,
 }
 
 /// A configuration, ready to serve.
@@ -158,6 +162,7 @@ pub fn build(
                 name,
                 profile,
                 &services.auth_throttles,
+                &services.ldap,
             )?),
         );
     }
@@ -290,4 +295,69 @@ fn p_name_static<'a>(config: &'a GatewayConfig, name: &str) -> &'a str {
         .get_key_value(name)
         .map(|(k, _)| k.as_str())
         .expect("validated: policy exists")
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::ldap::LdapMetrics;
+    use crate::tls::NoRevocation;
+
+    fn config(hostname: &str, ldap_port: u16) -> GatewayConfig {
+        let yaml = format!(
+            r#"apiVersion: postern.dev/gateway/v1
+listeners:
+  smtp:
+    address: 127.0.0.1
+    port: 2525
+    hostname: {hostname}
+    authProfile: ldap-auth
+    defaultPolicy: open
+    nextHop: {{host: 127.0.0.1, port: 2526}}
+policies:
+  open: {{action: Relay, tls: Disabled}}
+authProfiles:
+  ldap-auth:
+    smtpAuth:
+      profile: ldap-auth
+      backend: {{type: Ldap, ldapProfile: corp}}
+ldapProfiles:
+  corp:
+    servers: ["ldap://127.0.0.1:{ldap_port}"]
+    baseDn: dc=example,dc=org
+    smtpAuthQuery: {{name: auth, filter: "(uid={{u}})"}}
+"#
+        );
+        GatewayConfig::from_yaml(&yaml, "test").unwrap()
+    }
+
+    /// A reload builds the next configuration with the same services: an unchanged
+    /// LdapProfile keeps its directory (pool, cache, which server is down) while the
+    /// configuration in force uses it; a changed one gets a new directory.
+    #[test]
+    fn a_reload_keeps_the_directory_of_an_unchanged_ldap_profile() {
+        let services = Services {
+            metrics: Metrics::register(&mut Registry::default()),
+            revocation: Arc::new(NoRevocation),
+            auth_throttles: AuthThrottles::default(),
+            ldap: LdapDirectories::new(LdapMetrics::new()),
+        };
+        let first = build(&config("mx.test", 1), 1, &services).unwrap();
+        let directory = services.ldap.all()["corp"].clone();
+        let second = build(&config("reloaded.test", 1), 2, &services).unwrap();
+        assert!(Arc::ptr_eq(&directory, &services.ldap.all()["corp"]));
+        drop(first);
+        let third = build(&config("reloaded.test", 2), 3, &services).unwrap();
+        assert!(!Arc::ptr_eq(&directory, &services.ldap.all()["corp"]));
+        drop((second, directory));
+        assert_eq!(
+            services.ldap.all().len(),
+            1,
+            "the old directory went with its users"
+        );
+        drop(third);
+        assert!(services.ldap.all().is_empty());
+    }
 }

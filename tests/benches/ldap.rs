@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use postern_gateway::auth::ldap::{certificate_mapper, smtp_authenticator};
 use postern_gateway::auth::{
     AllowanceCheck, AuthVerdict, CertificateFacts, CertificateMapper, CertificateMapping,
     SmtpAuthenticator,
@@ -35,12 +36,10 @@ fn clients(slapd: &Slapd, cache: bool, tls: Option<&str>) -> Clients {
         p.cache.negative_ttl = D::from_secs(0);
     }
     let config = slapd::config_with(p);
-    let mut dirs = LdapDirectories::new(LdapMetrics::new());
+    let dirs = LdapDirectories::new(LdapMetrics::new());
     Clients {
-        mapper: dirs.certificate_mapper(&config, "corp").unwrap(),
-        auth: dirs
-            .smtp_authenticator(&config, "corp", AllowanceCheck::AfterPassword)
-            .unwrap(),
+        mapper: certificate_mapper(&dirs, &config, "corp").unwrap(),
+        auth: smtp_authenticator(&dirs, &config, "corp", AllowanceCheck::AfterPassword).unwrap(),
     }
 }
 

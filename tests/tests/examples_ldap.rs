@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use postern_controller::cli::manifests::{load, read_inputs};
 use postern_controller::compile::compile;
+use postern_gateway::auth::ldap::{certificate_mapper, smtp_authenticator};
 use postern_gateway::auth::{
     Allowance, AllowanceCheck, AuthVerdict, CertificateFacts, CertificateMapping, SmtpAuthenticator,
 };
@@ -58,12 +59,11 @@ async fn example_directory_answers_the_seed_cases() {
     });
     config.ldap_profiles.insert("ad".into(), ad);
 
-    let mut dirs = LdapDirectories::new(LdapMetrics::new());
-    let mapper = dirs.certificate_mapper(&config, "corp-ldap").unwrap();
-    let ad_mapper = dirs.certificate_mapper(&config, "ad").unwrap();
-    let authenticator = dirs
-        .smtp_authenticator(&config, "corp-ldap", AllowanceCheck::AfterPassword)
-        .unwrap();
+    let dirs = LdapDirectories::new(LdapMetrics::new());
+    let mapper = certificate_mapper(&dirs, &config, "corp-ldap").unwrap();
+    let ad_mapper = certificate_mapper(&dirs, &config, "ad").unwrap();
+    let authenticator =
+        smtp_authenticator(&dirs, &config, "corp-ldap", AllowanceCheck::AfterPassword).unwrap();
 
     // Certificates: alice's CAC maps to her uid (CN and serial), grace's to her AD
     // account, mallory's valid certificate to nobody.

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use postern_gateway::auth::ldap::{certificate_mapper, smtp_authenticator};
 use postern_gateway::auth::{
     Allowance, AllowanceCheck, AuthError, AuthVerdict, CertificateFacts, CertificateMapper,
     CertificateMapping, FoundUser, SmtpAuthenticator, UserLookup,
@@ -29,15 +30,11 @@ fn env_with(edit: impl FnOnce(&mut LdapProfile)) -> Env {
     edit(&mut profile);
     let config = slapd::config_with(profile);
     let metrics = LdapMetrics::new();
-    let mut dirs = LdapDirectories::new(metrics.clone());
+    let dirs = LdapDirectories::new(metrics.clone());
     Env {
-        mapper: dirs.certificate_mapper(&config, "corp").unwrap(),
-        auth: dirs
-            .smtp_authenticator(&config, "corp", AllowanceCheck::AfterPassword)
-            .unwrap(),
-        auth_unchecked: dirs
-            .smtp_authenticator(&config, "corp", AllowanceCheck::Off)
-            .unwrap(),
+        mapper: certificate_mapper(&dirs, &config, "corp").unwrap(),
+        auth: smtp_authenticator(&dirs, &config, "corp", AllowanceCheck::AfterPassword).unwrap(),
+        auth_unchecked: smtp_authenticator(&dirs, &config, "corp", AllowanceCheck::Off).unwrap(),
         slapd,
         metrics,
     }
@@ -356,11 +353,10 @@ async fn the_session_identity_is_the_entry_user_id() {
 #[tokio::test]
 async fn allowance_before_the_password_hides_whether_it_was_right() {
     let e = env();
-    let mut dirs = LdapDirectories::new(LdapMetrics::new());
+    let dirs = LdapDirectories::new(LdapMetrics::new());
     let config = slapd::config_with(slapd::ldap_profile(&[e.slapd.url()]));
-    let reject = dirs
-        .smtp_authenticator(&config, "corp", AllowanceCheck::BeforePassword)
-        .unwrap();
+    let reject =
+        smtp_authenticator(&dirs, &config, "corp", AllowanceCheck::BeforePassword).unwrap();
     // Refused users (CAC holders, emergency over): the same answer for the right
     // password, a wrong one, and the right one typed in upper case.
     for (user, right) in [
@@ -599,17 +595,16 @@ async fn cache_can_be_disabled() {
 async fn profiles_share_one_directory() {
     let slapd = Slapd::start(SlapdOptions::default()).unwrap();
     let config: GatewayConfig = slapd::config_with(slapd::ldap_profile(&[slapd.url()]));
-    let mut dirs = LdapDirectories::new(LdapMetrics::new());
+    let dirs = LdapDirectories::new(LdapMetrics::new());
     let a = dirs.directory(&config, "corp").unwrap();
-    let _mapper = dirs.certificate_mapper(&config, "corp").unwrap();
-    let _auth = dirs
-        .smtp_authenticator(&config, "corp", AllowanceCheck::AfterPassword)
-        .unwrap();
+    let _mapper = certificate_mapper(&dirs, &config, "corp").unwrap();
+    let _auth = smtp_authenticator(&dirs, &config, "corp", AllowanceCheck::AfterPassword).unwrap();
     assert!(Arc::ptr_eq(&a, &dirs.directory(&config, "corp").unwrap()));
     assert_eq!(dirs.all().len(), 1);
-    // A reload with the same profile keeps the directory (warm pool and cache); a
-    // changed profile gets a new one.
-    let mut next = dirs.successor();
+    // A reload (the same directories, handed to the next configuration's build) with the
+    // same profile keeps the directory (warm pool and cache); a changed profile gets a
+    // new one.
+    let next = dirs.clone();
     assert!(Arc::ptr_eq(&a, &next.directory(&config, "corp").unwrap()));
     let mut changed = config.clone();
     changed
@@ -617,7 +612,6 @@ async fn profiles_share_one_directory() {
         .get_mut("corp")
         .unwrap()
         .max_connections = 2;
-    let mut next = dirs.successor();
     assert!(!Arc::ptr_eq(&a, &next.directory(&changed, "corp").unwrap()));
     assert!(next.directory(&changed, "nope").is_err());
 }

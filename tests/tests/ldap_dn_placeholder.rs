@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use base64::Engine;
+use postern_gateway::auth::ldap::certificate_mapper;
 use postern_gateway::auth::{CertificateFacts, CertificateMapper, CertificateMapping};
 use postern_gateway::config::CertificateAuthQuery;
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
@@ -28,9 +29,7 @@ fn mapper(slapd: &Slapd, filter: &str) -> Arc<dyn CertificateMapper> {
         user_id_attribute: "uid".into(),
     });
     let config = slapd::config_with(profile);
-    LdapDirectories::new(LdapMetrics::new())
-        .certificate_mapper(&config, "corp")
-        .unwrap()
+    certificate_mapper(&LdapDirectories::new(LdapMetrics::new()), &config, "corp").unwrap()
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use postern_gateway::auth::ldap::{certificate_mapper, smtp_authenticator};
 use postern_gateway::auth::{
     Allowance, AllowanceCheck, AuthError, AuthVerdict, CertificateMapper, CertificateMapping,
     SmtpAuthenticator,
@@ -24,12 +25,10 @@ struct Client {
 fn client(profile: LdapProfile) -> Client {
     let config = slapd::config_with(profile);
     let metrics = LdapMetrics::new();
-    let mut dirs = LdapDirectories::new(metrics.clone());
+    let dirs = LdapDirectories::new(metrics.clone());
     Client {
-        mapper: dirs.certificate_mapper(&config, "corp").unwrap(),
-        auth: dirs
-            .smtp_authenticator(&config, "corp", AllowanceCheck::AfterPassword)
-            .unwrap(),
+        mapper: certificate_mapper(&dirs, &config, "corp").unwrap(),
+        auth: smtp_authenticator(&dirs, &config, "corp", AllowanceCheck::AfterPassword).unwrap(),
         metrics,
     }
 }

@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use super::ldap;
 use super::static_users::StaticUsers;
 use super::throttle::{AuthThrottles, Throttle};
 use super::{AllowanceCheck, CertificateMapper, SmtpAuthenticator};
 use crate::config::{self, AuthBackend, GatewayConfig};
+use crate::ldap::{LdapDirectories, LdapSetupError};
 
 /// The SMTP AUTH side of a profile, ready to use.
 #[derive(Debug, Clone)]
@@ -45,7 +47,7 @@ pub enum AuthBuildError {
         /// The auth profile.
         profile: String,
         /// What is wrong with the LDAP profile.
-        source: crate::ldap::LdapSetupError,
+        source: LdapSetupError,
     },
     /// A referenced LDAP profile does not exist (validation should have caught it).
     #[error("authProfiles.{profile}: LdapProfile {ldap_profile:?} not found")]
@@ -58,12 +60,13 @@ pub enum AuthBuildError {
 }
 
 /// Build the runtime of auth profile `name`. `throttles` holds the process's failed-AUTH
-/// counts (kept across configurations).
+/// counts and `directories` its LDAP directories (both kept across configurations).
 pub fn build_auth_profile(
     config: &GatewayConfig,
     name: &str,
     profile: &config::AuthProfile,
     throttles: &AuthThrottles,
+    directories: &LdapDirectories,
 ) -> Result<AuthRuntime, AuthBuildError> {
     let certificate = match &profile.certificate {
         None => None,
@@ -72,7 +75,7 @@ pub fn build_auth_profile(
                 Arc::new(StaticUsers::new(users, AllowanceCheck::Off)) as Arc<dyn CertificateMapper>
             }
             AuthBackend::Ldap { ldap_profile } => {
-                ldap_certificate_mapper(config, name, ldap_profile)?
+                ldap_certificate_mapper(directories, config, name, ldap_profile)?
             }
         }),
     };
@@ -85,7 +88,7 @@ pub fn build_auth_profile(
                     Arc::new(StaticUsers::new(users, allowance)) as Arc<dyn SmtpAuthenticator>
                 }
                 AuthBackend::Ldap { ldap_profile } => {
-                    ldap_authenticator(config, &a.profile, ldap_profile, allowance)?
+                    ldap_authenticator(directories, config, &a.profile, ldap_profile, allowance)?
                 }
             };
             Some(SmtpAuthRuntime {
@@ -129,16 +132,18 @@ fn query_name(config: &GatewayConfig, backend: &AuthBackend, certificate: bool) 
     }
 }
 
-// The LDAP backend (gateway/src/ldap/): one directory client per LdapProfile, shared by
-// every profile that uses it and kept across reloads while the LdapProfile is unchanged.
+// The LDAP backend (auth::ldap on crate::ldap): one directory client per LdapProfile,
+// shared by every profile that uses it and kept across reloads while the LdapProfile is
+// unchanged.
 
 fn ldap_certificate_mapper(
+    directories: &LdapDirectories,
     config: &GatewayConfig,
     profile: &str,
     ldap_profile: &str,
 ) -> Result<Arc<dyn CertificateMapper>, AuthBuildError> {
     ldap_profile_exists(config, profile, ldap_profile)?;
-    crate::ldap::shared::certificate_mapper(config, ldap_profile).map_err(|source| {
+    ldap::certificate_mapper(directories, config, ldap_profile).map_err(|source| {
         AuthBuildError::Ldap {
             profile: profile.to_owned(),
             source,
@@ -147,13 +152,14 @@ fn ldap_certificate_mapper(
 }
 
 fn ldap_authenticator(
+    directories: &LdapDirectories,
     config: &GatewayConfig,
     profile: &str,
     ldap_profile: &str,
     allowance: AllowanceCheck,
 ) -> Result<Arc<dyn SmtpAuthenticator>, AuthBuildError> {
     ldap_profile_exists(config, profile, ldap_profile)?;
-    crate::ldap::shared::smtp_authenticator(config, ldap_profile, allowance).map_err(|source| {
+    ldap::smtp_authenticator(directories, config, ldap_profile, allowance).map_err(|source| {
         AuthBuildError::Ldap {
             profile: profile.to_owned(),
             source,

@@ -2,13 +2,15 @@
 //!
 //! The SMTP session knows nothing of LDAP: it asks a [`CertificateMapper`] who a verified
 //! client certificate belongs to, and an [`SmtpAuthenticator`] whether an AUTH user name and
-//! password are good (and whether the user is *allowed* to use AUTH). The LDAP directory
-//! implements both; [`static_users`] implements them from a fixed list for the embedded demo.
+//! password are good (and whether the user is *allowed* to use AUTH). [`ldap`] implements
+//! both with an LDAP profile's queries (on the directory client of `crate::ldap`);
+//! [`static_users`] implements them from a fixed list for the embedded demo.
 
 pub mod build;
 pub mod certificate;
 pub mod credentials;
 pub mod dn;
+pub mod ldap;
 pub mod static_users;
 pub mod throttle;
 
@@ -19,6 +21,7 @@ use std::pin::Pin;
 pub use build::{AuthBuildError, AuthRuntime, SmtpAuthRuntime, build_auth_profile};
 pub use certificate::CertificateFacts;
 pub use credentials::{LocalRefusal, local_refusal, password_refusal, user_refusal};
+pub use ldap::{LdapAuthenticator, LdapCertificateMapper};
 pub use static_users::StaticUsers;
 pub use throttle::{AuthThrottles, Throttle, ThrottleScope, Throttled};
 

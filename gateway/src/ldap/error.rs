@@ -1,13 +1,11 @@
-//! What can go wrong when talking to a directory, and how the session sees it.
+//! What can go wrong when talking to a directory, or when setting a profile's client up.
 //!
-//! Everything here ends as `454 4.7.0` for the client (try again later): a broken or slow
-//! directory never turns into an accept, and never into a `535` that would make a user
-//! doubt a correct password. Only a clear "invalid credentials" from a BIND is a `535`,
-//! and that is not an error (see `bind.rs`).
+//! Authentication turns every [`DirectoryError`] into `454 4.7.0` for the client (try
+//! again later; see `auth::ldap`): a broken or slow directory never turns into an accept,
+//! and never into a `535` that would make a user doubt a correct password. Only a clear
+//! "invalid credentials" from a BIND is a `535`, and that is not an error (see `bind.rs`).
 
 use std::time::Duration;
-
-use crate::auth::AuthError;
 
 /// A directory operation that did not produce an answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -123,16 +121,6 @@ impl DirectoryError {
             Self::Referral { .. } => "referral",
             Self::SizeLimit { .. } => "size_limit",
             Self::Result { .. } => "error",
-        }
-    }
-}
-
-impl From<DirectoryError> for AuthError {
-    fn from(e: DirectoryError) -> Self {
-        if e.is_unavailable() {
-            AuthError::Unavailable(e.to_string())
-        } else {
-            AuthError::Directory(e.to_string())
         }
     }
 }

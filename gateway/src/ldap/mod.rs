@@ -1,23 +1,19 @@
-//! LDAP: the directory behind certificate mapping and SMTP AUTH.
+//! LDAP: the directory client behind certificate mapping and SMTP AUTH.
 //!
 //! - [`filter`]: filter templates and RFC 4515 escaping (checked at validation time);
-//! - [`LdapDirectories`] / [`Directory`]: one client per LDAP profile — servers tried in
+//! - [`LdapDirectories`] / [`Directory`]: one client per LDAP profile, built once per
+//!   process and kept across reloads while the profile is unchanged — servers tried in
 //!   order with failover ([`servers`], [`conn`]), TLS ([`tls`]), a pool of search
-//!   connections bound as the service account ([`pool`]), a TTL cache of search results
-//!   ([`cache`]) and metrics ([`metrics`]);
-//! - [`LdapCertificateMapper`]: the Certificate Authentication Query;
-//! - [`LdapAuthenticator`]: the SMTP Authentication Query (search, BIND as the user on a
-//!   connection of its own ([`bind`]), allowance filter);
-//! - [`shared`]: the process-wide directories and metrics the runtime builder uses.
+//!   connections bound as the service account ([`pool`]), a BIND as the user on a
+//!   connection of its own ([`bind`]), a TTL cache of search results ([`cache`]) and
+//!   metrics ([`metrics`]).
 //!
-//! A directory that is down or slow makes authentication fail with
-//! [`AuthError::Unavailable`](crate::auth::AuthError) (`454 4.7.0`): never an accept,
-//! never a hang (every connect and operation has a timeout).
+//! This module knows nothing of SMTP sessions: `auth::ldap` asks it the questions of the
+//! Certificate and SMTP Authentication Queries. Every connect and operation has a
+//! timeout, so a directory that is down or slow is an error, never a hang.
 
-pub mod authenticator;
 pub mod bind;
 pub mod cache;
-pub mod cert_mapper;
 pub mod conn;
 pub mod directories;
 pub mod directory;
@@ -26,12 +22,8 @@ pub mod filter;
 pub mod metrics;
 pub mod pool;
 pub mod servers;
-pub mod shared;
 pub mod tls;
-pub mod values;
 
-pub use authenticator::LdapAuthenticator;
-pub use cert_mapper::LdapCertificateMapper;
 pub use directories::LdapDirectories;
 pub use directory::{Directory, QueryKind};
 pub use error::{DirectoryError, LdapSetupError};

@@ -10,11 +10,9 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::directory::{Directory, QueryKind};
-use super::error::LdapSetupError;
 use super::values;
-use super::{FilterTemplate, Placeholder};
 use crate::auth::{AuthError, BoxFuture, CertificateFacts, CertificateMapper, CertificateMapping};
+use crate::ldap::{Directory, FilterTemplate, LdapSetupError, Placeholder, QueryKind};
 
 /// Maps client certificates with an LDAP profile's `certificateAuthQuery`.
 #[derive(Debug)]
