@@ -155,9 +155,7 @@ async fn attempt(
         let now = unix_now();
         match fetched {
             Ok(Fetched::NotModified) => {
-                ctx.store
-                    .metrics
-                    .fetched(name, server.as_str(), "not_modified");
+                ctx.store.metrics.fetched(name, server, "not_modified");
                 ctx.store.not_modified(name, generation, server, now);
                 tracing::info!(source = name, url = %url, server = server.as_str(), outcome = "not_modified", "CRL unchanged on the server (304)");
                 return Attempt::Success;
@@ -184,9 +182,7 @@ async fn attempt(
                         return Attempt::Success;
                     }
                     Err(refusal) => {
-                        ctx.store
-                            .metrics
-                            .fetched(name, server.as_str(), refusal.code());
+                        ctx.store.metrics.fetched(name, server, refusal.code());
                         tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "refused", reason = refusal.code(), error = %refusal, "CRL refused; the last good copy stays in force");
                         ctx.store.failed(
                             name,
@@ -197,7 +193,7 @@ async fn attempt(
                 }
             }
             Err(e) => {
-                ctx.store.metrics.fetched(name, server.as_str(), e.code());
+                ctx.store.metrics.fetched(name, server, e.code());
                 tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "fetch_failed", reason = e.code(), error = %e, "CRL fetch failed");
                 ctx.store.failed(
                     name,
@@ -333,7 +329,7 @@ pub(crate) fn load_and_install(
         );
     }
     if !from_disk {
-        ctx.store.metrics.fetched(name, server.as_str(), outcome);
+        ctx.store.metrics.fetched(name, server, outcome);
     }
     Ok(ctx.store.install(
         name,

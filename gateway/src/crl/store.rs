@@ -18,12 +18,11 @@
 //!    CA's); else no CRL (revocation is not configured for that CA).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::index::CrlIndex;
 use super::load::{Loaded, Missing};
-use super::metrics::CrlMetrics;
+use super::metrics::{CrlMetrics, CrlMetricsSource, Gauges};
 use super::status::{LastError, ServedBy, SourceState, SourceStatus};
 use super::verify::TrustStore;
 use super::{rfc3339, unix_now};
@@ -34,13 +33,6 @@ fn scope_bit(scope: CrlScope) -> u8 {
     match scope {
         CrlScope::InboundSmtpTls => 1,
         CrlScope::OutboundSmtpTls => 2,
-    }
-}
-
-fn scope_slot(scope: CrlScope) -> usize {
-    match scope {
-        CrlScope::InboundSmtpTls => 0,
-        CrlScope::OutboundSmtpTls => 1,
     }
 }
 
@@ -68,16 +60,6 @@ struct Snapshot {
     /// Fail-closed sources that have never had a CRL in force (their issuer is unknown).
     not_loaded: Vec<Waiting>,
 }
-
-/// What a check answered, counted per scope (cheap atomics on the hot path).
-#[derive(Debug, Default)]
-pub(crate) struct CheckCounters {
-    /// [scope][no_crl, good, revoked, stale, missing]
-    pub(crate) counts: [[AtomicU64; 5]; 2],
-}
-
-/// Labels of the check counters, in [`CheckCounters::counts`] order.
-pub(crate) const CHECK_RESULTS: [&str; 5] = ["no_crl", "good", "revoked", "stale", "missing"];
 
 /// Everything the store knows about a source.
 #[derive(Debug)]
@@ -138,20 +120,6 @@ struct State {
     started: bool,
 }
 
-/// Per-source numbers for the metrics collector.
-#[derive(Debug)]
-pub(crate) struct Gauges {
-    pub name: String,
-    pub entries: i64,
-    pub until_stale: Option<i64>,
-    pub stale: Option<bool>,
-    pub index_bytes: i64,
-    pub failures: i64,
-    pub last_fetch: Option<i64>,
-    pub in_force: bool,
-    pub fail_open: bool,
-}
-
 /// What [`CrlStore::configure`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconfigured {
@@ -184,7 +152,6 @@ pub struct CrlStore {
     snapshot: RwLock<Arc<Snapshot>>,
     state: Mutex<State>,
     pub(crate) metrics: CrlMetrics,
-    pub(crate) checks: CheckCounters,
 }
 
 impl Default for CrlStore {
@@ -200,7 +167,6 @@ impl CrlStore {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             state: Mutex::new(State::default()),
             metrics: CrlMetrics::default(),
-            checks: CheckCounters::default(),
         }
     }
 
@@ -635,26 +601,13 @@ fn render(name: &str, rec: &SourceRecord, now: i64) -> SourceStatus {
     s
 }
 
-impl CrlStore {
-    /// Count a check's answer (per scope and result; refusals per source too).
-    fn count(&self, scope: CrlScope, status: &RevocationStatus) {
-        let slot = match status {
-            RevocationStatus::NoCrl => 0,
-            RevocationStatus::Good => 1,
-            RevocationStatus::Revoked { source, .. } => {
-                self.metrics.rejected(source, "revoked");
-                2
-            }
-            RevocationStatus::Stale { source, .. } => {
-                self.metrics.rejected(source, "stale");
-                3
-            }
-            RevocationStatus::Missing { source, .. } => {
-                self.metrics.rejected(source, "missing");
-                4
-            }
-        };
-        self.checks.counts[scope_slot(scope)][slot].fetch_add(1, Ordering::Relaxed);
+impl CrlMetricsSource for CrlStore {
+    fn counters(&self) -> &CrlMetrics {
+        &self.metrics
+    }
+
+    fn gauges(&self) -> Vec<Gauges> {
+        CrlStore::gauges(self)
     }
 }
 
@@ -678,7 +631,7 @@ impl RevocationChecker for CrlStore {
         cert: &CheckedCertificate<'_>,
     ) -> RevocationStatus {
         let status = self.lookup(scope, cert, unix_now());
-        self.count(scope, &status);
+        self.metrics.checked(scope, &status);
         status
     }
 }
