@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use crate::net::Stream;
 use crate::smtp::data::{DataDecoder, Progress};
-use crate::smtp::io::{DATA_CHUNK, LineIo};
+use crate::wire::io::{DATA_CHUNK, LineIo};
 
 /// Start the sink on `addr` (port 0 for any); returns the bound address.
 pub async fn start(addr: SocketAddr, dir: PathBuf) -> std::io::Result<SocketAddr> {

@@ -17,3 +17,4 @@ pub mod runtime;
 pub mod server;
 pub mod smtp;
 pub mod tls;
+pub mod wire;

@@ -18,8 +18,8 @@ use tracing::{info, warn};
 
 use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels};
 use crate::runtime::{ListenerRuntime, Runtime};
-use crate::smtp::reply;
 use crate::smtp::{Connection, SessionContext};
+use crate::wire::reply;
 
 pub use slots::ClientKey;
 use slots::{Refusal, Slot, Slots};

@@ -11,8 +11,8 @@ use super::reply::{MAX_REPLY_LINE, ReplyError, ReplyParser, UpstreamReply};
 use super::step::{Step, StepFailure};
 use crate::config::TlsMode;
 use crate::net::Stream;
-use crate::smtp::io::{LineError, LineIo};
-use crate::smtp::reply::{self, Reply, sanitize_text};
+use crate::wire::io::{LineError, LineIo};
+use crate::wire::reply::{self, Reply, sanitize_text};
 
 /// Why talking to the next hop failed.
 #[derive(Debug, thiserror::Error)]

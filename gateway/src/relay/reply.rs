@@ -8,7 +8,7 @@
 //! [`ReplyParser`] takes one line at a time (the connection's line reader splits them);
 //! [`parse`] reads a whole buffer with the same rules, for tests and fuzzing.
 
-use crate::smtp::reply::sanitize_text;
+use crate::wire::reply::sanitize_text;
 
 /// Longest reply line accepted from the next hop, without its line ending.
 pub const MAX_REPLY_LINE: usize = 4096;

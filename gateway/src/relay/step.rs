@@ -13,7 +13,7 @@
 use std::fmt;
 
 use super::reply::UpstreamReply;
-use crate::smtp::reply::{self, Reply};
+use crate::wire::reply::{self, Reply};
 
 /// One command of the relay dialogue (or the greeting that opens it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -4,7 +4,7 @@
 //! Anything unexpected is a [`ParseError`] that maps to the right reply; nothing panics
 //! (the fuzz target in `fuzz/` checks that).
 
-use super::reply::Reply;
+use crate::wire::reply::Reply;
 
 /// Longest command line accepted (RFC 5321 allows 512; AUTH initial responses and
 /// SMTPUTF8 addresses need more). Longer lines get `500 5.5.2`.

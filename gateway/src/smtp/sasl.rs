@@ -5,7 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::reply::{self, Reply};
+use crate::wire::reply::{self, Reply};
 
 /// Why a SASL response was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

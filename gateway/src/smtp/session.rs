@@ -6,7 +6,7 @@ use crate::auth::CertificateFacts;
 use crate::config::{MailFlowPolicy, TlsMode};
 
 use super::command::MailParams;
-use super::reply::{self, Reply};
+use crate::wire::reply::{self, Reply};
 
 /// TLS facts of the session.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -28,9 +28,9 @@ use crate::config::AllowanceAction;
 use crate::metrics::AuthLabels;
 use crate::smtp::command::MAX_COMMAND_LINE;
 use crate::smtp::received;
-use crate::smtp::reply::{self, Reply};
 use crate::smtp::sasl::{self, Credentials, SaslError};
 use crate::smtp::session::Authenticated;
+use crate::wire::reply::{self, Reply};
 
 use super::{Connection, Flow, Input, MAX_AUTH_FAILURES};
 

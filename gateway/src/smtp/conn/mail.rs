@@ -8,10 +8,10 @@ use tracing::debug;
 use crate::relay::{NextHopConnection, RelayError, Step};
 use crate::smtp::command::MailParams;
 use crate::smtp::data::{DataDecoder, DataEncoder, Progress};
-use crate::smtp::io::DATA_CHUNK;
 use crate::smtp::received::{self, TraceInfo};
-use crate::smtp::reply::{self, Reply};
 use crate::smtp::session::Transaction;
+use crate::wire::io::DATA_CHUNK;
+use crate::wire::reply::{self, Reply};
 
 use super::{Connection, Flow};
 

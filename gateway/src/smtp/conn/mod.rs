@@ -12,15 +12,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::command::{self, Command, MAX_COMMAND_LINE};
-use super::io::{LineError, LineIo};
 use super::monitor;
-use super::reply::{self, Reply};
 use super::session::{Rules, SessionState};
 use crate::config::{AllowanceAction, PolicyAction};
 use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels, ReasonLabels};
 use crate::net::Stream;
 use crate::relay::NextHopConnection;
 use crate::runtime::{ListenerRuntime, PolicyRuntime};
+use crate::wire::io::{LineError, LineIo};
+use crate::wire::reply::{self, Reply};
 
 mod auth;
 mod mail;

@@ -8,9 +8,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::{CertificateFacts, CertificateMapping};
 use crate::metrics::{AuthLabels, ReasonLabels};
 use crate::net::Stream;
-use crate::smtp::reply::Reply;
 use crate::smtp::session::{Authenticated, TlsInfo};
 use crate::tls::verifier::{capture_refusal, handshake_failure_reason};
+use crate::wire::reply::Reply;
 
 use super::{Connection, Flow};
 

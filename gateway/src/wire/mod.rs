@@ -1,0 +1,11 @@
+//! SMTP on the wire, for both ends the gateway plays: the server that clients talk to
+//! ([`smtp`](crate::smtp)) and the client of the next hop ([`relay`](crate::relay)).
+//!
+//! - [`io`]: buffered line I/O for one connection;
+//! - [`reply`]: SMTP replies, including the ones whose code and text are a contract.
+//!
+//! Both ends import this module; it imports neither (so the session can use the relay
+//! without the relay using the session).
+
+pub mod io;
+pub mod reply;
