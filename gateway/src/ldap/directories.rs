@@ -67,15 +67,22 @@ impl LdapDirectories {
     }
 }
 
+/// A configuration with one LDAP profile, `corp`, on `url`; `more` is added to the
+/// profile (YAML lines indented by four spaces).
+#[cfg(test)]
+pub(crate) fn test_config(url: &str, more: &str) -> GatewayConfig {
+    let yaml = format!(
+        "apiVersion: postern.dev/gateway/v1\nldapProfiles:\n  corp:\n    servers: [\"{url}\"]\n    baseDn: dc=example,dc=org\n{more}"
+    );
+    GatewayConfig::from_yaml(&yaml, "test").unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn config(url: &str) -> GatewayConfig {
-        let yaml = format!(
-            "apiVersion: postern.dev/gateway/v1\nldapProfiles:\n  corp:\n    servers: [\"{url}\"]\n    baseDn: dc=example,dc=org\n"
-        );
-        GatewayConfig::from_yaml(&yaml, "test").unwrap()
+        test_config(url, "")
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl From<DirectoryError> for AuthError {
 mod tests {
     use super::*;
     use crate::ldap::LdapMetrics;
+    use crate::ldap::directories::test_config;
 
     fn config(queries: bool) -> GatewayConfig {
         let queries = if queries {
@@ -71,10 +72,7 @@ mod tests {
         } else {
             ""
         };
-        let yaml = format!(
-            "apiVersion: postern.dev/gateway/v1\nldapProfiles:\n  corp:\n    servers: [\"ldap://127.0.0.1:1\"]\n    baseDn: dc=example,dc=org\n{queries}"
-        );
-        GatewayConfig::from_yaml(&yaml, "test").unwrap()
+        test_config("ldap://127.0.0.1:1", queries)
     }
 
     #[test]
