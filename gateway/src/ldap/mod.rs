@@ -1,8 +1,9 @@
 //! LDAP: the directory client behind certificate mapping and SMTP AUTH.
 //!
 //! - [`filter`]: filter templates and RFC 4515 escaping (checked at validation time);
-//! - [`LdapDirectories`] / [`Directory`]: one client per LDAP profile, built once per
-//!   process and kept across reloads while the profile is unchanged — servers tried in
+//! - [`LdapDirectories`] / [`Directory`]: one client per LDAP profile, kept across
+//!   reloads while the profile is unchanged (the set is made once, at start-up, and
+//!   handed to every configuration build) — servers tried in
 //!   order with failover ([`servers`], [`conn`]), TLS ([`tls`]), a pool of search
 //!   connections bound as the service account ([`pool`]), a BIND as the user on a
 //!   connection of its own ([`bind`]), a TTL cache of search results ([`cache`]) and
