@@ -10,7 +10,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
-use postern_crds::{Condition, CrlInForce, CrlSourceStatus, ServedBy, condition_type};
+use postern_crds::{
+    Condition, CrlInForce, CrlSourceStatus, ObjectStatus, ServedBy, condition_type,
+};
 use postern_gateway::cluster::protocol::{self, CrlFacts, RENDERED_LABEL};
 use postern_gateway::config::{self as gw, GatewayConfig};
 use tokio::time::Instant;
@@ -544,7 +546,8 @@ impl Context {
             .filter(|r| r.rendered == Rendered::Current)
             .and_then(|r| {
                 let first = r.warnings().next()?;
-                let accepted_before = status::find(&old.conditions, condition_type::ACCEPTED);
+                let accepted_before =
+                    status::find(&old.common.conditions, condition_type::ACCEPTED);
                 if accepted_before.is_some_and(|c| c.message == accepted.message) {
                     return None;
                 }
@@ -599,7 +602,7 @@ impl Context {
             .then(|| crl_health(obj, facts.as_ref()))
             .flatten();
         let conditions = status::conditions(
-            &old.conditions,
+            &old.common.conditions,
             accepted,
             resolved,
             programmed,
@@ -608,8 +611,10 @@ impl Context {
             stamp,
         );
         let mut st = CrlSourceStatus {
-            conditions,
-            observed_generation: generation,
+            common: ObjectStatus {
+                conditions,
+                observed_generation: generation,
+            },
             ..Default::default()
         };
         if let Some(f) = facts {
@@ -637,7 +642,7 @@ impl Context {
                 })
                 .collect();
         }
-        let old_ready = status::find(&old.conditions, condition_type::READY).cloned();
+        let old_ready = status::find(&old.common.conditions, condition_type::READY).cloned();
         DesiredStatus {
             status: st,
             old_ready,
@@ -693,17 +698,17 @@ impl Context {
         }: DesiredStatus,
     ) -> Result<(bool, Vec<Condition>, Kind), ReconcileError> {
         let old = self.old_status(obj);
-        let same = !status::differ(&old.conditions, &desired.conditions)
-            && old.observed_generation == desired.observed_generation
+        let same = !status::differ(&old.common.conditions, &desired.common.conditions)
+            && old.common.observed_generation == desired.common.observed_generation
             && CrlSourceStatus {
-                conditions: vec![],
+                common: ObjectStatus::default(),
                 ..old.clone()
             } == CrlSourceStatus {
-                conditions: vec![],
+                common: ObjectStatus::default(),
                 ..desired.clone()
             };
         if same {
-            return Ok((false, desired.conditions, key.kind));
+            return Ok((false, desired.common.conditions, key.kind));
         }
         self.ensure_leader()?;
         let ar = objects::api_resource(key.kind);
@@ -725,7 +730,7 @@ impl Context {
             Ok(p) => p,
             // Deleted meanwhile: nothing to report on.
             Err(kube::Error::Api(e)) if e.code == 404 => {
-                return Ok((false, desired.conditions, key.kind));
+                return Ok((false, desired.common.conditions, key.kind));
             }
             Err(e) => {
                 return Err(ReconcileError::Api {
@@ -744,10 +749,10 @@ impl Context {
                 ),
             );
         }
-        let ready = status::find(&desired.conditions, condition_type::READY)
+        let ready = status::find(&desired.common.conditions, condition_type::READY)
             .cloned()
             .expect("conditions always carry Ready");
-        tracing::info!(namespace, object = %key, generation = ?desired.observed_generation,
+        tracing::info!(namespace, object = %key, generation = ?desired.common.observed_generation,
             ready = ?ready.status, reason = %ready.reason, message = %ready.message, "status written");
         if status::event_worthy(old_ready.as_ref(), &ready) {
             let type_ = if status::is_warning(&ready) {
@@ -774,7 +779,7 @@ impl Context {
             )
             .await;
         }
-        Ok((true, desired.conditions, key.kind))
+        Ok((true, desired.common.conditions, key.kind))
     }
 
     fn set_counts(&self, namespace: &str, counts: HashMap<ConditionLabels, i64>) {
