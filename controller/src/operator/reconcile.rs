@@ -32,9 +32,9 @@ use crate::compile::{self, ConfigMapData, SecretData, Snapshot};
 #[derive(Debug)]
 pub struct Context {
     /// What the watches see.
-    pub stores: Stores,
+    stores: Stores,
     /// Per-name watches of referenced Secrets/ConfigMaps.
-    pub refs: RefWatches,
+    refs: RefWatches,
     /// What is remembered between reconciles, per namespace.
     state: Mutex<State>,
     /// Writes the rendered Secrets.
@@ -267,27 +267,7 @@ impl Context {
         inputs: &NamespaceInputs<'_>,
     ) -> Result<usize, ReconcileError> {
         let namespace = inputs.namespace;
-        let planned: Vec<Planned<'_>> = {
-            let mut state = self.state();
-            let ns = state.namespace(namespace);
-            objects
-                .iter()
-                .map(|(key, obj)| {
-                    let old = ns.old_status(key.kind, obj);
-                    let object = ObjectInputs {
-                        key,
-                        generation: obj.metadata.generation,
-                        crl: CrlSettings::of(obj),
-                        old: &old,
-                    };
-                    Planned {
-                        key,
-                        obj,
-                        desired: status::desired(inputs, &object),
-                    }
-                })
-                .collect()
-        };
+        let planned = self.plan_statuses(objects, inputs);
         let results = self.status_writer.write_all(namespace, &planned).await;
         let mut state = self.state();
         let ns = state.namespace(namespace);
@@ -313,6 +293,33 @@ impl Context {
         }
         ns.gauges.set_objects(&self.metrics, counts);
         first_err.map_or(Ok(writes), Err)
+    }
+
+    /// The status each object should carry, merged into what it carries now.
+    fn plan_statuses<'a>(
+        &self,
+        objects: &'a Objects,
+        inputs: &NamespaceInputs<'_>,
+    ) -> Vec<Planned<'a>> {
+        let mut state = self.state();
+        let ns = state.namespace(inputs.namespace);
+        objects
+            .iter()
+            .map(|(key, obj)| {
+                let old = ns.old_status(key.kind, obj);
+                let object = ObjectInputs {
+                    key,
+                    generation: obj.metadata.generation,
+                    crl: CrlSettings::of(obj),
+                    old: &old,
+                };
+                Planned {
+                    key,
+                    obj,
+                    desired: status::desired(inputs, &object),
+                }
+            })
+            .collect()
     }
 
     /// Whether the ready gateways of `namespace` (or what they run) differ from what the
