@@ -148,7 +148,8 @@ pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
     }
 }
 
-/// Status common to `LdapProfile`, `SmtpAuthProfile`, `MailFlowPolicy` and `Listener`.
+/// What every kind's status carries: the four conditions and the generation they are
+/// about. Each kind's status flattens it, so the fields sit at the top of `status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStatus {

@@ -4,7 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::Condition;
+use crate::common::ObjectStatus;
 use crate::duration::DURATION_PATTERN;
 
 /// A certificate revocation list fetched on a schedule and enforced on TLS connections.
@@ -126,13 +126,9 @@ pub enum ServedBy {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CrlSourceStatus {
-    /// `Accepted`, `ResolvedRefs`, `Programmed` and `Ready`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
-    pub conditions: Vec<Condition>,
-    /// The `metadata.generation` this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
+    /// Conditions and the generation they are about.
+    #[serde(flatten)]
+    pub common: ObjectStatus,
     /// When the CRL in force was fetched (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "date-time"))]
@@ -188,4 +184,68 @@ pub struct CrlInForce {
     /// Past nextUpdate.
     #[serde(default)]
     pub stale: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::{Condition, ConditionStatus};
+    use crate::{LdapProfileStatus, ListenerStatus};
+
+    fn common() -> ObjectStatus {
+        ObjectStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: ConditionStatus::True,
+                reason: "Ready".into(),
+                message: "1/1 gateways programmed".into(),
+                last_transition_time: "2025-01-01T00:00:00Z".into(),
+                observed_generation: Some(2),
+            }],
+            observed_generation: Some(2),
+        }
+    }
+
+    /// The shared part is flattened: `conditions` and `observedGeneration` sit at the top
+    /// of `status` for every kind, next to a CRL source's facts, as they always have.
+    #[test]
+    fn every_status_keeps_its_fields_at_the_top() {
+        let crl = CrlSourceStatus {
+            common: common(),
+            entries: Some(3),
+            served_by: Some(ServedBy::Secondary),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&crl).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                    "message": "1/1 gateways programmed",
+                    "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 2}],
+                "observedGeneration": 2,
+                "entries": 3,
+                "servedBy": "secondary",
+            })
+        );
+        assert_eq!(
+            serde_json::from_value::<CrlSourceStatus>(json.clone()).unwrap(),
+            crl
+        );
+
+        let listener = ListenerStatus { common: common() };
+        let mut plain = json;
+        let map = plain.as_object_mut().unwrap();
+        map.remove("entries");
+        map.remove("servedBy");
+        assert_eq!(serde_json::to_value(&listener).unwrap(), plain);
+        assert_eq!(
+            serde_json::from_value::<ListenerStatus>(plain).unwrap(),
+            listener
+        );
+        assert_eq!(
+            serde_json::to_value(LdapProfileStatus::default()).unwrap(),
+            serde_json::json!({})
+        );
+    }
 }

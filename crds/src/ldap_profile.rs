@@ -15,7 +15,7 @@ use crate::duration::DURATION_PATTERN;
     version = "v1alpha1",
     kind = "LdapProfile",
     namespaced,
-    status = "ObjectStatus",
+    status = "LdapProfileStatus",
     shortname = "ldapprof",
     shortname = "lp",
     category = "postern",
@@ -179,4 +179,12 @@ pub struct SmtpAuthQuery {
 pub enum LdapAuthMethod {
     /// LDAP simple bind as the found entry with the given password.
     Bind,
+}
+
+/// Status of an `LdapProfile`: its conditions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LdapProfileStatus {
+    /// Conditions and the generation they are about.
+    #[serde(flatten)]
+    pub common: ObjectStatus,
 }

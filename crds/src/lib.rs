@@ -39,17 +39,20 @@ pub use duration::{DurationError, parse_duration};
 pub use gateway_report::{GatewayReport, GatewayReportSpec, RefusedConfig};
 pub use ldap_profile::{
     CertificateAuthQuery, LdapAuthMethod, LdapBind, LdapCache, LdapPool, LdapProfile,
-    LdapProfileSpec, LdapServer, LdapTimeouts, SmtpAuthQuery,
+    LdapProfileSpec, LdapProfileStatus, LdapServer, LdapTimeouts, SmtpAuthQuery,
 };
 pub use listener::{
-    HostAccessEntry, Listener, ListenerSpec, ListenerTimeouts, ListenerTls, NextHop,
-    NextHopTimeouts,
+    HostAccessEntry, Listener, ListenerSpec, ListenerStatus, ListenerTimeouts, ListenerTls,
+    NextHop, NextHopTimeouts,
 };
-pub use mail_flow_policy::{Limits, MailFlowPolicy, MailFlowPolicySpec, PolicyAction, TlsMode};
+pub use mail_flow_policy::{
+    Limits, MailFlowPolicy, MailFlowPolicySpec, MailFlowPolicyStatus, PolicyAction, TlsMode,
+};
 pub use quantity::{Quantity, QuantityError, parse_quantity};
 pub use smtp_auth_profile::{
     AllowanceAction, AllowanceSpec, CertificateAuthSpec, LdapAuthSpec, SmtpAuthProfile,
-    SmtpAuthProfileSpec, SmtpAuthProfileType, SmtpReply, ThrottleLimitSpec, ThrottleSpec,
+    SmtpAuthProfileSpec, SmtpAuthProfileStatus, SmtpAuthProfileType, SmtpReply, ThrottleLimitSpec,
+    ThrottleSpec,
 };
 
 /// The API group.

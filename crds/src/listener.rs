@@ -16,7 +16,7 @@ use crate::mail_flow_policy::TlsMode;
     version = "v1alpha1",
     kind = "Listener",
     namespaced,
-    status = "ObjectStatus",
+    status = "ListenerStatus",
     shortname = "lsn",
     shortname = "smtplistener",
     category = "postern",
@@ -192,4 +192,12 @@ pub struct ListenerTimeouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN))]
     pub data_total: Option<String>,
+}
+
+/// Status of a `Listener`: its conditions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ListenerStatus {
+    /// Conditions and the generation they are about.
+    #[serde(flatten)]
+    pub common: ObjectStatus,
 }

@@ -15,7 +15,7 @@ use crate::quantity::Quantity;
     version = "v1alpha1",
     kind = "MailFlowPolicy",
     namespaced,
-    status = "ObjectStatus",
+    status = "MailFlowPolicyStatus",
     shortname = "mfp",
     category = "postern",
     doc = "Relay or reject, TLS, client certificates and SMTP authentication for a class of clients.",
@@ -97,4 +97,12 @@ pub struct Limits {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_messages_per_session: Option<u32>,
+}
+
+/// Status of a `MailFlowPolicy`: its conditions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MailFlowPolicyStatus {
+    /// Conditions and the generation they are about.
+    #[serde(flatten)]
+    pub common: ObjectStatus,
 }

@@ -15,7 +15,7 @@ use crate::duration::DURATION_PATTERN;
     version = "v1alpha1",
     kind = "SmtpAuthProfile",
     namespaced,
-    status = "ObjectStatus",
+    status = "SmtpAuthProfileStatus",
     shortname = "sap",
     shortname = "authprofile",
     category = "postern",
@@ -168,4 +168,12 @@ pub struct SmtpReply {
 
 fn default_enabled() -> bool {
     true
+}
+
+/// Status of an `SmtpAuthProfile`: its conditions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SmtpAuthProfileStatus {
+    /// Conditions and the generation they are about.
+    #[serde(flatten)]
+    pub common: ObjectStatus,
 }

@@ -132,7 +132,7 @@ async fn crds_accept_the_examples_and_refuse_bad_values() {
         .await
         .unwrap();
     let ok = policies.get("ok").await.unwrap();
-    let st = ok.status.unwrap();
+    let st = ok.status.unwrap().common;
     assert_eq!(st.observed_generation, Some(1));
     assert_eq!(st.conditions.len(), 2);
     assert_eq!(st.conditions[0].message, "");

@@ -59,8 +59,10 @@ fn controller_reasons() -> BTreeSet<String> {
     // The operator's: Programmed verdicts, conditions, Events.
     for file in [
         "operator/fleet.rs",
-        "operator/reconcile.rs",
-        "operator/status.rs",
+        "operator/publisher.rs",
+        "operator/status/conditions.rs",
+        "operator/status/crl.rs",
+        "operator/status/desired.rs",
     ] {
         let text = code(&src.join(file));
         literals_after(&text, "reason: ", 40, &mut out);

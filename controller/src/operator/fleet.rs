@@ -127,6 +127,15 @@ pub fn short_hash(hash: &str) -> &str {
 }
 
 impl Fleet {
+    /// The ready gateways by name and what each runs: a change in it may change the
+    /// objects' `Programmed`.
+    pub fn membership(&self) -> Vec<(String, Option<String>)> {
+        self.ready
+            .iter()
+            .map(|m| (m.name.clone(), m.applied.clone()))
+            .collect()
+    }
+
     /// How many ready gateways run the desired hash.
     pub fn programmed_count(&self, desired: &str) -> usize {
         self.ready

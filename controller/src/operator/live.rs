@@ -9,6 +9,7 @@ use postern_gateway::cluster::protocol::{self, REPORT_LABEL};
 use postern_gateway::config::GatewayConfig;
 
 use super::fleet::{self, GatewayState};
+use super::publish;
 
 /// The live state of a namespace.
 #[derive(Debug)]
@@ -95,13 +96,7 @@ pub async fn read(namespace: Option<&str>, secret_name: &str) -> Result<Live, Li
     let (published, problem) = match secret {
         None => (None, None),
         Some(s) => {
-            let data = s
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
-            let annotations = s.metadata.annotations.unwrap_or_default();
+            let (data, annotations) = publish::contents(&s);
             let origin = format!("secret {namespace}/{secret_name}");
             match protocol::decode_rendered(&data, &annotations, &origin) {
                 Ok(v) => (Some(v), None),

@@ -17,6 +17,9 @@ use postern_gateway::cluster::protocol::{
 };
 use postern_gateway::config::GatewayConfig;
 
+use super::objects::Objects;
+use crate::compile::Kind;
+
 /// Labels of the rendered Secret.
 pub fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -76,14 +79,7 @@ pub fn plan(current: Option<&Secret>, desired: &Desired, last_published: Option<
             None => Action::Create,
         };
     };
-    let data: BTreeMap<String, Vec<u8>> = s
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    let annotations = s.metadata.annotations.clone().unwrap_or_default();
+    let (data, annotations) = contents(s);
     let extra: Vec<&String> = data.keys().filter(|k| *k != CONFIG_KEY).collect();
     if !extra.is_empty() {
         return Action::RepairDrift {
@@ -131,6 +127,19 @@ pub fn plan(current: Option<&Secret>, desired: &Desired, last_published: Option<
     }
 }
 
+/// A rendered Secret's data and annotations, as the protocol decodes them.
+pub fn contents(secret: &Secret) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+    let data = secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    (data, annotations)
+}
+
 fn owner_uids(owners: Option<&[OwnerReference]>) -> Vec<String> {
     let mut v: Vec<String> = owners
         .unwrap_or_default()
@@ -170,6 +179,33 @@ pub fn render(namespace: &str, name: &str, desired: &Desired, current: Option<&S
     }
 }
 
+/// The configuration a rendered Secret holds, if it reads as one (a damaged Secret holds
+/// none: nothing to fall back on).
+pub fn published_config(secret: &Secret) -> Option<GatewayConfig> {
+    let (data, annotations) = contents(secret);
+    decode_rendered(&data, &annotations, "rendered secret")
+        .ok()
+        .map(|(c, _)| c)
+}
+
+/// The owners of a namespace's rendered Secret: its Listeners.
+pub fn owners(objects: &Objects) -> Vec<OwnerReference> {
+    objects
+        .iter()
+        .filter(|(k, _)| k.kind == Kind::Listener)
+        .filter_map(|(_, o)| {
+            Some(OwnerReference {
+                api_version: postern_crds::API_VERSION.into(),
+                kind: "Listener".into(),
+                name: o.metadata.name.clone()?,
+                uid: o.metadata.uid.clone()?,
+                controller: None,
+                block_owner_deletion: None,
+            })
+        })
+        .collect()
+}
+
 /// Writes the Secret: create, or replace with the observed resourceVersion (a concurrent
 /// writer makes this fail with 409, and the next reconcile starts over).
 pub async fn write(
@@ -189,6 +225,8 @@ pub async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::objects;
+    use kube::api::DynamicObject;
     use postern_gateway::config::Source;
 
     fn desired(ns: &str) -> Desired {
@@ -292,6 +330,41 @@ mod tests {
         let mut s = render("ns", "postern-config", &d, None);
         s.metadata.labels = None;
         assert_eq!(plan(Some(&s), &d, None), Action::RefreshMetadata);
+    }
+
+    #[test]
+    fn a_rendered_secret_gives_back_its_configuration_and_owners_are_listeners() {
+        let d = desired("a");
+        let s = render("ns", "postern-config", &d, None);
+        assert_eq!(published_config(&s), Some(d.config.clone()));
+        let mut damaged = s.clone();
+        damaged.metadata.annotations = None;
+        assert_eq!(published_config(&damaged), None);
+
+        let object = |kind: Kind, name: &str| {
+            let mut o = DynamicObject::new(name, &objects::api_resource(kind));
+            o.metadata.uid = Some(format!("uid-{name}"));
+            (
+                crate::compile::ObjectKey::new(kind, name),
+                std::sync::Arc::new(o),
+            )
+        };
+        let all: Objects = [
+            object(Kind::Listener, "in"),
+            object(Kind::MailFlowPolicy, "relay"),
+            object(Kind::Listener, "out"),
+        ]
+        .into_iter()
+        .collect();
+        let names: Vec<(String, String)> =
+            owners(&all).into_iter().map(|o| (o.name, o.uid)).collect();
+        assert_eq!(
+            names,
+            [
+                ("in".to_owned(), "uid-in".to_owned()),
+                ("out".to_owned(), "uid-out".to_owned())
+            ]
+        );
     }
 
     #[test]

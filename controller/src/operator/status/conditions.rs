@@ -1,4 +1,4 @@
-//! Conditions an object should carry, and whether its status needs a write (pure).
+//! The four conditions an object carries, and whether two lists of them differ (pure).
 //!
 //! `Accepted` and `ResolvedRefs` come from the compiler, `Programmed` from the fleet,
 //! and `Ready` is their conjunction, carrying the reason of the first that does not hold.
