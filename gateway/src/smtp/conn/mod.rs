@@ -17,13 +17,17 @@ use super::monitor;
 use super::reply::{self, Reply};
 use super::session::{Rules, SessionState};
 use crate::config::{AllowanceAction, PolicyAction};
-use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels, ReasonLabels};
+use crate::metrics::{
+    ListenerLabels, MessageLabels, MessageOutcome, Metrics, OutcomeLabels, ReasonLabels,
+};
 use crate::net::Stream;
 use crate::relay::NextHopConnection;
 use crate::runtime::{ListenerRuntime, PolicyRuntime};
 
 mod auth;
+mod body;
 mod mail;
+mod outcome;
 mod tls;
 
 /// Errors (syntax, unknown commands, refused commands) before the session is dropped.
@@ -198,13 +202,13 @@ impl Connection {
         }
     }
 
-    fn count_message(&self, outcome: &str) {
+    fn count_message(&self, outcome: MessageOutcome) {
         self.ctx
             .metrics
             .messages
-            .get_or_create(&OutcomeLabels {
+            .get_or_create(&MessageLabels {
                 listener: self.listener.name.clone(),
-                outcome: outcome.into(),
+                outcome,
             })
             .inc();
     }
