@@ -4,7 +4,9 @@
 //! function (this one, the LDAP client's, the CRL fetcher's), so everything is served on
 //! one `/metrics` endpoint.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -25,6 +27,78 @@ pub struct OutcomeLabels {
     pub listener: String,
     /// What happened.
     pub outcome: String,
+}
+
+/// What became of a message (the `outcome` label of `postern_messages_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// The next hop said `250` to the final dot.
+    Relayed,
+    /// The next hop refused the message permanently.
+    RefusedNextHop,
+    /// The next hop could not be reached, failed, or refused temporarily.
+    TempFailed,
+    /// Over the size limit.
+    TooBig,
+    /// A NUL byte in the message.
+    RefusedNul,
+    /// A bare CR or LF in the message data.
+    RefusedBareNewline,
+    /// The shutdown grace period ended during DATA.
+    AbortedShutdown,
+    /// DATA took longer than `timeouts.dataTotal`.
+    AbortedDeadline,
+    /// No data for `timeouts.data`.
+    AbortedTimeout,
+    /// The client disconnected during DATA.
+    AbortedClientGone,
+}
+
+impl MessageOutcome {
+    /// Every outcome, for tests.
+    pub const ALL: [Self; 10] = [
+        Self::Relayed,
+        Self::RefusedNextHop,
+        Self::TempFailed,
+        Self::TooBig,
+        Self::RefusedNul,
+        Self::RefusedBareNewline,
+        Self::AbortedShutdown,
+        Self::AbortedDeadline,
+        Self::AbortedTimeout,
+        Self::AbortedClientGone,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Relayed => "relayed",
+            Self::RefusedNextHop => "refused_next_hop",
+            Self::TempFailed => "temp_failed",
+            Self::TooBig => "too_big",
+            Self::RefusedNul => "refused_nul",
+            Self::RefusedBareNewline => "refused_bare_newline",
+            Self::AbortedShutdown => "aborted_shutdown",
+            Self::AbortedDeadline => "aborted_deadline",
+            Self::AbortedTimeout => "aborted_timeout",
+            Self::AbortedClientGone => "aborted_client_gone",
+        }
+    }
+}
+
+impl EncodeLabelValue for MessageOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
+/// `listener`, `outcome` of a message.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// Listener name.
+    pub listener: String,
+    /// What became of the message.
+    pub outcome: MessageOutcome,
 }
 
 /// `listener`, `outcome`, `reason`.
@@ -80,7 +154,7 @@ pub struct Metrics {
     /// Authentication attempts.
     pub auth: Family<AuthLabels, Counter>,
     /// Messages by outcome (`relayed`, `refused_next_hop`, `temp_failed`, `too_big`, ...).
-    pub messages: Family<OutcomeLabels, Counter>,
+    pub messages: Family<MessageLabels, Counter>,
     /// Message bytes relayed.
     pub relayed_bytes: Family<ListenerLabels, Counter>,
     /// Time from end of data to the next hop's reply.
@@ -177,5 +251,41 @@ impl Metrics {
     /// Metrics registered into a throw-away registry (unit tests).
     pub fn unregistered() -> Self {
         Self::register(&mut Registry::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_outcomes_are_encoded_as_their_label_values() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        for outcome in MessageOutcome::ALL {
+            m.messages
+                .get_or_create(&MessageLabels {
+                    listener: "smtp".into(),
+                    outcome,
+                })
+                .inc();
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for label in [
+            "relayed",
+            "refused_next_hop",
+            "temp_failed",
+            "too_big",
+            "refused_nul",
+            "refused_bare_newline",
+            "aborted_shutdown",
+            "aborted_deadline",
+            "aborted_timeout",
+            "aborted_client_gone",
+        ] {
+            let line = format!("postern_messages_total{{listener=\"smtp\",outcome=\"{label}\"}} 1");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
     }
 }

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::kube::{KubeCluster, random_hex, workspace_root};
@@ -200,16 +199,21 @@ impl Render {
     }
 }
 
+/// YAML as Kubernetes reads it: YAML 1.2 booleans only (`on`, `no` are strings).
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! { strict_booleans: true }
+}
+
 /// Splits a multi-document YAML stream into objects (empty documents dropped).
 pub fn parse_manifests(yaml: &str) -> Result<Vec<serde_json::Value>> {
-    let mut out = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(yaml) {
-        let v = serde_json::Value::deserialize(doc).context("parsing rendered YAML")?;
-        if !v.is_null() {
-            out.push(v);
-        }
-    }
-    Ok(out)
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(yaml, yaml_options())
+        .context("parsing rendered YAML")?;
+    Ok(docs.into_iter().filter(|v| !v.is_null()).collect())
+}
+
+/// One YAML document as a value.
+pub fn parse_yaml(yaml: &str) -> Result<Value> {
+    serde_saphyr::from_str_with_options(yaml, yaml_options()).context("parsing YAML")
 }
 
 /// The objects of `kind` (optionally named `name`).

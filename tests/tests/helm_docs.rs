@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use postern_tests::helm::chart_dir;
+use postern_tests::helm::{chart_dir, parse_yaml};
 use postern_tests::kube::workspace_root;
 use serde_json::Value;
 
@@ -126,9 +126,8 @@ fn leaves(v: &Value, prefix: &str, out: &mut Vec<String>) {
 
 #[test]
 fn every_chart_value_is_named_in_install() {
-    let values: Value =
-        serde_norway::from_str(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap())
-            .unwrap();
+    let values =
+        parse_yaml(&std::fs::read_to_string(chart_dir().join("values.yaml")).unwrap()).unwrap();
     let mut paths = Vec::new();
     leaves(&values, "", &mut paths);
     assert!(paths.len() > 50, "{}", paths.len());

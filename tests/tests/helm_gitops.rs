@@ -336,7 +336,7 @@ fn the_cluster_quickstart_compiles_and_matches_the_chart_ports() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
-    let rendered: Value = serde_norway::from_slice(&out.stdout).unwrap();
+    let rendered = helm::parse_yaml(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
     let text = serde_json::to_string(&rendered).unwrap();
     assert!(text.contains("0.0.0.0"), "{text}");
     let listener = &manifests("quickstart/listener.yaml")[0];

@@ -18,8 +18,8 @@ use postern_crds::{
     MailFlowPolicy, MailFlowPolicySpec, SmtpAuthProfile, SmtpAuthProfileSpec,
 };
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
+use super::yaml;
 use crate::compile::{ConfigMapData, Kind, ObjectKey, Reason, SecretData, Snapshot, Unreadable};
 
 /// Where a document starts: file (or `<stdin>`) and 1-based line.
@@ -189,38 +189,6 @@ struct Strict<S> {
     status: Option<serde::de::IgnoredAny>,
 }
 
-/// A parse error: (field path, message without position, 1-based line within the document).
-fn parse_strict<T: DeserializeOwned>(doc: &str) -> Result<T, (String, String, Option<usize>)> {
-    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(doc)).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let line = inner.location().map(|l| l.line());
-        (path, clean_message(&inner.to_string()), line)
-    })
-}
-
-/// Drop serde_norway's `path: ` prefix and ` at line L column C` suffix: the caller
-/// prints both in its own format.
-fn clean_message(message: &str) -> String {
-    let mut m = message;
-    if let Some(idx) = m.rfind(" at line ")
-        && m[idx + 9..]
-            .split(" column ")
-            .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-    {
-        m = &m[..idx];
-    }
-    if let Some((head, rest)) = m.split_once(": ")
-        && !head.is_empty()
-        && head
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '[' | ']' | '_' | '-'))
-    {
-        m = rest;
-    }
-    m.to_owned()
-}
-
 fn reason_of(message: &str) -> Reason {
     if message.starts_with("unknown field") {
         Reason::UnknownField
@@ -229,7 +197,7 @@ fn reason_of(message: &str) -> Reason {
     }
 }
 
-fn str_at<'a>(v: &'a serde_norway::Value, path: &[&str]) -> Option<&'a str> {
+fn str_at<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
     let mut v = v;
     for p in path {
         v = v.get(*p)?;
@@ -292,14 +260,14 @@ fn load_document(
         file: origin.file.clone(),
         line: origin.line + line.unwrap_or(1).saturating_sub(1),
     };
-    let value: serde_norway::Value = match serde_norway::from_str(doc) {
+    let value = match yaml::value(doc) {
         Ok(v) => v,
         Err(e) => {
             loaded.problems.push(LoadProblem {
-                origin: at_line(e.location().map(|l| l.line())),
+                origin: at_line(e.line),
                 object: None,
                 field: None,
-                message: format!("not valid YAML: {}", clean_message(&e.to_string())),
+                message: format!("not valid YAML: {}", e.message),
             });
             return;
         }
@@ -402,21 +370,21 @@ fn load_document(
     if is_core {
         loaded.other_origins.insert(id.clone(), origin.clone());
         if kind == "Secret" {
-            match parse_strict::<Secret>(doc) {
+            match yaml::typed::<Secret>(doc) {
                 Ok(s) => {
                     loaded.snapshot.secrets.insert(name, SecretData::from(&s));
                 }
-                Err((field, msg, line)) => problem(loaded, at_line(line), Some(&field), msg),
+                Err(e) => problem(loaded, at_line(e.line), Some(&e.path), e.message),
             }
         } else {
-            match parse_strict::<ConfigMap>(doc) {
+            match yaml::typed::<ConfigMap>(doc) {
                 Ok(c) => {
                     loaded
                         .snapshot
                         .config_maps
                         .insert(name, ConfigMapData::from(&c));
                 }
-                Err((field, msg, line)) => problem(loaded, at_line(line), Some(&field), msg),
+                Err(e) => problem(loaded, at_line(e.line), Some(&e.path), e.message),
             }
         }
         return;
@@ -427,35 +395,35 @@ fn load_document(
     loaded.origins.insert(key.clone(), origin.clone());
     let s = &mut loaded.snapshot;
     let result = match kind {
-        Kind::LdapProfile => parse_strict::<Strict<LdapProfileSpec>>(doc).map(|o| {
+        Kind::LdapProfile => yaml::typed::<Strict<LdapProfileSpec>>(doc).map(|o| {
             s.ldap_profiles.push(LdapProfile {
                 metadata: o.metadata,
                 spec: o.spec,
                 status: None,
             })
         }),
-        Kind::SmtpAuthProfile => parse_strict::<Strict<SmtpAuthProfileSpec>>(doc).map(|o| {
+        Kind::SmtpAuthProfile => yaml::typed::<Strict<SmtpAuthProfileSpec>>(doc).map(|o| {
             s.smtp_auth_profiles.push(SmtpAuthProfile {
                 metadata: o.metadata,
                 spec: o.spec,
                 status: None,
             })
         }),
-        Kind::MailFlowPolicy => parse_strict::<Strict<MailFlowPolicySpec>>(doc).map(|o| {
+        Kind::MailFlowPolicy => yaml::typed::<Strict<MailFlowPolicySpec>>(doc).map(|o| {
             s.mail_flow_policies.push(MailFlowPolicy {
                 metadata: o.metadata,
                 spec: o.spec,
                 status: None,
             })
         }),
-        Kind::Listener => parse_strict::<Strict<ListenerSpec>>(doc).map(|o| {
+        Kind::Listener => yaml::typed::<Strict<ListenerSpec>>(doc).map(|o| {
             s.listeners.push(Listener {
                 metadata: o.metadata,
                 spec: o.spec,
                 status: None,
             })
         }),
-        Kind::CrlSource => parse_strict::<Strict<CrlSourceSpec>>(doc).map(|o| {
+        Kind::CrlSource => yaml::typed::<Strict<CrlSourceSpec>>(doc).map(|o| {
             s.crl_sources.push(CrlSource {
                 metadata: o.metadata,
                 spec: o.spec,
@@ -463,21 +431,17 @@ fn load_document(
             })
         }),
     };
-    if let Err((field, message, line)) = result {
+    if let Err(e) = result {
         // The object exists but cannot be read: the compiler reports it (and keeps its
         // previous rendering); point at the offending line.
-        loaded.origins.insert(key.clone(), at_line(line));
-        let field = if field.is_empty() || field == "?" {
-            String::new()
-        } else {
-            field
-        };
+        loaded.origins.insert(key.clone(), at_line(e.line));
+        let field = if e.path == "?" { String::new() } else { e.path };
         loaded.snapshot.unreadable.push(Unreadable {
             key,
             generation: None,
-            reason: reason_of(&message),
+            reason: reason_of(&e.message),
             field,
-            message,
+            message: e.message,
         });
     }
 }
@@ -495,16 +459,5 @@ mod tests {
         assert_eq!(docs[1].0, 3);
         assert!(docs[1].1.starts_with("\nb: 2"));
         assert_eq!(docs[2].0, 8);
-    }
-
-    #[test]
-    fn cleans_messages() {
-        assert_eq!(
-            clean_message(
-                "spec.tls: unknown variant `Off`, expected `Disabled` at line 3 column 8"
-            ),
-            "unknown variant `Off`, expected `Disabled`"
-        );
-        assert_eq!(clean_message("unknown field `x`"), "unknown field `x`");
     }
 }

@@ -33,8 +33,8 @@ pub enum LoadError {
     Parse {
         /// File name or other origin of the text.
         origin: String,
-        /// The parser's error, with line and column.
-        source: serde_norway::Error,
+        /// The parser's error, with line and column (boxed: it is large).
+        source: Box<serde_saphyr::Error>,
     },
     /// The document declares an `apiVersion` this gateway does not understand.
     #[error(
@@ -51,10 +51,15 @@ pub enum LoadError {
 impl GatewayConfig {
     /// Parse a YAML (or JSON) document. Does not validate beyond the shape.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, LoadError> {
+        // YAML 1.2 booleans (`off`, `yes` are strings), and no excerpt of the text in the
+        // error: a configuration holds secrets.
+        let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
         let config: GatewayConfig =
-            serde_norway::from_str(text).map_err(|source| LoadError::Parse {
-                origin: origin.to_owned(),
-                source,
+            serde_saphyr::from_str_with_options(text, options).map_err(|source| {
+                LoadError::Parse {
+                    origin: origin.to_owned(),
+                    source: Box::new(source),
+                }
             })?;
         if config.api_version != API_VERSION {
             return Err(LoadError::ApiVersion {
@@ -76,7 +81,10 @@ impl GatewayConfig {
 
     /// The canonical YAML rendering (stable: maps are ordered by key).
     pub fn to_yaml(&self) -> String {
-        serde_norway::to_string(self).expect("the configuration model always serialises")
+        // Long strings stay on one line (not folded).
+        let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
+        serde_saphyr::to_string_with_options(self, options)
+            .expect("the configuration model always serialises")
     }
 
     /// Content hash, `sha256:<hex>`, over the canonical JSON form. Two configurations with
@@ -111,6 +119,7 @@ mod tests {
             GatewayConfig::from_yaml("apiVersion: postern.dev/gateway/v1\nlistenerz: {}\n", "x")
                 .unwrap_err();
         assert!(e.to_string().contains("unknown field `listenerz`"), "{e}");
+        assert!(e.to_string().contains("line 2"), "{e}");
         let e = GatewayConfig::from_yaml("apiVersion: v0\n", "x").unwrap_err();
         assert!(matches!(e, LoadError::ApiVersion { .. }), "{e}");
     }

@@ -48,61 +48,87 @@ impl NextHopVerifier {
         let (cert, status) =
             check_certificate(self.revocation.as_ref(), CrlScope::OutboundSmtpTls, der)
                 .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let Some(refusal) = Refusal::of(status) else {
+            return Ok(());
+        };
         let serial = crate::auth::certificate::serial_hex(cert.raw_serial());
-        match status {
-            RevocationStatus::NoCrl | RevocationStatus::Good => Ok(()),
-            RevocationStatus::Revoked { source, reason } => {
-                tracing::warn!(
-                    decision = "next_hop_certificate",
-                    host,
-                    outcome = "refused",
-                    reason = "revoked",
-                    subject = %cert.subject(),
-                    serial = %serial,
-                    issuer = %cert.issuer(),
-                    crl_source = %source,
-                    crl_reason = reason.as_deref().unwrap_or(""),
-                    "next hop certificate is revoked"
-                );
-                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
-            }
+        // One line for every refusal; a field a refusal does not have is left out.
+        tracing::warn!(
+            decision = "next_hop_certificate",
+            host,
+            outcome = "refused",
+            reason = refusal.reason,
+            subject = %cert.subject(),
+            serial = %serial,
+            issuer = %cert.issuer(),
+            crl_source = %refusal.source,
+            crl_reason = refusal.crl_reason.as_deref(),
+            next_update = refusal.next_update.as_ref().map(tracing::field::display),
+            missing = refusal.missing,
+            "{}",
+            refusal.message
+        );
+        Err(rustls::Error::InvalidCertificate(refusal.error))
+    }
+}
+
+/// Why the next hop's certificate is refused: its log line's own fields and the
+/// handshake error.
+struct Refusal {
+    /// `reason`: `revoked`, `crl_stale` or `crl_missing`.
+    reason: &'static str,
+    /// What the handshake fails with.
+    error: CertificateError,
+    /// `crl_source`.
+    source: String,
+    /// `crl_reason` (revoked only; empty when the CRL gives none).
+    crl_reason: Option<String>,
+    /// `next_update` (stale only).
+    next_update: Option<String>,
+    /// `missing` (missing only).
+    missing: Option<&'static str>,
+    /// The line's message.
+    message: String,
+}
+
+impl Refusal {
+    /// The refusal a revocation status calls for, if any.
+    fn of(status: RevocationStatus) -> Option<Self> {
+        use CertificateError::{ExpiredRevocationList, Revoked, UnknownRevocationStatus};
+        let unverifiable = "next hop certificate cannot be checked";
+        Some(match status {
+            RevocationStatus::NoCrl | RevocationStatus::Good => return None,
+            RevocationStatus::Revoked { source, reason } => Refusal {
+                crl_reason: Some(reason.unwrap_or_default()),
+                message: "next hop certificate is revoked".into(),
+                ..Self::new("revoked", Revoked, source)
+            },
             RevocationStatus::Stale {
                 source,
                 next_update,
-            } => {
-                tracing::warn!(
-                    decision = "next_hop_certificate",
-                    host,
-                    outcome = "refused",
-                    reason = "crl_stale",
-                    subject = %cert.subject(),
-                    serial = %serial,
-                    issuer = %cert.issuer(),
-                    crl_source = %source,
-                    next_update = %next_update,
-                    "next hop certificate cannot be checked: the CRL of its issuer is past nextUpdate"
-                );
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::ExpiredRevocationList,
-                ))
-            }
-            RevocationStatus::Missing { source, why } => {
-                tracing::warn!(
-                    decision = "next_hop_certificate",
-                    host,
-                    outcome = "refused",
-                    reason = "crl_missing",
-                    subject = %cert.subject(),
-                    serial = %serial,
-                    issuer = %cert.issuer(),
-                    crl_source = %source,
-                    missing = why.code(),
-                    "next hop certificate cannot be checked: {why}"
-                );
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::UnknownRevocationStatus,
-                ))
-            }
+            } => Refusal {
+                message: format!("{unverifiable}: the CRL of its issuer is past nextUpdate"),
+                next_update: Some(next_update),
+                ..Self::new("crl_stale", ExpiredRevocationList, source)
+            },
+            RevocationStatus::Missing { source, why } => Refusal {
+                missing: Some(why.code()),
+                message: format!("{unverifiable}: {why}"),
+                ..Self::new("crl_missing", UnknownRevocationStatus, source)
+            },
+        })
+    }
+
+    /// A refusal with none of the fields only some refusals have, and no message yet.
+    fn new(reason: &'static str, error: CertificateError, source: String) -> Self {
+        Self {
+            reason,
+            error,
+            source,
+            crl_reason: None,
+            next_update: None,
+            missing: None,
+            message: String::new(),
         }
     }
 }
@@ -319,5 +345,51 @@ mod tests {
             crate::config::CrlFailurePolicy::Open;
         store.configure(&open);
         assert!(verify(&ca, store, 8).is_ok());
+    }
+
+    #[test]
+    fn each_refusing_status_has_its_log_fields_and_handshake_error() {
+        assert!(Refusal::of(RevocationStatus::NoCrl).is_none());
+        assert!(Refusal::of(RevocationStatus::Good).is_none());
+        let r = Refusal::of(RevocationStatus::Revoked {
+            source: "s".into(),
+            reason: None,
+        })
+        .unwrap();
+        assert_eq!(
+            (r.reason, r.crl_reason.as_deref(), r.message.as_str()),
+            ("revoked", Some(""), "next hop certificate is revoked")
+        );
+        assert_eq!((r.next_update, r.missing), (None, None));
+        assert_eq!(r.error, CertificateError::Revoked);
+        let r = Refusal::of(RevocationStatus::Stale {
+            source: "s".into(),
+            next_update: "2030-01-01T00:00:00Z".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            (r.reason, r.next_update.as_deref(), r.crl_reason, r.missing),
+            ("crl_stale", Some("2030-01-01T00:00:00Z"), None, None)
+        );
+        assert_eq!(
+            r.message,
+            "next hop certificate cannot be checked: the CRL of its issuer is past nextUpdate"
+        );
+        assert_eq!(r.error, CertificateError::ExpiredRevocationList);
+        let r = Refusal::of(RevocationStatus::Missing {
+            source: "s".into(),
+            why: crate::tls::MissingCrl::NotLoaded,
+        })
+        .unwrap();
+        assert_eq!(
+            (r.reason, r.missing, r.crl_reason, r.next_update),
+            ("crl_missing", Some("not_loaded"), None, None)
+        );
+        assert_eq!(
+            r.message,
+            "next hop certificate cannot be checked: the CRL source has no CRL in force yet"
+        );
+        assert_eq!(r.error, CertificateError::UnknownRevocationStatus);
+        assert_eq!(r.source, "s");
     }
 }

@@ -12,6 +12,7 @@ use super::step::{Step, StepFailure};
 use crate::config::TlsMode;
 use crate::net::Stream;
 use crate::wire::io::{LineError, LineIo};
+use crate::wire::params::MailParams;
 use crate::wire::reply::{self, Reply, sanitize_text};
 
 /// Why talking to the next hop failed.
@@ -118,6 +119,23 @@ impl Extensions {
             }
         }
         e
+    }
+
+    /// The `MAIL FROM` line (with CRLF) for this next hop: of the client's parameters,
+    /// those it announced support for.
+    pub fn mail_command(&self, from: &str, params: &MailParams) -> String {
+        let mut line = format!("MAIL FROM:<{from}>");
+        if let (Some(size), true) = (params.size, self.size) {
+            line.push_str(&format!(" SIZE={size}"));
+        }
+        if params.body_8bit == Some(true) && self.eight_bit {
+            line.push_str(" BODY=8BITMIME");
+        }
+        if params.smtputf8 && self.smtputf8 {
+            line.push_str(" SMTPUTF8");
+        }
+        line.push_str("\r\n");
+        line
     }
 }
 
@@ -237,8 +255,8 @@ impl NextHopConnection {
             })
     }
 
-    /// Send raw bytes (message data).
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), RelayError> {
+    /// Send raw bytes (message data; only through [`NextHopMessage`]).
+    pub(super) async fn send(&mut self, bytes: &[u8]) -> Result<(), RelayError> {
         timeout(self.command_timeout, self.io.write_all(bytes))
             .await
             .map_err(|_| RelayError::Timeout(self.command_timeout, "DATA transfer"))?
@@ -248,10 +266,10 @@ impl NextHopConnection {
             })
     }
 
-    /// Send the rest of the message with the final dot (`last`), and read the next hop's
-    /// verdict on it: `Ok` only for `250`. Anything the next hop sent before the final
+    /// Send the rest of the message with the final dot (`last`, only through
+    /// [`NextHopMessage::end`]), and read the next hop's verdict on it: `Ok` only for `250`. Anything the next hop sent before the final
     /// dot cannot be its answer to it, and is refused as unsolicited.
-    pub async fn end_data(&mut self, last: &[u8]) -> Result<UpstreamReply, RelayError> {
+    pub(super) async fn end_data(&mut self, last: &[u8]) -> Result<UpstreamReply, RelayError> {
         self.refuse_early_reply().await?;
         self.send(last).await?;
         let r = self.read_reply(Step::EndOfData).await?;
@@ -358,4 +376,40 @@ impl NextHopConnection {
 /// The start of some unexpected bytes, printable, for logs.
 fn excerpt(bytes: &[u8]) -> String {
     sanitize_text(&String::from_utf8_lossy(&bytes[..bytes.len().min(80)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_command_carries_the_parameters_the_next_hop_supports() {
+        let params = MailParams {
+            size: Some(1234),
+            body_8bit: Some(true),
+            smtputf8: true,
+        };
+        let all = Extensions {
+            size: true,
+            eight_bit: true,
+            smtputf8: true,
+            ..Extensions::default()
+        };
+        assert_eq!(
+            all.mail_command("a@b", &params),
+            "MAIL FROM:<a@b> SIZE=1234 BODY=8BITMIME SMTPUTF8\r\n"
+        );
+        assert_eq!(
+            Extensions::default().mail_command("a@b", &params),
+            "MAIL FROM:<a@b>\r\n"
+        );
+        let seven_bit = MailParams {
+            body_8bit: Some(false),
+            ..params
+        };
+        assert_eq!(
+            all.mail_command("", &seven_bit),
+            "MAIL FROM:<> SIZE=1234 SMTPUTF8\r\n"
+        );
+    }
 }

@@ -5,11 +5,13 @@
 //! per-recipient refusal from the next hop reaches the client unchanged.
 
 mod client;
+mod message;
 pub mod reply;
 mod step;
 mod tls;
 
 pub use client::{NextHopConnection, RelayError};
+pub use message::{DataRefused, NextHopMessage};
 pub use reply::UpstreamReply;
 pub use step::{Step, StepFailure};
 pub use tls::{NextHopRuntime, build_next_hop};

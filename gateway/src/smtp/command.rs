@@ -4,6 +4,7 @@
 //! Anything unexpected is a [`ParseError`] that maps to the right reply; nothing panics
 //! (the fuzz target in `fuzz/` checks that).
 
+use crate::wire::params::MailParams;
 use crate::wire::reply::Reply;
 
 /// Longest command line accepted (RFC 5321 allows 512; AUTH initial responses and
@@ -72,17 +73,6 @@ impl Command {
             Self::Quit => "QUIT",
         }
     }
-}
-
-/// `MAIL FROM` parameters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MailParams {
-    /// `SIZE=n`.
-    pub size: Option<u64>,
-    /// `BODY=8BITMIME` (true) or `BODY=7BIT` (false); absent: not given.
-    pub body_8bit: Option<bool>,
-    /// `SMTPUTF8`.
-    pub smtputf8: bool,
 }
 
 /// Why a command line was refused; each maps to one reply.

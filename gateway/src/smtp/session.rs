@@ -5,7 +5,7 @@
 use crate::auth::CertificateFacts;
 use crate::config::{MailFlowPolicy, TlsMode};
 
-use super::command::MailParams;
+use crate::wire::params::MailParams;
 use crate::wire::reply::{self, Reply};
 
 /// TLS facts of the session.

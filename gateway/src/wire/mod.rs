@@ -2,10 +2,12 @@
 //! ([`smtp`](crate::smtp)) and the client of the next hop ([`relay`](crate::relay)).
 //!
 //! - [`io`]: buffered line I/O for one connection;
+//! - [`params`]: the `MAIL FROM` parameters both ends speak;
 //! - [`reply`]: SMTP replies, including the ones whose code and text are a contract.
 //!
 //! Both ends import this module; it imports neither (so the session can use the relay
 //! without the relay using the session).
 
 pub mod io;
+pub mod params;
 pub mod reply;

@@ -15,7 +15,9 @@ use super::command::{self, Command, MAX_COMMAND_LINE};
 use super::monitor;
 use super::session::{Rules, SessionState};
 use crate::config::{AllowanceAction, PolicyAction};
-use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels, ReasonLabels};
+use crate::metrics::{
+    ListenerLabels, MessageLabels, MessageOutcome, Metrics, OutcomeLabels, ReasonLabels,
+};
 use crate::net::Stream;
 use crate::relay::NextHopConnection;
 use crate::runtime::{ListenerRuntime, PolicyRuntime};
@@ -23,7 +25,9 @@ use crate::wire::io::{LineError, LineIo};
 use crate::wire::reply::{self, Reply};
 
 mod auth;
+mod body;
 mod mail;
+mod outcome;
 mod tls;
 
 /// Errors (syntax, unknown commands, refused commands) before the session is dropped.
@@ -198,13 +202,13 @@ impl Connection {
         }
     }
 
-    fn count_message(&self, outcome: &str) {
+    fn count_message(&self, outcome: MessageOutcome) {
         self.ctx
             .metrics
             .messages
-            .get_or_create(&OutcomeLabels {
+            .get_or_create(&MessageLabels {
                 listener: self.listener.name.clone(),
-                outcome: outcome.into(),
+                outcome,
             })
             .inc();
     }
