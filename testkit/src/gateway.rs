@@ -582,8 +582,12 @@ impl Gateway {
 
     /// SIGKILL: dies without releasing anything.
     pub fn kill(&mut self) {
-        if let Some(c) = self.child.take() {
-            process::signal(c.id(), "CONT");
+        if let Some(mut c) = self.child.take() {
+            // A paused gateway is let go on first; only while it has not been reaped, as
+            // its PID could belong to another process after that.
+            if matches!(c.try_wait(), Ok(None)) {
+                process::signal(c.id(), "CONT");
+            }
             process::kill(c);
         }
     }

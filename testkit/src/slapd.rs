@@ -414,10 +414,15 @@ impl Slapd {
 
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
+        let running = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if !running {
+            // Reaped: its PID may soon be another process's, so no signal may go there.
+            self.kill();
         }
+        running
     }
 
     /// Start (again) on the same ports with the same data, and wait until it answers.
@@ -457,7 +462,6 @@ impl Slapd {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if !self.is_running() {
-                self.child = None;
                 bail!("slapd exited at start-up: {}", self.log());
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
@@ -479,6 +483,9 @@ impl Slapd {
 
     /// Stop gracefully (SIGTERM) and wait for the process to end.
     pub fn stop(&mut self) {
+        if !self.is_running() {
+            return;
+        }
         self.signal("CONT");
         self.signal("TERM");
         if let Some(mut c) = self.child.take() {
@@ -540,7 +547,9 @@ impl Slapd {
 
 impl Drop for Slapd {
     fn drop(&mut self) {
-        self.signal("CONT");
+        if self.is_running() {
+            self.signal("CONT");
+        }
         self.kill();
     }
 }
