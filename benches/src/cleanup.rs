@@ -1,23 +1,12 @@
 //! Every process the harness starts is stopped when it ends: by the owners' `Drop` on a
-//! normal end or a panic, and by this registry when the harness is interrupted (SIGINT,
-//! SIGTERM), since Postfix's master daemonises and would outlive it.
+//! normal end or a panic, and when the harness is interrupted (SIGINT, SIGTERM) by this
+//! registry of Postfix instances (Postfix's master daemonises and would outlive it) and
+//! the test kit's registry of the processes it started.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
 
-static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static POSTFIX: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-/// Remember a child process to stop on interruption.
-pub fn track_pid(pid: u32) {
-    PIDS.lock().expect("cleanup lock").push(pid);
-}
-
-/// Forget a child process that was stopped.
-pub fn untrack_pid(pid: u32) {
-    PIDS.lock().expect("cleanup lock").retain(|&p| p != pid);
-}
 
 /// Remember a Postfix configuration directory to `postfix stop` on interruption.
 pub fn track_postfix(etc: PathBuf) {
@@ -38,16 +27,8 @@ fn emergency_stop() {
             .arg("stop")
             .status();
     }
-    let pids = PIDS.lock().map(|v| v.clone()).unwrap_or_default();
-    for &pid in &pids {
-        crate::procs::signal(pid, "TERM");
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    for &pid in &pids {
-        if crate::procs::alive(pid) {
-            crate::procs::signal(pid, "KILL");
-        }
-    }
+    // The gateways, slapd and smtp-sink the test kit started.
+    postern_testkit::process::stop_tracked();
 }
 
 /// On SIGINT or SIGTERM: stop everything started, then exit with 130.

@@ -14,18 +14,15 @@
 #![forbid(unsafe_code)]
 
 mod cleanup;
-mod crlgen;
+mod directory;
 mod load;
 mod measure;
-mod net;
 mod pki;
 mod postern;
 mod postfix;
 mod procs;
 mod profile;
 mod report;
-mod sink;
-mod slapd;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -39,11 +36,15 @@ use rustls::ClientConfig;
 
 use crate::load::TlsVersion;
 use crate::measure::{Server, SourceLoad, Unit};
-use crate::pki::{KeyKind, Pki};
-use crate::postern::{Postern, PosternPorts};
+use crate::pki::Pki;
+use crate::postern::PosternPorts;
 use crate::postfix::{Postfix, PostfixPorts};
 use crate::report::{Measure, Row};
-use crate::sink::Sink;
+use postern_testkit::file_server::HttpServer;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::pki::KeyKind;
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Section {
@@ -311,7 +312,7 @@ impl Bench {
             }
             Work::AuthSessions => {
                 let mut spec = self.spec(t.ports.smtp_auth, Some(self.tls.ecdsa13.clone()), 0, 0);
-                spec.auth = Some(load::auth_plain(slapd::USER, slapd::PASSWORD).into());
+                spec.auth = Some(load::auth_plain(directory::USER, directory::PASSWORD).into());
                 measure::client_run(&self.rt, &t.server, &self.sink, spec, Unit::Sessions)
             }
         })
@@ -405,19 +406,13 @@ impl Bench {
         &self,
         name: &str,
         config: &postern_gateway::config::GatewayConfig,
-    ) -> Result<Postern> {
-        Postern::start(
-            &self.bin,
-            &self.dir,
-            name,
-            config,
-            &[],
-            &[],
-            Duration::from_secs(60),
-        )
+    ) -> Result<Gateway> {
+        postern::launch(&self.bin, &self.dir, name, config)
+            .ready_within(Duration::from_secs(60))
+            .start()
     }
 
-    fn postern_target(p: &Postern, ports: PosternPorts, name: &str) -> Target {
+    fn postern_target(p: &Gateway, ports: PosternPorts, name: &str) -> Target {
         Target {
             server: Server {
                 name: name.to_owned(),
@@ -437,10 +432,10 @@ impl Bench {
 
     fn compare(&mut self) -> Result<()> {
         let pf_ports = PostfixPorts {
-            tls_ecdsa: net::free_port()?,
-            tls_rsa: net::free_port()?,
-            plain: net::free_port()?,
-            idle: net::free_port()?,
+            tls_ecdsa: free_port(),
+            tls_rsa: free_port(),
+            plain: free_port(),
+            idle: free_port(),
         };
         let idle_procs = self
             .args
@@ -455,13 +450,13 @@ impl Bench {
             &self.dir,
             &self.ecdsa,
             &self.rsa,
-            self.sink.addr,
+            self.sink.addr(),
             pf_ports,
             idle_procs.max(200),
             self.args.keep,
         )?;
-        let ports = PosternPorts::free()?;
-        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr, None);
+        let ports = PosternPorts::free();
+        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr(), None);
         let gw = self.start_postern("postern", &config)?;
         let base = Target {
             server: Server {
@@ -563,13 +558,14 @@ impl Bench {
             self.args.crl_entries
         };
         eprintln!("generating a CRL of {entries} entries");
-        let der = crlgen::big_crl(&self.ecdsa, entries)?;
+        let der = self.ecdsa.big_crl(entries);
         let der_len = der.len();
-        let server = net::FileServer::start(der, "application/pkix-crl")?;
-        let (p0, p1) = (PosternPorts::free()?, PosternPorts::free()?);
+        let server = HttpServer::start();
+        server.put("/bench-ca.crl", der);
+        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
         let plain = self.start_postern(
             "postern-no-crl",
-            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr, None),
+            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
         )?;
         let with = self.start_postern(
             "postern-crl",
@@ -577,12 +573,12 @@ impl Bench {
                 &self.ecdsa,
                 &self.rsa,
                 p1,
-                self.sink.addr,
-                Some(server.url("bench-ca.crl")),
+                self.sink.addr(),
+                Some(server.url("/bench-ca.crl")),
             ),
         )?;
         let (load_time, status) =
-            with.wait_crl("bench-ca", entries as u64, Duration::from_secs(120))?;
+            postern::wait_crl(&with, "bench-ca", entries as u64, Duration::from_secs(120))?;
         let index_bytes = status["indexBytes"].as_u64().unwrap_or(0);
         let rss_plain = procs::memory(plain.pid()).rss_kib;
         let rss_crl = procs::memory(with.pid()).rss_kib;
@@ -649,8 +645,8 @@ impl Bench {
             "| state | connections | RSS MiB | per connection KiB | target |"
         );
         let _ = writeln!(s, "|---|--:|--:|--:|---|");
-        let ports = PosternPorts::free()?;
-        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr, None);
+        let ports = PosternPorts::free();
+        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr(), None);
         {
             let gw = self.start_postern("postern-idle", &config)?;
             std::thread::sleep(Duration::from_secs(1));
@@ -716,17 +712,17 @@ impl Bench {
     fn ldap(&mut self) -> Result<()> {
         let users = if self.args.quick { 100 } else { 10_000 };
         eprintln!("starting slapd with {users} users");
-        let slapd = slapd::Slapd::start(&self.dir, net::free_port()?, users)?;
+        let slapd = directory::start(users)?;
         let mut targets = Vec::new();
         for (warm, name) in [(false, "cache cold"), (true, "cache warm")] {
-            let ports = PosternPorts::free()?;
-            let auth_port = net::free_port()?;
+            let ports = PosternPorts::free();
+            let auth_port = free_port();
             let config = postern::ldap_config(
                 &self.ecdsa,
                 &self.rsa,
                 ports,
                 auth_port,
-                self.sink.addr,
+                self.sink.addr(),
                 slapd.url(),
                 warm,
             );
@@ -740,7 +736,7 @@ impl Bench {
             )?;
             let mut t = Self::postern_target(&gw, ports, name);
             t.ports.smtp_auth = auth_port;
-            t.server.helpers = vec![slapd.pid()];
+            t.server.helpers = vec![slapd.pid().context("slapd is not running")?];
             targets.push((gw, t));
         }
         let (cold, warm) = (&targets[0].1, &targets[1].1);
@@ -821,8 +817,8 @@ impl Bench {
 
     fn profile(&mut self) -> Result<()> {
         let k = self.args.profile_sessions;
-        let ports = PosternPorts::free()?;
-        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr, None);
+        let ports = PosternPorts::free();
+        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr(), None);
         eprintln!("profiling under callgrind ({k} sessions per workload)");
         let mut pg = profile::Profiled::start(&self.bin, &self.dir, "cg", &config)?;
         let long = |mut s: load::Spec, sessions: u64| {
@@ -871,19 +867,23 @@ impl Bench {
 
         // The same session workload with the big CRL in force.
         let entries = self.args.crl_entries;
-        let der = crlgen::big_crl(&self.ecdsa, entries)?;
-        let server = net::FileServer::start(der, "application/pkix-crl")?;
-        let ports = PosternPorts::free()?;
+        let server = HttpServer::start();
+        server.put("/bench-ca.crl", self.ecdsa.big_crl(entries));
+        let ports = PosternPorts::free();
         let config = postern::config(
             &self.ecdsa,
             &self.rsa,
             ports,
-            self.sink.addr,
-            Some(server.url("bench-ca.crl")),
+            self.sink.addr(),
+            Some(server.url("/bench-ca.crl")),
         );
         let mut pg = profile::Profiled::start(&self.bin, &self.dir, "cg-crl", &config)?;
-        pg.gateway()
-            .wait_crl("bench-ca", entries as u64, Duration::from_secs(600))?;
+        postern::wait_crl(
+            pg.gateway(),
+            "bench-ca",
+            entries as u64,
+            Duration::from_secs(600),
+        )?;
         let name = format!("session, ECDSA, TLS 1.3, {entries}-entry CRL");
         eprintln!("  {name}");
         let spec = long(
@@ -1087,7 +1087,11 @@ fn run(args: Args) -> Result<()> {
         rsa13: load::tls_config(&rsa, TlsVersion::V13)?,
         rsa12: load::tls_config(&rsa, TlsVersion::V12)?,
     };
-    let sink = Sink::start(net::free_port()?)?;
+    let sink = Sink::builder()
+        .backlog(1024)
+        .dump(false)
+        .count(true)
+        .start()?;
     let mut bench = Bench {
         rt,
         report: format!("# postern-bench\n\n{}", machine(&args_line)),

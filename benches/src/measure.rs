@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use crate::load;
 use crate::procs::{self, PeakSampler};
 use crate::report::Measure;
-use crate::sink::Sink;
+use postern_testkit::sink::Sink;
 
 /// A server being measured.
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ pub fn client_run(
     spec: load::Spec,
     unit: Unit,
 ) -> Measure {
-    let before = sink.messages();
+    let before = sink.count();
     let probe = Probe::start(server);
     let t0 = Instant::now();
     let mut r = rt.block_on(load::run(spec));
@@ -97,8 +97,8 @@ pub fn client_run(
         }
         Unit::Messages => {
             let target = before + r.messages;
-            let done = sink.wait_for(target, DRAIN_LIMIT);
-            let arrived = sink.messages().saturating_sub(before).min(r.messages);
+            let done = sink.wait_count(target, DRAIN_LIMIT);
+            let arrived = sink.count().saturating_sub(before).min(r.messages);
             if done.is_none() {
                 m.errors += r.messages - arrived;
                 m.first_errors.push(format!(
@@ -140,7 +140,7 @@ pub struct SourceLoad {
 
 /// Drive `server` with smtp-source (plaintext relay); count what reaches the sink.
 pub fn source_run(server: &Server, sink: &Sink, l: SourceLoad) -> Result<Measure> {
-    let before = sink.messages();
+    let before = sink.count();
     let probe = Probe::start(server);
     let t0 = Instant::now();
     let mut cmd = Command::new("smtp-source");
@@ -192,8 +192,8 @@ pub fn source_run(server: &Server, sink: &Sink, l: SourceLoad) -> Result<Measure
                 .push(format!("smtp-source killed after {:?}", l.limit));
         }
     }
-    let done = sink.wait_for(before + l.messages, DRAIN_LIMIT);
-    let arrived = sink.messages().saturating_sub(before);
+    let done = sink.wait_count(before + l.messages, DRAIN_LIMIT);
+    let arrived = sink.count().saturating_sub(before);
     if done.is_none() {
         m.errors += l.messages.saturating_sub(arrived);
     }

@@ -1,45 +1,17 @@
 //! The benchmark's PKI: one CA, a server certificate for 127.0.0.1/localhost and a client
-//! certificate, all ECDSA P-256 or all RSA-2048, written as PEM files both servers read.
+//! certificate, all ECDSA P-256 or all RSA-2048 (made with the test kit's builder), written
+//! as PEM files both servers read.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyIdMethod, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
-};
-use time::{Duration, OffsetDateTime};
-
-/// Key algorithm of every key of a [`Pki`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// ECDSA on P-256 with SHA-256.
-    Ecdsa,
-    /// RSA 2048-bit, PKCS#1 v1.5 signatures with SHA-256 for certificates.
-    Rsa2048,
-}
-
-impl KeyKind {
-    /// Short label for tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Ecdsa => "ECDSA P-256",
-            Self::Rsa2048 => "RSA-2048",
-        }
-    }
-
-    fn dir_name(self) -> &'static str {
-        match self {
-            Self::Ecdsa => "ecdsa",
-            Self::Rsa2048 => "rsa",
-        }
-    }
-}
+use anyhow::{Context, Result};
+use postern_testkit::pki::{Ca, KeyKind};
+use rcgen::KeyUsagePurpose;
 
 /// The client certificate's subject common name (the Static backend maps it to a user).
 pub const CLIENT_CN: &str = "BENCH.CLIENT.1000000001";
-/// The client certificate's serial number; the big CRL never lists it.
+/// The client certificate's serial number; the big CRL never lists it (its serials start
+/// with an odd byte, see `postern_testkit::crl::big_serial`).
 pub const CLIENT_SERIAL: [u8; 16] = [
     0x7a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x00, 0x00, 0x00, 0x01,
 ];
@@ -48,14 +20,10 @@ pub const CLIENT_SERIAL: [u8; 16] = [
 pub struct Pki {
     /// Key algorithm.
     pub kind: KeyKind,
-    /// CA parameters and key (kept to sign CRLs).
-    pub ca_params: CertificateParams,
-    /// CA key.
-    pub ca_key: KeyPair,
+    /// The CA (kept to sign CRLs).
+    pub ca: Ca,
     /// CA certificate PEM.
     pub ca_pem: String,
-    /// CA certificate DER.
-    pub ca_der: Vec<u8>,
     /// Server certificate PEM (leaf only; the CA is the trust anchor).
     pub server_pem: String,
     /// Server key PEM (PKCS#8).
@@ -77,102 +45,55 @@ impl std::fmt::Debug for Pki {
     }
 }
 
-fn new_key(kind: KeyKind) -> Result<KeyPair> {
+fn dir_name(kind: KeyKind) -> &'static str {
     match kind {
-        KeyKind::Ecdsa => Ok(KeyPair::generate()?),
-        KeyKind::Rsa2048 => {
-            // ring (rcgen's backend) signs with RSA but does not generate RSA keys.
-            let out = Command::new("openssl")
-                .args([
-                    "genpkey",
-                    "-algorithm",
-                    "RSA",
-                    "-pkeyopt",
-                    "rsa_keygen_bits:2048",
-                ])
-                .output()
-                .context("running openssl genpkey (is openssl installed?)")?;
-            if !out.status.success() {
-                bail!(
-                    "openssl genpkey failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let pem = String::from_utf8(out.stdout)?;
-            Ok(KeyPair::from_pem_and_sign_algo(
-                &pem,
-                &rcgen::PKCS_RSA_SHA256,
-            )?)
-        }
+        KeyKind::Ecdsa => "ecdsa",
+        KeyKind::Rsa2048 => "rsa",
     }
 }
 
 impl Pki {
     /// Generate a PKI of `kind` and write it under `base/<kind>/`.
     pub fn generate(kind: KeyKind, base: &Path) -> Result<Self> {
-        let now = OffsetDateTime::now_utc();
-        let ca_key = new_key(kind)?;
-        let mut ca_params = CertificateParams::default();
-        ca_params.distinguished_name.push(
-            DnType::CommonName,
-            format!("Postern Bench CA {}", kind.label()),
-        );
-        ca_params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Postern Bench");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        ca_params.key_identifier_method = KeyIdMethod::Sha256;
-        ca_params.serial_number = Some(SerialNumber::from_slice(&[0x10, 0x01]));
-        ca_params.not_before = now - Duration::days(1);
-        ca_params.not_after = now + Duration::days(365);
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-
-        let server_key = new_key(kind)?;
-        let mut sp = CertificateParams::new(vec!["localhost".to_owned()])?;
-        sp.subject_alt_names
-            .push(SanType::IpAddress(std::net::IpAddr::V4(
-                std::net::Ipv4Addr::LOCALHOST,
-            )));
-        sp.distinguished_name.push(DnType::CommonName, "localhost");
-        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        sp.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        sp.use_authority_key_identifier_extension = true;
-        sp.not_before = now - Duration::days(1);
-        sp.not_after = now + Duration::days(30);
-        let server = sp.signed_by(&server_key, &issuer)?;
-
-        let client_key = new_key(kind)?;
-        let mut cp = CertificateParams::default();
-        cp.distinguished_name.push(DnType::CommonName, CLIENT_CN);
-        cp.serial_number = Some(SerialNumber::from_slice(&CLIENT_SERIAL));
-        cp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        cp.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        cp.use_authority_key_identifier_extension = true;
-        cp.not_before = now - Duration::days(1);
-        cp.not_after = now + Duration::days(30);
-        let client = cp.signed_by(&client_key, &issuer)?;
-
-        let dir = base.join(kind.dir_name());
+        let ca = Ca::builder(&format!("Postern Bench CA {}", kind.label()))
+            .organization("Postern Bench")
+            .serial(&[0x10, 0x01])
+            .valid_days(-1, 365)
+            .key(kind)
+            .self_signed()?;
+        let server = ca
+            .leaf()
+            .cn("localhost")
+            .names(&["localhost", "127.0.0.1"])
+            .server_auth()
+            .key_usages(vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ])
+            .authority_key_id()
+            .valid_days(-1, 30)
+            .key(kind)
+            .issue()?;
+        let client = ca
+            .leaf()
+            .cn(CLIENT_CN)
+            .serial(&CLIENT_SERIAL)
+            .client_auth()
+            .key_usages(vec![KeyUsagePurpose::DigitalSignature])
+            .authority_key_id()
+            .valid_days(-1, 30)
+            .key(kind)
+            .issue()?;
+        let dir = base.join(dir_name(kind));
         std::fs::create_dir_all(&dir)?;
         let pki = Self {
             kind,
-            ca_pem: ca_cert.pem(),
-            ca_der: ca_cert.der().to_vec(),
-            server_pem: server.pem(),
-            server_key_pem: server_key.serialize_pem(),
-            client_pem: client.pem(),
-            client_key_pem: client_key.serialize_pem(),
-            ca_params,
-            ca_key,
+            ca_pem: ca.cert_pem(),
+            server_pem: server.cert_pem,
+            server_key_pem: server.key_pem,
+            client_pem: client.cert_pem,
+            client_key_pem: client.key_pem,
+            ca,
             dir,
         };
         for (name, text) in [
@@ -193,8 +114,23 @@ impl Pki {
         self.dir.join(name)
     }
 
-    /// The key id certificates of this CA carry as Authority Key Identifier.
-    pub fn ca_key_id(&self) -> Vec<u8> {
-        self.ca_params.key_identifier(&self.ca_key)
+    /// A CRL (DER) of the CA with `count` entries (16-byte serials, every tenth with a
+    /// reason code, as in real CRLs), CRL number 1, valid for a day: a million entries in
+    /// well under a second, none of them the bench client's serial.
+    pub fn big_crl(&self, count: usize) -> Vec<u8> {
+        self.ca.big_crl(1, count, CLIENT_SERIAL.len(), 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_big_crl_never_lists_the_client() {
+        for i in 0..100_000 {
+            let s = postern_testkit::crl::big_serial(i, CLIENT_SERIAL.len());
+            assert_ne!(s[..CLIENT_SERIAL.len()], CLIENT_SERIAL);
+        }
     }
 }

@@ -1,13 +1,12 @@
 //! The Postern gateway under test: the configuration equivalent to the Postfix instance,
-//! and the built `postern-gateway` binary run with it (optionally under valgrind).
+//! and how the built `postern-gateway` binary is run with it (optionally under valgrind).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use postern_gateway::config::{
     Allowance, AllowanceAction, AuthBackend, AuthProfile, CertificateAuth, CertificateAuthQuery,
     CrlFormat, CrlScope, CrlSource, Duration as D, GatewayConfig, HostAccessEntry, LdapAuthMethod,
@@ -15,6 +14,9 @@ use postern_gateway::config::{
     ListenerTls, MailFlowPolicy, NextHop, PolicyAction, Reply, SmtpAuth, SmtpAuthQuery, StaticUser,
     TlsMode,
 };
+use postern_testkit::gateway::{Gateway, GatewayBuilder};
+use postern_testkit::ports::free_port;
+use postern_testkit::slapd;
 
 use crate::pki::{CLIENT_CN, Pki};
 
@@ -31,12 +33,12 @@ pub struct PosternPorts {
 
 impl PosternPorts {
     /// Fresh free ports.
-    pub fn free() -> Result<Self> {
-        Ok(Self {
-            tls_ecdsa: crate::net::free_port()?,
-            tls_rsa: crate::net::free_port()?,
-            plain: crate::net::free_port()?,
-        })
+    pub fn free() -> Self {
+        Self {
+            tls_ecdsa: free_port(),
+            tls_rsa: free_port(),
+            plain: free_port(),
+        }
     }
 }
 
@@ -176,166 +178,33 @@ pub fn config(
     config
 }
 
-/// A running gateway, stopped (SIGTERM, then SIGKILL) on drop.
-#[derive(Debug)]
-pub struct Postern {
-    child: Child,
-    /// Name for logs and file names.
-    pub name: String,
-    /// Admin port on 127.0.0.1.
-    pub admin_port: u16,
-    log: PathBuf,
-    stop_timeout: Duration,
-}
-
-impl Postern {
-    /// Start `bin` with `config` written to `dir/<name>-config/gateway.yaml`; `wrapper` is a command
-    /// prefix such as valgrind's, `extra` more gateway arguments. Waits until `/readyz`
-    /// answers 200.
-    pub fn start(
-        bin: &Path,
-        dir: &Path,
-        name: &str,
-        config: &GatewayConfig,
-        wrapper: &[String],
-        extra: &[&str],
-        ready_timeout: Duration,
-    ) -> Result<Self> {
-        // The gateway watches its configuration's directory: keep its log (and the
-        // callgrind dumps) out of it, as a mounted Secret would be.
-        let config_dir = dir.join(format!("{name}-config"));
-        std::fs::create_dir_all(&config_dir)?;
-        let config_path = config_dir.join("gateway.yaml");
-        std::fs::write(&config_path, config.to_yaml())?;
-        let log = dir.join(format!("{name}.log"));
-        let admin_port = crate::net::free_port()?;
-        let mut cmd = match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
-        let child = cmd
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--admin-address")
-            .arg(format!("127.0.0.1:{admin_port}"))
-            .args(["--shutdown-grace", "1s", "--log-format", "text"])
-            .arg("--crl-cache-dir")
-            .arg(dir.join(format!("{name}-crl-cache")))
-            .args(extra)
-            .env("POSTERN_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        crate::cleanup::track_pid(child.id());
-        let mut p = Self {
-            child,
-            name: name.to_owned(),
-            admin_port,
-            log,
-            stop_timeout: if wrapper.is_empty() {
-                Duration::from_secs(10)
-            } else {
-                Duration::from_secs(120)
-            },
-        };
-        p.wait_ready(ready_timeout)?;
-        Ok(p)
-    }
-
-    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before it was ready:\n{}",
-                    self.name,
-                    self.log_tail()
-                );
-            }
-            if let Ok((200, _)) = crate::net::http_get(self.admin_port, "/readyz") {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!(
-            "{} not ready within {timeout:?}:\n{}",
-            self.name,
-            self.log_tail()
+/// How the benchmark runs the gateway: `bin` with `config`, its files in `dir` under
+/// `name` (configuration in `<name>-config/`, log `<name>.log`, CRL cache
+/// `<name>-crl-cache/`), text log, 1 s shutdown grace; stopped gracefully on drop (a
+/// profiling wrapper writes its results on exit).
+pub fn launch(bin: &Path, dir: &Path, name: &str, config: &GatewayConfig) -> GatewayBuilder {
+    Gateway::with_config(config.to_yaml())
+        .bin(bin)
+        .files_in(dir, name)
+        .default_arg("--shutdown-grace", "1s")
+        .default_arg("--log-format", "text")
+        .default_arg(
+            "--crl-cache-dir",
+            &dir.join(format!("{name}-crl-cache")).display().to_string(),
         )
-    }
-
-    /// The last lines of the gateway's log.
-    pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// PID of the gateway (of valgrind running it, under a wrapper).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Wait until the CRL source `source` has `entries` entries in force; returns how
-    /// long that took and the source's status (`GET /crl/<source>`).
-    pub fn wait_crl(
-        &self,
-        source: &str,
-        entries: u64,
-        timeout: Duration,
-    ) -> Result<(Duration, serde_json::Value)> {
-        let start = Instant::now();
-        loop {
-            if let Ok((200, body)) =
-                crate::net::http_get(self.admin_port, &format!("/crl/{source}"))
-            {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                if v["entries"].as_u64() == Some(entries) {
-                    return Ok((start.elapsed(), v));
-                }
-                if start.elapsed() > timeout {
-                    bail!(
-                        "CRL of {} not in force after {timeout:?}: {body}",
-                        self.name
-                    );
-                }
-            } else if start.elapsed() > timeout {
-                bail!("no CRL status from {}:\n{}", self.name, self.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stop gracefully (SIGTERM) and wait; SIGKILL after the timeout.
-    pub fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        crate::procs::signal(self.child.id(), "TERM");
-        let deadline = Instant::now() + self.stop_timeout;
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        .stop_within(Duration::from_secs(10))
+        .stop_on_drop()
 }
 
-impl Drop for Postern {
-    fn drop(&mut self) {
-        self.stop();
-        crate::cleanup::untrack_pid(self.child.id());
-    }
+/// Wait until the CRL source `source` of `gw` has `entries` entries in force; returns
+/// how long that took and the source's status (`GET /crl/<source>`).
+pub fn wait_crl(
+    gw: &Gateway,
+    source: &str,
+    entries: u64,
+    timeout: Duration,
+) -> Result<(Duration, serde_json::Value)> {
+    gw.wait_crl_within(source, timeout, |v| v["entries"].as_u64() == Some(entries))
 }
 
 /// The LDAP section's gateway: [`config`] with the certificate profile's backend moved
@@ -353,7 +222,6 @@ pub fn ldap_config(
     ldap_url: String,
     warm: bool,
 ) -> GatewayConfig {
-    use crate::slapd;
     let mut config = config(ecdsa, rsa, ports, sink, None);
     config.ldap_profiles.insert(
         "bench-ldap".into(),

@@ -183,7 +183,7 @@ impl Postfix {
         idle_procs: u32,
         keep: bool,
     ) -> Result<Self> {
-        if !crate::procs::is_root() {
+        if !postern_testkit::process::is_root() {
             bail!("starting Postfix needs root (postfix start, queue owned by user postfix)");
         }
         let dir = base.join("postfix");
@@ -243,7 +243,7 @@ impl Postfix {
             if let Some(pid) = std::fs::read_to_string(&pid_file)
                 .ok()
                 .and_then(|s| s.trim().parse::<u32>().ok())
-                .filter(|&p| crate::procs::alive(p))
+                .filter(|&p| postern_testkit::process::alive(p))
             {
                 pf.master_pid = pid;
                 break;
@@ -258,7 +258,7 @@ impl Postfix {
             std::thread::sleep(Duration::from_millis(50));
         }
         for port in [ports.tls_ecdsa, ports.tls_rsa, ports.plain, ports.idle] {
-            crate::net::wait_port(port, Duration::from_secs(15))
+            postern_testkit::ports::wait_port(port, Duration::from_secs(15))
                 .with_context(|| format!("Postfix listener 127.0.0.1:{port}"))?;
         }
         Ok(pf)
@@ -298,14 +298,14 @@ impl Drop for Postfix {
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.master_pid != 0
-            && crate::procs::alive(self.master_pid)
+            && postern_testkit::process::alive(self.master_pid)
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(50));
         }
-        if self.master_pid != 0 && crate::procs::alive(self.master_pid) {
+        if self.master_pid != 0 && postern_testkit::process::alive(self.master_pid) {
             for pid in crate::procs::tree(self.master_pid) {
-                crate::procs::signal(pid, "KILL");
+                postern_testkit::process::signal(pid, "KILL");
             }
         }
         let _ = register(&self.etc, false);

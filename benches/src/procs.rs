@@ -156,38 +156,6 @@ impl Drop for PeakSampler {
     }
 }
 
-/// Whether this process runs as root (Postfix's `postfix start` and smtp-sink's `-u` need it).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Send a signal by PID with kill(1) (no libc in this crate).
-pub fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .stderr(std::process::Stdio::null())
-        .status();
-}
-
-/// Whether a PID is alive (and not a zombie).
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|t| {
-            t.rfind(')')
-                .and_then(|i| t.get(i + 2..i + 3).map(|s| s != "Z"))
-        })
-        .unwrap_or(false)
-}
-
 /// The (soft, hard) open-file limits of this process.
 pub fn nofile() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -228,7 +196,7 @@ mod tests {
     fn reads_own_process() {
         let me = std::process::id();
         assert!(stat(me).is_some());
-        assert!(alive(me));
+        assert!(postern_testkit::process::alive(me));
         let m = memory(me);
         assert!(m.rss_kib > 0 && m.processes >= 1, "{m:?}");
     }

@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use postern_gateway::config::GatewayConfig;
 
 use crate::load;
-use crate::postern::Postern;
+use postern_testkit::gateway::Gateway;
+
+use crate::postern;
 
 /// One profiled workload.
 #[derive(Debug, Clone)]
@@ -42,7 +44,7 @@ impl Profile {
 /// A gateway running under callgrind, with its workloads.
 #[derive(Debug)]
 pub struct Profiled {
-    gw: Postern,
+    gw: Gateway,
     out_prefix: PathBuf,
     dumps: u32,
 }
@@ -61,16 +63,13 @@ impl Profiled {
         // The configuration file is re-read and hashed every poll interval: keep that
         // background work out of the per-session counts.
         let extra = ["--poll-interval", "3600s"];
-        let gw = Postern::start(
-            bin,
-            dir,
-            name,
-            config,
-            &wrapper,
-            &extra,
-            Duration::from_secs(600),
-        )
-        .context("starting the gateway under valgrind (Debian package valgrind)")?;
+        let gw = postern::launch(bin, dir, name, config)
+            .wrapper(wrapper)
+            .args(&extra)
+            .ready_within(Duration::from_secs(600))
+            .stop_within(Duration::from_secs(120))
+            .start()
+            .context("starting the gateway under valgrind (Debian package valgrind)")?;
         Ok(Self {
             gw,
             out_prefix,
@@ -79,7 +78,7 @@ impl Profiled {
     }
 
     /// The gateway (for its admin port).
-    pub fn gateway(&self) -> &Postern {
+    pub fn gateway(&self) -> &Gateway {
         &self.gw
     }
 
@@ -172,7 +171,7 @@ impl Profiled {
 
     /// Stop the gateway.
     pub fn stop(mut self) {
-        self.gw.stop();
+        let _ = self.gw.stop();
     }
 }
 

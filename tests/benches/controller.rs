@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use postern_tests::cluster::{ControllerProcess, ControllerSpec, GatewayProcess, smtp_greeting};
-use postern_tests::kube::{KubeCluster, User, free_port};
+use postern_testkit::ports::free_port;
+use postern_tests::cluster::{ControllerProcess, ControllerSpec, smtp_greeting, start_gateway};
+use postern_tests::kube::{KubeCluster, User};
 
 fn policy(name: &str, action: &str) -> String {
     format!(
@@ -81,7 +82,7 @@ fn latency(cluster: &KubeCluster, changes: usize) -> Result<()> {
     .to_vec();
     let mut ctl = ControllerProcess::start(cluster, &spec)?;
     ctl.wait_ready()?;
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-bench")?;
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-bench")?;
     cluster.apply(&ns, &policy("p", "Relay"))?;
     cluster.apply(&ns, &listener("smtp", port, "p"))?;
     wait_greeting(addr, "220", Duration::from_secs(60))?;
@@ -250,7 +251,7 @@ fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
     spec.extra = extra_args();
     let mut ctl = ControllerProcess::start(cluster, &spec)?;
     ctl.wait_ready()?;
-    let mut gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-settle")?;
+    let mut gw = start_gateway(cluster, User::Admin, &ns, "gw-settle")?;
     let text = manifests(objects);
     let file = tempfile::NamedTempFile::new()?;
     std::fs::write(file.path(), &text)?;
@@ -272,7 +273,7 @@ fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
 
     // b) The objects are there (in a new namespace, no status yet); a controller starts.
     let ns = cluster.create_namespace("bench-cold")?;
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-cold")?;
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-cold")?;
     std::fs::write(file.path(), manifests(objects))?;
     cluster.apply_path(&ns, file.path())?;
     let t0 = Instant::now();

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use postern_gateway::config::{CrlFormat, CrlScope, CrlSource, GatewayConfig, Listener};
 use postern_gateway::crl::{CrlStore, Install, ServedBy, TrustStore, load, unix_now};
 use postern_gateway::tls::RevocationChecker;
-use postern_tests::crl::{TestCa, big_serial, crl_pem};
+use postern_testkit::crl::{big_serial, crl_pem};
+use postern_testkit::pki::Ca;
 
 fn status_kib(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -87,7 +88,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let serial_len = 20;
-    let ca = TestCa::root("Bench CA");
+    let ca = Ca::root("Bench CA");
     let mut trust = TrustStore::default();
     trust.add_pem(&ca.cert_pem(), "bench").expect("CA");
 

@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::GatewayConfig;
-use postern_tests::crl::{GatewayProcess, TestCa, TestCert, free_port};
-use postern_tests::http::HttpServer;
+use postern_testkit::file_server::HttpServer;
+use postern_testkit::pki::{Ca, Leaf};
+use postern_testkit::ports::free_port;
+use postern_tests::crl;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -29,14 +31,16 @@ fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-struct Gateway {
-    process: GatewayProcess,
+/// A gateway under measurement and its SMTP listener.
+struct Target {
+    process: postern_testkit::gateway::Gateway,
     smtp: SocketAddr,
 }
 
-fn start_gateway(server_ca: &TestCa, client_ca: &TestCa, crl_url: Option<&str>) -> Gateway {
+fn start_target(server_ca: &Ca, client_ca: &Ca, crl_url: Option<&str>) -> Target {
     let port = free_port();
-    let (chain, key) = server_ca.server("127.0.0.1");
+    let server = server_ca.server("127.0.0.1");
+    let (chain, key) = (server.cert_pem, server.key_pem);
     let mut v = serde_json::json!({
         "apiVersion": "postern.dev/gateway/v1",
         "listeners": {"bench": {
@@ -53,13 +57,13 @@ fn start_gateway(server_ca: &TestCa, client_ca: &TestCa, crl_url: Option<&str>) 
         }});
     }
     let config: GatewayConfig = serde_json::from_value(v).expect("config");
-    let process = GatewayProcess::start(&config, &[], "warn").expect(
+    let process = crl::start_gateway(&config, &[], "warn").expect(
         "postern-gateway (build the release binary first: cargo build --release -p postern-gateway)",
     );
     if crl_url.is_some() {
         process.wait_crl("big", "the big CRL in force", |s| s["crlNumber"] == "1");
     }
-    Gateway {
+    Target {
         process,
         smtp: SocketAddr::from(([127, 0, 0, 1], port)),
     }
@@ -103,7 +107,7 @@ async fn session(addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> std::io:
     Ok(())
 }
 
-fn connector(server_ca: &TestCa, client: &TestCert) -> tokio_rustls::TlsConnector {
+fn connector(server_ca: &Ca, client: &Leaf) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from(server_ca.cert_der()))
@@ -138,7 +142,7 @@ struct Round {
 /// Sessions per second for `seconds` with `concurrency` clients in a loop, and the
 /// gateway's CPU time per session.
 async fn measure(
-    gw: &Gateway,
+    gw: &Target,
     tls: &tokio_rustls::TlsConnector,
     seconds: u64,
     concurrency: usize,
@@ -183,8 +187,8 @@ async fn main() {
     let rounds: usize = arg("--rounds", 6);
     let concurrency: usize = arg("--concurrency", 8);
 
-    let server_ca = TestCa::root("Bench Server CA");
-    let client_ca = TestCa::root("Bench Client CA");
+    let server_ca = Ca::root("Bench Server CA");
+    let client_ca = Ca::root("Bench Client CA");
     let client = client_ca.client("bench user", &[0x7e, 0x57]);
     let crl = client_ca.big_crl(1, entries, 20, 10);
     println!(
@@ -195,8 +199,8 @@ async fn main() {
     http.put("/big.crl", crl);
     let url = http.url("/big.crl");
 
-    let with = start_gateway(&server_ca, &client_ca, Some(&url));
-    let without = start_gateway(&server_ca, &client_ca, None);
+    let with = start_target(&server_ca, &client_ca, Some(&url));
+    let without = start_target(&server_ca, &client_ca, None);
     let v = with.process.crl_status("big").unwrap_or_default();
     println!(
         "gateway with CRL: entries {}, index {:.1} MiB",
@@ -253,7 +257,7 @@ async fn main() {
     );
     let checks = with
         .process
-        .get("/metrics")
+        .http_get("/metrics")
         .map(|(_, b)| b)
         .unwrap_or_default();
     for line in checks

@@ -1,15 +1,20 @@
 //! The controller and gateway processes, run as they would run in Pods but as local
 //! processes pointed at the test API server (pods never start on it).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use postern_testkit::gateway::{Gateway, Ready};
+use postern_testkit::http::http_get;
+use postern_testkit::ports::free_port;
+use postern_testkit::process;
+use postern_testkit::workspace::workspace_bin;
 
-use crate::kube::{KubeCluster, User, free_port, workspace_bin};
+use crate::kube::{KubeCluster, User};
 
 /// A running `postern controller`.
 #[derive(Debug)]
@@ -81,6 +86,7 @@ impl ControllerProcess {
             .stderr(std::fs::File::options().append(true).open(&log)?)
             .spawn()
             .context("cannot start postern controller")?;
+        process::track(child.id());
         let mut p = Self {
             child: Some(child),
             identity: spec.identity.clone(),
@@ -146,15 +152,16 @@ impl ControllerProcess {
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;
-        signal(&child, "TERM")?;
-        wait_timeout(&mut child, Duration::from_secs(15))
+        process::signal(child.id(), "TERM");
+        let status = process::wait_exit(&mut child, Duration::from_secs(15));
+        process::kill(child);
+        status
     }
 
     /// SIGKILL: dies without releasing anything.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.child.take() {
+            process::kill(c);
         }
     }
 }
@@ -168,131 +175,36 @@ impl Drop for ControllerProcess {
     }
 }
 
-/// A running `postern-gateway --cluster`.
-#[derive(Debug)]
-pub struct GatewayProcess {
-    child: Option<Child>,
-    /// Its name (as `POD_NAME`).
-    pub name: String,
-    /// Its admin address.
-    pub admin: SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// Starts a gateway that reads `namespace`'s rendered Secret as `user`, renewing its
+/// report every second (3 s lifetime); up once its admin endpoint answers (it serves
+/// before any configuration).
+pub fn start_gateway(
+    cluster: &KubeCluster,
+    user: User,
+    namespace: &str,
+    name: &str,
+) -> Result<Gateway> {
+    start_gateway_with(cluster, user, namespace, name, &[])
 }
 
-impl GatewayProcess {
-    /// Starts a gateway that reads `namespace`'s rendered Secret as `user`, renewing its
-    /// report every second (3 s lifetime).
-    pub fn start(cluster: &KubeCluster, user: User, namespace: &str, name: &str) -> Result<Self> {
-        Self::start_with(cluster, user, namespace, name, &[])
-    }
-
-    /// [`Self::start`] with extra arguments (replacing the defaults they name, e.g.
-    /// `--report-ttl 20s`).
-    pub fn start_with(
-        cluster: &KubeCluster,
-        user: User,
-        namespace: &str,
-        name: &str,
-        extra: &[&str],
-    ) -> Result<Self> {
-        let bin = workspace_bin("postern-gateway")?;
-        let dir = tempfile::Builder::new().prefix("postern-gw-").tempdir()?;
-        let log = dir.path().join("gateway.log");
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let child = Command::new(bin)
-            .args([
-                "--cluster",
-                "--namespace",
-                namespace,
-                "--gateway-name",
-                name,
-            ])
-            .args(["--admin-address", &admin.to_string()])
-            .args(defaults_unless_given(
-                &[
-                    "--report-interval",
-                    "1s",
-                    "--report-ttl",
-                    "3s",
-                    "--shutdown-grace",
-                    "1s",
-                ],
-                extra,
-            ))
-            .args(extra)
-            .env("KUBECONFIG", cluster.kubeconfig_for(user))
-            .env("POSTERN_LOG", "info,kube=warn,hyper=warn,tower=warn")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::options().append(true).open(&log)?)
-            .spawn()
-            .context("cannot start postern-gateway")?;
-        let mut g = Self {
-            child: Some(child),
-            name: name.into(),
-            admin,
-            log,
-            _dir: dir,
-        };
-        // Up once its admin endpoint answers (it serves before any configuration).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(c) = g.child.as_mut()
-                && let Some(status) = c.try_wait()?
-            {
-                bail!("gateway {name} exited ({status}):\n{}", g.logs());
-            }
-            if http_get(g.admin, "/healthz").is_ok() {
-                return Ok(g);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "gateway {name} not serving its admin endpoint:\n{}",
-                    g.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Its log so far.
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        let mut child = self.child.take().context("already stopped")?;
-        signal(&child, "TERM")?;
-        wait_timeout(&mut child, Duration::from_secs(15))
-    }
-
-    /// SIGSTOP / SIGCONT: a gateway that hangs.
-    pub fn pause(&self, paused: bool) -> Result<()> {
-        let child = self.child.as_ref().context("not running")?;
-        signal(child, if paused { "STOP" } else { "CONT" })
-    }
-
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        if let Some(c) = &self.child {
-            let _ = signal(c, "CONT");
-        }
-        self.kill();
-        if std::thread::panicking() || std::env::var_os("POSTERN_TEST_LOGS").is_some() {
-            eprintln!("--- gateway {} log ---\n{}", self.name, self.logs());
-        }
-    }
+/// [`start_gateway`] with extra arguments (replacing the defaults they name, e.g.
+/// `--report-ttl 20s`).
+pub fn start_gateway_with(
+    cluster: &KubeCluster,
+    user: User,
+    namespace: &str,
+    name: &str,
+    extra: &[&str],
+) -> Result<Gateway> {
+    Gateway::in_cluster(namespace, name, &cluster.kubeconfig_for(user))
+        .default_arg("--report-interval", "1s")
+        .default_arg("--report-ttl", "3s")
+        .default_arg("--shutdown-grace", "1s")
+        .args(extra)
+        .log_filter("info,kube=warn,hyper=warn,tower=warn")
+        .ready(Ready::AdminUp)
+        .ready_within(Duration::from_secs(60))
+        .start()
 }
 
 /// The `--flag value` pairs of `defaults` whose flag `extra` does not give.
@@ -303,50 +215,6 @@ fn defaults_unless_given(defaults: &[&str], extra: &[&str]) -> Vec<String> {
         .flatten()
         .map(|s| (*s).to_owned())
         .collect()
-}
-
-fn signal(child: &Child, sig: &str) -> Result<()> {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()?;
-    if !status.success() {
-        bail!("kill -{sig} {} failed", child.id());
-    }
-    Ok(())
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = child.try_wait()? {
-            return Ok(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("process {} did not exit within {timeout:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A minimal HTTP/1.0 GET on loopback: status code and body.
-pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no HTTP status")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
 }
 
 /// The first reply line an SMTP server sends on connect (e.g. `220 ...` or

@@ -1,41 +1,38 @@
-//! The real `postern-gateway` binary run from a configuration file, a test PKI, a
-//! blocking SMTP client (with STARTTLS through rustls) and a scripted next hop that can
-//! misbehave on purpose (down, slow, dropping mid-DATA). For the security, fault and load
-//! tests; everything on loopback, every wait bounded.
+//! The security, fault and load tests' world: the real `postern-gateway` binary run from
+//! a configuration file (text log, 200 ms poll interval, ready once every listener
+//! accepts), a test PKI, a blocking SMTP client (with STARTTLS through rustls) and a
+//! scripted next hop that can misbehave on purpose (down, slow, dropping mid-DATA).
+//! Everything on loopback, every wait bounded.
 
 // Test handles wrap sockets and processes; Debug output of them would say nothing useful.
 #![allow(missing_debug_implementations)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use postern_gateway::config::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
-};
+use postern_testkit::gateway::{Gateway, GatewayBuilder, Ready};
+use postern_testkit::pki::{Ca, Leaf};
+use postern_testkit::ports::free_port;
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-
-use crate::kube::{free_port, workspace_bin};
 
 /// A CA with a server certificate for `localhost`/127.0.0.1, able to issue client certs.
 pub struct Pki {
     /// The CA.
-    pub ca: CertifiedIssuer<'static, KeyPair>,
+    pub ca: Ca,
     /// The server certificate (PEM).
     pub server_pem: String,
     /// The server key (PEM).
     pub server_key_pem: String,
 }
 
-/// A client certificate and key.
+/// A client certificate chain and key, as a client presents them.
 #[derive(Clone)]
 pub struct ClientCert {
     /// Certificate chain (leaf first), PEM.
@@ -44,27 +41,30 @@ pub struct ClientCert {
     pub key_pem: String,
 }
 
+impl From<Leaf> for ClientCert {
+    fn from(leaf: Leaf) -> Self {
+        Self {
+            chain_pem: leaf.cert_pem,
+            key_pem: leaf.key_pem,
+        }
+    }
+}
+
 impl Pki {
     /// A new CA named `name`.
     pub fn new(name: &str) -> Self {
-        let ca = ca(name, None);
-        let mut sp = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        sp.subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        sp.distinguished_name.push(DnType::CommonName, "localhost");
-        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        let server = sp.signed_by(&key, &ca).unwrap();
+        let ca = Ca::new(name);
+        let server = ca.localhost_server();
         Self {
             ca,
-            server_pem: server.pem(),
-            server_key_pem: key.serialize_pem(),
+            server_pem: server.cert_pem,
+            server_key_pem: server.key_pem,
         }
     }
 
     /// The CA certificate (PEM).
     pub fn ca_pem(&self) -> String {
-        self.ca.pem()
+        self.ca.cert_pem()
     }
 
     /// A client certificate for `cn` signed by this CA.
@@ -76,12 +76,7 @@ impl Pki {
 
     /// A client certificate from caller-built parameters, signed by this CA.
     pub fn issue(&self, params: CertificateParams) -> ClientCert {
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        ClientCert {
-            chain_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
+        self.ca.issue(params).into()
     }
 }
 
@@ -91,34 +86,6 @@ pub fn client_params() -> CertificateParams {
     p.distinguished_name = rcgen::DistinguishedName::new();
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p
-}
-
-/// A CA (self-signed when `parent` is None), with optional validity window.
-pub fn ca(
-    name: &str,
-    parent: Option<(
-        &CertifiedIssuer<'static, KeyPair>,
-        time::OffsetDateTime,
-        time::OffsetDateTime,
-    )>,
-) -> CertifiedIssuer<'static, KeyPair> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    match parent {
-        None => CertifiedIssuer::self_signed(p, key).unwrap(),
-        Some((issuer, from, to)) => {
-            p.not_before = from;
-            p.not_after = to;
-            CertifiedIssuer::signed_by(p, key, issuer).unwrap()
-        }
-    }
 }
 
 /// Users of the Static backend most tests use: `jdoe` (certificate CN
@@ -256,151 +223,26 @@ pub fn ldap_auth_profile() -> AuthProfile {
     }
 }
 
-/// A running `postern-gateway --config FILE`, killed on drop.
-pub struct Gateway {
-    child: Option<Child>,
-    /// The configuration file (rewrite it to reload).
-    pub config_path: PathBuf,
-    /// The admin address.
-    pub admin: SocketAddr,
-    /// The listener addresses by name.
-    pub listeners: Vec<(String, SocketAddr)>,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// How these tests run the gateway: `config` (every listener probed until it accepts),
+/// text log, 200 ms poll interval, 3 s shutdown grace, 30 s to start.
+pub fn launch(config: &GatewayConfig) -> GatewayBuilder {
+    Gateway::with_config(config.to_yaml())
+        .default_arg("--poll-interval", "200ms")
+        .default_arg("--shutdown-grace", "3s")
+        .listeners(
+            config
+                .listeners
+                .values()
+                .map(|l| SocketAddr::new(l.address, l.port))
+                .collect(),
+        )
+        .ready(Ready::Listening)
+        .ready_within(Duration::from_secs(30))
 }
 
-impl Gateway {
-    /// Start with `config`; returns once every listener accepts connections.
-    pub fn start(config: &GatewayConfig, extra: &[&str]) -> Result<Self> {
-        let bin = workspace_bin("postern-gateway")?;
-        let dir = tempfile::Builder::new()
-            .prefix("postern-harden-")
-            .tempdir()?;
-        let config_path = dir.path().join("gateway.yaml");
-        std::fs::write(&config_path, config.to_yaml())?;
-        let log = dir.path().join("gateway.log");
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config_path)
-            .args(["--admin-address", &admin.to_string()])
-            .args(["--poll-interval", "200ms", "--shutdown-grace", "3s"])
-            .args(extra)
-            .env("POSTERN_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log)?)
-            .stderr(std::fs::File::options().append(true).open(&log)?)
-            .spawn()
-            .context("cannot start postern-gateway")?;
-        let listeners = config
-            .listeners
-            .iter()
-            .map(|(n, l)| (n.clone(), SocketAddr::new(l.address, l.port)))
-            .collect();
-        let mut g = Self {
-            child: Some(child),
-            config_path,
-            admin,
-            listeners,
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for (_, addr) in g.listeners.clone() {
-            loop {
-                if let Some(s) = g.child.as_mut().unwrap().try_wait()? {
-                    bail!("gateway exited ({s}):\n{}", g.logs());
-                }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!("gateway never listened on {addr}:\n{}", g.logs());
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        // Those probes were sessions too: wait until the gateway has seen them close, so
-        // a test that counts connection slots starts from zero.
-        while Instant::now() < deadline {
-            let busy = crate::cluster::http_get(g.admin, "/metrics").map(|(_, text)| {
-                text.lines()
-                    .any(|l| l.starts_with("postern_connections_active{") && !l.ends_with(" 0"))
-            });
-            if matches!(busy, Ok(false)) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(g)
-    }
-
-    /// The address of the only (first) listener.
-    pub fn addr(&self) -> SocketAddr {
-        self.listeners[0].1
-    }
-
-    /// The log so far.
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Send a signal (`TERM`, `KILL`).
-    pub fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(c.id().to_string())
-                .status();
-        }
-    }
-
-    /// Wait for the process to exit, at most `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        let c = self.child.as_mut().ok_or_else(|| anyhow!("not running"))?;
-        loop {
-            if let Some(s) = c.try_wait()? {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                bail!("gateway did not exit within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Resident set size in KiB (from /proc).
-    pub fn rss_kib(&self) -> u64 {
-        let pid = self.child.as_ref().map(|c| c.id()).unwrap_or(0);
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// Wait until the log contains `needle` (bounded).
-    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        while !self.logs().contains(needle) {
-            if Instant::now() > deadline {
-                bail!("log never said {needle:?}:\n{}", self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// [`launch`] with `extra` arguments, started.
+pub fn start_gateway(config: &GatewayConfig, extra: &[&str]) -> Result<Gateway> {
+    launch(config).args(extra).start()
 }
 
 enum Conn {

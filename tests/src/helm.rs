@@ -10,7 +10,11 @@ use std::process::Command;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
-use crate::kube::{KubeCluster, random_hex, workspace_root};
+use postern_testkit::http::http_get;
+use postern_testkit::ports::free_port;
+use postern_testkit::workspace::workspace_root;
+
+use crate::kube::{KubeCluster, random_hex};
 
 /// The chart's directory.
 pub fn chart_dir() -> PathBuf {
@@ -354,7 +358,7 @@ impl ChartProcess {
         kubeconfig: &Path,
     ) -> Result<ChartProcess> {
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-        let port = crate::kube::free_port();
+        let port = free_port();
         let http: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let mut args = Vec::new();
         for a in container["args"].as_array().into_iter().flatten() {
@@ -427,23 +431,7 @@ impl ChartProcess {
 
     /// `GET path` on the admin address: (status code, body).
     pub fn get(&self, path: &str) -> Result<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut s =
-            std::net::TcpStream::connect_timeout(&self.http, std::time::Duration::from_secs(2))?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .context("no HTTP status")?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((code, body))
+        http_get(self.http, path)
     }
 
     /// Its output so far.

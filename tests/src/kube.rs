@@ -17,13 +17,14 @@
 //! server, so the shared instance never outlives its tests.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use postern_testkit::ports::free_ports;
+use postern_testkit::workspace::workspace_root;
 
 /// A user of the test API server, each with its own bearer token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,7 +169,9 @@ impl KubeCluster {
         // A port picked free can be taken before the server binds it: retry a few times.
         let mut last_err = None;
         for _attempt in 0..3 {
-            let [etcd_port, peer_port, api_port] = free_ports::<3>()?;
+            let [etcd_port, peer_port, api_port] = free_ports(3)[..] else {
+                unreachable!("three ports asked for")
+            };
             let mut guards = Vec::new();
             let etcd_data = dir.join(format!("etcd-{etcd_port}"));
             guards.push(spawn_guarded(
@@ -583,36 +586,9 @@ pub fn wait_until<T>(
     }
 }
 
-/// The workspace root (the directory of the top-level Cargo.toml).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 /// Where crdgen writes the CRDs.
 pub fn crds_dir() -> PathBuf {
     workspace_root().join("charts/postern/crds")
-}
-
-/// Path of a workspace binary (`postern`, `postern-gateway`) built next to this test.
-/// `tests/run` builds them (`cargo build --workspace --bins`) before the tests run.
-pub fn workspace_bin(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .ok_or_else(|| anyhow!("unexpected test binary location {}", exe.display()))?;
-    let bin = profile_dir.join(name);
-    if !bin.exists() {
-        bail!(
-            "{} is not built; run `cargo build --workspace --bins` first (tests/run does)",
-            bin.display()
-        );
-    }
-    Ok(bin)
 }
 
 fn kube_apiserver_path() -> Result<PathBuf> {
@@ -705,23 +681,6 @@ fn spawn_janitor(dir: &Path) -> Result<Guard> {
         stdin: Some(stdin),
         log: dir.join("janitor.log"),
     })
-}
-
-fn free_ports<const N: usize>() -> Result<[u16; N]> {
-    // Hold all listeners at once so the N ports differ.
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<_>>()?;
-    let mut ports = [0u16; N];
-    for (p, l) in ports.iter_mut().zip(&listeners) {
-        *p = l.local_addr()?.port();
-    }
-    Ok(ports)
-}
-
-/// A free loopback TCP port (bound then released).
-pub fn free_port() -> u16 {
-    free_ports::<1>().expect("a free loopback port")[0]
 }
 
 fn run_checked(cmd: &mut Command) -> Result<String> {

@@ -1,5 +1,8 @@
 #![forbid(unsafe_code)]
-//! Test support: real components started on loopback in temporary directories.
+//! Test support: real components started on loopback in temporary directories. What the
+//! benchmarks share with these tests (the gateway launcher, PKI and CRLs, slapd,
+//! smtp-sink, ports, HTTP) is in `postern-testkit`; this crate adds what needs the
+//! gateway's configuration types, the Kubernetes and Helm harness and the SMTP clients.
 
 pub mod clients;
 pub mod cluster;
@@ -8,10 +11,6 @@ pub mod cutproxy;
 pub mod gate;
 pub mod gateway;
 pub mod helm;
-pub mod http;
 pub mod kube;
 pub mod openssl_ca;
-pub mod pki;
-pub mod ports;
-pub mod sink;
 pub mod slapd;

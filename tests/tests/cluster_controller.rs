@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use postern_tests::cluster::{ControllerProcess, ControllerSpec, GatewayProcess, smtp_greeting};
-use postern_tests::kube::{Condition, KubeCluster, User, condition_of, free_port, wait_until};
+use postern_testkit::ports::free_port;
+use postern_tests::cluster::{ControllerProcess, ControllerSpec, smtp_greeting, start_gateway};
+use postern_tests::kube::{Condition, KubeCluster, User, condition_of, wait_until};
 
 const SECRET: &str = "postern-config";
 const HASH: &str = "postern.dev/config-hash";
@@ -161,7 +162,7 @@ fn publishes_programs_and_enforces_a_policy_change() {
     assert_eq!(r.observed_generation, Some(1));
 
     // A gateway picks the configuration up and reports it: Programmed, Ready.
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-1").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-1").unwrap();
     wait_until(
         Duration::from_secs(60),
         "the gateway's applied hash",
@@ -253,7 +254,7 @@ fn a_broken_reference_is_named_and_fixed() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-refs")).unwrap();
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-refs").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-refs").unwrap();
 
     // The Listener names a Secret that does not exist.
     cluster.apply(&ns, &policy("default", "Relay")).unwrap();
@@ -367,7 +368,7 @@ fn deleting_objects_updates_status_and_removes_the_configuration() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-del")).unwrap();
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-del").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-del").unwrap();
     cluster.apply(&ns, &policy("default", "Relay")).unwrap();
     cluster.apply(&ns, &policy("spare", "Reject")).unwrap();
     cluster
@@ -421,7 +422,7 @@ fn drift_is_repaired_and_reported() {
     let ns = cluster.create_namespace("drift").unwrap();
     let port = free_port();
     let ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-drift")).unwrap();
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-drift").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-drift").unwrap();
     cluster.apply(&ns, &policy("default", "Relay")).unwrap();
     cluster
         .apply(&ns, &listener("smtp", port, "default", ""))

@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use postern_tests::cluster::{ControllerProcess, ControllerSpec, GatewayProcess};
-use postern_tests::crl::TestCa;
-use postern_tests::http::HttpServer;
-use postern_tests::kube::{Condition, KubeCluster, User, condition_of, free_port, wait_until};
+use postern_testkit::file_server::HttpServer;
+use postern_testkit::pki::Ca;
+use postern_testkit::ports::free_port;
+use postern_tests::cluster::{ControllerProcess, ControllerSpec, start_gateway};
+use postern_tests::kube::{Condition, KubeCluster, User, condition_of, wait_until};
 
 fn wait_ready(
     cluster: &KubeCluster,
@@ -49,8 +50,9 @@ fn warning_events(cluster: &KubeCluster, ns: &str, reason: &str) -> Vec<serde_js
 fn crl_sources_without_a_crl_say_whether_they_refuse_or_fail_open() {
     let cluster = KubeCluster::shared();
     let ns = cluster.create_namespace("crlpolicy").unwrap();
-    let ca = TestCa::root("Policy Root");
-    let (cert, key) = ca.server("mail.test");
+    let ca = Ca::root("Policy Root");
+    let server = ca.server("mail.test");
+    let (cert, key) = (server.cert_pem, server.key_pem);
     let http = HttpServer::start();
     let indent = |pem: &str| {
         pem.lines()
@@ -87,7 +89,7 @@ fn crl_sources_without_a_crl_say_whether_they_refuse_or_fail_open() {
     );
     let _ctl =
         ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-crlpolicy")).unwrap();
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-crlpolicy").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-crlpolicy").unwrap();
     cluster.apply(&ns, &manifests).unwrap();
 
     // Nothing served yet (404): both have failed first fetches.

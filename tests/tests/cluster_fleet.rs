@@ -6,12 +6,14 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
-use postern_tests::cluster::{ControllerProcess, ControllerSpec, GatewayProcess};
-use postern_tests::crl::TestCa;
-use postern_tests::http::{HttpServer, dead_url};
-use postern_tests::kube::{
-    Condition, KubeCluster, User, condition_of, free_port, wait_until, workspace_bin,
+use postern_testkit::file_server::{HttpServer, dead_url};
+use postern_testkit::pki::Ca;
+use postern_testkit::ports::free_port;
+use postern_testkit::workspace::workspace_bin;
+use postern_tests::cluster::{
+    ControllerProcess, ControllerSpec, start_gateway, start_gateway_with,
 };
+use postern_tests::kube::{Condition, KubeCluster, User, condition_of, wait_until};
 
 fn policy(name: &str, action: &str) -> String {
     format!(
@@ -58,11 +60,10 @@ fn a_rolling_fleet_says_how_many_gateways_are_programmed() {
     let ns = cluster.create_namespace("roll").unwrap();
     let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-roll")).unwrap();
     // Two gateways on one host: a configuration without listeners binds no port.
-    let gw_a = GatewayProcess::start(cluster, User::Admin, &ns, "gw-a").unwrap();
+    let gw_a = start_gateway(cluster, User::Admin, &ns, "gw-a").unwrap();
     // gw-b's report outlives the pause below (a hung gateway counts until it expires).
     let gw_b =
-        GatewayProcess::start_with(cluster, User::Admin, &ns, "gw-b", &["--report-ttl", "20s"])
-            .unwrap();
+        start_gateway_with(cluster, User::Admin, &ns, "gw-b", &["--report-ttl", "20s"]).unwrap();
     cluster.apply(&ns, &policy("p", "Relay")).unwrap();
     cluster.apply(&ns, &policy("other", "Relay")).unwrap();
     // Both run the configuration with both policies.
@@ -122,7 +123,7 @@ fn a_gateway_that_refuses_a_configuration_says_why() {
     let cluster = KubeCluster::shared();
     let ns = cluster.create_namespace("refuse").unwrap();
     let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-refuse")).unwrap();
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-r").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-r").unwrap();
     cluster.apply(&ns, &policy("p", "Relay")).unwrap();
     wait_cond(cluster, &ns, "mailflowpolicy", "p", "Ready", |c| {
         c.status == "True"
@@ -162,8 +163,9 @@ fn a_gateway_that_refuses_a_configuration_says_why() {
 fn crl_source_status_comes_from_the_gateways() {
     let cluster = KubeCluster::shared();
     let ns = cluster.create_namespace("crl").unwrap();
-    let ca = TestCa::root("Postern Test Root");
-    let (cert, key) = ca.server("mail.test");
+    let ca = Ca::root("Postern Test Root");
+    let server = ca.server("mail.test");
+    let (cert, key) = (server.cert_pem, server.key_pem);
     let http = HttpServer::start();
     http.put(
         "/root.crl",
@@ -198,7 +200,7 @@ fn crl_source_status_comes_from_the_gateways() {
         secondary = http.url("/root.crl"),
     );
     let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-crl")).unwrap();
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-crl").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-crl").unwrap();
     cluster.apply(&ns, &manifests).unwrap();
 
     let ready = wait_cond(cluster, &ns, "crlsource", "root", "Ready", |c| {
@@ -236,7 +238,7 @@ fn plan_live_compares_manifests_with_what_the_cluster_runs() {
     let cluster = KubeCluster::shared();
     let ns = cluster.create_namespace("live").unwrap();
     let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-live")).unwrap();
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-live").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-live").unwrap();
     let port = free_port();
     let applied = format!(
         "{}---\n{}",

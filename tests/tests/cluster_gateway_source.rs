@@ -15,7 +15,8 @@ use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use postern_gateway::cluster::protocol::{self, GatewayReport, ReportSpec};
 use postern_gateway::cluster::{self, ClusterOptions, ConfigSink};
 use postern_gateway::config::{GatewayConfig, Source};
-use postern_tests::kube::{KubeCluster, User, workspace_root};
+use postern_testkit::workspace::workspace_root;
+use postern_tests::kube::{KubeCluster, User};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use postern_tests::cluster::{ControllerProcess, ControllerSpec, GatewayProcess, smtp_greeting};
-use postern_tests::kube::{KubeCluster, User, condition_of, free_port, wait_until, workspace_root};
+use postern_testkit::ports::free_port;
+use postern_testkit::workspace::workspace_root;
+use postern_tests::cluster::{ControllerProcess, ControllerSpec, smtp_greeting, start_gateway};
+use postern_tests::kube::{KubeCluster, User, condition_of, wait_until};
 
 fn policy(name: &str, action: &str) -> String {
     format!(
@@ -111,7 +113,7 @@ fn only_the_leader_writes_and_a_standby_takes_over() {
         (&mut b, &mut a)
     };
 
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-ha").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-ha").unwrap();
     cluster.apply(&ns, &policy("default", "Relay")).unwrap();
     cluster
         .apply(&ns, &listener("smtp", port, "default"))
@@ -180,7 +182,7 @@ fn a_controller_restarted_mid_way_converges_without_flapping() {
     let cluster = KubeCluster::shared();
     let ns = cluster.create_namespace("restart").unwrap();
     let port = free_port();
-    let _gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-r").unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-r").unwrap();
     let mut first = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-1")).unwrap();
     cluster.apply(&ns, &policy("default", "Relay")).unwrap();
     cluster.apply(&ns, &policy("spare", "Relay")).unwrap();
@@ -275,7 +277,7 @@ fn the_documented_rbac_is_enough_and_required() {
     let mut spec = ControllerSpec::new(&ns, "ctl-rbac");
     spec.user = User::Controller;
     let ctl = ControllerProcess::start(cluster, &spec).unwrap();
-    let gw = GatewayProcess::start(cluster, User::Gateway, &ns, "gw-rbac").unwrap();
+    let gw = start_gateway(cluster, User::Gateway, &ns, "gw-rbac").unwrap();
     cluster.apply(&ns, &policy("default", "Relay")).unwrap();
     cluster
         .apply(&ns, &listener("smtp", port, "default"))
@@ -302,5 +304,5 @@ fn the_documented_rbac_is_enough_and_required() {
     assert!(!text.contains("reason=\"Forbidden\""), "{text}");
     assert!(ctl.metric("postern_controller_events_total").unwrap() >= 1.0);
     assert!(!ctl.logs().contains("forbidden"), "{}", ctl.logs());
-    assert!(!gw.logs().contains("forbidden"), "{}", gw.logs());
+    assert!(!gw.log().contains("forbidden"), "{}", gw.log());
 }

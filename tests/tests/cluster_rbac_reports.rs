@@ -19,8 +19,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use postern_gateway::cluster::protocol;
-use postern_tests::cluster::{ControllerProcess, ControllerSpec, GatewayProcess, smtp_greeting};
-use postern_tests::kube::{KubeCluster, User, condition_of, free_port, wait_until, workspace_root};
+use postern_testkit::ports::free_port;
+use postern_testkit::workspace::workspace_root;
+use postern_tests::cluster::{ControllerProcess, ControllerSpec, smtp_greeting, start_gateway};
+use postern_tests::kube::{KubeCluster, User, condition_of, wait_until};
 use serde_json::json;
 
 const LEASE: &str = "postern-controller";
@@ -116,7 +118,7 @@ fn a_gateways_token_cannot_touch_the_leader_lease_and_the_controller_keeps_leadi
         Ok((holder(cluster, &ns).as_deref() == Some("ctl-leader")).then_some(()))
     })
     .unwrap();
-    let gw = GatewayProcess::start(cluster, User::Gateway, &ns, "gw-a").unwrap();
+    let gw = start_gateway(cluster, User::Gateway, &ns, "gw-a").unwrap();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     cluster.apply(&ns, &policy("Relay")).unwrap();
@@ -253,5 +255,5 @@ fn a_gateways_token_cannot_touch_the_leader_lease_and_the_controller_keeps_leadi
     let logs = ctl.logs();
     assert!(!logs.contains("lost leadership"), "{logs}");
     assert!(!logs.contains("stepping down"), "{logs}");
-    assert!(!gw.logs().contains("forbidden"), "{}", gw.logs());
+    assert!(!gw.log().contains("forbidden"), "{}", gw.log());
 }

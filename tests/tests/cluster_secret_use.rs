@@ -25,9 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use postern_testkit::ports::free_port;
 use postern_tests::clients::Raw;
-use postern_tests::cluster::{ControllerProcess, ControllerSpec, GatewayProcess};
-use postern_tests::kube::{KubeCluster, User, condition_of, free_port, wait_until};
+use postern_tests::cluster::{ControllerProcess, ControllerSpec, start_gateway};
+use postern_tests::kube::{KubeCluster, User, condition_of, wait_until};
 
 const LEGIT: &str = "legit-service-account-pw";
 const VICTIM: &str = "db-root-password-never-to-leave";
@@ -155,7 +156,7 @@ fn a_secret_not_labelled_for_ldap_bind_is_never_sent_to_a_server_an_editor_chose
     let directory = Capture::start();
     let attacker = Capture::start();
     let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl")).unwrap();
-    let gw = GatewayProcess::start(cluster, User::Admin, &ns, "gw-1").unwrap();
+    let gw = start_gateway(cluster, User::Admin, &ns, "gw-1").unwrap();
     let port = free_port();
     let smtp: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
@@ -171,7 +172,7 @@ fn a_secret_not_labelled_for_ldap_bind_is_never_sent_to_a_server_an_editor_chose
             .filter(|g| g.starts_with("220"))
             .map(|_| ()))
     })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.logs()));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
     let reply = auth(port);
     assert!(reply.starts_with("454"), "{reply}");
     wait_until(
@@ -223,7 +224,7 @@ fn a_secret_not_labelled_for_ldap_bind_is_never_sent_to_a_server_an_editor_chose
     );
     assert!(!attacker.received(VICTIM));
     assert!(!directory.received(VICTIM));
-    assert!(!gw.logs().contains(VICTIM));
+    assert!(!gw.log().contains(VICTIM));
 
     // 3. The owner labels the Secret for the use: it is used now (sent where the
     //    profile's editor says — editing an LdapProfile is a trusted right).
@@ -245,5 +246,5 @@ fn a_secret_not_labelled_for_ldap_bind_is_never_sent_to_a_server_an_editor_chose
         let _ = auth(port);
         Ok(attacker.received(VICTIM).then_some(()))
     })
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.logs()));
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
 }

@@ -9,9 +9,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::GatewayConfig;
+use postern_testkit::file_server::HttpServer;
+use postern_testkit::gateway::{Gateway, Ready};
+use postern_testkit::pki::{Ca, Leaf};
+use postern_testkit::ports::free_port;
 use postern_tests::clients::{Run, openssl as s_client};
-use postern_tests::crl::{GatewayProcess, TestCa, free_port};
-use postern_tests::http::HttpServer;
+use postern_tests::crl::{launch, start_gateway};
 
 struct Client {
     cert: PathBuf,
@@ -20,22 +23,22 @@ struct Client {
 
 struct Pki {
     dir: tempfile::TempDir,
-    server: (String, String),
-    cold: TestCa,
-    warm: TestCa,
+    server: Leaf,
+    cold: Ca,
+    warm: Ca,
 }
 
 impl Pki {
     fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
-            server: TestCa::root("Cold Start Server CA").server("127.0.0.1"),
-            cold: TestCa::root("Cold CA"),
-            warm: TestCa::root("Warm CA"),
+            server: Ca::root("Cold Start Server CA").server("127.0.0.1"),
+            cold: Ca::root("Cold CA"),
+            warm: Ca::root("Warm CA"),
         }
     }
 
-    fn client(&self, name: &str, ca: &TestCa, serial: &[u8]) -> Client {
+    fn client(&self, name: &str, ca: &Ca, serial: &[u8]) -> Client {
         let c = ca.client(name, serial);
         let cert = self.dir.path().join(format!("{name}.crt"));
         let key = self.dir.path().join(format!("{name}.key"));
@@ -51,7 +54,7 @@ impl Pki {
             "apiVersion": "postern.dev/gateway/v1",
             "listeners": {"submission": {
                 "address": "127.0.0.1", "port": port, "hostname": "mx.cold.test",
-                "tls": {"certificateChainPem": self.server.0, "privateKeyPem": self.server.1,
+                "tls": {"certificateChainPem": self.server.cert_pem, "privateKeyPem": self.server.key_pem,
                         "clientCaPem": format!("{}{}", self.cold.cert_pem(), self.warm.cert_pem())},
                 "defaultPolicy": "verify", "nextHop": {"host": "127.0.0.1", "port": free_port()}
             }},
@@ -89,12 +92,7 @@ fn refused(r: &Run, alert: &str, who: &str) {
 
 /// Waits (up to 10 s) until the gateway logged `at_least` TLS refusals of `subject` with
 /// a reason starting with `reason`; returns the last one.
-fn refusals(
-    gw: &GatewayProcess,
-    reason: &str,
-    subject: &str,
-    at_least: usize,
-) -> serde_json::Value {
+fn refusals(gw: &Gateway, reason: &str, subject: &str, at_least: usize) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let lines: Vec<serde_json::Value> = gw
@@ -121,8 +119,8 @@ fn refusals(
     }
 }
 
-fn metric(gw: &GatewayProcess, line: &str) -> bool {
-    gw.get("/metrics").unwrap().1.contains(line)
+fn metric(gw: &Gateway, line: &str) -> bool {
+    gw.http_get("/metrics").unwrap().1.contains(line)
 }
 
 #[test]
@@ -144,12 +142,15 @@ fn a_gateway_whose_crl_has_not_loaded_refuses_instead_of_accepting() {
         &warm.url("/warm.crl"),
         "Closed",
     );
-    let mut gw = GatewayProcess::spawn(&config, &[], "info").unwrap();
+    let mut gw = launch(&config, "info")
+        .ready(Ready::NoWait)
+        .start()
+        .unwrap();
 
     // Not ready while the first fetch of `cold` is under way...
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok((503, body)) = gw.get("/readyz")
+        if let Ok((503, body)) = gw.http_get("/readyz")
             && body.contains("waiting for the first fetch of CRL source(s) cold")
         {
             break;
@@ -200,7 +201,7 @@ fn a_gateway_whose_crl_has_not_loaded_refuses_instead_of_accepting() {
             "postern_tls_handshakes_total{listener=\"submission\",outcome=\"failed\",reason=\"crl_missing\"} 3"
         ),
         "{}",
-        gw.get("/metrics").unwrap().1
+        gw.http_get("/metrics").unwrap().1
     );
 
     // The CA's CRL becomes reachable: the normal rule applies.
@@ -226,7 +227,7 @@ fn failure_policy_open_accepts_while_no_crl_is_in_force_and_says_so() {
     warm.put("/warm.crl", pki.warm.current_crl(1, &[]));
     let port = free_port();
     let config = pki.config(port, &cold.url("/cold.crl"), &warm.url("/warm.crl"), "Open");
-    let gw = GatewayProcess::start(&config, &[], "info").unwrap();
+    let gw = start_gateway(&config, &[], "info").unwrap();
     let st = gw.wait_crl("cold", "the failed first fetch", |s| {
         s["state"] == "FetchFailed"
     });
@@ -267,7 +268,7 @@ fn a_restarted_gateway_enforces_its_cached_crl_with_the_url_down() {
         "Closed",
     );
     {
-        let gw = GatewayProcess::start(&config, &[&cache_arg], "info").unwrap();
+        let gw = start_gateway(&config, &[&cache_arg], "info").unwrap();
         gw.wait_crl("cold", "the cold CRL", |s| s["state"] == "InForce");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !cache.path().join("cold.json").exists() {
@@ -276,7 +277,7 @@ fn a_restarted_gateway_enforces_its_cached_crl_with_the_url_down() {
         }
     }
     cold.fail_with(Some(503));
-    let gw = GatewayProcess::start(&config, &[&cache_arg], "info").unwrap();
+    let gw = start_gateway(&config, &[&cache_arg], "info").unwrap();
     let st = gw.crl_status("cold").unwrap();
     assert_eq!(st["state"], "InForce", "{st}");
     assert_eq!(st["restoredFromDisk"], true, "{st}");

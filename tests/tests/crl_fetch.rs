@@ -10,9 +10,9 @@ use postern_gateway::crl::{
     CrlService, CrlStore, FetchSettings, ServedBy, ServiceSettings, SourceStatus,
 };
 use postern_gateway::tls::{MissingCrl, RevocationChecker, RevocationStatus};
-use postern_tests::crl::{TestCa, crl_pem};
-use postern_tests::http::{HttpServer, dead_url};
-use time::Duration as TimeDelta;
+use postern_testkit::crl::{RevokedSpec, crl_pem};
+use postern_testkit::file_server::{HttpServer, dead_url};
+use postern_testkit::pki::Ca;
 
 const IN: CrlScope = CrlScope::InboundSmtpTls;
 
@@ -87,13 +87,13 @@ async fn wait_for(
     }
 }
 
-fn revoked(store: &CrlStore, ca: &TestCa, serial: &[u8]) -> RevocationStatus {
+fn revoked(store: &CrlStore, ca: &Ca, serial: &[u8]) -> RevocationStatus {
     store.check(IN, &ca.subject_der(), Some(&ca.key_id()), serial)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_down_uses_secondary_then_both_down_keeps_last_good() {
-    let ca = TestCa::root("Failover CA");
+    let ca = Ca::root("Failover CA");
     let secondary = HttpServer::start();
     secondary.put("/ca.crl", ca.current_crl(1, &[&[0x0a, 0x01]]));
     let primary_url = dead_url("/ca.crl");
@@ -148,7 +148,7 @@ async fn primary_down_uses_secondary_then_both_down_keeps_last_good() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_and_older_crls_are_refused_and_the_last_good_stays() {
-    let ca = TestCa::root("Refusal CA");
+    let ca = Ca::root("Refusal CA");
     let server = HttpServer::start();
     server.put("/ca.crl", ca.current_crl(5, &[&[0x05]]));
     let (store, svc) = service(None);
@@ -163,7 +163,7 @@ async fn wrong_key_and_older_crls_are_refused_and_the_last_good_stays() {
     .await;
 
     // Same name, another key: refused.
-    server.put("/ca.crl", ca.impostor().current_crl(6, &[]));
+    server.put("/ca.crl", ca.rekeyed().current_crl(6, &[]));
     let st = wait_for(&store, "corp", "a bad_signature refusal", |s| {
         s.last_error
             .as_ref()
@@ -191,7 +191,7 @@ async fn wrong_key_and_older_crls_are_refused_and_the_last_good_stays() {
     ));
 
     // A CRL from a CA no listener trusts: refused.
-    let stranger = TestCa::root("Stranger CA");
+    let stranger = Ca::root("Stranger CA");
     server.put("/ca.crl", stranger.current_crl(9, &[]));
     wait_for(&store, "corp", "an untrusted_issuer refusal", |s| {
         s.last_error
@@ -215,8 +215,8 @@ async fn wrong_key_and_older_crls_are_refused_and_the_last_good_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pem_with_several_crls_and_intermediate_issuers() {
-    let root = TestCa::root("PEM Root");
-    let inter = TestCa::intermediate("PEM Issuing CA", &root, &[0x42, 0x01]);
+    let root = Ca::root("PEM Root");
+    let inter = Ca::intermediate("PEM Issuing CA", &root, &[0x42, 0x01]);
     let server = HttpServer::start();
     let bundle = format!(
         "{}{}",
@@ -272,7 +272,7 @@ async fn pem_with_several_crls_and_intermediate_issuers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditional_get_size_cap_and_timeouts() {
-    let ca = TestCa::root("Conditional CA");
+    let ca = Ca::root("Conditional CA");
     let server = HttpServer::start();
     server.put("/ca.crl", ca.current_crl(1, &[&[1]]));
     let (store, svc) = service(None);
@@ -340,9 +340,10 @@ async fn conditional_get_size_cap_and_timeouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_sources_with_extra_trust_anchors() {
-    let ca = TestCa::root("HTTPS CRL CA");
-    let web_ca = TestCa::root("Web CA");
-    let (cert_pem, key_pem) = web_ca.server("127.0.0.1");
+    let ca = Ca::root("HTTPS CRL CA");
+    let web_ca = Ca::root("Web CA");
+    let server = web_ca.server("127.0.0.1");
+    let (cert_pem, key_pem) = (server.cert_pem, server.key_pem);
     let server = HttpServer::start_tls(&cert_pem, &key_pem);
     server.put("/ca.crl", ca.current_crl(1, &[&[3]]));
 
@@ -381,11 +382,13 @@ async fn https_sources_with_extra_trust_anchors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_crl_fails_closed_and_is_visible_in_status_and_metrics() {
-    let ca = TestCa::root("Stale CA");
+    let ca = Ca::root("Stale CA");
     let server = HttpServer::start();
     server.put(
         "/ca.crl",
-        ca.crl(1, &[&[0x01]], TimeDelta::hours(-3), TimeDelta::hours(-1)),
+        ca.crl(1, &[RevokedSpec::key_compromise(&[0x01])], -3 * 3600, -3600)
+            .der()
+            .to_vec(),
     );
     let (store, svc) = service(None);
     let mut registry = prometheus_client::registry::Registry::default();
@@ -446,7 +449,7 @@ async fn stale_crl_fails_closed_and_is_visible_in_status_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_cache_restores_the_last_good_crl_without_the_network() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::root("Cache CA");
+    let ca = Ca::root("Cache CA");
     let server = HttpServer::start();
     server.put("/ca.crl", ca.current_crl(3, &[&[0x33]]));
     let url = server.url("/ca.crl");
@@ -478,7 +481,7 @@ async fn disk_cache_restores_the_last_good_crl_without_the_network() {
     assert_eq!(st.served_by, Some(ServedBy::Primary));
 
     // A cache from a CA that is no longer trusted is not restored.
-    let other = TestCa::root("Other CA");
+    let other = Ca::root("Other CA");
     let (store, svc) = service(Some(dir.path()));
     svc.apply(&config(
         &[other.cert_pem()],
@@ -504,7 +507,7 @@ async fn disk_cache_restores_the_last_good_crl_without_the_network() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_and_removed_sources_are_not_enforced() {
-    let ca = TestCa::root("Toggle CA");
+    let ca = Ca::root("Toggle CA");
     let server = HttpServer::start();
     server.put("/ca.crl", ca.current_crl(1, &[&[0x0d]]));
     let (store, svc) = service(None);

@@ -13,28 +13,31 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::GatewayConfig;
-use postern_tests::crl::{GatewayProcess, TestCa, TestCert, crl_pem, free_port};
-use postern_tests::http::HttpServer;
+use postern_testkit::crl::{RevokedSpec, crl_pem};
+use postern_testkit::file_server::HttpServer;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::pki::{Ca, Leaf};
+use postern_testkit::ports::free_port;
+use postern_tests::crl::start_gateway;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use time::Duration as TimeDelta;
 
 struct Pki {
     dir: tempfile::TempDir,
-    server_ca: TestCa,
-    server: (String, String),
-    root: TestCa,
-    issuing: TestCa,
-    revoked_issuing: TestCa,
+    server_ca: Ca,
+    server: Leaf,
+    root: Ca,
+    issuing: Ca,
+    revoked_issuing: Ca,
 }
 
 impl Pki {
     fn new() -> Self {
-        let server_ca = TestCa::root("E2E Server CA");
+        let server_ca = Ca::root("E2E Server CA");
         let server = server_ca.server("127.0.0.1");
-        let root = TestCa::root("E2E Root CA");
-        let issuing = TestCa::intermediate("E2E Issuing CA 1", &root, &[0x42, 0x01]);
-        let revoked_issuing = TestCa::intermediate("E2E Issuing CA 2", &root, &[0x42, 0x02]);
+        let root = Ca::root("E2E Root CA");
+        let issuing = Ca::intermediate("E2E Issuing CA 1", &root, &[0x42, 0x01]);
+        let revoked_issuing = Ca::intermediate("E2E Issuing CA 2", &root, &[0x42, 0x02]);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("server-ca.pem"), server_ca.cert_pem()).unwrap();
         Self {
@@ -48,7 +51,7 @@ impl Pki {
     }
 
     /// Write a client certificate, its key and its chain (the issuing CA) to files.
-    fn client(&self, name: &str, ca: &TestCa, serial: &[u8]) -> Client {
+    fn client(&self, name: &str, ca: &Ca, serial: &[u8]) -> Client {
         let cert = ca.client(name, serial);
         let p = |ext: &str| self.dir.path().join(format!("{name}.{ext}"));
         std::fs::write(p("crt"), &cert.cert_pem).unwrap();
@@ -67,7 +70,7 @@ impl Pki {
         let listener = |port: u16, ca: String| {
             serde_json::json!({
                 "address": "127.0.0.1", "port": port, "hostname": "mx.e2e.test",
-                "tls": {"certificateChainPem": self.server.0, "privateKeyPem": self.server.1,
+                "tls": {"certificateChainPem": self.server.cert_pem, "privateKeyPem": self.server.key_pem,
                         "clientCaPem": ca},
                 "defaultPolicy": "verify", "nextHop": {"host": "127.0.0.1", "port": free_port()}
             })
@@ -93,7 +96,7 @@ impl Pki {
 }
 
 struct Client {
-    cert: TestCert,
+    cert: Leaf,
     chain_pem: String,
     crt: PathBuf,
     key: PathBuf,
@@ -168,7 +171,7 @@ impl Session {
             .add(CertificateDer::from(pki.server_ca.cert_der()))
             .unwrap();
         let mut chain: Vec<CertificateDer<'static>> =
-            vec![CertificateDer::from(client.cert.der.clone())];
+            vec![CertificateDer::from(client.cert.cert_der.clone())];
         chain.extend(
             CertificateDer::pem_slice_iter(client.chain_pem.as_bytes()).map(|c| c.unwrap()),
         );
@@ -222,7 +225,7 @@ fn reply(r: &mut impl BufRead) -> std::io::Result<String> {
 /// refusals whose reason starts with `reason`, and returns the count. The
 /// decision line is written after the alert is sent, so the client can see
 /// the refusal a moment before the log does.
-fn refusals(gw: &GatewayProcess, reason: &str, at_least: usize) -> usize {
+fn refusals(gw: &Gateway, reason: &str, at_least: usize) -> usize {
     let count = || {
         gw.log()
             .lines()
@@ -247,7 +250,7 @@ fn refusals(gw: &GatewayProcess, reason: &str, at_least: usize) -> usize {
 struct Setup {
     pki: Pki,
     http: HttpServer,
-    gw: GatewayProcess,
+    gw: Gateway,
     direct: u16,
     chained: u16,
 }
@@ -265,7 +268,7 @@ fn setup() -> Setup {
     );
     let (direct, chained) = (free_port(), free_port());
     let config = pki.config(direct, chained, &http);
-    let gw = GatewayProcess::start(&config, &[], "info").unwrap();
+    let gw = start_gateway(&config, &[], "info").unwrap();
     gw.wait_crl("root", "the root CRL", |s| s["entries"] == 1);
     gw.wait_crl("issuing", "the issuing CA's CRL", |s| s["entries"] == 1);
     Setup {
@@ -305,7 +308,7 @@ fn revoked_client_certificates_and_intermediates_are_refused_with_certificate_re
         assert!(out.contains("certificate revoked"), "bob on {port}: {out}");
     }
     assert!(refusals(&gw, "revoked", 4) >= 4, "{}", gw.log());
-    let (_, metrics) = gw.get("/metrics").unwrap();
+    let (_, metrics) = gw.http_get("/metrics").unwrap();
     assert!(
         metrics.contains(
             "postern_crl_certificate_rejections_total{source=\"issuing\",reason=\"revoked\"} 2"
@@ -348,12 +351,16 @@ fn a_stale_crl_fails_closed_until_a_current_one_arrives() {
     // The CA publishes late: the newest CRL it has is already past nextUpdate.
     http.put(
         "/issuing.pem",
-        crl_pem(&pki.issuing.crl(
-            2,
-            &[&[0x11, 0x02]],
-            TimeDelta::hours(-3),
-            TimeDelta::hours(-1),
-        ))
+        crl_pem(
+            pki.issuing
+                .crl(
+                    2,
+                    &[RevokedSpec::key_compromise(&[0x11, 0x02])],
+                    -3 * 3600,
+                    -3600,
+                )
+                .der(),
+        )
         .into_bytes(),
     );
     let st = gw.wait_crl("issuing", "the stale CRL", |s| s["crlNumber"] == "2");
@@ -363,7 +370,7 @@ fn a_stale_crl_fails_closed_until_a_current_one_arrives() {
     assert!(out.contains("unknown ca"), "alice with a stale CRL: {out}");
     assert!(!out.contains("221 "), "{out}");
     assert!(refusals(&gw, "crl_stale", 1) >= 1, "{}", gw.log());
-    let (_, metrics) = gw.get("/metrics").unwrap();
+    let (_, metrics) = gw.http_get("/metrics").unwrap();
     assert!(
         metrics.contains("postern_crl_stale{source=\"issuing\"} 1"),
         "{metrics}"

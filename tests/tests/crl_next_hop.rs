@@ -8,19 +8,22 @@
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::GatewayConfig;
+use postern_testkit::file_server::HttpServer;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::pki::{Ca, Leaf, raw_serial};
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
 use postern_tests::clients::swaks;
-use postern_tests::crl::{GatewayProcess, TestCa, free_port, raw_serial};
-use postern_tests::http::HttpServer;
-use postern_tests::sink::Sink;
+use postern_tests::crl::start_gateway;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-fn next_hop_config(port: u16, server: &(String, String), sink: u16) -> GatewayConfig {
+fn next_hop_config(port: u16, server: &Leaf, sink: u16) -> GatewayConfig {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "postern.dev/gateway/v1",
         "listeners": {"hop": {
             "address": "127.0.0.1", "port": port, "hostname": "hop.test",
-            "tls": {"certificateChainPem": server.0, "privateKeyPem": server.1},
+            "tls": {"certificateChainPem": server.cert_pem, "privateKeyPem": server.key_pem},
             "defaultPolicy": "relay", "nextHop": {"host": "127.0.0.1", "port": sink, "tls": "Disabled"}
         }},
         "policies": {"relay": {"action": "Relay", "tls": "Preferred"}}
@@ -28,7 +31,7 @@ fn next_hop_config(port: u16, server: &(String, String), sink: u16) -> GatewayCo
     .unwrap()
 }
 
-fn front_config(port: u16, hop: u16, hop_ca: &TestCa, crl_url: &str) -> GatewayConfig {
+fn front_config(port: u16, hop: u16, hop_ca: &Ca, crl_url: &str) -> GatewayConfig {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "postern.dev/gateway/v1",
         "listeners": {"front": {
@@ -48,7 +51,7 @@ fn send(port: u16) -> postern_tests::clients::Run {
 }
 
 /// Waits (up to 10 s) for a next-hop refusal with `reason`.
-fn next_hop_refusal(gw: &GatewayProcess, reason: &str) -> serde_json::Value {
+fn next_hop_refusal(gw: &Gateway, reason: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(line) = gw
@@ -70,22 +73,21 @@ fn next_hop_refusal(gw: &GatewayProcess, reason: &str) -> serde_json::Value {
 
 #[test]
 fn the_next_hop_certificate_is_unverifiable_until_its_crl_is_in_force() {
-    let hop_ca = TestCa::root("Next Hop CA");
+    let hop_ca = Ca::root("Next Hop CA");
     let server = hop_ca.server("127.0.0.1");
     let hop_serial = raw_serial(
-        CertificateDer::from_pem_slice(server.0.as_bytes())
+        CertificateDer::from_pem_slice(server.cert_pem.as_bytes())
             .unwrap()
             .as_ref(),
     );
     let sink = Sink::start(&[]).unwrap();
     let hop_port = free_port();
-    let _hop =
-        GatewayProcess::start(&next_hop_config(hop_port, &server, sink.port), &[], "info").unwrap();
+    let _hop = start_gateway(&next_hop_config(hop_port, &server, sink.port), &[], "info").unwrap();
 
     let http = HttpServer::start();
     http.fail_with(Some(503));
     let front_port = free_port();
-    let front = GatewayProcess::start(
+    let front = start_gateway(
         &front_config(front_port, hop_port, &hop_ca, &http.url("/hop.crl")),
         &[],
         "info",

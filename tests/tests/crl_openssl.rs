@@ -6,7 +6,7 @@ use std::process::Command;
 
 use postern_gateway::config::CrlFormat;
 use postern_gateway::crl::{Missing, TrustStore, load, unix_now};
-use postern_tests::kube::workspace_bin;
+use postern_testkit::workspace::workspace_bin;
 
 fn openssl(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("openssl")

@@ -12,10 +12,13 @@ use std::path::Path;
 use std::process::Command;
 
 use postern_gateway::config::GatewayConfig;
+use postern_testkit::file_server::HttpServer;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::pki::{Ca, Leaf};
+use postern_testkit::ports::free_port;
+use postern_testkit::workspace::workspace_bin;
 use postern_tests::clients::{Run, openssl as s_client};
-use postern_tests::crl::{GatewayProcess, TestCa, free_port};
-use postern_tests::http::HttpServer;
-use postern_tests::kube::workspace_bin;
+use postern_tests::crl::start_gateway;
 use postern_tests::openssl_ca::{Issued, OpensslCa};
 
 /// The PKI: a root made with OpenSSL that issues the clients and the CRLs, and a server
@@ -23,14 +26,14 @@ use postern_tests::openssl_ca::{Issued, OpensslCa};
 struct Pki {
     dir: tempfile::TempDir,
     ca: OpensslCa,
-    server: (String, String),
+    server: Leaf,
 }
 
 impl Pki {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca = OpensslCa::root(dir.path(), "root", "Scoped Root CA").unwrap();
-        let server = TestCa::root("Scoped Server CA").server("127.0.0.1");
+        let server = Ca::root("Scoped Server CA").server("127.0.0.1");
         Self { dir, ca, server }
     }
 
@@ -55,7 +58,7 @@ impl Pki {
             "apiVersion": "postern.dev/gateway/v1",
             "listeners": {"submission": {
                 "address": "127.0.0.1", "port": port, "hostname": "mx.scopes.test",
-                "tls": {"certificateChainPem": self.server.0, "privateKeyPem": self.server.1,
+                "tls": {"certificateChainPem": self.server.cert_pem, "privateKeyPem": self.server.key_pem,
                         "clientCaPem": self.ca.ca.cert_pem()},
                 "defaultPolicy": "verify", "nextHop": {"host": "127.0.0.1", "port": free_port()}
             }},
@@ -93,7 +96,7 @@ fn refused(r: &Run, alert: &str, who: &str) {
 }
 
 /// Waits (up to 10 s) for a TLS refusal decision line whose reason starts with `reason`.
-fn refusal_line(gw: &GatewayProcess, reason: &str, subject: &str) -> serde_json::Value {
+fn refusal_line(gw: &Gateway, reason: &str, subject: &str) -> serde_json::Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let found = gw
@@ -118,11 +121,11 @@ fn refusal_line(gw: &GatewayProcess, reason: &str, subject: &str) -> serde_json:
     }
 }
 
-fn start(pki: &Pki, file: String) -> (HttpServer, GatewayProcess, u16) {
+fn start(pki: &Pki, file: String) -> (HttpServer, Gateway, u16) {
     let http = HttpServer::start();
     http.put("/root.pem", file.into_bytes());
     let port = free_port();
-    let gw = GatewayProcess::start(&pki.config(port, &http.url("/root.pem")), &[], "info").unwrap();
+    let gw = start_gateway(&pki.config(port, &http.url("/root.pem")), &[], "info").unwrap();
     gw.wait_crl("root", "the CRLs in force", |s| s["state"] == "InForce");
     (http, gw, port)
 }
@@ -176,7 +179,7 @@ fn a_user_crl_and_an_empty_arl_in_one_file_refuse_the_revoked_client() {
             .contains("is revoked by CRL source root"),
         "{line}"
     );
-    let (_, metrics) = gw.get("/metrics").unwrap();
+    let (_, metrics) = gw.http_get("/metrics").unwrap();
     assert!(
         metrics.contains(
             "postern_crl_certificate_rejections_total{source=\"root\",reason=\"revoked\"} 1"

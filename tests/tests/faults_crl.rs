@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use postern_gateway::config::{CrlScope, CrlSource, GatewayConfig, Listener};
 use postern_gateway::crl::{CrlService, CrlStore, FetchSettings, ServiceSettings, SourceStatus};
 use postern_gateway::tls::{RevocationChecker, RevocationStatus};
-use postern_tests::crl::TestCa;
-use postern_tests::http::HttpServer;
+use postern_testkit::file_server::HttpServer;
+use postern_testkit::pki::Ca;
 
-fn config(ca: &TestCa, url: &str, format: &str) -> GatewayConfig {
+fn config(ca: &Ca, url: &str, format: &str) -> GatewayConfig {
     let listener: Listener = serde_json::from_value(serde_json::json!({
         "address": "127.0.0.1", "port": 2525, "hostname": "mx.test",
         "tls": {"certificateChainPem": "unused", "privateKeyPem": "unused", "clientCaPem": ca.cert_pem()},
@@ -48,7 +48,7 @@ async fn wait_for(store: &CrlStore, what: &str, f: impl Fn(&SourceStatus) -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_crls_are_refused_and_the_last_good_stays() {
-    let ca = TestCa::root("Garbage CA");
+    let ca = Ca::root("Garbage CA");
     let good = ca.current_crl(5, &[&[0x05]]);
     let mut noise = vec![0u8; 4096];
     for (i, b) in noise.iter_mut().enumerate() {
@@ -73,7 +73,7 @@ async fn garbage_crls_are_refused_and_the_last_good_stays() {
     for (what, format, bytes) in cases {
         let server = HttpServer::start();
         let served = if format == "Pem" {
-            let b64 = postern_tests::crl::crl_pem(&good);
+            let b64 = postern_testkit::crl::crl_pem(&good);
             b64.into_bytes()
         } else {
             good.clone()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use postern_gateway::config::{Duration as D, TlsMode};
 use postern_tests::gate::{
-    Client, DelayProxy, Gateway, Hop, HopMode, Pki, config, ldap_auth_profile, policy,
+    Client, DelayProxy, Hop, HopMode, Pki, config, ldap_auth_profile, policy, start_gateway,
 };
 use postern_tests::slapd::{self, Slapd, SlapdOptions};
 
@@ -27,7 +27,7 @@ fn slapd_slow_down_and_back() {
     profile.cache.ttl = D::from_secs(0);
     profile.cache.negative_ttl = D::from_secs(0);
     cfg.ldap_profiles.insert("corp".into(), profile);
-    let gw = Gateway::start(&cfg, &[]).unwrap();
+    let gw = start_gateway(&cfg, &[]).unwrap();
     let auth = || {
         let mut c = Client::connect(gw.addr()).unwrap();
         c.cmd("EHLO client.test").unwrap();
@@ -40,24 +40,24 @@ fn slapd_slow_down_and_back() {
         (r, t.elapsed())
     };
     let ((code, text), _) = auth();
-    assert_eq!(code, 235, "{text}\n{}", gw.logs());
+    assert_eq!(code, 235, "{text}\n{}", gw.log());
 
     // Slow (150 ms per packet each way) but within the 2 s operation timeout.
     proxy.set_delay_ms(150);
     let ((code, text), _) = auth();
-    assert_eq!(code, 235, "slow directory: {text}\n{}", gw.logs());
+    assert_eq!(code, 235, "slow directory: {text}\n{}", gw.log());
 
     // Slower than the operation timeout: 454, bounded.
     proxy.set_delay_ms(3000);
     let ((_, text), took) = auth();
-    assert!(text.starts_with("454 4.7.0"), "{text}\n{}", gw.logs());
+    assert!(text.starts_with("454 4.7.0"), "{text}\n{}", gw.log());
     assert!(took < Duration::from_secs(9), "{took:?}");
     proxy.set_delay_ms(0);
 
     // Killed: 454, then back once slapd is.
     slapd.kill();
     let ((_, text), took) = auth();
-    assert!(text.starts_with("454 4.7.0"), "{text}\n{}", gw.logs());
+    assert!(text.starts_with("454 4.7.0"), "{text}\n{}", gw.log());
     assert!(took < Duration::from_secs(9), "{took:?}");
     slapd.start_again().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -69,7 +69,7 @@ fn slapd_slow_down_and_back() {
         assert!(
             text.starts_with("454 4.7.0") && Instant::now() < deadline,
             "after restart: {text}\n{}",
-            gw.logs()
+            gw.log()
         );
         std::thread::sleep(Duration::from_millis(300));
     }

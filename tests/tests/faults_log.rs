@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use postern_gateway::config::TlsMode;
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
 use postern_tests::clients::Raw;
-use postern_tests::gateway::{Gateway, listener, policy, single};
-use postern_tests::ports::free_port;
-use postern_tests::sink::Sink;
+use postern_tests::gateway::{launch, listener, policy, single};
 
 #[test]
 fn sessions_and_relay_go_on_when_the_log_cannot_be_written() {
@@ -25,7 +25,10 @@ fn sessions_and_relay_go_on_when_the_log_cannot_be_written() {
         .write(true)
         .open("/dev/full")
         .expect("/dev/full");
-    let mut gw = Gateway::start_logging_to(&config, &["--shutdown-grace", "1s"], Some(full))
+    let mut gw = launch(&config)
+        .args(&["--shutdown-grace", "1s"])
+        .stderr_to(full)
+        .start()
         .expect("the gateway starts with an unwritable log");
     for i in 0..5 {
         let mut c = Raw::connect(port).unwrap();
@@ -47,7 +50,7 @@ fn sessions_and_relay_go_on_when_the_log_cannot_be_written() {
     }
     assert_eq!(sink.wait_for(5, Duration::from_secs(10)).len(), 5);
     assert!(
-        gw.wait_exit(Duration::from_millis(100)).is_none(),
+        gw.wait_exit(Duration::from_millis(100)).is_err(),
         "the gateway is still running"
     );
 }

@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use postern_gateway::config::TlsMode;
+use postern_testkit::sink::Sink;
 use postern_tests::cutproxy::CutProxy;
-use postern_tests::gate::{Client, Gateway, Pki, config, policy, static_profile};
-use postern_tests::sink::Sink;
+use postern_tests::gate::{Client, Pki, config, policy, start_gateway, static_profile};
 
 fn body(id: &str) -> String {
     format!("Subject: {id}\r\n\r\nmessage {id}\r\n")
@@ -39,7 +39,7 @@ fn next_hop_dropping_between_messages_is_reconnected_once() {
         policy(TlsMode::Preferred, false, true, false),
         static_profile(false, true),
     );
-    let gw = Gateway::start(&cfg, &[]).unwrap();
+    let gw = start_gateway(&cfg, &[]).unwrap();
 
     let mut c = Client::connect(gw.addr()).unwrap();
     c.cmd("EHLO client.test").unwrap();
@@ -53,7 +53,7 @@ fn next_hop_dropping_between_messages_is_reconnected_once() {
 
     // 1. The first message opens the next hop connection; the session keeps it.
     let r = send(&mut c, "m1");
-    assert_eq!(r.0, 250, "{r:?}\n{}", gw.logs());
+    assert_eq!(r.0, 250, "{r:?}\n{}", gw.log());
     assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
     assert_eq!(proxy.connections(), 1);
 
@@ -61,7 +61,7 @@ fn next_hop_dropping_between_messages_is_reconnected_once() {
     proxy.cut_all(None);
     std::thread::sleep(Duration::from_millis(200));
     let r = send(&mut c, "m2");
-    assert_eq!(r.0, 250, "{r:?}\n{}", gw.logs());
+    assert_eq!(r.0, 250, "{r:?}\n{}", gw.log());
     assert_eq!(sink.wait_for(2, Duration::from_secs(5)).len(), 2);
     assert_eq!(proxy.connections(), 2, "reconnected once");
 
@@ -69,7 +69,7 @@ fn next_hop_dropping_between_messages_is_reconnected_once() {
     proxy.cut_all(Some("421 4.4.2 sink.test Error: timeout exceeded\r\n"));
     std::thread::sleep(Duration::from_millis(200));
     let r = send(&mut c, "m3");
-    assert_eq!(r.0, 250, "{r:?}\n{}", gw.logs());
+    assert_eq!(r.0, 250, "{r:?}\n{}", gw.log());
     assert_eq!(sink.wait_for(3, Duration::from_secs(5)).len(), 3);
     assert_eq!(proxy.connections(), 3, "reconnected once");
 
@@ -78,11 +78,11 @@ fn next_hop_dropping_between_messages_is_reconnected_once() {
     //    client must not get 250 (it retries; a duplicate, never a loss).
     proxy.cut_after_next_dot();
     let r = send(&mut c, "m4");
-    assert_eq!((r.0, &r.1[..9]), (451, "451 4.4.1"), "{r:?}\n{}", gw.logs());
+    assert_eq!((r.0, &r.1[..9]), (451, "451 4.4.1"), "{r:?}\n{}", gw.log());
 
     // 5. The session goes on: the next message opens a new connection.
     let r = send(&mut c, "m5");
-    assert_eq!(r.0, 250, "{r:?}\n{}", gw.logs());
+    assert_eq!(r.0, 250, "{r:?}\n{}", gw.log());
     assert_eq!(proxy.connections(), 4);
     // m4 reached the next hop (only its reply was lost); m5 is there too, in order.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -98,11 +98,11 @@ fn next_hop_dropping_between_messages_is_reconnected_once() {
     proxy.cut_all(None);
     std::thread::sleep(Duration::from_millis(200));
     let r = send(&mut c, "m6");
-    assert_eq!(r.0, 451, "{r:?}\n{}", gw.logs());
+    assert_eq!(r.0, 451, "{r:?}\n{}", gw.log());
     assert_eq!(proxy.connections(), 5, "one reconnect attempt");
     let _ = c.cmd("QUIT");
 
-    let logs = gw.logs();
+    let logs = gw.log();
     assert_eq!(
         logs.matches("recipient(s), next hop:").count(),
         4,

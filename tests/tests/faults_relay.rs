@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::{GatewayConfig, TlsMode};
-use postern_tests::gate::{Client, Gateway, Hop, HopMode, Pki, config, policy, static_profile};
+use postern_testkit::gateway::Gateway;
+use postern_tests::gate::{
+    Client, Hop, HopMode, Pki, config, policy, start_gateway, static_profile,
+};
 
 fn gateway_to(pki: &Pki, hop: SocketAddr) -> (GatewayConfig, Gateway) {
     let cfg = config(
@@ -18,7 +21,7 @@ fn gateway_to(pki: &Pki, hop: SocketAddr) -> (GatewayConfig, Gateway) {
         policy(TlsMode::Preferred, false, true, false),
         static_profile(false, true),
     );
-    let gw = Gateway::start(&cfg, &[]).unwrap();
+    let gw = start_gateway(&cfg, &[]).unwrap();
     (cfg, gw)
 }
 
@@ -137,7 +140,7 @@ fn sigkill_loses_no_acknowledged_message() {
     while acked.lock().unwrap().len() < 4 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    gw.lock().unwrap().signal("KILL");
+    gw.lock().unwrap().signal("KILL").unwrap();
     for t in threads {
         t.join().unwrap();
     }
@@ -170,11 +173,11 @@ fn sigterm_drains_cleanly() {
     });
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    gw.signal("TERM");
+    gw.signal("TERM").unwrap();
     let (code, text) = sender
         .join()
         .unwrap()
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.logs()));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
     assert_eq!(code, 250, "the message in flight must complete: {text}");
     assert!(
         hop.messages()
@@ -190,15 +193,15 @@ fn sigterm_drains_cleanly() {
     // 3 s grace period, which only the transaction in flight may use.
     let (code, text) = idle.reply().unwrap();
     assert!(text.starts_with("421 4.3.2"), "{code} {text}");
-    let status = gw.wait(Duration::from_secs(15)).unwrap();
-    assert!(status.success(), "{status}\n{}", gw.logs());
+    let status = gw.wait_exit(Duration::from_secs(15)).unwrap();
+    assert!(status.success(), "{status}\n{}", gw.log());
     assert!(
-        gw.logs()
+        gw.log()
             .contains("shutting down: no transaction in progress")
-            && !gw.logs().contains("shutdown grace period over"),
+            && !gw.log().contains("shutdown grace period over"),
         "{:?}\n{}",
         t.elapsed(),
-        gw.logs()
+        gw.log()
     );
 }
 
@@ -220,13 +223,13 @@ fn invalid_config_replacements_keep_the_old_one_serving() {
         ("empty", String::new()),
     ];
     for (i, (what, text)) in replacements.iter().enumerate() {
-        std::fs::write(&gw.config_path, text).unwrap();
+        std::fs::write(gw.config_path(), text).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while gw.logs().matches("configuration refused").count() <= i {
+        while gw.log().matches("configuration refused").count() <= i {
             assert!(
                 Instant::now() < deadline,
                 "{what} never refused:\n{}",
-                gw.logs()
+                gw.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -240,14 +243,14 @@ fn invalid_config_replacements_keep_the_old_one_serving() {
     // A valid new configuration is applied (the greeting names the new host).
     let mut renamed = cfg.clone();
     renamed.listeners.get_mut("main").unwrap().hostname = "renamed.test.postern.dev".into();
-    std::fs::write(&gw.config_path, renamed.to_yaml()).unwrap();
+    std::fs::write(gw.config_path(), renamed.to_yaml()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let c = Client::connect(gw.addr()).unwrap();
         if c.greeting.contains("renamed.test.postern.dev") {
             break;
         }
-        assert!(Instant::now() < deadline, "never applied:\n{}", gw.logs());
+        assert!(Instant::now() < deadline, "never applied:\n{}", gw.log());
         std::thread::sleep(Duration::from_millis(100));
     }
 }

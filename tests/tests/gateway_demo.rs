@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use postern_tests::kube::workspace_bin;
+use postern_testkit::workspace::workspace_bin;
 
 /// Kills the demo when the test ends, however it ends.
 struct Demo {

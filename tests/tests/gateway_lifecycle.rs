@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use postern_gateway::config::{self as cfg, TlsMode};
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
 use postern_tests::clients::{Raw, swaks};
-use postern_tests::gateway::{Gateway, listener, policy, single};
-use postern_tests::ports::free_port;
-use postern_tests::sink::Sink;
+use postern_tests::gateway::{launch, listener, policy, single, start_gateway};
 
 fn greet(port: u16) -> Raw {
     let mut c = Raw::connect(port).unwrap();
@@ -25,7 +25,7 @@ fn hot_reload_applies_valid_and_refuses_invalid_configurations() {
         policy(TlsMode::Disabled, false, false, false),
         None,
     );
-    let gw = Gateway::start(&open).unwrap();
+    let gw = start_gateway(&open).unwrap();
     let status = gw.config_status().unwrap();
     assert_eq!(status["hash"], open.hash());
     assert_eq!(status["generation"], 1);
@@ -65,7 +65,7 @@ fn hot_reload_applies_valid_and_refuses_invalid_configurations() {
     gw.write_config_text("apiVersion: postern.dev/gateway/v1\nlisteners: [not a map\n")
         .unwrap();
     assert!(
-        gw.wait_log(Duration::from_secs(10), |v| v["decision"] == "config"
+        gw.wait_log_line(Duration::from_secs(10), |v| v["decision"] == "config"
             && v["outcome"] == "refused")
             .is_some(),
         "{}",
@@ -75,11 +75,11 @@ fn hot_reload_applies_valid_and_refuses_invalid_configurations() {
     bad.listeners.get_mut("smtp").unwrap().default_policy = "missing".into();
     gw.write_config_text(&bad.to_yaml()).unwrap();
     assert!(
-        gw.wait_log(Duration::from_secs(10), |v| v["outcome"] == "refused"
-            && v["reason"].as_str().is_some_and(
-                |r| r.contains("MailFlowPolicy \"missing\" not found")
-            ))
-        .is_some(),
+        gw.wait_log_line(Duration::from_secs(10), |v| v["outcome"] == "refused"
+            && v["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("MailFlowPolicy \"missing\" not found")))
+            .is_some(),
         "{}",
         gw.log()
     );
@@ -144,10 +144,13 @@ fn sigterm_drains_then_answers_421_4_3_2() {
         policy(TlsMode::Disabled, false, false, false),
         None,
     );
-    let mut gw = Gateway::start_with(&config, &["--shutdown-grace", "2s"]).unwrap();
+    let mut gw = launch(&config)
+        .args(&["--shutdown-grace", "2s"])
+        .start()
+        .unwrap();
     let mut a = greet(port);
     let mut b = greet(port);
-    gw.sigterm().unwrap();
+    gw.signal("TERM").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // No new connections; readiness is withdrawn.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
@@ -181,7 +184,7 @@ fn sigterm_closes_idle_sessions_at_once_and_lets_transactions_finish() {
         None,
     );
     // The default grace period (30 s): idle sessions must not wait for it.
-    let mut gw = Gateway::start(&config).unwrap();
+    let mut gw = start_gateway(&config).unwrap();
     let mut idle = greet(port);
     let mut busy = greet(port);
     assert!(
@@ -195,7 +198,7 @@ fn sigterm_closes_idle_sessions_at_once_and_lets_transactions_finish() {
             .starts_with("250")
     );
     let started = std::time::Instant::now();
-    gw.sigterm().unwrap();
+    gw.signal("TERM").unwrap();
     assert!(idle.reply().unwrap().starts_with("421 4.3.2"));
     assert!(
         started.elapsed() < Duration::from_secs(5),

@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use postern_gateway::config::{self as cfg, TlsMode};
+use postern_testkit::gateway::Gateway;
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
 use postern_tests::clients::{Raw, python, swaks};
-use postern_tests::gateway::{Gateway, listener, policy, single, user};
-use postern_tests::ports::free_port;
-use postern_tests::sink::Sink;
+use postern_tests::gateway::{listener, policy, single, start_gateway, user};
 
 fn open_relay(sink: &Sink) -> (Gateway, u16) {
     let port = free_port();
-    let gw = Gateway::start(&single(
+    let gw = start_gateway(&single(
         listener(port, sink.port, "relayed"),
         policy(TlsMode::Disabled, false, false, false),
         None,
@@ -227,7 +228,7 @@ fn auth_with_malformed_input_and_cancel() {
             throttle: Default::default(),
         }),
     };
-    let _gw = Gateway::start(&single(
+    let _gw = start_gateway(&single(
         listener(port, sink.port, "relayed"),
         policy(TlsMode::Disabled, false, true, false),
         Some(profile),
@@ -279,7 +280,7 @@ fn size_and_recipient_limits() {
         max_recipients: 2,
         max_messages_per_session: 100,
     };
-    let _gw = Gateway::start(&single(listener(port, sink.port, "relayed"), p, None)).unwrap();
+    let _gw = start_gateway(&single(listener(port, sink.port, "relayed"), p, None)).unwrap();
     let mut c = greet(port);
     assert!(
         c.cmd("MAIL FROM:<a@example.org> SIZE=5000")
@@ -369,7 +370,7 @@ fn next_hop_refusals_and_failures() {
     // Unreachable next hop.
     let dead = free_port();
     let port = free_port();
-    let _gw3 = Gateway::start(&single(
+    let _gw3 = start_gateway(&single(
         listener(port, dead, "relayed"),
         policy(TlsMode::Disabled, false, false, false),
         None,
@@ -384,7 +385,7 @@ fn next_hop_refusals_and_failures() {
     // A next hop that accepts the connection and then hangs.
     let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free_port();
-    let _gw4 = Gateway::start(&single(
+    let _gw4 = start_gateway(&single(
         listener(port, hang.local_addr().unwrap().port(), "relayed"),
         policy(TlsMode::Disabled, false, false, false),
         None,
@@ -419,7 +420,7 @@ fn policy_reject_host_access_table_idle_timeout_and_connection_cap() {
     let mut blocked = policy(TlsMode::Disabled, false, false, false);
     blocked.action = cfg::PolicyAction::Reject;
     config.policies.insert("blocked".into(), blocked);
-    let gw = Gateway::start(&config).unwrap();
+    let gw = start_gateway(&config).unwrap();
     let mut c = Raw::connect(port).unwrap();
     assert!(c.reply().unwrap().starts_with("554 5.7.1"));
     assert!(c.closed());
@@ -435,7 +436,7 @@ fn policy_reject_host_access_table_idle_timeout_and_connection_cap() {
     l.timeouts.command = cfg::Duration::from_secs(1);
     l.max_connections = 2;
     l.max_connections_per_client = Some(2);
-    let _gw = Gateway::start(&single(
+    let _gw = start_gateway(&single(
         l,
         policy(TlsMode::Disabled, false, false, false),
         None,

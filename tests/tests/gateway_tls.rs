@@ -6,25 +6,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use postern_gateway::config::{self as cfg, TlsMode};
+use postern_testkit::der::int_bytes;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::pki::{Ca, ClientKind, Leaf};
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
 use postern_tests::clients::{openssl, python, swaks};
-use postern_tests::gateway::{Gateway, listener, policy, single, user};
-use postern_tests::pki::{Ca, ClientKind};
-use postern_tests::ports::free_port;
-use postern_tests::sink::Sink;
+use postern_tests::gateway::{listener, policy, single, start_gateway, user};
 
 struct Pki {
     dir: tempfile::TempDir,
     ca: Ca,
-    server: postern_tests::pki::Leaf,
+    server: Leaf,
 }
 
 impl Pki {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::new("Test Client CA").unwrap();
-        let server = ca.server().unwrap();
+        let ca = Ca::long_lived("Test Client CA");
+        let server = ca.localhost_server();
         ca.write(dir.path(), "ca").unwrap();
-        let other = Ca::new("Some Other CA").unwrap();
+        let other = Ca::long_lived("Some Other CA");
         let p = Self { dir, ca, server };
         for (name, cn, kind, serial) in [
             ("alice", "ALICE.1", ClientKind::Valid, 11),
@@ -33,14 +35,12 @@ impl Pki {
             ("future", "ALICE.1", ClientKind::NotYetValid, 14),
             ("serverish", "ALICE.1", ClientKind::WrongKeyUsage, 15),
         ] {
-            p.ca.client(cn, kind, serial)
-                .unwrap()
+            p.ca.client_of(cn, kind, &int_bytes(serial))
                 .write(p.dir.path(), name)
                 .unwrap();
         }
         other
-            .client("ALICE.1", ClientKind::Valid, 16)
-            .unwrap()
+            .client("ALICE.1", &[16])
             .write(p.dir.path(), "otherca")
             .unwrap();
         p
@@ -64,7 +64,7 @@ impl Pki {
         cfg::ListenerTls {
             certificate_chain_pem: self.server.cert_pem.clone(),
             private_key_pem: self.server.key_pem.clone(),
-            client_ca_pem: Some(self.ca.cert_pem.clone()),
+            client_ca_pem: Some(self.ca.cert_pem()),
             allow_version1_client_certificates: false,
         }
     }
@@ -119,7 +119,7 @@ fn start(
     let port = free_port();
     let mut l = listener(port, sink.port, "relayed");
     l.tls = Some(pki.tls());
-    (Gateway::start(&single(l, p, Some(profile))).unwrap(), port)
+    (start_gateway(&single(l, p, Some(profile))).unwrap(), port)
 }
 
 fn send(port: u16, args: &[String]) -> postern_tests::clients::Run {
@@ -216,7 +216,7 @@ fn procedure_a_certificate_only() {
         );
     }
     // The decision line follows the alert; wait for the last one.
-    gw.wait_log(Duration::from_secs(10), |v| {
+    gw.wait_log_line(Duration::from_secs(10), |v| {
         v["decision"] == "tls"
             && v["reason"]
                 .as_str()
@@ -406,7 +406,7 @@ fn procedure_b_monitor_logs_every_command() {
     assert!(gw.decisions().iter().any(|v| v["decision"] == "auth"
         && v["outcome"] == "authenticated_monitored"
         && v["user"] == "carol"));
-    let monitored = gw.wait_log(Duration::from_secs(5), |v| {
+    let monitored = gw.wait_log_line(Duration::from_secs(5), |v| {
         v["target"] == "postern::monitor"
             && v["command"].as_str().is_some_and(|c| c.starts_with("QUIT"))
     });
@@ -608,7 +608,7 @@ fn implicit_tls_and_no_plaintext_injection_across_starttls() {
     let mut l = listener(port, sink.port, "relayed");
     l.tls = Some(pki.tls());
     l.implicit_tls = true;
-    let _gw = Gateway::start(&single(
+    let _gw = start_gateway(&single(
         l,
         policy(TlsMode::Required, true, true, false),
         Some(cert_profile(None)),
@@ -685,7 +685,7 @@ fn directory_unreachable_gives_454_4_7_0_for_auth_and_certificates() {
         Some(profile),
     );
     config.ldap_profiles.insert("corp".into(), ldap);
-    let gw = Gateway::start(&config).unwrap();
+    let gw = start_gateway(&config).unwrap();
     let r = send(
         port,
         &s(&[
@@ -734,7 +734,7 @@ fn implicit_tls_policy_reject_is_spoken_over_tls() {
     l.implicit_tls = true;
     let mut p = policy(TlsMode::Required, false, false, false);
     p.action = cfg::PolicyAction::Reject;
-    let _gw = Gateway::start(&single(l, p, None)).unwrap();
+    let _gw = start_gateway(&single(l, p, None)).unwrap();
     let r = openssl(port, false, &["-CAfile", &pki.path("ca.crt")], "").unwrap();
     assert!(r.has("554 5.7.1"), "{}", r.output);
 }

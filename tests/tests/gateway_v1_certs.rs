@@ -16,26 +16,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::{self as cfg, TlsMode};
+use postern_testkit::file_server::HttpServer;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::pki::{Ca, generalized_time};
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
 use postern_tests::clients::{Run, openssl, python, swaks};
-use postern_tests::gateway::{Gateway, listener, policy, user};
-use postern_tests::http::HttpServer;
+use postern_tests::gateway::{listener, policy, start_gateway, user};
 use postern_tests::openssl_ca::{Issued, OpensslCa};
-use postern_tests::pki::Ca;
-use postern_tests::ports::free_port;
-use postern_tests::sink::Sink;
 use rustls_pki_types::pem::PemObject;
-
-fn generalized(t: time::OffsetDateTime) -> String {
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -67,8 +56,8 @@ fn pki() -> Pki {
         .issue_v1_dated(
             "mallory",
             "MALLORY.3",
-            &generalized(now - time::Duration::days(1)),
-            &generalized(now + time::Duration::days(1)),
+            &generalized_time(now - time::Duration::days(1)),
+            &generalized_time(now + time::Duration::days(1)),
         )
         .unwrap();
     root.revoke(&mallory).unwrap();
@@ -122,7 +111,7 @@ fn config(
     http: &HttpServer,
     allow_v1: bool,
 ) -> cfg::GatewayConfig {
-    let server = Ca::new("V1 Test Server CA").unwrap().server().unwrap();
+    let server = Ca::long_lived("V1 Test Server CA").localhost_server();
     let tls = cfg::ListenerTls {
         certificate_chain_pem: server.cert_pem.clone(),
         private_key_pem: server.key_pem.clone(),
@@ -234,7 +223,7 @@ fn version_1_client_certificates_are_verified_like_version_3_ones() {
     let http = HttpServer::start();
     http.put("/root.pem", pki.crl_pem.clone().into_bytes());
     let (verify, lenient) = (free_port(), free_port());
-    let gw = Gateway::start(&config(verify, lenient, sink.port, &pki, &http, true)).unwrap();
+    let gw = start_gateway(&config(verify, lenient, sink.port, &pki, &http, true)).unwrap();
     wait_crl(&gw);
 
     // A v1 certificate from the client CA: accepted, mapped, relayed.
@@ -311,7 +300,7 @@ print("SENT")
     );
     let r = send(verify, &pki.mallory.cert, &pki.mallory.key);
     assert!(!r.has("250 2.0.0 Ok: queued"), "{}", r.output);
-    gw.wait_log(Duration::from_secs(10), |v| {
+    gw.wait_log_line(Duration::from_secs(10), |v| {
         v["decision"] == "tls"
             && v["reason"]
                 .as_str()
@@ -385,7 +374,7 @@ fn without_the_opt_in_a_version_1_certificate_is_refused_and_never_mapped() {
     let http = HttpServer::start();
     http.put("/root.pem", pki.crl_pem.clone().into_bytes());
     let (verify, lenient) = (free_port(), free_port());
-    let gw = Gateway::start(&config(verify, lenient, sink.port, &pki, &http, false)).unwrap();
+    let gw = start_gateway(&config(verify, lenient, sink.port, &pki, &http, false)).unwrap();
     wait_crl(&gw);
 
     // Control: the version 3 certificate is accepted and mapped.
@@ -543,7 +532,7 @@ fn a_version_1_leaf_with_many_self_made_cas_is_refused_at_once_and_starves_no_on
     let http = HttpServer::start();
     http.put("/root.pem", pki.crl_pem.clone().into_bytes());
     let (verify, lenient) = (free_port(), free_port());
-    let gw = Gateway::start(&config(verify, lenient, sink.port, &pki, &http, true)).unwrap();
+    let gw = start_gateway(&config(verify, lenient, sink.port, &pki, &http, true)).unwrap();
     wait_crl(&gw);
 
     let limit = Duration::from_secs(2);

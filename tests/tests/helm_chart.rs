@@ -8,8 +8,9 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use postern_testkit::workspace::workspace_root;
 use postern_tests::helm::{self, Render, ci_values, find, get, helm_fails, id};
-use postern_tests::kube::{KubeCluster, workspace_root};
+use postern_tests::kube::KubeCluster;
 use serde_json::Value;
 
 /// The API server version of the test cluster, for `--kube-version`.

@@ -12,8 +12,10 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use postern_testkit::workspace::workspace_bin;
+use postern_testkit::workspace::workspace_root;
 use postern_tests::helm::{ChartProcess, Release, get};
-use postern_tests::kube::{KubeCluster, condition_of, wait_until, workspace_bin, workspace_root};
+use postern_tests::kube::{KubeCluster, condition_of, wait_until};
 use serde_json::Value;
 
 const KINDS: [&str; 5] = [

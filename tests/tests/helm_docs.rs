@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use postern_testkit::workspace::workspace_root;
 use postern_tests::helm::{chart_dir, parse_yaml};
-use postern_tests::kube::workspace_root;
 use serde_json::Value;
 
 /// The source of `path` up to its unit tests.

@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use postern_testkit::workspace::workspace_bin;
+use postern_testkit::workspace::workspace_root;
 use postern_tests::helm::{self, Render, find_tool, parse_manifests};
-use postern_tests::kube::{workspace_bin, workspace_root};
 use serde_json::Value;
 
 fn deploy(path: &str) -> PathBuf {

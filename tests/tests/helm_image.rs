@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use postern_testkit::workspace::workspace_root;
 use postern_tests::helm::{self, find_tool};
-use postern_tests::kube::workspace_root;
 
 /// One Dockerfile instruction: keyword (upper case) and its arguments (continuations joined).
 #[derive(Debug, Clone)]

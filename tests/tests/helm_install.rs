@@ -285,7 +285,8 @@ fn crds_are_installed_managed_upgraded_and_kept() {
         ])
         .unwrap();
     let listener = std::fs::read_to_string(
-        postern_tests::kube::workspace_root().join("examples/certificate-only/listener.yaml"),
+        postern_testkit::workspace::workspace_root()
+            .join("examples/certificate-only/listener.yaml"),
     )
     .unwrap();
     cluster.apply("mail", &listener).unwrap();

@@ -10,11 +10,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use postern_gateway::config::GatewayConfig;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
+use postern_testkit::workspace::workspace_bin;
 use postern_tests::clients::{Run, python, swaks};
-use postern_tests::gateway::Gateway;
-use postern_tests::kube::workspace_bin;
-use postern_tests::ports::free_port;
-use postern_tests::sink::Sink;
+use postern_tests::gateway::start_gateway;
 use postern_tests::slapd::{Slapd, SlapdOptions};
 
 fn examples() -> PathBuf {
@@ -72,7 +73,7 @@ fn procedure(scenario: &str) -> Procedure {
         l.next_hop.port = sink.port;
         ports.insert(name.clone(), l.port);
     }
-    let gw = Gateway::start(&config).unwrap();
+    let gw = start_gateway(&config).unwrap();
     Procedure {
         slapd,
         sink,
@@ -214,7 +215,7 @@ fn procedure_b_ldap_smtp_auth_reject_and_monitor() {
     assert!(r.has("235 2.7.0"), "{}", r.output);
     ok(&r);
     assert!(
-        p.gw.wait_log(Duration::from_secs(5), |v| v["user"] == "alice"
+        p.gw.wait_log_line(Duration::from_secs(5), |v| v["user"] == "alice"
             && v["command"]
                 .as_str()
                 .is_some_and(|c| c.to_ascii_uppercase().starts_with("DATA")))

@@ -10,11 +10,13 @@ use postern_gateway::config::{
     self as cfg, AllowanceAction, AuthBackend, AuthProfile, CertificateAuth, LdapProfile,
     ListenerTls, Reply, SmtpAuth, TlsMode,
 };
+use postern_testkit::der::int_bytes;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::pki::Ca;
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
 use postern_tests::clients::{Run, python, swaks};
-use postern_tests::gateway::{Gateway, listener, policy, single};
-use postern_tests::pki::{Ca, ClientKind};
-use postern_tests::ports::free_port;
-use postern_tests::sink::Sink;
+use postern_tests::gateway::{listener, policy, single, start_gateway};
 use postern_tests::slapd::{self, Slapd, SlapdOptions, User};
 
 struct World {
@@ -62,14 +64,14 @@ fn world_with(
 ) -> World {
     let slapd = Slapd::start(options).unwrap();
     let sink = Sink::start(&[]).unwrap();
-    let ca = Ca::new("Postern Test CAC CA").unwrap();
-    let server = ca.server().unwrap();
+    let ca = Ca::long_lived("Postern Test CAC CA");
+    let server = ca.localhost_server();
     let port = free_port();
     let mut l = listener(port, sink.port, "relayed");
     l.tls = Some(ListenerTls {
         certificate_chain_pem: server.cert_pem.clone(),
         private_key_pem: server.key_pem.clone(),
-        client_ca_pem: Some(ca.cert_pem.clone()),
+        client_ca_pem: Some(ca.cert_pem()),
         allow_version1_client_certificates: false,
     });
     let mut config = single(l, policy, Some(profile));
@@ -78,7 +80,7 @@ fn world_with(
     ldap.timeouts.operation = cfg::Duration::from_secs(1);
     edit(&slapd, &mut ldap);
     config.ldap_profiles.insert("corp".into(), ldap);
-    let gw = Gateway::start(&config).unwrap();
+    let gw = start_gateway(&config).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca_path = ca.write(dir.path(), "ca").unwrap();
     World {
@@ -122,8 +124,8 @@ impl World {
     /// swaks with STARTTLS and the client certificate of `u` (CN = caccn, serial = cacserial).
     fn with_cert(&self, cn: &str, serial_hex: &str, extra: &[&str]) -> Run {
         let serial = u64::from_str_radix(serial_hex, 16).unwrap();
-        let leaf = self.ca.client(cn, ClientKind::Valid, serial).unwrap();
-        assert_eq!(leaf.serial_hex, serial_hex);
+        let leaf = self.ca.client(cn, &int_bytes(serial));
+        assert_eq!(leaf.serial_hex(), serial_hex);
         let (crt, key) = leaf.write(self.dir.path(), &format!("c{serial}")).unwrap();
         let mut args = vec![
             "--tls",
@@ -258,7 +260,7 @@ fn smtp_auth_with_allowance_monitor() {
         "{d:?}"
     );
     let monitored =
-        w.gw.wait_log(Duration::from_secs(5), |v| {
+        w.gw.wait_log_line(Duration::from_secs(5), |v| {
             v["user"] == "alice"
                 && v["command"]
                     .as_str()

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::{GatewayConfig, TlsMode};
-use postern_tests::gate::{Client, Gateway, Hop, HopMode, Pki, config, policy, static_profile};
+use postern_tests::gate::{
+    Client, Hop, HopMode, Pki, config, policy, start_gateway, static_profile,
+};
 
 fn base(pki: &Pki, hop: SocketAddr, max_connections: u32, command: Duration) -> GatewayConfig {
     let mut cfg = config(
@@ -49,7 +51,7 @@ fn slowloris_cannot_starve_other_clients() {
     let hop = Hop::start(HopMode::Accept);
     // 5 s command timeout: long enough that on a loaded machine all ten are still
     // holding their slots when the eleventh connects.
-    let gw = Gateway::start(&base(&pki, hop.addr, 10, Duration::from_secs(5)), &[]).unwrap();
+    let gw = start_gateway(&base(&pki, hop.addr, 10, Duration::from_secs(5)), &[]).unwrap();
     let addr = gw.addr();
 
     // Ten clients take every slot and trickle a byte every 300 ms, never ending a line.
@@ -114,7 +116,7 @@ fn slowloris_cannot_starve_other_clients() {
                 assert!(
                     t.elapsed() < Duration::from_secs(12),
                     "starved: {other:?}\n{}",
-                    gw.logs()
+                    gw.log()
                 );
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -132,7 +134,7 @@ fn slowloris_cannot_starve_other_clients() {
 fn memory_stays_bounded_under_junk() {
     let pki = Pki::new("Memory CA");
     let hop = Hop::start(HopMode::Accept);
-    let gw = Gateway::start(&base(&pki, hop.addr, 200, Duration::from_secs(5)), &[]).unwrap();
+    let gw = start_gateway(&base(&pki, hop.addr, 200, Duration::from_secs(5)), &[]).unwrap();
     let addr = gw.addr();
     std::thread::sleep(Duration::from_millis(300));
     let before = gw.rss_kib();
@@ -165,7 +167,7 @@ fn reload_under_load_drops_nothing() {
     let pki = Pki::new("Reload load CA");
     let hop = Hop::start(HopMode::Accept);
     let cfg = base(&pki, hop.addr, 100, Duration::from_secs(10));
-    let gw = Gateway::start(&cfg, &[]).unwrap();
+    let gw = start_gateway(&cfg, &[]).unwrap();
     let addr = gw.addr();
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let senders: Vec<_> = (0..4)
@@ -187,7 +189,7 @@ fn reload_under_load_drops_nothing() {
     while senders.iter().any(|s| !s.is_finished()) {
         let mut next = cfg.clone();
         next.listeners.get_mut("main").unwrap().hostname = format!("gen{n}.test.postern.dev");
-        std::fs::write(&gw.config_path, next.to_yaml()).unwrap();
+        std::fs::write(gw.config_path(), next.to_yaml()).unwrap();
         n += 1;
         std::thread::sleep(Duration::from_millis(150));
     }
@@ -195,12 +197,12 @@ fn reload_under_load_drops_nothing() {
         s.join().unwrap();
     }
     let failures = failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "{failures:#?}\n{}", gw.logs());
+    assert!(failures.is_empty(), "{failures:#?}\n{}", gw.log());
     assert_eq!(hop.messages().len(), 48);
     assert!(
-        gw.logs().matches("configuration applied").count() >= 3,
+        gw.log().matches("configuration applied").count() >= 3,
         "{n} rewrites, too few reloads seen:\n{}",
-        gw.logs()
+        gw.log()
     );
 }
 
@@ -220,7 +222,7 @@ fn trickling_data_is_cut_at_the_data_deadline() {
     let l = cfg.listeners.get_mut("main").unwrap();
     l.timeouts.data = Duration::from_secs(2).into();
     l.timeouts.data_total = Duration::from_secs(4).into();
-    let gw = Gateway::start(&cfg, &[]).unwrap();
+    let gw = start_gateway(&cfg, &[]).unwrap();
     let addr = gw.addr();
 
     // Plain text (this policy allows AUTH without TLS), so replies can be polled.
@@ -246,7 +248,7 @@ fn trickling_data_is_cut_at_the_data_deadline() {
         while l.as_bytes().get(3) == Some(&b'-') {
             l = line(&mut r).unwrap();
         }
-        assert!(l.starts_with(expect), "{expect}: {l}\n{}", gw.logs());
+        assert!(l.starts_with(expect), "{expect}: {l}\n{}", gw.log());
     }
 
     // A byte every 500 ms: well inside the 2 s idle limit, so only the 4 s deadline for
@@ -269,14 +271,14 @@ fn trickling_data_is_cut_at_the_data_deadline() {
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
-            Err(e) => panic!("{e}\n{}", gw.logs()),
+            Err(e) => panic!("{e}\n{}", gw.log()),
         }
     }
     let took = started.elapsed();
     assert!(
         reply.starts_with("421 4.4.2"),
         "after {took:?}: {reply:?}\n{}",
-        gw.logs()
+        gw.log()
     );
     assert!(
         took >= Duration::from_secs(3) && took < Duration::from_secs(8),
@@ -290,7 +292,7 @@ fn trickling_data_is_cut_at_the_data_deadline() {
     );
     assert!(hop.messages().is_empty());
     gw.wait_log("timeouts.dataTotal", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.logs()));
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.log()));
 
     // A client that sends promptly is unaffected.
     let (code, text) = deliver(addr, &pki.ca_pem(), "prompt").unwrap();

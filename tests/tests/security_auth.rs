@@ -18,10 +18,11 @@ use postern_gateway::config::{
     self as cfg, AllowanceAction, AuthBackend, AuthProfile, AuthThrottle, SmtpAuth, ThrottleLimit,
     TlsMode,
 };
+use postern_testkit::gateway::Gateway;
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
 use postern_tests::clients::{Raw, python, swaks};
-use postern_tests::gateway::{Gateway, listener, policy, single};
-use postern_tests::ports::free_port;
-use postern_tests::sink::Sink;
+use postern_tests::gateway::{listener, policy, single, start_gateway};
 use postern_tests::slapd::{self, Slapd, SlapdOptions};
 
 /// A second user named like the example, added to the test directory.
@@ -100,7 +101,7 @@ fn world(action: AllowanceAction, throttle: AuthThrottle) -> World {
     config
         .ldap_profiles
         .insert("corp".into(), slapd::ldap_profile(&[slapd.url()]));
-    let gw = Gateway::start(&config).unwrap();
+    let gw = start_gateway(&config).unwrap();
     World {
         slapd,
         sink,
@@ -521,7 +522,7 @@ fn the_auth_identity_is_the_directory_user_id() {
     );
     // The transaction's decisions carry the same identity.
     let mail =
-        w.gw.wait_log(Duration::from_secs(10), |v| {
+        w.gw.wait_log_line(Duration::from_secs(10), |v| {
             v["decision"] == "mail" && v["outcome"] == "accepted"
         })
         .expect("mail decision");

@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 use postern_gateway::config::TlsMode;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::pki::{Ca, days_from_now as days};
 use postern_tests::gate::{
-    Client, ClientCert, Gateway, Hop, HopMode, Pki, ca, client_params, config, policy,
+    Client, ClientCert, Hop, HopMode, Pki, client_params, config, policy, start_gateway,
     static_profile,
 };
 use rcgen::{DnType, KeyPair, SerialNumber};
@@ -28,15 +30,11 @@ fn try_mail(gw: &Gateway, pki: &Pki, cert: &ClientCert) -> Result<(u16, String),
     run().map_err(|e| format!("{e:#}"))
 }
 
-fn days(n: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc() + time::Duration::days(n)
-}
-
 #[test]
 fn certificates_that_must_not_map_or_verify() {
     let pki = Pki::new("Listener CA");
     let hop = Hop::start(HopMode::Accept);
-    let gw = Gateway::start(
+    let gw = start_gateway(
         &config(
             &pki,
             hop.addr,
@@ -50,7 +48,7 @@ fn certificates_that_must_not_map_or_verify() {
     // Control: the genuine certificate maps to jdoe and may send.
     let good = pki.client(CN);
     let r = try_mail(&gw, &pki, &good).unwrap();
-    assert_eq!(r.0, 250, "{r:?}\n{}", gw.logs());
+    assert_eq!(r.0, 250, "{r:?}\n{}", gw.log());
 
     // The same CN from a CA the listener does not trust: the handshake fails.
     let other = Pki::new("Listener CA").client(CN);
@@ -61,22 +59,28 @@ fn certificates_that_must_not_map_or_verify() {
     );
 
     // Through an intermediate that has expired.
-    let inter = ca("Expired Intermediate", Some((&pki.ca, days(-60), days(-1))));
+    let inter = Ca::builder("Expired Intermediate")
+        .validity(days(-60), days(-1))
+        .signed_by(&pki.ca)
+        .unwrap();
     let mut p = client_params();
     p.distinguished_name.push(DnType::CommonName, CN);
     let key = KeyPair::generate().unwrap();
-    let leaf = p.signed_by(&key, &inter).unwrap();
+    let leaf = p.signed_by(&key, &inter.issuer()).unwrap();
     let chained = ClientCert {
-        chain_pem: format!("{}{}", leaf.pem(), inter.pem()),
+        chain_pem: format!("{}{}", leaf.pem(), inter.cert_pem()),
         key_pem: key.serialize_pem(),
     };
     let r = try_mail(&gw, &pki, &chained);
     assert!(r.is_err(), "an expired intermediate was accepted: {r:?}");
     // ... while a valid intermediate works (the chain building itself is fine).
-    let inter = ca("Valid Intermediate", Some((&pki.ca, days(-1), days(30))));
-    let leaf = p.signed_by(&key, &inter).unwrap();
+    let inter = Ca::builder("Valid Intermediate")
+        .validity(days(-1), days(30))
+        .signed_by(&pki.ca)
+        .unwrap();
+    let leaf = p.signed_by(&key, &inter.issuer()).unwrap();
     let chained = ClientCert {
-        chain_pem: format!("{}{}", leaf.pem(), inter.pem()),
+        chain_pem: format!("{}{}", leaf.pem(), inter.cert_pem()),
         key_pem: key.serialize_pem(),
     };
     assert_eq!(try_mail(&gw, &pki, &chained).unwrap().0, 250);
@@ -150,7 +154,7 @@ fn certificates_that_must_not_map_or_verify() {
 fn unverified_certificates_are_ignored_not_trusted() {
     let pki = Pki::new("Listener CA");
     let hop = Hop::start(HopMode::Accept);
-    let gw = Gateway::start(
+    let gw = start_gateway(
         &config(
             &pki,
             hop.addr,
@@ -189,19 +193,10 @@ fn openssl_negative_serial(pki: &Pki, cn: &str) -> ClientCert {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("ca.pem"), pki.ca_pem()).unwrap();
-    std::fs::write(d.join("ca.key"), pki.ca.key().serialize_pem()).unwrap();
+    std::fs::write(d.join("ca.key"), pki.ca.key.serialize_pem()).unwrap();
     std::fs::write(d.join("ext.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
     let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .output()
-            .expect("openssl is required (tests/support/install-deps.sh installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        postern_tests::openssl_ca::openssl(d, args).unwrap();
     };
     let subj = format!("/CN={cn}");
     openssl(&[

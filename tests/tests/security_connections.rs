@@ -11,11 +11,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::{Duration as CfgDuration, GatewayConfig, TlsMode};
-use postern_tests::cluster::http_get;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::http::http_get;
+use postern_testkit::ports::free_port;
 use postern_tests::gate::{
-    Client, Gateway, Hop, HopMode, Pki, config, connect_from, policy, static_profile,
+    Client, Hop, HopMode, Pki, config, connect_from, policy, start_gateway, static_profile,
 };
-use postern_tests::ports::free_port;
 
 fn loopback(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
@@ -47,7 +48,7 @@ fn wait_active(gw: &Gateway, n: f64) {
             t.elapsed() < Duration::from_secs(10),
             "{} connections active, expected {n}\n{}",
             metric(gw, sample),
-            gw.logs()
+            gw.log()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -84,7 +85,7 @@ fn one_client_cannot_take_every_slot() {
     let l = cfg.listeners.get_mut("main").unwrap();
     l.max_connections = 20;
     l.max_connections_per_client = Some(5);
-    let gw = Gateway::start(&cfg, &[]).unwrap();
+    let gw = start_gateway(&cfg, &[]).unwrap();
     let addr = gw.addr();
 
     // The attacker at 127.0.0.2 opens 20 idle connections.
@@ -103,12 +104,12 @@ fn one_client_cannot_take_every_slot() {
     gw.wait_log("client at maxConnectionsPerClient", Duration::from_secs(10))
         .unwrap();
     assert!(
-        gw.logs()
+        gw.log()
             .lines()
             .any(|l| l.contains("client at maxConnectionsPerClient")
                 && l.contains("client_ip=127.0.0.2")),
         "{}",
-        gw.logs()
+        gw.log()
     );
     assert_eq!(
         metric(
@@ -166,7 +167,7 @@ fn silent_clients_are_cut_at_the_greeting_deadline() {
     let hop = Hop::start(HopMode::Accept);
     let mut cfg = base(&pki, hop.addr);
     cfg.listeners.get_mut("main").unwrap().timeouts.greeting = CfgDuration::from_secs(1);
-    let gw = Gateway::start(&cfg, &[]).unwrap();
+    let gw = start_gateway(&cfg, &[]).unwrap();
 
     // Silent.
     let t = Instant::now();
@@ -225,13 +226,8 @@ fn stalled_tls_handshakes_are_cut() {
     smtps.port = free_port();
     smtps.implicit_tls = true;
     cfg.listeners.insert("smtps".into(), smtps.clone());
-    let gw = Gateway::start(&cfg, &[]).unwrap();
-    let main_addr = gw
-        .listeners
-        .iter()
-        .find(|(n, _)| n == "main")
-        .map(|(_, a)| *a)
-        .unwrap();
+    let gw = start_gateway(&cfg, &[]).unwrap();
+    let main_addr = gw.addr(); // "main", the first listener by name
 
     // STARTTLS, then half a ClientHello and nothing more.
     let mut s = connect_from(main_addr, loopback(1)).unwrap();
@@ -289,7 +285,7 @@ fn stalled_tls_handshakes_are_cut() {
         "postern_tls_handshakes_total{listener=\"smtps\",outcome=\"failed\",reason=\"timeout\"}",
     ) < 2.0
     {
-        assert!(t.elapsed() < Duration::from_secs(10), "{}", gw.logs());
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", gw.log());
         std::thread::sleep(Duration::from_millis(50));
     }
 }

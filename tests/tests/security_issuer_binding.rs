@@ -17,12 +17,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use postern_gateway::config::GatewayConfig;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::ports::free_port;
+use postern_testkit::sink::Sink;
+use postern_testkit::workspace::workspace_bin;
 use postern_tests::clients::{Run, swaks};
-use postern_tests::gateway::Gateway;
-use postern_tests::kube::workspace_bin;
+use postern_tests::gateway::start_gateway;
 use postern_tests::openssl_ca::openssl;
-use postern_tests::ports::free_port;
-use postern_tests::sink::Sink;
 use postern_tests::slapd::{Slapd, SlapdOptions};
 
 fn examples() -> PathBuf {
@@ -188,7 +189,7 @@ fn run(dir: &Path) -> Running {
     let l = config.listeners.get_mut("submission").unwrap();
     l.port = port;
     l.next_hop.port = sink.port;
-    let gw = Gateway::start(&config).unwrap();
+    let gw = start_gateway(&config).unwrap();
     Running {
         _slapd: slapd,
         sink,

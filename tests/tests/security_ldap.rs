@@ -5,8 +5,8 @@
 
 use postern_gateway::config::TlsMode;
 use postern_tests::gate::{
-    Client, ClientCert, Gateway, Hop, HopMode, Pki, client_params, config, ldap_auth_profile,
-    policy,
+    Client, ClientCert, Hop, HopMode, Pki, client_params, config, ldap_auth_profile, policy,
+    start_gateway,
 };
 use postern_tests::slapd::{self, Slapd, SlapdOptions};
 use rcgen::{DnType, SerialNumber};
@@ -31,7 +31,7 @@ fn ldap_injection_and_empty_passwords_through_the_gateway() {
     );
     cfg.ldap_profiles
         .insert("corp".into(), slapd::ldap_profile(&[slapd.url()]));
-    let gw = Gateway::start(&cfg, &[]).unwrap();
+    let gw = start_gateway(&cfg, &[]).unwrap();
     let session = |cert: Option<&ClientCert>| {
         let mut c = Client::connect(gw.addr()).unwrap();
         c.cmd("EHLO client.test").unwrap();
@@ -58,7 +58,7 @@ fn ldap_injection_and_empty_passwords_through_the_gateway() {
         assert!(
             code == 535 || code == 501,
             "{user:?}/{pw:?}: {text}\n{}",
-            gw.logs()
+            gw.log()
         );
         let (_, text) = c.cmd("MAIL FROM:<x@example.org>").unwrap();
         assert!(text.starts_with("530 5.7.0"), "{user:?}: {text}");
@@ -69,7 +69,7 @@ fn ldap_injection_and_empty_passwords_through_the_gateway() {
     let (code, text) = c
         .auth_plain(slapd::ODD.uid.as_bytes(), slapd::ODD.password.as_bytes())
         .unwrap();
-    assert_eq!(code, 235, "{text}\n{}", gw.logs());
+    assert_eq!(code, 235, "{text}\n{}", gw.log());
     let (code, text) = c
         .send_mail(
             "odd@example.org",
@@ -94,7 +94,7 @@ fn ldap_injection_and_empty_passwords_through_the_gateway() {
     let alice_serial = [0x1A, 0x2B, 0x3C, 0x4D];
     let mut c = session(Some(&cert(&pki, "DOE.ALICE.1000000001", &alice_serial)));
     let (code, text) = c.cmd("MAIL FROM:<alice@example.org>").unwrap();
-    assert_eq!(code, 250, "{text}\n{}", gw.logs());
+    assert_eq!(code, 250, "{text}\n{}", gw.log());
     for cn in [
         "*",
         "DOE.ALICE.*",

@@ -9,10 +9,11 @@
 use std::time::{Duration, Instant};
 
 use postern_gateway::config::TlsMode;
+use postern_testkit::gateway::Gateway;
+use postern_testkit::sink::Sink;
 use postern_tests::gate::{
-    Client, Gateway, Hop, HopMode, Misbehave, Pki, config, policy, static_profile,
+    Client, Hop, HopMode, Misbehave, Pki, config, policy, start_gateway, static_profile,
 };
-use postern_tests::sink::Sink;
 
 /// Plain relay without authentication: the SMTP relay is the point here.
 fn gateway(hop: std::net::SocketAddr) -> Gateway {
@@ -23,7 +24,7 @@ fn gateway(hop: std::net::SocketAddr) -> Gateway {
         policy(TlsMode::Disabled, false, false, false),
         static_profile(false, true),
     );
-    Gateway::start(&cfg, &[]).unwrap()
+    start_gateway(&cfg, &[]).unwrap()
 }
 
 fn session(gw: &Gateway) -> Client {
@@ -154,7 +155,7 @@ fn replies_outside_the_protocol_are_temporary_failures() {
         assert!(
             text.starts_with("451 4.4.1"),
             "{what}: the client got {code} {text}\n{}",
-            gw.logs()
+            gw.log()
         );
         logged(&gw, logged_reason);
         // Nothing was acknowledged, and no message body reached the next hop as commands.
@@ -239,18 +240,14 @@ fn a_reply_before_the_final_dot_is_not_the_answer_to_it() {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "no early reply\n{}",
-            gw.logs()
+            gw.log()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The early reply is on its way over loopback; let it arrive before the dot does.
     std::thread::sleep(Duration::from_millis(300));
     let (code, text) = c.cmd(".").unwrap();
-    assert!(
-        text.starts_with("451 4.4.1"),
-        "{code} {text}\n{}",
-        gw.logs()
-    );
+    assert!(text.starts_with("451 4.4.1"), "{code} {text}\n{}", gw.log());
     logged(&gw, "the next hop replied before the end of the message");
     assert!(hop.messages().is_empty());
 }
@@ -326,7 +323,7 @@ fn a_well_behaved_smtp_sink_still_relays() {
                 &format!("Subject: sink-{i}\r\n\r\nhello\r\n"),
             )
             .unwrap();
-        assert_eq!(code, 250, "{text}\n{}", gw.logs());
+        assert_eq!(code, 250, "{text}\n{}", gw.log());
     }
     let _ = c.cmd("QUIT");
     let got = sink.wait_for(3, Duration::from_secs(10));

@@ -4,7 +4,9 @@
 //! the `Received` header.
 
 use postern_gateway::config::TlsMode;
-use postern_tests::gate::{Client, Gateway, Hop, HopMode, Pki, config, policy, static_profile};
+use postern_tests::gate::{
+    Client, Hop, HopMode, Pki, config, policy, start_gateway, static_profile,
+};
 
 /// Plaintext pipelined after STARTTLS (an AUTH and a MAIL an attacker on the path slipped
 /// in) is discarded: after the handshake the session is fresh and unauthenticated.
@@ -12,7 +14,7 @@ use postern_tests::gate::{Client, Gateway, Hop, HopMode, Pki, config, policy, st
 fn plaintext_pipelined_after_starttls_is_discarded() {
     let pki = Pki::new("Injection CA");
     let hop = Hop::start(HopMode::Accept);
-    let gw = Gateway::start(
+    let gw = start_gateway(
         &config(
             &pki,
             hop.addr,
@@ -57,7 +59,7 @@ fn auth_before_tls_is_refused() {
     let pki = Pki::new("Auth CA");
     let hop = Hop::start(HopMode::Accept);
 
-    let gw = Gateway::start(
+    let gw = start_gateway(
         &config(
             &pki,
             hop.addr,
@@ -86,7 +88,7 @@ fn auth_before_tls_is_refused() {
     assert_eq!(c.auth_plain(b"frank", b"frankpw").unwrap().0, 235);
     drop(gw);
 
-    let gw = Gateway::start(
+    let gw = start_gateway(
         &config(
             &pki,
             hop.addr,
@@ -115,7 +117,7 @@ fn empty_and_nul_passwords_never_authenticate() {
     let plain = |u: &[u8], p: &[u8]| [&[0u8][..], u, &[0], p].concat();
     let pki = Pki::new("Password CA");
     let hop = Hop::start(HopMode::Accept);
-    let gw = Gateway::start(
+    let gw = start_gateway(
         &config(
             &pki,
             hop.addr,
@@ -214,7 +216,7 @@ fn empty_and_nul_passwords_never_authenticate() {
 fn no_open_relay_without_authentication() {
     let pki = Pki::new("Relay CA");
     let hop = Hop::start(HopMode::Accept);
-    let gw = Gateway::start(
+    let gw = start_gateway(
         &config(
             &pki,
             hop.addr,
@@ -259,7 +261,7 @@ fn no_open_relay_without_authentication() {
 fn received_header_cannot_be_injected() {
     let pki = Pki::new("Header CA");
     let hop = Hop::start(HopMode::Accept);
-    let gw = Gateway::start(
+    let gw = start_gateway(
         &config(
             &pki,
             hop.addr,

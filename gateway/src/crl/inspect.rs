@@ -392,7 +392,8 @@ pub fn inspect(args: &InspectArgs) -> Result<Report, InspectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crl::testpki::{Ca, RevokedSpec};
+    use postern_testkit::crl::RevokedSpec;
+    use postern_testkit::pki::Ca;
 
     fn args(file: PathBuf, serials: &[&str], ca: Option<PathBuf>) -> InspectArgs {
         InspectArgs {
@@ -432,7 +433,7 @@ mod tests {
         let file = dir.path().join("x.pem");
         std::fs::write(&file, crl.pem().unwrap()).unwrap();
         let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
+        std::fs::write(&ca_file, ca.cert_pem()).unwrap();
 
         let r = inspect(&args(file.clone(), &["8A01", "06"], Some(ca_file))).unwrap();
         assert_eq!(r.encoding, "PEM");
@@ -455,7 +456,7 @@ mod tests {
 
         // Another key: the signature check says so.
         let other = dir.path().join("other.pem");
-        std::fs::write(&other, ca.rekeyed().pem()).unwrap();
+        std::fs::write(&other, ca.rekeyed().cert_pem()).unwrap();
         let r = inspect(&args(file, &["06"], Some(other))).unwrap();
         assert_eq!(r.crls[0].signature_ok, Some(false));
         assert!(r.crls[0].signature.contains("NOT VERIFIED"));

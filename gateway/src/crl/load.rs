@@ -202,7 +202,9 @@ pub fn slot_text(meta: &CrlMeta) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crl::testpki::{Ca, RevokedSpec, ext, tlv};
+    use postern_testkit::crl::RevokedSpec;
+    use postern_testkit::der::{ext, tlv};
+    use postern_testkit::pki::Ca;
 
     fn now() -> i64 {
         crate::crl::unix_now()
@@ -211,7 +213,7 @@ mod tests {
     fn trust(cas: &[&Ca]) -> TrustStore {
         let mut t = TrustStore::default();
         for ca in cas {
-            t.add_pem(&ca.pem(), "test").unwrap();
+            t.add_pem(&ca.cert_pem(), "test").unwrap();
         }
         t
     }

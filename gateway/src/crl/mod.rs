@@ -24,9 +24,6 @@ pub mod status;
 pub mod store;
 pub mod verify;
 
-#[cfg(test)]
-mod testpki;
-
 pub use fetch::{FetchError, FetchSettings};
 pub use index::{CrlIndex, CrlMeta};
 pub use load::{Candidate, Loaded, Missing, load, merge};

@@ -205,8 +205,9 @@ impl ServerCertVerifier for NextHopVerifier {
 mod tests {
     use super::*;
     use crate::config::{CrlFormat, GatewayConfig};
-    use crate::crl::testpki::{Ca, RevokedSpec};
     use crate::crl::{CrlStore, Install, ServedBy, load, unix_now};
+    use postern_testkit::crl::RevokedSpec;
+    use postern_testkit::pki::Ca;
     use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, SerialNumber};
 
     fn server_cert(ca: &Ca, serial: u8) -> CertificateDer<'static> {
@@ -225,7 +226,7 @@ mod tests {
             "apiVersion": "postern.dev/gateway/v1",
             "listeners": {"l": {
                 "address": "127.0.0.1", "port": 2525, "hostname": "h", "defaultPolicy": "p",
-                "nextHop": {"host": "mx.example.test", "caPem": ca.pem()}
+                "nextHop": {"host": "mx.example.test", "caPem": ca.cert_pem()}
             }},
             "crlSources": {"hop": {
                 "format": "Asn1", "primaryUrl": "http://127.0.0.1:1/x.crl", "interval": "1h",
@@ -325,7 +326,7 @@ mod tests {
             "apiVersion": "postern.dev/gateway/v1",
             "listeners": {"l": {
                 "address": "127.0.0.1", "port": 2525, "hostname": "h", "defaultPolicy": "p",
-                "nextHop": {"host": "mx.example.test", "caPem": ca.pem()}
+                "nextHop": {"host": "mx.example.test", "caPem": ca.cert_pem()}
             }},
             "crlSources": {"hop": {
                 "format": "Asn1", "primaryUrl": "http://127.0.0.1:1/x.crl", "interval": "1h",

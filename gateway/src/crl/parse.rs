@@ -508,7 +508,8 @@ fn oid_text(content: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crl::testpki::{Ca, RevokedSpec};
+    use postern_testkit::crl::RevokedSpec;
+    use postern_testkit::pki::Ca;
 
     #[test]
     fn parses_header_and_entries() {

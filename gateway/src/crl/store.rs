@@ -641,12 +641,13 @@ mod tests {
     use super::*;
     use crate::config::{CrlFormat, Duration};
     use crate::crl::load::load;
-    use crate::crl::testpki::{Ca, Only, RevokedSpec, idp};
     use crate::tls::DpName;
+    use postern_testkit::crl::{Only, RevokedSpec, idp};
+    use postern_testkit::pki::Ca;
 
     fn config(cas: &[&Ca], sources: &[(&str, bool, Vec<CrlScope>)]) -> GatewayConfig {
         let mut c = GatewayConfig::default();
-        let pem: String = cas.iter().map(|ca| ca.pem()).collect();
+        let pem: String = cas.iter().map(|ca| ca.cert_pem()).collect();
         let listener: crate::config::Listener = serde_json::from_value(serde_json::json!({
             "address": "127.0.0.1", "port": 2525, "hostname": "mx.test",
             "tls": {"certificateChainPem": "x", "privateKeyPem": "y", "clientCaPem": pem},

@@ -289,12 +289,12 @@ mod tests {
     use super::*;
     use crate::config::CrlFormat;
     use crate::crl::parse::{ParsedCrl, split};
-    use crate::crl::testpki::Ca;
+    use postern_testkit::pki::Ca;
 
     fn trust(cas: &[&Ca]) -> TrustStore {
         let mut t = TrustStore::default();
         for ca in cas {
-            assert_eq!(t.add_pem(&ca.pem(), "test").unwrap(), 1);
+            assert_eq!(t.add_pem(&ca.cert_pem(), "test").unwrap(), 1);
         }
         t
     }
@@ -341,7 +341,7 @@ mod tests {
         let mut der = ca
             .crl(
                 1,
-                &[crate::crl::testpki::RevokedSpec::new(&[0x42])],
+                &[postern_testkit::crl::RevokedSpec::new(&[0x42])],
                 -60,
                 3600,
             )

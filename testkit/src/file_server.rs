@@ -1,5 +1,5 @@
 //! A small HTTP/1.1 (and HTTPS) file server on a free loopback port, for serving CRLs to
-//! the gateway in tests. Files can be replaced, the server can answer with an error status
+//! the gateway in the tests and the benchmark. Files can be replaced, the server can answer with an error status
 //! or slowly, and every request is recorded (with its conditional-GET headers). It honours
 //! `If-None-Match` / `If-Modified-Since` with `304 Not Modified`. Runs on its own thread and
 //! runtime; dropping it closes the port.
@@ -182,10 +182,7 @@ impl Drop for HttpServer {
 
 /// A URL on a loopback port where nothing listens (connection refused).
 pub fn dead_url(path: &str) -> String {
-    let l = StdListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    drop(l);
-    format!("http://{addr}{path}")
+    format!("http://127.0.0.1:{}{path}", crate::ports::free_port())
 }
 
 fn http_date(t: time::OffsetDateTime) -> String {
