@@ -401,11 +401,7 @@ impl Bench {
         }
     }
 
-    fn start_postern(
-        &self,
-        name: &str,
-        config: &postern_gateway::config::GatewayConfig,
-    ) -> Result<Postern> {
+    fn start_postern(&self, name: &str, config: &postern_config::GatewayConfig) -> Result<Postern> {
         Postern::start(
             &self.bin,
             &self.dir,

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use postern_gateway::config::{
+use postern_config::{
     Allowance, AllowanceAction, AuthBackend, AuthProfile, CertificateAuth, CertificateAuthQuery,
     CrlFormat, CrlScope, CrlSource, Duration as D, GatewayConfig, HostAccessEntry, LdapAuthMethod,
     LdapBind, LdapCache, LdapProfile, LdapTimeouts, Limits, Listener, ListenerTimeouts,

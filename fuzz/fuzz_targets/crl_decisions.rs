@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use postern_gateway::config::{
+use postern_config::{
     CrlFailurePolicy, CrlFormat, CrlScope, CrlSource, Duration, GatewayConfig,
 };
 use postern_gateway::crl::parse::IdpScope;

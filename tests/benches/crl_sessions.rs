@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_tests::crl::{GatewayProcess, TestCa, TestCert, free_port};
 use postern_tests::http::HttpServer;
 use rustls::pki_types::pem::PemObject;

@@ -388,7 +388,7 @@ impl GatewayProcess {
     /// Start the workspace's `postern-gateway` with `config` and extra arguments, and wait
     /// for it to be ready.
     pub fn start(
-        config: &postern_gateway::config::GatewayConfig,
+        config: &postern_config::GatewayConfig,
         args: &[&str],
         log_level: &str,
     ) -> anyhow::Result<Self> {
@@ -399,7 +399,7 @@ impl GatewayProcess {
 
     /// [`GatewayProcess::start`] without waiting for readiness.
     pub fn spawn(
-        config: &postern_gateway::config::GatewayConfig,
+        config: &postern_config::GatewayConfig,
         args: &[&str],
         log_level: &str,
     ) -> anyhow::Result<Self> {
@@ -532,7 +532,7 @@ impl GatewayProcess {
     }
 
     /// Replace the configuration file (the gateway reloads it).
-    pub fn write_config(&self, config: &postern_gateway::config::GatewayConfig) {
+    pub fn write_config(&self, config: &postern_config::GatewayConfig) {
         let path = self.dir.path().join("gateway.yaml");
         let tmp = self.dir.path().join("gateway.yaml.tmp");
         std::fs::write(&tmp, config.to_yaml()).expect("write config");

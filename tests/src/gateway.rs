@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use postern_gateway::config::{self as cfg, GatewayConfig};
+use postern_config::{self as cfg, GatewayConfig};
 
 use crate::kube::workspace_bin;
 use crate::ports::free_port;

@@ -12,9 +12,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
-use postern_gateway::cluster::protocol::{self, GatewayReport, ReportSpec};
+use postern_config::protocol::{self, GatewayReport, ReportSpec};
+use postern_config::{GatewayConfig, Source};
 use postern_gateway::cluster::{self, ClusterOptions, ConfigSink};
-use postern_gateway::config::{GatewayConfig, Source};
 use postern_tests::kube::{KubeCluster, User, workspace_root};
 use tokio_util::sync::CancellationToken;
 

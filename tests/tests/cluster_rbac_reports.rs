@@ -18,7 +18,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
-use postern_gateway::cluster::protocol;
+use postern_config::protocol;
 use postern_tests::cluster::{ControllerProcess, ControllerSpec, GatewayProcess, smtp_greeting};
 use postern_tests::kube::{KubeCluster, User, condition_of, free_port, wait_until, workspace_root};
 use serde_json::json;

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_tests::clients::swaks;
 use postern_tests::crl::{GatewayProcess, TestCa, free_port, raw_serial};
 use postern_tests::http::HttpServer;

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_tests::clients::{Run, openssl as s_client};
 use postern_tests::crl::{GatewayProcess, TestCa, free_port};
 use postern_tests::http::HttpServer;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_tests::clients::Raw;
 use postern_tests::gateway::{Gateway, listener, policy, single};
 use postern_tests::ports::free_port;

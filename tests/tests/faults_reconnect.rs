@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_tests::cutproxy::CutProxy;
 use postern_tests::gate::{Client, Gateway, Pki, config, policy, static_profile};
 use postern_tests::sink::Sink;

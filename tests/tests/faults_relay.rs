@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{GatewayConfig, TlsMode};
+use postern_config::{GatewayConfig, TlsMode};
 use postern_tests::gate::{Client, Gateway, Hop, HopMode, Pki, config, policy, static_profile};
 
 fn gateway_to(pki: &Pki, hop: SocketAddr) -> (GatewayConfig, Gateway) {

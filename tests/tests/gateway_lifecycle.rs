@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use postern_gateway::config::{self as cfg, TlsMode};
+use postern_config::{self as cfg, TlsMode};
 use postern_tests::clients::{Raw, swaks};
 use postern_tests::gateway::{Gateway, listener, policy, single};
 use postern_tests::ports::free_port;

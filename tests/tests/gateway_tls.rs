@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use postern_gateway::config::{self as cfg, TlsMode};
+use postern_config::{self as cfg, TlsMode};
 use postern_tests::clients::{openssl, python, swaks};
 use postern_tests::gateway::{Gateway, listener, policy, single, user};
 use postern_tests::pki::{Ca, ClientKind};

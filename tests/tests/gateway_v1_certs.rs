@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{self as cfg, TlsMode};
+use postern_config::{self as cfg, TlsMode};
 use postern_tests::clients::{Run, openssl, python, swaks};
 use postern_tests::gateway::{Gateway, listener, policy, user};
 use postern_tests::http::HttpServer;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{GatewayConfig, TlsMode};
+use postern_config::{GatewayConfig, TlsMode};
 use postern_tests::gate::{Client, Gateway, Hop, HopMode, Pki, config, policy, static_profile};
 
 fn base(pki: &Pki, hop: SocketAddr, max_connections: u32, command: Duration) -> GatewayConfig {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_tests::gate::{
     Client, ClientCert, Gateway, Hop, HopMode, Pki, ca, client_params, config, policy,
     static_profile,

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{Duration as CfgDuration, GatewayConfig, TlsMode};
+use postern_config::{Duration as CfgDuration, GatewayConfig, TlsMode};
 use postern_tests::cluster::http_get;
 use postern_tests::gate::{
     Client, Gateway, Hop, HopMode, Pki, config, connect_from, policy, static_profile,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_tests::clients::{Run, swaks};
 use postern_tests::gateway::Gateway;
 use postern_tests::kube::workspace_bin;

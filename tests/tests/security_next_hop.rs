@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_tests::gate::{
     Client, Gateway, Hop, HopMode, Misbehave, Pki, config, policy, static_profile,
 };

@@ -3,7 +3,7 @@
 //! before TLS, empty and NUL passwords, open-relay attempts, and header injection into
 //! the `Received` header.
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_tests::gate::{Client, Gateway, Hop, HopMode, Pki, config, policy, static_profile};
 
 /// Plaintext pipelined after STARTTLS (an AUTH and a MAIL an attacker on the path slipped

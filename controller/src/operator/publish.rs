@@ -12,10 +12,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::PostParams;
-use postern_gateway::cluster::protocol::{
+use postern_config::GatewayConfig;
+use postern_config::protocol::{
     self, CONFIG_KEY, HASH_ANNOTATION, RENDERED_LABEL, decode_rendered,
 };
-use postern_gateway::config::GatewayConfig;
 
 /// Labels of the rendered Secret.
 pub fn labels() -> BTreeMap<String, String> {
@@ -189,7 +189,7 @@ pub async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_gateway::config::Source;
+    use postern_config::Source;
 
     fn desired(ns: &str) -> Desired {
         let config = GatewayConfig {

@@ -10,9 +10,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
-use postern_crds::{Condition, CrlInForce, CrlSourceStatus, ServedBy, condition_type};
-use postern_gateway::cluster::protocol::{self, CrlFacts, RENDERED_LABEL};
-use postern_gateway::config::{self as gw, GatewayConfig};
+use postern_config::protocol::{self, CrlFacts, RENDERED_LABEL};
+use postern_config::{self as gw, GatewayConfig};
+use postern_crds::{Condition, CrlInForce, CrlSourceStatus, condition_type};
 use tokio::time::Instant;
 
 use super::fleet::{self, Fleet};
@@ -614,28 +614,12 @@ impl Context {
         };
         if let Some(f) = facts {
             st.last_fetch_time = f.last_fetch_time;
-            st.served_by = match f.served_by.as_deref() {
-                Some("primary") => Some(ServedBy::Primary),
-                Some("secondary") => Some(ServedBy::Secondary),
-                _ => None,
-            };
+            st.served_by = f.served_by;
             st.this_update = f.this_update;
             st.next_update = f.next_update;
             st.entries = Some(f.entries);
             st.issuer = f.issuer;
-            st.crls = f
-                .crls
-                .into_iter()
-                .map(|c| CrlInForce {
-                    issuer: c.issuer,
-                    scope: c.scope,
-                    distribution_points: c.distribution_points,
-                    crl_number: c.crl_number,
-                    next_update: c.next_update,
-                    entries: c.entries,
-                    stale: c.stale,
-                })
-                .collect();
+            st.crls = f.crls.into_iter().map(CrlInForce::from).collect();
         }
         let old_ready = status::find(&old.conditions, condition_type::READY).cloned();
         DesiredStatus {
@@ -916,7 +900,7 @@ fn crl_health(obj: &DynamicObject, facts: Option<&CrlFacts>) -> Option<Cond> {
             format!(
                 "{} entries from {}, next update {}{}",
                 f.entries,
-                f.served_by.as_deref().unwrap_or("?"),
+                f.served_by.map_or("?", |s| s.as_str()),
                 f.next_update.as_deref().unwrap_or("(none)"),
                 error(f)
             ),
@@ -983,7 +967,7 @@ fn truncate(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_gateway::cluster::protocol::CrlError;
+    use postern_config::protocol::CrlError;
 
     fn source(spec: serde_json::Value) -> DynamicObject {
         DynamicObject::new("root", &objects::api_resource(Kind::CrlSource))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::static_users::StaticUsers;
 use super::throttle::{AuthThrottles, Throttle};
 use super::{AllowanceCheck, CertificateMapper, SmtpAuthenticator};
-use crate::config::{self, AuthBackend, GatewayConfig};
+use postern_config::{AuthBackend, GatewayConfig};
 
 /// The SMTP AUTH side of a profile, ready to use.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub struct SmtpAuthRuntime {
     /// Checks credentials.
     pub authenticator: Arc<dyn SmtpAuthenticator>,
     /// The allowance check's action and response, when enabled.
-    pub allowance: Option<config::Allowance>,
+    pub allowance: Option<postern_config::Allowance>,
     /// The LDAP query's name (`smtpAuthQuery.name`), for the decision log; `static` for
     /// the Static backend.
     pub query: String,
@@ -62,7 +62,7 @@ pub enum AuthBuildError {
 pub fn build_auth_profile(
     config: &GatewayConfig,
     name: &str,
-    profile: &config::AuthProfile,
+    profile: &postern_config::AuthProfile,
     throttles: &AuthThrottles,
 ) -> Result<AuthRuntime, AuthBuildError> {
     let certificate = match &profile.certificate {

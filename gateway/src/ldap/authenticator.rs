@@ -22,13 +22,14 @@ use time::OffsetDateTime;
 use super::bind::BindOutcome;
 use super::directory::{Directory, QueryKind};
 use super::error::LdapSetupError;
+use super::filter::RenderFilter;
 use super::values;
-use super::{FilterTemplate, Placeholder};
 use crate::auth::{
     Allowance, AllowanceCheck, AuthError, AuthVerdict, BoxFuture, FoundUser, SmtpAuthenticator,
     UserLookup, password_refusal, user_refusal,
 };
-use crate::config::LdapAuthMethod;
+use postern_config::LdapAuthMethod;
+use postern_config::filter::{FilterTemplate, Placeholder};
 
 /// The user id attribute when the LDAP profile has no certificate query to name one.
 const DEFAULT_USER_ID_ATTRIBUTE: &str = "uid";

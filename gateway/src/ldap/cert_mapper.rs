@@ -12,9 +12,10 @@ use time::OffsetDateTime;
 
 use super::directory::{Directory, QueryKind};
 use super::error::LdapSetupError;
+use super::filter::RenderFilter;
 use super::values;
-use super::{FilterTemplate, Placeholder};
 use crate::auth::{AuthError, BoxFuture, CertificateFacts, CertificateMapper, CertificateMapping};
+use postern_config::filter::{FilterTemplate, Placeholder};
 
 /// Maps client certificates with an LDAP profile's `certificateAuthQuery`.
 #[derive(Debug)]

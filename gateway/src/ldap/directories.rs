@@ -10,7 +10,7 @@ use super::directory::Directory;
 use super::error::LdapSetupError;
 use super::metrics::LdapMetrics;
 use crate::auth::{AllowanceCheck, CertificateMapper, SmtpAuthenticator};
-use crate::config::GatewayConfig;
+use postern_config::GatewayConfig;
 
 /// The directories of one running configuration.
 #[derive(Debug)]

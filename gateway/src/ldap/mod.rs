@@ -1,6 +1,7 @@
 //! LDAP: the directory behind certificate mapping and SMTP AUTH.
 //!
-//! - [`filter`]: filter templates and RFC 4515 escaping (checked at validation time);
+//! - [`filter`]: filling filter templates (their grammar is `postern_config::filter`,
+//!   checked at validation time), each value escaped per RFC 4515;
 //! - [`LdapDirectories`] / [`Directory`]: one client per LDAP profile — servers tried in
 //!   order with failover ([`servers`], [`conn`]), TLS ([`tls`]), a pool of search
 //!   connections bound as the service account ([`pool`]), a TTL cache of search results
@@ -35,5 +36,4 @@ pub use cert_mapper::LdapCertificateMapper;
 pub use directories::LdapDirectories;
 pub use directory::{Directory, QueryKind};
 pub use error::{DirectoryError, LdapSetupError};
-pub use filter::{FilterError, FilterTemplate, Placeholder, escape_value};
 pub use metrics::LdapMetrics;

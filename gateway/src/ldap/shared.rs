@@ -15,7 +15,7 @@ use super::directory::Directory;
 use super::error::LdapSetupError;
 use super::metrics::LdapMetrics;
 use crate::auth::{AllowanceCheck, CertificateMapper, SmtpAuthenticator};
-use crate::config::GatewayConfig;
+use postern_config::GatewayConfig;
 
 fn registry() -> &'static Mutex<HashMap<String, Weak<Directory>>> {
     static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<Directory>>>> = OnceLock::new();

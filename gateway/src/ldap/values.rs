@@ -1,14 +1,14 @@
 //! The values that fill a filter template's placeholders.
 //!
-//! Values are returned raw; [`FilterTemplate::render`](super::FilterTemplate::render)
+//! Values are returned raw; [`RenderFilter::render`](super::filter::RenderFilter::render)
 //! escapes each one (RFC 4515). Cache keys are rendered the same way except that `{t}`
 //! (now) is left out, so a time-dependent filter still hits the cache within its TTL.
 
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::Placeholder;
 use crate::auth::CertificateFacts;
+use postern_config::filter::Placeholder;
 
 /// `{t}`: LDAP GeneralizedTime `YYYYMMDDHHMMSSZ` (UTC).
 pub fn generalized_time(at: OffsetDateTime) -> String {

@@ -16,11 +16,11 @@ use super::io::{LineError, LineIo};
 use super::monitor;
 use super::reply::{self, Reply};
 use super::session::{Rules, SessionState};
-use crate::config::{AllowanceAction, PolicyAction};
 use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels, ReasonLabels};
 use crate::net::Stream;
 use crate::relay::NextHopConnection;
 use crate::runtime::{ListenerRuntime, PolicyRuntime};
+use postern_config::{AllowanceAction, PolicyAction};
 
 mod auth;
 mod mail;
@@ -149,7 +149,7 @@ impl Connection {
             policy: &self.policy.policy,
             starttls_available: self.policy.tls.is_some()
                 && !self.listener.implicit_tls
-                && self.policy.policy.tls != crate::config::TlsMode::Disabled,
+                && self.policy.policy.tls != postern_config::TlsMode::Disabled,
             auth_available: self
                 .listener
                 .auth
