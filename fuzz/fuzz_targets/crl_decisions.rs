@@ -18,8 +18,9 @@ use postern_config::{
 };
 use postern_gateway::crl::parse::IdpScope;
 use postern_gateway::crl::verify::{Freshness, freshness};
+use postern_config::protocol::ServedBy;
 use postern_gateway::crl::{
-    Candidate, CrlIndex, CrlMeta, CrlStore, Install, Missing, ServedBy, merge, unix_now,
+    Candidate, CrlIndex, CrlMeta, CrlStore, Install, Missing, merge, unix_now,
 };
 use postern_gateway::tls::{CheckedCertificate, DpName, RevocationChecker, RevocationStatus};
 
