@@ -91,7 +91,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
     let admin = cluster.client().await.unwrap();
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
     let reports: Api<DynamicObject> =
-        Api::namespaced_with(admin.clone(), &ns, &protocol::report_api_resource());
+        Api::namespaced_with(admin.clone(), &ns, &cluster::report_api_resource());
     secrets
         .create(
             &PostParams::default(),

@@ -220,8 +220,11 @@ fn a_gateways_token_cannot_touch_the_leader_lease_and_the_controller_keeps_leadi
     // Its own kind, it may write (the running gateway renews its report meanwhile).
     let own = rt.block_on(async {
         let gateway = cluster.client_as(User::Gateway).await.unwrap();
-        let reports: Api<DynamicObject> =
-            Api::namespaced_with(gateway, &ns, &protocol::report_api_resource());
+        let reports: Api<DynamicObject> = Api::namespaced_with(
+            gateway,
+            &ns,
+            &postern_gateway::cluster::report_api_resource(),
+        );
         status(
             reports
                 .patch(
