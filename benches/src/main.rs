@@ -402,11 +402,7 @@ impl Bench {
         }
     }
 
-    fn start_postern(
-        &self,
-        name: &str,
-        config: &postern_gateway::config::GatewayConfig,
-    ) -> Result<Gateway> {
+    fn start_postern(&self, name: &str, config: &postern_config::GatewayConfig) -> Result<Gateway> {
         postern::launch(&self.bin, &self.dir, name, config)
             .ready_within(Duration::from_secs(60))
             .start()

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use postern_gateway::config::{
+use postern_config::{
     Allowance, AllowanceAction, AuthBackend, AuthProfile, CertificateAuth, CertificateAuthQuery,
     CrlFormat, CrlScope, CrlSource, Duration as D, GatewayConfig, HostAccessEntry, LdapAuthMethod,
     LdapBind, LdapCache, LdapProfile, LdapTimeouts, Limits, Listener, ListenerTimeouts,

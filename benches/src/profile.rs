@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 
 use crate::load;
 use postern_testkit::gateway::Gateway;

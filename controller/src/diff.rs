@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -288,7 +288,7 @@ fn scalar(v: &Value) -> String {
 /// `2 certificates, first CN=Example CA, sha256:1a2b3c4d5e6f` — enough to see what changed.
 fn summarise_pem(text: &str) -> String {
     let digest = hex::encode(&Sha256::digest(text.as_bytes())[..6]);
-    match postern_gateway::config::pem::certificates(text) {
+    match postern_config::pem::certificates(text) {
         Ok(certs) => {
             let subject = x509_parser::parse_x509_certificate(&certs[0])
                 .map(|(_, c)| c.subject().to_string())
@@ -304,7 +304,7 @@ fn summarise_pem(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_gateway::config::{LdapBind, LdapCache, LdapProfile, LdapTimeouts};
+    use postern_config::{LdapBind, LdapCache, LdapProfile, LdapTimeouts};
 
     fn ldap(password: &str, filter: &str) -> LdapProfile {
         LdapProfile {
@@ -319,7 +319,7 @@ mod tests {
             timeouts: LdapTimeouts::default(),
             max_connections: 8,
             cache: LdapCache::default(),
-            certificate_auth_query: Some(postern_gateway::config::CertificateAuthQuery {
+            certificate_auth_query: Some(postern_config::CertificateAuthQuery {
                 name: "q".into(),
                 filter: filter.into(),
                 user_id_attribute: "uid".into(),

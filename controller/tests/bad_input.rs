@@ -46,7 +46,7 @@ fn run(files: &Files) -> (Vec<(String, String, String)>, ExitCode, String) {
     let texts: Vec<(String, String)> = files.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let loaded = load(&texts, None);
     let compiled = compile(&loaded.snapshot, None);
-    postern_gateway::config::validate(&compiled.config).expect("the output always validates");
+    postern_config::validate(&compiled.config).expect("the output always validates");
     let mut found: Vec<(String, String, String)> = compiled
         .report
         .diagnostics()

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use postern_gateway::config::{GatewayConfig, validate};
+use postern_config::{GatewayConfig, validate};
 
 fn postern() -> Command {
     Command::new(env!("CARGO_BIN_EXE_postern"))

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use postern_controller::cli::manifests::{load, read_inputs};
-use postern_controller::compile::{Rendered, compile};
-use postern_gateway::config::{
+use postern_config::{
     AllowanceAction, AuthBackend, GatewayConfig, PolicyAction, TlsMode, validate,
 };
+use postern_controller::cli::manifests::{load, read_inputs};
+use postern_controller::compile::{Rendered, compile};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
@@ -163,7 +163,7 @@ fn ldif_attr(ldif: &str, uid: &str, attr: &str) -> String {
 }
 
 fn subject_cn_and_serial(pem: &str) -> (String, String) {
-    let der = postern_gateway::config::pem::certificates(pem).unwrap();
+    let der = postern_config::pem::certificates(pem).unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
     let cn = cert
         .subject()
@@ -194,10 +194,9 @@ fn check_material(pki: &Path, secrets_dir: &Path) {
         "alice.crt serial vs users.ldif"
     );
     // The examples' certificate queries bind the issuer: {issuer} is this RFC 4514 string.
-    let der = postern_gateway::config::pem::certificates(
-        &std::fs::read_to_string(pki.join("alice.crt")).unwrap(),
-    )
-    .unwrap();
+    let der =
+        postern_config::pem::certificates(&std::fs::read_to_string(pki.join("alice.crt")).unwrap())
+            .unwrap();
     let facts = postern_gateway::auth::CertificateFacts::from_der(&der[0]).unwrap();
     assert_eq!(
         facts.issuer_dn,
@@ -257,7 +256,7 @@ fn gen_certs_regenerates_working_material() {
     let crl = std::fs::read(out.path().join("pki/ca.crl")).unwrap();
     let (_, crl) = x509_parser::parse_x509_crl(&crl).unwrap();
     let ca_pem = std::fs::read_to_string(out.path().join("pki/ca.crt")).unwrap();
-    let ca_der = postern_gateway::config::pem::certificates(&ca_pem).unwrap();
+    let ca_der = postern_config::pem::certificates(&ca_pem).unwrap();
     let (_, ca) = x509_parser::parse_x509_certificate(&ca_der[0]).unwrap();
     crl.verify_signature(ca.public_key()).unwrap();
     let revoked = subject_cn_and_serial(

@@ -9,9 +9,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use postern_config::{GatewayConfig, validate};
 use postern_controller::cli::manifests::load;
 use postern_controller::compile::{Report, compile};
-use postern_gateway::config::{GatewayConfig, validate};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")

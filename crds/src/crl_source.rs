@@ -1,11 +1,12 @@
 //! `CrlSource`: a certificate revocation list fetched on a schedule.
 
 use kube::CustomResource;
+use postern_config::duration::DURATION_PATTERN;
+use postern_config::protocol::{CrlFactsEntry, ServedBy};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::ObjectStatus;
-use crate::duration::DURATION_PATTERN;
 
 /// A certificate revocation list fetched on a schedule and enforced on TLS connections.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -112,16 +113,6 @@ pub enum CrlScope {
     OutboundSmtpTls,
 }
 
-/// Which URL the CRL in force came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ServedBy {
-    /// `primaryUrl`.
-    Primary,
-    /// `secondaryUrl`.
-    Secondary,
-}
-
 /// Status of a CRL source: conditions plus the facts of the CRL in force.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -184,6 +175,21 @@ pub struct CrlInForce {
     /// Past nextUpdate.
     #[serde(default)]
     pub stale: bool,
+}
+
+impl From<CrlFactsEntry> for CrlInForce {
+    /// A CRL as the gateways report it.
+    fn from(c: CrlFactsEntry) -> Self {
+        Self {
+            issuer: c.issuer,
+            scope: c.scope,
+            distribution_points: c.distribution_points,
+            crl_number: c.crl_number,
+            next_update: c.next_update,
+            entries: c.entries,
+            stale: c.stale,
+        }
+    }
 }
 
 #[cfg(test)]

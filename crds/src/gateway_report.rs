@@ -5,10 +5,11 @@
 //! and everything the controller reads are out of their reach (docs/rbac.md). The
 //! controller only reads reports, to tell each object whether the fleet runs it.
 //!
-//! The field names are the contract with `postern_gateway::cluster::protocol::ReportSpec`,
+//! The field names are the contract with `postern_config::protocol::ReportSpec`,
 //! which writes them.
 
 use kube::CustomResource;
+use kube::api::ApiResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,11 @@ pub struct RefusedConfig {
     pub message: String,
 }
 
+/// The API resource of reports, for dynamic clients.
+pub fn report_api_resource() -> ApiResource {
+    ApiResource::erase::<GatewayReport>(&())
+}
+
 /// A list of objects whose fields the gateway's CRL store decides (kept as written, so a
 /// new fact does not need a new CRD).
 fn free_form_objects(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -73,4 +79,48 @@ fn free_form_objects(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "x-kubernetes-preserve-unknown-fields": true
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use postern_config::protocol::{
+        GatewayReport as Report, REPORT_GROUP, REPORT_KIND, REPORT_PLURAL, REPORT_VERSION,
+        ReportSpec,
+    };
+
+    use super::*;
+
+    /// The kind is where the protocol says the gateways write it.
+    #[test]
+    fn the_kind_is_the_protocols() {
+        let r = report_api_resource();
+        assert_eq!(
+            (r.group.as_str(), r.version.as_str(), r.kind.as_str()),
+            (REPORT_GROUP, REPORT_VERSION, REPORT_KIND)
+        );
+        assert_eq!(r.plural, REPORT_PLURAL);
+    }
+
+    /// What a gateway writes reads as the CRD's spec.
+    #[test]
+    fn a_gateways_report_is_a_valid_spec() {
+        let spec = ReportSpec {
+            gateway: "gw-0".into(),
+            renew_time: "2025-01-01T00:00:00Z".into(),
+            ttl_seconds: 30,
+            report: Report {
+                applied_hash: Some("sha256:ab".into()),
+                ready: true,
+                refusal: None,
+                crl_sources: vec![postern_config::protocol::CrlFacts {
+                    name: "dod".into(),
+                    ..Default::default()
+                }],
+            },
+        };
+        let crd: GatewayReportSpec =
+            serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+        assert_eq!(crd.applied_hash.as_deref(), Some("sha256:ab"));
+        assert_eq!(crd.crl_sources.len(), 1);
+    }
 }

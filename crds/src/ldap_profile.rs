@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{CaBundle, ObjectStatus, SecretKeyRef};
-use crate::duration::DURATION_PATTERN;
+use postern_config::duration::DURATION_PATTERN;
 
 /// An LDAP directory: servers, credentials, timeouts, cache, and the "Certificate
 /// Authentication Query" and "SMTP Authentication Query" run against it.

@@ -17,7 +17,6 @@
 
 pub mod common;
 pub mod crl_source;
-pub mod duration;
 pub mod gateway_report;
 pub mod generate;
 pub mod ldap_profile;
@@ -33,10 +32,9 @@ pub use common::{
 };
 pub use crl_source::{
     CrlFailurePolicy, CrlFormat, CrlInForce, CrlSchedule, CrlScope, CrlSource, CrlSourceSpec,
-    CrlSourceStatus, ServedBy,
+    CrlSourceStatus,
 };
-pub use duration::{DurationError, parse_duration};
-pub use gateway_report::{GatewayReport, GatewayReportSpec, RefusedConfig};
+pub use gateway_report::{GatewayReport, GatewayReportSpec, RefusedConfig, report_api_resource};
 pub use ldap_profile::{
     CertificateAuthQuery, LdapAuthMethod, LdapBind, LdapCache, LdapPool, LdapProfile,
     LdapProfileSpec, LdapProfileStatus, LdapServer, LdapTimeouts, SmtpAuthQuery,

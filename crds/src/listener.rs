@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{CaBundle, ObjectRef, ObjectStatus, SecretKeyRef};
-use crate::duration::DURATION_PATTERN;
 use crate::mail_flow_policy::TlsMode;
+use postern_config::duration::DURATION_PATTERN;
 
 /// An SMTP listener: address and port, TLS material, the authentication profile in
 /// force, the host access table choosing a mail flow policy per client, and the next hop.

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{ObjectRef, ObjectStatus};
-use crate::duration::DURATION_PATTERN;
+use postern_config::duration::DURATION_PATTERN;
 
 /// How clients authenticate: by client certificate (mapped to a user with an LDAP
 /// certificate query), or by SMTP AUTH checked against LDAP.

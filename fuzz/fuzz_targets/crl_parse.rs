@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postern_gateway::config::CrlFormat;
+use postern_config::CrlFormat;
 use postern_gateway::crl::ParsedCrl;
 use postern_gateway::crl::parse::split;
 

@@ -15,7 +15,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 
-use crate::config::*;
+use postern_config::*;
 
 /// The demo's SMTP ports (STARTTLS, implicit TLS).
 pub const DEMO_PORTS: (u16, u16) = (2525, 2465);

@@ -1,10 +1,9 @@
-//! Postern's gateway: the SMTP/TLS data plane and the owner of its configuration format.
+//! Postern's gateway: the SMTP/TLS data plane. Its configuration format is `postern_config`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod auth;
 pub mod cluster;
-pub mod config;
 pub mod crl;
 pub mod demo;
 pub mod demo_sink;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_gateway::crl::{self, CrlService, CrlStore};
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
 use postern_gateway::metrics::Metrics;
@@ -42,10 +42,10 @@ struct Args {
     admin_address: Option<SocketAddr>,
     /// How long sessions may go on after SIGTERM before they get 421 4.3.2.
     #[arg(long, env = "POSTERN_SHUTDOWN_GRACE", default_value = "30s")]
-    shutdown_grace: postern_gateway::config::Duration,
+    shutdown_grace: postern_config::Duration,
     /// How often the configuration file is checked besides file system events.
     #[arg(long, default_value = "5s")]
-    poll_interval: postern_gateway::config::Duration,
+    poll_interval: postern_config::Duration,
     /// Log format.
     #[arg(long, env = "POSTERN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -99,14 +99,14 @@ struct ClusterArgs {
     #[arg(long, env = "POD_UID", requires = "cluster")]
     pod_uid: Option<String>,
     /// Name of the rendered Secret.
-    #[arg(long, default_value = postern_gateway::cluster::protocol::RENDERED_SECRET)]
+    #[arg(long, default_value = postern_config::protocol::RENDERED_SECRET)]
     config_secret: String,
     /// How often the gateway renews its report.
     #[arg(long, default_value = "10s")]
-    report_interval: postern_gateway::config::Duration,
+    report_interval: postern_config::Duration,
     /// How long a report counts without renewal.
     #[arg(long, default_value = "30s")]
-    report_ttl: postern_gateway::config::Duration,
+    report_ttl: postern_config::Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

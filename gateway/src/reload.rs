@@ -15,10 +15,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::config::GatewayConfig;
 use crate::metrics::{HashLabels, ReloadLabels};
 use crate::runtime::{self, Services};
 use crate::server::Server;
+use postern_config::GatewayConfig;
 
 /// What happened to an applied configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,12 +14,12 @@ use ipnet::IpNet;
 use rustls::ServerConfig;
 
 use crate::auth::{AuthBuildError, AuthRuntime, AuthThrottles, build_auth_profile};
-use crate::config::{self, GatewayConfig, MailFlowPolicy, ValidationErrors};
 use crate::ldap::LdapDirectories;
 use crate::metrics::Metrics;
 use crate::relay::{NextHopRuntime, build_next_hop};
 use crate::tls::verifier::VerifierBuildError;
 use crate::tls::{ClientVerifier, RevocationChecker, server_config};
+use postern_config::{GatewayConfig, MailFlowPolicy, ValidationErrors};
 
 /// Shared services the runtime is built with.
 #[derive(Debug, Clone)]
@@ -152,7 +152,7 @@ pub fn build(
     generation: u64,
     services: &Services,
 ) -> Result<Runtime, BuildError> {
-    config::validate(config)?;
+    postern_config::validate(config)?;
     let mut auth_profiles = BTreeMap::new();
     for (name, profile) in &config.auth_profiles {
         auth_profiles.insert(
@@ -183,7 +183,7 @@ pub fn build(
 fn build_listener(
     config: &GatewayConfig,
     name: &str,
-    l: &config::Listener,
+    l: &postern_config::Listener,
     auth_profiles: &BTreeMap<String, Arc<AuthRuntime>>,
     services: &Services,
 ) -> Result<ListenerRuntime, BuildError> {
@@ -193,7 +193,7 @@ fn build_listener(
     };
     let key = match &l.tls {
         Some(tls) => Some(Arc::new(
-            config::pem::certified_key(&tls.certificate_chain_pem, &tls.private_key_pem)
+            postern_config::pem::certified_key(&tls.certificate_chain_pem, &tls.private_key_pem)
                 .map_err(|e| tls_err(format!("server certificate: {e}")))?,
         )),
         None => None,
@@ -215,7 +215,7 @@ fn build_listener(
             .get(pname)
             .expect("validated: policy exists");
         let wants_cert = profile_wants_cert || p.verify_client_certificate;
-        let tls_possible = l.implicit_tls || p.tls != config::TlsMode::Disabled;
+        let tls_possible = l.implicit_tls || p.tls != postern_config::TlsMode::Disabled;
         let verifier = match (&l.tls, wants_cert && tls_possible) {
             (Some(tls), true) => {
                 let ca = tls.client_ca_pem.as_deref().ok_or_else(|| {

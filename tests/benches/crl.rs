@@ -7,8 +7,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{CrlFormat, CrlScope, CrlSource, GatewayConfig, Listener};
-use postern_gateway::crl::{CrlStore, Install, ServedBy, TrustStore, load, unix_now};
+use postern_config::protocol::ServedBy;
+use postern_config::{CrlFormat, CrlScope, CrlSource, GatewayConfig, Listener};
+use postern_gateway::crl::{CrlStore, Install, TrustStore, load, unix_now};
 use postern_gateway::tls::RevocationChecker;
 use postern_testkit::crl::{big_serial, crl_pem};
 use postern_testkit::pki::Ca;

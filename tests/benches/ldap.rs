@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use postern_config::Duration as D;
 use postern_gateway::auth::ldap::{certificate_mapper, smtp_authenticator};
 use postern_gateway::auth::{
     AllowanceCheck, AuthVerdict, CertificateFacts, CertificateMapper, CertificateMapping,
     SmtpAuthenticator,
 };
-use postern_gateway::config::Duration as D;
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
 use postern_tests::slapd::{self, Slapd, SlapdOptions};
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_testkit::gateway::{Gateway, GatewayBuilder};
 
 /// How these tests run the gateway: `config`, JSON log filtered by `log_level`.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use postern_gateway::config::*;
+use postern_config::*;
 use postern_testkit::gateway::{Gateway, GatewayBuilder, Ready};
 use postern_testkit::pki::{Ca, Leaf};
 use postern_testkit::ports::free_port;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use postern_gateway::config::{self as cfg, GatewayConfig};
+use postern_config::{self as cfg, GatewayConfig};
 use postern_testkit::gateway::{Gateway, GatewayBuilder};
 
 /// How these tests run the gateway: `config`, JSON log, 1 s poll interval, 5 s shutdown

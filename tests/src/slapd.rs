@@ -18,8 +18,8 @@ pub const ALLOWANCE_FILTER: &str = "(&(uid={u})(|(!(caccn=*))(cacexempt=*)(cacem
 
 /// An LdapProfile for `servers` with the seed's queries, the service account, short
 /// timeouts (2s) and the default cache.
-pub fn ldap_profile(servers: &[String]) -> postern_gateway::config::LdapProfile {
-    use postern_gateway::config::{
+pub fn ldap_profile(servers: &[String]) -> postern_config::LdapProfile {
+    use postern_config::{
         CertificateAuthQuery, Duration as D, LdapAuthMethod, LdapBind, LdapCache, LdapProfile,
         LdapTimeouts, SmtpAuthQuery,
     };
@@ -53,10 +53,8 @@ pub fn ldap_profile(servers: &[String]) -> postern_gateway::config::LdapProfile 
 }
 
 /// A gateway configuration holding just `profile` under the name `corp`.
-pub fn config_with(
-    profile: postern_gateway::config::LdapProfile,
-) -> postern_gateway::config::GatewayConfig {
-    let mut config = postern_gateway::config::GatewayConfig::default();
+pub fn config_with(profile: postern_config::LdapProfile) -> postern_config::GatewayConfig {
+    let mut config = postern_config::GatewayConfig::default();
     config.ldap_profiles.insert("corp".into(), profile);
     config
 }

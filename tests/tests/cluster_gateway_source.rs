@@ -12,9 +12,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
-use postern_gateway::cluster::protocol::{self, GatewayReport, ReportSpec};
+use postern_config::protocol::{self, GatewayReport, ReportSpec};
+use postern_config::{GatewayConfig, Source};
 use postern_gateway::cluster::{self, ClusterOptions, ConfigSink};
-use postern_gateway::config::{GatewayConfig, Source};
 use postern_testkit::workspace::workspace_root;
 use postern_tests::kube::{KubeCluster, User};
 use tokio_util::sync::CancellationToken;
@@ -92,7 +92,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
     let admin = cluster.client().await.unwrap();
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
     let reports: Api<DynamicObject> =
-        Api::namespaced_with(admin.clone(), &ns, &protocol::report_api_resource());
+        Api::namespaced_with(admin.clone(), &ns, &cluster::report_api_resource());
     secrets
         .create(
             &PostParams::default(),

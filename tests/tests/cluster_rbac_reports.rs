@@ -18,7 +18,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
-use postern_gateway::cluster::protocol;
+use postern_config::protocol;
 use postern_testkit::ports::free_port;
 use postern_testkit::workspace::workspace_root;
 use postern_tests::cluster::{ControllerProcess, ControllerSpec, smtp_greeting, start_gateway};
@@ -222,8 +222,11 @@ fn a_gateways_token_cannot_touch_the_leader_lease_and_the_controller_keeps_leadi
     // Its own kind, it may write (the running gateway renews its report meanwhile).
     let own = rt.block_on(async {
         let gateway = cluster.client_as(User::Gateway).await.unwrap();
-        let reports: Api<DynamicObject> =
-            Api::namespaced_with(gateway, &ns, &protocol::report_api_resource());
+        let reports: Api<DynamicObject> = Api::namespaced_with(
+            gateway,
+            &ns,
+            &postern_gateway::cluster::report_api_resource(),
+        );
         status(
             reports
                 .patch(

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::gateway::{Gateway, Ready};
 use postern_testkit::pki::{Ca, Leaf};

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{CrlScope, CrlSource, GatewayConfig, Listener};
-use postern_gateway::crl::{
-    CrlService, CrlStore, FetchSettings, ServedBy, ServiceSettings, SourceStatus,
-};
+use postern_config::protocol::ServedBy;
+use postern_config::{CrlScope, CrlSource, GatewayConfig, Listener};
+use postern_gateway::crl::{CrlService, CrlStore, FetchSettings, ServiceSettings, SourceStatus};
 use postern_gateway::tls::{MissingCrl, RevocationChecker, RevocationStatus};
 use postern_testkit::crl::{RevokedSpec, crl_pem};
 use postern_testkit::file_server::{HttpServer, dead_url};

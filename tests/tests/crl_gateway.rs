@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_testkit::crl::{RevokedSpec, crl_pem};
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::gateway::Gateway;

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::{Ca, Leaf, raw_serial};

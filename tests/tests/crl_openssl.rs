@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use postern_gateway::config::CrlFormat;
+use postern_config::CrlFormat;
 use postern_gateway::crl::{Missing, TrustStore, load, unix_now};
 use postern_testkit::workspace::workspace_bin;
 

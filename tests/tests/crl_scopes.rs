@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::{Ca, Leaf};

@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use postern_config::{CertificateAuthQuery, GatewayConfig};
 use postern_controller::cli::manifests::{load, read_inputs};
 use postern_controller::compile::compile;
 use postern_gateway::auth::ldap::{certificate_mapper, smtp_authenticator};
 use postern_gateway::auth::{
     Allowance, AllowanceCheck, AuthVerdict, CertificateFacts, CertificateMapping, SmtpAuthenticator,
 };
-use postern_gateway::config::{CertificateAuthQuery, GatewayConfig};
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
 use postern_tests::slapd::{Slapd, SlapdOptions};
 
@@ -31,7 +31,7 @@ fn either_config(url: &str) -> GatewayConfig {
 
 fn facts(cert: &str) -> CertificateFacts {
     let pem = std::fs::read_to_string(examples().join("pki").join(cert)).unwrap();
-    let der = postern_gateway::config::pem::certificates(&pem).unwrap();
+    let der = postern_config::pem::certificates(&pem).unwrap();
     CertificateFacts::from_der(&der[0]).unwrap()
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{CrlScope, CrlSource, GatewayConfig, Listener};
+use postern_config::{CrlScope, CrlSource, GatewayConfig, Listener};
 use postern_gateway::crl::{CrlService, CrlStore, FetchSettings, ServiceSettings, SourceStatus};
 use postern_gateway::tls::{RevocationChecker, RevocationStatus};
 use postern_testkit::file_server::HttpServer;

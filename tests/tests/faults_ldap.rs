@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{Duration as D, TlsMode};
+use postern_config::{Duration as D, TlsMode};
 use postern_tests::gate::{
     Client, DelayProxy, Hop, HopMode, Pki, config, ldap_auth_profile, policy, start_gateway,
 };

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
 use postern_tests::clients::Raw;

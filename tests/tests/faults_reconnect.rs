@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_testkit::sink::Sink;
 use postern_tests::cutproxy::CutProxy;
 use postern_tests::gate::{Client, Pki, config, policy, start_gateway, static_profile};

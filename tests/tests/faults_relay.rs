@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{GatewayConfig, TlsMode};
+use postern_config::{GatewayConfig, TlsMode};
 use postern_testkit::gateway::Gateway;
 use postern_tests::gate::{
     Client, Hop, HopMode, Pki, config, policy, start_gateway, static_profile,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use postern_gateway::config::{self as cfg, TlsMode};
+use postern_config::{self as cfg, TlsMode};
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
 use postern_tests::clients::{Raw, swaks};

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use postern_gateway::config::{self as cfg, TlsMode};
+use postern_config::{self as cfg, TlsMode};
 use postern_testkit::der::int_bytes;
 use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::{Ca, ClientKind, Leaf};

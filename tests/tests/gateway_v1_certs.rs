@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{self as cfg, TlsMode};
+use postern_config::{self as cfg, TlsMode};
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::{Ca, generalized_time};

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use postern_config::{Duration as D, GatewayConfig, LdapCache, LdapProfile};
 use postern_gateway::auth::ldap::{certificate_mapper, smtp_authenticator};
 use postern_gateway::auth::{
     Allowance, AllowanceCheck, AuthError, AuthVerdict, CertificateFacts, CertificateMapper,
     CertificateMapping, FoundUser, SmtpAuthenticator, UserLookup,
 };
-use postern_gateway::config::{Duration as D, GatewayConfig, LdapCache, LdapProfile};
 use postern_gateway::ldap::LdapDirectories;
 use postern_gateway::ldap::LdapMetrics;
 use postern_gateway::ldap::metrics::CacheLabels;

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use base64::Engine;
+use postern_config::CertificateAuthQuery;
 use postern_gateway::auth::ldap::certificate_mapper;
 use postern_gateway::auth::{CertificateFacts, CertificateMapper, CertificateMapping};
-use postern_gateway::config::CertificateAuthQuery;
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
 use postern_tests::openssl_ca::OpensslCa;
 use postern_tests::slapd::{self, Slapd, SlapdOptions};

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use postern_config::{Duration as D, LdapProfile};
 use postern_gateway::auth::ldap::{certificate_mapper, smtp_authenticator};
 use postern_gateway::auth::{
     Allowance, AllowanceCheck, AuthError, AuthVerdict, CertificateMapper, CertificateMapping,
     SmtpAuthenticator,
 };
-use postern_gateway::config::{Duration as D, LdapProfile};
 use postern_gateway::ldap::LdapDirectories;
 use postern_gateway::ldap::LdapMetrics;
 use postern_gateway::ldap::metrics::ServerLabels;

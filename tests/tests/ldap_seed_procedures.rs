@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use postern_testkit::gateway::Gateway;
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use postern_gateway::config::{
+use postern_config::{
     self as cfg, AllowanceAction, AuthBackend, AuthProfile, CertificateAuth, LdapProfile,
     ListenerTls, Reply, SmtpAuth, TlsMode,
 };

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{GatewayConfig, TlsMode};
+use postern_config::{GatewayConfig, TlsMode};
 use postern_tests::gate::{
     Client, Hop, HopMode, Pki, config, policy, start_gateway, static_profile,
 };

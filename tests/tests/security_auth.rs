@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use postern_gateway::config::{
+use postern_config::{
     self as cfg, AllowanceAction, AuthBackend, AuthProfile, AuthThrottle, SmtpAuth, ThrottleLimit,
     TlsMode,
 };

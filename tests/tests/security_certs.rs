@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::{Ca, days_from_now as days};
 use postern_tests::gate::{

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::{Duration as CfgDuration, GatewayConfig, TlsMode};
+use postern_config::{Duration as CfgDuration, GatewayConfig, TlsMode};
 use postern_testkit::gateway::Gateway;
 use postern_testkit::http::http_get;
 use postern_testkit::ports::free_port;

@@ -3,7 +3,7 @@
 //! passwords, and directory user ids full of metacharacters reaching the `Received`
 //! header. (The directory client's own tests cover the same strings one layer down.)
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_tests::gate::{
     Client, ClientCert, Hop, HopMode, Pki, client_params, config, ldap_auth_profile, policy,
     start_gateway,

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_testkit::gateway::Gateway;
 use postern_testkit::sink::Sink;
 use postern_tests::gate::{

@@ -3,7 +3,7 @@
 //! before TLS, empty and NUL passwords, open-relay attempts, and header injection into
 //! the `Received` header.
 
-use postern_gateway::config::TlsMode;
+use postern_config::TlsMode;
 use postern_tests::gate::{
     Client, Hop, HopMode, Pki, config, policy, start_gateway, static_profile,
 };

@@ -75,7 +75,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub live: bool,
     /// Name of the published configuration Secret (with `--live`).
-    #[arg(long, default_value = postern_gateway::cluster::protocol::RENDERED_SECRET, requires = "live")]
+    #[arg(long, default_value = postern_config::protocol::RENDERED_SECRET, requires = "live")]
     pub config_secret: String,
 }
 

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use postern_gateway::config::{GatewayConfig, validate};
+use postern_config::{GatewayConfig, validate};
 
 use super::manifests::{load, read_inputs};
 use super::output::{print_diagnostics, summary};

@@ -1,9 +1,9 @@
 //! `CrlSource` → `crlSources.<name>`.
 
-use postern_crds::{CrlFailurePolicy, CrlFormat, CrlScope, CrlSourceSpec};
-use postern_gateway::config::{
+use postern_config::{
     CrlFailurePolicy as GwPolicy, CrlFormat as GwFormat, CrlScope as GwScope, CrlSource, Duration,
 };
+use postern_crds::{CrlFailurePolicy, CrlFormat, CrlScope, CrlSourceSpec};
 
 use super::inputs::{Diags, duration};
 use super::report::Reason;

@@ -1,8 +1,8 @@
 //! Reading one object's inputs: Secrets, ConfigMaps, durations, quantities. Every
 //! problem becomes a diagnostic naming the field, never a panic or a silent default.
 
+use postern_config::{Duration, pem};
 use postern_crds::{CaBundle, SecretKeyRef};
-use postern_gateway::config::{Duration, pem};
 
 use super::report::{Diagnostic, Reason};
 use super::secret_use::SecretUse;
@@ -201,7 +201,7 @@ pub(crate) fn duration(
 ) -> Duration {
     match value {
         None => default,
-        Some(text) => match postern_crds::parse_duration(text) {
+        Some(text) => match postern_config::duration::parse_duration(text) {
             Ok(v) => Duration(v),
             Err(e) => {
                 d.error(field, Reason::InvalidValue, e.to_string());

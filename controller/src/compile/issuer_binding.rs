@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
-use postern_gateway::config::{AuthBackend, GatewayConfig, pem};
-use postern_gateway::ldap::{FilterTemplate, Placeholder};
+use postern_config::filter::{FilterTemplate, Placeholder};
+use postern_config::{AuthBackend, GatewayConfig, pem};
 
 use super::report::{Diagnostic, Kind, ObjectKey, Reason};
 

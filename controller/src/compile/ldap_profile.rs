@@ -1,12 +1,12 @@
 //! `LdapProfile` → `ldapProfiles.<name>`.
 
-use postern_crds::{LdapAuthMethod, LdapProfileSpec};
-use postern_gateway::config::{
+use postern_config::defaults;
+use postern_config::{
     CertificateAuthQuery, LdapAuthMethod as GwMethod, LdapBind, LdapCache, LdapProfile,
     LdapTimeouts, SmtpAuthQuery,
 };
+use postern_crds::{LdapAuthMethod, LdapProfileSpec};
 
-use super::defaults;
 use super::inputs::{Diags, Inputs, duration};
 use super::report::Reason;
 use super::secret_use::SecretUse;

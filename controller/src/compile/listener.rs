@@ -3,12 +3,10 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use postern_config::defaults;
+use postern_config::{HostAccessEntry, Listener, ListenerTimeouts, ListenerTls, NextHop, pem};
 use postern_crds::ListenerSpec;
-use postern_gateway::config::{
-    HostAccessEntry, Listener, ListenerTimeouts, ListenerTls, NextHop, pem,
-};
 
-use super::defaults;
 use super::inputs::{Diags, Inputs, duration, pem_text};
 use super::report::{Kind, ObjectKey, Reason};
 use super::secret_use::SecretUse;
@@ -23,13 +21,11 @@ pub(crate) fn render(
     deps: &mut Vec<(ObjectKey, String)>,
     d: &mut Diags,
 ) -> Option<Listener> {
-    let address_text = spec
-        .address
-        .as_deref()
-        .unwrap_or(defaults::LISTENER_ADDRESS);
-    let address = match address_text.parse::<IpAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
+    let address = match spec.address.as_deref().map(str::parse::<IpAddr>) {
+        None => Some(defaults::LISTENER_ADDRESS),
+        Some(Ok(a)) => Some(a),
+        Some(Err(_)) => {
+            let address_text = spec.address.as_deref().unwrap_or_default();
             d.error(
                 "spec.address",
                 Reason::InvalidValue,

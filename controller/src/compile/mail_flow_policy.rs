@@ -1,9 +1,9 @@
 //! `MailFlowPolicy` → `policies.<name>`.
 
+use postern_config::defaults;
+use postern_config::{Limits, MailFlowPolicy};
 use postern_crds::MailFlowPolicySpec;
-use postern_gateway::config::{Limits, MailFlowPolicy};
 
-use super::defaults;
 use super::inputs::Diags;
 use super::report::Reason;
 use super::{policy_action, tls_mode};

@@ -11,13 +11,12 @@
 //!    never takes mail down. Deleted objects are never kept.
 //! 3. Listeners that would bind the same port are resolved before validation: the one
 //!    already serving that port keeps it, then the oldest, then the first by name.
-//! 4. The result is checked with the gateway's own `validate`; each error is mapped back
+//! 4. The result is checked with the gateway's own `validate` (`postern_config`); each error is mapped back
 //!    to its object, which is dropped (or falls back to its previous rendering), and the
 //!    whole is rebuilt until the configuration validates. The published configuration
 //!    therefore always passes `validate`.
 
 mod crl_source;
-mod defaults;
 mod fields;
 mod inputs;
 mod issuer_binding;
@@ -32,11 +31,9 @@ mod snapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use postern_config::{self as gw, AuthBackend, AuthProfile, GatewayConfig, Source, validate};
 use postern_crds::{
     LdapProfileSpec, MailFlowPolicySpec, PolicyAction, SmtpAuthProfileSpec, TlsMode,
-};
-use postern_gateway::config::{
-    self as gw, AuthBackend, AuthProfile, GatewayConfig, Source, validate,
 };
 
 pub use report::{
@@ -52,7 +49,7 @@ use smtp_auth_profile::AuthDraft;
 /// The compiler's output.
 #[derive(Clone, Debug)]
 pub struct Compiled {
-    /// The gateway configuration; always passes `postern_gateway::config::validate`.
+    /// The gateway configuration; always passes `postern_config::validate`.
     pub config: GatewayConfig,
     /// What the compiler found about each object.
     pub report: Report,
@@ -327,7 +324,7 @@ fn assemble(
                 .get(name.as_str())
                 .map(|s| s.type_)
                 .filter(|_| key.kind == Kind::SmtpAuthProfile);
-            let field = fields::resource_field(key.kind, &e.field, auth_type);
+            let field = fields::resource_field(&e.field, auth_type);
             let message = match version {
                 Version::Current => e.message.clone(),
                 Version::Previous => format!(

@@ -2,8 +2,9 @@
 
 use std::fmt;
 
+use postern_config::Reason as GatewayReason;
+use postern_config::field::Section;
 use postern_crds::{Condition, ConditionStatus, condition_type};
-use postern_gateway::config::{Reason as GatewayReason, Section};
 
 /// The five resource kinds, in dependency order (an object only refers to kinds before it,
 /// except `SmtpAuthProfile` fallbacks, which refer to the same kind).

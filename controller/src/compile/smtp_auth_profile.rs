@@ -4,16 +4,16 @@
 //! becomes `certificate` + `smtpAuth`, where `smtpAuth` is the fallback profile's own
 //! rendering (so `smtpAuth.profile` names the fallback). `type: Ldap` becomes `smtpAuth`.
 
-use postern_crds::{
-    AllowanceAction, SmtpAuthProfileSpec, SmtpAuthProfileType, ThrottleLimitSpec, ThrottleSpec,
-};
-use postern_gateway::config::{
+use postern_config::defaults;
+use postern_config::{
     Allowance, AllowanceAction as GwAction, AuthBackend, AuthProfile, AuthThrottle,
     CertificateAuth, Reply, SmtpAuth, ThrottleLimit,
 };
+use postern_crds::{
+    AllowanceAction, SmtpAuthProfileSpec, SmtpAuthProfileType, ThrottleLimitSpec, ThrottleSpec,
+};
 
 use super::Index;
-use super::defaults;
 use super::inputs::{Diags, duration};
 use super::report::{Kind, ObjectKey, Reason};
 
@@ -190,7 +190,7 @@ pub(crate) fn render(
                             code: r.code,
                             enhanced_code: r.enhanced_code.clone().unwrap_or_else(|| {
                                 if r.code >= 500 {
-                                    "5.7.13".into()
+                                    defaults::ALLOWANCE_REPLY_ENHANCED_CODE.into()
                                 } else {
                                     "4.7.0".into()
                                 }

@@ -58,7 +58,7 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = 4)]
     pub namespace_concurrency: usize,
     /// Name of the rendered configuration Secret in each namespace.
-    #[arg(long, default_value = postern_gateway::cluster::protocol::RENDERED_SECRET)]
+    #[arg(long, default_value = postern_config::protocol::RENDERED_SECRET)]
     pub config_secret: String,
     /// Log format (`text` or `json`); the filter is `$POSTERN_LOG` (default `info`).
     #[arg(long, env = "POSTERN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

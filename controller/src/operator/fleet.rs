@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::DynamicObject;
-use postern_gateway::cluster::protocol::{self, CrlFacts, GatewayReport, ReportSpec};
+use postern_config::protocol::{self, CrlFacts, GatewayReport, ReportSpec};
 
 /// Extra time a report stays alive past its lease, for clock skew between nodes.
 pub const SKEW_GRACE: SignedDuration = SignedDuration::from_secs(2);
@@ -236,7 +236,7 @@ pub fn crl_facts(gateways: &[GatewayState], name: &str, now: Timestamp) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_gateway::cluster::protocol::Refusal;
+    use postern_config::protocol::Refusal;
 
     fn gw(name: &str, hash: Option<&str>, ready: bool, expires_in: i64) -> GatewayState {
         GatewayState {
@@ -269,7 +269,7 @@ mod tests {
     /// schema did not know would be pruned by the API server without a word.
     #[test]
     fn the_report_the_gateways_write_fits_the_crd() {
-        use postern_gateway::cluster::protocol::Refusal;
+        use postern_config::protocol::Refusal;
         let spec = ReportSpec {
             gateway: "gw-0".into(),
             renew_time: "2025-01-01T00:00:00.5Z".into(),

@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
-use postern_gateway::cluster::protocol::{self, REPORT_LABEL};
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
+use postern_config::protocol::{self, REPORT_LABEL};
 
 use super::fleet::{self, GatewayState};
 use super::publish;
@@ -105,7 +105,7 @@ pub async fn read(namespace: Option<&str>, secret_name: &str) -> Result<Live, Li
         }
     };
     let reports: Api<DynamicObject> =
-        Api::namespaced_with(client, &namespace, &protocol::report_api_resource());
+        Api::namespaced_with(client, &namespace, &postern_crds::report_api_resource());
     let reports = reports
         .list(&ListParams::default().labels(&format!("{REPORT_LABEL}=true")))
         .await

@@ -12,10 +12,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::PostParams;
-use postern_gateway::cluster::protocol::{
+use postern_config::GatewayConfig;
+use postern_config::protocol::{
     self, CONFIG_KEY, HASH_ANNOTATION, RENDERED_LABEL, decode_rendered,
 };
-use postern_gateway::config::GatewayConfig;
 
 use super::objects::Objects;
 use crate::compile::Kind;
@@ -227,7 +227,7 @@ mod tests {
     use super::*;
     use crate::operator::objects;
     use kube::api::DynamicObject;
-    use postern_gateway::config::Source;
+    use postern_config::Source;
 
     fn desired(ns: &str) -> Desired {
         let config = GatewayConfig {

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::DeleteParams;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
-use postern_gateway::cluster::protocol::RENDERED_LABEL;
+use postern_config::protocol::RENDERED_LABEL;
 
 use super::cluster::Cluster;
 use super::error::{ReconcileError, api_err};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use postern_gateway::config::{self as gw, GatewayConfig};
+use postern_config::{self as gw, GatewayConfig};
 use tokio::time::Instant;
 
 use super::cluster::Cluster;

@@ -61,7 +61,7 @@ impl Options {
             debounce: Duration::from_millis(100),
             debounce_max: Duration::from_secs(1),
             resync: Duration::from_secs(300),
-            secret_name: postern_gateway::cluster::protocol::RENDERED_SECRET.into(),
+            secret_name: postern_config::protocol::RENDERED_SECRET.into(),
             write_concurrency: 32,
             namespace_concurrency: 4,
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::DynamicObject;
-use postern_gateway::config::GatewayConfig;
+use postern_config::GatewayConfig;
 use tokio::time::Instant;
 
 use super::gauges::Gauges;

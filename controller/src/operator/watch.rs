@@ -13,7 +13,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
-use postern_gateway::cluster::protocol::{self, RENDERED_LABEL, REPORT_LABEL};
+use postern_config::protocol::{RENDERED_LABEL, REPORT_LABEL};
 use tokio::sync::mpsc;
 
 use super::fleet::GatewayState;
@@ -188,7 +188,7 @@ pub fn spawn(
             tx.clone(),
             pending.clone(),
         )));
-        let report_kind = protocol::report_api_resource();
+        let report_kind = postern_crds::report_api_resource();
         let reports: Api<DynamicObject> = match ns {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &report_kind),
             None => Api::all_with(client.clone(), &report_kind),

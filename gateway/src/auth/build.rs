@@ -6,8 +6,8 @@ use super::ldap;
 use super::static_users::StaticUsers;
 use super::throttle::{AuthThrottles, Throttle};
 use super::{AllowanceCheck, CertificateMapper, SmtpAuthenticator};
-use crate::config::{self, AuthBackend, GatewayConfig};
 use crate::ldap::{LdapDirectories, LdapSetupError};
+use postern_config::{AuthBackend, GatewayConfig};
 
 /// The SMTP AUTH side of a profile, ready to use.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct SmtpAuthRuntime {
     /// Checks credentials.
     pub authenticator: Arc<dyn SmtpAuthenticator>,
     /// The allowance check's action and response, when enabled.
-    pub allowance: Option<config::Allowance>,
+    pub allowance: Option<postern_config::Allowance>,
     /// The LDAP query's name (`smtpAuthQuery.name`), for the decision log; `static` for
     /// the Static backend.
     pub query: String,
@@ -64,7 +64,7 @@ pub enum AuthBuildError {
 pub fn build_auth_profile(
     config: &GatewayConfig,
     name: &str,
-    profile: &config::AuthProfile,
+    profile: &postern_config::AuthProfile,
     throttles: &AuthThrottles,
     directories: &LdapDirectories,
 ) -> Result<AuthRuntime, AuthBuildError> {

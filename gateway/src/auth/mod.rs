@@ -76,11 +76,11 @@ pub enum AllowanceCheck {
 
 impl AllowanceCheck {
     /// The check an authentication profile's allowance action needs.
-    pub fn for_action(action: Option<crate::config::AllowanceAction>) -> Self {
+    pub fn for_action(action: Option<postern_config::AllowanceAction>) -> Self {
         match action {
             None => Self::Off,
-            Some(crate::config::AllowanceAction::Reject) => Self::BeforePassword,
-            Some(crate::config::AllowanceAction::Monitor) => Self::AfterPassword,
+            Some(postern_config::AllowanceAction::Reject) => Self::BeforePassword,
+            Some(postern_config::AllowanceAction::Monitor) => Self::AfterPassword,
         }
     }
 }

@@ -10,7 +10,7 @@ use super::{
     CertificateMapper, CertificateMapping, FoundUser, SmtpAuthenticator, UserLookup,
     password_refusal, user_refusal,
 };
-use crate::config::StaticUser;
+use postern_config::StaticUser;
 
 /// A static user list, usable as both mapper and authenticator.
 #[derive(Debug, Clone)]

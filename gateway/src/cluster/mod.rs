@@ -1,16 +1,16 @@
 //! Running in a cluster: the rendered configuration comes from the namespace's Secret
-//! through the API, and the gateway reports what it runs (see [`protocol`]).
+//! through the API, and the gateway reports what it runs (the protocol is
+//! [`postern_config::protocol`]).
 
-pub mod protocol;
 pub mod source;
 
 use std::sync::Arc;
 
-pub use source::{ClusterError, ClusterOptions, ConfigSink, CrlFactsFn, run};
+pub use source::{ClusterError, ClusterOptions, ConfigSink, CrlFactsFn, report_api_resource, run};
 
-use crate::config::GatewayConfig;
-use crate::crl::CrlStore;
+use crate::crl::{CrlStore, SourceStatus};
 use crate::reload::Reloader;
+use postern_config::GatewayConfig;
 
 impl ConfigSink for Arc<Reloader> {
     async fn apply(&self, config: GatewayConfig) -> Result<(), String> {
@@ -34,14 +34,7 @@ impl ConfigSink for Arc<Reloader> {
 
 /// Per-source facts of a CRL store, in the report's shape.
 pub fn crl_facts_of(store: Arc<CrlStore>) -> CrlFactsFn {
-    Arc::new(move || {
-        store
-            .status()
-            .into_iter()
-            .filter_map(|s| serde_json::to_value(s).ok())
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect()
-    })
+    Arc::new(move || store.status().iter().map(SourceStatus::facts).collect())
 }
 
 /// No CRL facts (a gateway without a CRL store).

@@ -17,8 +17,20 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{self, CrlFacts, GatewayReport, Refusal, ReportSpec};
-use crate::config::GatewayConfig;
+use kube::api::ApiResource;
+use postern_config::GatewayConfig;
+use postern_config::protocol::{self, CrlFacts, GatewayReport, Refusal, ReportSpec};
+
+/// The API resource of reports, for dynamic clients.
+pub fn report_api_resource() -> ApiResource {
+    ApiResource {
+        group: protocol::REPORT_GROUP.into(),
+        version: protocol::REPORT_VERSION.into(),
+        api_version: format!("{}/{}", protocol::REPORT_GROUP, protocol::REPORT_VERSION),
+        kind: protocol::REPORT_KIND.into(),
+        plural: protocol::REPORT_PLURAL.into(),
+    }
+}
 
 /// Field manager of the gateway's writes.
 pub const FIELD_MANAGER: &str = "postern-gateway";
@@ -89,7 +101,7 @@ pub async fn run<S: ConfigSink>(
 ) -> Result<(), ClusterError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
     let mut reporter = Reporter {
-        reports: Api::namespaced_with(client, &opts.namespace, &protocol::report_api_resource()),
+        reports: Api::namespaced_with(client, &opts.namespace, &report_api_resource()),
         opts: opts.clone(),
         report: GatewayReport::default(),
         crl_facts,

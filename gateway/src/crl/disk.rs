@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fetch::Validators;
-use super::status::ServedBy;
-use crate::config::CrlFormat;
+use postern_config::CrlFormat;
+use postern_config::protocol::ServedBy;
 
 /// What is known about a cached file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -138,7 +138,7 @@ impl HttpFetcher {
             let _ = roots.add(cert);
         }
         if let Some(pem) = &settings.extra_roots_pem {
-            let certs = crate::config::pem::certificates(pem)
+            let certs = postern_config::pem::certificates(pem)
                 .map_err(|e| FetchError::Client(format!("extra CRL trust anchors: {e}")))?;
             for cert in certs {
                 roots

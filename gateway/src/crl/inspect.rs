@@ -13,8 +13,8 @@ use super::index::canonical_serial;
 use super::parse::{ParseError, ParsedCrl, reason_name, split};
 use super::verify::TrustStore;
 use super::{rfc3339, unix_now};
-use crate::config::CrlFormat;
 use crate::tls::DpName;
+use postern_config::CrlFormat;
 
 /// Arguments of `crl inspect`.
 #[derive(Clone, Debug, clap::Args)]

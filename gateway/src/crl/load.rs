@@ -14,7 +14,7 @@ use super::index::{CrlIndex, CrlMeta};
 use super::parse::{ParseError, ParsedCrl, split};
 use super::rfc3339;
 use super::verify::{Freshness, MAX_CLOCK_SKEW_SECS, Refusal, TrustStore, freshness};
-use crate::config::CrlFormat;
+use postern_config::CrlFormat;
 
 /// The outcome of loading a file.
 #[derive(Debug)]

@@ -17,9 +17,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use super::status::ServedBy;
-use crate::config::CrlScope;
 use crate::tls::RevocationStatus;
+use postern_config::CrlScope;
+use postern_config::protocol::ServedBy;
 
 /// The answer of a revocation check (label `result`; label `reason` of a rejection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -92,9 +92,13 @@ impl EncodeLabelValue for ScopeLabel {
     }
 }
 
-impl EncodeLabelValue for ServedBy {
+/// A [`ServedBy`] as a label value: `primary` or `secondary`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ServerLabel(pub ServedBy);
+
+impl EncodeLabelValue for ServerLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        EncodeLabelValue::encode(&self.as_str(), encoder)
+        EncodeLabelValue::encode(&self.0.as_str(), encoder)
     }
 }
 
@@ -104,7 +108,7 @@ pub struct FetchLabels {
     /// The CrlSource.
     pub source: String,
     /// Which of its URLs was fetched.
-    pub server: ServedBy,
+    pub server: ServerLabel,
     /// `updated`, `unchanged`, `not_modified`, or the code of a failure or refusal.
     pub outcome: &'static str,
 }
@@ -142,7 +146,7 @@ impl CrlMetrics {
         self.fetches
             .get_or_create(&FetchLabels {
                 source: source.to_owned(),
-                server,
+                server: ServerLabel(server),
                 outcome,
             })
             .inc();

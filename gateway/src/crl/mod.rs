@@ -29,7 +29,7 @@ pub use index::{CrlIndex, CrlMeta};
 pub use load::{Candidate, Loaded, Missing, load, merge};
 pub use parse::{ParseError, ParsedCrl};
 pub use service::{CrlService, ServiceSettings};
-pub use status::{CrlStatus, LastError, ServedBy, SourceState, SourceStatus};
+pub use status::{CrlStatus, LastError, SourceState, SourceStatus};
 pub use store::{CrlStore, Install, Reconfigured};
 pub use verify::{Refusal, TrustStore};
 

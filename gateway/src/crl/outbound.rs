@@ -11,8 +11,8 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::CrlScope;
 use crate::tls::{RevocationChecker, RevocationStatus, TrustAnchors, check_certificate};
+use postern_config::CrlScope;
 
 /// A server certificate verifier that also checks revocation.
 #[derive(Debug)]
@@ -204,8 +204,9 @@ impl ServerCertVerifier for NextHopVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CrlFormat, GatewayConfig};
-    use crate::crl::{CrlStore, Install, ServedBy, load, unix_now};
+    use crate::crl::{CrlStore, Install, load, unix_now};
+    use postern_config::protocol::ServedBy;
+    use postern_config::{CrlFormat, GatewayConfig};
     use postern_testkit::crl::RevokedSpec;
     use postern_testkit::pki::Ca;
     use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, SerialNumber};
@@ -343,7 +344,7 @@ mod tests {
         // Fail open: not refused for want of the CRL.
         let mut open = config.clone();
         open.crl_sources.get_mut("hop").unwrap().failure_policy =
-            crate::config::CrlFailurePolicy::Open;
+            postern_config::CrlFailurePolicy::Open;
         store.configure(&open);
         assert!(verify(&ca, store, 8).is_ok());
     }

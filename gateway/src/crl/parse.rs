@@ -16,8 +16,8 @@ use x509_parser::time::ASN1Time;
 use x509_parser::x509::{AlgorithmIdentifier, X509Name};
 
 use super::der::{DerError, Reader, Tlv, tag};
-use crate::config::CrlFormat;
 use crate::tls::DpName;
+use postern_config::CrlFormat;
 
 /// Longest serial number accepted (RFC 5280 allows 20 octets; some CAs add a sign byte).
 pub const MAX_SERIAL_LEN: usize = 64;

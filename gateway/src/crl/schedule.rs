@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 use super::disk::{CacheMeta, DiskCache};
 use super::fetch::{FetchSettings, Fetched, HttpFetcher, Validators};
 use super::load::load;
-use super::status::{LastError, ServedBy};
+use super::status::LastError;
 use super::store::{CrlStore, Install};
 use super::verify::Refusal;
 use super::{rfc3339, unix_now};
-use crate::config::CrlSource;
+use postern_config::CrlSource;
+use postern_config::protocol::ServedBy;
 
 /// Shared by every source task.
 #[derive(Debug)]
@@ -347,7 +348,7 @@ pub(crate) fn load_and_install(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CrlFormat, Duration as CfgDuration};
+    use postern_config::{CrlFormat, Duration as CfgDuration};
 
     fn spec(interval: u64) -> CrlSource {
         CrlSource {

@@ -13,7 +13,7 @@ use super::fetch::{FetchError, FetchSettings, HttpFetcher};
 use super::schedule::{self, Ctx, InForce};
 use super::store::{CrlStore, Reconfigured};
 use super::unix_now;
-use crate::config::GatewayConfig;
+use postern_config::GatewayConfig;
 
 /// Settings of the CRL service (from the gateway's command line).
 #[derive(Clone, Debug, Default)]

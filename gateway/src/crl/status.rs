@@ -1,11 +1,14 @@
-//! Per-source facts, as data: what the admin route serves and what the controller copies
-//! into `CrlSource` status.
+//! Per-source facts, as data: what the admin route serves, and (through
+//! [`SourceStatus::facts`], the report's [`CrlFacts`]) what the controller copies into
+//! `CrlSource` status.
 
 use serde::{Deserialize, Serialize};
 
+use postern_config::protocol::{CrlError, CrlFacts, CrlFactsEntry, ServedBy};
+use postern_config::{CrlFailurePolicy, CrlFormat, CrlScope};
+
 use super::index::CrlIndex;
 use super::rfc3339;
-use crate::config::{CrlFailurePolicy, CrlFormat, CrlScope};
 use crate::tls::DpName;
 
 /// Whether a source enforces anything.
@@ -19,26 +22,6 @@ pub enum SourceState {
     FetchFailed,
     /// `enabled: false`: neither fetched nor enforced.
     Disabled,
-}
-
-/// Which URL of a source served the CRL in force.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServedBy {
-    /// `primaryUrl`.
-    Primary,
-    /// `secondaryUrl`.
-    Secondary,
-}
-
-impl ServedBy {
-    /// `primary` or `secondary`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServedBy::Primary => "primary",
-            ServedBy::Secondary => "secondary",
-        }
-    }
 }
 
 /// The last failure of a source.
@@ -94,6 +77,22 @@ pub struct CrlStatus {
 }
 
 impl CrlStatus {
+    /// What the report says of this CRL.
+    pub fn facts(&self) -> CrlFactsEntry {
+        CrlFactsEntry {
+            issuer: self.issuer.clone(),
+            scope: self.scope.clone(),
+            distribution_points: self
+                .distribution_points
+                .as_ref()
+                .map(|dps| dps.iter().map(|d| d.as_str().to_owned()).collect()),
+            crl_number: self.crl_number.clone(),
+            next_update: self.next_update.clone(),
+            entries: self.entries,
+            stale: self.stale,
+        }
+    }
+
     /// Describe an index.
     pub fn of(ix: &CrlIndex, now: i64) -> Self {
         let m = &ix.meta;
@@ -189,6 +188,27 @@ pub struct SourceStatus {
 }
 
 impl SourceStatus {
+    /// What the report says of this source (the controller copies it into the
+    /// `CrlSource`'s status).
+    pub fn facts(&self) -> CrlFacts {
+        CrlFacts {
+            name: self.name.clone(),
+            last_fetch_time: self.last_fetch_time.clone(),
+            served_by: self.served_by,
+            this_update: self.this_update.clone(),
+            next_update: self.next_update.clone(),
+            entries: self.entries,
+            issuer: self.issuer.clone(),
+            stale: self.stale,
+            last_error: self.last_error.as_ref().map(|e| CrlError {
+                time: e.time.clone(),
+                reason: e.reason.clone(),
+                message: e.message.clone(),
+            }),
+            crls: self.crls.iter().map(CrlStatus::facts).collect(),
+        }
+    }
+
     /// Fill the summary fields from the CRLs in force.
     pub(crate) fn summarize(&mut self, crls: &[std::sync::Arc<CrlIndex>], now: i64) {
         self.crls = crls.iter().map(|ix| CrlStatus::of(ix, now)).collect();

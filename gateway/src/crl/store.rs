@@ -23,11 +23,12 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use super::index::CrlIndex;
 use super::load::{Loaded, Missing};
 use super::metrics::{CrlMetrics, CrlMetricsSource, Gauges};
-use super::status::{LastError, ServedBy, SourceState, SourceStatus};
+use super::status::{LastError, SourceState, SourceStatus};
 use super::verify::TrustStore;
 use super::{rfc3339, unix_now};
-use crate::config::{CrlFailurePolicy, CrlScope, CrlSource, GatewayConfig};
 use crate::tls::revocation::{CheckedCertificate, MissingCrl, RevocationChecker, RevocationStatus};
+use postern_config::protocol::ServedBy;
+use postern_config::{CrlFailurePolicy, CrlScope, CrlSource, GatewayConfig};
 
 fn scope_bit(scope: CrlScope) -> u8 {
     match scope {
@@ -639,16 +640,16 @@ impl RevocationChecker for CrlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CrlFormat, Duration};
     use crate::crl::load::load;
     use crate::tls::DpName;
+    use postern_config::{CrlFormat, Duration};
     use postern_testkit::crl::{Only, RevokedSpec, idp};
     use postern_testkit::pki::Ca;
 
     fn config(cas: &[&Ca], sources: &[(&str, bool, Vec<CrlScope>)]) -> GatewayConfig {
         let mut c = GatewayConfig::default();
         let pem: String = cas.iter().map(|ca| ca.cert_pem()).collect();
-        let listener: crate::config::Listener = serde_json::from_value(serde_json::json!({
+        let listener: postern_config::Listener = serde_json::from_value(serde_json::json!({
             "address": "127.0.0.1", "port": 2525, "hostname": "mx.test",
             "tls": {"certificateChainPem": "x", "privateKeyPem": "y", "clientCaPem": pem},
             "defaultPolicy": "p", "nextHop": {"host": "127.0.0.1"}

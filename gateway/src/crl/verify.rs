@@ -11,7 +11,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::parse::{ParseError, ParsedCrl};
-use crate::config::{GatewayConfig, pem};
+use postern_config::{GatewayConfig, pem};
 
 /// Clock skew tolerated on `thisUpdate` before a CRL is considered to come from the future.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
@@ -287,8 +287,8 @@ pub fn freshness(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::CrlFormat;
     use crate::crl::parse::{ParsedCrl, split};
+    use postern_config::CrlFormat;
     use postern_testkit::pki::Ca;
 
     fn trust(cas: &[&Ca]) -> TrustStore {

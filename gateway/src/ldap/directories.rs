@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use super::directory::Directory;
 use super::error::LdapSetupError;
 use super::metrics::LdapMetrics;
-use crate::config::GatewayConfig;
+use postern_config::GatewayConfig;
 
 /// The directories of a gateway process, by LDAP profile name. Clones share them.
 #[derive(Clone, Debug)]

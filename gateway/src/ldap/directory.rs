@@ -16,7 +16,7 @@ use super::metrics::{CacheLabels, LdapMetrics, OutcomeLabels, QueryLabels};
 use super::pool::{Entry, Pool};
 use super::servers::{ServerSet, ServerUrl};
 use super::tls;
-use crate::config::LdapProfile;
+use postern_config::LdapProfile;
 
 /// What a search is for (metric label and log field; also selects the outcome names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -147,7 +147,7 @@ pub enum LdapSetupError {
         /// The field holding the filter.
         field: &'static str,
         /// The parse error.
-        source: super::FilterError,
+        source: postern_config::filter::FilterError,
     },
     /// A server URL is not `ldap://host[:port]` or `ldaps://host[:port]`.
     #[error("LdapProfile {profile:?} servers: {reason}")]

@@ -1,6 +1,7 @@
 //! LDAP: the directory client behind certificate mapping and SMTP AUTH.
 //!
-//! - [`filter`]: filter templates and RFC 4515 escaping (checked at validation time);
+//! - [`filter`]: filling filter templates (their grammar is `postern_config::filter`,
+//!   checked at validation time), each value escaped per RFC 4515;
 //! - [`LdapDirectories`] / [`Directory`]: one client per LDAP profile, kept across
 //!   reloads while the profile is unchanged (the set is made once, at start-up, and
 //!   handed to every configuration build) — servers tried in
@@ -28,5 +29,4 @@ pub mod tls;
 pub use directories::LdapDirectories;
 pub use directory::{Directory, QueryKind};
 pub use error::{DirectoryError, LdapSetupError};
-pub use filter::{FilterError, FilterTemplate, Placeholder, escape_value};
 pub use metrics::LdapMetrics;

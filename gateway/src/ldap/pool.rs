@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use super::conn::{Conn, Connector, op_error, result_error};
 use super::error::DirectoryError;
 use super::metrics::ProfileLabels;
-use crate::config::LdapBind;
+use postern_config::LdapBind;
 
 /// An idle connection is closed after this long (servers and firewalls drop idle
 /// connections silently; a fresh one is cheaper than a timeout).

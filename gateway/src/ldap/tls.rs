@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rustls::ClientConfig;
 use rustls::RootCertStore;
 
-use crate::config::pem;
+use postern_config::pem;
 
 /// Build the rustls client configuration for a profile. `ca_pem` absent: system roots.
 pub fn client_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, String> {

@@ -9,11 +9,11 @@ use tokio_rustls::TlsConnector;
 use super::NextHopRuntime;
 use super::reply::{MAX_REPLY_LINE, ReplyError, ReplyParser, UpstreamReply};
 use super::step::{Step, StepFailure};
-use crate::config::TlsMode;
 use crate::net::Stream;
 use crate::wire::io::{LineError, LineIo};
 use crate::wire::params::MailParams;
 use crate::wire::reply::{self, Reply, sanitize_text};
+use postern_config::TlsMode;
 
 /// Why talking to the next hop failed.
 #[derive(Debug, thiserror::Error)]

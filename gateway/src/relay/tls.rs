@@ -8,9 +8,9 @@ use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_t
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
-use crate::config::{self, TlsMode};
 use crate::crl::outbound::NextHopVerifier;
 use crate::tls::{RevocationChecker, TrustAnchors};
+use postern_config::TlsMode;
 
 /// Everything needed to open a connection to one next hop, built once per configuration.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ pub enum NextHopBuildError {
 /// Build the next hop runtime of a listener. With a CA bundle, the next hop's
 /// certificate is also checked against the CRLs that apply to `OutboundSmtpTls`.
 pub fn build_next_hop(
-    hop: &config::NextHop,
+    hop: &postern_config::NextHop,
     helo_name: &str,
     revocation: Arc<dyn RevocationChecker>,
 ) -> Result<NextHopRuntime, NextHopBuildError> {
@@ -63,7 +63,8 @@ pub fn build_next_hop(
     let (tls_config, verified) = match &hop.ca_pem {
         Some(pem) => {
             let anchors = TrustAnchors::new(
-                config::pem::certificates(pem).map_err(|e| NextHopBuildError::Ca(e.to_string()))?,
+                postern_config::pem::certificates(pem)
+                    .map_err(|e| NextHopBuildError::Ca(e.to_string()))?,
             )
             .map_err(|e| NextHopBuildError::Ca(e.to_string()))?;
             let verifier = NextHopVerifier::new(anchors, revocation, provider.clone())

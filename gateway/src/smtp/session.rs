@@ -3,7 +3,7 @@
 //! ([`super::conn`]) asks these functions and executes their answers.
 
 use crate::auth::CertificateFacts;
-use crate::config::{MailFlowPolicy, TlsMode};
+use postern_config::{MailFlowPolicy, TlsMode};
 
 use crate::wire::params::MailParams;
 use crate::wire::reply::{self, Reply};
@@ -233,7 +233,7 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Limits, PolicyAction};
+    use postern_config::{Limits, PolicyAction};
 
     fn policy(
         tls: TlsMode,

@@ -12,7 +12,7 @@ use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtensio
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::RelativeDistinguishedName;
 
-use crate::config::CrlScope;
+use postern_config::CrlScope;
 
 /// What a CRL says about one certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -39,7 +39,7 @@ use super::{
     RevocationChecker, RevocationStatus, TrustAnchors, check_certificate, offload, presented,
     v1_path,
 };
-use crate::config::{CrlScope, pem};
+use postern_config::{CrlScope, pem};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, UnixTime};

@@ -3,8 +3,8 @@
 //! of that CRL as the freshest gateway reports them.
 
 use kube::api::DynamicObject;
-use postern_crds::{CrlInForce, CrlSourceStatus, ServedBy};
-use postern_gateway::cluster::protocol::CrlFacts;
+use postern_config::protocol::CrlFacts;
+use postern_crds::{CrlInForce, CrlSourceStatus};
 
 use super::conditions::Cond;
 
@@ -112,7 +112,7 @@ pub fn health(settings: CrlSettings, facts: Option<&CrlFacts>) -> Option<Cond> {
             format!(
                 "{} entries from {}, next update {}{}",
                 f.entries,
-                f.served_by.as_deref().unwrap_or("?"),
+                f.served_by.map_or("?", |s| s.as_str()),
                 f.next_update.as_deref().unwrap_or("(none)"),
                 error(f)
             ),
@@ -123,28 +123,12 @@ pub fn health(settings: CrlSettings, facts: Option<&CrlFacts>) -> Option<Cond> {
 /// Puts the facts of the CRL in force, as a gateway reports them, into the status.
 pub fn set_facts(st: &mut CrlSourceStatus, f: CrlFacts) {
     st.last_fetch_time = f.last_fetch_time;
-    st.served_by = match f.served_by.as_deref() {
-        Some("primary") => Some(ServedBy::Primary),
-        Some("secondary") => Some(ServedBy::Secondary),
-        _ => None,
-    };
+    st.served_by = f.served_by;
     st.this_update = f.this_update;
     st.next_update = f.next_update;
     st.entries = Some(f.entries);
     st.issuer = f.issuer;
-    st.crls = f
-        .crls
-        .into_iter()
-        .map(|c| CrlInForce {
-            issuer: c.issuer,
-            scope: c.scope,
-            distribution_points: c.distribution_points,
-            crl_number: c.crl_number,
-            next_update: c.next_update,
-            entries: c.entries,
-            stale: c.stale,
-        })
-        .collect();
+    st.crls = f.crls.into_iter().map(CrlInForce::from).collect();
 }
 
 #[cfg(test)]
@@ -153,8 +137,8 @@ mod tests {
     use crate::compile::Kind;
     use crate::operator::objects;
     use crate::operator::status::conditions::is_warning;
+    use postern_config::protocol::CrlError;
     use postern_crds::Condition;
-    use postern_gateway::cluster::protocol::CrlError;
 
     fn source(spec: serde_json::Value) -> CrlSettings {
         CrlSettings::of(

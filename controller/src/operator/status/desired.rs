@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
+use postern_config::GatewayConfig;
 use postern_crds::{Condition, ObjectStatus, condition_type};
-use postern_gateway::config::GatewayConfig;
 
 use super::conditions::{self, Cond};
 use super::crl::{self, CrlSettings};

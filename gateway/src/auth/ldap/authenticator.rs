@@ -24,9 +24,11 @@ use crate::auth::{
     Allowance, AllowanceCheck, AuthError, AuthVerdict, BoxFuture, FoundUser, SmtpAuthenticator,
     UserLookup, password_refusal, user_refusal,
 };
-use crate::config::LdapAuthMethod;
 use crate::ldap::bind::BindOutcome;
-use crate::ldap::{Directory, FilterTemplate, LdapSetupError, Placeholder, QueryKind};
+use crate::ldap::filter::RenderFilter;
+use crate::ldap::{Directory, LdapSetupError, QueryKind};
+use postern_config::LdapAuthMethod;
+use postern_config::filter::{FilterTemplate, Placeholder};
 
 /// The user id attribute when the LDAP profile has no certificate query to name one.
 const DEFAULT_USER_ID_ATTRIBUTE: &str = "uid";

@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 
 use super::values;
 use crate::auth::{AuthError, BoxFuture, CertificateFacts, CertificateMapper, CertificateMapping};
-use crate::ldap::{Directory, FilterTemplate, LdapSetupError, Placeholder, QueryKind};
+use crate::ldap::filter::RenderFilter;
+use crate::ldap::{Directory, LdapSetupError, QueryKind};
+use postern_config::filter::{FilterTemplate, Placeholder};
 
 /// Maps client certificates with an LDAP profile's `certificateAuthQuery`.
 #[derive(Debug)]

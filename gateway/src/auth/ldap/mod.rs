@@ -20,8 +20,8 @@ pub use authenticator::LdapAuthenticator;
 pub use certificate::LdapCertificateMapper;
 
 use super::{AllowanceCheck, AuthError, CertificateMapper, SmtpAuthenticator};
-use crate::config::GatewayConfig;
 use crate::ldap::{DirectoryError, LdapDirectories, LdapSetupError};
+use postern_config::GatewayConfig;
 
 /// A certificate mapper with LDAP profile `ldap_profile`'s `certificateAuthQuery`, on
 /// that profile's directory in `directories`.

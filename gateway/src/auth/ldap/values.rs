@@ -1,6 +1,6 @@
 //! The values that fill a filter template's placeholders.
 //!
-//! Values are returned raw; [`FilterTemplate::render`](crate::ldap::FilterTemplate::render)
+//! Values are returned raw; [`RenderFilter::render`](crate::ldap::filter::RenderFilter::render)
 //! escapes each one (RFC 4515). Cache keys are rendered the same way except that `{t}`
 //! (now) is left out, so a time-dependent filter still hits the cache within its TTL.
 
@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::auth::CertificateFacts;
-use crate::ldap::Placeholder;
+use postern_config::filter::Placeholder;
 
 /// `{t}`: LDAP GeneralizedTime `YYYYMMDDHHMMSSZ` (UTC).
 pub fn generalized_time(at: OffsetDateTime) -> String {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use crate::config::ThrottleLimit;
+use postern_config::ThrottleLimit;
 
 /// Debt of one key at one instant.
 #[derive(Clone, Copy, Debug)]
@@ -122,7 +122,7 @@ impl<K: Hash + Eq + Clone> Ledger<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Duration as D;
+    use postern_config::Duration as D;
 
     fn limit(failures: u32, secs: u64) -> ThrottleLimit {
         ThrottleLimit {

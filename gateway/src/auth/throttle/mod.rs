@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 pub use keys::{client_key, user_key};
 use ledger::Ledger;
 
-use crate::config::{AuthThrottle, ThrottleLimit};
+use postern_config::{AuthThrottle, ThrottleLimit};
 
 /// Most client addresses, and most user names, one profile keeps count of (about 40
 /// bytes each). Beyond that the keys with the least recent failures are forgotten first.
@@ -219,7 +219,7 @@ impl AuthThrottles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Duration as D;
+    use postern_config::Duration as D;
 
     fn limits(client: u32, user: u32) -> AuthThrottle {
         AuthThrottle {

@@ -24,13 +24,13 @@ use crate::auth::{
     Allowance, AuthError, AuthVerdict, FoundUser, SmtpAuthRuntime, Throttled, UserLookup,
     local_refusal,
 };
-use crate::config::AllowanceAction;
 use crate::metrics::AuthLabels;
 use crate::smtp::command::MAX_COMMAND_LINE;
 use crate::smtp::received;
 use crate::smtp::sasl::{self, Credentials, SaslError};
 use crate::smtp::session::Authenticated;
 use crate::wire::reply::{self, Reply};
+use postern_config::AllowanceAction;
 
 use super::{Connection, Flow, Input, MAX_AUTH_FAILURES};
 

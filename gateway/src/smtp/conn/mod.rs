@@ -14,7 +14,6 @@ use tracing::{debug, info};
 use super::command::{self, Command, MAX_COMMAND_LINE};
 use super::monitor;
 use super::session::{Rules, SessionState};
-use crate::config::{AllowanceAction, PolicyAction};
 use crate::metrics::{
     ListenerLabels, MessageLabels, MessageOutcome, Metrics, OutcomeLabels, ReasonLabels,
 };
@@ -23,6 +22,7 @@ use crate::relay::NextHopConnection;
 use crate::runtime::{ListenerRuntime, PolicyRuntime};
 use crate::wire::io::{LineError, LineIo};
 use crate::wire::reply::{self, Reply};
+use postern_config::{AllowanceAction, PolicyAction};
 
 mod auth;
 mod body;
@@ -153,7 +153,7 @@ impl Connection {
             policy: &self.policy.policy,
             starttls_available: self.policy.tls.is_some()
                 && !self.listener.implicit_tls
-                && self.policy.policy.tls != crate::config::TlsMode::Disabled,
+                && self.policy.policy.tls != postern_config::TlsMode::Disabled,
             auth_available: self
                 .listener
                 .auth

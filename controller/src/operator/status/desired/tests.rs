@@ -2,8 +2,9 @@
 //! gateway reports as plain values (no API server).
 
 use k8s_openapi::jiff::SignedDuration;
-use postern_crds::{ConditionStatus, ServedBy};
-use postern_gateway::cluster::protocol::{CrlFacts, GatewayReport, Refusal};
+use postern_config::protocol::ServedBy;
+use postern_config::protocol::{CrlFacts, GatewayReport, Refusal};
+use postern_crds::ConditionStatus;
 
 use super::*;
 use crate::compile::{Diagnostic, Reason};
@@ -375,7 +376,7 @@ fn in_force() -> CrlFacts {
     CrlFacts {
         name: "root".into(),
         last_fetch_time: Some("2024-12-31T23:59:00Z".into()),
-        served_by: Some("primary".into()),
+        served_by: Some(ServedBy::Primary),
         this_update: Some("2024-12-31T23:00:00Z".into()),
         next_update: Some("2025-01-01T23:00:00Z".into()),
         entries: 3,

@@ -1,21 +1,10 @@
-//! The gateway's configuration format: model, loading, hashing and validation.
-//!
-//! [`validate`] is the one authority on whether a configuration can run; the controller
-//! and `postern plan` call it too, so a configuration the gateway would refuse is never
-//! published.
-
-mod duration;
-mod model;
-pub mod pem;
-mod validate;
+//! Reading, writing and hashing a configuration document.
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-pub use duration::{Duration, ParseDurationError};
-pub use model::*;
-pub use validate::{Reason, Section, ValidationError, ValidationErrors, validate};
+use crate::model::{API_VERSION, GatewayConfig};
 
 /// Why a configuration file could not be loaded (before validation).
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +87,7 @@ impl GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Source;
 
     #[test]
     fn hash_is_stable_and_content_sensitive() {

@@ -8,48 +8,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-use super::model::*;
-use super::pem;
-use crate::ldap::{FilterTemplate, Placeholder};
-
-/// Which part of the configuration an error concerns; maps to a resource kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Section {
-    /// `listeners` (Listener resources).
-    Listeners,
-    /// `policies` (MailFlowPolicy resources).
-    Policies,
-    /// `authProfiles` (SmtpAuthProfile resources).
-    AuthProfiles,
-    /// `ldapProfiles` (LdapProfile resources).
-    LdapProfiles,
-    /// `crlSources` (CrlSource resources).
-    CrlSources,
-}
-
-impl Section {
-    /// The key in the configuration document.
-    pub fn key(self) -> &'static str {
-        match self {
-            Self::Listeners => "listeners",
-            Self::Policies => "policies",
-            Self::AuthProfiles => "authProfiles",
-            Self::LdapProfiles => "ldapProfiles",
-            Self::CrlSources => "crlSources",
-        }
-    }
-
-    /// The custom resource kind the section is compiled from.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Self::Listeners => "Listener",
-            Self::Policies => "MailFlowPolicy",
-            Self::AuthProfiles => "SmtpAuthProfile",
-            Self::LdapProfiles => "LdapProfile",
-            Self::CrlSources => "CrlSource",
-        }
-    }
-}
+use crate::field::{Field, Mechanism, Path, Section};
+use crate::filter::{FilterTemplate, Placeholder};
+use crate::model::*;
+use crate::pem;
 
 /// The class of a validation problem; also used as the condition reason in status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,12 +63,12 @@ impl fmt::Display for Reason {
 }
 
 /// One problem with a configuration.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidationError {
     /// The object concerned (`None` for document-level problems).
     pub object: Option<(Section, String)>,
-    /// Field path inside the object, e.g. `tls.privateKeyPem`.
-    pub field: String,
+    /// The field inside the object, e.g. `tls.certificateSecretRef`.
+    pub field: Field,
     /// Class of problem.
     pub reason: Reason,
     /// What is wrong, for a human.
@@ -117,10 +79,34 @@ impl ValidationError {
     /// Full path in the document, e.g. `listeners.submission.tls.privateKeyPem`.
     pub fn path(&self) -> String {
         match &self.object {
-            Some((section, name)) if self.field.is_empty() => format!("{}.{name}", section.key()),
+            Some((section, name)) if self.field == Field::Object => {
+                format!("{}.{name}", section.key())
+            }
             Some((section, name)) => format!("{}.{name}.{}", section.key(), self.field),
-            None => self.field.clone(),
+            None => self.field.to_string(),
         }
+    }
+
+    /// The order problems are listed in: by object, then field path as written.
+    fn sort_key(&self) -> (&Option<(Section, String)>, String, Reason, &str) {
+        (
+            &self.object,
+            self.field.to_string(),
+            self.reason,
+            &self.message,
+        )
+    }
+}
+
+impl PartialOrd for ValidationError {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ValidationError {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.sort_key().cmp(&other.sort_key())
     }
 }
 
@@ -152,7 +138,7 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ValidationErrors> {
     if config.api_version != API_VERSION {
         v.errors.push(ValidationError {
             object: None,
-            field: "apiVersion".into(),
+            field: Field::ApiVersion,
             reason: Reason::UnsupportedVersion,
             message: format!(
                 "unsupported apiVersion {:?} (expected {API_VERSION:?})",
@@ -216,13 +202,13 @@ impl Validator {
         &mut self,
         section: Section,
         name: &str,
-        field: &str,
+        field: Field,
         reason: Reason,
         message: impl Into<String>,
     ) {
         self.errors.push(ValidationError {
             object: Some((section, name.to_owned())),
-            field: field.to_owned(),
+            field,
             reason,
             message: message.into(),
         });
@@ -234,7 +220,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "verifyClientCertificate",
+                Field::same("verifyClientCertificate"),
                 Reason::InvalidCombination,
                 "a client certificate can only be verified over TLS, but tls is Disabled",
             );
@@ -243,7 +229,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "requireTlsForSmtpAuth",
+                Field::same("requireTlsForSmtpAuth"),
                 Reason::InvalidCombination,
                 "AUTH would never be offered: it requires TLS, but tls is Disabled",
             );
@@ -252,7 +238,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "limits.maxMessageSize",
+                Field::same("limits.maxMessageSize"),
                 Reason::InvalidValue,
                 "must be greater than 0",
             );
@@ -261,7 +247,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "limits.maxRecipients",
+                Field::same("limits.maxRecipients"),
                 Reason::InvalidValue,
                 "must be at least 1",
             );
@@ -270,7 +256,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "limits.maxMessagesPerSession",
+                Field::same("limits.maxMessagesPerSession"),
                 Reason::InvalidValue,
                 "must be at least 1",
             );
@@ -283,13 +269,13 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "servers",
+                Field::same("servers"),
                 Reason::InvalidValue,
                 "at least one server is required",
             );
         }
         for (i, url) in p.servers.iter().enumerate() {
-            let field = format!("servers[{i}].url");
+            let field = Field::Same(Path::keys("servers").index(i).key("url"));
             let rest = url
                 .strip_prefix("ldaps://")
                 .map(|r| (true, r))
@@ -298,7 +284,7 @@ impl Validator {
                 None => self.push(
                     s,
                     name,
-                    &field,
+                    field.clone(),
                     Reason::InvalidValue,
                     format!("{url:?} must start with ldap:// or ldaps://"),
                 ),
@@ -308,13 +294,13 @@ impl Validator {
                         self.push(
                             s,
                             name,
-                            &field,
+                            field.clone(),
                             Reason::InvalidValue,
                             format!("{url:?} has no host"),
                         );
                     }
                     if secure && p.start_tls {
-                        self.push(s, name, "startTls", Reason::InvalidCombination,
+                        self.push(s, name, Field::same("startTls"), Reason::InvalidCombination,
                             format!("StartTLS cannot be used on {url:?}, which is already TLS (ldaps://)"));
                     }
                 }
@@ -326,7 +312,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "caBundle",
+                Field::same("caBundle"),
                 Reason::InvalidCertificate,
                 format!("CA bundle: {e}"),
             );
@@ -336,7 +322,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    "bind.dn",
+                    Field::same("bind.dn"),
                     Reason::InvalidValue,
                     "must not be empty",
                 );
@@ -345,7 +331,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    "bind.passwordSecretRef",
+                    Field::same("bind.passwordSecretRef"),
                     Reason::InvalidValue,
                     "the bind password is empty (an empty password would be an anonymous bind)",
                 );
@@ -355,7 +341,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "baseDn",
+                Field::same("baseDn"),
                 Reason::InvalidValue,
                 format!("{:?} is not a DN", p.base_dn),
             );
@@ -364,7 +350,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "timeouts.connect",
+                Field::same("timeouts.connect"),
                 Reason::InvalidValue,
                 "must be greater than 0",
             );
@@ -373,7 +359,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "timeouts.operation",
+                Field::same("timeouts.operation"),
                 Reason::InvalidValue,
                 "must be greater than 0",
             );
@@ -382,7 +368,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "pool.maxConnections",
+                Field::same("pool.maxConnections"),
                 Reason::InvalidValue,
                 "must be between 1 and 1024",
             );
@@ -392,7 +378,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    "certificateAuthQuery.name",
+                    Field::same("certificateAuthQuery.name"),
                     Reason::InvalidValue,
                     "must not be empty",
                 );
@@ -401,7 +387,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    "certificateAuthQuery.filter",
+                    Field::same("certificateAuthQuery.filter"),
                     Reason::InvalidFilter,
                     e.to_string(),
                 );
@@ -410,7 +396,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    "certificateAuthQuery.userIdAttribute",
+                    Field::same("certificateAuthQuery.userIdAttribute"),
                     Reason::InvalidValue,
                     format!("{:?} is not an attribute name", q.user_id_attribute),
                 );
@@ -421,7 +407,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    "smtpAuthQuery.name",
+                    Field::same("smtpAuthQuery.name"),
                     Reason::InvalidValue,
                     "must not be empty",
                 );
@@ -430,7 +416,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    "smtpAuthQuery.filter",
+                    Field::same("smtpAuthQuery.filter"),
                     Reason::InvalidFilter,
                     e.to_string(),
                 );
@@ -441,7 +427,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    "smtpAuthQuery.allowanceFilter",
+                    Field::same("smtpAuthQuery.allowanceFilter"),
                     Reason::InvalidFilter,
                     e.to_string(),
                 );
@@ -453,31 +439,32 @@ impl Validator {
         &mut self,
         config: &GatewayConfig,
         name: &str,
-        field: &str,
+        mechanism: Mechanism,
         backend: &AuthBackend,
-        certificate: bool,
     ) {
         let s = Section::AuthProfiles;
+        let certificate = mechanism == Mechanism::Certificate;
+        let field = |path: Path| Field::AuthBackend(mechanism, path);
         match backend {
             AuthBackend::Ldap { ldap_profile } => match config.ldap_profiles.get(ldap_profile) {
                 None => self.push(
                     s,
                     name,
-                    &format!("{field}.ldapProfile"),
+                    field(Path::keys("ldapProfile")),
                     Reason::RefNotFound,
                     format!("LdapProfile {ldap_profile:?} not found"),
                 ),
                 Some(p) if certificate && p.certificate_auth_query.is_none() => self.push(
                     s,
                     name,
-                    &format!("{field}.ldapProfile"),
+                    field(Path::keys("ldapProfile")),
                     Reason::InvalidKind,
                     format!("LdapProfile {ldap_profile:?} has no certificateAuthQuery"),
                 ),
                 Some(p) if !certificate && p.smtp_auth_query.is_none() => self.push(
                     s,
                     name,
-                    &format!("{field}.ldapProfile"),
+                    field(Path::keys("ldapProfile")),
                     Reason::InvalidKind,
                     format!("LdapProfile {ldap_profile:?} has no smtpAuthQuery"),
                 ),
@@ -488,7 +475,7 @@ impl Validator {
                     self.push(
                         s,
                         name,
-                        &format!("{field}.users"),
+                        field(Path::keys("users")),
                         Reason::InvalidValue,
                         "at least one user is required",
                     );
@@ -499,7 +486,7 @@ impl Validator {
                         self.push(
                             s,
                             name,
-                            &format!("{field}.users[{i}].userId"),
+                            field(Path::keys("users").index(i).key("userId")),
                             Reason::InvalidValue,
                             "must be a non-empty single line",
                         );
@@ -508,13 +495,13 @@ impl Validator {
                         self.push(
                             s,
                             name,
-                            &format!("{field}.users[{i}].userId"),
+                            field(Path::keys("users").index(i).key("userId")),
                             Reason::InvalidValue,
                             format!("duplicate user {:?}", u.user_id),
                         );
                     }
                     if u.password.as_deref() == Some("") {
-                        self.push(s, name, &format!("{field}.users[{i}].password"), Reason::InvalidValue,
+                        self.push(s, name, field(Path::keys("users").index(i).key("password")), Reason::InvalidValue,
                             "an empty password is never accepted; omit it to disable AUTH for this user");
                     }
                 }
@@ -528,16 +515,16 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "",
+                Field::Object,
                 Reason::InvalidValue,
                 "the profile enables neither certificates nor SMTP AUTH",
             );
         }
         if let Some(c) = &p.certificate {
-            self.auth_backend(config, name, "certificate.backend", &c.backend, true);
+            self.auth_backend(config, name, Mechanism::Certificate, &c.backend);
         }
         if let Some(a) = &p.smtp_auth {
-            self.auth_backend(config, name, "smtpAuth.backend", &a.backend, false);
+            self.auth_backend(config, name, Mechanism::SmtpAuth, &a.backend);
             if let Some(allowance) = &a.allowance {
                 if let AuthBackend::Ldap { ldap_profile } = &a.backend {
                     let has_filter = config
@@ -546,18 +533,19 @@ impl Validator {
                         .and_then(|p| p.smtp_auth_query.as_ref())
                         .is_some_and(|q| q.allowance_filter.is_some());
                     if config.ldap_profiles.contains_key(ldap_profile) && !has_filter {
-                        self.push(s, name, "smtpAuth.allowance", Reason::InvalidKind, format!(
+                        self.push(s, name, Field::Allowance, Reason::InvalidKind, format!(
                             "the allowance check is enabled but LdapProfile {ldap_profile:?}'s smtpAuthQuery has no allowanceFilter"));
                     }
                 }
-                self.reply(name, "smtpAuth.allowance.response", &allowance.response);
+                self.reply(name, "allowance.response", &allowance.response);
             }
-            self.throttle_limit(name, "smtpAuth.throttle.perClient", &a.throttle.per_client);
-            self.throttle_limit(name, "smtpAuth.throttle.perUser", &a.throttle.per_user);
+            self.throttle_limit(name, "throttle.perClient", &a.throttle.per_client);
+            self.throttle_limit(name, "throttle.perUser", &a.throttle.per_user);
         }
     }
 
-    fn throttle_limit(&mut self, name: &str, field: &str, t: &ThrottleLimit) {
+    /// `field`: the limit's path inside `smtpAuth`.
+    fn throttle_limit(&mut self, name: &str, field: &'static str, t: &ThrottleLimit) {
         // Off (0 failures) needs no window; otherwise the window must be a real period
         // that an operator can reason about (a day at most: a failure older than that is
         // no evidence of guessing any more).
@@ -569,7 +557,7 @@ impl Validator {
             self.push(
                 Section::AuthProfiles,
                 name,
-                &format!("{field}.window"),
+                Field::SmtpAuth(Path::keys(field).key("window")),
                 Reason::InvalidValue,
                 format!(
                     "{} is not a window between 1s and 24h (set failures: 0 to turn this throttle off)",
@@ -579,13 +567,14 @@ impl Validator {
         }
     }
 
-    fn reply(&mut self, name: &str, field: &str, r: &Reply) {
+    /// `field`: the reply's path inside `smtpAuth`.
+    fn reply(&mut self, name: &str, field: &'static str, r: &Reply) {
         let s = Section::AuthProfiles;
         if !(400..=599).contains(&r.code) {
             self.push(
                 s,
                 name,
-                &format!("{field}.code"),
+                Field::SmtpAuth(Path::keys(field).key("code")),
                 Reason::InvalidValue,
                 format!("{} is not a 4xx or 5xx reply code", r.code),
             );
@@ -599,7 +588,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                &format!("{field}.enhancedCode"),
+                Field::SmtpAuth(Path::keys(field).key("enhancedCode")),
                 Reason::InvalidValue,
                 format!(
                     "{:?} is not an enhanced status code like 5.7.13",
@@ -610,7 +599,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                &format!("{field}.enhancedCode"),
+                Field::SmtpAuth(Path::keys(field).key("enhancedCode")),
                 Reason::InvalidValue,
                 format!("class {} does not match reply code {}", parts[0], r.code),
             );
@@ -619,7 +608,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                &format!("{field}.text"),
+                Field::SmtpAuth(Path::keys(field).key("text")),
                 Reason::InvalidValue,
                 "must be one line of at most 400 characters",
             );
@@ -632,7 +621,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "port",
+                Field::same("port"),
                 Reason::InvalidValue,
                 "must be between 1 and 65535",
             );
@@ -641,7 +630,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "hostname",
+                Field::same("hostname"),
                 Reason::InvalidValue,
                 format!(
                     "{:?} is not a host name (it goes into greetings and Received headers)",
@@ -653,7 +642,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "maxConnections",
+                Field::same("maxConnections"),
                 Reason::InvalidValue,
                 "must be at least 1",
             );
@@ -662,7 +651,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "maxConnectionsPerClient",
+                Field::same("maxConnectionsPerClient"),
                 Reason::InvalidValue,
                 "must be at least 1",
             );
@@ -675,7 +664,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "maxConnectionsPerClient",
+                Field::same("maxConnectionsPerClient"),
                 Reason::InvalidValue,
                 format!(
                     "{} exceeds maxConnections ({}); set it below maxConnections so that one \
@@ -692,7 +681,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    field,
+                    Field::same(field),
                     Reason::InvalidValue,
                     "must be greater than 0",
                 );
@@ -702,7 +691,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "timeouts.command",
+                Field::same("timeouts.command"),
                 Reason::InvalidValue,
                 "must be greater than 0",
             );
@@ -711,7 +700,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "timeouts.data",
+                Field::same("timeouts.data"),
                 Reason::InvalidValue,
                 "must be greater than 0",
             );
@@ -720,7 +709,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "timeouts.dataTotal",
+                Field::same("timeouts.dataTotal"),
                 Reason::InvalidValue,
                 "must be greater than 0",
             );
@@ -728,7 +717,7 @@ impl Validator {
         // Policies this listener can apply.
         let mut policies = Vec::new();
         let mut check_policy =
-            |v: &mut Self, field: &str, policy: &str| match config.policies.get(policy) {
+            |v: &mut Self, field: Field, policy: &str| match config.policies.get(policy) {
                 Some(p) => policies.push(p.clone()),
                 None => v.push(
                     s,
@@ -738,18 +727,26 @@ impl Validator {
                     format!("MailFlowPolicy {policy:?} not found"),
                 ),
             };
-        check_policy(self, "defaultMailFlowPolicyRef", &l.default_policy);
+        check_policy(
+            self,
+            Field::same("defaultMailFlowPolicyRef"),
+            &l.default_policy,
+        );
         for (i, row) in l.host_access_table.iter().enumerate() {
             check_policy(
                 self,
-                &format!("hostAccessTable[{i}].mailFlowPolicyRef"),
+                Field::Same(
+                    Path::keys("hostAccessTable")
+                        .index(i)
+                        .key("mailFlowPolicyRef"),
+                ),
                 &row.policy,
             );
             if row.cidrs.is_empty() {
                 self.push(
                     s,
                     name,
-                    &format!("hostAccessTable[{i}].cidrs"),
+                    Field::Same(Path::keys("hostAccessTable").index(i).key("cidrs")),
                     Reason::InvalidValue,
                     "at least one CIDR is required",
                 );
@@ -758,7 +755,7 @@ impl Validator {
                 self.push(
                     s,
                     name,
-                    &format!("hostAccessTable[{i}].senderGroup"),
+                    Field::Same(Path::keys("hostAccessTable").index(i).key("senderGroup")),
                     Reason::InvalidValue,
                     "must be a non-empty single line",
                 );
@@ -771,7 +768,7 @@ impl Validator {
                     self.push(
                         s,
                         name,
-                        "smtpAuthProfileRef",
+                        Field::same("smtpAuthProfileRef"),
                         Reason::RefNotFound,
                         format!("SmtpAuthProfile {p:?} not found"),
                     );
@@ -788,11 +785,11 @@ impl Validator {
                 .iter()
                 .any(|p| p.require_smtp_auth && p.action == PolicyAction::Relay)
         {
-            self.push(s, name, "smtpAuthProfileRef", Reason::InvalidCombination,
+            self.push(s, name, Field::same("smtpAuthProfileRef"), Reason::InvalidCombination,
                 "a mail flow policy of this listener requires SMTP authentication, but the listener has no smtpAuthProfileRef: no client could ever send");
         }
         match &l.tls {
-            None if wants_tls => self.push(s, name, "tls.certificateSecretRef", Reason::MissingTls,
+            None if wants_tls => self.push(s, name, Field::same("tls.certificateSecretRef"), Reason::MissingTls,
                 if l.implicit_tls { "implicitTls needs a server certificate" } else { "a mail flow policy of this listener offers TLS, which needs a server certificate" }),
             None => {}
             Some(tls) => {
@@ -801,15 +798,15 @@ impl Validator {
                         pem::PemError::KeyMismatch | pem::PemError::NoKey | pem::PemError::UnusableKey(_) => Reason::KeyMismatch,
                         _ => Reason::InvalidCertificate,
                     };
-                    self.push(s, name, "tls.certificateSecretRef", reason, format!("server certificate: {e}"));
+                    self.push(s, name, Field::same("tls.certificateSecretRef"), reason, format!("server certificate: {e}"));
                 }
                 match &tls.client_ca_pem {
                     Some(ca) => {
                         if let Err(e) = pem::certificates(ca) {
-                            self.push(s, name, "tls.clientCaSecretRef", Reason::InvalidCertificate, format!("client CA bundle: {e}"));
+                            self.push(s, name, Field::same("tls.clientCaSecretRef"), Reason::InvalidCertificate, format!("client CA bundle: {e}"));
                         }
                     }
-                    None if wants_client_cert => self.push(s, name, "tls.clientCaSecretRef", Reason::MissingTls,
+                    None if wants_client_cert => self.push(s, name, Field::same("tls.clientCaSecretRef"), Reason::MissingTls,
                         "client certificates are asked for (certificate profile or verifyClientCertificate) but no client CA bundle is set"),
                     None => {}
                 }
@@ -819,7 +816,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "tls",
+                Field::same("tls"),
                 Reason::MissingTls,
                 "client certificates need TLS",
             );
@@ -829,7 +826,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "nextHop.host",
+                Field::same("nextHop.host"),
                 Reason::InvalidValue,
                 format!("{:?} is not a host", hop.host),
             );
@@ -838,7 +835,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "nextHop.port",
+                Field::same("nextHop.port"),
                 Reason::InvalidValue,
                 "must be between 1 and 65535",
             );
@@ -849,7 +846,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "nextHop.caBundle",
+                Field::same("nextHop.caBundle"),
                 Reason::InvalidCertificate,
                 format!("CA bundle: {e}"),
             );
@@ -858,7 +855,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "nextHop",
+                Field::NextHopTimeouts,
                 Reason::InvalidValue,
                 "timeouts must be greater than 0",
             );
@@ -876,7 +873,7 @@ impl Validator {
                         self.push(
                             Section::Listeners,
                             name,
-                            "port",
+                            Field::same("port"),
                             Reason::PortConflict,
                             format!("port {} is also used by Listener {other:?}", a.port),
                         );
@@ -900,7 +897,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "primaryUrl",
+                Field::same("primaryUrl"),
                 Reason::InvalidValue,
                 format!("{:?} is not an http:// or https:// URL", c.primary_url),
             );
@@ -911,7 +908,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "secondaryUrl",
+                Field::same("secondaryUrl"),
                 Reason::InvalidValue,
                 format!("{u:?} is not an http:// or https:// URL"),
             );
@@ -920,7 +917,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "schedule.interval",
+                Field::same("schedule.interval"),
                 Reason::InvalidValue,
                 "must be at least 1s",
             );
@@ -929,7 +926,7 @@ impl Validator {
             self.push(
                 s,
                 name,
-                "appliesTo",
+                Field::same("appliesTo"),
                 Reason::InvalidValue,
                 "at least one of InboundSmtpTls, OutboundSmtpTls is required",
             );

@@ -1,66 +1,79 @@
-//! Defaults the compiler fills in for omitted optional fields. They match the gateway
-//! configuration's own serde defaults (a unit test holds them together) and the CRD docs.
+//! Every default of the configuration format, defined once.
+//!
+//! The model's serde defaults (a field left out of a configuration document) and the
+//! compiler (a field left out of a resource) both read these constants, so a rendered
+//! configuration and a hand-written one with the field omitted run the same; the CRD
+//! docs state the same values.
 
-use postern_gateway::config::{Duration, TlsMode};
+use std::net::{IpAddr, Ipv4Addr};
 
-/// `Listener.spec.address`.
-pub const LISTENER_ADDRESS: &str = "0.0.0.0";
-/// `Listener.spec.maxConnections`.
+use super::TlsMode;
+use crate::duration::Duration;
+
+/// `Listener.spec.address`: every IPv4 address (the configuration itself requires one).
+pub const LISTENER_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+/// `listeners.*.maxConnections`.
 pub const LISTENER_MAX_CONNECTIONS: u32 = 1000;
-/// `Listener.spec.timeouts.tlsHandshake`.
+/// The per-client cap of a listener that sets no `maxConnectionsPerClient`.
+pub const LISTENER_MAX_CONNECTIONS_PER_CLIENT: u32 = 50;
+/// `listeners.*.timeouts.tlsHandshake`.
 pub const LISTENER_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// `Listener.spec.timeouts.greeting`.
+/// `listeners.*.timeouts.greeting`.
 pub const LISTENER_GREETING_TIMEOUT: Duration = Duration::from_secs(30);
-/// `Listener.spec.timeouts.command`.
+/// `listeners.*.timeouts.command`.
 pub const LISTENER_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
-/// `Listener.spec.timeouts.data`.
+/// `listeners.*.timeouts.data`.
 pub const LISTENER_DATA_TIMEOUT: Duration = Duration::from_secs(600);
-/// `Listener.spec.timeouts.dataTotal`.
+/// `listeners.*.timeouts.dataTotal`.
 pub const LISTENER_DATA_TOTAL_TIMEOUT: Duration = Duration::from_secs(1800);
-/// `Listener.spec.nextHop.port`.
+/// `listeners.*.nextHop.port`.
 pub const NEXT_HOP_PORT: u16 = 25;
-/// `Listener.spec.nextHop.tls`.
+/// `listeners.*.nextHop.tls`.
 pub const NEXT_HOP_TLS: TlsMode = TlsMode::Preferred;
-/// `Listener.spec.nextHop.timeouts.connect`.
+/// `listeners.*.nextHop.connectTimeout`.
 pub const NEXT_HOP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// `Listener.spec.nextHop.timeouts.command`.
+/// `listeners.*.nextHop.commandTimeout`.
 pub const NEXT_HOP_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-/// `LdapProfile.spec.timeouts.connect`.
+/// `ldapProfiles.*.timeouts.connect`.
 pub const LDAP_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// `LdapProfile.spec.timeouts.operation`.
+/// `ldapProfiles.*.timeouts.operation`.
 pub const LDAP_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
-/// `LdapProfile.spec.pool.maxConnections`.
+/// `ldapProfiles.*.maxConnections` (`LdapProfile.spec.pool.maxConnections`).
 pub const LDAP_POOL: u32 = 8;
-/// `LdapProfile.spec.cache.ttl`.
+/// `ldapProfiles.*.cache.ttl`.
 pub const LDAP_CACHE_TTL: Duration = Duration::from_secs(60);
-/// `LdapProfile.spec.cache.negativeTtl`.
+/// `ldapProfiles.*.cache.negativeTtl`.
 pub const LDAP_CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(10);
-/// `LdapProfile.spec.certificateAuthQuery.userIdAttribute`.
+/// `ldapProfiles.*.certificateAuthQuery.userIdAttribute`.
 pub const USER_ID_ATTRIBUTE: &str = "uid";
-/// `SmtpAuthProfile.spec.ldap.throttle.perClient.failures`.
+/// `authProfiles.*.smtpAuth.throttle.perClient.failures`.
 pub const THROTTLE_PER_CLIENT_FAILURES: u32 = 10;
-/// `SmtpAuthProfile.spec.ldap.throttle.perUser.failures`.
+/// `authProfiles.*.smtpAuth.throttle.perUser.failures`.
 pub const THROTTLE_PER_USER_FAILURES: u32 = 5;
-/// `SmtpAuthProfile.spec.ldap.throttle.*.window`.
+/// `authProfiles.*.smtpAuth.throttle.*.window`.
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(600);
-/// `MailFlowPolicy.spec.limits.maxMessageSize` (10Mi).
+/// `policies.*.limits.maxMessageSize` (10Mi).
 pub const MAX_MESSAGE_SIZE: u64 = 10 * 1024 * 1024;
-/// `MailFlowPolicy.spec.limits.maxRecipients`.
+/// `policies.*.limits.maxRecipients`.
 pub const MAX_RECIPIENTS: u32 = 100;
-/// `MailFlowPolicy.spec.limits.maxMessagesPerSession`.
+/// `policies.*.limits.maxMessagesPerSession`.
 pub const MAX_MESSAGES_PER_SESSION: u32 = 100;
+/// The allowance check's reply for a refused user: code.
+pub const ALLOWANCE_REPLY_CODE: u16 = 525;
+/// The allowance check's reply for a refused user: enhanced status code.
+pub const ALLOWANCE_REPLY_ENHANCED_CODE: &str = "5.7.13";
+/// The allowance check's reply for a refused user: text.
+pub const ALLOWANCE_REPLY_TEXT: &str = "User account disabled for SMTP AUTH";
 
 #[cfg(test)]
 mod tests {
-    use postern_gateway::config::{
-        AuthThrottle, GatewayConfig, LdapCache, LdapTimeouts, Limits, ListenerTimeouts,
-    };
+    use crate::model::{AuthThrottle, GatewayConfig, LdapCache, LdapTimeouts, Limits, Reply};
 
     use super::*;
 
-    /// The gateway's serde defaults, read from a minimal document, must equal ours.
+    /// A minimal document, every defaulted field left out, reads as these constants.
     #[test]
-    fn match_the_gateway_defaults() {
+    fn the_models_serde_defaults_are_these() {
         let config = GatewayConfig::from_yaml(
             r#"
 apiVersion: postern.dev/gateway/v1
@@ -77,9 +90,8 @@ ldapProfiles:
         assert_eq!(l.max_connections_per_client, None);
         assert_eq!(
             l.connections_per_client(),
-            postern_gateway::config::DEFAULT_MAX_CONNECTIONS_PER_CLIENT
+            LISTENER_MAX_CONNECTIONS_PER_CLIENT
         );
-        assert_eq!(l.timeouts, ListenerTimeouts::default());
         assert_eq!(l.timeouts.tls_handshake, LISTENER_TLS_HANDSHAKE_TIMEOUT);
         assert_eq!(l.timeouts.greeting, LISTENER_GREETING_TIMEOUT);
         assert_eq!(l.timeouts.command, LISTENER_COMMAND_TIMEOUT);
@@ -108,5 +120,18 @@ ldapProfiles:
         assert_eq!(throttle.per_user.failures, THROTTLE_PER_USER_FAILURES);
         assert_eq!(throttle.per_client.window, THROTTLE_WINDOW);
         assert_eq!(throttle.per_user.window, THROTTLE_WINDOW);
+        let reply = Reply::default();
+        assert_eq!(
+            (
+                reply.code,
+                reply.enhanced_code.as_str(),
+                reply.text.as_str()
+            ),
+            (
+                ALLOWANCE_REPLY_CODE,
+                ALLOWANCE_REPLY_ENHANCED_CODE,
+                ALLOWANCE_REPLY_TEXT
+            )
+        );
     }
 }

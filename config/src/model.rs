@@ -10,13 +10,15 @@
 //!   as a Kubernetes Secret;
 //! - unknown fields are refused, so a typo never silently does nothing.
 
+pub mod defaults;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::Duration;
+use crate::duration::Duration;
 
 /// The only `apiVersion` this gateway understands.
 pub const API_VERSION: &str = "postern.dev/gateway/v1";
@@ -115,21 +117,19 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// The per-client cap in force: `max_connections_per_client`, or 50 when it is left
-    /// out. Left out on a listener with fewer connections than that, the listener's own
+    /// The per-client cap in force: `max_connections_per_client`, or
+    /// [`defaults::LISTENER_MAX_CONNECTIONS_PER_CLIENT`] (50) when it is left out. Left out on a listener with fewer connections than that, the listener's own
     /// cap is the only one that applies (the configuration stays valid, as before the
     /// per-client cap existed; the docs tell operators to set it there).
     pub fn connections_per_client(&self) -> u32 {
         self.max_connections_per_client
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT)
+            .unwrap_or(defaults::LISTENER_MAX_CONNECTIONS_PER_CLIENT)
     }
 }
 
 fn default_max_connections() -> u32 {
-    1000
+    defaults::LISTENER_MAX_CONNECTIONS
 }
-/// The per-client cap of a listener that sets none.
-pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: u32 = 50;
 
 /// TLS material of a listener (PEM, inline).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,16 +207,16 @@ pub struct NextHop {
 }
 
 fn default_next_hop_port() -> u16 {
-    25
+    defaults::NEXT_HOP_PORT
 }
 fn default_next_hop_tls() -> TlsMode {
-    TlsMode::Preferred
+    defaults::NEXT_HOP_TLS
 }
 fn default_next_hop_connect_timeout() -> Duration {
-    Duration::from_secs(10)
+    defaults::NEXT_HOP_CONNECT_TIMEOUT
 }
 fn default_next_hop_command_timeout() -> Duration {
-    Duration::from_secs(60)
+    defaults::NEXT_HOP_COMMAND_TIMEOUT
 }
 
 /// Timeouts of a listener's sessions.
@@ -246,19 +246,19 @@ pub struct ListenerTimeouts {
 }
 
 fn default_tls_handshake_timeout() -> Duration {
-    Duration::from_secs(10)
+    defaults::LISTENER_TLS_HANDSHAKE_TIMEOUT
 }
 fn default_greeting_timeout() -> Duration {
-    Duration::from_secs(30)
+    defaults::LISTENER_GREETING_TIMEOUT
 }
 fn default_command_timeout() -> Duration {
-    Duration::from_secs(300)
+    defaults::LISTENER_COMMAND_TIMEOUT
 }
 fn default_data_timeout() -> Duration {
-    Duration::from_secs(600)
+    defaults::LISTENER_DATA_TIMEOUT
 }
 fn default_data_total_timeout() -> Duration {
-    Duration::from_secs(1800)
+    defaults::LISTENER_DATA_TOTAL_TIMEOUT
 }
 
 impl Default for ListenerTimeouts {
@@ -335,13 +335,13 @@ pub struct Limits {
 }
 
 fn default_max_message_size() -> u64 {
-    10 * 1024 * 1024
+    defaults::MAX_MESSAGE_SIZE
 }
 fn default_max_recipients() -> u32 {
-    100
+    defaults::MAX_RECIPIENTS
 }
 fn default_max_messages_per_session() -> u32 {
-    100
+    defaults::MAX_MESSAGES_PER_SESSION
 }
 
 impl Default for Limits {
@@ -429,14 +429,14 @@ pub struct ThrottleLimit {
 
 fn default_throttle_per_client() -> ThrottleLimit {
     ThrottleLimit {
-        failures: 10,
-        window: Duration::from_secs(600),
+        failures: defaults::THROTTLE_PER_CLIENT_FAILURES,
+        window: defaults::THROTTLE_WINDOW,
     }
 }
 fn default_throttle_per_user() -> ThrottleLimit {
     ThrottleLimit {
-        failures: 5,
-        window: Duration::from_secs(600),
+        failures: defaults::THROTTLE_PER_USER_FAILURES,
+        window: defaults::THROTTLE_WINDOW,
     }
 }
 
@@ -535,9 +535,9 @@ pub struct Reply {
 impl Default for Reply {
     fn default() -> Self {
         Self {
-            code: 525,
-            enhanced_code: "5.7.13".into(),
-            text: "User account disabled for SMTP AUTH".into(),
+            code: defaults::ALLOWANCE_REPLY_CODE,
+            enhanced_code: defaults::ALLOWANCE_REPLY_ENHANCED_CODE.into(),
+            text: defaults::ALLOWANCE_REPLY_TEXT.into(),
         }
     }
 }
@@ -581,7 +581,7 @@ pub struct LdapProfile {
 }
 
 fn default_ldap_pool() -> u32 {
-    8
+    defaults::LDAP_POOL
 }
 
 /// Credentials of the search account.
@@ -616,10 +616,10 @@ pub struct LdapTimeouts {
 }
 
 fn default_ldap_connect() -> Duration {
-    Duration::from_secs(3)
+    defaults::LDAP_CONNECT_TIMEOUT
 }
 fn default_ldap_operation() -> Duration {
-    Duration::from_secs(5)
+    defaults::LDAP_OPERATION_TIMEOUT
 }
 
 impl Default for LdapTimeouts {
@@ -644,10 +644,10 @@ pub struct LdapCache {
 }
 
 fn default_cache_ttl() -> Duration {
-    Duration::from_secs(60)
+    defaults::LDAP_CACHE_TTL
 }
 fn default_cache_negative_ttl() -> Duration {
-    Duration::from_secs(10)
+    defaults::LDAP_CACHE_NEGATIVE_TTL
 }
 
 impl Default for LdapCache {
@@ -673,7 +673,7 @@ pub struct CertificateAuthQuery {
 }
 
 fn default_user_id_attribute() -> String {
-    "uid".into()
+    defaults::USER_ID_ATTRIBUTE.into()
 }
 
 /// Finds and checks an SMTP AUTH user.

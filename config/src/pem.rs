@@ -1,4 +1,8 @@
 //! PEM and certificate helpers shared by validation and the TLS setup.
+//!
+//! A listener's key is loaded with rustls' own key loader ([`certified_key`]), the one the
+//! gateway serves with, so validation refuses exactly the keys the TLS stack could not
+//! use (a second key parser here would be a second definition of "usable").
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
