@@ -9,12 +9,12 @@ use std::sync::Mutex;
 static POSTFIX: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// Remember a Postfix configuration directory to `postfix stop` on interruption.
-pub fn track_postfix(etc: PathBuf) {
+pub(crate) fn track_postfix(etc: PathBuf) {
     POSTFIX.lock().expect("cleanup lock").push(etc);
 }
 
 /// Forget a stopped Postfix instance.
-pub fn untrack_postfix(etc: &PathBuf) {
+pub(crate) fn untrack_postfix(etc: &PathBuf) {
     POSTFIX.lock().expect("cleanup lock").retain(|p| p != etc);
 }
 
@@ -32,7 +32,7 @@ fn emergency_stop() {
 }
 
 /// On SIGINT or SIGTERM: stop everything started, then exit with 130.
-pub fn on_interrupt(rt: &tokio::runtime::Runtime) {
+pub(crate) fn on_interrupt(rt: &tokio::runtime::Runtime) {
     rt.spawn(async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

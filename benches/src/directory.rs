@@ -10,9 +10,9 @@ use postern_testkit::slapd::{BASE_DN, SERVICE_DN, SERVICE_PASSWORD, Slapd, Slapd
 use crate::pki::CLIENT_CN;
 
 /// The bench user: its `cn` is the client certificate's CN, its `uid` the AUTH user.
-pub const USER: &str = "bench";
+pub(crate) const USER: &str = "bench";
 /// The bench user's password.
-pub const PASSWORD: &str = "bench-secret";
+pub(crate) const PASSWORD: &str = "bench-secret";
 
 fn ldif(users: usize) -> String {
     let mut l = format!(
@@ -33,7 +33,7 @@ fn ldif(users: usize) -> String {
 }
 
 /// Start slapd with `users` people and wait until it accepts connections.
-pub fn start(users: usize) -> Result<Slapd> {
+pub(crate) fn start(users: usize) -> Result<Slapd> {
     Slapd::start(SlapdOptions {
         ldif: Some(ldif(users)),
         indexes: vec!["objectClass eq".into(), "cn,uid eq".into()],

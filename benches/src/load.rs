@@ -25,7 +25,7 @@ use crate::pki::Pki;
 
 /// TLS protocol version offered by the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsVersion {
+pub(crate) enum TlsVersion {
     /// TLS 1.2 only.
     V12,
     /// TLS 1.3 only.
@@ -34,7 +34,7 @@ pub enum TlsVersion {
 
 impl TlsVersion {
     /// Label for tables.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::V12 => "TLS 1.2",
             Self::V13 => "TLS 1.3",
@@ -44,7 +44,7 @@ impl TlsVersion {
 
 /// A client TLS configuration presenting the PKI's client certificate, trusting its CA,
 /// offering only `version`, without session resumption.
-pub fn tls_config(pki: &Pki, version: TlsVersion) -> Result<Arc<ClientConfig>> {
+pub(crate) fn tls_config(pki: &Pki, version: TlsVersion) -> Result<Arc<ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
         roots.add(c.context("bench CA PEM")?)?;
@@ -69,13 +69,13 @@ pub fn tls_config(pki: &Pki, version: TlsVersion) -> Result<Arc<ClientConfig>> {
 }
 
 /// The `AUTH PLAIN` initial response for `user` and `password` (RFC 4616, no authzid).
-pub fn auth_plain(user: &str, password: &str) -> String {
+pub(crate) fn auth_plain(user: &str, password: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
 }
 
 /// A message of about `payload` bytes of body plus headers, dot-terminated.
-pub fn message(payload: usize) -> Vec<u8> {
+pub(crate) fn message(payload: usize) -> Vec<u8> {
     let mut m = Vec::with_capacity(payload + 256);
     m.extend_from_slice(
         b"From: <bench@example.org>\r\nTo: <sink@example.net>\r\nSubject: postern-bench\r\nMessage-ID: <bench@postern.test>\r\n\r\n",
@@ -99,7 +99,7 @@ enum Io {
 }
 
 /// One client SMTP connection.
-pub struct Smtp {
+pub(crate) struct Smtp {
     io: Io,
     buf: Vec<u8>,
     start: usize,
@@ -113,7 +113,7 @@ impl std::fmt::Debug for Smtp {
 
 impl Smtp {
     /// Connect from `src` to `addr`.
-    pub async fn connect(addr: SocketAddr, src: Ipv4Addr) -> Result<Self> {
+    pub(crate) async fn connect(addr: SocketAddr, src: Ipv4Addr) -> Result<Self> {
         let sock = TcpSocket::new_v4()?;
         sock.bind(SocketAddr::from((src, 0)))?;
         let tcp = sock.connect(addr).await.context("connect")?;
@@ -145,7 +145,7 @@ impl Smtp {
     }
 
     /// Read one (possibly multi-line) reply: its code and last line.
-    pub async fn reply(&mut self) -> Result<(u16, String)> {
+    pub(crate) async fn reply(&mut self) -> Result<(u16, String)> {
         loop {
             while let Some(pos) = self.buf[self.start..].windows(2).position(|w| w == b"\r\n") {
                 let line = &self.buf[self.start..self.start + pos];
@@ -179,7 +179,7 @@ impl Smtp {
     }
 
     /// Send a command line and expect reply code `want`.
-    pub async fn cmd(&mut self, line: &str, want: u16) -> Result<()> {
+    pub(crate) async fn cmd(&mut self, line: &str, want: u16) -> Result<()> {
         let mut l = Vec::with_capacity(line.len() + 2);
         l.extend_from_slice(line.as_bytes());
         l.extend_from_slice(b"\r\n");
@@ -196,7 +196,7 @@ impl Smtp {
     }
 
     /// STARTTLS and the handshake.
-    pub async fn starttls(&mut self, connector: &TlsConnector) -> Result<()> {
+    pub(crate) async fn starttls(&mut self, connector: &TlsConnector) -> Result<()> {
         self.cmd("STARTTLS", 220).await?;
         if self.start != self.buf.len() {
             bail!("data after the STARTTLS reply");
@@ -216,7 +216,7 @@ impl Smtp {
     }
 
     /// Greeting, EHLO, and (with `tls`) STARTTLS and EHLO again.
-    pub async fn open(&mut self, tls: Option<&TlsConnector>) -> Result<()> {
+    pub(crate) async fn open(&mut self, tls: Option<&TlsConnector>) -> Result<()> {
         self.expect(220, "greeting").await?;
         self.cmd("EHLO bench.client.test", 250).await?;
         if let Some(c) = tls {
@@ -227,7 +227,7 @@ impl Smtp {
     }
 
     /// One transaction with `body` (dot-terminated).
-    pub async fn send_message(&mut self, body: &[u8]) -> Result<()> {
+    pub(crate) async fn send_message(&mut self, body: &[u8]) -> Result<()> {
         self.cmd("MAIL FROM:<bench@example.org>", 250).await?;
         self.cmd("RCPT TO:<sink@example.net>", 250).await?;
         self.cmd("DATA", 354).await?;
@@ -238,7 +238,7 @@ impl Smtp {
 
 /// What to run.
 #[derive(Clone)]
-pub struct Spec {
+pub(crate) struct Spec {
     /// Server address.
     pub addr: SocketAddr,
     /// STARTTLS with this configuration, or plaintext.
@@ -273,7 +273,7 @@ impl std::fmt::Debug for Spec {
 
 /// Outcome of a load run.
 #[derive(Debug, Default)]
-pub struct LoadResult {
+pub(crate) struct LoadResult {
     /// Completed sessions (QUIT answered 221).
     pub sessions: u64,
     /// Relayed messages (250 after DATA).
@@ -291,7 +291,7 @@ pub struct LoadResult {
 }
 
 /// Source address number `i` (127.0.0.1 .. 127.0.0.100).
-pub fn source(i: u64) -> Ipv4Addr {
+pub(crate) fn source(i: u64) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, 1 + (i % 100) as u8)
 }
 
@@ -324,7 +324,7 @@ async fn session(
 }
 
 /// Run the load to completion (bounded by count, time and the hard limit).
-pub async fn run(spec: Spec) -> LoadResult {
+pub(crate) async fn run(spec: Spec) -> LoadResult {
     let spec = Arc::new(spec);
     let started = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
@@ -390,7 +390,7 @@ pub async fn run(spec: Spec) -> LoadResult {
 
 /// Open `n` connections to `addr` (greeting + EHLO, and with `tls` STARTTLS + EHLO),
 /// `parallel` at a time, and return them open. Fails on the first error.
-pub async fn open_idle(
+pub(crate) async fn open_idle(
     addr: SocketAddr,
     tls: Option<Arc<ClientConfig>>,
     n: usize,
@@ -424,7 +424,7 @@ pub async fn open_idle(
 }
 
 /// Percentile (0..=100) of microsecond samples, in milliseconds.
-pub fn percentile_ms(samples: &mut [u32], p: f64) -> Option<f64> {
+pub(crate) fn percentile_ms(samples: &mut [u32], p: f64) -> Option<f64> {
     if samples.is_empty() {
         return None;
     }

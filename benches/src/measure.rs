@@ -13,7 +13,7 @@ use postern_testkit::sink::Sink;
 
 /// A server being measured.
 #[derive(Debug, Clone)]
-pub struct Server {
+pub(crate) struct Server {
     /// Display name.
     pub name: String,
     /// PID of its root process.
@@ -26,7 +26,7 @@ pub struct Server {
 
 /// What a run counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Completed sessions.
     Sessions,
     /// Messages delivered to the sink.
@@ -72,7 +72,7 @@ fn server_cpu(pid: u32, helpers: &[u32]) -> f64 {
 }
 
 /// Drive `server` with the Rust load client.
-pub fn client_run(
+pub(crate) fn client_run(
     rt: &tokio::runtime::Runtime,
     server: &Server,
     sink: &Sink,
@@ -123,7 +123,7 @@ pub fn client_run(
 /// Postfix's smtp-source: `sessions` parallel sessions sending `messages` in all, of
 /// `payload` bytes, one per session or (`reuse`) several per session.
 #[derive(Debug, Clone, Copy)]
-pub struct SourceLoad {
+pub(crate) struct SourceLoad {
     /// Server address.
     pub addr: SocketAddr,
     /// Parallel sessions (`-s`).
@@ -139,7 +139,7 @@ pub struct SourceLoad {
 }
 
 /// Drive `server` with smtp-source (plaintext relay); count what reaches the sink.
-pub fn source_run(server: &Server, sink: &Sink, l: SourceLoad) -> Result<Measure> {
+pub(crate) fn source_run(server: &Server, sink: &Sink, l: SourceLoad) -> Result<Measure> {
     let before = sink.count();
     let probe = Probe::start(server);
     let t0 = Instant::now();

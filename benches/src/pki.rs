@@ -9,15 +9,15 @@ use postern_testkit::pki::{Ca, KeyKind};
 use rcgen::KeyUsagePurpose;
 
 /// The client certificate's subject common name (the Static backend maps it to a user).
-pub const CLIENT_CN: &str = "BENCH.CLIENT.1000000001";
+pub(crate) const CLIENT_CN: &str = "BENCH.CLIENT.1000000001";
 /// The client certificate's serial number; the big CRL never lists it (its serials start
 /// with an odd byte, see `postern_testkit::crl::big_serial`).
-pub const CLIENT_SERIAL: [u8; 16] = [
+pub(crate) const CLIENT_SERIAL: [u8; 16] = [
     0x7a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x00, 0x00, 0x00, 0x01,
 ];
 
 /// One complete PKI, in memory and on disk.
-pub struct Pki {
+pub(crate) struct Pki {
     /// Key algorithm.
     pub kind: KeyKind,
     /// The CA (kept to sign CRLs).
@@ -54,7 +54,7 @@ fn dir_name(kind: KeyKind) -> &'static str {
 
 impl Pki {
     /// Generate a PKI of `kind` and write it under `base/<kind>/`.
-    pub fn generate(kind: KeyKind, base: &Path) -> Result<Self> {
+    pub(crate) fn generate(kind: KeyKind, base: &Path) -> Result<Self> {
         let ca = Ca::builder(&format!("Postern Bench CA {}", kind.label()))
             .organization("Postern Bench")
             .serial(&[0x10, 0x01])
@@ -110,14 +110,14 @@ impl Pki {
     }
 
     /// Path of one of the PEM files.
-    pub fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     /// A CRL (DER) of the CA with `count` entries (16-byte serials, every tenth with a
     /// reason code, as in real CRLs), CRL number 1, valid for a day: a million entries in
     /// well under a second, none of them the bench client's serial.
-    pub fn big_crl(&self, count: usize) -> Vec<u8> {
+    pub(crate) fn big_crl(&self, count: usize) -> Vec<u8> {
         self.ca.big_crl(1, count, CLIENT_SERIAL.len(), 10)
     }
 }

@@ -22,7 +22,7 @@ use crate::pki::{CLIENT_CN, Pki};
 
 /// The ports of a Postern instance.
 #[derive(Debug, Clone, Copy)]
-pub struct PosternPorts {
+pub(crate) struct PosternPorts {
     /// STARTTLS + client certificate, ECDSA PKI.
     pub tls_ecdsa: u16,
     /// STARTTLS + client certificate, RSA PKI.
@@ -33,7 +33,7 @@ pub struct PosternPorts {
 
 impl PosternPorts {
     /// Fresh free ports.
-    pub fn free() -> Self {
+    pub(crate) fn free() -> Self {
         Self {
             tls_ecdsa: free_port(),
             tls_rsa: free_port(),
@@ -47,7 +47,7 @@ impl PosternPorts {
 /// `tls: Required`, `verifyClientCertificate`, `requireSmtpAuth` (procedure A of the
 /// design); on the plaintext listener relaying for 127.0.0.0/8. All relay to the sink.
 /// With `crl_url`, a CRL source for the ECDSA CA's CRL is added.
-pub fn config(
+pub(crate) fn config(
     ecdsa: &Pki,
     rsa: &Pki,
     ports: PosternPorts,
@@ -182,7 +182,7 @@ pub fn config(
 /// `name` (configuration in `<name>-config/`, log `<name>.log`, CRL cache
 /// `<name>-crl-cache/`), text log, 1 s shutdown grace; stopped gracefully on drop (a
 /// profiling wrapper writes its results on exit).
-pub fn launch(bin: &Path, dir: &Path, name: &str, config: &GatewayConfig) -> GatewayBuilder {
+pub(crate) fn launch(bin: &Path, dir: &Path, name: &str, config: &GatewayConfig) -> GatewayBuilder {
     Gateway::with_config(config.to_yaml())
         .bin(bin)
         .files_in(dir, name)
@@ -198,7 +198,7 @@ pub fn launch(bin: &Path, dir: &Path, name: &str, config: &GatewayConfig) -> Gat
 
 /// Wait until the CRL source `source` of `gw` has `entries` entries in force; returns
 /// how long that took and the source's status (`GET /crl/<source>`).
-pub fn wait_crl(
+pub(crate) fn wait_crl(
     gw: &Gateway,
     source: &str,
     entries: u64,
@@ -213,7 +213,7 @@ pub fn wait_crl(
 /// the same directory (user search, BIND as the user, allowance search), after
 /// STARTTLS without a client certificate. `warm`: the default result cache; otherwise
 /// `cache: {ttl: 0s, negativeTtl: 0s}` (every decision goes to the directory).
-pub fn ldap_config(
+pub(crate) fn ldap_config(
     ecdsa: &Pki,
     rsa: &Pki,
     ports: PosternPorts,

@@ -26,7 +26,7 @@ use crate::pki::Pki;
 
 /// The ports of a [`Postfix`] instance.
 #[derive(Debug, Clone, Copy)]
-pub struct PostfixPorts {
+pub(crate) struct PostfixPorts {
     /// STARTTLS + client certificate, ECDSA PKI.
     pub tls_ecdsa: u16,
     /// STARTTLS + client certificate, RSA PKI.
@@ -39,7 +39,7 @@ pub struct PostfixPorts {
 
 /// A running Postfix instance, stopped on drop.
 #[derive(Debug)]
-pub struct Postfix {
+pub(crate) struct Postfix {
     dir: PathBuf,
     etc: PathBuf,
     /// PID of `master`.
@@ -174,7 +174,7 @@ fn master_cf(system: &str, rsa: &Pki, ports: PostfixPorts, idle_procs: u32) -> S
 impl Postfix {
     /// Set up and start an instance under `base/postfix`. `idle_procs` is the process
     /// limit of the idle listener.
-    pub fn start(
+    pub(crate) fn start(
         base: &Path,
         ecdsa: &Pki,
         rsa: &Pki,
@@ -265,7 +265,7 @@ impl Postfix {
     }
 
     /// Messages still in the queue (files under active/, incoming/, deferred/).
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         ["incoming", "active", "deferred", "maildrop"]
             .iter()
             .map(|q| count_files(&self.dir.join("queue").join(q)))

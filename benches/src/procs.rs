@@ -42,7 +42,7 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
 }
 
 /// The root and its direct children.
-pub fn tree(root: u32) -> Vec<u32> {
+pub(crate) fn tree(root: u32) -> Vec<u32> {
     let mut pids = vec![root];
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
@@ -58,7 +58,7 @@ pub fn tree(root: u32) -> Vec<u32> {
 }
 
 /// CPU seconds used so far by the root and its children (see the module docs).
-pub fn cpu_seconds(root: u32) -> f64 {
+pub(crate) fn cpu_seconds(root: u32) -> f64 {
     let ticks: u64 = tree(root)
         .iter()
         .filter_map(|&p| stat(p))
@@ -68,7 +68,7 @@ pub fn cpu_seconds(root: u32) -> f64 {
 }
 
 /// CPU seconds used so far by one process (its threads, and children it reaped).
-pub fn own_cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn own_cpu_seconds(pid: u32) -> f64 {
     stat(pid).map_or(0.0, |s| s.1 as f64 / ticks_per_second())
 }
 
@@ -82,7 +82,7 @@ fn kib_field(text: &str, field: &str) -> u64 {
 
 /// Memory of a process tree, KiB.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Mem {
+pub(crate) struct Mem {
     /// Sum of VmRSS.
     pub rss_kib: u64,
     /// Sum of Pss.
@@ -92,7 +92,7 @@ pub struct Mem {
 }
 
 /// Current memory of the root and its children.
-pub fn memory(root: u32) -> Mem {
+pub(crate) fn memory(root: u32) -> Mem {
     let mut m = Mem::default();
     for pid in tree(root) {
         let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
@@ -107,7 +107,7 @@ pub fn memory(root: u32) -> Mem {
 
 /// Samples a tree's memory in the background and keeps the peak.
 #[derive(Debug)]
-pub struct PeakSampler {
+pub(crate) struct PeakSampler {
     stop: Arc<AtomicBool>,
     peak_rss: Arc<AtomicU64>,
     peak_pss: Arc<AtomicU64>,
@@ -116,7 +116,7 @@ pub struct PeakSampler {
 
 impl PeakSampler {
     /// Start sampling `root` every `every`.
-    pub fn start(root: u32, every: Duration) -> Self {
+    pub(crate) fn start(root: u32, every: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let peak_rss = Arc::new(AtomicU64::new(0));
         let peak_pss = Arc::new(AtomicU64::new(0));
@@ -138,7 +138,7 @@ impl PeakSampler {
     }
 
     /// Stop and return the peak (RSS, PSS) in KiB.
-    pub fn finish(mut self) -> (u64, u64) {
+    pub(crate) fn finish(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -157,7 +157,7 @@ impl Drop for PeakSampler {
 }
 
 /// The (soft, hard) open-file limits of this process.
-pub fn nofile() -> Option<(u64, u64)> {
+pub(crate) fn nofile() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
     let mut v = line
@@ -170,7 +170,7 @@ pub fn nofile() -> Option<(u64, u64)> {
 /// Raise this process's soft open-file limit towards `want` (up to the hard limit, which
 /// only a privileged process may raise) with prlimit(1); children started afterwards
 /// inherit it. Returns the limit in force.
-pub fn raise_nofile(want: u64) -> anyhow::Result<u64> {
+pub(crate) fn raise_nofile(want: u64) -> anyhow::Result<u64> {
     let (soft, hard) = nofile().ok_or_else(|| anyhow::anyhow!("cannot read /proc/self/limits"))?;
     let target = want.min(hard);
     if target <= soft {

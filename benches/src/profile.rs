@@ -17,7 +17,7 @@ use crate::postern;
 
 /// One profiled workload.
 #[derive(Debug, Clone)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// Workload description.
     pub workload: String,
     /// "session" or "message".
@@ -36,14 +36,14 @@ pub struct Profile {
 
 impl Profile {
     /// Instructions per unit.
-    pub fn per_unit(&self) -> f64 {
+    pub(crate) fn per_unit(&self) -> f64 {
         self.ir as f64 / self.units.max(1) as f64
     }
 }
 
 /// A gateway running under callgrind, with its workloads.
 #[derive(Debug)]
-pub struct Profiled {
+pub(crate) struct Profiled {
     gw: Gateway,
     out_prefix: PathBuf,
     dumps: u32,
@@ -51,7 +51,12 @@ pub struct Profiled {
 
 impl Profiled {
     /// Start `bin` under callgrind with `config`.
-    pub fn start(bin: &Path, dir: &Path, name: &str, config: &GatewayConfig) -> Result<Self> {
+    pub(crate) fn start(
+        bin: &Path,
+        dir: &Path,
+        name: &str,
+        config: &GatewayConfig,
+    ) -> Result<Self> {
         let out_prefix = dir.join(format!("callgrind.{name}"));
         let wrapper = vec![
             "valgrind".to_owned(),
@@ -78,7 +83,7 @@ impl Profiled {
     }
 
     /// The gateway (for its admin port).
-    pub fn gateway(&self) -> &Gateway {
+    pub(crate) fn gateway(&self) -> &Gateway {
         &self.gw
     }
 
@@ -100,7 +105,7 @@ impl Profiled {
     }
 
     /// Warm up with `warmup` units, zero the counters, run `spec`, dump and annotate.
-    pub fn measure(
+    pub(crate) fn measure(
         &mut self,
         rt: &tokio::runtime::Runtime,
         workload: &str,
@@ -170,7 +175,7 @@ impl Profiled {
     }
 
     /// Stop the gateway.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = self.gw.stop();
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 /// One measured run against one server.
 #[derive(Debug, Clone, Default)]
-pub struct Measure {
+pub(crate) struct Measure {
     /// Completed units (sessions, or messages delivered to the sink).
     pub count: u64,
     /// Seconds from the start until the last unit completed (for relays: arrived at the sink).
@@ -27,7 +27,7 @@ pub struct Measure {
 
 impl Measure {
     /// Units per second.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         if self.secs > 0.0 {
             self.count as f64 / self.secs
         } else {
@@ -36,12 +36,12 @@ impl Measure {
     }
 
     /// Server CPU seconds per 1,000 units.
-    pub fn cpu_per_1k(&self) -> f64 {
+    pub(crate) fn cpu_per_1k(&self) -> f64 {
         self.per_1k(self.cpu_s)
     }
 
     /// Load-generator CPU seconds per 1,000 units.
-    pub fn client_cpu_per_1k(&self) -> f64 {
+    pub(crate) fn client_cpu_per_1k(&self) -> f64 {
         self.per_1k(self.client_cpu_s)
     }
 
@@ -56,7 +56,7 @@ impl Measure {
 
 /// The median-rate run of several (rounds alternate the server order; the median damps
 /// the noise of a shared machine).
-pub fn median(mut runs: Vec<Measure>) -> Option<Measure> {
+pub(crate) fn median(mut runs: Vec<Measure>) -> Option<Measure> {
     if runs.is_empty() {
         return None;
     }
@@ -70,7 +70,7 @@ pub fn median(mut runs: Vec<Measure>) -> Option<Measure> {
 
 /// A row of the comparison table.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     /// Workload description.
     pub workload: String,
     /// Unit of the rate ("sessions/s", "msgs/s").
@@ -111,7 +111,7 @@ fn mib(kib: u64) -> String {
 
 /// The rate ratio of a row: the median of the per-round ratios when there are any,
 /// else the ratio of the two median rates.
-pub fn ratio(r: &Row, b: &Measure, p: &Measure) -> f64 {
+pub(crate) fn ratio(r: &Row, b: &Measure, p: &Measure) -> f64 {
     if r.round_ratios.is_empty() {
         return p.rate() / b.rate();
     }
@@ -135,7 +135,7 @@ fn round_range(v: &[f64]) -> String {
 }
 
 /// Render rows with the two columns named `base` and `postern`.
-pub fn table(rows: &[Row], base: &str, postern: &str) -> String {
+pub(crate) fn table(rows: &[Row], base: &str, postern: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 /// What happened to an object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// New.
     Added,
     /// Gone.
@@ -22,7 +22,7 @@ pub enum Change {
 
 /// One field that differs. Values are display strings, already redacted/summarised.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldChange {
+pub(crate) struct FieldChange {
     /// Path inside the object, e.g. `tls.clientCaPem` or `hostAccessTable[0].policy`.
     pub path: String,
     /// Before (`None`: absent).
@@ -35,7 +35,7 @@ pub struct FieldChange {
 
 /// One object that differs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectChange {
+pub(crate) struct ObjectChange {
     /// Name in the section.
     pub name: String,
     /// Added, removed or changed.
@@ -46,7 +46,7 @@ pub struct ObjectChange {
 
 /// One section of the configuration with its changed objects.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SectionChange {
+pub(crate) struct SectionChange {
     /// Key in the document, e.g. `listeners`.
     pub key: &'static str,
     /// Heading for humans, e.g. `Listeners`.
@@ -57,7 +57,7 @@ pub struct SectionChange {
 
 /// The whole diff.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConfigDiff {
+pub(crate) struct ConfigDiff {
     /// Document-level fields that differ (`apiVersion`, `source.namespace`).
     pub document: Vec<FieldChange>,
     /// Sections with changes, in document order.
@@ -74,12 +74,12 @@ const SECTIONS: [(&str, &str); 5] = [
 
 impl ConfigDiff {
     /// Whether nothing differs.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.document.is_empty() && self.sections.is_empty()
     }
 
     /// (added, changed, removed) object counts.
-    pub fn counts(&self) -> (usize, usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let mut c = (0, 0, 0);
         for o in self.sections.iter().flat_map(|s| &s.objects) {
             match o.change {
@@ -92,7 +92,7 @@ impl ConfigDiff {
     }
 
     /// A readable rendering, terraform style (`+` add, `~` change, `-` remove).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let (added, changed, removed) = self.counts();
         if self.is_empty() {
@@ -143,7 +143,7 @@ fn write_field(out: &mut String, f: &FieldChange, indent: &str) {
 }
 
 /// Compare two configurations.
-pub fn diff(old: &GatewayConfig, new: &GatewayConfig) -> ConfigDiff {
+pub(crate) fn diff(old: &GatewayConfig, new: &GatewayConfig) -> ConfigDiff {
     let old_v = serde_json::to_value(old).expect("the configuration model always serialises");
     let new_v = serde_json::to_value(new).expect("the configuration model always serialises");
     let mut result = ConfigDiff::default();

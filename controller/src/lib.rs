@@ -3,5 +3,5 @@
 
 pub mod cli;
 pub mod compile;
-pub mod diff;
+pub(crate) mod diff;
 pub mod operator;

@@ -15,16 +15,16 @@
 // `#[kube(printcolumn(type_ = ...), printcolumn(type_ = ...))]` repeats keys by design.
 #![allow(clippy::duplicated_attributes)]
 
-pub mod common;
-pub mod crl_source;
-pub mod gateway_report;
+pub(crate) mod common;
+pub(crate) mod crl_source;
+pub(crate) mod gateway_report;
 pub mod generate;
-pub mod ldap_profile;
-pub mod listener;
-pub mod mail_flow_policy;
-pub mod quantity;
+pub(crate) mod ldap_profile;
+pub(crate) mod listener;
+pub(crate) mod mail_flow_policy;
+pub(crate) mod quantity;
 pub mod reference;
-pub mod smtp_auth_profile;
+pub(crate) mod smtp_auth_profile;
 
 pub use common::{
     CaBundle, Condition, ConditionStatus, ConfigMapKeyRef, ObjectRef, ObjectStatus, SecretKeyRef,

@@ -15,7 +15,7 @@ use crate::smtp::data::{DataDecoder, Progress};
 use crate::wire::io::{DATA_CHUNK, LineIo};
 
 /// Start the sink on `addr` (port 0 for any); returns the bound address.
-pub async fn start(addr: SocketAddr, dir: PathBuf) -> std::io::Result<SocketAddr> {
+pub(crate) async fn start(addr: SocketAddr, dir: PathBuf) -> std::io::Result<SocketAddr> {
     std::fs::create_dir_all(&dir)?;
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;

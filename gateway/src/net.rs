@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 /// A connection in one of its possible states.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS, this side the server.
@@ -23,7 +23,7 @@ pub enum Stream {
 
 impl Stream {
     /// Take the plain TCP stream out for a TLS handshake.
-    pub fn take_plain(&mut self) -> Option<TcpStream> {
+    pub(crate) fn take_plain(&mut self) -> Option<TcpStream> {
         match std::mem::replace(self, Self::Upgrading) {
             Self::Plain(s) => Some(s),
             other => {
@@ -31,11 +31,6 @@ impl Stream {
                 None
             }
         }
-    }
-
-    /// Whether TLS is active.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Self::ServerTls(_) | Self::ClientTls(_))
     }
 }
 

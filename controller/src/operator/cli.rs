@@ -67,7 +67,10 @@ pub struct ControllerArgs {
 
 /// Sets up logging and a runtime, runs the controller, and maps the result to an exit
 /// code (for `postern controller`).
-pub fn main(args: ControllerArgs, stderr: &mut dyn std::io::Write) -> std::process::ExitCode {
+pub(crate) fn main(
+    args: ControllerArgs,
+    stderr: &mut dyn std::io::Write,
+) -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,kube_client::client::tls=error")
     });
@@ -101,7 +104,7 @@ fn default_identity() -> String {
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
-pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster or $KUBECONFIG)")?;

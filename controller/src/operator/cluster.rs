@@ -12,14 +12,14 @@ use super::leader::Leadership;
 use super::metrics::Metrics;
 
 /// Field manager of every controller write.
-pub const FIELD_MANAGER: &str = "postern-controller";
+pub(crate) const FIELD_MANAGER: &str = "postern-controller";
 
 /// Longest Event note, in bytes.
 const NOTE_MAX: usize = 1000;
 
 /// API access for the leader's writes.
 #[derive(Clone)]
-pub struct Cluster {
+pub(crate) struct Cluster {
     /// API client.
     pub client: Client,
     /// Leader election.
@@ -38,7 +38,7 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// Writes as `identity` (the Events' reporting instance) while `leadership` holds.
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         leadership: Leadership,
         identity: &str,
@@ -60,7 +60,7 @@ impl Cluster {
     }
 
     /// Fails unless this replica leads (checked before every write).
-    pub fn ensure_leader(&self) -> Result<(), ReconcileError> {
+    pub(crate) fn ensure_leader(&self) -> Result<(), ReconcileError> {
         if self.leadership.is_leader() {
             Ok(())
         } else {
@@ -70,7 +70,7 @@ impl Cluster {
 
     /// Emits an Event about `reference` (only while leading). A failure is counted and
     /// logged, not returned: Events are for people, the status says it all.
-    pub async fn emit(
+    pub(crate) async fn emit(
         &self,
         reference: &ObjectReference,
         type_: EventType,

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 /// Pending keys and when each is due.
 #[derive(Debug)]
-pub struct Debouncer<K> {
+pub(crate) struct Debouncer<K> {
     delay: Duration,
     cap: Duration,
     pending: HashMap<K, Pending>,
@@ -41,7 +41,7 @@ impl Pending {
 
 impl<K: Clone + Eq + Hash> Debouncer<K> {
     /// `delay` after the last change, at most `cap` after the first.
-    pub fn new(delay: Duration, cap: Duration) -> Self {
+    pub(crate) fn new(delay: Duration, cap: Duration) -> Self {
         Self {
             delay,
             cap: cap.max(delay),
@@ -50,25 +50,25 @@ impl<K: Clone + Eq + Hash> Debouncer<K> {
     }
 
     /// Records a change of `key` at `now`.
-    pub fn touch(&mut self, key: K, now: Instant) {
+    pub(crate) fn touch(&mut self, key: K, now: Instant) {
         let p = self.pending.entry(key).or_default();
         let first = *p.first_change.get_or_insert(now);
         p.change_due = Some((now + self.delay).min(first + self.cap));
     }
 
     /// Makes `key` due at `at` at the latest (a timer: retry, report expiry, resync).
-    pub fn schedule(&mut self, key: K, at: Instant) {
+    pub(crate) fn schedule(&mut self, key: K, at: Instant) {
         let p = self.pending.entry(key).or_default();
         p.timer = Some(p.timer.map_or(at, |t| t.min(at)));
     }
 
     /// The earliest due time, if anything is pending.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         self.pending.values().map(Pending::due).min()
     }
 
     /// Removes and returns every key due at `now`.
-    pub fn take_due(&mut self, now: Instant) -> Vec<K> {
+    pub(crate) fn take_due(&mut self, now: Instant) -> Vec<K> {
         let due: Vec<K> = self
             .pending
             .iter()
@@ -81,13 +81,15 @@ impl<K: Clone + Eq + Hash> Debouncer<K> {
         due
     }
 
+    #[cfg(test)]
     /// Number of pending keys.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
 
+    #[cfg(test)]
     /// Whether nothing is pending.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
 }

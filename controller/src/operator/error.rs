@@ -2,7 +2,7 @@
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
+pub(crate) enum ReconcileError {
     /// An API call failed.
     #[error("{what}: {source}")]
     Api {
@@ -18,7 +18,7 @@ pub enum ReconcileError {
 
 impl ReconcileError {
     /// Short CamelCase reason for metrics.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::Api { source, .. } => match source {
                 kube::Error::Api(e) if e.code == 409 => "Conflict",
@@ -32,7 +32,7 @@ impl ReconcileError {
 }
 
 /// Maps a client error to [`ReconcileError::Api`] saying `what` was being done.
-pub fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
+pub(crate) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
     let what = what.into();
     move |source| ReconcileError::Api { what, source }
 }

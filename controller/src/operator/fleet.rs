@@ -11,11 +11,11 @@ use kube::api::DynamicObject;
 use postern_config::protocol::{self, CrlFacts, GatewayReport, ReportSpec};
 
 /// Extra time a report stays alive past its lease, for clock skew between nodes.
-pub const SKEW_GRACE: SignedDuration = SignedDuration::from_secs(2);
+pub(crate) const SKEW_GRACE: SignedDuration = SignedDuration::from_secs(2);
 
 /// One gateway's report as read from its `GatewayReport`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GatewayState {
+pub(crate) struct GatewayState {
     /// The gateway (Pod) name.
     pub name: String,
     /// What it reports.
@@ -28,7 +28,7 @@ impl GatewayState {
     /// Reads a `GatewayReport` object. A report that does not read as one, or whose name
     /// is not `postern-gw-<its gateway>`, never counts (it is only ever written by the
     /// gateways; anything else in its place is not a report).
-    pub fn from_object(object: &DynamicObject) -> Self {
+    pub(crate) fn from_object(object: &DynamicObject) -> Self {
         let name = object.metadata.name.clone().unwrap_or_default();
         let spec = object
             .data
@@ -56,14 +56,14 @@ impl GatewayState {
     }
 
     /// Whether the report counts at `now`.
-    pub fn alive(&self, now: Timestamp) -> bool {
+    pub(crate) fn alive(&self, now: Timestamp) -> bool {
         self.expires.is_some_and(|e| e > now)
     }
 }
 
 /// The ready gateways of a namespace and what they run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Fleet {
+pub(crate) struct Fleet {
     /// Ready gateways with a live report, by name.
     pub ready: Vec<Member>,
     /// The earliest time a live report expires (to re-check then).
@@ -72,7 +72,7 @@ pub struct Fleet {
 
 /// A ready gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
+pub(crate) struct Member {
     /// Gateway name.
     pub name: String,
     /// The hash it runs.
@@ -82,7 +82,7 @@ pub struct Member {
 }
 
 /// The fleet at `now`: live, ready gateways.
-pub fn fleet(gateways: &[GatewayState], now: Timestamp) -> Fleet {
+pub(crate) fn fleet(gateways: &[GatewayState], now: Timestamp) -> Fleet {
     let mut f = Fleet::default();
     let mut sorted: Vec<&GatewayState> = gateways.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
@@ -111,7 +111,7 @@ pub fn fleet(gateways: &[GatewayState], now: Timestamp) -> Fleet {
 
 /// A `Programmed` verdict: status, reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// Whether it holds.
     pub status: bool,
     /// CamelCase reason.
@@ -121,7 +121,7 @@ pub struct Verdict {
 }
 
 /// Short form of a hash for messages: `sha256:0123456789ab`.
-pub fn short_hash(hash: &str) -> &str {
+pub(crate) fn short_hash(hash: &str) -> &str {
     let end = hash.find(':').map(|i| i + 13).unwrap_or(12).min(hash.len());
     &hash[..end]
 }
@@ -129,7 +129,7 @@ pub fn short_hash(hash: &str) -> &str {
 impl Fleet {
     /// The ready gateways by name and what each runs: a change in it may change the
     /// objects' `Programmed`.
-    pub fn membership(&self) -> Vec<(String, Option<String>)> {
+    pub(crate) fn membership(&self) -> Vec<(String, Option<String>)> {
         self.ready
             .iter()
             .map(|m| (m.name.clone(), m.applied.clone()))
@@ -137,7 +137,7 @@ impl Fleet {
     }
 
     /// How many ready gateways run the desired hash.
-    pub fn programmed_count(&self, desired: &str) -> usize {
+    pub(crate) fn programmed_count(&self, desired: &str) -> usize {
         self.ready
             .iter()
             .filter(|m| m.applied.as_deref() == Some(desired))
@@ -148,7 +148,7 @@ impl Fleet {
     /// counts as programmed for the object when it runs `desired`, or a configuration in
     /// which the object is rendered the same (`same(hash)`), so a change elsewhere in the
     /// namespace does not flip every object while it rolls out.
-    pub fn programmed_verdict(
+    pub(crate) fn programmed_verdict(
         &self,
         namespace: &str,
         desired: &str,
@@ -218,7 +218,7 @@ impl Fleet {
 
 /// The freshest facts about CRL source `name` among live, ready gateways: the one fetched
 /// most recently (RFC 3339 timestamps of one format compare as strings).
-pub fn crl_facts(gateways: &[GatewayState], name: &str, now: Timestamp) -> Option<CrlFacts> {
+pub(crate) fn crl_facts(gateways: &[GatewayState], name: &str, now: Timestamp) -> Option<CrlFacts> {
     let mut best: BTreeMap<Option<String>, CrlFacts> = BTreeMap::new();
     for g in gateways.iter().filter(|g| g.alive(now) && g.report.ready) {
         for f in g.report.crl_sources.iter().filter(|f| f.name == name) {

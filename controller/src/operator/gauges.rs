@@ -10,10 +10,10 @@ use super::metrics::{ConditionLabels, GatewayLabels, Metrics};
 use crate::compile::Kind;
 
 /// Objects counted by kind and condition state.
-pub type Counts = HashMap<ConditionLabels, i64>;
+pub(crate) type Counts = HashMap<ConditionLabels, i64>;
 
 /// Counts the conditions of one object of `kind` into `counts`.
-pub fn count(counts: &mut Counts, kind: Kind, conditions: &[Condition]) {
+pub(crate) fn count(counts: &mut Counts, kind: Kind, conditions: &[Condition]) {
     for c in conditions {
         *counts
             .entry(ConditionLabels {
@@ -27,7 +27,7 @@ pub fn count(counts: &mut Counts, kind: Kind, conditions: &[Condition]) {
 
 /// What one namespace contributes to the gauges now.
 #[derive(Debug, Default)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     /// Its objects, counted into `objects`.
     objects: Counts,
     /// Whether it has set its series of `gateways`.
@@ -36,7 +36,7 @@ pub struct Gauges {
 
 impl Gauges {
     /// Replaces the namespace's contribution to the object gauge with `counts`.
-    pub fn set_objects(&mut self, metrics: &Metrics, counts: Counts) {
+    pub(crate) fn set_objects(&mut self, metrics: &Metrics, counts: Counts) {
         let old = std::mem::replace(&mut self.objects, counts.clone());
         for (labels, n) in old {
             metrics.objects.get_or_create(&labels).dec_by(n);
@@ -48,7 +48,7 @@ impl Gauges {
 
     /// Sets the namespace's gateway gauges: ready gateways, and those running the
     /// configuration with hash `desired` (none while nothing valid is published).
-    pub fn set_gateways(
+    pub(crate) fn set_gateways(
         &mut self,
         metrics: &Metrics,
         namespace: &str,
@@ -70,7 +70,7 @@ impl Gauges {
     }
 
     /// Withdraws everything the namespace contributed (it has no objects left).
-    pub fn withdraw(&mut self, metrics: &Metrics, namespace: &str) {
+    pub(crate) fn withdraw(&mut self, metrics: &Metrics, namespace: &str) {
         self.set_objects(metrics, Counts::new());
         if std::mem::take(&mut self.gateways) {
             for state in ["ready", "programmed"] {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What the probes report.
 #[derive(Debug, Default)]
-pub struct Health {
+pub(crate) struct Health {
     /// Every watch has listed its objects once.
     pub synced: AtomicBool,
     /// The process is shutting down.
@@ -28,7 +28,7 @@ struct AppState {
 }
 
 /// Serves the endpoints on `listener` until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     health: Arc<Health>,
@@ -45,7 +45,7 @@ pub async fn serve(
 }
 
 /// Binds the metrics address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await
 }
 

@@ -13,7 +13,7 @@ use super::publish;
 
 /// The live state of a namespace.
 #[derive(Debug)]
-pub struct Live {
+pub(crate) struct Live {
     /// The namespace read.
     pub namespace: String,
     /// The published configuration and its hash, if any.
@@ -26,7 +26,7 @@ pub struct Live {
 
 impl Live {
     /// A one-line summary: what is published and how many gateways run it.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         match &self.published {
             None => format!(
                 "namespace {}: nothing is published yet{}",
@@ -55,7 +55,7 @@ impl Live {
 
 /// Errors reading the live state.
 #[derive(Debug, thiserror::Error)]
-pub enum LiveError {
+pub(crate) enum LiveError {
     /// No usable kubeconfig or in-cluster credentials.
     #[error("cannot connect to the cluster: {0}")]
     Connect(String),
@@ -72,7 +72,7 @@ pub enum LiveError {
 }
 
 /// Reads the live state of `namespace` (default: the kubeconfig's namespace).
-pub async fn read(namespace: Option<&str>, secret_name: &str) -> Result<Live, LiveError> {
+pub(crate) async fn read(namespace: Option<&str>, secret_name: &str) -> Result<Live, LiveError> {
     let client = Client::try_default()
         .await
         .map_err(|e| LiveError::Connect(e.to_string()))?;
@@ -127,7 +127,7 @@ pub async fn read(namespace: Option<&str>, secret_name: &str) -> Result<Live, Li
 }
 
 /// [`read`] on a runtime of its own, for the synchronous CLI.
-pub fn read_blocking(namespace: Option<&str>, secret_name: &str) -> Result<Live, LiveError> {
+pub(crate) fn read_blocking(namespace: Option<&str>, secret_name: &str) -> Result<Live, LiveError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

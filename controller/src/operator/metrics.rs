@@ -9,21 +9,21 @@ use prometheus_client::registry::Registry;
 
 /// `result` of a reconcile.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabel {
+pub(crate) struct ResultLabel {
     /// `ok` or `error`.
     pub result: String,
 }
 
 /// `reason` of an error.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
+pub(crate) struct ReasonLabel {
     /// Short CamelCase reason, e.g. `ApiError`, `InvalidConfig`.
     pub reason: String,
 }
 
 /// Objects by kind and condition state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConditionLabels {
+pub(crate) struct ConditionLabels {
     /// Resource kind.
     pub kind: String,
     /// Condition type.
@@ -34,7 +34,7 @@ pub struct ConditionLabels {
 
 /// Gateways by namespace and state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GatewayLabels {
+pub(crate) struct GatewayLabels {
     /// Namespace of the fleet.
     pub namespace: String,
     /// `ready` (serving) or `programmed` (serving the desired configuration).
@@ -43,7 +43,7 @@ pub struct GatewayLabels {
 
 /// Every metric of the controller.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Reconciles by result.
     pub reconciles: Family<ResultLabel, Counter>,
     /// Reconcile duration.
@@ -68,7 +68,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Creates the metrics and registers them under `postern_controller_`.
-    pub fn new(registry: &mut Registry) -> Self {
+    pub(crate) fn new(registry: &mut Registry) -> Self {
         let m = Self {
             reconciles: Family::default(),
             reconcile_duration: Histogram::new([
@@ -126,7 +126,7 @@ impl Metrics {
     }
 
     /// Counts an error of `reason`.
-    pub fn error(&self, reason: &str) {
+    pub(crate) fn error(&self, reason: &str) {
         self.errors
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),

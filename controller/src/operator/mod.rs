@@ -4,23 +4,23 @@
 //! namespace when something in it changes, publishes the rendered configuration as one
 //! Secret per namespace, and writes status and Events. Only the elected leader writes.
 
-pub mod cli;
-pub mod cluster;
-pub mod debounce;
-pub mod error;
-pub mod fleet;
-pub mod gauges;
-pub mod http;
+pub(crate) mod cli;
+pub(crate) mod cluster;
+pub(crate) mod debounce;
+pub(crate) mod error;
+pub(crate) mod fleet;
+pub(crate) mod gauges;
+pub(crate) mod http;
 pub mod leader;
-pub mod live;
-pub mod metrics;
-pub mod objects;
-pub mod publish;
-pub mod publisher;
-pub mod reconcile;
-pub mod refs;
-pub mod run;
-pub mod state;
-pub mod status;
-pub mod status_writer;
-pub mod watch;
+pub(crate) mod live;
+pub(crate) mod metrics;
+pub(crate) mod objects;
+pub(crate) mod publish;
+pub(crate) mod publisher;
+pub(crate) mod reconcile;
+pub(crate) mod refs;
+pub(crate) mod run;
+pub(crate) mod state;
+pub(crate) mod status;
+pub(crate) mod status_writer;
+pub(crate) mod watch;

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::compile::{Kind, ObjectKey, Reason, Snapshot, Unreadable};
 
 /// The API resource of a kind.
-pub fn api_resource(kind: Kind) -> ApiResource {
+pub(crate) fn api_resource(kind: Kind) -> ApiResource {
     let plural = match kind {
         Kind::LdapProfile => "ldapprofiles",
         Kind::SmtpAuthProfile => "smtpauthprofiles",
@@ -29,13 +29,14 @@ pub fn api_resource(kind: Kind) -> ApiResource {
     )
 }
 
+#[cfg(test)]
 /// An object's kind, from its `kind` field.
-pub fn kind_of(obj: &DynamicObject) -> Option<Kind> {
+pub(crate) fn kind_of(obj: &DynamicObject) -> Option<Kind> {
     obj.types.as_ref().and_then(|t| Kind::from_name(&t.kind))
 }
 
 /// A reference to the object, for Events.
-pub fn object_reference(kind: Kind, obj: &DynamicObject) -> ObjectReference {
+pub(crate) fn object_reference(kind: Kind, obj: &DynamicObject) -> ObjectReference {
     ObjectReference {
         api_version: Some(postern_crds::API_VERSION.into()),
         kind: Some(kind.as_str().into()),
@@ -68,7 +69,7 @@ fn unreadable(kind: Kind, obj: &DynamicObject, err: &serde_json::Error) -> Unrea
 }
 
 /// Adds one object to the snapshot, typed when it can be read.
-pub fn add_to_snapshot(snapshot: &mut Snapshot, kind: Kind, obj: &DynamicObject) {
+pub(crate) fn add_to_snapshot(snapshot: &mut Snapshot, kind: Kind, obj: &DynamicObject) {
     macro_rules! push {
         ($field:ident, $ty:ty) => {
             match typed::<$ty>(obj) {
@@ -87,7 +88,7 @@ pub fn add_to_snapshot(snapshot: &mut Snapshot, kind: Kind, obj: &DynamicObject)
 }
 
 /// The objects of one namespace by key.
-pub type Objects = BTreeMap<ObjectKey, std::sync::Arc<DynamicObject>>;
+pub(crate) type Objects = BTreeMap<ObjectKey, std::sync::Arc<DynamicObject>>;
 
 #[cfg(test)]
 mod tests {

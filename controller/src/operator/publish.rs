@@ -21,7 +21,7 @@ use super::objects::Objects;
 use crate::compile::Kind;
 
 /// Labels of the rendered Secret.
-pub fn labels() -> BTreeMap<String, String> {
+pub(crate) fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         (RENDERED_LABEL.to_owned(), "true".to_owned()),
         (
@@ -38,7 +38,7 @@ pub fn labels() -> BTreeMap<String, String> {
 
 /// What the rendered Secret should be.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Desired {
+pub(crate) struct Desired {
     /// The configuration.
     pub config: GatewayConfig,
     /// Its hash.
@@ -49,7 +49,7 @@ pub struct Desired {
 
 /// What has to be done to the rendered Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// It says what it should.
     UpToDate,
     /// Only labels or owners differ: refresh them (no new configuration).
@@ -70,7 +70,11 @@ pub enum Action {
 
 /// Decides what to do, given the Secret as it is, what it should be, and the hash this
 /// controller last published there (if it did since it started leading).
-pub fn plan(current: Option<&Secret>, desired: &Desired, last_published: Option<&str>) -> Action {
+pub(crate) fn plan(
+    current: Option<&Secret>,
+    desired: &Desired,
+    last_published: Option<&str>,
+) -> Action {
     let Some(s) = current else {
         return match last_published {
             Some(_) => Action::RepairDrift {
@@ -128,7 +132,7 @@ pub fn plan(current: Option<&Secret>, desired: &Desired, last_published: Option<
 }
 
 /// A rendered Secret's data and annotations, as the protocol decodes them.
-pub fn contents(secret: &Secret) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
+pub(crate) fn contents(secret: &Secret) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
     let data = secret
         .data
         .clone()
@@ -152,7 +156,12 @@ fn owner_uids(owners: Option<&[OwnerReference]>) -> Vec<String> {
 
 /// The Secret as it should be, keeping unrelated metadata of `current` (other labels and
 /// annotations, its resourceVersion for an optimistic replace).
-pub fn render(namespace: &str, name: &str, desired: &Desired, current: Option<&Secret>) -> Secret {
+pub(crate) fn render(
+    namespace: &str,
+    name: &str,
+    desired: &Desired,
+    current: Option<&Secret>,
+) -> Secret {
     let mut meta = current.map(|s| s.metadata.clone()).unwrap_or_default();
     meta.name = Some(name.to_owned());
     meta.namespace = Some(namespace.to_owned());
@@ -181,7 +190,7 @@ pub fn render(namespace: &str, name: &str, desired: &Desired, current: Option<&S
 
 /// The configuration a rendered Secret holds, if it reads as one (a damaged Secret holds
 /// none: nothing to fall back on).
-pub fn published_config(secret: &Secret) -> Option<GatewayConfig> {
+pub(crate) fn published_config(secret: &Secret) -> Option<GatewayConfig> {
     let (data, annotations) = contents(secret);
     decode_rendered(&data, &annotations, "rendered secret")
         .ok()
@@ -189,7 +198,7 @@ pub fn published_config(secret: &Secret) -> Option<GatewayConfig> {
 }
 
 /// The owners of a namespace's rendered Secret: its Listeners.
-pub fn owners(objects: &Objects) -> Vec<OwnerReference> {
+pub(crate) fn owners(objects: &Objects) -> Vec<OwnerReference> {
     objects
         .iter()
         .filter(|(k, _)| k.kind == Kind::Listener)
@@ -208,7 +217,7 @@ pub fn owners(objects: &Objects) -> Vec<OwnerReference> {
 
 /// Writes the Secret: create, or replace with the observed resourceVersion (a concurrent
 /// writer makes this fail with 409, and the next reconcile starts over).
-pub async fn write(
+pub(crate) async fn write(
     api: &Api<Secret>,
     namespace: &str,
     name: &str,

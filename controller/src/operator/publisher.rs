@@ -15,14 +15,14 @@ use super::publish::{self, Action, Desired};
 
 /// Writes the rendered Secret of each namespace.
 #[derive(Clone, Debug)]
-pub struct Publisher {
+pub(crate) struct Publisher {
     cluster: Cluster,
     secret_name: String,
 }
 
 impl Publisher {
     /// Publishes into the Secret `secret_name` of each namespace.
-    pub fn new(cluster: Cluster, secret_name: String) -> Self {
+    pub(crate) fn new(cluster: Cluster, secret_name: String) -> Self {
         Self {
             cluster,
             secret_name,
@@ -35,7 +35,7 @@ impl Publisher {
 
     /// The rendered Secret of `namespace`, read fresh: the watch store may lag our own
     /// last write.
-    pub async fn current(&self, namespace: &str) -> Result<Option<Secret>, ReconcileError> {
+    pub(crate) async fn current(&self, namespace: &str) -> Result<Option<Secret>, ReconcileError> {
         self.api(namespace)
             .get_opt(&self.secret_name)
             .await
@@ -47,7 +47,7 @@ impl Publisher {
 
     /// Publishes (or repairs) the rendered Secret, given the hash this controller last
     /// published there. Returns whether a new configuration went out.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         namespace: &str,
         current: Option<&Secret>,
@@ -132,7 +132,7 @@ impl Publisher {
 
     /// Deletes the rendered Secret of a namespace left without postern objects (only one
     /// labelled as rendered by the controller).
-    pub async fn withdraw(
+    pub(crate) async fn withdraw(
         &self,
         namespace: &str,
         current: Option<Secret>,

@@ -30,7 +30,7 @@ use crate::compile::{self, ConfigMapData, SecretData, Snapshot};
 
 /// Everything a reconcile needs.
 #[derive(Debug)]
-pub struct Context {
+pub(crate) struct Context {
     /// What the watches see.
     stores: Stores,
     /// Per-name watches of referenced Secrets/ConfigMaps.
@@ -47,7 +47,7 @@ pub struct Context {
 
 /// What a successful reconcile asks for.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Check the fleet again at this time (a gateway report expires then).
     pub expiry_check_at: Option<Instant>,
     /// Reconcile again at this time (statuses were deferred).
@@ -61,7 +61,7 @@ pub struct Outcome {
 impl Context {
     /// A context writing through `cluster`: the rendered configuration into the Secret
     /// `secret_name` of each namespace, up to `write_concurrency` statuses at once.
-    pub fn new(
+    pub(crate) fn new(
         cluster: Cluster,
         stores: Stores,
         refs: RefWatches,
@@ -83,12 +83,12 @@ impl Context {
     }
 
     /// Forgets what was learned while (not) leading.
-    pub fn forget_leadership(&self) {
+    pub(crate) fn forget_leadership(&self) {
         self.state().forget_leadership();
     }
 
     /// Reconciles `namespace`.
-    pub async fn reconcile(&self, namespace: &str) -> Result<Outcome, ReconcileError> {
+    pub(crate) async fn reconcile(&self, namespace: &str) -> Result<Outcome, ReconcileError> {
         let objects = self.stores.objects(namespace);
         let current = self.publisher.current(namespace).await?;
         if objects.is_empty() {
@@ -324,7 +324,7 @@ impl Context {
 
     /// Whether the ready gateways of `namespace` (or what they run) differ from what the
     /// last reconcile saw, e.g. because a report expired; and when to check next.
-    pub fn fleet_changed(&self, namespace: &str) -> (bool, Option<Instant>) {
+    pub(crate) fn fleet_changed(&self, namespace: &str) -> (bool, Option<Instant>) {
         let now = Timestamp::now();
         let fleet = fleet::fleet(&self.stores.reports(namespace), now);
         let seen = self.state().membership(namespace);

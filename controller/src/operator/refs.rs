@@ -22,7 +22,7 @@ use crate::compile::SECRET_USE_LABEL;
 
 /// Which kind of object a reference names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RefKind {
+pub(crate) enum RefKind {
     /// A core/v1 Secret.
     Secret,
     /// A core/v1 ConfigMap.
@@ -38,7 +38,7 @@ struct RefKey {
 
 /// The content of a referenced object that matters (metadata changes do not).
 #[derive(Clone, Debug, PartialEq)]
-pub enum Content {
+pub(crate) enum Content {
     /// A Secret.
     Secret(Secret),
     /// A ConfigMap.
@@ -86,7 +86,7 @@ impl Drop for Entry {
 }
 
 /// The set of per-name watches.
-pub struct RefWatches {
+pub(crate) struct RefWatches {
     client: Client,
     entries: Mutex<HashMap<RefKey, Entry>>,
     trigger: mpsc::UnboundedSender<String>,
@@ -102,7 +102,7 @@ impl std::fmt::Debug for RefWatches {
 
 /// The referenced objects of one namespace, by name; absent ones are missing.
 #[derive(Clone, Debug, Default)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// Existing referenced Secrets.
     pub secrets: BTreeMap<String, Secret>,
     /// Existing referenced ConfigMaps.
@@ -111,7 +111,7 @@ pub struct Resolved {
 
 impl RefWatches {
     /// Watches report changes by sending the namespace on `trigger`.
-    pub fn new(client: Client, trigger: mpsc::UnboundedSender<String>) -> Self {
+    pub(crate) fn new(client: Client, trigger: mpsc::UnboundedSender<String>) -> Self {
         Self {
             client,
             entries: Mutex::new(HashMap::new()),
@@ -119,19 +119,9 @@ impl RefWatches {
         }
     }
 
-    /// Number of objects watched.
-    pub fn len(&self) -> usize {
-        self.entries.lock().expect("not poisoned").len()
-    }
-
-    /// Whether nothing is watched.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Makes the watched set of `namespace` exactly `secrets` + `config_maps` and returns
     /// their current content, reading any not yet known with a GET.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         namespace: &str,
         secrets: &BTreeSet<String>,
@@ -186,7 +176,7 @@ impl RefWatches {
     }
 
     /// Stops every watch of `namespace`.
-    pub fn forget(&self, namespace: &str) {
+    pub(crate) fn forget(&self, namespace: &str) {
         self.entries
             .lock()
             .expect("not poisoned")

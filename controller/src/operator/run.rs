@@ -27,7 +27,7 @@ use super::watch::{self, Scope, Stores, Trigger};
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(crate) struct Options {
     /// Namespaces to manage; empty means all.
     pub namespaces: Vec<String>,
     /// Leader election; `None` runs as the only writer.
@@ -52,7 +52,7 @@ pub struct Options {
 
 impl Options {
     /// Defaults for `identity`.
-    pub fn new(identity: &str) -> Self {
+    pub(crate) fn new(identity: &str) -> Self {
         Self {
             namespaces: Vec::new(),
             lease: None,
@@ -70,7 +70,7 @@ impl Options {
 
 /// Errors that stop the controller.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// The metrics address could not be bound.
     #[error("cannot bind the metrics address {address}: {source}")]
     Bind {
@@ -83,7 +83,7 @@ pub enum RunError {
 
 /// Runs the controller until `shutdown`. Returns the bound metrics address through
 /// `bound` as soon as it is known (useful with port 0).
-pub async fn run(
+pub(crate) async fn run(
     client: Client,
     opts: Options,
     shutdown: CancellationToken,

@@ -24,18 +24,18 @@ const DEFER_RETRY: Duration = Duration::from_millis(750);
 
 /// Every namespace's state.
 #[derive(Debug, Default)]
-pub struct State {
+pub(crate) struct State {
     namespaces: HashMap<String, NamespaceState>,
 }
 
 impl State {
     /// The state of `namespace` (empty the first time).
-    pub fn namespace(&mut self, namespace: &str) -> &mut NamespaceState {
+    pub(crate) fn namespace(&mut self, namespace: &str) -> &mut NamespaceState {
         self.namespaces.entry(namespace.to_owned()).or_default()
     }
 
     /// The ready gateways of `namespace` and what they ran at its last reconcile.
-    pub fn membership(&self, namespace: &str) -> Vec<(String, Option<String>)> {
+    pub(crate) fn membership(&self, namespace: &str) -> Vec<(String, Option<String>)> {
         self.namespaces
             .get(namespace)
             .map(|n| n.membership.clone())
@@ -43,7 +43,7 @@ impl State {
     }
 
     /// Forgets what was learned while (not) leading.
-    pub fn forget_leadership(&mut self) {
+    pub(crate) fn forget_leadership(&mut self) {
         for ns in self.namespaces.values_mut() {
             *ns = NamespaceState {
                 gauges: std::mem::take(&mut ns.gauges),
@@ -55,7 +55,7 @@ impl State {
 
 /// What the controller remembers about one namespace.
 #[derive(Debug, Default)]
-pub struct NamespaceState {
+pub(crate) struct NamespaceState {
     /// Hash last published (or found in place) since leading.
     pub published: Option<String>,
     /// Status last written per object UID, with the resourceVersion it produced (the
@@ -79,7 +79,7 @@ fn resource_version(s: Option<&str>) -> u64 {
 
 impl NamespaceState {
     /// Remembers a configuration seen (published, or found in place).
-    pub fn remember_config(&mut self, hash: &str, config: &Arc<GatewayConfig>) {
+    pub(crate) fn remember_config(&mut self, hash: &str, config: &Arc<GatewayConfig>) {
         let list = &mut self.recent;
         if list.last().is_some_and(|(h, _)| h == hash) {
             return;
@@ -92,13 +92,13 @@ impl NamespaceState {
     }
 
     /// Recent configurations by hash, newest last.
-    pub fn recent(&self) -> &[(String, Arc<GatewayConfig>)] {
+    pub(crate) fn recent(&self) -> &[(String, Arc<GatewayConfig>)] {
         &self.recent
     }
 
     /// The status to merge into: what this controller last wrote, unless the object has
     /// moved on since (a newer resourceVersion in the watch store).
-    pub fn old_status(&self, kind: Kind, obj: &DynamicObject) -> KindStatus {
+    pub(crate) fn old_status(&self, kind: Kind, obj: &DynamicObject) -> KindStatus {
         let uid = obj.metadata.uid.clone().unwrap_or_default();
         match self.written.get(&uid) {
             Some((written, st))
@@ -111,7 +111,12 @@ impl NamespaceState {
     }
 
     /// Remembers a status written to object `uid`, producing `resource_version`.
-    pub fn record_written(&mut self, uid: &str, resource_version: Option<&str>, st: KindStatus) {
+    pub(crate) fn record_written(
+        &mut self,
+        uid: &str,
+        resource_version: Option<&str>,
+        st: KindStatus,
+    ) {
         self.written.insert(
             uid.to_owned(),
             (self::resource_version(resource_version), st),
@@ -122,7 +127,11 @@ impl NamespaceState {
     /// configuration just went out and live gateways are there to take it, so statuses
     /// are written once, in their final state. Their reports trigger the next reconcile;
     /// without one, the retry writes what stands then.
-    pub fn defer_statuses(&mut self, gateways_to_update: bool, now: Instant) -> Option<Instant> {
+    pub(crate) fn defer_statuses(
+        &mut self,
+        gateways_to_update: bool,
+        now: Instant,
+    ) -> Option<Instant> {
         if gateways_to_update {
             let since = *self.deferred_since.get_or_insert(now);
             if now.duration_since(since) < PUBLISH_GRACE {

@@ -16,7 +16,7 @@ use crate::compile::ObjectKey;
 
 /// One object and the status it should carry.
 #[derive(Debug)]
-pub struct Planned<'a> {
+pub(crate) struct Planned<'a> {
     /// The object.
     pub key: &'a ObjectKey,
     /// As the watch store has it.
@@ -27,21 +27,21 @@ pub struct Planned<'a> {
 
 /// A status write made.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Written {
+pub(crate) struct Written {
     /// The object's resourceVersion after the write.
     pub resource_version: Option<String>,
 }
 
 /// Writes the status of objects.
 #[derive(Clone, Debug)]
-pub struct StatusWriter {
+pub(crate) struct StatusWriter {
     cluster: Cluster,
     concurrency: usize,
 }
 
 impl StatusWriter {
     /// Writes up to `concurrency` statuses at once.
-    pub fn new(cluster: Cluster, concurrency: usize) -> Self {
+    pub(crate) fn new(cluster: Cluster, concurrency: usize) -> Self {
         Self {
             cluster,
             concurrency: concurrency.max(1),
@@ -50,7 +50,7 @@ impl StatusWriter {
 
     /// Writes every status that changed. Returns each object's result (by index into
     /// `planned`) in the order the writes finished; `None` when nothing was written.
-    pub async fn write_all(
+    pub(crate) async fn write_all(
         &self,
         namespace: &str,
         planned: &[Planned<'_>],

@@ -22,7 +22,7 @@ use crate::compile::{Kind, ObjectKey};
 
 /// What a watch says happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// Something in this namespace changed.
     Namespace(String),
     /// A watch (re)listed: every namespace may have changed.
@@ -33,7 +33,7 @@ pub enum Trigger {
 
 /// Where the watches run: every namespace, or a list.
 #[derive(Clone, Debug)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// The whole cluster.
     All,
     /// These namespaces only.
@@ -44,7 +44,7 @@ type NsMap<T> = Arc<RwLock<BTreeMap<String, BTreeMap<String, T>>>>;
 
 /// The controller's view of the cluster.
 #[derive(Clone, Debug, Default)]
-pub struct Stores {
+pub(crate) struct Stores {
     objects: NsMap<(Kind, Arc<DynamicObject>)>,
     rendered: NsMap<Arc<Secret>>,
     reports: NsMap<GatewayState>,
@@ -56,7 +56,7 @@ fn object_slot(kind: Kind, name: &str) -> String {
 
 impl Stores {
     /// The postern objects of `namespace`.
-    pub fn objects(&self, namespace: &str) -> Objects {
+    pub(crate) fn objects(&self, namespace: &str) -> Objects {
         self.objects
             .read()
             .expect("not poisoned")
@@ -69,17 +69,8 @@ impl Stores {
             .unwrap_or_default()
     }
 
-    /// The rendered Secret `name` of `namespace`, as last seen.
-    pub fn rendered(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
-        self.rendered
-            .read()
-            .expect("not poisoned")
-            .get(namespace)
-            .and_then(|m| m.get(name).cloned())
-    }
-
     /// The gateway reports of `namespace`.
-    pub fn reports(&self, namespace: &str) -> Vec<GatewayState> {
+    pub(crate) fn reports(&self, namespace: &str) -> Vec<GatewayState> {
         self.reports
             .read()
             .expect("not poisoned")
@@ -89,7 +80,7 @@ impl Stores {
     }
 
     /// Every namespace with postern objects or a rendered Secret.
-    pub fn namespaces(&self) -> BTreeSet<String> {
+    pub(crate) fn namespaces(&self) -> BTreeSet<String> {
         let mut all: BTreeSet<String> = self
             .objects
             .read()
@@ -110,7 +101,7 @@ impl Stores {
     }
 
     /// Number of postern objects known.
-    pub fn object_count(&self) -> usize {
+    pub(crate) fn object_count(&self) -> usize {
         self.objects
             .read()
             .expect("not poisoned")
@@ -147,7 +138,7 @@ fn relist<T>(
 
 /// Starts every watch; returns the stores they fill. `Trigger::Synced` is sent once all
 /// have listed.
-pub fn spawn(
+pub(crate) fn spawn(
     client: &Client,
     scope: &Scope,
     tx: mpsc::UnboundedSender<Trigger>,

@@ -111,7 +111,7 @@ fn check_serial(raw: &[u8]) -> Result<(), CertificateFactsError> {
 }
 
 /// `{sn}`: upper-case hex of the serial's magnitude, without leading zero bytes.
-pub fn serial_hex(raw: &[u8]) -> String {
+pub(crate) fn serial_hex(raw: &[u8]) -> String {
     let first = raw
         .iter()
         .position(|b| *b != 0)

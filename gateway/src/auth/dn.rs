@@ -17,7 +17,7 @@ use x509_parser::der_parser::asn1_rs::{Any, Tag, ToDer};
 use x509_parser::prelude::{AttributeTypeAndValue, X509Name};
 
 /// The RFC 4514 string of a name.
-pub fn rfc4514(name: &X509Name<'_>) -> String {
+pub(crate) fn rfc4514(name: &X509Name<'_>) -> String {
     let rdns: Vec<String> = name
         .iter()
         .map(|rdn| {
@@ -98,7 +98,7 @@ fn hex_form(value: &Any<'_>) -> String {
 
 /// Escape an attribute value per RFC 4514 §2.4: `"` `+` `,` `;` `<` `>` `\` take a
 /// backslash, as do a leading `#` or space and a trailing space; NUL becomes `\00`.
-pub fn escape_value(value: &str) -> String {
+pub(crate) fn escape_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 4);
     let last = value.chars().count().saturating_sub(1);
     for (i, c) in value.chars().enumerate() {

@@ -6,13 +6,13 @@
 //! both with an LDAP profile's queries (on the directory client of `crate::ldap`);
 //! [`static_users`] implements them from a fixed list for the embedded demo.
 
-pub mod build;
-pub mod certificate;
-pub mod credentials;
-pub mod dn;
+pub(crate) mod build;
+pub(crate) mod certificate;
+pub(crate) mod credentials;
+pub(crate) mod dn;
 pub mod ldap;
-pub mod static_users;
-pub mod throttle;
+pub(crate) mod static_users;
+pub(crate) mod throttle;
 
 use std::fmt::Debug;
 use std::future::Future;

@@ -2,7 +2,7 @@
 //! through the API, and the gateway reports what it runs (the protocol is
 //! [`postern_config::protocol`]).
 
-pub mod source;
+pub(crate) mod source;
 
 use std::sync::Arc;
 

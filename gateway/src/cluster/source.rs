@@ -33,7 +33,7 @@ pub fn report_api_resource() -> ApiResource {
 }
 
 /// Field manager of the gateway's writes.
-pub const FIELD_MANAGER: &str = "postern-gateway";
+pub(crate) const FIELD_MANAGER: &str = "postern-gateway";
 
 /// Where to find the configuration and how to report.
 #[derive(Clone, Debug)]

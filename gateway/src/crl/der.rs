@@ -7,21 +7,21 @@
 /// Why DER could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("malformed DER: {0}")]
-pub struct DerError(pub &'static str);
+pub(super) struct DerError(pub &'static str);
 
 /// DER tags used by CRLs.
 pub(crate) mod tag {
-    pub const BOOLEAN: u8 = 0x01;
-    pub const INTEGER: u8 = 0x02;
-    pub const BIT_STRING: u8 = 0x03;
-    pub const OCTET_STRING: u8 = 0x04;
-    pub const OID: u8 = 0x06;
-    pub const ENUMERATED: u8 = 0x0a;
-    pub const UTC_TIME: u8 = 0x17;
-    pub const GENERALIZED_TIME: u8 = 0x18;
-    pub const SEQUENCE: u8 = 0x30;
+    pub(crate) const BOOLEAN: u8 = 0x01;
+    pub(crate) const INTEGER: u8 = 0x02;
+    pub(crate) const BIT_STRING: u8 = 0x03;
+    pub(crate) const OCTET_STRING: u8 = 0x04;
+    pub(crate) const OID: u8 = 0x06;
+    pub(crate) const ENUMERATED: u8 = 0x0a;
+    pub(crate) const UTC_TIME: u8 = 0x17;
+    pub(crate) const GENERALIZED_TIME: u8 = 0x18;
+    pub(crate) const SEQUENCE: u8 = 0x30;
     /// `[0]` constructed, context-specific (explicit tagging).
-    pub const CONTEXT_0: u8 = 0xa0;
+    pub(crate) const CONTEXT_0: u8 = 0xa0;
 }
 
 /// One tag-length-value element.
@@ -40,21 +40,21 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
         Self { buf }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
     /// The tag of the next element, if any.
-    pub fn peek_tag(&self) -> Option<u8> {
+    pub(super) fn peek_tag(&self) -> Option<u8> {
         self.buf.first().copied()
     }
 
     /// Read the next element, whatever its tag.
-    pub fn read(&mut self) -> Result<Tlv<'a>, DerError> {
+    pub(super) fn read(&mut self) -> Result<Tlv<'a>, DerError> {
         let buf = self.buf;
         let (&tag, rest) = buf
             .split_first()
@@ -96,7 +96,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Read the next element and check its tag.
-    pub fn expect(&mut self, tag: u8, what: &'static str) -> Result<Tlv<'a>, DerError> {
+    pub(super) fn expect(&mut self, tag: u8, what: &'static str) -> Result<Tlv<'a>, DerError> {
         match self.peek_tag() {
             Some(t) if t == tag => self.read(),
             _ => Err(DerError(what)),
@@ -104,7 +104,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Read the next element if it has `tag`.
-    pub fn optional(&mut self, tag: u8) -> Result<Option<Tlv<'a>>, DerError> {
+    pub(super) fn optional(&mut self, tag: u8) -> Result<Option<Tlv<'a>>, DerError> {
         if self.peek_tag() == Some(tag) {
             self.read().map(Some)
         } else {

@@ -15,7 +15,7 @@ use postern_config::protocol::ServedBy;
 /// What is known about a cached file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CacheMeta {
+pub(crate) struct CacheMeta {
     /// The URL that served it.
     pub url: String,
     /// Primary or secondary.
@@ -33,13 +33,13 @@ pub struct CacheMeta {
 
 /// A directory of cached CRL files.
 #[derive(Clone, Debug)]
-pub struct DiskCache {
+pub(crate) struct DiskCache {
     dir: PathBuf,
 }
 
 impl DiskCache {
     /// Use (and create) `dir`.
-    pub fn new(dir: &Path) -> io::Result<Self> {
+    pub(crate) fn new(dir: &Path) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
@@ -47,7 +47,7 @@ impl DiskCache {
     }
 
     /// The directory.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -79,7 +79,7 @@ impl DiskCache {
     }
 
     /// Store the last good file of `source`.
-    pub fn save(&self, source: &str, bytes: &[u8], mut meta: CacheMeta) -> io::Result<()> {
+    pub(crate) fn save(&self, source: &str, bytes: &[u8], mut meta: CacheMeta) -> io::Result<()> {
         let (data, info) = self.paths(source);
         meta.sha256 = hex::encode(Sha256::digest(bytes));
         write_atomic(&data, bytes)?;
@@ -88,7 +88,7 @@ impl DiskCache {
     }
 
     /// The cached file of `source`, if there is a consistent one.
-    pub fn load(&self, source: &str) -> io::Result<Option<(Vec<u8>, CacheMeta)>> {
+    pub(crate) fn load(&self, source: &str) -> io::Result<Option<(Vec<u8>, CacheMeta)>> {
         let (data, info) = self.paths(source);
         let json = match std::fs::read(&info) {
             Ok(j) => j,
@@ -112,7 +112,7 @@ impl DiskCache {
     }
 
     /// Forget `source`.
-    pub fn remove(&self, source: &str) {
+    pub(crate) fn remove(&self, source: &str) {
         let (data, info) = self.paths(source);
         let _ = std::fs::remove_file(info);
         let _ = std::fs::remove_file(data);

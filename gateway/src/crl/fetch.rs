@@ -43,7 +43,7 @@ impl Default for FetchSettings {
 /// HTTP cache validators of a response.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Validators {
+pub(crate) struct Validators {
     /// `ETag`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
@@ -66,14 +66,14 @@ impl Validators {
     }
 
     /// Whether there is anything to send.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.etag.is_none() && self.last_modified.is_none()
     }
 }
 
 /// What a URL answered.
 #[derive(Debug)]
-pub enum Fetched {
+pub(crate) enum Fetched {
     /// `304 Not Modified`: the copy in force is current.
     NotModified,
     /// A body.
@@ -123,14 +123,14 @@ impl FetchError {
 
 /// An HTTP(S) client for CRL URLs.
 #[derive(Clone, Debug)]
-pub struct HttpFetcher {
+pub(crate) struct HttpFetcher {
     client: reqwest::Client,
     max_bytes: u64,
 }
 
 impl HttpFetcher {
     /// A client trusting the system's roots plus `settings.extra_roots_pem` for HTTPS.
-    pub fn new(settings: &FetchSettings) -> Result<Self, FetchError> {
+    pub(crate) fn new(settings: &FetchSettings) -> Result<Self, FetchError> {
         let mut roots = rustls::RootCertStore::empty();
         // Unreadable system certificates are not fatal: plain HTTP (the usual transport for
         // CRLs, which are signed anyway) does not need them.
@@ -171,7 +171,7 @@ impl HttpFetcher {
     }
 
     /// GET `url`, conditionally when `validators` are given.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         url: &str,
         validators: Option<&Validators>,

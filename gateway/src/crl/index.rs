@@ -191,7 +191,7 @@ impl CrlIndex {
 /// The same integer always has the same bytes: drop redundant sign-extension bytes that
 /// non-strict encoders leave in front.
 #[inline]
-pub fn canonical_serial(mut s: &[u8]) -> &[u8] {
+pub(crate) fn canonical_serial(mut s: &[u8]) -> &[u8] {
     while s.len() > 1 && ((s[0] == 0 && s[1] < 0x80) || (s[0] == 0xff && s[1] >= 0x80)) {
         s = &s[1..];
     }
@@ -200,7 +200,7 @@ pub fn canonical_serial(mut s: &[u8]) -> &[u8] {
 
 /// Serials grouped by length.
 #[derive(Debug, Default)]
-pub struct SerialSet {
+pub(crate) struct SerialSet {
     groups: Vec<Group>,
     len: usize,
 }
@@ -221,7 +221,7 @@ struct Group {
 impl SerialSet {
     /// Build from the entries (walked twice: once to size the arenas exactly, once to fill
     /// them, so no growth overshoot is ever allocated).
-    pub fn build<'a, I>(entries: impl Fn() -> I) -> Result<Self, ParseError>
+    pub(crate) fn build<'a, I>(entries: impl Fn() -> I) -> Result<Self, ParseError>
     where
         I: Iterator<Item = Result<RevokedEntry<'a>, ParseError>>,
     {
@@ -267,18 +267,19 @@ impl SerialSet {
     }
 
     /// Number of distinct serials.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
+    #[cfg(test)]
     /// Whether no serial is listed.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Look a serial up.
     #[inline]
-    pub fn lookup(&self, serial: &[u8]) -> Option<Hit> {
+    pub(crate) fn lookup(&self, serial: &[u8]) -> Option<Hit> {
         let s = canonical_serial(serial);
         let g = self.groups.iter().find(|g| g.width == s.len())?;
         g.find(s).map(|i| Hit {
@@ -290,7 +291,7 @@ impl SerialSet {
     }
 
     /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.groups
             .iter()
             .map(|g| g.arena.len() + g.reasons.len() + g.slots.len() * 4)

@@ -187,7 +187,7 @@ pub fn merge(
 }
 
 /// The issuer, with the scope and partition when the CRL has them, for messages.
-pub fn slot_text(meta: &CrlMeta) -> String {
+pub(crate) fn slot_text(meta: &CrlMeta) -> String {
     let mut s = meta.issuer.clone();
     match meta.scope.name() {
         "all" => {}

@@ -10,18 +10,18 @@
 
 pub mod admin;
 mod der;
-pub mod disk;
-pub mod fetch;
-pub mod index;
+pub(crate) mod disk;
+pub(crate) mod fetch;
+pub(crate) mod index;
 pub mod inspect;
-pub mod load;
+pub(crate) mod load;
 pub mod metrics;
-pub mod outbound;
+pub(crate) mod outbound;
 pub mod parse;
 mod schedule;
-pub mod service;
-pub mod status;
-pub mod store;
+pub(crate) mod service;
+pub(crate) mod status;
+pub(crate) mod store;
 pub mod verify;
 
 pub use fetch::{FetchError, FetchSettings};

@@ -16,7 +16,7 @@ use postern_config::CrlScope;
 
 /// A server certificate verifier that also checks revocation.
 #[derive(Debug)]
-pub struct NextHopVerifier {
+pub(crate) struct NextHopVerifier {
     inner: Arc<WebPkiServerVerifier>,
     anchors: TrustAnchors,
     algs: WebPkiSupportedAlgorithms,
@@ -25,7 +25,7 @@ pub struct NextHopVerifier {
 
 impl NextHopVerifier {
     /// Verify against `anchors`, then ask `revocation`.
-    pub fn new(
+    pub(crate) fn new(
         anchors: TrustAnchors,
         revocation: Arc<dyn RevocationChecker>,
         provider: Arc<CryptoProvider>,

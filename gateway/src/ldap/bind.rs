@@ -26,7 +26,7 @@ pub enum BindOutcome {
 
 /// Check `password` for `dn`. Returns the outcome and the index of the server asked
 /// (`None` when nothing was sent).
-pub async fn check_password(
+pub(crate) async fn check_password(
     connector: &Connector,
     dn: &str,
     password: &str,

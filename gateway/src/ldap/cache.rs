@@ -12,11 +12,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Default bound on the number of cached results per profile.
-pub const DEFAULT_CAPACITY: usize = 50_000;
+pub(crate) const DEFAULT_CAPACITY: usize = 50_000;
 
 /// A cache of `V` by string key.
 #[derive(Debug)]
-pub struct TtlCache<V> {
+pub(crate) struct TtlCache<V> {
     ttl: Duration,
     negative_ttl: Duration,
     capacity: usize,
@@ -40,7 +40,7 @@ struct Slot<V> {
 impl<V: Clone> TtlCache<V> {
     /// A cache keeping positive results `ttl` and negative ones `negative_ttl` (zero:
     /// not cached), at most `capacity` of them.
-    pub fn new(ttl: Duration, negative_ttl: Duration, capacity: usize) -> Self {
+    pub(crate) fn new(ttl: Duration, negative_ttl: Duration, capacity: usize) -> Self {
         Self {
             ttl,
             negative_ttl,
@@ -54,12 +54,12 @@ impl<V: Clone> TtlCache<V> {
     }
 
     /// Whether anything can be cached at all.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.capacity > 0 && !(self.ttl.is_zero() && self.negative_ttl.is_zero())
     }
 
     /// The unexpired value under `key`, if any.
-    pub fn get(&self, key: &str, now: Instant) -> Option<V> {
+    pub(crate) fn get(&self, key: &str, now: Instant) -> Option<V> {
         let mut inner = self.inner.lock().expect("ldap cache");
         match inner.map.get(key) {
             Some(slot) if now < slot.expires => Some(slot.value.clone()),
@@ -72,7 +72,7 @@ impl<V: Clone> TtlCache<V> {
     }
 
     /// Store `value` under `key`; `negative` selects the negative lifetime.
-    pub fn insert(&self, key: String, value: V, negative: bool, now: Instant) {
+    pub(crate) fn insert(&self, key: String, value: V, negative: bool, now: Instant) {
         let ttl = if negative {
             self.negative_ttl
         } else {
@@ -113,12 +113,13 @@ impl<V: Clone> TtlCache<V> {
     }
 
     /// Number of stored results (expired ones included until they are looked at).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.inner.lock().expect("ldap cache").map.len()
     }
 
+    #[cfg(test)]
     /// Whether nothing is stored.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -13,7 +13,7 @@ use super::servers::ServerSet;
 
 /// How connections of one profile are opened.
 #[derive(Debug)]
-pub struct Connector {
+pub(crate) struct Connector {
     /// LDAP profile name (logs, metrics).
     pub profile: String,
     /// The servers, in order, with their health marks.
@@ -32,7 +32,7 @@ pub struct Connector {
 
 /// An open connection and where it goes.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     /// The operation handle (the connection closes when the last handle is dropped).
     pub ldap: Ldap,
     /// Index of the server in the profile's list.
@@ -43,7 +43,7 @@ pub struct Conn {
 
 impl Connector {
     /// The URL of server `index`, for messages.
-    pub fn url(&self, index: usize) -> &str {
+    pub(crate) fn url(&self, index: usize) -> &str {
         &self.servers.get(index).url
     }
 
@@ -61,7 +61,7 @@ impl Connector {
     }
 
     /// Record that server `index` works (it may have been marked down before).
-    pub fn server_ok(&self, index: usize) {
+    pub(crate) fn server_ok(&self, index: usize) {
         if self.servers.mark_up(index) {
             tracing::info!(profile = %self.profile, server = %self.url(index), "LDAP server answers again");
         }
@@ -69,7 +69,7 @@ impl Connector {
     }
 
     /// Record that server `index` failed: new connections prefer the others for a while.
-    pub fn server_failed(&self, index: usize, why: &str) {
+    pub(crate) fn server_failed(&self, index: usize, why: &str) {
         self.servers.mark_down(index, Instant::now());
         self.up_gauge(index).set(0);
         tracing::warn!(profile = %self.profile, server = %self.url(index), reason = %why, "LDAP server failed");
@@ -77,7 +77,7 @@ impl Connector {
 
     /// Open a connection to the first server that accepts one, in the order of
     /// [`ServerSet::order`]. Each attempt is bounded by the connect timeout.
-    pub async fn open(&self) -> Result<Conn, DirectoryError> {
+    pub(crate) async fn open(&self) -> Result<Conn, DirectoryError> {
         let order = self.servers.order(Instant::now());
         let mut attempts = Vec::new();
         for (n, &index) in order.iter().enumerate() {
@@ -155,7 +155,7 @@ fn describe_connect_error(e: &LdapError) -> String {
 }
 
 /// Turn an ldap3 error of `operation` on `server` into a [`DirectoryError`].
-pub fn op_error(
+pub(crate) fn op_error(
     server: &str,
     operation: &'static str,
     timeout: Duration,
@@ -185,7 +185,7 @@ pub fn op_error(
 }
 
 /// Turn a non-success LDAP result into a [`DirectoryError`].
-pub fn result_error(server: &str, operation: &'static str, r: LdapResult) -> DirectoryError {
+pub(crate) fn result_error(server: &str, operation: &'static str, r: LdapResult) -> DirectoryError {
     let server = server.to_owned();
     match r.rc {
         4 => DirectoryError::SizeLimit { server },

@@ -14,17 +14,17 @@
 //! Certificate and SMTP Authentication Queries. Every connect and operation has a
 //! timeout, so a directory that is down or slow is an error, never a hang.
 
-pub mod bind;
-pub mod cache;
-pub mod conn;
-pub mod directories;
-pub mod directory;
-pub mod error;
+pub(crate) mod bind;
+pub(crate) mod cache;
+pub(crate) mod conn;
+pub(crate) mod directories;
+pub(crate) mod directory;
+pub(crate) mod error;
 pub mod filter;
 pub mod metrics;
-pub mod pool;
-pub mod servers;
-pub mod tls;
+pub(crate) mod pool;
+pub(crate) mod servers;
+pub(crate) mod tls;
 
 pub use directories::LdapDirectories;
 pub use directory::{Directory, QueryKind};

@@ -21,9 +21,9 @@ use postern_config::LdapBind;
 
 /// An idle connection is closed after this long (servers and firewalls drop idle
 /// connections silently; a fresh one is cheaper than a timeout).
-pub const IDLE_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// A connection is closed after this age, so load spreads again after a failover.
-pub const AGE_LIMIT: Duration = Duration::from_secs(600);
+pub(crate) const AGE_LIMIT: Duration = Duration::from_secs(600);
 
 /// A directory entry as found by a search.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl Entry {
 
 /// What a search returned.
 #[derive(Clone, Debug)]
-pub struct SearchOutput {
+pub(crate) struct SearchOutput {
     /// The entries.
     pub entries: Vec<Entry>,
     /// Search continuation references returned beside them (not followed).
@@ -95,7 +95,7 @@ impl Drop for OpenGuard {
 }
 
 /// The search connection pool of one profile.
-pub struct Pool {
+pub(crate) struct Pool {
     connector: std::sync::Arc<Connector>,
     bind: Option<LdapBind>,
     max: u32,
@@ -116,7 +116,11 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// A pool of at most `max` connections, bound as `bind` (anonymous when `None`).
-    pub fn new(connector: std::sync::Arc<Connector>, bind: Option<LdapBind>, max: u32) -> Self {
+    pub(crate) fn new(
+        connector: std::sync::Arc<Connector>,
+        bind: Option<LdapBind>,
+        max: u32,
+    ) -> Self {
         let open_gauge = connector
             .metrics
             .pool_connections
@@ -134,12 +138,12 @@ impl Pool {
     }
 
     /// Number of idle connections (for tests and health).
-    pub fn idle_connections(&self) -> usize {
+    pub(crate) fn idle_connections(&self) -> usize {
         self.idle.lock().expect("ldap pool").len()
     }
 
     /// Subtree search under `base`.
-    pub async fn search(
+    pub(crate) async fn search(
         &self,
         base: &str,
         filter: &str,

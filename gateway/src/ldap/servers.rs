@@ -9,11 +9,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a failed server is passed over before it is tried first again.
-pub const DOWN_BACKOFF: Duration = Duration::from_secs(15);
+pub(crate) const DOWN_BACKOFF: Duration = Duration::from_secs(15);
 
 /// One `ldap://` or `ldaps://` server.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerUrl {
+pub(crate) struct ServerUrl {
     /// The URL as configured (used in logs and metrics).
     pub url: String,
     /// `true` for `ldaps://`.
@@ -26,7 +26,7 @@ pub struct ServerUrl {
 
 impl ServerUrl {
     /// Parse `ldap://host[:port][/]` or `ldaps://host[:port][/]`.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
         let (implicit_tls, rest) = if let Some(r) = url.strip_prefix("ldaps://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("ldap://") {
@@ -69,7 +69,7 @@ impl ServerUrl {
     }
 
     /// The URL handed to the LDAP library (normalised: no path).
-    pub fn connect_url(&self) -> String {
+    pub(crate) fn connect_url(&self) -> String {
         let scheme = if self.implicit_tls { "ldaps" } else { "ldap" };
         if self.host.contains(':') {
             format!("{scheme}://[{}]:{}", self.host, self.port)
@@ -88,14 +88,14 @@ fn parse_port(url: &str, p: &str) -> Result<u16, String> {
 
 /// The servers of one profile and which of them recently failed.
 #[derive(Debug)]
-pub struct ServerSet {
+pub(crate) struct ServerSet {
     servers: Vec<ServerUrl>,
     down_until: Mutex<Vec<Option<Instant>>>,
 }
 
 impl ServerSet {
     /// A set of servers, all presumed up.
-    pub fn new(servers: Vec<ServerUrl>) -> Self {
+    pub(crate) fn new(servers: Vec<ServerUrl>) -> Self {
         let n = servers.len();
         Self {
             servers,
@@ -104,18 +104,18 @@ impl ServerSet {
     }
 
     /// The server at `index`.
-    pub fn get(&self, index: usize) -> &ServerUrl {
+    pub(crate) fn get(&self, index: usize) -> &ServerUrl {
         &self.servers[index]
     }
 
     /// All servers, in configured order.
-    pub fn all(&self) -> &[ServerUrl] {
+    pub(crate) fn all(&self) -> &[ServerUrl] {
         &self.servers
     }
 
     /// Indices in the order to try them at `now`: servers not marked down first (in
     /// configured order), then those marked down (in configured order).
-    pub fn order(&self, now: Instant) -> Vec<usize> {
+    pub(crate) fn order(&self, now: Instant) -> Vec<usize> {
         let marks = self.down_until.lock().expect("server marks");
         let (mut up, down): (Vec<usize>, Vec<usize>) =
             (0..self.servers.len()).partition(|&i| !is_down(marks[i], now));
@@ -124,25 +124,20 @@ impl ServerSet {
     }
 
     /// The server new connections should go to at `now` (the first one not marked down).
-    pub fn preferred(&self, now: Instant) -> usize {
+    pub(crate) fn preferred(&self, now: Instant) -> usize {
         self.order(now).first().copied().unwrap_or(0)
     }
 
     /// Remember that `index` failed at `now`.
-    pub fn mark_down(&self, index: usize, now: Instant) {
+    pub(crate) fn mark_down(&self, index: usize, now: Instant) {
         self.down_until.lock().expect("server marks")[index] = Some(now + DOWN_BACKOFF);
     }
 
     /// Remember that `index` works. Returns whether it had been marked down.
-    pub fn mark_up(&self, index: usize) -> bool {
+    pub(crate) fn mark_up(&self, index: usize) -> bool {
         self.down_until.lock().expect("server marks")[index]
             .take()
             .is_some()
-    }
-
-    /// Whether `index` is currently marked down.
-    pub fn is_marked_down(&self, index: usize, now: Instant) -> bool {
-        is_down(self.down_until.lock().expect("server marks")[index], now)
     }
 }
 

@@ -12,7 +12,7 @@ use rustls::RootCertStore;
 use postern_config::pem;
 
 /// Build the rustls client configuration for a profile. `ca_pem` absent: system roots.
-pub fn client_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, String> {
+pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     match ca_pem {
         Some(pem_text) => {

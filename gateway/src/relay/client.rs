@@ -334,12 +334,6 @@ impl NextHopConnection {
                         source: ReplyError::LineTooLong,
                     });
                 }
-                Some(Err(e)) => {
-                    return Err(RelayError::Io {
-                        stage,
-                        detail: format!("{e:?}"),
-                    });
-                }
                 None => {
                     let n = self.io.fill(1024).await.map_err(|e| RelayError::Io {
                         stage,

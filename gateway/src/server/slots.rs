@@ -47,7 +47,7 @@ impl fmt::Display for ClientKey {
 
 /// Why a connection got no slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(super) enum Refusal {
     /// The client already holds `maxConnectionsPerClient` connections.
     ClientLimit,
     /// The listener already holds `maxConnections` connections.
@@ -63,7 +63,7 @@ struct Counts {
 /// The connections in progress on one bound address. Kept across configuration reloads
 /// (sessions keep their old configuration, and still hold their slots).
 #[derive(Debug, Default)]
-pub struct Slots {
+pub(super) struct Slots {
     // One lock for both counts: taking a slot is a check of both and two increments, all
     // or nothing, and the critical section is a hash map lookup.
     counts: Mutex<Counts>,
@@ -71,7 +71,7 @@ pub struct Slots {
 
 impl Slots {
     /// Take a slot for a connection from `ip`, or say which cap is reached.
-    pub fn try_acquire(
+    pub(super) fn try_acquire(
         self: &Arc<Self>,
         ip: IpAddr,
         max_total: u32,
@@ -107,7 +107,7 @@ impl Slots {
 
 /// One connection's slot; dropping it gives the slot back.
 #[derive(Debug)]
-pub struct Slot {
+pub(super) struct Slot {
     slots: Arc<Slots>,
     key: ClientKey,
 }

@@ -2,11 +2,11 @@
 //! and the per-connection driver.
 
 pub mod command;
-pub mod conn;
+pub(crate) mod conn;
 pub mod data;
-pub mod monitor;
-pub mod received;
+pub(crate) mod monitor;
+pub(crate) mod received;
 pub mod sasl;
-pub mod session;
+pub(crate) mod session;
 
 pub use conn::{Connection, SessionContext};

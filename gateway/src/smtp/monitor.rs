@@ -15,7 +15,7 @@ const MAX_SHOWN: usize = 1024;
 
 /// A command line as logged: lossy UTF-8, without its line ending, AUTH arguments after
 /// the mechanism replaced by `***`, cut at [`MAX_SHOWN`] characters.
-pub fn shown(line: &[u8]) -> String {
+pub(crate) fn shown(line: &[u8]) -> String {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches(['\r', '\n']);
     let mut words = text.splitn(3, ' ');
@@ -38,14 +38,14 @@ pub fn shown(line: &[u8]) -> String {
 
 /// The commands of a session before it authenticated, bounded.
 #[derive(Debug, Default)]
-pub struct Recent {
+pub(crate) struct Recent {
     lines: Vec<String>,
     dropped: usize,
 }
 
 impl Recent {
     /// Remember one command line.
-    pub fn push(&mut self, line: &[u8]) {
+    pub(crate) fn push(&mut self, line: &[u8]) {
         if self.lines.len() < MAX_BEFORE_AUTH {
             self.lines.push(shown(line));
         } else {
@@ -54,18 +54,18 @@ impl Recent {
     }
 
     /// Whether nothing is kept.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.lines.is_empty() && self.dropped == 0
     }
 
     /// Forget everything (the session authenticated without Monitor).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.lines = Vec::new();
         self.dropped = 0;
     }
 
     /// Take what is kept, in order, with a last line counting what was not kept.
-    pub fn take(&mut self) -> Vec<String> {
+    pub(crate) fn take(&mut self) -> Vec<String> {
         let mut out = std::mem::take(&mut self.lines);
         if self.dropped > 0 {
             out.push(format!("({} more commands not kept)", self.dropped));

@@ -12,7 +12,7 @@ use time::macros::format_description;
 
 /// What the header says about the session.
 #[derive(Clone, Debug, Default)]
-pub struct TraceInfo<'a> {
+pub(crate) struct TraceInfo<'a> {
     /// The EHLO/HELO argument.
     pub helo: &'a str,
     /// Whether the client used EHLO (ESMTP) rather than HELO.
@@ -34,7 +34,7 @@ pub struct TraceInfo<'a> {
 }
 
 /// RFC 3848 / RFC 6531 protocol name for the `with` clause.
-pub fn protocol(esmtp: bool, tls: bool, auth: bool, utf8: bool) -> &'static str {
+pub(crate) fn protocol(esmtp: bool, tls: bool, auth: bool, utf8: bool) -> &'static str {
     match (esmtp, utf8, tls, auth) {
         (false, _, _, _) => "SMTP",
         (true, false, false, false) => "ESMTP",
@@ -49,7 +49,7 @@ pub fn protocol(esmtp: bool, tls: bool, auth: bool, utf8: bool) -> &'static str 
 }
 
 /// Keep only characters that are harmless inside a header comment or clause.
-pub fn sanitize(value: &str, max: usize) -> String {
+pub(crate) fn sanitize(value: &str, max: usize) -> String {
     let s: String = value
         .chars()
         .filter(|c| {
@@ -65,7 +65,7 @@ pub fn sanitize(value: &str, max: usize) -> String {
 }
 
 /// Render the header, folded, ending in CRLF.
-pub fn render(info: &TraceInfo<'_>, now: OffsetDateTime) -> String {
+pub(crate) fn render(info: &TraceInfo<'_>, now: OffsetDateTime) -> String {
     let mut h = String::with_capacity(256);
     h.push_str("Received: from ");
     h.push_str(&sanitize(info.helo, 255));
@@ -111,7 +111,7 @@ pub fn render(info: &TraceInfo<'_>, now: OffsetDateTime) -> String {
 }
 
 /// `Tue, 05 Mar 2024 14:03:07 +0000`.
-pub fn rfc5322_date(now: OffsetDateTime) -> String {
+pub(crate) fn rfc5322_date(now: OffsetDateTime) -> String {
     let fmt = format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] +0000"
     );

@@ -10,7 +10,7 @@ use crate::wire::reply::{self, Reply};
 
 /// TLS facts of the session.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsInfo {
+pub(crate) struct TlsInfo {
     /// `TLSv1_3` etc.
     pub version: String,
     /// Cipher suite name.
@@ -19,7 +19,7 @@ pub struct TlsInfo {
 
 /// How the session is authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Authenticated {
+pub(crate) struct Authenticated {
     /// The user id.
     pub user: String,
     /// `PLAIN`, `LOGIN` or `certificate`.
@@ -28,14 +28,14 @@ pub struct Authenticated {
 
 impl Authenticated {
     /// Whether the identity comes from the client certificate (not from AUTH).
-    pub fn by_certificate(&self) -> bool {
+    pub(crate) fn by_certificate(&self) -> bool {
         self.method == "certificate"
     }
 }
 
 /// One mail transaction (MAIL .. end of DATA).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transaction {
+pub(crate) struct Transaction {
     /// Message id (also in `Received` and logs).
     pub id: String,
     /// Reverse path.
@@ -50,7 +50,7 @@ pub struct Transaction {
 
 /// What is known about the session so far.
 #[derive(Clone, Debug, Default)]
-pub struct SessionState {
+pub(crate) struct SessionState {
     /// EHLO/HELO argument.
     pub helo: Option<String>,
     /// EHLO (not HELO) was used.
@@ -73,7 +73,7 @@ pub struct SessionState {
 
 /// The rules in force for a session (policy and listener capabilities).
 #[derive(Clone, Copy, Debug)]
-pub struct Rules<'a> {
+pub(crate) struct Rules<'a> {
     /// The mail flow policy.
     pub policy: &'a MailFlowPolicy,
     /// STARTTLS is possible (policy allows TLS and the listener has a certificate).
@@ -86,7 +86,7 @@ pub struct Rules<'a> {
 
 impl SessionState {
     /// Whether AUTH is advertised now.
-    pub fn auth_offered(&self, r: &Rules<'_>) -> bool {
+    pub(crate) fn auth_offered(&self, r: &Rules<'_>) -> bool {
         r.auth_available
             && self.auth.as_ref().is_none_or(Authenticated::by_certificate)
             && (self.tls.is_some()
@@ -94,12 +94,12 @@ impl SessionState {
     }
 
     /// Whether STARTTLS is advertised now.
-    pub fn starttls_offered(&self, r: &Rules<'_>) -> bool {
+    pub(crate) fn starttls_offered(&self, r: &Rules<'_>) -> bool {
         r.starttls_available && self.tls.is_none()
     }
 
     /// The EHLO reply.
-    pub fn ehlo_reply(&self, r: &Rules<'_>) -> Reply {
+    pub(crate) fn ehlo_reply(&self, r: &Rules<'_>) -> Reply {
         let mut lines: Vec<std::borrow::Cow<'static, str>> = vec![
             r.hostname.to_owned().into(),
             "PIPELINING".into(),
@@ -122,7 +122,7 @@ impl SessionState {
     }
 
     /// May the client start TLS now?
-    pub fn check_starttls(&self, r: &Rules<'_>) -> Result<(), Reply> {
+    pub(crate) fn check_starttls(&self, r: &Rules<'_>) -> Result<(), Reply> {
         if self.tls.is_some() {
             return Err(Reply::new(503, "5.5.1", "TLS already active"));
         }
@@ -133,7 +133,7 @@ impl SessionState {
     }
 
     /// May the client use AUTH now?
-    pub fn check_auth(&self, r: &Rules<'_>) -> Result<(), Reply> {
+    pub(crate) fn check_auth(&self, r: &Rules<'_>) -> Result<(), Reply> {
         if self.helo.is_none() || !self.esmtp {
             return Err(Reply::new(503, "5.5.1", "Send EHLO first"));
         }
@@ -162,7 +162,7 @@ impl SessionState {
     }
 
     /// May the client start a transaction now?
-    pub fn check_mail(&self, r: &Rules<'_>, params: &MailParams) -> Result<(), Reply> {
+    pub(crate) fn check_mail(&self, r: &Rules<'_>, params: &MailParams) -> Result<(), Reply> {
         if self.helo.is_none() {
             return Err(Reply::new(503, "5.5.1", "Send HELO/EHLO first"));
         }
@@ -197,7 +197,7 @@ impl SessionState {
     }
 
     /// May the client add a recipient now?
-    pub fn check_rcpt(&self, r: &Rules<'_>) -> Result<(), Reply> {
+    pub(crate) fn check_rcpt(&self, r: &Rules<'_>) -> Result<(), Reply> {
         match &self.txn {
             None => Err(Reply::new(503, "5.5.1", "Need MAIL command")),
             Some(t) if t.rcpts.len() as u64 >= u64::from(r.policy.limits.max_recipients) => {
@@ -208,7 +208,7 @@ impl SessionState {
     }
 
     /// May the client send the message now?
-    pub fn check_data(&self) -> Result<(), Reply> {
+    pub(crate) fn check_data(&self) -> Result<(), Reply> {
         match &self.txn {
             None => Err(Reply::new(503, "5.5.1", "Need MAIL command")),
             Some(t) if t.rcpts.is_empty() && t.attempted == 0 => {
@@ -220,7 +220,7 @@ impl SessionState {
     }
 
     /// RFC 3207: after STARTTLS everything learnt from the client is forgotten.
-    pub fn reset_for_tls(&mut self) {
+    pub(crate) fn reset_for_tls(&mut self) {
         self.helo = None;
         self.esmtp = false;
         self.auth = None;

@@ -1,14 +1,14 @@
 //! TLS: server configurations and client certificate verification.
 
-pub mod anchors;
+pub(crate) mod anchors;
 pub mod budget;
-pub mod offload;
+pub(crate) mod offload;
 pub mod presented;
-pub mod revocation;
-pub mod server;
+pub(crate) mod revocation;
+pub(crate) mod server;
 pub mod v1_path;
-pub mod verified;
-pub mod verifier;
+pub(crate) mod verified;
+pub(crate) mod verifier;
 
 pub use anchors::{AnchorError, TrustAnchors};
 pub use revocation::{

@@ -32,8 +32,9 @@ use std::sync::{Condvar, LazyLock, Mutex};
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
+#[cfg(test)]
 /// Most verifications running at once in the process.
-pub fn max_concurrent() -> usize {
+pub(crate) fn max_concurrent() -> usize {
     GATE.limit
 }
 
@@ -43,7 +44,7 @@ static GATE: LazyLock<Gate> = LazyLock::new(|| {
 });
 
 /// Run `verify` where it cannot hold up an async worker, once a turn is free.
-pub fn off_worker<R>(verify: impl FnOnce() -> R) -> R {
+pub(crate) fn off_worker<R>(verify: impl FnOnce() -> R) -> R {
     let multi_thread =
         Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
     if multi_thread {

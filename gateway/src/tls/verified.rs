@@ -23,11 +23,11 @@ use sha2::{Digest, Sha256};
 const CAPACITY: usize = 4096;
 
 /// The cache key of a presented chain.
-pub type ChainKey = [u8; 32];
+pub(crate) type ChainKey = [u8; 32];
 
 /// A verified path: what its revocation checks need, and when it is valid.
 #[derive(Clone, Debug)]
-pub struct VerifiedPath {
+pub(crate) struct VerifiedPath {
     /// The certificates above the end entity whose revocation is checked on every use:
     /// the intermediates of the path webpki built, then the bundle certificates above
     /// its trust anchor.
@@ -40,7 +40,7 @@ pub struct VerifiedPath {
 
 /// The verified paths of one verifier.
 #[derive(Default)]
-pub struct VerifiedPaths {
+pub(crate) struct VerifiedPaths {
     paths: Mutex<HashMap<ChainKey, VerifiedPath>>,
 }
 
@@ -54,7 +54,7 @@ impl std::fmt::Debug for VerifiedPaths {
 
 /// The key of `end_entity` with `intermediates` (each DER length-prefixed, so two
 /// different chains never concatenate to the same bytes).
-pub fn chain_key(end_entity: &[u8], intermediates: &[CertificateDer<'_>]) -> ChainKey {
+pub(crate) fn chain_key(end_entity: &[u8], intermediates: &[CertificateDer<'_>]) -> ChainKey {
     let mut h = Sha256::new();
     for der in std::iter::once(end_entity).chain(intermediates.iter().map(|c| c.as_ref())) {
         h.update((der.len() as u64).to_be_bytes());
@@ -65,7 +65,7 @@ pub fn chain_key(end_entity: &[u8], intermediates: &[CertificateDer<'_>]) -> Cha
 
 impl VerifiedPaths {
     /// The path verified for `key`, if `now` is inside its validity window.
-    pub fn get(&self, key: &ChainKey, now: UnixTime) -> Option<VerifiedPath> {
+    pub(crate) fn get(&self, key: &ChainKey, now: UnixTime) -> Option<VerifiedPath> {
         let paths = self.paths.lock().ok()?;
         let p = paths.get(key)?;
         let t = now.as_secs();
@@ -73,7 +73,7 @@ impl VerifiedPaths {
     }
 
     /// Remember a path webpki verified.
-    pub fn insert(&self, key: ChainKey, path: VerifiedPath) {
+    pub(crate) fn insert(&self, key: ChainKey, path: VerifiedPath) {
         if let Ok(mut paths) = self.paths.lock() {
             if paths.len() >= CAPACITY && !paths.contains_key(&key) {
                 paths.clear();
@@ -82,13 +82,15 @@ impl VerifiedPaths {
         }
     }
 
+    #[cfg(test)]
     /// Number of remembered paths.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.paths.lock().map(|p| p.len()).unwrap_or(0)
     }
 
+    #[cfg(test)]
     /// Whether nothing is remembered.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -62,7 +62,7 @@ pub struct VerifyFailure {
 /// [`capture_refusal`] to learn which certificate was refused and why, for its decision
 /// line.
 #[derive(Clone, Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// Why.
     pub failure: VerifyFailure,
     /// The client's end-entity certificate.
@@ -76,7 +76,7 @@ tokio::task_local! {
 /// Run `handshake` (a future that drives a server handshake with a [`ClientVerifier`])
 /// and return its output with the certificate refusal, if the verifier made one. The
 /// verifier runs inside the future's poll, on this task, so a task-local carries it out.
-pub async fn capture_refusal<F: Future>(handshake: F) -> (F::Output, Option<Refusal>) {
+pub(crate) async fn capture_refusal<F: Future>(handshake: F) -> (F::Output, Option<Refusal>) {
     let slot = Arc::new(Mutex::new(None));
     let out = REFUSAL.scope(slot.clone(), handshake).await;
     let refusal = slot.lock().map(|mut s| s.take()).unwrap_or(None);
@@ -430,7 +430,7 @@ impl ClientCertVerifier for ClientVerifier {
 }
 
 /// A short reason for a failed server-side handshake, for logs and metric labels.
-pub fn handshake_failure_reason(err: &std::io::Error) -> &'static str {
+pub(crate) fn handshake_failure_reason(err: &std::io::Error) -> &'static str {
     let Some(rustls_err) = err
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())

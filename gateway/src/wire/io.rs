@@ -14,22 +14,18 @@ use crate::net::Stream;
 /// Read buffer size for an idle or command-phase connection.
 const SMALL: usize = 1024;
 /// Read size while message data streams through.
-pub const DATA_CHUNK: usize = 16 * 1024;
+pub(crate) const DATA_CHUNK: usize = 16 * 1024;
 
 /// A line, or why there is none.
 #[derive(Debug)]
-pub enum LineError {
-    /// The peer closed the connection.
-    Eof,
+pub(crate) enum LineError {
     /// The line exceeded the limit; it was discarded up to its end.
     TooLong,
-    /// An I/O error.
-    Io(io::Error),
 }
 
 /// The connection and its buffers.
 #[derive(Debug)]
-pub struct LineIo {
+pub(crate) struct LineIo {
     /// The stream.
     pub stream: Stream,
     /// Bytes read and not yet consumed.
@@ -41,7 +37,7 @@ pub struct LineIo {
 
 impl LineIo {
     /// Wrap a stream.
-    pub fn new(stream: Stream) -> Self {
+    pub(crate) fn new(stream: Stream) -> Self {
         Self {
             stream,
             rbuf: BytesMut::with_capacity(SMALL),
@@ -50,14 +46,9 @@ impl LineIo {
         }
     }
 
-    /// Whether a complete line is already buffered (then no flush is needed yet).
-    pub fn has_line(&self) -> bool {
-        self.rbuf.contains(&b'\n')
-    }
-
     /// Take one complete line (without CRLF / LF) from the buffer, if there is one.
     /// `Some(Err(TooLong))` reports a discarded overlong line.
-    pub fn take_line(&mut self, limit: usize) -> Option<Result<BytesMut, LineError>> {
+    pub(crate) fn take_line(&mut self, limit: usize) -> Option<Result<BytesMut, LineError>> {
         match memchr_lf(&self.rbuf) {
             Some(i) => {
                 let mut line = self.rbuf.split_to(i + 1);
@@ -86,7 +77,7 @@ impl LineIo {
     }
 
     /// Read more bytes (at least one) into the buffer. `Ok(0)` is EOF.
-    pub async fn fill(&mut self, chunk: usize) -> io::Result<usize> {
+    pub(crate) async fn fill(&mut self, chunk: usize) -> io::Result<usize> {
         if self.rbuf.capacity() - self.rbuf.len() < chunk.min(SMALL) {
             self.rbuf.reserve(chunk);
         }
@@ -94,7 +85,7 @@ impl LineIo {
     }
 
     /// Give back memory after a large transfer, keeping unconsumed bytes.
-    pub fn shrink(&mut self) {
+    pub(crate) fn shrink(&mut self) {
         if self.rbuf.capacity() > 4 * SMALL {
             let mut small = BytesMut::with_capacity(SMALL.max(self.rbuf.len()));
             small.extend_from_slice(&self.rbuf);
@@ -106,7 +97,7 @@ impl LineIo {
     }
 
     /// Drop everything buffered for reading (after STARTTLS: no plaintext injection).
-    pub fn discard_input(&mut self) -> usize {
+    pub(crate) fn discard_input(&mut self) -> usize {
         let n = self.rbuf.len();
         self.rbuf.clear();
         self.discarding = false;
@@ -114,12 +105,12 @@ impl LineIo {
     }
 
     /// Consume `n` buffered bytes.
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         self.rbuf.advance(n);
     }
 
     /// Send the write buffer.
-    pub async fn flush(&mut self) -> io::Result<()> {
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
         if !self.wbuf.is_empty() {
             self.stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
@@ -128,7 +119,7 @@ impl LineIo {
     }
 
     /// Write bytes directly (bypassing the reply buffer), e.g. message data upstream.
-    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes).await
     }
 }
@@ -158,7 +149,6 @@ mod tests {
             match io.take_line(10) {
                 Some(Ok(l)) => lines.push(String::from_utf8(l.to_vec()).unwrap()),
                 Some(Err(LineError::TooLong)) => lines.push("<too long>".into()),
-                Some(Err(e)) => panic!("{e:?}"),
                 None => {
                     io.fill(64).await.unwrap();
                 }

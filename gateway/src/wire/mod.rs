@@ -8,6 +8,6 @@
 //! Both ends import this module; it imports neither (so the session can use the relay
 //! without the relay using the session).
 
-pub mod io;
-pub mod params;
-pub mod reply;
+pub(crate) mod io;
+pub(crate) mod params;
+pub(crate) mod reply;

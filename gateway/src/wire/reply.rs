@@ -101,7 +101,7 @@ fn itoa3(code: u16) -> String {
 }
 
 /// Make `text` safe for one reply or header line: printable ASCII only, bounded length.
-pub fn sanitize_text(text: &str) -> String {
+pub(crate) fn sanitize_text(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
@@ -117,15 +117,15 @@ pub fn sanitize_text(text: &str) -> String {
 // --- The contract replies (DESIGN.md section 3) ------------------------------------------
 
 /// `530 5.7.0`: MAIL or AUTH before STARTTLS where the policy requires TLS.
-pub fn tls_required() -> Reply {
+pub(crate) fn tls_required() -> Reply {
     Reply::new(530, "5.7.0", "Must issue a STARTTLS command first")
 }
 /// `530 5.7.0`: MAIL without authentication where the policy requires it.
-pub fn auth_required() -> Reply {
+pub(crate) fn auth_required() -> Reply {
     Reply::new(530, "5.7.0", "Authentication required")
 }
 /// `538 5.7.11`: AUTH is offered only over TLS and was sent before it.
-pub fn encryption_required_for_auth() -> Reply {
+pub(crate) fn encryption_required_for_auth() -> Reply {
     Reply::new(
         538,
         "5.7.11",
@@ -133,11 +133,11 @@ pub fn encryption_required_for_auth() -> Reply {
     )
 }
 /// `535 5.7.8`: wrong password or unknown user.
-pub fn invalid_credentials() -> Reply {
+pub(crate) fn invalid_credentials() -> Reply {
     Reply::new(535, "5.7.8", "Authentication credentials invalid")
 }
 /// `454 4.7.0`: the directory could not answer.
-pub fn temporary_auth_failure() -> Reply {
+pub(crate) fn temporary_auth_failure() -> Reply {
     Reply::new(
         454,
         "4.7.0",
@@ -145,7 +145,7 @@ pub fn temporary_auth_failure() -> Reply {
     )
 }
 /// `552 5.3.4`: message over the size limit.
-pub fn message_too_big() -> Reply {
+pub(crate) fn message_too_big() -> Reply {
     Reply::new(
         552,
         "5.3.4",
@@ -153,11 +153,11 @@ pub fn message_too_big() -> Reply {
     )
 }
 /// `452 4.5.3`: too many recipients.
-pub fn too_many_recipients() -> Reply {
+pub(crate) fn too_many_recipients() -> Reply {
     Reply::new(452, "4.5.3", "Too many recipients")
 }
 /// `451 4.4.1`: the next hop refused temporarily or could not be reached.
-pub fn next_hop_unavailable() -> Reply {
+pub(crate) fn next_hop_unavailable() -> Reply {
     Reply::new(
         451,
         "4.4.1",
@@ -165,19 +165,19 @@ pub fn next_hop_unavailable() -> Reply {
     )
 }
 /// `421 4.4.2`: idle timeout.
-pub fn idle_timeout() -> Reply {
+pub(crate) fn idle_timeout() -> Reply {
     Reply::new(421, "4.4.2", "Idle timeout, closing connection")
 }
 /// `421 4.3.2`: the gateway is shutting down.
-pub fn shutting_down() -> Reply {
+pub(crate) fn shutting_down() -> Reply {
     Reply::new(421, "4.3.2", "Service shutting down, closing connection")
 }
 /// `554 5.7.1`: the mail flow policy rejects this client.
-pub fn policy_reject() -> Reply {
+pub(crate) fn policy_reject() -> Reply {
     Reply::new(554, "5.7.1", "Access denied by mail flow policy")
 }
 /// `421 4.7.0`: the listener is at its connection cap.
-pub fn too_many_connections() -> Reply {
+pub(crate) fn too_many_connections() -> Reply {
     Reply::new(421, "4.7.0", "Too many connections, try again later")
 }
 

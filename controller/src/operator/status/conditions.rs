@@ -8,7 +8,7 @@ use postern_crds::{Condition, ConditionStatus, condition_type, set_condition};
 
 /// A condition before it is stamped with time and generation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cond {
+pub(crate) struct Cond {
     /// Whether it holds.
     pub status: bool,
     /// CamelCase reason.
@@ -19,7 +19,7 @@ pub struct Cond {
 
 impl Cond {
     /// A condition.
-    pub fn new(status: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             status,
             reason: reason.into(),
@@ -29,7 +29,7 @@ impl Cond {
 }
 
 /// The order conditions are written in.
-pub const ORDER: [&str; 4] = [
+pub(crate) const ORDER: [&str; 4] = [
     condition_type::ACCEPTED,
     condition_type::RESOLVED_REFS,
     condition_type::PROGRAMMED,
@@ -41,7 +41,12 @@ pub const ORDER: [&str; 4] = [
 ///
 /// `health` is what the running gateways say about the object beyond having it (a CRL
 /// source's CRL in force and fresh); `None` when nothing more applies.
-pub fn ready(accepted: &Cond, resolved: &Cond, programmed: &Cond, health: Option<&Cond>) -> Cond {
+pub(crate) fn ready(
+    accepted: &Cond,
+    resolved: &Cond,
+    programmed: &Cond,
+    health: Option<&Cond>,
+) -> Cond {
     let first = if !accepted.status && accepted.reason == "UnresolvedRefs" && !resolved.status {
         resolved
     } else {
@@ -66,7 +71,7 @@ pub fn ready(accepted: &Cond, resolved: &Cond, programmed: &Cond, health: Option
 
 /// The four conditions, merged into `old` so that `lastTransitionTime` only moves on a
 /// flip; `now` is RFC 3339.
-pub fn conditions(
+pub(crate) fn conditions(
     old: &[Condition],
     accepted: Cond,
     resolved: Cond,
@@ -102,7 +107,7 @@ pub fn conditions(
 }
 
 /// Whether two condition lists say different things (order aside).
-pub fn differ(a: &[Condition], b: &[Condition]) -> bool {
+pub(crate) fn differ(a: &[Condition], b: &[Condition]) -> bool {
     let key = |l: &[Condition]| {
         let mut v: Vec<Condition> = l
             .iter()
@@ -116,13 +121,13 @@ pub fn differ(a: &[Condition], b: &[Condition]) -> bool {
 }
 
 /// The condition of `type_`.
-pub fn find<'a>(list: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+pub(crate) fn find<'a>(list: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     list.iter().find(|c| c.type_ == type_)
 }
 
 /// Whether a `Ready` reason means something is wrong with the object or the fleet
 /// (a Warning Event) rather than work in progress (a Normal one).
-pub fn is_warning(ready: &Condition) -> bool {
+pub(crate) fn is_warning(ready: &Condition) -> bool {
     ready.status != ConditionStatus::True
         && !matches!(
             ready.reason.as_str(),
@@ -132,7 +137,7 @@ pub fn is_warning(ready: &Condition) -> bool {
 
 /// Whether a change of `Ready` deserves an Event: any change of status or reason of an
 /// object that had one, and a first status that is a warning.
-pub fn event_worthy(old: Option<&Condition>, new: &Condition) -> bool {
+pub(crate) fn event_worthy(old: Option<&Condition>, new: &Condition) -> bool {
     match old {
         Some(o) => o.status != new.status || o.reason != new.reason,
         None => is_warning(new),

@@ -11,7 +11,7 @@ use super::conditions::Cond;
 /// The settings of a CRL source that decide what its health means, read from its spec
 /// untyped (an object the typed model cannot read still gets a status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CrlSettings {
+pub(crate) struct CrlSettings {
     /// `spec.enabled` (default true): a disabled source has no health to report.
     pub enabled: bool,
     /// `spec.failurePolicy: Open`: certificates pass unchecked while no CRL is in force.
@@ -29,7 +29,7 @@ impl Default for CrlSettings {
 
 impl CrlSettings {
     /// The settings of a `CrlSource` object.
-    pub fn of(obj: &DynamicObject) -> Self {
+    pub(crate) fn of(obj: &DynamicObject) -> Self {
         Self {
             enabled: obj
                 .data
@@ -47,7 +47,7 @@ impl CrlSettings {
 
 /// Whether a CRL source's CRL is in force and fresh on the gateways (`None` for a
 /// disabled source: nothing to enforce).
-pub fn health(settings: CrlSettings, facts: Option<&CrlFacts>) -> Option<Cond> {
+pub(crate) fn health(settings: CrlSettings, facts: Option<&CrlFacts>) -> Option<Cond> {
     if !settings.enabled {
         return None;
     }
@@ -121,7 +121,7 @@ pub fn health(settings: CrlSettings, facts: Option<&CrlFacts>) -> Option<Cond> {
 }
 
 /// Puts the facts of the CRL in force, as a gateway reports them, into the status.
-pub fn set_facts(st: &mut CrlSourceStatus, f: CrlFacts) {
+pub(crate) fn set_facts(st: &mut CrlSourceStatus, f: CrlFacts) {
     st.last_fetch_time = f.last_fetch_time;
     st.served_by = f.served_by;
     st.this_update = f.this_update;

@@ -17,7 +17,7 @@ use crate::operator::fleet::{self, Fleet, GatewayState};
 
 /// The configuration published for a namespace (it validated).
 #[derive(Clone, Copy, Debug)]
-pub struct Published<'a> {
+pub(crate) struct Published<'a> {
     /// Its hash.
     pub hash: &'a str,
     /// The configuration.
@@ -55,7 +55,7 @@ fn rendering(config: &GatewayConfig, key: &ObjectKey) -> Option<serde_json::Valu
 
 /// What the status of every object of a namespace is computed from.
 #[derive(Clone, Copy, Debug)]
-pub struct NamespaceInputs<'a> {
+pub(crate) struct NamespaceInputs<'a> {
     /// The namespace.
     pub namespace: &'a str,
     /// What the compiler found about each object.
@@ -72,7 +72,7 @@ pub struct NamespaceInputs<'a> {
 
 /// One object.
 #[derive(Clone, Copy, Debug)]
-pub struct ObjectInputs<'a> {
+pub(crate) struct ObjectInputs<'a> {
     /// Kind and name.
     pub key: &'a ObjectKey,
     /// Its `metadata.generation`.
@@ -85,7 +85,7 @@ pub struct ObjectInputs<'a> {
 
 /// An Event about an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Notice {
+pub(crate) struct Notice {
     /// A Warning Event (else a Normal one).
     pub warning: bool,
     /// CamelCase reason.
@@ -96,7 +96,7 @@ pub struct Notice {
 
 /// The status an object should carry, and what to tell once it is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DesiredStatus {
+pub(crate) struct DesiredStatus {
     /// The status.
     pub status: KindStatus,
     /// Whether it says something the object's status does not (a write is needed).
@@ -109,7 +109,7 @@ pub struct DesiredStatus {
 }
 
 /// The status `object` should carry.
-pub fn desired(ns: &NamespaceInputs<'_>, object: &ObjectInputs<'_>) -> DesiredStatus {
+pub(crate) fn desired(ns: &NamespaceInputs<'_>, object: &ObjectInputs<'_>) -> DesiredStatus {
     let key = object.key;
     let entry = ns.report.get(key.kind, &key.name);
     let (accepted, resolved, rendered) = match entry {

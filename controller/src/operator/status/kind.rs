@@ -14,7 +14,7 @@ use crate::compile::Kind;
 /// of `.status`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
-pub enum KindStatus {
+pub(crate) enum KindStatus {
     /// An `LdapProfile`'s.
     LdapProfile(LdapProfileStatus),
     /// An `SmtpAuthProfile`'s.
@@ -29,7 +29,7 @@ pub enum KindStatus {
 
 impl KindStatus {
     /// The status of an object of `kind` carrying `common` (and no CRL facts).
-    pub fn new(kind: Kind, common: ObjectStatus) -> Self {
+    pub(crate) fn new(kind: Kind, common: ObjectStatus) -> Self {
         match kind {
             Kind::LdapProfile => Self::LdapProfile(LdapProfileStatus { common }),
             Kind::SmtpAuthProfile => Self::SmtpAuthProfile(SmtpAuthProfileStatus { common }),
@@ -44,7 +44,7 @@ impl KindStatus {
 
     /// What an object of `kind` carries in `.status`: empty when there is none or it does
     /// not read as the kind's status (it is then rewritten whole).
-    pub fn read(kind: Kind, status: Option<&serde_json::Value>) -> Self {
+    pub(crate) fn read(kind: Kind, status: Option<&serde_json::Value>) -> Self {
         fn parse<T: serde::de::DeserializeOwned + Default>(v: Option<&serde_json::Value>) -> T {
             v.and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_default()
@@ -59,7 +59,7 @@ impl KindStatus {
     }
 
     /// The part every kind shares.
-    pub fn common(&self) -> &ObjectStatus {
+    pub(crate) fn common(&self) -> &ObjectStatus {
         match self {
             Self::LdapProfile(s) => &s.common,
             Self::SmtpAuthProfile(s) => &s.common,
@@ -70,7 +70,7 @@ impl KindStatus {
     }
 
     /// The conditions.
-    pub fn conditions(&self) -> &[Condition] {
+    pub(crate) fn conditions(&self) -> &[Condition] {
         &self.common().conditions
     }
 
@@ -97,7 +97,7 @@ impl KindStatus {
     }
 
     /// Whether `self` and `other` say the same thing, so that no write is needed.
-    pub fn same(&self, other: &Self) -> bool {
+    pub(crate) fn same(&self, other: &Self) -> bool {
         !conditions::differ(self.conditions(), other.conditions()) && self.rest() == other.rest()
     }
 }

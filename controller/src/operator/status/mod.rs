@@ -6,12 +6,13 @@
 //! needs a write, and which Events the change deserves. Writing it is the status
 //! writer's job (`status_writer`).
 
-pub mod conditions;
-pub mod crl;
-pub mod desired;
-pub mod kind;
+pub(crate) mod conditions;
+pub(crate) mod crl;
+pub(crate) mod desired;
+pub(crate) mod kind;
 
-pub use conditions::Cond;
-pub use crl::CrlSettings;
-pub use desired::{DesiredStatus, NamespaceInputs, Notice, ObjectInputs, Published, desired};
-pub use kind::KindStatus;
+pub(crate) use crl::CrlSettings;
+pub(crate) use desired::{
+    DesiredStatus, NamespaceInputs, Notice, ObjectInputs, Published, desired,
+};
+pub(crate) use kind::KindStatus;

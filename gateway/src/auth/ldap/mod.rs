@@ -10,9 +10,9 @@
 //! [`AuthError::Unavailable`] (`454 4.7.0`): never an accept, never a `535` that would
 //! make a user doubt a correct password.
 
-pub mod authenticator;
-pub mod certificate;
-pub mod values;
+pub(crate) mod authenticator;
+pub(crate) mod certificate;
+pub(crate) mod values;
 
 use std::sync::Arc;
 

@@ -11,7 +11,7 @@ use crate::auth::CertificateFacts;
 use postern_config::filter::Placeholder;
 
 /// `{t}`: LDAP GeneralizedTime `YYYYMMDDHHMMSSZ` (UTC).
-pub fn generalized_time(at: OffsetDateTime) -> String {
+pub(crate) fn generalized_time(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
     at.format(format_description!(
         "[year][month][day][hour][minute][second]Z"
@@ -24,7 +24,11 @@ const TIME_IN_KEY: &str = "";
 
 /// The placeholder values of a client certificate. `None` means "this certificate has
 /// no such value" (and the query then matches nothing).
-pub fn certificate_value(facts: &CertificateFacts, p: Placeholder, now: &str) -> Option<String> {
+pub(crate) fn certificate_value(
+    facts: &CertificateFacts,
+    p: Placeholder,
+    now: &str,
+) -> Option<String> {
     match p {
         Placeholder::Cn => facts.common_name().map(str::to_owned),
         Placeholder::Sn => Some(facts.serial_hex.clone()),
@@ -39,12 +43,12 @@ pub fn certificate_value(facts: &CertificateFacts, p: Placeholder, now: &str) ->
 }
 
 /// Same as [`certificate_value`], for a cache key.
-pub fn certificate_key_value(facts: &CertificateFacts, p: Placeholder) -> Option<String> {
+pub(crate) fn certificate_key_value(facts: &CertificateFacts, p: Placeholder) -> Option<String> {
     certificate_value(facts, p, TIME_IN_KEY)
 }
 
 /// The placeholder values of an SMTP AUTH attempt.
-pub fn auth_value(user: &str, p: Placeholder, now: &str) -> Option<String> {
+pub(crate) fn auth_value(user: &str, p: Placeholder, now: &str) -> Option<String> {
     match p {
         Placeholder::U => Some(user.to_owned()),
         Placeholder::T => Some(now.to_owned()),
@@ -53,12 +57,12 @@ pub fn auth_value(user: &str, p: Placeholder, now: &str) -> Option<String> {
 }
 
 /// Same as [`auth_value`], for a cache key.
-pub fn auth_key_value(user: &str, p: Placeholder) -> Option<String> {
+pub(crate) fn auth_key_value(user: &str, p: Placeholder) -> Option<String> {
     auth_value(user, p, TIME_IN_KEY)
 }
 
 /// Why a certificate has no value for `p` (for the decision log).
-pub fn missing_reason(facts: &CertificateFacts, p: Placeholder) -> String {
+pub(crate) fn missing_reason(facts: &CertificateFacts, p: Placeholder) -> String {
     match p {
         Placeholder::Cn => format!(
             "the certificate subject has {} common names (the query needs exactly one {{cn}})",

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr};
 /// The throttle key of a client address: the IPv4 address (an IPv4-mapped IPv6 address
 /// counts as its IPv4 address), or the IPv6 /64 — one host usually holds a whole /64,
 /// so per-address counting would give it 2^64 budgets.
-pub fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let mut octets = v6.octets();
@@ -30,7 +30,7 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 /// This is an approximation made before the directory is asked (it does not apply NFKC,
 /// for instance); the session also counts failures against the user id of the entry
 /// the directory found, which catches every spelling the directory itself equates.
-pub fn user_key(name: &str) -> String {
+pub(crate) fn user_key(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut space = false;
     for c in name.chars() {

@@ -26,18 +26,18 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-pub use keys::{client_key, user_key};
+pub(crate) use keys::{client_key, user_key};
 use ledger::Ledger;
 
 use postern_config::{AuthThrottle, ThrottleLimit};
 
 /// Most client addresses, and most user names, one profile keeps count of (about 40
 /// bytes each). Beyond that the keys with the least recent failures are forgotten first.
-pub const LEDGER_CAPACITY: usize = 65_536;
+pub(crate) const LEDGER_CAPACITY: usize = 65_536;
 
 /// The failures counted for one authentication profile.
 #[derive(Debug)]
-pub struct ThrottleState {
+pub(crate) struct ThrottleState {
     clients: Mutex<Ledger<IpAddr>>,
     /// User names are kept as keyed hashes of [`user_key`]: fixed size whatever a client
     /// sends, and (random keys) no collisions an attacker could aim at.

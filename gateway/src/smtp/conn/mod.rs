@@ -65,7 +65,7 @@ pub struct SessionContext {
 /// While draining, how long a session with no transaction open may wait for its next
 /// command (time for a client to send the QUIT that follows a `250`) before it is
 /// closed with `421 4.3.2`.
-pub const DRAIN_IDLE: Duration = Duration::from_secs(1);
+pub(crate) const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// How a command handler wants the session to go on.
 #[derive(Debug, PartialEq, Eq)]
@@ -326,8 +326,6 @@ impl Connection {
                 return match r {
                     Ok(line) => Input::Line(line),
                     Err(LineError::TooLong) => Input::TooLong,
-                    Err(LineError::Eof) => Input::Closed,
-                    Err(LineError::Io(e)) => Input::Failed(e),
                 };
             }
             if let Err(e) = self.io.flush().await {
