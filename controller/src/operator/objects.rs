@@ -124,27 +124,28 @@ mod tests {
             s.unreadable[0].key,
             ObjectKey::new(Kind::MailFlowPolicy, "x")
         );
-        assert_eq!(s.unreadable[0].reason, Reason::InvalidValue);
-        assert!(
-            s.unreadable[0]
-                .message
-                .starts_with("the object cannot be read: unknown variant `Off`, expected "),
-            "{}",
-            s.unreadable[0].message
-        );
-
         let typo = dynamic(
             "MailFlowPolicy",
             serde_json::json!({"action": "Relay", "tlz": "Required"}),
         );
         add_to_snapshot(&mut s, Kind::MailFlowPolicy, &typo);
-        assert_eq!(s.unreadable[1].reason, Reason::UnknownField);
-        assert!(
-            s.unreadable[1]
-                .message
-                .starts_with("the object cannot be read: unknown field `tlz`, expected "),
-            "{}",
-            s.unreadable[1].message
+        let reported: Vec<_> = s
+            .unreadable
+            .iter()
+            .map(|u| (u.reason, &u.message[..60]))
+            .collect();
+        assert_eq!(
+            reported,
+            [
+                (
+                    Reason::InvalidValue,
+                    "the object cannot be read: unknown variant `Off`, expected o"
+                ),
+                (
+                    Reason::UnknownField,
+                    "the object cannot be read: unknown field `tlz`, expected one"
+                ),
+            ]
         );
     }
 
