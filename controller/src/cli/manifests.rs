@@ -20,7 +20,7 @@ use postern_crds::{
 use serde::Deserialize;
 
 use super::yaml;
-use crate::compile::{ConfigMapData, Kind, ObjectKey, Reason, SecretData, Snapshot, Unreadable};
+use crate::compile::{ConfigMapData, Kind, ObjectKey, SecretData, Snapshot, Unreadable};
 
 /// Where a document starts: file (or `<stdin>`) and 1-based line.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -187,14 +187,6 @@ struct Strict<S> {
     spec: S,
     #[serde(default)]
     status: Option<serde::de::IgnoredAny>,
-}
-
-fn reason_of(message: &str) -> Reason {
-    if message.starts_with("unknown field") {
-        Reason::UnknownField
-    } else {
-        Reason::InvalidValue
-    }
 }
 
 fn str_at<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
@@ -439,7 +431,7 @@ fn load_document(
         loaded.snapshot.unreadable.push(Unreadable {
             key,
             generation: None,
-            reason: reason_of(&e.message),
+            reason: e.kind.reason(),
             field,
             message: e.message,
         });

@@ -1,13 +1,16 @@
 //! Reading one YAML document of a manifest: YAML 1.2 booleans only, so `tls: Off` stays
 //! the string `Off` and an enum field written that way gets a clear error; errors carry
 //! the field path, serde's usual wording and the line, without a position suffix (the
-//! caller prints file and line its own way).
+//! caller prints file and line its own way), and which of serde's error constructors made
+//! them ([`ErrorKind`]), taken from serde-saphyr's typed errors.
 
 use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;
 use serde_saphyr::localizer::Localizer;
 use serde_saphyr::{Error, Location, MessageFormatter, UserMessageFormatter};
+
+use crate::serde_kind::ErrorKind;
 
 /// Why a document could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +21,8 @@ pub(super) struct YamlError {
     pub message: String,
     /// 1-based line within the document, when known.
     pub line: Option<usize>,
+    /// Which of serde's constructors made the error, or the reader's own.
+    pub kind: ErrorKind,
 }
 
 impl YamlError {
@@ -26,7 +31,25 @@ impl YamlError {
             path,
             message: e.render_with_formatter(&Wording),
             line: e.location().map(|l| l.line() as usize),
+            kind: kind_of(e),
         }
+    }
+}
+
+/// The constructor behind `e`: serde-saphyr keeps one variant per constructor it
+/// overrides (the rest, `custom` included, become its own message variants).
+fn kind_of(mut e: &Error) -> ErrorKind {
+    while let Error::AliasError { error, .. } | Error::WithSnippet { error, .. } = e {
+        e = error;
+    }
+    match e {
+        Error::SerdeInvalidType { .. } => ErrorKind::InvalidType,
+        Error::SerdeInvalidValue { .. } => ErrorKind::InvalidValue,
+        Error::SerdeInvalidLength { .. } => ErrorKind::InvalidLength,
+        Error::SerdeUnknownVariant { .. } => ErrorKind::UnknownVariant,
+        Error::SerdeUnknownField { .. } => ErrorKind::UnknownField,
+        Error::SerdeMissingField { .. } => ErrorKind::MissingField,
+        _ => ErrorKind::Format,
     }
 }
 
@@ -133,12 +156,15 @@ mod tests {
                         "unknown variant `{word}`, expected one of `Disabled`, `Preferred`, `Required`"
                     ),
                     line: Some(line),
+                    kind: ErrorKind::UnknownVariant,
                 }
             );
         }
         // And a boolean field takes only YAML 1.2's.
         let e = typed::<Doc>("spec:\n  tls: Required\n  on: yes\n").unwrap_err();
         assert_eq!((e.path.as_str(), e.line), ("spec.on", Some(3)));
+        // serde-saphyr refuses a YAML 1.1 boolean itself, not through serde.
+        assert_eq!(e.kind, ErrorKind::Format);
         assert!(typed::<Doc>("spec:\n  tls: Required\n  on: True\n").is_ok());
     }
 
@@ -148,8 +174,10 @@ mod tests {
         assert_eq!(e.path, "spec.tlz");
         assert_eq!(e.message, "unknown field `tlz`, expected `tls` or `on`");
         assert_eq!(e.line, Some(3));
+        assert_eq!(e.kind, ErrorKind::UnknownField);
         let e = value("a: [b\n").unwrap_err();
         assert!(e.line.is_some() && !e.message.contains(" at line"), "{e:?}");
+        assert_eq!(e.kind, ErrorKind::Format);
         assert_eq!(
             unknown("field", "x", &["a"]),
             "unknown field `x`, expected `a`"
@@ -158,6 +186,16 @@ mod tests {
             unknown("variant", "x", &[]),
             "unknown variant `x`, there are no variants"
         );
+    }
+
+    #[test]
+    fn missing_fields_and_wrong_types_are_told_apart() {
+        let e = typed::<Doc>("spec:\n  on: true\n").unwrap_err();
+        assert_eq!((e.path.as_str(), e.kind), ("spec", ErrorKind::MissingField));
+        assert_eq!(e.message, "missing field `tls`");
+        // A value of the wrong shape is serde-saphyr's own error, not serde's.
+        let e = typed::<Doc>("spec: [1]\n").unwrap_err();
+        assert_eq!((e.path.as_str(), e.kind), ("spec", ErrorKind::Format));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use kube::core::GroupVersionKind;
 use postern_crds::{CrlSource, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
 use serde::de::DeserializeOwned;
 
-use crate::compile::{Kind, ObjectKey, Reason, Snapshot, Unreadable};
+use crate::compile::{Kind, ObjectKey, Snapshot, Unreadable};
+use crate::serde_kind::{self, Classified, ErrorKind};
 
 /// The API resource of a kind.
 pub(crate) fn api_resource(kind: Kind) -> ApiResource {
@@ -48,23 +49,21 @@ pub(crate) fn object_reference(kind: Kind, obj: &DynamicObject) -> ObjectReferen
     }
 }
 
-fn typed<T: DeserializeOwned>(obj: &DynamicObject) -> Result<T, serde_json::Error> {
-    serde_json::to_value(obj).and_then(serde_json::from_value)
+fn typed<T: DeserializeOwned>(obj: &DynamicObject) -> Result<T, Classified<serde_json::Error>> {
+    let value = serde_json::to_value(obj).map_err(|error| Classified {
+        kind: ErrorKind::Format,
+        error,
+    })?;
+    serde_kind::from_json_value(value)
 }
 
-fn unreadable(kind: Kind, obj: &DynamicObject, err: &serde_json::Error) -> Unreadable {
-    let message = err.to_string();
-    let reason = if message.contains("unknown field") {
-        Reason::UnknownField
-    } else {
-        Reason::InvalidValue
-    };
+fn unreadable(kind: Kind, obj: &DynamicObject, err: &Classified<serde_json::Error>) -> Unreadable {
     Unreadable {
         key: ObjectKey::new(kind, obj.metadata.name.clone().unwrap_or_default()),
         generation: obj.metadata.generation,
         field: "spec".into(),
-        reason,
-        message: format!("the object cannot be read: {message}"),
+        reason: err.kind.reason(),
+        message: format!("the object cannot be read: {}", err.error),
     }
 }
 
@@ -93,6 +92,7 @@ pub(crate) type Objects = BTreeMap<ObjectKey, std::sync::Arc<DynamicObject>>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compile::Reason;
 
     fn dynamic(kind: &str, spec: serde_json::Value) -> DynamicObject {
         serde_json::from_value(serde_json::json!({
@@ -124,6 +124,29 @@ mod tests {
         assert_eq!(
             s.unreadable[0].key,
             ObjectKey::new(Kind::MailFlowPolicy, "x")
+        );
+        let typo = dynamic(
+            "MailFlowPolicy",
+            serde_json::json!({"action": "Relay", "tlz": "Required"}),
+        );
+        add_to_snapshot(&mut s, Kind::MailFlowPolicy, &typo);
+        let reported: Vec<_> = s
+            .unreadable
+            .iter()
+            .map(|u| (u.reason, &u.message[..60]))
+            .collect();
+        assert_eq!(
+            reported,
+            [
+                (
+                    Reason::InvalidValue,
+                    "the object cannot be read: unknown variant `Off`, expected o"
+                ),
+                (
+                    Reason::UnknownField,
+                    "the object cannot be read: unknown field `tlz`, expected one"
+                ),
+            ]
         );
     }
 
