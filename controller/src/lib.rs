@@ -5,4 +5,4 @@ pub mod cli;
 pub mod compile;
 pub(crate) mod diff;
 pub mod operator;
-pub mod serde_kind;
+pub(crate) mod serde_kind;

@@ -15,7 +15,7 @@ use crate::compile::Reason;
 
 /// The constructor of [`de::Error`] an error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// `custom`: a type's own message.
     Custom,
     /// `invalid_type`: a value of the wrong type (a list for a string, ...).
@@ -38,7 +38,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// The reason an object that cannot be read this way is reported with.
-    pub fn reason(self) -> Reason {
+    pub(crate) fn reason(self) -> Reason {
         match self {
             Self::UnknownField => Reason::UnknownField,
             Self::Custom
@@ -55,7 +55,7 @@ impl ErrorKind {
 
 /// An error of the format's type `E`, and the constructor that made it.
 #[derive(Debug)]
-pub struct Classified<E> {
+pub(crate) struct Classified<E> {
     /// Which constructor.
     pub kind: ErrorKind,
     /// The error as the format words it.
@@ -123,7 +123,7 @@ impl<E: de::Error + 'static> de::Error for Classified<E> {
 /// `serde_json::Value` deserializes only with `serde_json::Error`, which does not keep
 /// the constructor; serde-value's deserializer takes any error type, so the value is
 /// read through it with [`Classified`] errors.
-pub fn from_json_value<T: DeserializeOwned>(
+pub(crate) fn from_json_value<T: DeserializeOwned>(
     value: serde_json::Value,
 ) -> Result<T, Classified<serde_json::Error>> {
     let value = serde_value::to_value(value)
