@@ -14,7 +14,8 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     // Generous: a CRL status can wait behind a large CRL being indexed.
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    // One write: a server may answer after the first segment and close.
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
     parse_response(&text)
@@ -53,9 +54,14 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let t = std::thread::spawn(move || {
             let (mut c, _) = l.accept().unwrap();
+            let mut req = Vec::new();
             let mut buf = [0u8; 1024];
-            let n = c.read(&mut buf).unwrap();
-            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            while !req.ends_with(b"\r\n\r\n") {
+                let n = c.read(&mut buf).unwrap();
+                assert!(n > 0, "the request ends with an empty line");
+                req.extend_from_slice(&buf[..n]);
+            }
+            let req = String::from_utf8(req).unwrap();
             c.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello").unwrap();
             req
         });
