@@ -13,12 +13,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use postern_config::{
-    CrlFailurePolicy, CrlFormat, CrlScope, CrlSource, Duration, GatewayConfig,
-};
+use postern_config::protocol::ServedBy;
+use postern_config::{CrlFailurePolicy, CrlFormat, CrlScope, CrlSource, Duration, GatewayConfig};
 use postern_gateway::crl::parse::IdpScope;
 use postern_gateway::crl::verify::{Freshness, freshness};
-use postern_config::protocol::ServedBy;
 use postern_gateway::crl::{
     Candidate, CrlIndex, CrlMeta, CrlStore, Install, Missing, merge, unix_now,
 };
