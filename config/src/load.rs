@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::model::{API_VERSION, GatewayConfig};
@@ -18,10 +19,13 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// The text is not a configuration document (syntax, unknown field, wrong type).
-    #[error("cannot parse {origin}: {source}")]
+    #[error("cannot parse {origin}: {}{source}", field_prefix(.field))]
     Parse {
         /// File name or other origin of the text.
         origin: String,
+        /// The field the error is about, as `listeners.smtp.tls` (empty for a syntax error
+        /// or one about the whole document).
+        field: String,
         /// The parser's error, with line and column (boxed: it is large).
         source: Box<serde_saphyr::Error>,
     },
@@ -37,18 +41,32 @@ pub enum LoadError {
     },
 }
 
+/// `field: ` before the parser's message, when the error is about a field.
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
 impl GatewayConfig {
     /// Parse a YAML (or JSON) document. Does not validate beyond the shape.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, LoadError> {
         // YAML 1.2 booleans (`off`, `yes` are strings), and no excerpt of the text in the
         // error: a configuration holds secrets.
         let options = serde_saphyr::options! { strict_booleans: true, with_snippet: false };
+        let mut field = String::new();
         let config: GatewayConfig =
-            serde_saphyr::from_str_with_options(text, options).map_err(|source| {
-                LoadError::Parse {
-                    origin: origin.to_owned(),
-                    source: Box::new(source),
-                }
+            serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+                let mut track = serde_path_to_error::Track::new();
+                GatewayConfig::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+                    .inspect_err(|_| field = track.path().to_string())
+            })
+            .map_err(|source| LoadError::Parse {
+                origin: origin.to_owned(),
+                field: if field == "." { String::new() } else { field },
+                source: Box::new(source),
             })?;
         if config.api_version != API_VERSION {
             return Err(LoadError::ApiVersion {
@@ -110,6 +128,20 @@ mod tests {
                 .unwrap_err();
         assert!(e.to_string().contains("unknown field `listenerz`"), "{e}");
         assert!(e.to_string().contains("line 2"), "{e}");
+        // The error names the field it is about, not only the line.
+        let e = GatewayConfig::from_yaml(
+            "apiVersion: postern.dev/gateway/v1\nlisteners:\n  a:\n    tls: {bogus: 1}\n",
+            "x",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, LoadError::Parse { field, .. } if field.starts_with("listeners.a.tls")),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().starts_with("cannot parse x: listeners.a.tls"),
+            "{e}"
+        );
         let e = GatewayConfig::from_yaml("apiVersion: v0\n", "x").unwrap_err();
         assert!(matches!(e, LoadError::ApiVersion { .. }), "{e}");
     }
