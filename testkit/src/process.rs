@@ -2,14 +2,27 @@
 //! running child so that a harness that is interrupted (the benchmark on SIGINT) can stop
 //! them all; owners' `Drop` stops them on a normal end.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Runs `cmd` with `input` on its stdin (closed after it) and collects its stdout and
+/// stderr. The exit status is the caller's to judge.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("piped stdin").write_all(input)?;
+    Ok(child.wait_with_output()?)
+}
 
 /// Remember a running child (the kit's launchers do this for theirs).
 pub fn track(pid: u32) {

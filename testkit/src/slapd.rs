@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::pki::{Ca, days_from_now, generalized_time};
 use crate::ports::free_ports;
-use crate::process;
+use crate::process::{self, output_with_stdin};
 
 /// The suffix of the test directory.
 pub const BASE_DN: &str = "dc=example,dc=org";
@@ -513,9 +513,8 @@ impl Slapd {
 
     /// Apply an LDIF change as the manager (`ldapmodify`).
     pub fn modify(&self, ldif: &str) -> Result<()> {
-        use std::io::Write;
-        let mut child = Command::new(need("ldapmodify")?)
-            .args([
+        let out = output_with_stdin(
+            Command::new(need("ldapmodify")?).args([
                 "-x",
                 "-H",
                 &self.url(),
@@ -523,17 +522,9 @@ impl Slapd {
                 ADMIN_DN,
                 "-w",
                 ADMIN_PASSWORD,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(ldif.as_bytes())?;
-        let out = child.wait_with_output()?;
+            ]),
+            ldif.as_bytes(),
+        )?;
         if !out.status.success() {
             bail!(
                 "ldapmodify failed: {}{}",

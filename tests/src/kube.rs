@@ -16,7 +16,6 @@
 //! when the test binary exits (even when killed), the pipe closes and the guard stops the
 //! server, so the shared instance never outlives its tests.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -24,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use postern_testkit::ports::free_ports;
+use postern_testkit::process::output_with_stdin;
 use postern_testkit::workspace::workspace_root;
 
 /// A user of the test API server, each with its own bearer token.
@@ -343,19 +343,7 @@ impl KubeCluster {
 
     /// Runs `kubectl ARGS` with `input` on stdin, as admin. Returns stdout.
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<String> {
-        let mut child = self
-            .kubectl_cmd(User::Admin)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input.as_bytes())?;
-        let out = child.wait_with_output()?;
+        let out = output_with_stdin(self.kubectl_cmd(User::Admin).args(args), input.as_bytes())?;
         output_checked(&format!("kubectl {}", args.join(" ")), out)
     }
 
