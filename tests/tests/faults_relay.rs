@@ -223,7 +223,9 @@ fn invalid_config_replacements_keep_the_old_one_serving() {
         ("empty", String::new()),
     ];
     for (i, (what, text)) in replacements.iter().enumerate() {
-        std::fs::write(gw.config_path(), text).unwrap();
+        // Atomically (write + rename): an in-place write can be read half-done, refused as
+        // such, and then the next replacement (e.g. the empty one) is that same content.
+        gw.write_config_text(text).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while gw.log().matches("configuration refused").count() <= i {
             assert!(
@@ -243,7 +245,7 @@ fn invalid_config_replacements_keep_the_old_one_serving() {
     // A valid new configuration is applied (the greeting names the new host).
     let mut renamed = cfg.clone();
     renamed.listeners.get_mut("main").unwrap().hostname = "renamed.test.postern.dev".into();
-    std::fs::write(gw.config_path(), renamed.to_yaml()).unwrap();
+    gw.write_config_text(&renamed.to_yaml()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let c = Client::connect(gw.addr()).unwrap();
