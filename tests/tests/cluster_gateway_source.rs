@@ -1,6 +1,6 @@
 //! The gateway's cluster config source against a real API server, with the gateway's
-//! restricted RBAC: it applies each rendered configuration once, refuses a hand-edited
-//! one, reports what it runs in its `GatewayReport`, and withdraws the report on shutdown.
+//! restricted RBAC: it runs the empty configuration while nothing is published, applies
+//! each rendered configuration once, refuses a hand-edited one, reports what it runs in its `GatewayReport`, and withdraws the report on shutdown.
 //!
 //! The reload path here records what it is given (the full gateway process is exercised
 //! by the controller end-to-end tests).
@@ -123,13 +123,16 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
     ));
     let report_name = protocol::report_name("gw-1");
 
-    // Before any configuration: reported, not ready.
-    eventually("an initial report", || async {
+    // No Postern objects, so nothing published: once the API server said so, the gateway
+    // runs the empty configuration (no listeners) and is ready, with no hash applied.
+    let nothing = config(&ns);
+    eventually("the empty configuration run, ready", || async {
         report(&reports, &report_name)
             .await
-            .is_some_and(|r| !r.ready)
+            .is_some_and(|r| r.ready && r.applied_hash.is_none())
     })
     .await;
+    assert_eq!(*sink.applied.lock().unwrap(), vec![nothing.hash()]);
 
     // A rendered configuration arrives: applied once, reported.
     let c1 = config(&ns);
@@ -143,7 +146,10 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
             .is_some_and(|r| r.ready && r.applied_hash.as_deref() == Some(c1.hash().as_str()))
     })
     .await;
-    assert_eq!(*sink.applied.lock().unwrap(), vec![c1.hash()]);
+    assert_eq!(
+        *sink.applied.lock().unwrap(),
+        vec![nothing.hash(), c1.hash()]
+    );
     let written = spec(&reports, &report_name).await.unwrap();
     assert_eq!(written.gateway, "gw-1");
     assert_eq!(written.ttl_seconds, 2);
@@ -170,7 +176,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
         })
     })
     .await;
-    assert_eq!(sink.applied.lock().unwrap().len(), 1);
+    assert_eq!(sink.applied.lock().unwrap().len(), 2);
 
     // Restored (as the controller does): the refusal clears, nothing is re-applied.
     secrets
@@ -192,7 +198,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
             .is_some_and(|r| r.refusal.is_none())
     })
     .await;
-    assert_eq!(sink.applied.lock().unwrap().len(), 1);
+    assert_eq!(sink.applied.lock().unwrap().len(), 2);
 
     // The reload path refuses a new configuration: the old one is still reported.
     *sink.refuse.lock().unwrap() = Some("port 25 already in use".into());

@@ -116,6 +116,9 @@ pub async fn run<S: ConfigSink>(
     reporter.write().await;
     let mut heartbeat = tokio::time::interval(opts.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether the (re)list in progress has shown the Secret: a list that ends without it
+    // means the namespace publishes nothing (no Postern objects yet).
+    let mut listed_secret = false;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => {
@@ -132,15 +135,44 @@ pub async fn run<S: ConfigSink>(
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "watch on the rendered configuration failed; retrying"),
                 Some(Ok(Event::Apply(s) | Event::InitApply(s))) => {
+                    listed_secret = true;
                     handle_secret(&s, &sink, &mut reporter).await;
                 }
                 Some(Ok(Event::Delete(_))) => tracing::warn!(
                     namespace = %opts.namespace, secret = %opts.secret_name,
                     "rendered configuration deleted; the running configuration stays in force"),
-                Some(Ok(Event::Init | Event::InitDone)) => {}
+                Some(Ok(Event::Init)) => listed_secret = false,
+                Some(Ok(Event::InitDone)) => {
+                    if !listed_secret && !reporter.report.ready {
+                        run_nothing_published(&sink, &mut reporter).await;
+                    }
+                }
             }
         }
     }
+}
+
+/// The namespace publishes no configuration (it has no Postern objects yet): the gateway
+/// runs exactly that, the empty configuration with no listeners, and is ready. So a fresh
+/// install is healthy (`helm install --wait`, Argo CD) before any object exists; readiness
+/// still waits for this answer from the API server, and still drops while draining.
+async fn run_nothing_published<S: ConfigSink>(sink: &S, reporter: &mut Reporter) {
+    let config = GatewayConfig {
+        source: Some(postern_config::Source {
+            namespace: Some(reporter.opts.namespace.clone()),
+        }),
+        ..GatewayConfig::default()
+    };
+    match sink.apply(config).await {
+        Ok(()) => {
+            tracing::info!(namespace = %reporter.opts.namespace, secret = %reporter.opts.secret_name,
+                "no configuration published in this namespace yet: running none (no listeners), ready");
+            reporter.report.ready = true;
+        }
+        Err(why) => tracing::error!(namespace = %reporter.opts.namespace, error = %why,
+            "the empty configuration was refused; not ready"),
+    }
+    reporter.write().await;
 }
 
 async fn handle_secret<S: ConfigSink>(secret: &Secret, sink: &S, reporter: &mut Reporter) {
