@@ -5,6 +5,11 @@
 # Runtime: distroless (glibc, CA certificates, no shell, no package manager), running as
 # the numeric non-root user 65532. The binaries are stripped (`install -s`) and link only
 # glibc and libgcc (checked in CI by .ci/image).
+# Without a Docker engine or registry access (CI, tests/support/k8s/images.sh), the same
+# runtime stages are built with podman from binaries built on a Debian 12 host, the stage
+# `build` replaced by a directory holding out/postern and out/postern-gateway:
+#   podman build --build-context build=DIR --build-arg RUNTIME_IMAGE=<distroless stand-in> \
+#     --target gateway -t localhost/postern/gateway:dev -f Dockerfile <empty dir>
 
 # Builder and runtime share the Debian release (bookworm = Debian 12) so the binaries
 # find the glibc they were linked against.
