@@ -18,7 +18,7 @@ use postern_gateway::reload::{self, Reloader};
 use postern_gateway::runtime::Services;
 use postern_gateway::server::Server;
 use postern_gateway::tls::RevocationChecker;
-use postern_gateway::{admin, demo};
+use postern_gateway::{admin, demo, prestop};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -278,7 +278,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(registry),
         server.clone(),
         reloader.clone(),
-        crl::admin::routes(crl_store.clone()),
+        crl::admin::routes(crl_store.clone()).merge(prestop::routes()),
         {
             let store = crl_store.clone();
             Arc::new(move || store.startup_pending())

@@ -146,3 +146,39 @@ policy/v1beta1
     {{- end }}
   {{- end }}
 {{- end -}}
+
+{{/* The gateway's shutdownGrace in whole seconds, rounded up (500ms, 15s, 1m30s, 1.5h). */}}
+{{- define "postern.gateway.shutdownGraceSeconds" -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|s|m|h)" .Values.gateway.shutdownGrace -1 -}}
+{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" . | float64 -}}
+{{- $unit := regexFind "(ms|s|m|h)$" . -}}
+{{- $mul := get (dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0) $unit -}}
+{{- $total = addf $total (mulf $n $mul) -}}
+{{- end -}}
+{{- ceil $total | int -}}
+{{- end -}}
+
+{{/* The gateway Pod's terminationGracePeriodSeconds: preStop delay + shutdownGrace + 10 s
+     to send the last 421s and withdraw the report, unless set; a value too short to let
+     the drain finish is refused. */}}
+{{- define "postern.gateway.terminationGrace" -}}
+{{- $g := .Values.gateway -}}
+{{- $need := add (int $g.preStopDelaySeconds) (include "postern.gateway.shutdownGraceSeconds" . | int) -}}
+{{- if kindIs "invalid" $g.terminationGracePeriodSeconds -}}
+{{- add $need 10 -}}
+{{- else if lt (int $g.terminationGracePeriodSeconds) $need -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds=%d is shorter than gateway.preStopDelaySeconds (%d) + gateway.shutdownGrace (%s): the kubelet would kill sessions the gateway is still draining; raise it to at least %d, or leave it null" (int $g.terminationGracePeriodSeconds) (int $g.preStopDelaySeconds) $g.shutdownGrace $need) -}}
+{{- else -}}
+{{- $g.terminationGracePeriodSeconds -}}
+{{- end -}}
+{{- end -}}
+
+{{/* autoscaling/v2 where the cluster serves it (1.23+), autoscaling/v2beta2 before. */}}
+{{- define "postern.hpaApiVersion" -}}
+{{- if .Capabilities.APIVersions.Has "autoscaling/v2" -}}
+autoscaling/v2
+{{- else -}}
+autoscaling/v2beta2
+{{- end -}}
+{{- end -}}
