@@ -204,11 +204,7 @@ impl Sink {
 
     /// The dumped messages so far, oldest first.
     pub fn messages(&self) -> Vec<Dumped> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path().join("dump"))
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        files.into_iter().filter_map(|p| parse_dump(&p)).collect()
+        read_dumps(&self.dir.path().join("dump"))
     }
 
     /// Wait until `n` messages were dumped (smtp-sink writes after its 250).
@@ -242,6 +238,16 @@ impl Sink {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+}
+
+/// The messages an smtp-sink started with `-d DIR/...` dumped into `dir`, oldest first
+/// (also for a sink started elsewhere, e.g. in the cluster's network namespace).
+pub fn read_dumps(dir: &Path) -> Vec<Dumped> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    files.into_iter().filter_map(|p| parse_dump(&p)).collect()
 }
 
 fn parse_dump(path: &Path) -> Option<Dumped> {

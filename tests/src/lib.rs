@@ -12,5 +12,6 @@ pub mod gate;
 pub mod gateway;
 pub mod helm;
 pub mod kube;
+pub mod node;
 pub mod openssl_ca;
 pub mod slapd;

@@ -164,11 +164,12 @@ policy/v1beta1
      the drain finish is refused. */}}
 {{- define "postern.gateway.terminationGrace" -}}
 {{- $g := .Values.gateway -}}
-{{- $need := add (int $g.preStopDelaySeconds) (include "postern.gateway.shutdownGraceSeconds" . | int) -}}
+{{- $preStop := int (dig "preStopDelaySeconds" 5 $g) -}}
+{{- $need := add $preStop (include "postern.gateway.shutdownGraceSeconds" . | int) -}}
 {{- if kindIs "invalid" $g.terminationGracePeriodSeconds -}}
 {{- add $need 10 -}}
 {{- else if lt (int $g.terminationGracePeriodSeconds) $need -}}
-{{- fail (printf "gateway.terminationGracePeriodSeconds=%d is shorter than gateway.preStopDelaySeconds (%d) + gateway.shutdownGrace (%s): the kubelet would kill sessions the gateway is still draining; raise it to at least %d, or leave it null" (int $g.terminationGracePeriodSeconds) (int $g.preStopDelaySeconds) $g.shutdownGrace $need) -}}
+{{- fail (printf "gateway.terminationGracePeriodSeconds=%d is shorter than gateway.preStopDelaySeconds (%d) + gateway.shutdownGrace (%s): the kubelet would kill sessions the gateway is still draining; raise it to at least %d, or leave it null" (int $g.terminationGracePeriodSeconds) $preStop $g.shutdownGrace $need) -}}
 {{- else -}}
 {{- $g.terminationGracePeriodSeconds -}}
 {{- end -}}
