@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real components the tests start: OpenLDAP slapd, swaks, Postfix (smtp-sink,
 # smtp-source, smtpd for benchmarks), etcd, helm, hadolint, Lua (Argo CD health checks),
-# a CEL evaluator (Flux health checks), and builds a kube-apiserver (cached).
+# a CEL evaluator (Flux health checks), the single-node cluster's runtime (containerd, runc,
+# CNI plugins, podman, socat), and builds the Kubernetes 1.20 binaries (cached).
 # Idempotent and quiet when everything is already there. Needs root (apt-get).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
-need=(slapd ldap-utils swaks postfix etcd-server libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3 python3-venv lua5.1 lua5.4 binutils)
+need=(slapd ldap-utils swaks postfix etcd-server libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3 python3-venv lua5.1 lua5.4 binutils
+  containerd runc containernetworking-plugins conntrack iptables iproute2 util-linux podman socat curl gcc libc6-dev)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -54,7 +56,10 @@ if ! "$celvenv/bin/python" -c 'import celpy, yaml' >/dev/null 2>&1; then
   "$celvenv/bin/python" -m pip install -q cel-python pyyaml
 fi
 
-# kube-apiserver: built once from Debian's source package, cached under ~/.cache.
+# kube-apiserver, then the node's components (tests/support/k8s: kubelet, kube-proxy,
+# controller-manager, scheduler): built once from Debian's source package, cached under
+# ~/.cache/postern-k8s (~10 min the first time on 2 CPUs).
 if [ "${POSTERN_SKIP_KUBE:-0}" != 1 ]; then
   "$here/kube-apiserver.sh" >/dev/null
+  "$here/k8s/build-target.sh" kube-controller-manager kube-scheduler kube-proxy kubelet
 fi
