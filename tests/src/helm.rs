@@ -21,15 +21,21 @@ pub fn chart_dir() -> PathBuf {
     workspace_root().join("charts/postern")
 }
 
-/// The values sets of `charts/postern/ci/` (CI renders and installs each one), sorted.
-pub fn ci_values() -> Result<Vec<PathBuf>> {
-    let dir = chart_dir().join("ci");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+/// The `*.yaml` files of `dir`, sorted.
+pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// The values sets of `charts/postern/ci/` (CI renders and installs each one), sorted.
+pub fn ci_values() -> Result<Vec<PathBuf>> {
+    let dir = chart_dir().join("ci");
+    let files = yaml_files(&dir)?;
     if files.is_empty() {
         bail!("no values sets in {}", dir.display());
     }

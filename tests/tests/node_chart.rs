@@ -7,15 +7,16 @@
 //! (certificate, AUTH, refused users, the Received line at the next hop); `helm uninstall`
 //! leaves only the CRDs and the objects; `helm upgrade` from the previous chart version works.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use postern_testkit::workspace::workspace_root;
-use postern_tests::helm::chart_dir;
 use postern_tests::node::peers::Peers;
-use postern_tests::node::release::{Images, all_postern_ready, example_manifests, machine_load};
+use postern_tests::node::release::{
+    Images, all_postern_ready, example_manifests, helm_install, machine_load,
+};
 use postern_tests::node::{NODE_IP, Node};
 
 const RELEASE: &str = "postern";
@@ -25,30 +26,11 @@ const GATEWAY_SELECTOR: &str = "app.kubernetes.io/component=gateway";
 fn install(
     node: &Node,
     ns: &str,
-    chart: &str,
+    chart: Option<&Path>,
     images: &Images,
     extra: &[&str],
 ) -> Result<Duration> {
-    let start = Instant::now();
-    let mut args: Vec<String> = [
-        "upgrade",
-        "--install",
-        RELEASE,
-        chart,
-        "-n",
-        ns,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "180s",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(images.set_args());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    node.helm(&a)?;
-    Ok(start.elapsed())
+    helm_install(node, ns, RELEASE, chart, images, extra)
 }
 
 fn service_ip(node: &Node, ns: &str) -> Result<String> {
@@ -103,23 +85,47 @@ fn received_by_sink(peers: &Peers, id: &str) -> String {
     }
 }
 
+/// A message from `user` with Subject `id` through `server`; swaks's transcript.
+fn send(node: &Node, server: &str, id: &str, user: &str, args: &[String]) -> String {
+    let from = format!("{user}@example.org");
+    let subject = format!("Subject: {id}");
+    let mut all = vec!["--from", &from, "--header", &subject];
+    all.extend(args.iter().map(String::as_str));
+    swaks(node, server, &all)
+}
+
+/// swaks arguments: STARTTLS with the example client certificate `name`.
+fn cert(name: &str) -> Vec<String> {
+    [
+        "--tls",
+        "--tls-cert",
+        &format!("{name}.crt"),
+        "--tls-key",
+        &format!("{name}.key"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// swaks arguments: STARTTLS, then AUTH PLAIN as `user` with the example password.
+fn auth(user: &str) -> Vec<String> {
+    [
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        &format!("{user}-pw"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A message through `server` that must be relayed; checks the Received line the gateway
-/// added for `user` (authenticated with `how`).
-fn relayed(node: &Node, peers: &Peers, server: &str, id: &str, user: &str, args: &[&str]) {
-    let t = swaks(
-        node,
-        server,
-        &[
-            &[
-                "--from",
-                &format!("{user}@example.org"),
-                "--header",
-                &format!("Subject: {id}"),
-            ],
-            args,
-        ]
-        .concat(),
-    );
+/// added for `user`.
+fn relayed(node: &Node, peers: &Peers, server: &str, id: &str, user: &str, args: &[String]) {
+    let t = send(node, server, id, user, args);
     assert!(
         t.contains("<-  250 2.0.0") || t.contains("<~  250 2.0.0"),
         "{id}: not relayed:\n{t}"
@@ -141,29 +147,17 @@ fn relayed(node: &Node, peers: &Peers, server: &str, id: &str, user: &str, args:
     );
 }
 
+/// A message through `server` that must be refused with `code` and never relayed.
 fn refused(
     node: &Node,
     peers: &Peers,
     server: &str,
     id: &str,
     user: &str,
-    args: &[&str],
+    args: &[String],
     code: &str,
 ) {
-    let t = swaks(
-        node,
-        server,
-        &[
-            &[
-                "--from",
-                &format!("{user}@example.org"),
-                "--header",
-                &format!("Subject: {id}"),
-            ],
-            args,
-        ]
-        .concat(),
-    );
+    let t = send(node, server, id, user, args);
     assert!(
         t.contains(&format!("<~* {code}")) || t.contains(&format!("<** {code}")),
         "{id}: expected {code}:\n{t}"
@@ -431,19 +425,21 @@ fn pdb_keeps_a_gateway(node: &Node, ns: &str) -> Result<()> {
 }
 
 fn hpa_on_1_20(node: &Node, ns: &str, images: &Images) -> Result<()> {
-    install(
-        node,
-        ns,
-        &chart_dir().display().to_string(),
-        images,
-        &[
-            "--reuse-values",
-            "--set",
-            "gateway.autoscaling.enabled=true",
-            "--set",
-            "gateway.autoscaling.minReplicas=3",
-        ],
-    )?;
+    let upgrade = |sets: &[&str]| {
+        install(
+            node,
+            ns,
+            None,
+            images,
+            &[&["--reuse-values"], sets].concat(),
+        )
+    };
+    upgrade(&[
+        "--set",
+        "gateway.autoscaling.enabled=true",
+        "--set",
+        "gateway.autoscaling.minReplicas=3",
+    ])?;
     let hpa = node.get_json(&["hpa.v2beta2.autoscaling", "-n", ns, "postern-gateway"])?;
     assert_eq!(hpa["spec"]["minReplicas"], 3);
     let deploy = node.get_json(&["deploy", "-n", ns, "postern-gateway"])?;
@@ -458,17 +454,7 @@ fn hpa_on_1_20(node: &Node, ns: &str, images: &Images) -> Result<()> {
         },
     )
     .with_context(|| managed.clone())?;
-    install(
-        node,
-        ns,
-        &chart_dir().display().to_string(),
-        images,
-        &[
-            "--reuse-values",
-            "--set",
-            "gateway.autoscaling.enabled=false",
-        ],
-    )?;
+    upgrade(&["--set", "gateway.autoscaling.enabled=false"])?;
     assert!(
         node.kubectl(&["get", "hpa", "-n", ns, "-o", "name"])?
             .trim()
@@ -482,51 +468,32 @@ fn hpa_on_1_20(node: &Node, ns: &str, images: &Images) -> Result<()> {
     Ok(())
 }
 
-fn examples_relay_mail(node: &Node, ns: &str, peers: &Peers) -> Result<()> {
-    let ip = service_ip(node, ns)?;
-    let cert = |name: &str| -> Vec<String> {
-        vec![
-            "--tls".into(),
-            "--tls-cert".into(),
-            format!("{name}.crt"),
-            "--tls-key".into(),
-            format!("{name}.key"),
-        ]
-    };
-    let auth = |user: &str| -> Vec<String> {
-        [
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            user,
-            "--auth-password",
-            &format!("{user}-pw"),
-        ]
-        .map(String::from)
-        .to_vec()
-    };
-    fn s(v: &[String]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
-    }
-
-    // A. certificate only.
-    let took = apply_example(node, ns, "certificate-only")?;
-    eprintln!("BENCH apply examples/certificate-only -> all Ready through the pods: {took:?}");
+/// Applies `examples/<set>`, waits until every object is Ready and every gateway runs it,
+/// and checks the certificate the Service presents on `port`; the Service's address.
+fn serve_example(node: &Node, ns: &str, ip: &str, set: &str, port: u16) -> Result<String> {
+    let took = apply_example(node, ns, set)?;
+    eprintln!("BENCH apply examples/{set} -> all Ready through the pods: {took:?}");
     node.wait(
-        "the gateways run certificate-only",
+        &format!("the gateways run {set}"),
         Duration::from_secs(60),
         || gateways_run_published(node, ns),
     )?;
-    let server = format!("{ip}:2587");
+    let server = format!("{ip}:{port}");
     openssl_verifies(node, &server);
+    Ok(server)
+}
+
+fn examples_relay_mail(node: &Node, ns: &str, peers: &Peers) -> Result<()> {
+    let ip = service_ip(node, ns)?;
+    // A. certificate only.
+    let server = serve_example(node, ns, &ip, "certificate-only", 2587)?;
     relayed(
         node,
         peers,
         &server,
         "node-a-alice",
         "alice",
-        &s(&cert("alice")),
+        &cert("alice"),
     );
     refused(
         node,
@@ -534,7 +501,7 @@ fn examples_relay_mail(node: &Node, ns: &str, peers: &Peers) -> Result<()> {
         &server,
         "node-a-mallory",
         "mallory",
-        &s(&cert("mallory")),
+        &cert("mallory"),
         "5",
     );
     refused(
@@ -543,29 +510,21 @@ fn examples_relay_mail(node: &Node, ns: &str, peers: &Peers) -> Result<()> {
         &server,
         "node-a-revoked",
         "revoked",
-        &s(&cert("revoked")),
+        &cert("revoked"),
         "5",
     );
     delete_example(node, ns, "certificate-only")?;
 
     // B. SMTP AUTH against LDAP.
-    let took = apply_example(node, ns, "ldap-auth")?;
-    eprintln!("BENCH apply examples/ldap-auth -> all Ready through the pods: {took:?}");
-    node.wait(
-        "the gateways run ldap-auth",
-        Duration::from_secs(60),
-        || gateways_run_published(node, ns),
-    )?;
-    let server = format!("{ip}:2588");
-    openssl_verifies(node, &server);
-    relayed(node, peers, &server, "node-b-bob", "bob", &s(&auth("bob")));
+    let server = serve_example(node, ns, &ip, "ldap-auth", 2588)?;
+    relayed(node, peers, &server, "node-b-bob", "bob", &auth("bob"));
     refused(
         node,
         peers,
         &server,
         "node-b-carol",
         "carol",
-        &s(&auth("carol")),
+        &auth("carol"),
         "5",
     );
     relayed(
@@ -574,34 +533,28 @@ fn examples_relay_mail(node: &Node, ns: &str, peers: &Peers) -> Result<()> {
         &format!("{ip}:2598"),
         "node-b-carol-monitor",
         "carol",
-        &s(&auth("carol")),
+        &auth("carol"),
     );
     delete_example(node, ns, "ldap-auth")?;
 
     // C. certificate, or AUTH for users allowed without a CAC.
-    let took = apply_example(node, ns, "either")?;
-    eprintln!("BENCH apply examples/either -> all Ready through the pods: {took:?}");
-    node.wait("the gateways run either", Duration::from_secs(60), || {
-        gateways_run_published(node, ns)
-    })?;
-    let server = format!("{ip}:2589");
-    openssl_verifies(node, &server);
+    let server = serve_example(node, ns, &ip, "either", 2589)?;
     relayed(
         node,
         peers,
         &server,
         "node-c-alice",
         "alice",
-        &s(&cert("alice")),
+        &cert("alice"),
     );
-    relayed(node, peers, &server, "node-c-bob", "bob", &s(&auth("bob")));
+    relayed(node, peers, &server, "node-c-bob", "bob", &auth("bob"));
     refused(
         node,
         peers,
         &server,
         "node-c-carol",
         "carol",
-        &s(&auth("carol")),
+        &auth("carol"),
         "525",
     );
     delete_example(node, ns, "either")?;
@@ -654,7 +607,7 @@ fn upgrade_from_previous(node: &Node, images: &Images, peers: &Peers) -> Result<
     let ns = "postern-upgrade";
     let (_keep, old, commit) = previous_chart()?;
     eprintln!("previous chart: charts/postern of {commit}");
-    install(node, ns, &old.display().to_string(), images, &[])?;
+    install(node, ns, Some(&old), images, &[])?;
     apply_example(node, ns, "either")?;
     let ip = service_ip(node, ns)?;
     relayed(
@@ -663,23 +616,9 @@ fn upgrade_from_previous(node: &Node, images: &Images, peers: &Peers) -> Result<
         &format!("{ip}:2589"),
         "node-up-before",
         "bob",
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "bob",
-            "--auth-password",
-            "bob-pw",
-        ],
+        &auth("bob"),
     );
-    let took = install(
-        node,
-        ns,
-        &chart_dir().display().to_string(),
-        images,
-        &["--reuse-values"],
-    )?;
+    let took = install(node, ns, None, images, &["--reuse-values"])?;
     eprintln!("BENCH helm upgrade from the previous chart, --wait: {took:?}");
     let deploy = node.get_json(&["deploy", "-n", ns, "postern-gateway"])?;
     assert!(
@@ -697,15 +636,7 @@ fn upgrade_from_previous(node: &Node, images: &Images, peers: &Peers) -> Result<
         &format!("{ip}:2589"),
         "node-up-after",
         "bob",
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "bob",
-            "--auth-password",
-            "bob-pw",
-        ],
+        &auth("bob"),
     );
     uninstall_leaves_only_crds(node, ns)?;
     // The objects stay (documented): the Listener still exists after the uninstall.
@@ -725,11 +656,10 @@ fn the_chart_installs_serves_mail_and_uninstalls_on_a_node() {
     let peers =
         Peers::start(&node).expect("slapd, smtp-sink and the CRL server on the node address");
     let ns = "postern-node";
-    let chart = chart_dir().display().to_string();
 
     // A fresh install with no Postern object is healthy: --wait returns.
     let took =
-        install(&node, ns, &chart, &images, &[]).expect("helm install --wait on a fresh namespace");
+        install(&node, ns, None, &images, &[]).expect("helm install --wait on a fresh namespace");
     eprintln!(
         "BENCH helm install --wait -> all pods Ready (no Postern objects): {took:?} ({})",
         machine_load()

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use postern_testkit::workspace::workspace_root;
 use postern_tests::gate::Client;
-use postern_tests::helm::chart_dir;
 use postern_tests::node::forward::Forward;
 use postern_tests::node::load::{Load, LoadSpec, Outcome, session, tally};
 use postern_tests::node::peers::Peers;
-use postern_tests::node::release::{Images, all_postern_ready, example_manifests, machine_load};
+use postern_tests::node::release::{
+    Images, all_postern_ready, example_manifests, helm_install, machine_load,
+};
 use postern_tests::node::{Node, PodState};
 
 const RELEASE: &str = "postern";
@@ -27,26 +28,7 @@ const GATEWAY: &str = "app.kubernetes.io/component=gateway";
 const CONTROLLER: &str = "app.kubernetes.io/component=controller";
 
 fn helm_upgrade(node: &Node, images: &Images, extra: &[&str]) -> Result<Duration> {
-    let start = Instant::now();
-    let chart = chart_dir().display().to_string();
-    let mut args: Vec<String> = [
-        "upgrade",
-        "--install",
-        RELEASE,
-        &chart,
-        "-n",
-        NS,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "180s",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(images.set_args());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    node.helm(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
-    Ok(start.elapsed())
+    helm_install(node, NS, RELEASE, None, images, extra)
 }
 
 fn ca_pem() -> String {

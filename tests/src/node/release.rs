@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 
 use postern_testkit::workspace::workspace_root;
 
+use crate::helm::{chart_dir, yaml_files};
+
 use super::peers::{CRL_PORT, LDAP_PORT, SINK_PORT};
 use super::{NODE_IP, Node, support_dir};
 
@@ -122,6 +124,39 @@ impl Images {
     }
 }
 
+/// `helm upgrade --install RELEASE CHART --wait` in `ns` with the images' values and
+/// `extra` arguments; how long it took. `chart` defaults to the working tree's chart.
+pub fn helm_install(
+    node: &Node,
+    ns: &str,
+    release: &str,
+    chart: Option<&std::path::Path>,
+    images: &Images,
+    extra: &[&str],
+) -> Result<std::time::Duration> {
+    let start = std::time::Instant::now();
+    let chart = chart.map_or_else(chart_dir, std::path::Path::to_path_buf);
+    let chart = chart.display().to_string();
+    let mut args: Vec<String> = [
+        "upgrade",
+        "--install",
+        release,
+        &chart,
+        "-n",
+        ns,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "180s",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(images.set_args());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    node.helm(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    Ok(start.elapsed())
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.stdin(Stdio::null()).output()?;
     if !out.status.success() {
@@ -139,12 +174,7 @@ fn run(cmd: &mut Command) -> Result<()> {
 /// server at the node's address, where [`super::peers::Peers`] runs them.
 pub fn example_manifests(set: &str) -> Result<String> {
     let dir = workspace_root().join("examples").join(set);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
+    let files = yaml_files(&dir)?;
     let mut all = String::new();
     for f in files {
         all.push_str(&std::fs::read_to_string(&f)?);
