@@ -845,3 +845,97 @@ fn the_quickstart_objects_are_accepted_by_the_crds() {
         .unwrap_err();
     assert!(format!("{err:#}").contains("Sometimes"), "{err:#}");
 }
+
+#[test]
+fn the_gateway_stop_sequence_is_sized_from_shutdown_grace() {
+    let grace = |sets: &[&str]| -> (Value, Value) {
+        let objects = render(None, sets);
+        let d = find(&objects, "Deployment", Some("postern-gateway"))[0].clone();
+        (
+            d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].clone(),
+            container(&d)["lifecycle"]["preStop"].clone(),
+        )
+    };
+    // preStop 5 s + shutdownGrace 30 s + 10 s to close the rest.
+    let (period, hook) = grace(&[]);
+    assert_eq!(period, 45);
+    assert_eq!(
+        hook,
+        serde_json::json!({"httpGet": {"path": "prestop?seconds=5", "port": "admin"}})
+    );
+    assert_eq!(grace(&["gateway.shutdownGrace=1m30s"]).0, 105);
+    assert_eq!(grace(&["gateway.shutdownGrace=500ms"]).0, 16);
+    let (period, hook) = grace(&["gateway.preStopDelaySeconds=0"]);
+    assert_eq!(period, 40);
+    assert!(hook.is_null(), "{hook}");
+    assert_eq!(grace(&["gateway.terminationGracePeriodSeconds=120"]).0, 120);
+    let err = helm_fails(
+        None,
+        &[
+            "template",
+            helm::chart_dir().to_str().unwrap(),
+            "--set",
+            "gateway.terminationGracePeriodSeconds=20",
+        ],
+    )
+    .unwrap();
+    assert!(
+        err.contains("gateway.terminationGracePeriodSeconds=20 is shorter than")
+            && err.contains("at least 35"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_gateway_hpa_follows_the_served_api_and_owns_the_replicas() {
+    let objects = render(None, &[]);
+    assert!(find(&objects, "HorizontalPodAutoscaler", None).is_empty());
+    let spread = &find(&objects, "Deployment", Some("postern-gateway"))[0]["spec"]["template"]["spec"]
+        ["topologySpreadConstraints"];
+    assert_eq!(spread.as_array().unwrap().len(), 2, "{spread}");
+    assert_eq!(spread[0]["topologyKey"], "topology.kubernetes.io/zone");
+    assert_eq!(spread[1]["whenUnsatisfiable"], "ScheduleAnyway");
+    assert_eq!(
+        spread[1]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "gateway"
+    );
+
+    let sets = [
+        "gateway.autoscaling.enabled=true",
+        "gateway.autoscaling.targetMemoryUtilizationPercentage=80",
+    ];
+    // helm template's built-in capabilities serve autoscaling/v2 (a 1.23+ cluster).
+    let objects = render(None, &sets);
+    let hpa = find(&objects, "HorizontalPodAutoscaler", Some("postern-gateway"))[0];
+    assert_eq!(hpa["apiVersion"], "autoscaling/v2");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "postern-gateway");
+    assert_eq!(hpa["spec"]["minReplicas"], 2);
+    assert_eq!(hpa["spec"]["maxReplicas"], 10);
+    let metrics: Vec<&str> = hpa["spec"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["resource"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(metrics, ["cpu", "memory"]);
+    // The Deployment leaves the count to the HPA, so an upgrade does not reset it.
+    let d = find(&objects, "Deployment", Some("postern-gateway"))[0];
+    assert!(d["spec"]["replicas"].is_null(), "{}", d["spec"]);
+    let err = helm_fails(
+        None,
+        &[
+            "template",
+            helm::chart_dir().to_str().unwrap(),
+            "--set",
+            "gateway.autoscaling.enabled=true",
+            "--set",
+            "gateway.autoscaling.maxReplicas=1",
+        ],
+    )
+    .unwrap();
+    assert!(
+        err.contains("maxReplicas=1 is below minReplicas=2"),
+        "{err}"
+    );
+    // autoscaling/v2beta2 on 1.20 is checked against a real 1.20 cluster (node_chart.rs).
+}
