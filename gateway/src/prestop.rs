@@ -59,3 +59,35 @@ async fn prestop(Query(p): Query<Params>) -> Response {
     );
     (StatusCode::OK, "ok\n").into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_after_the_wait_and_refuses_bad_requests() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, routes()).await });
+        // The kubelet's request, as plain HTTP/1.1; the status code of the answer.
+        let get = |q: &str| {
+            let request =
+                format!("GET /prestop{q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.write_all(request.as_bytes()).await.unwrap();
+                let mut answer = String::new();
+                s.read_to_string(&mut answer).await.unwrap();
+                answer.split(' ').nth(1).unwrap_or_default().to_owned()
+            }
+        };
+        let started = Instant::now();
+        assert_eq!(get("?seconds=1").await, "200");
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert_eq!(get("?seconds=0").await, "200");
+        assert_eq!(get("").await, "400");
+        assert_eq!(get("?seconds=121").await, "400");
+        assert_eq!(get("?seconds=soon").await, "400");
+    }
+}
