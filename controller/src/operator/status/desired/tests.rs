@@ -409,7 +409,7 @@ fn crl_sources_carry_the_facts_of_the_crl_in_force() {
 }
 
 #[test]
-fn a_stale_crl_holds_ready_back_and_a_disabled_source_has_no_health() {
+fn a_stale_crl_holds_ready_back_and_a_disabled_source_says_revocation_is_off() {
     let (source, mut world) = crl_world(CrlFacts {
         stale: true,
         ..in_force()
@@ -426,8 +426,14 @@ fn a_stale_crl_holds_ready_back_and_a_disabled_source_has_no_health() {
     world.crl.enabled = false;
     world.gateways[0].report.crl_sources.clear();
     let d = world.first(&source);
-    assert_eq!(summary(&d)[3], ("Ready", true, "Ready"));
-    assert_eq!(message(&d, "Ready"), "1/1 gateways programmed");
+    assert_eq!(summary(&d)[3], ("Ready", true, "Disabled"));
+    assert_eq!(
+        message(&d, "Ready"),
+        "1/1 gateways programmed; disabled (spec.enabled: false): not fetched and not enforced; certificates are not checked for revocation against this source"
+    );
+    let event = d.ready_event.expect("revocation off is worth an Event");
+    assert!(event.warning);
+    assert_eq!(event.reason, "Disabled");
 }
 
 #[test]
