@@ -351,3 +351,42 @@ fn plan_live_compares_manifests_with_what_the_cluster_runs() {
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("nope"), "{stderr}");
 }
+
+/// A disabled CrlSource is Ready (nothing to fetch) but says so: reason `Disabled`,
+/// revocation is not checked against it; `kubectl get` shows the reason beside READY.
+#[test]
+fn a_disabled_crl_source_says_revocation_from_it_is_off() {
+    let cluster = KubeCluster::shared();
+    let ns = cluster.create_namespace("crloff").unwrap();
+    let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-crloff")).unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-crloff").unwrap();
+    cluster
+        .apply(
+            &ns,
+            &format!(
+                "apiVersion: postern.dev/v1alpha1\nkind: CrlSource\nmetadata: {{name: disabled-root}}\n\
+                 spec:\n  enabled: false\n  format: Asn1\n  primaryUrl: {}\n\
+                 \x20 schedule: {{interval: 1h}}\n  appliesTo: [InboundSmtpTls]\n",
+                dead_url("/off.crl")
+            ),
+        )
+        .unwrap();
+    let ready = wait_cond(cluster, &ns, "crlsource", "disabled-root", "Ready", |c| {
+        c.reason == "Disabled"
+    });
+    assert_eq!(ready.status, "True");
+    assert!(
+        ready.message.contains("not checked for revocation"),
+        "{}",
+        ready.message
+    );
+    let table = cluster
+        .kubectl(&["get", "crlsource", "disabled-root", "-n", &ns])
+        .unwrap();
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("READY   REASON"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().contains("True    Disabled"),
+        "{table}"
+    );
+}
