@@ -152,6 +152,18 @@ mod tests {
         )
     }
 
+    /// `c` as the `Ready` condition of a status.
+    fn as_ready(c: &Cond) -> Condition {
+        Condition {
+            type_: "Ready".into(),
+            status: postern_crds::ConditionStatus::from_bool(c.status),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            last_transition_time: String::new(),
+            observed_generation: None,
+        }
+    }
+
     fn failed() -> CrlFacts {
         CrlFacts {
             name: "root".into(),
@@ -197,16 +209,8 @@ mod tests {
             "{}",
             ready.message
         );
-        let ready = Condition {
-            type_: "Ready".into(),
-            status: postern_crds::ConditionStatus::True,
-            reason: ready.reason,
-            message: ready.message,
-            last_transition_time: String::new(),
-            observed_generation: None,
-        };
         assert!(
-            is_warning(&ready),
+            is_warning(&as_ready(&ready)),
             "revocation off is worth a Warning Event"
         );
     }
@@ -239,15 +243,7 @@ mod tests {
                 "{}",
                 c.message
             );
-            let ready = Condition {
-                type_: "Ready".into(),
-                status: postern_crds::ConditionStatus::False,
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-                last_transition_time: String::new(),
-                observed_generation: None,
-            };
-            assert!(is_warning(&ready));
+            assert!(is_warning(&as_ready(&c)));
         }
         // In force: ready either way.
         let in_force = CrlFacts {
