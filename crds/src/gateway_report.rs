@@ -47,6 +47,10 @@ pub struct GatewayReportSpec {
     /// The last configuration the gateway could not run, while it runs `appliedHash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_config: Option<RefusedConfig>,
+    /// The Listeners of `appliedHash` the gateway does not run as configured (the rest of
+    /// that configuration runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_listeners: Vec<RefusedListener>,
     /// Per CRL source: last fetch, served by, thisUpdate, nextUpdate, entries, issuer,
     /// stale, last error (as the gateway's CRL store reports them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -62,6 +66,33 @@ pub struct RefusedConfig {
     pub hash: String,
     /// Why, for a human.
     pub message: String,
+}
+
+/// A Listener the gateway does not run as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefusedListener {
+    /// The Listener's name.
+    pub listener: String,
+    /// The address it asks for (`ip:port`).
+    pub address: String,
+    /// `PortUnavailable` (its address cannot be bound; retried) or `BuildFailed`.
+    pub reason: String,
+    /// The error, for a human.
+    pub message: String,
+    /// What runs instead.
+    pub serving: RefusedListenerServing,
+}
+
+/// What a gateway serves for a refused Listener meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefusedListenerServing {
+    /// `notServed`, or `previousVersion` (its last version that ran, on `address`).
+    pub state: String,
+    /// Where the previous version listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// The API resource of reports, for dynamic clients.
@@ -112,6 +143,15 @@ mod tests {
                 applied_hash: Some("sha256:ab".into()),
                 ready: true,
                 refusal: None,
+                refused_listeners: vec![postern_config::protocol::ListenerRefusal {
+                    listener: "smtp".into(),
+                    address: "0.0.0.0:25".into(),
+                    reason: postern_config::protocol::ListenerRefusalReason::PortUnavailable,
+                    message: "Address already in use (os error 98)".into(),
+                    serving: postern_config::protocol::ListenerServing::PreviousVersion {
+                        address: "0.0.0.0:2525".into(),
+                    },
+                }],
                 crl_sources: vec![postern_config::protocol::CrlFacts {
                     name: "dod".into(),
                     ..Default::default()
@@ -122,5 +162,6 @@ mod tests {
             serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
         assert_eq!(crd.applied_hash.as_deref(), Some("sha256:ab"));
         assert_eq!(crd.crl_sources.len(), 1);
+        assert_eq!(crd.refused_listeners[0].serving.state, "previousVersion");
     }
 }

@@ -34,7 +34,10 @@ pub use crl_source::{
     CrlFailurePolicy, CrlFormat, CrlInForce, CrlSchedule, CrlScope, CrlSource, CrlSourceSpec,
     CrlSourceStatus,
 };
-pub use gateway_report::{GatewayReport, GatewayReportSpec, RefusedConfig, report_api_resource};
+pub use gateway_report::{
+    GatewayReport, GatewayReportSpec, RefusedConfig, RefusedListener, RefusedListenerServing,
+    report_api_resource,
+};
 pub use ldap_profile::{
     CertificateAuthQuery, LdapAuthMethod, LdapBind, LdapCache, LdapPool, LdapProfile,
     LdapProfileSpec, LdapProfileStatus, LdapServer, LdapTimeouts, SmtpAuthQuery,

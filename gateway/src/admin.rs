@@ -45,6 +45,8 @@ pub struct ConfigStatus {
     pub generation: u64,
     /// Listener names in force.
     pub listeners: Vec<String>,
+    /// Listeners of the configuration in force that do not run as configured.
+    pub refused_listeners: Vec<postern_config::protocol::ListenerRefusal>,
     /// Whether the gateway accepts connections.
     pub ready: bool,
     /// The last reload attempt (refused ones say why).
@@ -139,6 +141,7 @@ async fn config(State(s): State<AdminState>) -> Json<ConfigStatus> {
             .as_ref()
             .map(|r| r.listeners.keys().cloned().collect())
             .unwrap_or_default(),
+        refused_listeners: rt.as_ref().map(|r| r.refused.clone()).unwrap_or_default(),
         ready: s.server.ready(),
         last_attempt: s.reloader.last_attempt(),
     })

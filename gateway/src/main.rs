@@ -46,6 +46,10 @@ struct Args {
     /// How often the configuration file is checked besides file system events.
     #[arg(long, default_value = "5s")]
     poll_interval: postern_config::Duration,
+    /// How often a Listener refused because its address could not be bound is tried
+    /// again (it comes up once the address is free).
+    #[arg(long, env = "POSTERN_LISTENER_RETRY_INTERVAL", default_value = "5s")]
+    listener_retry_interval: postern_config::Duration,
     /// Log format.
     #[arg(long, env = "POSTERN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -202,7 +206,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .as_ref()
             .expect("clap: --check requires --config");
         let config = GatewayConfig::load(path)?;
-        postern_gateway::runtime::build(&config, 0, &services)?;
+        let built = postern_gateway::runtime::build(&config, 0, &services)?;
+        if !built.refused.is_empty() {
+            let problems: Vec<String> = built
+                .refused
+                .iter()
+                .map(|r| format!("listeners.{}: {}", r.listener, r.message))
+                .collect();
+            anyhow::bail!("{}", problems.join("\n"));
+        }
         println!("{}: ok ({})", path.display(), config.hash());
         return Ok(());
     }
@@ -272,6 +284,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    tokio::spawn(reload::retry_refused_listeners(
+        reloader.clone(),
+        args.listener_retry_interval.get(),
+    ));
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,

@@ -139,6 +139,33 @@ pub struct HashLabels {
     pub hash: String,
 }
 
+/// `listener`, `reason`, `serving` (a refused Listener).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerRefusedLabels {
+    /// Listener name.
+    pub listener: String,
+    /// `PortUnavailable` or `BuildFailed`.
+    pub reason: String,
+    /// `not_served` or `previous_version`.
+    pub serving: String,
+}
+
+impl ListenerRefusedLabels {
+    /// The labels of a refusal.
+    pub fn of(r: &postern_config::protocol::ListenerRefusal) -> Self {
+        use postern_config::protocol::ListenerServing;
+        Self {
+            listener: r.listener.clone(),
+            reason: r.reason.as_str().into(),
+            serving: match r.serving {
+                ListenerServing::NotServed => "not_served",
+                ListenerServing::PreviousVersion { .. } => "previous_version",
+            }
+            .into(),
+        }
+    }
+}
+
 /// The gateway engine's metric families.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -167,6 +194,8 @@ pub struct Metrics {
     pub config_info: Family<HashLabels, Gauge>,
     /// Reload attempts.
     pub config_reloads: Family<ReloadLabels, Counter>,
+    /// 1 for each Listener of the configuration in force that does not run as configured.
+    pub listener_refused: Family<ListenerRefusedLabels, Gauge>,
 }
 
 impl Metrics {
@@ -187,6 +216,7 @@ impl Metrics {
             config_generation: Gauge::default(),
             config_info: Family::default(),
             config_reloads: Family::default(),
+            listener_refused: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("postern");
         r.register(
@@ -244,6 +274,11 @@ impl Metrics {
             "config_reloads",
             "Configuration reload attempts by outcome",
             m.config_reloads.clone(),
+        );
+        r.register(
+            "listener_refused",
+            "Listeners of the applied configuration not running as configured (value 1), by reason and what serves instead",
+            m.listener_refused.clone(),
         );
         m
     }

@@ -3,6 +3,10 @@
 //! [`Reloader::apply`] is the one entry point for every configuration source: the file
 //! watcher here (`--config FILE`), and the Kubernetes Secret watcher beside it. A refused
 //! configuration is logged with every problem and counted; the one in force keeps serving.
+//! A configuration that validates is applied as far as it can run: a Listener that cannot
+//! (its port in use, say) is refused on its own — one decision line and the
+//! `postern_listener_refused` gauge each — and [`retry_refused_listeners`] brings it up
+//! once its address is free.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,10 +19,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::metrics::{HashLabels, ReloadLabels};
+use crate::metrics::{HashLabels, ListenerRefusedLabels, ReloadLabels};
 use crate::runtime::{self, Services};
-use crate::server::Server;
+use crate::server::{self, Server};
 use postern_config::GatewayConfig;
+use postern_config::protocol::{ListenerRefusal, ListenerRefusalReason, ListenerServing};
 
 /// What happened to an applied configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +34,8 @@ pub enum Applied {
         generation: u64,
         /// Its hash.
         hash: String,
+        /// Its Listeners that do not run as configured (the rest does).
+        refused: Vec<ListenerRefusal>,
     },
     /// It is the one already in force.
     Unchanged {
@@ -47,6 +54,9 @@ pub struct LastAttempt {
     pub hash: Option<String>,
     /// Why it was refused, when it was.
     pub error: Option<String>,
+    /// Listeners of it that do not run as configured, when it was applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused_listeners: Vec<ListenerRefusal>,
     /// When (RFC 3339).
     pub time: String,
 }
@@ -63,6 +73,9 @@ pub struct Reloader {
     lock: Mutex<()>,
     last: Mutex<LastAttempt>,
     observers: Vec<ApplyObserver>,
+    /// The configuration in force and where it came from (re-applied to retry its
+    /// refused Listeners).
+    in_force: Mutex<Option<(GatewayConfig, String)>>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -85,6 +98,7 @@ impl Reloader {
             lock: Mutex::new(()),
             last: Mutex::new(LastAttempt::default()),
             observers: Vec::new(),
+            in_force: Mutex::new(None),
         }
     }
 
@@ -99,6 +113,11 @@ impl Reloader {
         self.last.lock().expect("last lock").clone()
     }
 
+    /// The server it installs into.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
     fn record(&self, origin: &str, hash: Option<String>, error: Option<String>) {
         let time = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -108,6 +127,7 @@ impl Reloader {
             hash,
             error,
             time,
+            refused_listeners: Vec::new(),
         };
     }
 
@@ -134,11 +154,18 @@ impl Reloader {
     }
 
     /// Validate, build and install `config`. Blocking (builds TLS configurations): call
-    /// from a blocking-safe context or accept the short pause.
+    /// from a blocking-safe context or accept the short pause. `Err` when it does not
+    /// validate (nothing changes); otherwise it is in force, except the Listeners in
+    /// `Applied::Installed::refused`. The configuration in force is applied again (not
+    /// `Unchanged`) while some of its Listeners are refused: that is the retry.
     pub fn apply(&self, config: &GatewayConfig, origin: &str) -> Result<Applied, String> {
         let _serial = self.lock.lock().expect("reload lock");
         let hash = config.hash();
-        if self.server.current().is_some_and(|rt| rt.hash == hash) {
+        let current = self.server.current();
+        if current
+            .as_ref()
+            .is_some_and(|rt| rt.hash == hash && rt.refused.is_empty())
+        {
             self.services
                 .metrics
                 .config_reloads
@@ -159,13 +186,16 @@ impl Reloader {
         for observe in &self.observers {
             observe(config);
         }
-        let old_hash = self.server.current().map(|r| r.hash.clone());
-        if let Err(e) = self.server.install(rt) {
-            return Err(self.refused(origin, Some(hash), e.to_string()));
-        }
+        let old_hash = current.as_ref().map(|r| r.hash.clone());
+        let was_refused = current.map(|r| r.refused.clone()).unwrap_or_default();
+        let refused = match self.server.install(rt) {
+            Ok(refused) => refused,
+            Err(e) => return Err(self.refused(origin, Some(hash), e.to_string())),
+        };
         self.generation.store(generation, Ordering::Release);
+        *self.in_force.lock().expect("in-force lock") = Some((config.clone(), origin.to_owned()));
         let m = &self.services.metrics;
-        if let Some(old) = old_hash {
+        if let Some(old) = old_hash.filter(|old| *old != hash) {
             m.config_info.remove(&HashLabels { hash: old });
         }
         m.config_info
@@ -177,9 +207,74 @@ impl Reloader {
                 outcome: "applied".into(),
             })
             .inc();
-        info!(target: "postern::decision", decision = "config", outcome = "applied", origin, generation, hash = %hash, listeners = config.listeners.len(), "configuration applied");
+        self.report_listeners(config, &was_refused, &refused);
+        if refused.is_empty() {
+            info!(target: "postern::decision", decision = "config", outcome = "applied", origin, generation, hash = %hash, listeners = config.listeners.len(), "configuration applied");
+        } else {
+            warn!(target: "postern::decision", decision = "config", outcome = "applied", origin, generation, hash = %hash, listeners = config.listeners.len(), refused_listeners = refused.len(), "configuration applied except the refused listeners");
+        }
         self.record(origin, Some(hash.clone()), None);
-        Ok(Applied::Installed { generation, hash })
+        self.last.lock().expect("last lock").refused_listeners = refused.clone();
+        Ok(Applied::Installed {
+            generation,
+            hash,
+            refused,
+        })
+    }
+
+    /// One decision line per Listener refused now (or refused differently), one per
+    /// Listener that was refused and now runs; the `listener_refused` gauge follows.
+    fn report_listeners(
+        &self,
+        config: &GatewayConfig,
+        before: &[ListenerRefusal],
+        now: &[ListenerRefusal],
+    ) {
+        let gauge = &self.services.metrics.listener_refused;
+        for r in before {
+            gauge.remove(&ListenerRefusedLabels::of(r));
+            if !now.iter().any(|n| n.listener == r.listener) {
+                if config.listeners.contains_key(&r.listener) {
+                    info!(target: "postern::decision", decision = "listener", outcome = "serving", listener = %r.listener, "listener runs as configured now");
+                } else {
+                    info!(target: "postern::decision", decision = "listener", outcome = "removed", listener = %r.listener, "refused listener removed from the configuration");
+                }
+            }
+        }
+        for r in now {
+            gauge.get_or_create(&ListenerRefusedLabels::of(r)).set(1);
+            if before.contains(r) {
+                continue;
+            }
+            let (serving, serving_address) = match &r.serving {
+                ListenerServing::NotServed => ("not_served", "-"),
+                ListenerServing::PreviousVersion { address } => {
+                    ("previous_version", address.as_str())
+                }
+            };
+            warn!(target: "postern::decision", decision = "listener", outcome = "refused",
+                listener = %r.listener, address = %r.address, reason = r.reason.as_str(),
+                error = %r.message, serving, serving_address,
+                "listener refused: {}", r.describe());
+        }
+    }
+
+    /// Re-apply the configuration in force when one of its Listeners was refused for an
+    /// address that can be bound now. `None` when there is nothing to retry (or still
+    /// nothing free).
+    pub fn retry_refused_listeners(&self) -> Option<Result<Applied, String>> {
+        let rt = self.server.current()?;
+        let free = rt
+            .refused
+            .iter()
+            .filter(|r| r.reason == ListenerRefusalReason::PortUnavailable)
+            .filter_map(|r| r.address.parse().ok())
+            .any(server::can_bind);
+        if !free {
+            return None;
+        }
+        let (config, origin) = self.in_force.lock().expect("in-force lock").clone()?;
+        (config.hash() == rt.hash).then(|| self.apply(&config, &origin))
     }
 
     /// Read, parse and apply a configuration file.
@@ -189,6 +284,19 @@ impl Reloader {
             Ok(config) => self.apply(&config, &origin),
             Err(e) => Err(self.refuse_unreadable(&origin, e.to_string())),
         }
+    }
+}
+
+/// Every `every`, bring up the refused Listeners of the configuration in force whose
+/// address has become free (whatever the configuration's source: the file or the
+/// cluster Secret do not change when another process lets go of a port).
+pub async fn retry_refused_listeners(reloader: Arc<Reloader>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let r = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || r.retry_refused_listeners()).await;
     }
 }
 

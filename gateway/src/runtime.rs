@@ -1,9 +1,11 @@
 //! Everything a configuration needs at run time, prebuilt: TLS server configurations per
 //! listener and policy, host access tables, authentication backends and next hops.
 //!
-//! A [`Runtime`] is built completely (or not at all) before it replaces the one in force,
-//! and sessions hold an `Arc` of their listener's runtime, so a reload never changes the
-//! rules under a session in progress.
+//! A [`Runtime`] is built completely before it replaces the one in force, and sessions
+//! hold an `Arc` of their listener's runtime, so a reload never changes the rules under a
+//! session in progress. A configuration that does not validate is refused as a whole; a
+//! Listener whose parts cannot be built is left out and listed in [`Runtime::refused`],
+//! so one broken Listener never holds back the rest of the configuration.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::relay::{NextHopRuntime, build_next_hop};
 use crate::tls::verifier::VerifierBuildError;
 use crate::tls::{ClientVerifier, RevocationChecker, server_config};
+use postern_config::protocol::{ListenerRefusal, ListenerRefusalReason, ListenerServing};
 use postern_config::{GatewayConfig, MailFlowPolicy, ValidationErrors};
 
 /// Shared services the runtime is built with.
@@ -43,8 +46,13 @@ pub struct Runtime {
     pub generation: u64,
     /// The configuration's content hash.
     pub hash: String,
-    /// Listeners by name.
+    /// Listeners by name: those of the configuration that run, and the previous version
+    /// of a refused one where that keeps serving.
     pub listeners: BTreeMap<String, Arc<ListenerRuntime>>,
+    /// Listeners of the configuration that do not run as configured, by name (built:
+    /// those that could not be built; installed: also those whose address could not be
+    /// bound, with what serves instead).
+    pub refused: Vec<ListenerRefusal>,
 }
 
 /// One listener, ready to serve.
@@ -125,9 +133,6 @@ pub enum BuildError {
     /// The configuration does not validate.
     #[error("{0}")]
     Invalid(#[from] ValidationErrors),
-    /// An authentication profile could not be built.
-    #[error("{0}")]
-    Auth(#[from] AuthBuildError),
     /// TLS material could not be loaded.
     #[error("listeners.{listener}: {detail}")]
     Tls {
@@ -146,37 +151,62 @@ pub enum BuildError {
     },
 }
 
-/// Validate and build `config`.
+/// Validate and build `config`: `Err` when it does not validate; otherwise every
+/// Listener that can be built, and the others in [`Runtime::refused`] (not served until
+/// the server decides whether a previous version keeps serving).
 pub fn build(
     config: &GatewayConfig,
     generation: u64,
     services: &Services,
 ) -> Result<Runtime, BuildError> {
     postern_config::validate(config)?;
+    // A profile that cannot be built refuses the Listeners using it, not the rest.
     let mut auth_profiles = BTreeMap::new();
+    let mut auth_failures: BTreeMap<&str, AuthBuildError> = BTreeMap::new();
     for (name, profile) in &config.auth_profiles {
-        auth_profiles.insert(
-            name.clone(),
-            Arc::new(build_auth_profile(
-                config,
-                name,
-                profile,
-                &services.auth_throttles,
-                &services.ldap,
-            )?),
-        );
+        match build_auth_profile(
+            config,
+            name,
+            profile,
+            &services.auth_throttles,
+            &services.ldap,
+        ) {
+            Ok(rt) => {
+                auth_profiles.insert(name.clone(), Arc::new(rt));
+            }
+            Err(e) => {
+                auth_failures.insert(name.as_str(), e);
+            }
+        }
     }
     let mut listeners = BTreeMap::new();
+    let mut refused = Vec::new();
     for (name, l) in &config.listeners {
-        listeners.insert(
-            name.clone(),
-            Arc::new(build_listener(config, name, l, &auth_profiles, services)?),
-        );
+        let failed_profile = l.auth_profile.as_deref().and_then(|p| auth_failures.get(p));
+        let built = match failed_profile {
+            Some(e) => Err(e.to_string()),
+            None => {
+                build_listener(config, name, l, &auth_profiles, services).map_err(|e| e.to_string())
+            }
+        };
+        match built {
+            Ok(rt) => {
+                listeners.insert(name.clone(), Arc::new(rt));
+            }
+            Err(e) => refused.push(ListenerRefusal {
+                listener: name.clone(),
+                address: SocketAddr::new(l.address, l.port).to_string(),
+                reason: ListenerRefusalReason::BuildFailed,
+                message: e,
+                serving: ListenerServing::NotServed,
+            }),
+        }
     }
     Ok(Runtime {
         generation,
         hash: config.hash(),
         listeners,
+        refused,
     })
 }
 

@@ -1,10 +1,11 @@
 //! The listening side: one accept loop per bound address, the connection caps (per
 //! listener and per client, see [`slots`]), installing a new [`Runtime`] (binding new
-//! ports, closing removed ones) and the graceful shutdown.
+//! ports, closing removed ones; a Listener whose address cannot be bound is refused on
+//! its own, keeping its previous version where there is one) and the graceful shutdown.
 
 mod slots;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels};
 use crate::runtime::{ListenerRuntime, Runtime};
 use crate::smtp::{Connection, SessionContext};
 use crate::wire::reply;
+use postern_config::protocol::{ListenerRefusal, ListenerRefusalReason, ListenerServing};
 
 pub use slots::ClientKey;
 use slots::{Refusal, Slot, Slots};
@@ -27,16 +29,6 @@ use slots::{Refusal, Slot, Slots};
 /// Why a runtime could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    /// A new listener's address could not be bound.
-    #[error("listeners.{listener}: cannot listen on {address}: {source}")]
-    Bind {
-        /// Listener name.
-        listener: String,
-        /// Address.
-        address: SocketAddr,
-        /// Cause.
-        source: std::io::Error,
-    },
     /// The server is shutting down.
     #[error("the gateway is shutting down")]
     ShuttingDown,
@@ -105,29 +97,53 @@ impl Server {
     }
 
     /// Bind what `runtime` needs, then make it the one in force: new sessions use it,
-    /// sessions in progress keep theirs. Nothing changes if a bind fails.
-    pub fn install(&self, runtime: Runtime) -> Result<(), InstallError> {
+    /// sessions in progress keep theirs. A Listener whose address cannot be bound is
+    /// refused on its own: its previous version keeps serving where there is one (still
+    /// bound, its address not taken by another Listener), else it is not served. Returns
+    /// every refused Listener (also kept in the installed runtime's `refused`).
+    pub fn install(&self, mut runtime: Runtime) -> Result<Vec<ListenerRefusal>, InstallError> {
         if self.inner.draining.is_cancelled() {
             return Err(InstallError::ShuttingDown);
         }
         let mut bound = self.inner.bound.lock().expect("bound lock");
-        let wanted: HashMap<SocketAddr, String> = runtime
-            .listeners
-            .values()
-            .map(|l| (l.address, l.name.clone()))
-            .collect();
-        let mut new_sockets = Vec::new();
-        for (addr, name) in &wanted {
-            if bound.contains_key(addr) {
+        let previous = self.current();
+        let mut refused = std::mem::take(&mut runtime.refused);
+        let mut new_sockets: Vec<(SocketAddr, TcpListener)> = Vec::new();
+        let names: Vec<String> = runtime.listeners.keys().cloned().collect();
+        for name in names {
+            let addr = runtime.listeners[&name].address;
+            if bound.contains_key(&addr) || new_sockets.iter().any(|(a, _)| *a == addr) {
                 continue;
             }
-            let socket = bind(*addr).map_err(|source| InstallError::Bind {
-                listener: name.clone(),
-                address: *addr,
-                source,
-            })?;
-            new_sockets.push((*addr, socket));
+            match bind(addr) {
+                Ok(socket) => new_sockets.push((addr, socket)),
+                Err(e) => {
+                    runtime.listeners.remove(&name);
+                    refused.push(ListenerRefusal {
+                        listener: name,
+                        address: addr.to_string(),
+                        reason: ListenerRefusalReason::PortUnavailable,
+                        message: e.to_string(),
+                        serving: ListenerServing::NotServed,
+                    });
+                }
+            }
         }
+        for r in &mut refused {
+            let Some(old) = previous.as_ref().and_then(|p| p.listeners.get(&r.listener)) else {
+                continue;
+            };
+            let taken = runtime.listeners.values().any(|l| l.address == old.address);
+            if bound.contains_key(&old.address) && !taken {
+                r.serving = ListenerServing::PreviousVersion {
+                    address: old.address.to_string(),
+                };
+                runtime.listeners.insert(r.listener.clone(), old.clone());
+            }
+        }
+        refused.sort_by(|a, b| a.listener.cmp(&b.listener));
+        runtime.refused = refused.clone();
+        let wanted: HashSet<SocketAddr> = runtime.listeners.values().map(|l| l.address).collect();
         self.inner.current.send_replace(Some(Arc::new(runtime)));
         for (addr, socket) in new_sockets {
             let stop = CancellationToken::new();
@@ -137,14 +153,14 @@ impl Server {
             info!(address = %addr, "listening");
         }
         bound.retain(|addr, b| {
-            let keep = wanted.contains_key(addr);
+            let keep = wanted.contains(addr);
             if !keep {
                 b.stop.cancel();
                 info!(address = %addr, "listener removed: no longer accepting");
             }
             keep
         });
-        Ok(())
+        Ok(refused)
     }
 
     fn listener_at(&self, addr: SocketAddr) -> Option<Arc<ListenerRuntime>> {
@@ -299,6 +315,12 @@ impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.gauge.dec();
     }
+}
+
+/// Whether `addr` could be bound now (a refused Listener's address freed?). The probe
+/// socket is closed at once.
+pub(crate) fn can_bind(addr: SocketAddr) -> bool {
+    std::net::TcpListener::bind(addr).is_ok()
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -212,6 +212,16 @@ fn publishes_programs_and_enforces_a_policy_change() {
         "ConfigPublished",
         "published gateway configuration"
     ));
+    // The latest publication is visible with its own note, not folded into the first
+    // Event's series (which would keep the first note).
+    let short = |h: &str| h[..h.find(':').unwrap() + 13].to_owned();
+    let latest = format!("published gateway configuration {} (was ", short(&h2));
+    wait_until(
+        Duration::from_secs(30),
+        "the latest ConfigPublished note",
+        || Ok(has_event(cluster, &ns, "ConfigPublished", &latest).then_some(())),
+    )
+    .unwrap();
 
     // Metrics say what happened.
     assert!(ctl.metric("postern_controller_published_total").unwrap() >= 2.0);
@@ -455,6 +465,21 @@ fn drift_is_repaired_and_reported() {
         Ok(has_event(cluster, &ns, "DriftRepaired", "edited by hand").then_some(()))
     })
     .unwrap();
+    // Another drift of the same Secret: its Event says what this one was (the first
+    // note is not the only one ever seen).
+    let patch = serde_json::json!({"stringData": {"extra": "x"}}).to_string();
+    cluster
+        .kubectl(&[
+            "patch", "secret", SECRET, "-n", &ns, "--type", "merge", "-p", &patch,
+        ])
+        .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "a DriftRepaired event for the added key",
+        || Ok(has_event(cluster, &ns, "DriftRepaired", "extra").then_some(())),
+    )
+    .unwrap();
+    assert!(has_event(cluster, &ns, "DriftRepaired", "edited by hand"));
     assert_eq!(
         applied_hash(cluster, &ns, "gw-drift").as_deref(),
         Some(h.as_str())

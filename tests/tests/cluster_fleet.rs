@@ -1,5 +1,5 @@
 //! The gateway fleet as the controller sees it: several gateways rolling out a change,
-//! a gateway that refuses a configuration, CRL facts reported by gateways into
+//! a gateway that cannot bind one Listener, CRL facts reported by gateways into
 //! CrlSource status, and `postern plan --live` against what the cluster runs.
 
 use std::net::TcpListener;
@@ -118,14 +118,29 @@ fn a_rolling_fleet_says_how_many_gateways_are_programmed() {
     drop(gw_a);
 }
 
+/// One Listener the gateway cannot bind (its port held by another process) is refused
+/// alone: it says so in its own status, every other object of the namespace is programmed,
+/// a later emergency `action: Reject` is enforced while it is still there, and freeing the
+/// port lets it come up without any change to it.
 #[test]
-fn a_gateway_that_refuses_a_configuration_says_why() {
+fn a_listener_a_gateway_cannot_bind_is_refused_alone() {
     let cluster = KubeCluster::shared();
     let ns = cluster.create_namespace("refuse").unwrap();
     let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-refuse")).unwrap();
-    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-r").unwrap();
+    let _gw = start_gateway_with(
+        cluster,
+        User::Admin,
+        &ns,
+        "gw-r",
+        &["--listener-retry-interval", "500ms"],
+    )
+    .unwrap();
+    let good_port = free_port();
     cluster.apply(&ns, &policy("p", "Relay")).unwrap();
-    wait_cond(cluster, &ns, "mailflowpolicy", "p", "Ready", |c| {
+    cluster
+        .apply(&ns, &listener("good", good_port, "p"))
+        .unwrap();
+    wait_cond(cluster, &ns, "listener", "good", "Ready", |c| {
         c.status == "True"
     });
 
@@ -134,29 +149,73 @@ fn a_gateway_that_refuses_a_configuration_says_why() {
     let port = busy.local_addr().unwrap().port();
     cluster.apply(&ns, &listener("smtp", port, "p")).unwrap();
     let c = wait_cond(cluster, &ns, "listener", "smtp", "Programmed", |c| {
-        c.reason == "GatewayRefused"
+        c.reason == "PortUnavailable"
     });
     assert_eq!(c.status, "False");
     assert!(
-        c.message.starts_with("0/1 gateways programmed"),
+        c.message
+            .starts_with("0/1 gateways programmed; gw-r cannot listen on 127.0.0.1:"),
         "{}",
         c.message
     );
-    assert!(c.message.contains("gw-r refused it"), "{}", c.message);
     assert!(c.message.contains(&port.to_string()), "{}", c.message);
+    assert!(c.message.contains("in use"), "{}", c.message);
+    assert!(c.message.ends_with("; not served"), "{}", c.message);
+    let accepted = wait_cond(cluster, &ns, "listener", "smtp", "Accepted", |_| true);
+    assert_eq!(accepted.status, "True", "{accepted:?}");
     let ready = wait_cond(cluster, &ns, "listener", "smtp", "Ready", |c| {
         c.status == "False"
     });
-    assert_eq!(ready.reason, "GatewayRefused");
-
-    // The port is freed and the listener moved to a free one: programmed.
-    drop(busy);
-    cluster
-        .apply(&ns, &listener("smtp", free_port(), "p"))
+    assert_eq!(ready.reason, "PortUnavailable");
+    // The other objects are not blamed: they run.
+    for (kind, name) in [("listener", "good"), ("mailflowpolicy", "p")] {
+        let c = wait_cond(cluster, &ns, kind, name, "Programmed", |_| true);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "Programmed"),
+            "{kind}/{name}: {c:?}"
+        );
+    }
+    // The report carries the refusal as a typed value.
+    let report = cluster
+        .get_json(&ns, "gatewayreport", "postern-gw-gw-r")
+        .unwrap()
         .unwrap();
+    let refused = &report["spec"]["refusedListeners"][0];
+    assert_eq!(refused["listener"], "smtp", "{report}");
+    assert_eq!(refused["reason"], "PortUnavailable", "{report}");
+    assert_eq!(refused["serving"]["state"], "notServed", "{report}");
+    assert!(c_events(cluster, &ns).contains("PortUnavailable"));
+
+    // An emergency change in the same namespace, the bad Listener still there: enforced.
+    cluster.apply(&ns, &policy("p", "Reject")).unwrap();
+    wait_cond(cluster, &ns, "mailflowpolicy", "p", "Programmed", |c| {
+        c.status == "True" && c.observed_generation == Some(2)
+    });
+    let mut c = postern_tests::clients::Raw::connect(good_port).unwrap();
+    let greeting = c.reply().unwrap();
+    assert!(greeting.starts_with("554 5.7.1"), "{greeting}");
+
+    // The port is freed: the Listener comes up as it is.
+    drop(busy);
     wait_cond(cluster, &ns, "listener", "smtp", "Ready", |c| {
         c.status == "True"
     });
+    let mut c = postern_tests::clients::Raw::connect(port).unwrap();
+    assert!(c.reply().unwrap().starts_with("554 5.7.1"));
+}
+
+/// Events of the namespace, as `kubectl get events` prints them.
+fn c_events(cluster: &KubeCluster, ns: &str) -> String {
+    wait_until(Duration::from_secs(30), "a PortUnavailable Event", || {
+        let out = cluster.kubectl(&["get", "events.v1.events.k8s.io", "-n", ns])?;
+        if out.contains("PortUnavailable") {
+            Ok(Some(out))
+        } else {
+            anyhow::bail!("now {out}")
+        }
+    })
+    .unwrap()
 }
 
 #[test]
@@ -291,4 +350,43 @@ fn plan_live_compares_manifests_with_what_the_cluster_runs() {
     let (code, stdout, stderr) = plan(&broken);
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("nope"), "{stderr}");
+}
+
+/// A disabled CrlSource is Ready (nothing to fetch) but says so: reason `Disabled`,
+/// revocation is not checked against it; `kubectl get` shows the reason beside READY.
+#[test]
+fn a_disabled_crl_source_says_revocation_from_it_is_off() {
+    let cluster = KubeCluster::shared();
+    let ns = cluster.create_namespace("crloff").unwrap();
+    let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-crloff")).unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-crloff").unwrap();
+    cluster
+        .apply(
+            &ns,
+            &format!(
+                "apiVersion: postern.dev/v1alpha1\nkind: CrlSource\nmetadata: {{name: disabled-root}}\n\
+                 spec:\n  enabled: false\n  format: Asn1\n  primaryUrl: {}\n\
+                 \x20 schedule: {{interval: 1h}}\n  appliesTo: [InboundSmtpTls]\n",
+                dead_url("/off.crl")
+            ),
+        )
+        .unwrap();
+    let ready = wait_cond(cluster, &ns, "crlsource", "disabled-root", "Ready", |c| {
+        c.reason == "Disabled"
+    });
+    assert_eq!(ready.status, "True");
+    assert!(
+        ready.message.contains("not checked for revocation"),
+        "{}",
+        ready.message
+    );
+    let table = cluster
+        .kubectl(&["get", "crlsource", "disabled-root", "-n", &ns])
+        .unwrap();
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("READY   REASON"), "{table}");
+    assert!(
+        table.lines().nth(1).unwrap().contains("True    Disabled"),
+        "{table}"
+    );
 }

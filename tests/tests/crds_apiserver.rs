@@ -64,6 +64,11 @@ async fn crds_accept_the_examples_and_refuse_bad_values() {
             table.contains("PORT") && table.contains("READY") && table.contains("ACTION"),
             "{table}"
         );
+        // READY has its reason beside it, for every kind.
+        let header = cluster.kubectl(&["get", "postern", "-n", &ns]).unwrap();
+        for line in header.lines().filter(|l| l.starts_with("NAME")) {
+            assert!(line.contains("READY   REASON"), "{header}");
+        }
         let all = cluster
             .kubectl(&["get", "postern", "-n", &ns, "-o", "name"])
             .unwrap();
@@ -142,4 +147,43 @@ async fn crds_accept_the_examples_and_refuse_bad_values() {
         table.lines().nth(1).unwrap_or_default().contains("False"),
         "{table}"
     );
+}
+
+/// `kubectl explain` shows the fields of optional objects (on 1.20, an API server that
+/// publishes CRD schemas as OpenAPI v2, which drops every `nullable` schema's fields).
+#[test]
+fn kubectl_explain_shows_the_fields_of_optional_objects() {
+    let cluster = KubeCluster::shared();
+    for (path, fields) in [
+        (
+            "listener.spec.tls",
+            &["certificateSecretRef", "clientCaSecretRef"][..],
+        ),
+        ("listener.spec.timeouts", &["command", "data"][..]),
+        ("ldapprofile.spec.bind", &["dn", "passwordSecretRef"][..]),
+        (
+            "smtpauthprofile.spec.certificate",
+            &["ldapProfileRef", "allowSmtpAuthFallback"][..],
+        ),
+    ] {
+        let out = postern_tests::kube::wait_until(
+            std::time::Duration::from_secs(30),
+            &format!("kubectl explain {path}"),
+            || {
+                let out = cluster.kubectl(&["explain", path])?;
+                if out.contains("FIELDS:") {
+                    Ok(Some(out))
+                } else {
+                    anyhow::bail!("no FIELDS yet:\n{out}")
+                }
+            },
+        )
+        .unwrap();
+        for field in fields {
+            assert!(
+                out.contains(&format!("   {field}\t")),
+                "{path}: {field} in\n{out}"
+            );
+        }
+    }
 }

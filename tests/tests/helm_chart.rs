@@ -104,6 +104,72 @@ fn the_values_schema_refuses_mistakes_with_the_path() {
     assert!(err.contains("leaderElection"), "{err}");
 }
 
+/// Leader-election timings the controller refuses at start (it exits: a renewal deadline
+/// not shorter than the lease would let two leaders overlap) fail `helm template` (and so
+/// `helm install`) with a message naming both values; the schema alone cannot compare
+/// two fields.
+#[test]
+fn leader_election_timings_the_controller_refuses_fail_the_install() {
+    let chart = helm::chart_dir().display().to_string();
+    let le = "controller.leaderElection";
+    let refused: &[(&[String], &str)] = &[
+        (
+            &[format!("{le}.renewDeadline=15s")],
+            "controller.leaderElection.renewDeadline (15s) must be shorter than controller.leaderElection.leaseDuration (15s)",
+        ),
+        (
+            &[
+                format!("{le}.renewDeadline=1m"),
+                format!("{le}.leaseDuration=59s"),
+            ],
+            "renewDeadline (1m) must be shorter than controller.leaderElection.leaseDuration (59s)",
+        ),
+        (
+            &[format!("{le}.retryPeriod=10s")],
+            "retryPeriod (10s) must be shorter than controller.leaderElection.renewDeadline (10s)",
+        ),
+    ];
+    for (sets, message) in refused {
+        let mut args = vec!["template", "p", chart.as_str()];
+        for set in sets.iter() {
+            args.extend(["--set", set.as_str()]);
+        }
+        let err = helm_fails(None, &args).unwrap();
+        assert!(
+            err.contains(message),
+            "{sets:?}: expected {message:?} in: {err}"
+        );
+    }
+    // What the controller accepts renders, in every form of the duration grammar.
+    for sets in [
+        [
+            format!("{le}.renewDeadline=14.5s"),
+            format!("{le}.leaseDuration=15s"),
+        ],
+        [
+            format!("{le}.renewDeadline=1m"),
+            format!("{le}.leaseDuration=1m30s"),
+        ],
+        [
+            format!("{le}.renewDeadline=900ms"),
+            format!("{le}.leaseDuration=1s"),
+        ],
+    ] {
+        let retry = format!("{le}.retryPeriod=100ms");
+        let deploy = render(None, &[&sets[0], &sets[1], &retry]);
+        assert!(!deployments(&deploy).is_empty(), "{sets:?}");
+    }
+    // Without leader election the timings are not used: nothing to refuse.
+    render(
+        None,
+        &[
+            "controller.replicas=1",
+            &format!("{le}.enabled=false"),
+            &format!("{le}.renewDeadline=1h"),
+        ],
+    );
+}
+
 /// Renders `render` and applies the raw YAML (as Helm would send it, so YAML 1.1 surprises
 /// show) with `kubectl apply --dry-run=server --validate=true`: kubectl validates against
 /// the server's OpenAPI (unknown or mistyped fields fail), the server runs its own

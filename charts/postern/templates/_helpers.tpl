@@ -149,14 +149,7 @@ policy/v1beta1
 
 {{/* The gateway's shutdownGrace in whole seconds, rounded up (500ms, 15s, 1m30s, 1.5h). */}}
 {{- define "postern.gateway.shutdownGraceSeconds" -}}
-{{- $total := 0.0 -}}
-{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|s|m|h)" .Values.gateway.shutdownGrace -1 -}}
-{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" . | float64 -}}
-{{- $unit := regexFind "(ms|s|m|h)$" . -}}
-{{- $mul := get (dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0) $unit -}}
-{{- $total = addf $total (mulf $n $mul) -}}
-{{- end -}}
-{{- ceil $total | int -}}
+{{- ceil (divf (include "postern.durationMs" .Values.gateway.shutdownGrace | float64) 1000.0) | int -}}
 {{- end -}}
 
 {{/* The gateway Pod's terminationGracePeriodSeconds: preStop delay + shutdownGrace + 10 s
@@ -181,5 +174,35 @@ policy/v1beta1
 autoscaling/v2
 {{- else -}}
 autoscaling/v2beta2
+{{- end -}}
+{{- end -}}
+
+{{/* A duration (500ms, 15s, 1m30s, 1.5h: the controller's grammar) in milliseconds, as a
+     string; include with the duration. */}}
+{{- define "postern.durationMs" -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ms|s|m|h)" (toString .) -1 -}}
+{{- $n := float64 (regexFind "^[0-9]+(\\.[0-9]+)?" .) -}}
+{{- $unit := regexFind "(ms|s|m|h)$" . -}}
+{{- $scale := dict "ms" 1.0 "s" 1000.0 "m" 60000.0 "h" 3600000.0 -}}
+{{- $total = addf $total (mulf $n (get $scale $unit)) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
+{{/* Leader-election timings the controller would refuse at start fail the install
+     instead (the schema cannot compare two fields). */}}
+{{- define "postern.controller.checkLeaderElection" -}}
+{{- $le := .Values.controller.leaderElection -}}
+{{- if $le.enabled -}}
+{{- $lease := float64 (include "postern.durationMs" $le.leaseDuration) -}}
+{{- $renew := float64 (include "postern.durationMs" $le.renewDeadline) -}}
+{{- $retry := float64 (include "postern.durationMs" $le.retryPeriod) -}}
+{{- if ge $renew $lease -}}
+{{- fail (printf "controller.leaderElection.renewDeadline (%s) must be shorter than controller.leaderElection.leaseDuration (%s): a leader must stop writing before a standby may take over, and the controller refuses to start otherwise" $le.renewDeadline $le.leaseDuration) -}}
+{{- end -}}
+{{- if ge $retry $renew -}}
+{{- fail (printf "controller.leaderElection.retryPeriod (%s) must be shorter than controller.leaderElection.renewDeadline (%s): the leader must get to retry a failed renewal before its deadline" $le.retryPeriod $le.renewDeadline) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}

@@ -15,11 +15,13 @@
 //! gateway outside a Pod (tests, VMs), and dies with the Pod through its owner reference.
 
 mod crl;
+mod listener;
 mod rendered;
 
 use serde::{Deserialize, Serialize};
 
 pub use crl::{CrlError, CrlFacts, CrlFactsEntry, ServedBy};
+pub use listener::{ListenerRefusal, ListenerRefusalReason, ListenerServing};
 pub use rendered::{DecodeError, decode_rendered};
 
 /// Default name of the rendered configuration Secret in each namespace.
@@ -75,6 +77,10 @@ pub struct GatewayReport {
         skip_serializing_if = "Option::is_none"
     )]
     pub refusal: Option<Refusal>,
+    /// The Listeners of `applied_hash` it does not run as configured (the rest of that
+    /// configuration runs): one refused Listener never holds back the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_listeners: Vec<ListenerRefusal>,
     /// Per-CRL-source facts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crl_sources: Vec<CrlFacts>,
@@ -112,6 +118,13 @@ mod tests {
                     hash: "sha256:cd".into(),
                     message: "port 25 in use".into(),
                 }),
+                refused_listeners: vec![ListenerRefusal {
+                    listener: "smtp".into(),
+                    address: "0.0.0.0:25".into(),
+                    reason: ListenerRefusalReason::PortUnavailable,
+                    message: "Address already in use (os error 98)".into(),
+                    serving: ListenerServing::NotServed,
+                }],
                 crl_sources: vec![CrlFacts {
                     name: "dod".into(),
                     served_by: Some(ServedBy::Secondary),
@@ -124,6 +137,7 @@ mod tests {
         assert_eq!(json["refusedConfig"]["hash"], "sha256:cd");
         assert_eq!(json["appliedHash"], "sha256:ab");
         assert_eq!(json["ttlSeconds"], 30);
+        assert_eq!(json["refusedListeners"][0]["reason"], "PortUnavailable");
         assert_eq!(serde_json::from_value::<ReportSpec>(json).unwrap(), spec);
         // A report that only says who and when reads as "not serving, runs nothing".
         let bare: ReportSpec = serde_json::from_value(serde_json::json!(

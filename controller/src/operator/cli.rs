@@ -76,6 +76,9 @@ pub(crate) fn main(
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only for a terminal: a log file or a collector gets plain text, not
+        // escape sequences around every level and field name.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if args.log_format == "json" {
         builder.json().flatten_event(true).try_init()

@@ -1,13 +1,14 @@
 //! The controller's hands on the API server: the client, the leadership every write is
-//! checked against just before it is made, and the Event recorder.
+//! checked against just before it is made, and the Event recorder (`events`).
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 
 use super::error::ReconcileError;
+use super::events::{EventRecorder, Notice};
 use super::leader::Leadership;
 use super::metrics::Metrics;
 
@@ -25,7 +26,7 @@ pub(crate) struct Cluster {
     /// Leader election.
     leadership: Leadership,
     /// Event recorder.
-    recorder: Recorder,
+    recorder: EventRecorder,
     /// Metrics (Events emitted and failed).
     pub metrics: Arc<Metrics>,
 }
@@ -44,13 +45,7 @@ impl Cluster {
         identity: &str,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "postern-controller".into(),
-                instance: Some(identity.to_owned()),
-            },
-        );
+        let recorder = EventRecorder::new(client.clone(), "postern-controller", identity);
         Self {
             client,
             leadership,
@@ -80,12 +75,11 @@ impl Cluster {
         if !self.leadership.is_leader() {
             return;
         }
-        let ev = Event {
+        let ev = Notice {
             type_,
-            reason: reason.into(),
-            note: Some(truncate(note, NOTE_MAX)),
-            action: "Reconcile".into(),
-            secondary: None,
+            reason,
+            note: truncate(note, NOTE_MAX),
+            action: "Reconcile",
         };
         match self.recorder.publish(&ev, reference).await {
             Ok(()) => {

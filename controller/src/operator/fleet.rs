@@ -2,13 +2,16 @@
 //!
 //! A gateway counts when its report is alive (renewed within its `ttlSeconds`, plus a
 //! little grace for clock skew) and it says it is ready. It is programmed when it
-//! runs the desired hash. `Programmed=True` needs every counted gateway programmed.
+//! runs the desired hash. `Programmed=True` needs every counted gateway programmed — and,
+//! for a Listener, none of them refusing that Listener (a port in use on its host).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::DynamicObject;
-use postern_config::protocol::{self, CrlFacts, GatewayReport, ReportSpec};
+use postern_config::protocol::{
+    self, CrlFacts, GatewayReport, ListenerRefusal, ListenerRefusalReason, ReportSpec,
+};
 
 /// Extra time a report stays alive past its lease, for clock skew between nodes.
 pub(crate) const SKEW_GRACE: SignedDuration = SignedDuration::from_secs(2);
@@ -79,6 +82,8 @@ pub(crate) struct Member {
     pub applied: Option<String>,
     /// The last configuration it refused: hash and why.
     pub refused: Option<(String, String)>,
+    /// The Listeners of `applied` it does not run as configured.
+    pub refused_listeners: Vec<ListenerRefusal>,
 }
 
 /// The fleet at `now`: live, ready gateways.
@@ -103,6 +108,7 @@ pub(crate) fn fleet(gateways: &[GatewayState], now: Timestamp) -> Fleet {
                     .refusal
                     .as_ref()
                     .map(|r| (r.hash.clone(), r.message.clone())),
+                refused_listeners: g.report.refused_listeners.clone(),
             });
         }
     }
@@ -147,12 +153,15 @@ impl Fleet {
     /// `Programmed` for an object of the configuration with hash `desired`. A gateway
     /// counts as programmed for the object when it runs `desired`, or a configuration in
     /// which the object is rendered the same (`same(hash)`), so a change elsewhere in the
-    /// namespace does not flip every object while it rolls out.
+    /// namespace does not flip every object while it rolls out — unless the object is
+    /// the Listener `listener` and that gateway refuses it: then the verdict names the
+    /// gateway, the address and the error (`PortUnavailable` when it cannot be bound).
     pub(crate) fn programmed_verdict(
         &self,
         namespace: &str,
         desired: &str,
         same: impl Fn(&str) -> bool,
+        listener: Option<&str>,
     ) -> Verdict {
         let total = self.ready.len();
         if total == 0 {
@@ -169,7 +178,35 @@ impl Fleet {
                 .as_deref()
                 .is_some_and(|h| h == desired || same(h))
         });
-        let n = done.len();
+        let refusing: Vec<(&Member, &ListenerRefusal)> = done
+            .iter()
+            .filter_map(|m| {
+                let r = m
+                    .refused_listeners
+                    .iter()
+                    .find(|r| Some(r.listener.as_str()) == listener)?;
+                Some((*m, r))
+            })
+            .collect();
+        let n = done.len() - refusing.len();
+        if !refusing.is_empty() {
+            let port = refusing
+                .iter()
+                .all(|(_, r)| r.reason == ListenerRefusalReason::PortUnavailable);
+            let why: Vec<String> = refusing
+                .iter()
+                .map(|(m, r)| format!("{} {}", m.name, r.describe()))
+                .collect();
+            return Verdict {
+                status: false,
+                reason: if port {
+                    "PortUnavailable"
+                } else {
+                    "GatewayRefused"
+                },
+                message: format!("{n}/{total} gateways programmed; {}", why.join("; ")),
+            };
+        }
         if lagging.is_empty() {
             return Verdict {
                 status: true,
@@ -281,6 +318,13 @@ mod tests {
                     hash: H2.into(),
                     message: "port 25 in use".into(),
                 }),
+                refused_listeners: vec![ListenerRefusal {
+                    listener: "smtp".into(),
+                    address: "0.0.0.0:25".into(),
+                    reason: ListenerRefusalReason::PortUnavailable,
+                    message: "Address already in use (os error 98)".into(),
+                    serving: protocol::ListenerServing::NotServed,
+                }],
                 crl_sources: vec![CrlFacts {
                     name: "dod".into(),
                     entries: 3,
@@ -321,7 +365,7 @@ mod tests {
     fn all_ready_gateways_on_the_hash_is_programmed() {
         let g = [gw("a", Some(H1), true, 10), gw("b", Some(H1), true, 20)];
         let f = fleet(&g, now());
-        let v = f.programmed_verdict("mail", H1, |_| false);
+        let v = f.programmed_verdict("mail", H1, |_| false, None);
         assert!(v.status);
         assert_eq!(v.message, "2/2 gateways programmed");
         assert_eq!(f.programmed_count(H1), 2);
@@ -336,7 +380,7 @@ mod tests {
             gw("c", Some(H1), true, 10),
         ];
         let f = fleet(&g, now());
-        let v = f.programmed_verdict("mail", H2, |_| false);
+        let v = f.programmed_verdict("mail", H2, |_| false, None);
         assert!(!v.status);
         assert_eq!(v.reason, "Pending");
         assert_eq!(
@@ -344,7 +388,7 @@ mod tests {
             "2/3 gateways programmed with sha256:222222222222; waiting for c (runs sha256:111111111111)"
         );
         // An object rendered the same in H1 is programmed everywhere already.
-        assert!(f.programmed_verdict("mail", H2, |h| h == H1).status);
+        assert!(f.programmed_verdict("mail", H2, |h| h == H1, None).status);
     }
 
     #[test]
@@ -357,12 +401,12 @@ mod tests {
         let f = fleet(&g, now());
         assert_eq!(f.ready.len(), 1);
         assert_eq!(f.ready[0].name, "a");
-        assert!(f.programmed_verdict("mail", H2, |_| false).status);
+        assert!(f.programmed_verdict("mail", H2, |_| false, None).status);
     }
 
     #[test]
     fn no_gateways_and_refusals_are_explained() {
-        let v = fleet(&[], now()).programmed_verdict("mail", H1, |_| false);
+        let v = fleet(&[], now()).programmed_verdict("mail", H1, |_| false, None);
         assert_eq!(v.reason, "NoGateways");
         assert!(v.message.contains("namespace mail"), "{}", v.message);
 
@@ -372,12 +416,53 @@ mod tests {
             message: "cannot bind 0.0.0.0:25".into(),
         });
         let g = [gw("a", Some(H2), true, 10), b];
-        let v = fleet(&g, now()).programmed_verdict("mail", H2, |_| false);
+        let v = fleet(&g, now()).programmed_verdict("mail", H2, |_| false, None);
         assert_eq!(v.reason, "GatewayRefused");
         assert_eq!(
             v.message,
             "1/2 gateways programmed with sha256:222222222222; b refused it: cannot bind 0.0.0.0:25"
         );
+    }
+
+    /// A gateway that runs the configuration but not one of its Listeners: that Listener
+    /// is not programmed (and says where and why); every other object is.
+    #[test]
+    fn a_refused_listener_is_not_programmed_and_the_rest_is() {
+        let mut a = gw("a", Some(H2), true, 10);
+        a.report.refused_listeners = vec![ListenerRefusal {
+            listener: "smtp".into(),
+            address: "127.0.0.1:2525".into(),
+            reason: ListenerRefusalReason::PortUnavailable,
+            message: "Address already in use (os error 98)".into(),
+            serving: protocol::ListenerServing::PreviousVersion {
+                address: "127.0.0.1:2524".into(),
+            },
+        }];
+        let g = [a, gw("b", Some(H2), true, 10)];
+        let f = fleet(&g, now());
+        let v = f.programmed_verdict("mail", H2, |_| false, Some("smtp"));
+        assert!(!v.status);
+        assert_eq!(v.reason, "PortUnavailable");
+        assert_eq!(
+            v.message,
+            "1/2 gateways programmed; a cannot listen on 127.0.0.1:2525: Address already in use (os error 98); its previous version keeps serving on 127.0.0.1:2524"
+        );
+        // Another Listener, and any other object, of the same configuration: programmed.
+        assert!(
+            f.programmed_verdict("mail", H2, |_| false, Some("other"))
+                .status
+        );
+        assert!(f.programmed_verdict("mail", H2, |_| false, None).status);
+        // A Listener whose parts cannot be built is refused by the gateway too.
+        let mut c = gw("c", Some(H2), true, 10);
+        c.report.refused_listeners = vec![ListenerRefusal {
+            reason: ListenerRefusalReason::BuildFailed,
+            serving: protocol::ListenerServing::NotServed,
+            ..g[0].report.refused_listeners[0].clone()
+        }];
+        let v = fleet(&[c], now()).programmed_verdict("mail", H2, |_| false, Some("smtp"));
+        assert_eq!(v.reason, "GatewayRefused");
+        assert!(v.message.ends_with("; not served"), "{}", v.message);
     }
 
     #[test]

@@ -133,6 +133,7 @@ mod tests {
                 name: "gw-0".into(),
                 applied: Some("h1".into()),
                 refused: None,
+                refused_listeners: Vec::new(),
             }],
             next_expiry: None,
         };

@@ -8,6 +8,7 @@ pub(crate) mod cli;
 pub(crate) mod cluster;
 pub(crate) mod debounce;
 pub(crate) mod error;
+pub(crate) mod events;
 pub(crate) mod fleet;
 pub(crate) mod gauges;
 pub(crate) mod http;

@@ -30,6 +30,10 @@ impl ConfigSink for Arc<Reloader> {
         .await
         .map_err(|e| format!("reload task failed: {e}"))?
     }
+
+    fn in_force(&self) -> tokio::sync::watch::Receiver<Option<Arc<crate::runtime::Runtime>>> {
+        self.server().subscribe()
+    }
 }
 
 /// Per-source facts of a CRL store, in the report's shape.

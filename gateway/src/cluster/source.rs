@@ -15,8 +15,10 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use serde_json::json;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::runtime::Runtime;
 use kube::api::ApiResource;
 use postern_config::GatewayConfig;
 use postern_config::protocol::{self, CrlFacts, GatewayReport, Refusal, ReportSpec};
@@ -71,6 +73,13 @@ pub trait ConfigSink: Send + Sync + 'static {
     /// Validates, builds and atomically swaps in `config`. On `Err(why)` the running
     /// configuration stays in force.
     fn apply(&self, config: GatewayConfig) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// The runtime in force, followed: its refused Listeners go into the report, also
+    /// when they change without a new configuration (a freed port lets one come up).
+    /// By default nothing is followed (a sink without Listeners of its own).
+    fn in_force(&self) -> watch::Receiver<Option<Arc<Runtime>>> {
+        watch::channel(None).1
+    }
 }
 
 /// Per-CRL-source facts of the running gateway, for the report.
@@ -107,6 +116,7 @@ pub async fn run<S: ConfigSink>(
         crl_facts,
         written: None,
     };
+    let mut in_force = sink.in_force();
     let selector = format!("metadata.name={}", opts.secret_name);
     let mut events = watcher::watcher(secrets, watcher::Config::default().fields(&selector))
         .default_backoff()
@@ -126,6 +136,13 @@ pub async fn run<S: ConfigSink>(
                 return Ok(());
             }
             _ = heartbeat.tick() => reporter.write().await,
+            Ok(()) = in_force.changed() => {
+                let refused = refused_listeners(&in_force.borrow_and_update(), reporter.report.applied_hash.as_deref());
+                if let Some(refused) = refused.filter(|r| *r != reporter.report.refused_listeners) {
+                    reporter.report.refused_listeners = refused;
+                    reporter.write().await;
+                }
+            }
             ev = events.next() => match ev {
                 None => {
                     return Err(ClusterError::WatchEnded {
@@ -136,7 +153,7 @@ pub async fn run<S: ConfigSink>(
                 Some(Err(e)) => tracing::warn!(error = %e, "watch on the rendered configuration failed; retrying"),
                 Some(Ok(Event::Apply(s) | Event::InitApply(s))) => {
                     listed_secret = true;
-                    handle_secret(&s, &sink, &mut reporter).await;
+                    handle_secret(&s, &sink, &in_force, &mut reporter).await;
                 }
                 Some(Ok(Event::Delete(_))) => tracing::warn!(
                     namespace = %opts.namespace, secret = %opts.secret_name,
@@ -175,7 +192,23 @@ async fn run_nothing_published<S: ConfigSink>(sink: &S, reporter: &mut Reporter)
     reporter.write().await;
 }
 
-async fn handle_secret<S: ConfigSink>(secret: &Secret, sink: &S, reporter: &mut Reporter) {
+/// The refused Listeners of `runtime` when it runs the configuration `hash`.
+fn refused_listeners(
+    runtime: &Option<Arc<Runtime>>,
+    hash: Option<&str>,
+) -> Option<Vec<protocol::ListenerRefusal>> {
+    runtime
+        .as_ref()
+        .filter(|rt| Some(rt.hash.as_str()) == hash)
+        .map(|rt| rt.refused.clone())
+}
+
+async fn handle_secret<S: ConfigSink>(
+    secret: &Secret,
+    sink: &S,
+    in_force: &watch::Receiver<Option<Arc<Runtime>>>,
+    reporter: &mut Reporter,
+) {
     let data: BTreeMap<String, Vec<u8>> = secret
         .data
         .clone()
@@ -217,6 +250,8 @@ async fn handle_secret<S: ConfigSink>(secret: &Secret, sink: &S, reporter: &mut 
         Ok(()) => {
             tracing::info!(secret = %origin, hash = %hash,
                 took_ms = started.elapsed().as_millis() as u64, "applied configuration");
+            reporter.report.refused_listeners =
+                refused_listeners(&in_force.borrow(), Some(&hash)).unwrap_or_default();
             reporter.report.applied_hash = Some(hash);
             reporter.report.ready = true;
             reporter.report.refusal = None;
@@ -284,6 +319,7 @@ impl Reporter {
                         applied_hash = self.report.applied_hash.as_deref().unwrap_or("-"),
                         ready = self.report.ready,
                         refused = self.report.refusal.as_ref().map(|r| r.hash.as_str()).unwrap_or("-"),
+                        refused_listeners = self.report.refused_listeners.len(),
                         "reported to the controller");
                     self.written = Some(self.report.clone());
                 }

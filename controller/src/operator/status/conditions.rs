@@ -59,7 +59,11 @@ pub(crate) fn ready(
     {
         None => Cond::new(
             true,
-            "Ready",
+            // Ready, but say plainly when it is so because it is switched off.
+            match health {
+                Some(h) if h.reason == DISABLED => DISABLED,
+                _ => "Ready",
+            },
             health.map_or_else(
                 || programmed.message.clone(),
                 |h| format!("{}; {}", programmed.message, h.message),
@@ -125,9 +129,17 @@ pub(crate) fn find<'a>(list: &'a [Condition], type_: &str) -> Option<&'a Conditi
     list.iter().find(|c| c.type_ == type_)
 }
 
+/// The `Ready` reason of an object that is ready but switched off (a `CrlSource` with
+/// `enabled: false`: revocation is not checked against it).
+pub(crate) const DISABLED: &str = "Disabled";
+
 /// Whether a `Ready` reason means something is wrong with the object or the fleet
-/// (a Warning Event) rather than work in progress (a Normal one).
+/// (a Warning Event) rather than work in progress (a Normal one). A disabled object is
+/// worth a warning too: what it protects against is off.
 pub(crate) fn is_warning(ready: &Condition) -> bool {
+    if ready.reason == DISABLED {
+        return true;
+    }
     ready.status != ConditionStatus::True
         && !matches!(
             ready.reason.as_str(),

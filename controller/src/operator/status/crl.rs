@@ -6,7 +6,7 @@ use kube::api::DynamicObject;
 use postern_config::protocol::CrlFacts;
 use postern_crds::{CrlInForce, CrlSourceStatus};
 
-use super::conditions::Cond;
+use super::conditions::{Cond, DISABLED};
 
 /// The settings of a CRL source that decide what its health means, read from its spec
 /// untyped (an object the typed model cannot read still gets a status).
@@ -45,11 +45,16 @@ impl CrlSettings {
     }
 }
 
-/// Whether a CRL source's CRL is in force and fresh on the gateways (`None` for a
-/// disabled source: nothing to enforce).
+/// Whether a CRL source's CRL is in force and fresh on the gateways. A disabled source
+/// holds (nothing to fetch) with reason `Disabled`, saying that revocation is not checked
+/// against it — `Ready=True` alone would read as "revocation checked".
 pub(crate) fn health(settings: CrlSettings, facts: Option<&CrlFacts>) -> Option<Cond> {
     if !settings.enabled {
-        return None;
+        return Some(Cond::new(
+            true,
+            DISABLED,
+            "disabled (spec.enabled: false): not fetched and not enforced; certificates are not checked for revocation against this source",
+        ));
     }
     let fail_open = settings.fail_open;
     let error = |f: &CrlFacts| {
@@ -147,6 +152,18 @@ mod tests {
         )
     }
 
+    /// `c` as the `Ready` condition of a status.
+    fn as_ready(c: &Cond) -> Condition {
+        Condition {
+            type_: "Ready".into(),
+            status: postern_crds::ConditionStatus::from_bool(c.status),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            last_transition_time: String::new(),
+            observed_generation: None,
+        }
+    }
+
     fn failed() -> CrlFacts {
         CrlFacts {
             name: "root".into(),
@@ -173,7 +190,29 @@ mod tests {
                 fail_open: true
             }
         );
-        assert_eq!(health(off, Some(&failed())), None);
+        let c = health(off, Some(&failed())).unwrap();
+        assert_eq!((c.status, c.reason.as_str()), (true, "Disabled"));
+        assert!(
+            c.message.contains("not checked for revocation"),
+            "{}",
+            c.message
+        );
+        let ready = super::super::conditions::ready(
+            &Cond::new(true, "Accepted", "ok"),
+            &Cond::new(true, "ResolvedRefs", "ok"),
+            &Cond::new(true, "Programmed", "1/1 gateways programmed"),
+            Some(&c),
+        );
+        assert_eq!((ready.status, ready.reason.as_str()), (true, "Disabled"));
+        assert!(
+            ready.message.contains("not checked for revocation"),
+            "{}",
+            ready.message
+        );
+        assert!(
+            is_warning(&as_ready(&ready)),
+            "revocation off is worth a Warning Event"
+        );
     }
 
     #[test]
@@ -204,15 +243,7 @@ mod tests {
                 "{}",
                 c.message
             );
-            let ready = Condition {
-                type_: "Ready".into(),
-                status: postern_crds::ConditionStatus::False,
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-                last_transition_time: String::new(),
-                observed_generation: None,
-            };
-            assert!(is_warning(&ready));
+            assert!(is_warning(&as_ready(&c)));
         }
         // In force: ready either way.
         let in_force = CrlFacts {

@@ -165,9 +165,10 @@ pub(crate) fn desired(ns: &NamespaceInputs<'_>, object: &ObjectInputs<'_>) -> De
 
 /// `Programmed`: whether the gateways run the object as it is now.
 fn programmed(ns: &NamespaceInputs<'_>, key: &ObjectKey, rendered: Rendered) -> Cond {
+    let listener = (key.kind == Kind::Listener).then_some(key.name.as_str());
     let verdict = |p: &Published<'_>| {
         ns.fleet
-            .programmed_verdict(ns.namespace, p.hash, p.renders_alike(key))
+            .programmed_verdict(ns.namespace, p.hash, p.renders_alike(key), listener)
     };
     match (&ns.published, rendered) {
         (None, _) => Cond::new(

@@ -409,7 +409,7 @@ fn crl_sources_carry_the_facts_of_the_crl_in_force() {
 }
 
 #[test]
-fn a_stale_crl_holds_ready_back_and_a_disabled_source_has_no_health() {
+fn a_stale_crl_holds_ready_back_and_a_disabled_source_says_revocation_is_off() {
     let (source, mut world) = crl_world(CrlFacts {
         stale: true,
         ..in_force()
@@ -426,8 +426,14 @@ fn a_stale_crl_holds_ready_back_and_a_disabled_source_has_no_health() {
     world.crl.enabled = false;
     world.gateways[0].report.crl_sources.clear();
     let d = world.first(&source);
-    assert_eq!(summary(&d)[3], ("Ready", true, "Ready"));
-    assert_eq!(message(&d, "Ready"), "1/1 gateways programmed");
+    assert_eq!(summary(&d)[3], ("Ready", true, "Disabled"));
+    assert_eq!(
+        message(&d, "Ready"),
+        "1/1 gateways programmed; disabled (spec.enabled: false): not fetched and not enforced; certificates are not checked for revocation against this source"
+    );
+    let event = d.ready_event.expect("revocation off is worth an Event");
+    assert!(event.warning);
+    assert_eq!(event.reason, "Disabled");
 }
 
 #[test]
@@ -463,4 +469,37 @@ fn an_object_the_compiler_did_not_see_is_not_compiled() {
             ("Ready", false, "NotCompiled"),
         ]
     );
+}
+
+#[test]
+fn a_listener_a_gateway_cannot_bind_says_so_and_the_rest_is_programmed() {
+    use postern_config::protocol::{ListenerRefusal, ListenerRefusalReason, ListenerServing};
+    let smtp = key(Kind::Listener, "smtp");
+    let relay = key(Kind::MailFlowPolicy, "relay");
+    let mut world = World::accepted(&smtp);
+    world
+        .report
+        .objects
+        .push(entry(&relay, Rendered::Current, vec![]));
+    world.gateways[0].report.refused_listeners = vec![ListenerRefusal {
+        listener: "smtp".into(),
+        address: "0.0.0.0:25".into(),
+        reason: ListenerRefusalReason::PortUnavailable,
+        message: "Address already in use (os error 98)".into(),
+        serving: ListenerServing::NotServed,
+    }];
+    let d = world.first(&smtp);
+    assert_eq!(summary(&d)[0], ("Accepted", true, "Accepted"));
+    assert_eq!(summary(&d)[2], ("Programmed", false, "PortUnavailable"));
+    assert_eq!(summary(&d)[3], ("Ready", false, "PortUnavailable"));
+    assert_eq!(
+        message(&d, "Programmed"),
+        "0/1 gateways programmed; gw-0 cannot listen on 0.0.0.0:25: Address already in use (os error 98); not served"
+    );
+    let event = d.ready_event.expect("a Warning Event");
+    assert!(event.warning);
+    assert_eq!(event.reason, "PortUnavailable");
+    // The policy of the same configuration runs.
+    let d = world.first(&relay);
+    assert_eq!(summary(&d)[3], ("Ready", true, "Ready"));
 }
