@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// What happened to an object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Change {
     /// New.
     Added,
@@ -18,6 +18,17 @@ pub(crate) enum Change {
     Removed,
     /// Some fields differ.
     Changed,
+}
+
+impl Change {
+    /// The mark and note a plan prints before and after the object's name.
+    pub(crate) fn mark(self) -> (char, &'static str) {
+        match self {
+            Change::Added => ('+', " (new)"),
+            Change::Removed => ('-', " (removed)"),
+            Change::Changed => ('~', ""),
+        }
+    }
 }
 
 /// One field that differs. Values are display strings, already redacted/summarised.
@@ -112,11 +123,7 @@ impl ConfigDiff {
         for section in &self.sections {
             let _ = writeln!(out, "\n{}", section.title);
             for o in &section.objects {
-                let (mark, note) = match o.change {
-                    Change::Added => ('+', " (new)"),
-                    Change::Removed => ('-', " (removed)"),
-                    Change::Changed => ('~', ""),
-                };
+                let (mark, note) = o.change.mark();
                 let _ = writeln!(out, "  {mark} {}{note}", o.name);
                 if o.change != Change::Removed {
                     for f in &o.fields {

@@ -8,10 +8,19 @@
 //!    until every object has `Ready=True` for its generation (so: compiled, published,
 //!    applied by the gateway, status written), after one `kubectl apply` of all of them,
 //!    and after a controller start with the objects already there.
+//! 3. Realistic objects (`realistic`): REALISTIC objects, a fifth of each of the five
+//!    kinds, wired as in production: each Listener has TLS (its own certificate Secret,
+//!    a shared client CA bundle), its own MailFlowPolicy and certificate SmtpAuthProfile,
+//!    whose LdapProfile binds with its own password Secret; each CrlSource is fetched by
+//!    the gateway from a local HTTP server. Time to all `Ready` after one `kubectl apply`
+//!    (from kubectl's return) and after a controller start, and the controller's RSS.
+//!    Then RSS_OBJECTS such objects (no gateway): the controller's RSS once every
+//!    object's status is current.
 //!
 //! ```sh
 //! cargo build --release --bins -p postern-controller -p postern-gateway
-//! cargo bench -p postern-tests --bench controller [-- CHANGES OBJECTS]
+//! cargo bench -p postern-tests --bench controller [-- CHANGES OBJECTS [REALISTIC [RSS_OBJECTS]]]
+//! # POSTERN_BENCH_ONLY=realistic runs section 3 only.
 //! ```
 //! Prints Markdown rows for docs/benchmarks.md.
 
@@ -24,6 +33,9 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use postern_testkit::ports::free_port;
 use postern_tests::cluster::{ControllerProcess, ControllerSpec, smtp_greeting, start_gateway};
 use postern_tests::kube::{KubeCluster, User};
+
+#[path = "controller/realistic.rs"]
+mod realistic;
 
 fn policy(name: &str, action: &str) -> String {
     format!(
@@ -46,7 +58,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
@@ -169,16 +181,45 @@ fn ready_state(o: &DynamicObject) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// Watches both kinds (a watch, not polling: the API server is what is measured) until
-/// `objects` objects are Ready for their generation.
-async fn all_ready(client: kube::Client, ns: String, objects: usize) -> Result<Instant> {
+/// The two kinds of sections 1 and 2.
+const POLICIES_AND_LISTENERS: &[(&str, &str)] = &[
+    ("MailFlowPolicy", "mailflowpolicies"),
+    ("Listener", "listeners"),
+];
+
+/// The five kinds.
+pub(crate) const ALL_KINDS: &[(&str, &str)] = &[
+    ("LdapProfile", "ldapprofiles"),
+    ("SmtpAuthProfile", "smtpauthprofiles"),
+    ("MailFlowPolicy", "mailflowpolicies"),
+    ("Listener", "listeners"),
+    ("CrlSource", "crlsources"),
+];
+
+/// Whether an object's state (from [`ready_state`]) counts as settled: `Ready=True`, or
+/// with `any_status`, any `Ready` written for the current generation.
+fn settled(state: &str, any_status: bool) -> bool {
+    if any_status {
+        state != "-"
+    } else {
+        state == "True/Ready"
+    }
+}
+
+/// Watches `kinds` (a watch, not polling: the API server is what is measured) until
+/// `objects` objects are settled (see [`settled`]).
+pub(crate) async fn all_ready(
+    client: kube::Client,
+    ns: String,
+    objects: usize,
+    kinds: &[(&'static str, &'static str)],
+    any_status: bool,
+    timeout: Duration,
+) -> Result<Instant> {
     use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
     let mut streams = Vec::new();
-    for (kind, plural) in [
-        ("MailFlowPolicy", "mailflowpolicies"),
-        ("Listener", "listeners"),
-    ] {
+    for &(kind, plural) in kinds {
         let ar = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("postern.dev", "v1alpha1", kind),
             plural,
@@ -210,13 +251,13 @@ async fn all_ready(client: kube::Client, ns: String, objects: usize) -> Result<I
                 Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
                 Err(e) => eprintln!("watch: {e} (retrying)"),
             }
-            if st.len() == objects && st.values().all(|v| v == "True/Ready") {
+            if st.len() == objects && st.values().all(|v| settled(v, any_status)) {
                 return Some(Instant::now());
             }
         }
         None
     };
-    let outcome = tokio::time::timeout(Duration::from_secs(300), watch).await;
+    let outcome = tokio::time::timeout(timeout, watch).await;
     match outcome {
         Ok(Some(t)) => Ok(t),
         _ => {
@@ -224,7 +265,7 @@ async fn all_ready(client: kube::Client, ns: String, objects: usize) -> Result<I
             for v in states.lock().expect("not poisoned").values() {
                 *by_state.entry(v.clone()).or_default() += 1;
             }
-            bail!("not all {objects} ready after 300 s: {by_state:?}")
+            bail!("not all {objects} settled after {timeout:?}: {by_state:?}")
         }
     }
 }
@@ -235,7 +276,14 @@ fn wait_all_ready(
     ns: &str,
     objects: usize,
 ) -> Result<Instant> {
-    rt.block_on(all_ready(client.clone(), ns.to_owned(), objects))
+    rt.block_on(all_ready(
+        client.clone(),
+        ns.to_owned(),
+        objects,
+        POLICIES_AND_LISTENERS,
+        false,
+        Duration::from_secs(300),
+    ))
 }
 
 fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
@@ -302,7 +350,7 @@ fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
 }
 
 /// Extra controller arguments from `$POSTERN_BENCH_CONTROLLER_ARGS` (space separated).
-fn extra_args() -> Vec<String> {
+pub(crate) fn extra_args() -> Vec<String> {
     std::env::var("POSTERN_BENCH_CONTROLLER_ARGS")
         .unwrap_or_default()
         .split_whitespace()
@@ -310,7 +358,7 @@ fn extra_args() -> Vec<String> {
         .collect()
 }
 
-fn tail(text: &str) -> String {
+pub(crate) fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
@@ -320,11 +368,24 @@ fn main() -> Result<()> {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let changes: usize = args.first().map(|a| a.parse()).transpose()?.unwrap_or(100);
-    let objects: usize = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(1000);
+    let arg = |i: usize, default: usize| -> Result<usize> {
+        Ok(args
+            .get(i)
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    let (changes, objects) = (arg(0, 100)?, arg(1, 1000)?);
+    let (realistic_objects, rss_objects) = (arg(2, 1000)?, arg(3, 5000)?);
+    let only = std::env::var("POSTERN_BENCH_ONLY").ok();
     let cluster = KubeCluster::start()?;
     cluster.apply_crds()?;
-    latency(&cluster, changes)?;
-    settle(&cluster, objects)?;
+    if only.is_none() {
+        latency(&cluster, changes)?;
+        settle(&cluster, objects)?;
+    }
+    if only.as_deref().is_none_or(|o| o == "realistic") {
+        realistic::run(&cluster, realistic_objects, rss_objects)?;
+    }
     Ok(())
 }

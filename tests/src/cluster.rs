@@ -144,6 +144,11 @@ impl ControllerProcess {
             .unwrap_or(0.0))
     }
 
+    /// Its process id while it runs (for resource measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Its log so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -27,12 +27,16 @@ use crate::compile::{ConfigMapData, Kind, ObjectKey, SecretData, Snapshot, Unrea
 pub struct Origin {
     /// The file as given on the command line (or found under a directory).
     pub file: String,
-    /// 1-based line.
+    /// 1-based line; 0 for an object that comes from no file (a live object `plan
+    /// --live` keeps).
     pub line: usize,
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}", self.file);
+        }
         write!(f, "{}:{}", self.file, self.line)
     }
 }

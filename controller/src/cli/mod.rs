@@ -3,6 +3,7 @@
 
 pub mod manifests;
 mod output;
+mod overlay;
 mod plan;
 mod render;
 mod yaml;
@@ -71,9 +72,16 @@ pub struct PlanArgs {
     pub against: Option<PathBuf>,
     /// Compare with what the cluster runs now: the namespace's published configuration
     /// (via $KUBECONFIG or in-cluster credentials). The namespace is `-n`, else the
-    /// manifests', else the kubeconfig's.
+    /// manifests', else the kubeconfig's. The files may be a partial set: their objects
+    /// override or add to the namespace's live objects, and the Secrets and ConfigMaps
+    /// they reference but do not contain are read from the cluster (only their presence
+    /// and digest are printed).
     #[arg(long)]
     pub live: bool,
+    /// With `--live`: the files are the namespace's whole set; live objects not in them
+    /// are planned as removed (as `kubectl apply --prune` or a GitOps tool's pruning would).
+    #[arg(long, requires = "live")]
+    pub prune: bool,
     /// Name of the published configuration Secret (with `--live`).
     #[arg(long, default_value = postern_config::protocol::RENDERED_SECRET, requires = "live")]
     pub config_secret: String,

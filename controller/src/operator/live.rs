@@ -1,7 +1,10 @@
-//! What a namespace runs now, for `postern plan --live`: the published configuration and
-//! the gateways' reports.
+//! What a namespace runs now, for `postern plan --live`: the published configuration,
+//! the gateways' reports, the Postern objects as the cluster has them, and the Secrets
+//! and ConfigMaps they reference (read by name, only when the manifests lack them).
 
-use k8s_openapi::api::core::v1::Secret;
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
@@ -9,7 +12,8 @@ use postern_config::GatewayConfig;
 use postern_config::protocol::{self, REPORT_LABEL};
 
 use super::fleet::{self, GatewayState};
-use super::publish;
+use super::{objects, publish};
+use crate::compile::{ConfigMapData, Kind, SecretData, Snapshot};
 
 /// The live state of a namespace.
 #[derive(Debug)]
@@ -22,6 +26,9 @@ pub(crate) struct Live {
     pub problem: Option<String>,
     /// Live, ready gateways: name and the hash each runs.
     pub gateways: Vec<(String, Option<String>)>,
+    /// The namespace's Postern objects (no Secrets or ConfigMaps), read the way the
+    /// controller reads them: an object the model cannot read is an `unreadable` entry.
+    pub objects: Snapshot,
 }
 
 impl Live {
@@ -71,28 +78,108 @@ pub(crate) enum LiveError {
     },
 }
 
-/// Reads the live state of `namespace` (default: the kubeconfig's namespace).
-pub(crate) async fn read(namespace: Option<&str>, secret_name: &str) -> Result<Live, LiveError> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| LiveError::Connect(e.to_string()))?;
-    let namespace = namespace
-        .map(str::to_owned)
-        .unwrap_or_else(|| client.default_namespace().to_owned());
-    let api_err = |what: &str, namespace: &str| {
-        let what = what.to_owned();
-        let namespace = namespace.to_owned();
-        move |source| LiveError::Api {
-            what,
+/// A connection to the cluster for the synchronous CLI: its own runtime, a client, and
+/// the namespace read.
+pub(crate) struct Session {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    namespace: String,
+}
+
+fn api_err(what: impl Into<String>, namespace: &str) -> impl FnOnce(kube::Error) -> LiveError {
+    let what = what.into();
+    let namespace = namespace.to_owned();
+    move |source| LiveError::Api {
+        what,
+        namespace,
+        source,
+    }
+}
+
+impl Session {
+    /// Connects with $KUBECONFIG or in-cluster credentials; `namespace` defaults to the
+    /// kubeconfig's.
+    pub(crate) fn connect(namespace: Option<&str>) -> Result<Self, LiveError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LiveError::Connect(e.to_string()))?;
+        let client = runtime
+            .block_on(Client::try_default())
+            .map_err(|e| LiveError::Connect(e.to_string()))?;
+        let namespace = namespace
+            .map(str::to_owned)
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        Ok(Self {
+            runtime,
+            client,
             namespace,
-            source,
-        }
-    };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        })
+    }
+
+    /// The namespace read.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The live state: published configuration (`secret_name`), gateways and objects.
+    pub(crate) fn state(&self, secret_name: &str) -> Result<Live, LiveError> {
+        self.runtime
+            .block_on(read(&self.client, &self.namespace, secret_name))
+    }
+
+    /// The named Secrets as the compiler reads them; `None` for one that does not exist.
+    pub(crate) fn secrets(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Option<SecretData>>, LiveError> {
+        self.get_each("secret", names, |s: &Secret| SecretData::from(s))
+    }
+
+    /// The named ConfigMaps as the compiler reads them; `None` for one that does not exist.
+    pub(crate) fn config_maps(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Option<ConfigMapData>>, LiveError> {
+        self.get_each("configmap", names, |c: &ConfigMap| ConfigMapData::from(c))
+    }
+
+    /// Gets each named object of kind `K` (one request each: only these are read).
+    fn get_each<K, T>(
+        &self,
+        what: &str,
+        names: &BTreeSet<String>,
+        convert: impl Fn(&K) -> T,
+    ) -> Result<BTreeMap<String, Option<T>>, LiveError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
+        self.runtime.block_on(async {
+            let mut out = BTreeMap::new();
+            for name in names {
+                let obj = api
+                    .get_opt(name)
+                    .await
+                    .map_err(api_err(format!("{what} {name}"), &self.namespace))?;
+                out.insert(name.clone(), obj.as_ref().map(&convert));
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Reads the live state of `namespace`.
+async fn read(client: &Client, namespace: &str, secret_name: &str) -> Result<Live, LiveError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = secrets
         .get_opt(secret_name)
         .await
-        .map_err(api_err(&format!("secret {secret_name}"), &namespace))?;
+        .map_err(api_err(format!("secret {secret_name}"), namespace))?;
     let (published, problem) = match secret {
         None => (None, None),
         Some(s) => {
@@ -104,12 +191,15 @@ pub(crate) async fn read(namespace: Option<&str>, secret_name: &str) -> Result<L
             }
         }
     };
-    let reports: Api<DynamicObject> =
-        Api::namespaced_with(client, &namespace, &postern_crds::report_api_resource());
+    let reports: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &postern_crds::report_api_resource(),
+    );
     let reports = reports
         .list(&ListParams::default().labels(&format!("{REPORT_LABEL}=true")))
         .await
-        .map_err(api_err("gateway reports", &namespace))?;
+        .map_err(api_err("gateway reports", namespace))?;
     let now = Timestamp::now();
     let gateways = reports
         .items
@@ -118,19 +208,26 @@ pub(crate) async fn read(namespace: Option<&str>, secret_name: &str) -> Result<L
         .filter(|g| g.alive(now) && g.report.ready)
         .map(|g| (g.name, g.report.applied_hash))
         .collect();
+    let mut snapshot = Snapshot {
+        namespace: Some(namespace.to_owned()),
+        ..Snapshot::default()
+    };
+    for kind in Kind::ALL {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &objects::api_resource(kind));
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(api_err(format!("{} objects", kind.as_str()), namespace))?;
+        for obj in &list.items {
+            objects::add_to_snapshot(&mut snapshot, kind, obj);
+        }
+    }
     Ok(Live {
-        namespace,
+        namespace: namespace.to_owned(),
         published,
         problem,
         gateways,
+        objects: snapshot,
     })
-}
-
-/// [`read`] on a runtime of its own, for the synchronous CLI.
-pub(crate) fn read_blocking(namespace: Option<&str>, secret_name: &str) -> Result<Live, LiveError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| LiveError::Connect(e.to_string()))?
-        .block_on(read(namespace, secret_name))
 }

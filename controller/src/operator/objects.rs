@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::{ApiResource, DynamicObject, ObjectMeta};
 use kube::core::GroupVersionKind;
 use postern_crds::{CrlSource, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
 use serde::de::DeserializeOwned;
@@ -85,6 +85,23 @@ pub(crate) fn add_to_snapshot(snapshot: &mut Snapshot, kind: Kind, obj: &Dynamic
         Kind::CrlSource => push!(crl_sources, CrlSource),
     }
 }
+
+/// Drops what the controller never reads from an object it keeps in memory: the
+/// server-side apply bookkeeping (`managedFields`, often larger than the spec) and
+/// `kubectl apply`'s copy of the whole object in an annotation. Status writes are
+/// server-side applies of their own fields, so they need neither.
+pub(crate) fn slim(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+        if a.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// `kubectl apply`'s (client-side) record of the last applied object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The objects of one namespace by key.
 pub(crate) type Objects = BTreeMap<ObjectKey, std::sync::Arc<DynamicObject>>;

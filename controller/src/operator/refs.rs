@@ -49,10 +49,23 @@ fn use_label(s: &Secret) -> Option<&String> {
     s.metadata.labels.as_ref()?.get(SECRET_USE_LABEL)
 }
 
-/// A referenced Secret as kept.
-fn secret_content(s: Secret) -> Content {
+/// A referenced Secret as kept: no server-side apply bookkeeping or annotations.
+fn secret_content(mut s: Secret) -> Content {
+    s.metadata.managed_fields = None;
+    s.metadata.annotations = None;
     Content::Secret(s)
 }
+
+/// A referenced ConfigMap as kept (as [`secret_content`]).
+fn config_map_content(mut c: ConfigMap) -> Content {
+    c.metadata.managed_fields = None;
+    c.metadata.annotations = None;
+    Content::ConfigMap(c)
+}
+
+/// How many referenced objects a reconcile reads at once when their watches have not
+/// delivered them yet (a cold start reads every one).
+const GET_CONCURRENCY: usize = 32;
 
 impl Content {
     fn same_content(&self, other: &Content) -> bool {
@@ -150,18 +163,29 @@ impl RefWatches {
                 })
                 .collect()
         };
+        // The ones not known yet are read together, a few at a time: one by one, a cold
+        // start would wait for hundreds of round trips.
+        let fetched: Vec<(RefKey, Option<Content>)> =
+            futures::stream::iter(slots.into_iter().map(|(key, slot)| async move {
+                let known = slot.lock().expect("not poisoned").clone();
+                let content = match known {
+                    Some(c) => c,
+                    None => {
+                        let fetched = self.get(&key).await?;
+                        let mut s = slot.lock().expect("not poisoned");
+                        // The watch may have filled it meanwhile; it is at least as new.
+                        s.get_or_insert(fetched).clone()
+                    }
+                };
+                Ok::<_, kube::Error>((key, content))
+            }))
+            .buffered(GET_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
         let mut out = Resolved::default();
-        for (key, slot) in slots {
-            let known = slot.lock().expect("not poisoned").clone();
-            let content = match known {
-                Some(c) => c,
-                None => {
-                    let fetched = self.get(&key).await?;
-                    let mut s = slot.lock().expect("not poisoned");
-                    // The watch may have filled it meanwhile; it is at least as new.
-                    s.get_or_insert(fetched).clone()
-                }
-            };
+        for (key, content) in fetched {
             match content {
                 Some(Content::Secret(s)) => {
                     out.secrets.insert(key.name, s);
@@ -192,7 +216,7 @@ impl RefWatches {
             RefKind::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), &key.namespace)
                 .get_opt(&key.name)
                 .await?
-                .map(Content::ConfigMap),
+                .map(config_map_content),
         })
     }
 
@@ -213,7 +237,7 @@ impl RefWatches {
                     key,
                     slot.clone(),
                     trigger,
-                    Content::ConfigMap,
+                    config_map_content,
                 ))
             }
         };

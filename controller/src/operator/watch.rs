@@ -222,7 +222,8 @@ async fn watch_kind(
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Init) => listing.clear(),
-            Ok(Event::InitApply(o)) => {
+            Ok(Event::InitApply(mut o)) => {
+                objects::slim(&mut o.metadata);
                 let ns = o.namespace().unwrap_or_default();
                 let name = o.name_any();
                 seen.insert(
@@ -241,7 +242,8 @@ async fn watch_kind(
                 let _ = tx.send(Trigger::All);
                 done_listing(&mut first, &pending, &tx);
             }
-            Ok(Event::Apply(o)) => {
+            Ok(Event::Apply(mut o)) => {
+                objects::slim(&mut o.metadata);
                 let ns = o.namespace().unwrap_or_default();
                 let name = o.name_any();
                 let stamp = (o.metadata.uid.clone(), o.metadata.generation);
@@ -283,7 +285,8 @@ async fn watch_rendered(
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Init) => listing.clear(),
-            Ok(Event::InitApply(s)) => {
+            Ok(Event::InitApply(mut s)) => {
+                objects::slim(&mut s.metadata);
                 listing.push((s.namespace().unwrap_or_default(), s.name_any(), Arc::new(s)));
             }
             Ok(Event::InitDone) => {
@@ -296,7 +299,8 @@ async fn watch_rendered(
                 let _ = tx.send(Trigger::All);
                 done_listing(&mut first, &pending, &tx);
             }
-            Ok(Event::Apply(s)) => {
+            Ok(Event::Apply(mut s)) => {
+                objects::slim(&mut s.metadata);
                 let ns = s.namespace().unwrap_or_default();
                 map.write()
                     .expect("not poisoned")
