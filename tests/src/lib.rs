@@ -13,4 +13,5 @@ pub mod gateway;
 pub mod helm;
 pub mod kube;
 pub mod openssl_ca;
+pub mod rendered;
 pub mod slapd;

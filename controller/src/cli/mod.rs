@@ -5,6 +5,7 @@ pub mod manifests;
 mod output;
 mod plan;
 mod render;
+mod size;
 mod yaml;
 
 use std::ffi::OsString;
