@@ -145,30 +145,43 @@ fn secret_exists(cluster: &KubeCluster, ns: &str, name: &str) -> bool {
     cluster.get_json(ns, "secret", name).unwrap().is_some()
 }
 
+/// `n` distinct ports that bind now, below the ephemeral range (32768 and up), so that
+/// neither `free_port` elsewhere nor outgoing connections take one while the test holds
+/// it unbound.
+fn ports_outside_the_ephemeral_range(n: usize) -> Vec<u16> {
+    let start = 12_000 + (std::process::id() % 8_000) as u16;
+    let ports: Vec<u16> = (start..32_000)
+        .chain(10_000..start)
+        .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .take(n)
+        .collect();
+    assert_eq!(ports.len(), n);
+    ports
+}
+
 #[test]
 fn a_thousand_tls_listeners_sharing_a_150_kb_client_ca_bundle_publish_and_go_ready() {
     const LISTENERS: usize = 1000;
     let cluster = KubeCluster::shared();
     let ns = cluster.create_namespace("scale").unwrap();
     let bundle = ca_bundle("DoD", 150 * 1024);
-    let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-scale")).unwrap();
-    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-scale").unwrap();
     cluster
         .apply(&ns, &secrets(&[("cac-roots", &bundle)]))
         .unwrap();
-    // Distinct ports (a port is free again once `free_port` returns it).
-    let mut seen = std::collections::BTreeSet::new();
-    let ports: Vec<u16> = std::iter::repeat_with(free_port)
-        .filter(|p| seen.insert(*p))
-        .take(LISTENERS)
-        .collect();
+    let ports = ports_outside_the_ephemeral_range(LISTENERS);
     let mut objects = POLICY.to_owned();
     for (i, port) in ports.iter().enumerate() {
         objects.push_str(&listener(&format!("l{i:04}"), *port, "cac-roots"));
     }
+    // All objects first, then the controller and the gateway: one compile, one publish,
+    // one apply (a cold start; growing the set one apply at a time is the controller's
+    // own benchmark).
     let started = Instant::now();
     create(cluster, &ns, &objects);
     let created = started.elapsed();
+    let started = Instant::now();
+    let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-scale")).unwrap();
+    let _gw = start_gateway(cluster, User::Admin, &ns, "gw-scale").unwrap();
     wait_all(cluster, &ns, "listeners", LISTENERS, "Ready", "Ready");
     let ready = started.elapsed();
 
@@ -191,7 +204,7 @@ fn a_thousand_tls_listeners_sharing_a_150_kb_client_ca_bundle_publish_and_go_rea
         .unwrap();
     assert!(smtp_greeting(addr).unwrap().starts_with("220"));
     eprintln!(
-        "{LISTENERS} TLS listeners, {} byte client CA bundle: created in {created:?}, all Ready {ready:?} after the create began; published {payload} bytes (inline: {} bytes)",
+        "{LISTENERS} TLS listeners, {} byte client CA bundle: created in {created:?}; controller and gateway started, all Ready {ready:?} later; published {payload} bytes (inline: {} bytes)",
         bundle.len(),
         config.to_yaml().len()
     );
@@ -318,4 +331,55 @@ fn past_the_limit_every_object_says_config_too_large_and_nothing_is_published() 
         "{}",
         ctl.logs()
     );
+}
+
+/// The measurement in docs/benchmarks.md: the rendered size of 300 and 1,000 TLS
+/// Listeners, inline (format 1, one `config.yaml`) and packed (format 2), with the
+/// example certificate-only material and with a 150 KB client CA bundle. No cluster.
+#[test]
+#[ignore = "a measurement: cargo test -p postern-tests --test cluster_publish_scale rendered_sizes -- --ignored --nocapture"]
+fn rendered_sizes() {
+    use postern_config::GatewayConfig;
+    use postern_config::protocol::{self, Limits};
+    let seed = std::fs::read_to_string(
+        postern_testkit::workspace::workspace_root()
+            .join("fuzz/seeds/config_loader/certificate-only.yaml"),
+    )
+    .unwrap();
+    let seed = GatewayConfig::from_yaml(&seed, "seed").unwrap();
+    let template = seed.listeners.values().next().unwrap().clone();
+    let bundle = ca_bundle("DoD", 150 * 1024);
+    for (what, client_ca) in [
+        ("example TLS material", None),
+        ("150 KB client CA bundle", Some(&bundle)),
+    ] {
+        for n in [300_u16, 1000] {
+            let mut config = seed.clone();
+            config.listeners = (0..n)
+                .map(|i| {
+                    let mut l = template.clone();
+                    l.port = 10_000 + i;
+                    if let Some(ca) = client_ca {
+                        l.tls.as_mut().unwrap().client_ca_pem = Some(ca.clone());
+                    }
+                    (format!("l{i:04}"), l)
+                })
+                .collect();
+            let inline = config.to_yaml().len();
+            let started = Instant::now();
+            let packed = protocol::encode(&config, &config.hash(), &Limits::default());
+            eprintln!(
+                "{n:>5} listeners, {what}: inline {inline} bytes ({}), packed {} bytes in {} Secret(s) (document {} bytes before gzip), encoded in {:?}",
+                if inline > 1 << 20 {
+                    "over 1 MiB"
+                } else {
+                    "fits"
+                },
+                packed.compressed_bytes(),
+                packed.parts.len(),
+                packed.manifest.uncompressed_bytes,
+                started.elapsed()
+            );
+        }
+    }
 }
