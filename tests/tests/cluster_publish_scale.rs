@@ -180,7 +180,13 @@ fn a_thousand_tls_listeners_sharing_a_150_kb_client_ca_bundle_publish_and_go_rea
     create(cluster, &ns, &objects);
     let created = started.elapsed();
     let started = Instant::now();
-    let _ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-scale")).unwrap();
+    // A reconcile of a thousand TLS Listeners runs for seconds on a loaded machine; the
+    // harness's 3 s lease would lapse under it (leader election is not what this tests).
+    let mut spec = ControllerSpec::new(&ns, "ctl-scale");
+    spec.extra = ["--lease-duration", "60s", "--renew-deadline", "40s"]
+        .map(String::from)
+        .to_vec();
+    let _ctl = ControllerProcess::start(cluster, &spec).unwrap();
     let _gw = start_gateway(cluster, User::Admin, &ns, "gw-scale").unwrap();
     wait_all(cluster, &ns, "listeners", LISTENERS, "Ready", "Ready");
     let ready = started.elapsed();
