@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use postern_testkit::ports::free_port;
-use postern_tests::cluster::{ControllerProcess, ControllerSpec, smtp_greeting, start_gateway};
+use postern_tests::cluster::{
+    ControllerProcess, ControllerSpec, has_event, smtp_greeting, start_gateway,
+};
 use postern_tests::kube::{KubeCluster, User, condition_of, wait_until};
 use postern_tests::rendered;
 
@@ -127,18 +129,6 @@ fn applied_hash(cluster: &KubeCluster, ns: &str, gateway: &str) -> Option<String
         .get_json(ns, "gatewayreport", &format!("postern-gw-{gateway}"))
         .ok()??;
     r["spec"]["appliedHash"].as_str().map(str::to_owned)
-}
-
-fn has_event(cluster: &KubeCluster, ns: &str, reason: &str, note_contains: &str) -> bool {
-    let out = cluster
-        .kubectl(&["get", "events.v1.events.k8s.io", "-n", ns, "-o", "json"])
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|e| e["reason"] == reason && e["note"].as_str().unwrap_or("").contains(note_contains))
 }
 
 fn secret_exists(cluster: &KubeCluster, ns: &str, name: &str) -> bool {

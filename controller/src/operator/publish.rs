@@ -122,12 +122,9 @@ impl Current {
 
 /// A borrowed view of a Secret, for the protocol's decoder.
 pub(crate) fn view(secret: &Secret) -> SecretView<'_> {
-    SecretView::new(
-        secret
-            .data
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str(), v.0.as_slice())),
+    SecretView::of_map(
+        secret.data.as_ref(),
+        |b| &b.0,
         secret.metadata.annotations.as_ref(),
     )
 }

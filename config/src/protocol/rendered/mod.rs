@@ -61,6 +61,21 @@ impl<'a> SecretView<'a> {
         }
     }
 
+    /// A view of a Secret's `data` map (whatever its byte type: `bytes` borrows from it)
+    /// and annotations, as both the controller and the gateway hold them.
+    pub fn of_map<V>(
+        data: Option<&'a BTreeMap<String, V>>,
+        bytes: fn(&V) -> &[u8],
+        annotations: Option<&'a BTreeMap<String, String>>,
+    ) -> Self {
+        Self::new(
+            data.into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), bytes(v))),
+            annotations,
+        )
+    }
+
     /// The annotated content hash, if any.
     pub fn hash(&self) -> Option<&'a str> {
         self.annotations

@@ -66,6 +66,10 @@ fn published(d: &Desired) -> Current {
     }
 }
 
+fn head_data(current: &mut Current) -> &mut BTreeMap<String, ByteString> {
+    current.head.as_mut().unwrap().data.as_mut().unwrap()
+}
+
 fn plan_of(current: &Current, d: &Desired, last: Option<&str>) -> Action {
     plan(current, HEAD, d, last).action
 }
@@ -124,26 +128,14 @@ fn hand_edits_are_drift() {
     ));
     // A key added.
     let mut s = published(&d);
-    s.head
-        .as_mut()
-        .unwrap()
-        .data
-        .as_mut()
-        .unwrap()
-        .insert("extra".into(), ByteString(b"x".to_vec()));
+    head_data(&mut s).insert("extra".into(), ByteString(b"x".to_vec()));
     assert!(matches!(
         plan_of(&s, &d, None),
         Action::RepairDrift { what } if what.contains("extra")
     ));
     // The payload replaced.
     let mut s = published(&d);
-    s.head
-        .as_mut()
-        .unwrap()
-        .data
-        .as_mut()
-        .unwrap()
-        .insert(PAYLOAD_KEY.into(), ByteString(b"garbage".to_vec()));
+    head_data(&mut s).insert(PAYLOAD_KEY.into(), ByteString(b"garbage".to_vec()));
     assert!(matches!(
         plan_of(&s, &d, None),
         Action::RepairDrift { what } if what.contains("part 0")
