@@ -35,8 +35,43 @@ pub enum PemError {
     KeyMismatch,
 }
 
-/// Parse every `CERTIFICATE` block, checking each is X.509.
+/// How many distinct bundles [`certificates`] remembers per thread.
+const MEMO_ENTRIES: usize = 8;
+
+type Parsed = Result<Vec<CertificateDer<'static>>, PemError>;
+
+thread_local! {
+    /// The last bundles parsed on this thread, by content digest: a namespace's
+    /// Listeners usually share one client CA bundle, and compiling, validating and
+    /// building a configuration of a thousand of them would otherwise parse it a
+    /// thousand times over at each step.
+    static MEMO: std::cell::RefCell<Vec<([u8; 32], std::sync::Arc<Parsed>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Parse every `CERTIFICATE` block, checking each is X.509. The same text parses once
+/// per thread while it is among the last few distinct ones.
 pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    use sha2::{Digest, Sha256};
+    let key: [u8; 32] = Sha256::digest(pem.as_bytes()).into();
+    let hit = MEMO.with_borrow(|m| m.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
+    let parsed = match hit {
+        Some(p) => p,
+        None => {
+            let p = std::sync::Arc::new(parse_certificates(pem));
+            MEMO.with_borrow_mut(|m| {
+                if m.len() == MEMO_ENTRIES {
+                    m.remove(0);
+                }
+                m.push((key, p.clone()));
+            });
+            p
+        }
+    };
+    (*parsed).clone()
+}
+
+fn parse_certificates(pem: &str) -> Parsed {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PemError::Malformed(e.to_string()))?;

@@ -231,3 +231,29 @@ pub fn smtp_greeting(addr: SocketAddr) -> Result<String> {
     BufReader::new(s).read_line(&mut line)?;
     Ok(line.trim_end().to_owned())
 }
+
+/// Whether an Event (`events.k8s.io/v1`) with `reason` and a note containing
+/// `note_contains` was emitted in `namespace`.
+pub fn has_event(
+    cluster: &KubeCluster,
+    namespace: &str,
+    reason: &str,
+    note_contains: &str,
+) -> bool {
+    let Ok(out) = cluster.kubectl(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "-n",
+        namespace,
+        "-o",
+        "json",
+    ]) else {
+        return false;
+    };
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["reason"] == reason && e["note"].as_str().unwrap_or("").contains(note_contains))
+}

@@ -14,4 +14,5 @@ pub mod helm;
 pub mod kube;
 pub mod node;
 pub mod openssl_ca;
+pub mod rendered;
 pub mod slapd;

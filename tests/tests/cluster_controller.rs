@@ -439,25 +439,29 @@ fn drift_is_repaired_and_reported() {
         .unwrap();
     wait_cond(cluster, &ns, "listener", "smtp", "Ready", "True", None);
     let h = secret_hash(cluster, &ns).unwrap();
-    let config_of = |cluster: &KubeCluster| -> Option<String> {
-        let s = cluster.get_json(&ns, "secret", SECRET).ok()??;
-        let b64 = s["data"]["config.yaml"].as_str()?;
-        use base64::Engine;
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok()
+    // The configuration as a gateway reads it; `None` while the Secrets do not decode
+    // (a hand edit does not: its content no longer matches the annotated hash).
+    let config_of = |cluster: &KubeCluster| {
+        postern_tests::rendered::published(cluster, &ns)
+            .ok()
+            .flatten()
+            .map(|(c, _)| c)
     };
     let original = config_of(cluster).unwrap();
 
-    // A hand edit of the content: restored, with a Warning Event; the gateway never ran it.
-    let edited = original.replace("action: Relay", "action: Reject");
+    // A hand edit of the content (consistently packed, hash annotation left alone):
+    // restored, with a Warning Event; the gateway never ran it.
+    let mut edited = original.clone();
+    edited.policies.get_mut("default").unwrap().action = postern_config::PolicyAction::Reject;
     assert_ne!(edited, original);
-    let patch = serde_json::json!({"stringData": {"config.yaml": edited}}).to_string();
+    let patch = postern_tests::rendered::hand_edit_patch(&edited).to_string();
     cluster
         .kubectl(&[
             "patch", "secret", SECRET, "-n", &ns, "--type", "merge", "-p", &patch,
         ])
         .unwrap();
     wait_until(Duration::from_secs(60), "the hand edit reverted", || {
-        Ok((config_of(cluster).as_deref() == Some(original.as_str())).then_some(()))
+        Ok((config_of(cluster).as_ref() == Some(&original)).then_some(()))
     })
     .unwrap();
     assert_eq!(secret_hash(cluster, &ns).as_deref(), Some(h.as_str()));

@@ -125,17 +125,11 @@ fn auth(port: u16) -> String {
 }
 
 fn rendered_config(cluster: &KubeCluster, ns: &str) -> String {
-    let s = cluster
-        .get_json(ns, "secret", "postern-config")
+    postern_tests::rendered::published(cluster, ns)
         .unwrap()
-        .unwrap();
-    let b64 = s["data"]["config.yaml"].as_str().unwrap();
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .unwrap(),
-    )
-    .unwrap()
+        .unwrap()
+        .0
+        .to_yaml()
 }
 
 fn condition(

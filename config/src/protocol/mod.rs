@@ -1,8 +1,9 @@
 //! The contract between the controller and the gateways of a namespace (pure data).
 //!
-//! - The controller publishes the namespace's rendered configuration as one Secret
-//!   ([`RENDERED_SECRET`] by default): key [`CONFIG_KEY`] holds the YAML, annotation
-//!   [`HASH_ANNOTATION`] its content hash.
+//! - The controller publishes the namespace's rendered configuration in a head Secret
+//!   ([`RENDERED_SECRET`] by default, annotation [`HASH_ANNOTATION`]: the content hash)
+//!   and, when it is large, up to [`MAX_PARTS`]` - 1` more (`<head>-<i>`); the format is
+//!   in [`rendered`] (one encoder, one decoder, used by both sides).
 //! - Each gateway reports what it runs in a `GatewayReport` object of its own
 //!   (`postern-gw-<pod name>`, labelled [`REPORT_LABEL`]; its [`ReportSpec`] is the
 //!   heartbeat — `renewTime` + `ttlSeconds` — and the [`GatewayReport`], whose
@@ -16,17 +17,21 @@
 
 mod crl;
 mod listener;
-mod rendered;
+pub mod rendered;
 
 use serde::{Deserialize, Serialize};
 
 pub use crl::{CrlError, CrlFacts, CrlFactsEntry, ServedBy};
 pub use listener::{ListenerRefusal, ListenerRefusalReason, ListenerServing};
-pub use rendered::{DecodeError, decode_rendered};
+pub use rendered::{
+    DecodeError, Encoded, FORMAT, Head, Limits, MANIFEST_KEY, MAX_DOCUMENT_BYTES, MAX_PARTS,
+    Manifest, PART_BYTES, PAYLOAD_KEY, Part, SecretView, TooLarge, check_part, decode, encode,
+    part_secret_name, read_head,
+};
 
 /// Default name of the rendered configuration Secret in each namespace.
 pub const RENDERED_SECRET: &str = "postern-config";
-/// Key of the configuration YAML in the rendered Secret.
+/// Key of the configuration YAML in a rendered Secret of format 1 (still read).
 pub const CONFIG_KEY: &str = "config.yaml";
 /// Annotation of the rendered Secret: the configuration's content hash.
 pub const HASH_ANNOTATION: &str = "postern.dev/config-hash";

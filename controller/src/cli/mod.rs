@@ -6,6 +6,7 @@ mod output;
 mod overlay;
 mod plan;
 mod render;
+mod size;
 mod yaml;
 
 use std::ffi::OsString;

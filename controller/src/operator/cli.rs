@@ -60,6 +60,11 @@ pub struct ControllerArgs {
     /// Name of the rendered configuration Secret in each namespace.
     #[arg(long, default_value = postern_config::protocol::RENDERED_SECRET)]
     pub config_secret: String,
+    /// How many Secrets a namespace's rendered configuration may use (the head and
+    /// `<config-secret>-1` …), 1 to 8; lowering it lowers the size limit
+    /// (900 KiB compressed per Secret). Never more than the gateways may read (8).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub max_config_secrets: u8,
     /// Log format (`text` or `json`); the filter is `$POSTERN_LOG` (default `info`).
     #[arg(long, env = "POSTERN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -119,6 +124,8 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     opts.debounce_max = args.debounce_max.into();
     opts.resync = args.resync.into();
     opts.secret_name = args.config_secret.clone();
+    opts.config_limits =
+        postern_config::protocol::Limits::with_max_parts(usize::from(args.max_config_secrets));
     opts.write_concurrency = args.write_concurrency;
     opts.namespace_concurrency = args.namespace_concurrency;
     if args.leader_elect {

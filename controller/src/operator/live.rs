@@ -9,7 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use postern_config::GatewayConfig;
-use postern_config::protocol::{self, REPORT_LABEL};
+use postern_config::protocol::REPORT_LABEL;
 
 use super::fleet::{self, GatewayState};
 use super::{objects, publish};
@@ -176,20 +176,23 @@ impl Session {
 /// Reads the live state of `namespace`.
 async fn read(client: &Client, namespace: &str, secret_name: &str) -> Result<Live, LiveError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets
-        .get_opt(secret_name)
-        .await
-        .map_err(api_err(format!("secret {secret_name}"), namespace))?;
-    let (published, problem) = match secret {
+    let current = publish::Current {
+        head: secrets
+            .get_opt(secret_name)
+            .await
+            .map_err(api_err(format!("secret {secret_name}"), namespace))?,
+        parts: secrets
+            .list(
+                &ListParams::default().labels(&format!("{}={secret_name}", publish::PART_OF_LABEL)),
+            )
+            .await
+            .map_err(api_err(format!("the parts of secret {secret_name}"), namespace))?
+            .items,
+    };
+    let (published, problem) = match current.decode(secret_name) {
         None => (None, None),
-        Some(s) => {
-            let (data, annotations) = publish::contents(&s);
-            let origin = format!("secret {namespace}/{secret_name}");
-            match protocol::decode_rendered(&data, &annotations, &origin) {
-                Ok(v) => (Some(v), None),
-                Err(e) => (None, Some(format!("{origin}: {e}"))),
-            }
-        }
+        Some(Ok(v)) => (Some(v), None),
+        Some(Err(e)) => (None, Some(format!("secret {namespace}/{secret_name}: {e}"))),
     };
     let reports: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),

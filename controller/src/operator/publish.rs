@@ -1,28 +1,35 @@
-//! Publishing the rendered configuration: one Secret per namespace, and drift repair.
+//! Publishing the rendered configuration: the Secrets of a namespace (the head and, for a
+//! large configuration, its parts; format in [`postern_config::protocol::rendered`]),
+//! and drift repair.
 //!
-//! The Secret holds exactly one key ([`CONFIG_KEY`]) and is annotated with the content
-//! hash. It is written only when what it says differs from what it should say; a hand
-//! edit (content that no longer matches its hash, extra keys, another configuration in
-//! place of the one published) or a deletion is repaired and reported as drift.
+//! Each Secret is written only when what it holds differs from what it should hold; a
+//! hand edit (a part that no longer matches the manifest, content that no longer matches
+//! its hash, extra keys, another configuration in place of the one published) or a
+//! deletion of any of them is repaired and reported as drift. Parts go out before the
+//! head that lists them, and parts no longer listed are deleted after it, so a reader
+//! who checks the manifest never sees a mix of two generations.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::Api;
-use kube::api::PostParams;
+use kube::ResourceExt;
 use postern_config::GatewayConfig;
 use postern_config::protocol::{
-    self, CONFIG_KEY, HASH_ANNOTATION, RENDERED_LABEL, decode_rendered,
+    self, DecodeError, Encoded, HASH_ANNOTATION, Head, Limits, MANIFEST_KEY, PAYLOAD_KEY,
+    RENDERED_LABEL, SecretView, TooLarge,
 };
 
 use super::objects::Objects;
 use crate::compile::Kind;
 
-/// Labels of the rendered Secret.
-pub(crate) fn labels() -> BTreeMap<String, String> {
-    BTreeMap::from([
+/// Label on every Secret of a set but the head: the head's name.
+pub(crate) const PART_OF_LABEL: &str = "postern.dev/rendered-part-of";
+
+/// Labels of the Secrets of a set (`part_of`: the head, on the other parts).
+pub(crate) fn labels(part_of: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
         (RENDERED_LABEL.to_owned(), "true".to_owned()),
         (
             "app.kubernetes.io/managed-by".to_owned(),
@@ -33,141 +40,147 @@ pub(crate) fn labels() -> BTreeMap<String, String> {
             "gateway-config".to_owned(),
         ),
         ("app.kubernetes.io/part-of".to_owned(), "postern".to_owned()),
-    ])
+    ]);
+    if let Some(head) = part_of {
+        labels.insert(PART_OF_LABEL.to_owned(), head.to_owned());
+    }
+    labels
 }
 
-/// What the rendered Secret should be.
+/// What the rendered Secrets should be.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Desired {
-    /// The configuration.
-    pub config: GatewayConfig,
+    /// How many Listeners it has (for the log).
+    pub listeners: usize,
     /// Its hash.
     pub hash: String,
-    /// Owners (the namespace's Listeners): the Secret goes when they all go.
+    /// Owners (the namespace's Listeners): the Secrets go when they all go.
     pub owners: Vec<OwnerReference>,
+    /// The configuration packed into parts.
+    pub encoded: Encoded,
 }
 
-/// What has to be done to the rendered Secret.
+impl Desired {
+    /// Packs `config` for publishing, or says it does not fit `limits`.
+    pub(crate) fn new(
+        config: &GatewayConfig,
+        hash: String,
+        owners: Vec<OwnerReference>,
+        limits: &Limits,
+    ) -> Result<Self, TooLarge> {
+        let encoded = protocol::encode(config, &hash, limits);
+        encoded.check(limits)?;
+        Ok(Self {
+            listeners: config.listeners.len(),
+            hash,
+            owners,
+            encoded,
+        })
+    }
+}
+
+/// The rendered Secrets of a namespace as they are: the head, and every Secret labelled
+/// as one of its parts.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Current {
+    /// The head Secret.
+    pub head: Option<Secret>,
+    /// The other parts (and leftovers), in any order.
+    pub parts: Vec<Secret>,
+}
+
+impl Current {
+    fn part(&self, name: &str) -> Option<&Secret> {
+        self.parts.iter().find(|s| s.name_any() == name)
+    }
+
+    /// The configuration they hold, with its hash, or why they hold none.
+    pub(crate) fn decode(
+        &self,
+        head_name: &str,
+    ) -> Option<Result<(GatewayConfig, String), DecodeError>> {
+        let head = self.head.as_ref()?;
+        let others: Vec<Option<SecretView<'_>>> = (1..protocol::MAX_PARTS)
+            .map(|i| {
+                self.part(&protocol::part_secret_name(head_name, i))
+                    .map(view)
+            })
+            .collect();
+        Some(protocol::decode(&view(head), head_name, &others))
+    }
+
+    /// The hash the head's manifest (or annotation) claims, without decoding anything.
+    pub(crate) fn claimed_hash(&self, head_name: &str) -> Option<String> {
+        let head = self.head.as_ref()?;
+        let v = view(head);
+        match protocol::read_head(&v, head_name) {
+            Ok(Head::Parts { manifest, .. }) => Some(manifest.hash),
+            _ => v.hash().map(str::to_owned),
+        }
+    }
+}
+
+/// A borrowed view of a Secret, for the protocol's decoder.
+pub(crate) fn view(secret: &Secret) -> SecretView<'_> {
+    SecretView::of_map(
+        secret.data.as_ref(),
+        |b| &b.0,
+        secret.metadata.annotations.as_ref(),
+    )
+}
+
+/// What has to be done to the rendered Secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// It says what it should.
+    /// They say what they should.
     UpToDate,
-    /// Only labels or owners differ: refresh them (no new configuration).
-    RefreshMetadata,
-    /// It does not exist yet.
+    /// The configuration is the one published; labels, owners, leftover parts or the
+    /// format differ: tidy up (no new configuration).
+    Refresh {
+        /// What, for the log.
+        what: String,
+    },
+    /// They do not exist yet.
     Create,
     /// A new configuration replaces the previous one.
     Publish {
         /// The hash it had.
         previous: Option<String>,
     },
-    /// It was edited or deleted by hand: restore it.
+    /// They were edited or deleted by hand: restore them.
     RepairDrift {
         /// What was found, for the Event and the log.
         what: String,
     },
 }
 
-/// Decides what to do, given the Secret as it is, what it should be, and the hash this
-/// controller last published there (if it did since it started leading).
-pub(crate) fn plan(
-    current: Option<&Secret>,
-    desired: &Desired,
-    last_published: Option<&str>,
-) -> Action {
-    let Some(s) = current else {
-        return match last_published {
-            Some(_) => Action::RepairDrift {
-                what: "the rendered Secret was deleted".into(),
-            },
-            None => Action::Create,
-        };
-    };
-    let (data, annotations) = contents(s);
-    let extra: Vec<&String> = data.keys().filter(|k| *k != CONFIG_KEY).collect();
-    if !extra.is_empty() {
-        return Action::RepairDrift {
-            what: format!(
-                "keys were added by hand: {}",
-                extra
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-    }
-    match decode_rendered(&data, &annotations, "rendered secret") {
-        Err(protocol::DecodeError::HashMismatch { annotated, actual }) => Action::RepairDrift {
-            what: format!(
-                "{CONFIG_KEY} was edited by hand (content {actual}, annotated {annotated})"
-            ),
-        },
-        Err(e) => Action::RepairDrift {
-            what: format!("the rendered Secret is damaged: {e}"),
-        },
-        Ok((_, hash)) if hash == desired.hash => {
-            let labels_ok = labels().iter().all(|(k, v)| {
-                s.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(k))
-                    .is_some_and(|x| x == v)
-            });
-            let owners_ok = owner_uids(s.metadata.owner_references.as_deref())
-                == owner_uids(Some(&desired.owners));
-            if labels_ok && owners_ok {
-                Action::UpToDate
-            } else {
-                Action::RefreshMetadata
-            }
-        }
-        Ok((_, hash)) if last_published == Some(desired.hash.as_str()) => Action::RepairDrift {
-            what: format!("the rendered Secret was replaced by hand with {hash}"),
-        },
-        Ok((_, hash)) => Action::Publish {
-            previous: Some(hash),
-        },
-    }
+/// The writes that carry out an [`Action`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// What it means.
+    pub action: Action,
+    /// Parts to write (create or replace), by index; the head (0) last.
+    pub write: Vec<usize>,
+    /// Secrets to delete after the writes: parts no longer listed.
+    pub delete: Vec<String>,
 }
 
-/// A rendered Secret's data and annotations, as the protocol decodes them.
-pub(crate) fn contents(secret: &Secret) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>) {
-    let data = secret
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
-    (data, annotations)
-}
-
-fn owner_uids(owners: Option<&[OwnerReference]>) -> Vec<String> {
-    let mut v: Vec<String> = owners
-        .unwrap_or_default()
-        .iter()
-        .map(|o| o.uid.clone())
-        .collect();
-    v.sort();
-    v
-}
-
-/// The Secret as it should be, keeping unrelated metadata of `current` (other labels and
-/// annotations, its resourceVersion for an optimistic replace).
+/// The Secret holding part `index` as it should be, keeping unrelated metadata of
+/// `current` (other labels and annotations, its resourceVersion for an optimistic
+/// replace).
 pub(crate) fn render(
     namespace: &str,
-    name: &str,
+    head_name: &str,
+    index: usize,
     desired: &Desired,
     current: Option<&Secret>,
 ) -> Secret {
     let mut meta = current.map(|s| s.metadata.clone()).unwrap_or_default();
-    meta.name = Some(name.to_owned());
+    meta.name = Some(protocol::part_secret_name(head_name, index));
     meta.namespace = Some(namespace.to_owned());
     meta.labels
         .get_or_insert_with(BTreeMap::new)
-        .extend(labels());
+        .extend(labels((index > 0).then_some(head_name)));
     meta.annotations
         .get_or_insert_with(BTreeMap::new)
         .insert(HASH_ANNOTATION.to_owned(), desired.hash.clone());
@@ -180,24 +193,168 @@ pub(crate) fn render(
     Secret {
         metadata: meta,
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([(
-            CONFIG_KEY.to_owned(),
-            ByteString(desired.config.to_yaml().into_bytes()),
-        )])),
+        data: Some(part_data(&desired.encoded, index)),
         ..Default::default()
     }
 }
 
-/// The configuration a rendered Secret holds, if it reads as one (a damaged Secret holds
-/// none: nothing to fall back on).
-pub(crate) fn published_config(secret: &Secret) -> Option<GatewayConfig> {
-    let (data, annotations) = contents(secret);
-    decode_rendered(&data, &annotations, "rendered secret")
-        .ok()
-        .map(|(c, _)| c)
+fn part_data(encoded: &Encoded, index: usize) -> BTreeMap<String, ByteString> {
+    let mut data = BTreeMap::from([(
+        PAYLOAD_KEY.to_owned(),
+        ByteString(encoded.parts[index].clone()),
+    )]);
+    if index == 0 {
+        data.insert(
+            MANIFEST_KEY.to_owned(),
+            ByteString(
+                serde_json::to_vec(&encoded.manifest).expect("the manifest always serialises"),
+            ),
+        );
+    }
+    data
 }
 
-/// The owners of a namespace's rendered Secret: its Listeners.
+/// Whether `current` holds exactly part `index` (data and hash annotation).
+fn content_ok(current: &Secret, desired: &Desired, index: usize) -> bool {
+    let data_ok = current.data.as_ref() == Some(&part_data(&desired.encoded, index));
+    data_ok && view(current).hash() == Some(desired.hash.as_str())
+}
+
+/// Whether labels and owners of `current` are as [`render`] makes them.
+fn metadata_ok(current: &Secret, desired: &Desired, part_of: Option<&str>) -> bool {
+    let labels_ok = labels(part_of).iter().all(|(k, v)| {
+        current
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .is_some_and(|x| x == v)
+    });
+    labels_ok
+        && owner_uids(current.metadata.owner_references.as_deref())
+            == owner_uids(Some(&desired.owners))
+}
+
+/// Decides what to do, given the Secrets as they are, what they should be, and the hash
+/// this controller last published there (if it did since it started leading).
+pub(crate) fn plan(
+    current: &Current,
+    head_name: &str,
+    desired: &Desired,
+    last_published: Option<&str>,
+) -> Plan {
+    let count = desired.encoded.parts.len();
+    let names: Vec<String> = (0..count)
+        .map(|i| protocol::part_secret_name(head_name, i))
+        .collect();
+    let at = |i: usize| {
+        if i == 0 {
+            current.head.as_ref()
+        } else {
+            current.part(&names[i])
+        }
+    };
+    let mut write: Vec<usize> = (1..count)
+        .chain([0])
+        .filter(|&i| {
+            at(i).is_none_or(|s| {
+                !content_ok(s, desired, i) || !metadata_ok(s, desired, (i > 0).then_some(head_name))
+            })
+        })
+        .collect();
+    let delete: Vec<String> = current
+        .parts
+        .iter()
+        .map(ResourceExt::name_any)
+        .filter(|n| !names.contains(n))
+        .collect();
+    let content_differs = (0..count).any(|i| at(i).is_none_or(|s| !content_ok(s, desired, i)));
+    let action = if current.head.is_none() {
+        match last_published {
+            Some(_) => Action::RepairDrift {
+                what: "the rendered Secret was deleted".into(),
+            },
+            None => Action::Create,
+        }
+    } else if !content_differs {
+        if write.is_empty() && delete.is_empty() {
+            Action::UpToDate
+        } else if write.is_empty() {
+            Action::Refresh {
+                what: format!("removed parts no longer used: {}", delete.join(", ")),
+            }
+        } else {
+            Action::Refresh {
+                what: "refreshed labels and owners".into(),
+            }
+        }
+    } else {
+        classify(current, head_name, desired, last_published)
+    };
+    if action == Action::UpToDate {
+        write.clear();
+    }
+    Plan {
+        action,
+        write,
+        delete,
+    }
+}
+
+/// What Secrets that differ from the desired ones mean: a new configuration, drift, or
+/// only a different packing of the same one.
+fn classify(
+    current: &Current,
+    head_name: &str,
+    desired: &Desired,
+    last_published: Option<&str>,
+) -> Action {
+    let claimed = current.claimed_hash(head_name);
+    let ours = |h: &Option<String>| {
+        h.as_deref()
+            .is_some_and(|h| h == desired.hash || Some(h) == last_published)
+    };
+    let drift = |what: String| Action::RepairDrift { what };
+    match current.decode(head_name).expect("the head exists") {
+        Ok((_, hash)) if hash == desired.hash => Action::Refresh {
+            what: "rewrote the same configuration in the current format".into(),
+        },
+        Ok((_, hash)) if last_published == Some(desired.hash.as_str()) => drift(format!(
+            "the rendered Secret was replaced by hand with {hash}"
+        )),
+        Ok((_, hash)) => Action::Publish {
+            previous: Some(hash),
+        },
+        Err(DecodeError::HashMismatch { annotated, actual }) => drift(format!(
+            "the rendered configuration was edited by hand (content {actual}, annotated {annotated})"
+        )),
+        Err(e @ (DecodeError::PartMissing { .. } | DecodeError::PartMismatch { .. }))
+            if ours(&claimed) =>
+        {
+            drift(format!("a part was deleted or edited by hand: {e}"))
+        }
+        // A previous publish that stopped half-way: its parts were being replaced.
+        Err(DecodeError::PartMissing { .. } | DecodeError::PartMismatch { .. }) => {
+            Action::Publish { previous: claimed }
+        }
+        Err(DecodeError::ExtraKey { secret, key }) => {
+            drift(format!("keys were added by hand: {key} (in {secret})"))
+        }
+        Err(e) => drift(format!("the rendered Secret is damaged: {e}")),
+    }
+}
+
+fn owner_uids(owners: Option<&[OwnerReference]>) -> Vec<String> {
+    let mut v: Vec<String> = owners
+        .unwrap_or_default()
+        .iter()
+        .map(|o| o.uid.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The owners of a namespace's rendered Secrets: its Listeners.
 pub(crate) fn owners(objects: &Objects) -> Vec<OwnerReference> {
     objects
         .iter()
@@ -215,183 +372,5 @@ pub(crate) fn owners(objects: &Objects) -> Vec<OwnerReference> {
         .collect()
 }
 
-/// Writes the Secret: create, or replace with the observed resourceVersion (a concurrent
-/// writer makes this fail with 409, and the next reconcile starts over).
-pub(crate) async fn write(
-    api: &Api<Secret>,
-    namespace: &str,
-    name: &str,
-    desired: &Desired,
-    current: Option<&Secret>,
-) -> Result<Secret, kube::Error> {
-    let secret = render(namespace, name, desired, current);
-    match current {
-        None => api.create(&PostParams::default(), &secret).await,
-        Some(_) => api.replace(name, &PostParams::default(), &secret).await,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::operator::objects;
-    use kube::api::DynamicObject;
-    use postern_config::Source;
-
-    fn desired(ns: &str) -> Desired {
-        let config = GatewayConfig {
-            source: Some(Source {
-                namespace: Some(ns.into()),
-            }),
-            ..Default::default()
-        };
-        Desired {
-            hash: config.hash(),
-            config,
-            owners: vec![OwnerReference {
-                api_version: "postern.dev/v1alpha1".into(),
-                kind: "Listener".into(),
-                name: "l".into(),
-                uid: "u1".into(),
-                ..Default::default()
-            }],
-        }
-    }
-
-    #[test]
-    fn absent_secret_is_created_or_recreated() {
-        let d = desired("a");
-        assert_eq!(plan(None, &d, None), Action::Create);
-        assert!(matches!(
-            plan(None, &d, Some(&d.hash)),
-            Action::RepairDrift { what } if what.contains("deleted")
-        ));
-    }
-
-    #[test]
-    fn rendered_secret_is_up_to_date() {
-        let d = desired("a");
-        let s = render("ns", "postern-config", &d, None);
-        assert_eq!(plan(Some(&s), &d, Some(&d.hash)), Action::UpToDate);
-        assert_eq!(plan(Some(&s), &d, None), Action::UpToDate);
-    }
-
-    #[test]
-    fn a_new_configuration_is_published() {
-        let old = desired("a");
-        let new = desired("b");
-        let s = render("ns", "postern-config", &old, None);
-        assert_eq!(
-            plan(Some(&s), &new, Some(&old.hash)),
-            Action::Publish {
-                previous: Some(old.hash.clone())
-            }
-        );
-    }
-
-    #[test]
-    fn hand_edits_are_drift() {
-        let d = desired("a");
-        let mut s = render("ns", "postern-config", &d, None);
-        // Content edited, annotation left alone.
-        s.data.as_mut().unwrap().insert(
-            CONFIG_KEY.into(),
-            ByteString(desired("evil").config.to_yaml().into_bytes()),
-        );
-        assert!(matches!(
-            plan(Some(&s), &d, Some(&d.hash)),
-            Action::RepairDrift { what } if what.contains("edited by hand")
-        ));
-        // Another consistent configuration put in place of ours.
-        let other = render("ns", "postern-config", &desired("evil"), None);
-        assert!(matches!(
-            plan(Some(&other), &d, Some(&d.hash)),
-            Action::RepairDrift { what } if what.contains("replaced by hand")
-        ));
-        // A key added.
-        let mut s = render("ns", "postern-config", &d, None);
-        s.data
-            .as_mut()
-            .unwrap()
-            .insert("extra".into(), ByteString(b"x".to_vec()));
-        assert!(matches!(
-            plan(Some(&s), &d, None),
-            Action::RepairDrift { what } if what.contains("extra")
-        ));
-        // Garbage.
-        let mut s = render("ns", "postern-config", &d, None);
-        s.data
-            .as_mut()
-            .unwrap()
-            .insert(CONFIG_KEY.into(), ByteString(b"not: [yaml".to_vec()));
-        assert!(matches!(
-            plan(Some(&s), &d, None),
-            Action::RepairDrift { what } if what.contains("damaged")
-        ));
-    }
-
-    #[test]
-    fn metadata_changes_refresh_without_a_new_configuration() {
-        let d = desired("a");
-        let mut s = render("ns", "postern-config", &d, None);
-        s.metadata.owner_references = None;
-        assert_eq!(plan(Some(&s), &d, None), Action::RefreshMetadata);
-        let mut s = render("ns", "postern-config", &d, None);
-        s.metadata.labels = None;
-        assert_eq!(plan(Some(&s), &d, None), Action::RefreshMetadata);
-    }
-
-    #[test]
-    fn a_rendered_secret_gives_back_its_configuration_and_owners_are_listeners() {
-        let d = desired("a");
-        let s = render("ns", "postern-config", &d, None);
-        assert_eq!(published_config(&s), Some(d.config.clone()));
-        let mut damaged = s.clone();
-        damaged.metadata.annotations = None;
-        assert_eq!(published_config(&damaged), None);
-
-        let object = |kind: Kind, name: &str| {
-            let mut o = DynamicObject::new(name, &objects::api_resource(kind));
-            o.metadata.uid = Some(format!("uid-{name}"));
-            (
-                crate::compile::ObjectKey::new(kind, name),
-                std::sync::Arc::new(o),
-            )
-        };
-        let all: Objects = [
-            object(Kind::Listener, "in"),
-            object(Kind::MailFlowPolicy, "relay"),
-            object(Kind::Listener, "out"),
-        ]
-        .into_iter()
-        .collect();
-        let names: Vec<(String, String)> =
-            owners(&all).into_iter().map(|o| (o.name, o.uid)).collect();
-        assert_eq!(
-            names,
-            [
-                ("in".to_owned(), "uid-in".to_owned()),
-                ("out".to_owned(), "uid-out".to_owned())
-            ]
-        );
-    }
-
-    #[test]
-    fn render_keeps_foreign_metadata() {
-        let d = desired("a");
-        let mut current = render("ns", "postern-config", &desired("old"), None);
-        current
-            .metadata
-            .annotations
-            .as_mut()
-            .unwrap()
-            .insert("team".into(), "mail".into());
-        current.metadata.resource_version = Some("42".into());
-        let s = render("ns", "postern-config", &d, Some(&current));
-        let ann = s.metadata.annotations.unwrap();
-        assert_eq!(ann["team"], "mail");
-        assert_eq!(ann[HASH_ANNOTATION], d.hash);
-        assert_eq!(s.metadata.resource_version.as_deref(), Some("42"));
-        assert_eq!(s.data.unwrap().len(), 1);
-    }
-}
+mod tests;

@@ -8,8 +8,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
+use postern_config::protocol::{Limits, TooLarge};
 use postern_config::{self as gw, GatewayConfig};
 use tokio::time::Instant;
 
@@ -19,7 +19,7 @@ use super::fleet::{self, Fleet};
 use super::gauges::{self, Counts};
 use super::metrics::Metrics;
 use super::objects::{self, Objects};
-use super::publish::{self, Desired};
+use super::publish::{self, Current, Desired};
 use super::publisher::Publisher;
 use super::refs::RefWatches;
 use super::state::State;
@@ -43,6 +43,8 @@ pub(crate) struct Context {
     status_writer: StatusWriter,
     /// Metrics.
     metrics: Arc<Metrics>,
+    /// How large a published configuration may be.
+    limits: Limits,
 }
 
 /// What a successful reconcile asks for.
@@ -58,15 +60,28 @@ pub(crate) struct Outcome {
     pub published: bool,
 }
 
+/// What publishing did.
+#[derive(Debug, Default)]
+struct PublishOutcome {
+    /// The hash in force, if the configuration is published (or already was).
+    hash: Option<String>,
+    /// Whether a new configuration went out.
+    went_out: bool,
+    /// Why it was not published, when it is too large.
+    too_large: Option<TooLarge>,
+}
+
 impl Context {
-    /// A context writing through `cluster`: the rendered configuration into the Secret
-    /// `secret_name` of each namespace, up to `write_concurrency` statuses at once.
+    /// A context writing through `cluster`: the rendered configuration into the Secrets
+    /// `secret_name` (and its parts, within `limits`) of each namespace, up to
+    /// `write_concurrency` statuses at once.
     pub(crate) fn new(
         cluster: Cluster,
         stores: Stores,
         refs: RefWatches,
         secret_name: String,
         write_concurrency: usize,
+        limits: Limits,
     ) -> Self {
         Self {
             stores,
@@ -75,6 +90,7 @@ impl Context {
             metrics: cluster.metrics.clone(),
             publisher: Publisher::new(cluster.clone(), secret_name),
             status_writer: StatusWriter::new(cluster, write_concurrency),
+            limits,
         }
     }
 
@@ -96,11 +112,13 @@ impl Context {
             return Ok(Outcome::default());
         }
         let snapshot = self.snapshot(namespace, &objects).await?;
-        let compiled = self.compile(namespace, &snapshot, current.as_ref());
+        let compiled = self.compile(namespace, &snapshot, &current);
         let config = Arc::new(compiled.config);
-        let (published_hash, published) = self
-            .publish(namespace, &objects, current.as_ref(), &config)
-            .await?;
+        let PublishOutcome {
+            hash: published_hash,
+            went_out: published,
+            too_large,
+        } = self.publish(namespace, &objects, &current, &config).await?;
 
         let now = Timestamp::now();
         let gateways = self.stores.reports(namespace);
@@ -129,6 +147,7 @@ impl Context {
                 config: &config,
                 recent: &recent,
             }),
+            too_large: too_large.as_ref(),
             fleet: &fleet,
             gateways: &gateways,
             now,
@@ -139,12 +158,8 @@ impl Context {
         })
     }
 
-    /// A namespace without postern objects: forget it and remove its rendered Secret.
-    async fn withdraw(
-        &self,
-        namespace: &str,
-        current: Option<Secret>,
-    ) -> Result<(), ReconcileError> {
+    /// A namespace without postern objects: forget it and remove its rendered Secrets.
+    async fn withdraw(&self, namespace: &str, current: Current) -> Result<(), ReconcileError> {
         self.refs.forget(namespace);
         self.state()
             .namespace(namespace)
@@ -191,20 +206,29 @@ impl Context {
     }
 
     /// Compiles against what runs now, so a broken object keeps its last good form.
+    /// What runs now is decoded from the Secrets only when it is not a configuration
+    /// this controller remembers (by the hash their manifest claims).
     fn compile(
         &self,
         namespace: &str,
         snapshot: &Snapshot,
-        current: Option<&Secret>,
+        current: &Current,
     ) -> compile::Compiled {
-        let previous = current.and_then(publish::published_config);
-        let compiled = compile::compile(snapshot, previous.as_ref());
-        if let Some(p) = previous {
+        let head = self.publisher.secret_name();
+        let remembered = current.claimed_hash(head).and_then(|h| {
+            let mut state = self.state();
+            let recent = state.namespace(namespace).recent();
+            recent.iter().find(|(r, _)| *r == h).map(|(_, c)| c.clone())
+        });
+        let previous = remembered.or_else(|| {
+            let (config, hash) = current.decode(head)?.ok()?;
+            let config = Arc::new(config);
             self.state()
                 .namespace(namespace)
-                .remember_config(&p.hash(), &Arc::new(p));
-        }
-        compiled
+                .remember_config(&hash, &config);
+            Some(config)
+        });
+        compile::compile(snapshot, previous.as_deref())
     }
 
     /// Records where the fleet stands (gauges, membership). Returns when to reconcile
@@ -226,26 +250,33 @@ impl Context {
     }
 
     /// Validates `config` with the gateway's own validator and publishes it; never what
-    /// it refuses. Returns the hash in force if it is published (or already was), and
-    /// whether a new configuration went out.
+    /// it refuses, nor what does not fit the Secrets it may use.
     async fn publish(
         &self,
         namespace: &str,
         objects: &Objects,
-        current: Option<&Secret>,
+        current: &Current,
         config: &Arc<GatewayConfig>,
-    ) -> Result<(Option<String>, bool), ReconcileError> {
+    ) -> Result<PublishOutcome, ReconcileError> {
         let hash = config.hash();
         if let Err(errors) = gw::validate(config) {
             self.metrics.error("InvalidConfig");
             tracing::error!(namespace, hash = %hash, errors = %errors,
                 "compiled configuration does not validate; the previous one stays published");
-            return Ok((None, false));
+            return Ok(PublishOutcome::default());
         }
-        let desired = Desired {
-            config: (**config).clone(),
-            hash: hash.clone(),
-            owners: publish::owners(objects),
+        let owners = publish::owners(objects);
+        let desired = match Desired::new(config, hash.clone(), owners, &self.limits) {
+            Ok(d) => d,
+            Err(too_large) => {
+                self.metrics.error("ConfigTooLarge");
+                tracing::error!(namespace, hash = %hash, error = %too_large,
+                    "compiled configuration is too large to publish; the previous one stays published");
+                return Ok(PublishOutcome {
+                    too_large: Some(too_large),
+                    ..PublishOutcome::default()
+                });
+            }
         };
         let last = self.state().namespace(namespace).published.clone();
         let went_out = self
@@ -256,7 +287,11 @@ impl Context {
         let ns = state.namespace(namespace);
         ns.published = Some(hash.clone());
         ns.remember_config(&hash, config);
-        Ok((Some(hash), went_out))
+        Ok(PublishOutcome {
+            hash: Some(hash),
+            went_out,
+            too_large: None,
+        })
     }
 
     /// Computes every object's status and writes those that changed; counts them into

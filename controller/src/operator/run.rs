@@ -44,6 +44,8 @@ pub(crate) struct Options {
     pub resync: Duration,
     /// Name of the rendered Secret in each namespace.
     pub secret_name: String,
+    /// How large a namespace's rendered configuration may be.
+    pub config_limits: postern_config::protocol::Limits,
     /// How many status writes run at once.
     pub write_concurrency: usize,
     /// How many namespaces are reconciled at once.
@@ -62,6 +64,7 @@ impl Options {
             debounce_max: Duration::from_secs(1),
             resync: Duration::from_secs(300),
             secret_name: postern_config::protocol::RENDERED_SECRET.into(),
+            config_limits: postern_config::protocol::Limits::default(),
             write_concurrency: 32,
             namespace_concurrency: 4,
         }
@@ -120,6 +123,7 @@ pub(crate) async fn run(
         RefWatches::new(client, ref_tx),
         opts.secret_name.clone(),
         opts.write_concurrency,
+        opts.config_limits,
     );
     let scheduler = Scheduler {
         ctx: Arc::new(ctx),

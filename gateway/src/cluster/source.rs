@@ -1,8 +1,13 @@
 //! The gateway's cluster config source: watches the namespace's rendered Secret through
-//! the API (a mounted Secret volume lags by up to a minute), hands each new configuration
-//! to the reload path, and reports what runs in the gateway's own `GatewayReport`.
+//! the API (a mounted Secret volume lags by up to a minute), reads the further parts its
+//! manifest lists by name, hands each new configuration to the reload path, and reports
+//! what runs in the gateway's own `GatewayReport`.
+//!
+//! A configuration is applied only when every part matches the manifest (and the whole
+//! its hash): while the controller is still writing a new generation's parts, or after
+//! one was deleted by hand, the running configuration stays and the parts are read again
+//! a moment later.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +26,12 @@ use tokio_util::sync::CancellationToken;
 use crate::runtime::Runtime;
 use kube::api::ApiResource;
 use postern_config::GatewayConfig;
-use postern_config::protocol::{self, CrlFacts, GatewayReport, Refusal, ReportSpec};
+use postern_config::protocol::{
+    self, CrlFacts, DecodeError, GatewayReport, Refusal, ReportSpec, SecretView,
+};
+
+/// How long to wait before reading the parts again when they do not match the manifest.
+const PARTS_RETRY: Duration = Duration::from_millis(500);
 
 /// The API resource of reports, for dynamic clients.
 pub fn report_api_resource() -> ApiResource {
@@ -109,6 +119,7 @@ pub async fn run<S: ConfigSink>(
     shutdown: CancellationToken,
 ) -> Result<(), ClusterError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
+    let parts = secrets.clone();
     let mut reporter = Reporter {
         reports: Api::namespaced_with(client, &opts.namespace, &report_api_resource()),
         opts: opts.clone(),
@@ -129,7 +140,10 @@ pub async fn run<S: ConfigSink>(
     // Whether the (re)list in progress has shown the Secret: a list that ends without it
     // means the namespace publishes nothing (no Postern objects yet).
     let mut listed_secret = false;
+    // A head whose parts did not all match yet, read again at the deadline.
+    let mut incomplete: Option<(Secret, tokio::time::Instant)> = None;
     loop {
+        let retry_at = incomplete.as_ref().map(|(_, at)| *at);
         tokio::select! {
             () = shutdown.cancelled() => {
                 reporter.withdraw().await;
@@ -143,6 +157,11 @@ pub async fn run<S: ConfigSink>(
                     reporter.write().await;
                 }
             }
+            () = sleep_until(retry_at) => {
+                if let Some((s, _)) = incomplete.take() {
+                    incomplete = handle_secret(s, &parts, &sink, &in_force, &mut reporter).await;
+                }
+            }
             ev = events.next() => match ev {
                 None => {
                     return Err(ClusterError::WatchEnded {
@@ -153,7 +172,7 @@ pub async fn run<S: ConfigSink>(
                 Some(Err(e)) => tracing::warn!(error = %e, "watch on the rendered configuration failed; retrying"),
                 Some(Ok(Event::Apply(s) | Event::InitApply(s))) => {
                     listed_secret = true;
-                    handle_secret(&s, &sink, &in_force, &mut reporter).await;
+                    incomplete = handle_secret(s, &parts, &sink, &in_force, &mut reporter).await;
                 }
                 Some(Ok(Event::Delete(_))) => tracing::warn!(
                     namespace = %opts.namespace, secret = %opts.secret_name,
@@ -203,39 +222,78 @@ fn refused_listeners(
         .map(|rt| rt.refused.clone())
 }
 
+/// Waits until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A borrowed view of a Secret, for the protocol's decoder.
+fn view(secret: &Secret) -> SecretView<'_> {
+    SecretView::of_map(
+        secret.data.as_ref(),
+        |b| &b.0,
+        secret.metadata.annotations.as_ref(),
+    )
+}
+
+/// Reads the parts after the head that its manifest lists (`None` for a missing one).
+async fn read_parts(
+    head: &Secret,
+    name: &str,
+    api: &Api<Secret>,
+) -> Result<Vec<Option<Secret>>, kube::Error> {
+    let count = protocol::read_head(&view(head), name).map_or(1, |h| h.parts());
+    let mut parts = Vec::with_capacity(count.saturating_sub(1));
+    for index in 1..count {
+        parts.push(
+            api.get_opt(&protocol::part_secret_name(name, index))
+                .await?,
+        );
+    }
+    Ok(parts)
+}
+
+/// Applies the configuration of the head Secret `secret` and its parts. Returns the
+/// head again, with when to retry, if its parts do not all match its manifest yet.
 async fn handle_secret<S: ConfigSink>(
-    secret: &Secret,
+    secret: Secret,
+    api: &Api<Secret>,
     sink: &S,
     in_force: &watch::Receiver<Option<Arc<Runtime>>>,
     reporter: &mut Reporter,
-) {
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
-    let origin = format!(
-        "secret {}/{}",
-        reporter.opts.namespace, reporter.opts.secret_name
-    );
-    let (config, hash) = match protocol::decode_rendered(&data, &annotations, &origin) {
+) -> Option<(Secret, tokio::time::Instant)> {
+    let name = reporter.opts.secret_name.clone();
+    let origin = format!("secret {}/{name}", reporter.opts.namespace);
+    let retry_at = tokio::time::Instant::now() + PARTS_RETRY;
+    let parts = match read_parts(&secret, &name, api).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(secret = %origin, error = %e,
+                "cannot read the parts of the rendered configuration; retrying");
+            return Some((secret, retry_at));
+        }
+    };
+    let head = view(&secret);
+    let others: Vec<Option<SecretView<'_>>> = parts.iter().map(|p| p.as_ref().map(view)).collect();
+    let (config, hash) = match protocol::decode(&head, &name, &others) {
         Ok(v) => v,
+        Err(e @ (DecodeError::PartMissing { .. } | DecodeError::PartMismatch { .. })) => {
+            tracing::info!(secret = %origin, waiting_for = %e,
+                "the rendered configuration's parts do not all match its manifest yet; the running configuration stays in force");
+            return Some((secret, retry_at));
+        }
         Err(e) => {
             tracing::error!(secret = %origin, error = %e,
                 "rendered configuration not applied; the running one stays in force");
-            let hash = annotations
-                .get(protocol::HASH_ANNOTATION)
-                .cloned()
-                .unwrap_or_default();
             reporter.report.refusal = Some(Refusal {
-                hash,
+                hash: head.hash().unwrap_or_default().to_owned(),
                 message: e.to_string(),
             });
             reporter.write().await;
-            return;
+            return None;
         }
     };
     if reporter.report.applied_hash.as_deref() == Some(hash.as_str()) {
@@ -243,7 +301,7 @@ async fn handle_secret<S: ConfigSink>(
         if reporter.report.refusal.take().is_some() {
             reporter.write().await;
         }
-        return;
+        return None;
     }
     let started = std::time::Instant::now();
     match sink.apply(config).await {
@@ -263,6 +321,7 @@ async fn handle_secret<S: ConfigSink>(
         }
     }
     reporter.write().await;
+    None
 }
 
 struct Reporter {

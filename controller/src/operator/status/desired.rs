@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 use postern_config::GatewayConfig;
+use postern_config::protocol::TooLarge;
 use postern_crds::{Condition, ObjectStatus, condition_type};
 
 use super::conditions::{self, Cond};
@@ -60,8 +61,11 @@ pub(crate) struct NamespaceInputs<'a> {
     pub namespace: &'a str,
     /// What the compiler found about each object.
     pub report: &'a Report,
-    /// The configuration published; `None` when the compiled one did not validate.
+    /// The configuration published; `None` when the compiled one did not validate or
+    /// did not fit.
     pub published: Option<Published<'a>>,
+    /// Why it was not published, when it is too large for the Secrets it may use.
+    pub too_large: Option<&'a TooLarge>,
     /// The ready gateways and what they run.
     pub fleet: &'a Fleet,
     /// Every gateway's report (a CRL source's facts come from them).
@@ -171,11 +175,20 @@ fn programmed(ns: &NamespaceInputs<'_>, key: &ObjectKey, rendered: Rendered) -> 
             .programmed_verdict(ns.namespace, p.hash, p.renders_alike(key), listener)
     };
     match (&ns.published, rendered) {
-        (None, _) => Cond::new(
-            false,
-            "NotPublished",
-            "the namespace's configuration does not validate, so it was not published; the gateways keep the previous one",
-        ),
+        (None, _) => match ns.too_large {
+            Some(too_large) => Cond::new(
+                false,
+                "ConfigTooLarge",
+                format!(
+                    "not published: {too_large}; the gateways keep the previous configuration (fewer distinct certificates and CA bundles, or split the Listeners across namespaces)"
+                ),
+            ),
+            None => Cond::new(
+                false,
+                "NotPublished",
+                "the namespace's configuration does not validate, so it was not published; the gateways keep the previous one",
+            ),
+        },
         (Some(p), Rendered::Current) => {
             let v = verdict(p);
             Cond::new(v.status, v.reason, v.message)

@@ -60,6 +60,7 @@ fn gateway(name: &str, applied: Option<&str>) -> GatewayState {
 struct World {
     report: Report,
     published: Option<(String, Arc<GatewayConfig>)>,
+    too_large: Option<postern_config::protocol::TooLarge>,
     recent: Vec<(String, Arc<GatewayConfig>)>,
     gateways: Vec<GatewayState>,
     now: Timestamp,
@@ -78,6 +79,7 @@ impl World {
             gateways: vec![gateway("gw-0", Some(&published.0))],
             recent: vec![published.clone()],
             published: Some(published),
+            too_large: None,
             now: now(),
             crl: CrlSettings::default(),
         }
@@ -97,6 +99,7 @@ impl World {
                 config,
                 recent: &self.recent,
             }),
+            too_large: self.too_large.as_ref(),
             fleet: &fleet,
             gateways: &self.gateways,
             now: self.now,
@@ -251,6 +254,36 @@ fn an_invalid_configuration_is_not_published() {
         ]
     );
     assert!(d.ready_event.unwrap().warning);
+}
+
+#[test]
+fn a_configuration_too_large_to_publish_says_so_with_its_size_and_the_limit() {
+    let relay = key(Kind::MailFlowPolicy, "relay");
+    let mut world = World::accepted(&relay);
+    world.published = None;
+    world.too_large = Some(postern_config::protocol::TooLarge {
+        compressed_bytes: 8_000_000,
+        uncompressed_bytes: 90_000_000,
+        limit_bytes: 7_372_800,
+        max_parts: 8,
+    });
+    let d = world.first(&relay);
+    assert_eq!(
+        summary(&d)[2..],
+        [
+            ("Programmed", false, "ConfigTooLarge"),
+            ("Ready", false, "ConfigTooLarge")
+        ]
+    );
+    let event = d.ready_event.unwrap();
+    assert!(event.warning);
+    assert_eq!(event.reason, "ConfigTooLarge");
+    assert!(
+        event.note.contains("8000000 bytes compressed")
+            && event.note.contains("limit of 7372800 bytes"),
+        "{}",
+        event.note
+    );
 }
 
 #[test]
