@@ -175,10 +175,10 @@ struct Validator {
     errors: Vec<ValidationError>,
 }
 
-/// Whether `text` can go into an SMTP reply or header line unchanged.
-/// The longest throttle window (`smtpAuth.throttle.*.window`).
-const MAX_THROTTLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest throttle window (`smtpAuth.throttle.*.window`); the CRDs' CEL rule uses it too.
+pub const MAX_THROTTLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
+/// Whether `text` can go into an SMTP reply or header line unchanged.
 fn is_single_line(text: &str) -> bool {
     !text.chars().any(|c| c.is_control())
 }

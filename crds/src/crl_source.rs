@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::ObjectStatus;
+use crate::rules;
 
 /// A certificate revocation list fetched on a schedule and enforced on TLS connections.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -93,8 +94,8 @@ fn default_true() -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CrlSchedule {
-    /// Time between fetches, e.g. `1h`.
-    #[schemars(pattern(DURATION_PATTERN))]
+    /// Time between fetches, e.g. `1h` (at least `1s`).
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::at_least_one_second())]
     pub interval: String,
 }
 

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{CaBundle, ObjectStatus, SecretKeyRef};
+use crate::rules;
 use postern_config::duration::DURATION_PATTERN;
 
 /// An LDAP directory: servers, credentials, timeouts, cache, and the "Certificate
@@ -44,6 +45,7 @@ use postern_config::duration::DURATION_PATTERN;
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::ldap_profile_spec())]
 pub struct LdapProfileSpec {
     /// LDAP servers, tried in order: the next one is used when one cannot be reached.
     #[schemars(length(min = 1))]
@@ -58,7 +60,7 @@ pub struct LdapProfileSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind: Option<LdapBind>,
     /// Search base, e.g. `dc=example,dc=org`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), transform = rules::base_dn())]
     pub base_dn: String,
     /// Connect and per-operation timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,11 +108,11 @@ pub struct LdapBind {
 pub struct LdapTimeouts {
     /// TCP and TLS connect timeout. Default `3s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub connect: Option<String>,
     /// Timeout of each search or bind. Default `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub operation: Option<String>,
 }
 
@@ -150,7 +152,7 @@ pub struct CertificateAuthQuery {
     /// separators), `{dn}` subject DN and `{issuer}` issuer DN (RFC 4514 strings, as
     /// `openssl x509 -nameopt RFC2253` prints them), `{email}`, `{upn}`, `{fp}` SHA-256
     /// fingerprint, `{t}` now (GeneralizedTime). Values are escaped (RFC 4515).
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), transform = rules::certificate_filter())]
     pub filter: String,
     /// Attribute whose value becomes the session's user id. Default `uid`
     /// (`sAMAccountName` on Active Directory).
@@ -167,7 +169,7 @@ pub struct SmtpAuthQuery {
     pub name: String,
     /// LDAP filter template finding the user's entry, e.g. `(uid={u})`. Placeholders:
     /// `{u}` the SMTP AUTH user name, `{t}` now (GeneralizedTime).
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1), transform = rules::smtp_auth_filter())]
     pub filter: String,
     /// How the password is checked: `Bind` (an LDAP bind as the found entry). Default `Bind`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,6 +178,7 @@ pub struct SmtpAuthQuery {
     /// `(&(uid={u})(|(!(caccn=*))(cacexempt=*)(cacemergency>={t})))`. Placeholders as in
     /// `filter`. Needed when an SMTP authentication profile enables `allowance`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(transform = rules::smtp_auth_filter())]
     pub allowance_filter: Option<String>,
 }
 

@@ -9,8 +9,9 @@
 //!
 //! Every spec type refuses unknown fields, so a manifest with a typo fails to parse
 //! offline (`postern plan`) instead of silently doing nothing. The generated CRDs carry
-//! structural schemas only (no CEL), so API servers from v1.20 on accept them; rules the
-//! schema cannot express are checked by the compiler and reported in status.
+//! structural schemas that API servers from v1.20 on accept, plus CEL rules for the
+//! mistakes one object can make on its own ([`rules`]), enforced from v1.25 and ignored
+//! before; everything else is checked by the compiler and reported in status.
 #![forbid(unsafe_code)]
 // `#[kube(printcolumn(type_ = ...), printcolumn(type_ = ...))]` repeats keys by design.
 #![allow(clippy::duplicated_attributes)]
@@ -24,6 +25,7 @@ pub(crate) mod listener;
 pub(crate) mod mail_flow_policy;
 pub(crate) mod quantity;
 pub mod reference;
+pub mod rules;
 pub(crate) mod smtp_auth_profile;
 
 pub use common::{

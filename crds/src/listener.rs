@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::{CaBundle, ObjectRef, ObjectStatus, SecretKeyRef};
 use crate::mail_flow_policy::TlsMode;
+use crate::rules;
 use postern_config::duration::DURATION_PATTERN;
 
 /// An SMTP listener: address and port, TLS material, the authentication profile in
@@ -50,6 +51,7 @@ use postern_config::duration::DURATION_PATTERN;
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::listener_spec())]
 pub struct ListenerSpec {
     /// TCP port, e.g. 587 (submission), 465 (SMTPS, with `implicitTls`) or 25.
     #[schemars(range(min = 1, max = 65535))]
@@ -58,7 +60,7 @@ pub struct ListenerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     /// Host name used in the greeting, the EHLO reply and `Received` headers.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), transform = rules::hostname())]
     pub hostname: String,
     /// `true` for SMTPS: TLS from the first byte (usually port 465).
     #[serde(default)]
@@ -136,7 +138,7 @@ pub struct HostAccessEntry {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NextHop {
     /// Host name or IP address.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), transform = rules::next_hop_host())]
     pub host: String,
     /// TCP port. Default 25.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,11 +163,11 @@ pub struct NextHop {
 pub struct NextHopTimeouts {
     /// Connect timeout. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub connect: Option<String>,
     /// Timeout for each reply of the next hop. Default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub command: Option<String>,
 }
 
@@ -176,26 +178,26 @@ pub struct ListenerTimeouts {
     /// Longest a TLS handshake may take, implicit TLS or after `STARTTLS`; a client that
     /// stalls in it is disconnected. At most `command` applies. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub tls_handshake: Option<String>,
     /// Longest wait, from the greeting (or from the end of a `STARTTLS` handshake), for
     /// the client's `EHLO` or `HELO` (`421 4.4.2` after it): a client that connects and
     /// says nothing gives its slot back early. At most `command` applies. Default `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub greeting: Option<String>,
     /// Longest wait for the next command (`421 4.4.2` after it). Default `5m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub command: Option<String>,
     /// Longest wait for the next chunk of message data. Default `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub data: Option<String>,
     /// Longest the whole message data phase may take, however steadily the client sends
     /// (`421 4.4.2` after it). Default `30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN))]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub data_total: Option<String>,
 }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::common::ObjectStatus;
 use crate::quantity::Quantity;
+use crate::rules;
 
 /// What the gateway does with the connections a listener's host access table assigns to
 /// it: relay or reject, TLS, client certificates, and SMTP authentication.
@@ -39,6 +40,7 @@ use crate::quantity::Quantity;
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::mail_flow_policy_spec())]
 pub struct MailFlowPolicySpec {
     /// `Relay` accepts mail (subject to the settings below) and relays it to the
     /// listener's next hop; `Reject` answers `554 5.7.1` and closes the connection.

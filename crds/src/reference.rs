@@ -216,10 +216,12 @@ pub fn reference_markdown() -> String {
          list items. \"Required\" applies where the parent object is set. Durations are strings \
          such as `30s`, `5m`, `1h`; sizes are Kubernetes quantities such as `10Mi`. Defaults not \
          shown in the Default column are applied by the controller and named in the \
-         description. Rules that a schema cannot express (which fields go together, what a \
-         reference must point at) are checked by the controller and reported in `status` \
-         (see [troubleshooting](troubleshooting.md)); `kubectl explain <kind>.spec` shows the \
-         same descriptions.\n\n",
+         description. Which fields go together is also checked by CEL validation rules in the \
+         CRDs, enforced by Kubernetes 1.25 and later (listed in \
+         [resources](resources.md#refused-at-kubectl-apply)); what a reference must point at is \
+         checked by the controller and reported in `status` (see \
+         [troubleshooting](troubleshooting.md)), and by the optional admission webhook. \
+         `kubectl explain <kind>.spec` shows the same descriptions.\n\n",
     );
     let crds = crds();
     out.push_str("| Kind | Short names | What it is |\n|---|---|---|\n");

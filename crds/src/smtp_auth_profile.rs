@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{ObjectRef, ObjectStatus};
+use crate::rules;
 use postern_config::duration::DURATION_PATTERN;
 
 /// How clients authenticate: by client certificate (mapped to a user with an LDAP
@@ -19,6 +20,7 @@ use postern_config::duration::DURATION_PATTERN;
     shortname = "sap",
     shortname = "authprofile",
     category = "postern",
+    validation = rules::smtp_auth_profile_object(),
     doc = "How a listener's clients authenticate: client certificate or SMTP AUTH against LDAP.",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(
@@ -43,6 +45,7 @@ use postern_config::duration::DURATION_PATTERN;
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::smtp_auth_profile_spec())]
 pub struct SmtpAuthProfileSpec {
     /// `Certificate` (client certificate, optionally falling back to SMTP AUTH) or
     /// `Ldap` (SMTP AUTH checked against LDAP). Set the section of the same name.
@@ -68,6 +71,7 @@ pub enum SmtpAuthProfileType {
 /// Certificate authentication.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::certificate_auth_spec())]
 pub struct CertificateAuthSpec {
     /// The LdapProfile whose `certificateAuthQuery` maps certificates to users.
     pub ldap_profile_ref: ObjectRef,
@@ -114,6 +118,7 @@ pub struct ThrottleSpec {
 /// One throttle: `failures` failed AUTH commands per `window`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::throttle_limit())]
 pub struct ThrottleLimitSpec {
     /// Failed AUTH commands allowed in a row; after that one more every
     /// `window / failures`. `0` turns this throttle off. Default 10 per client, 5 per user.
@@ -158,6 +163,7 @@ pub enum AllowanceAction {
 /// A custom SMTP reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::smtp_reply())]
 pub struct SmtpReply {
     /// Three-digit reply code, 4xx or 5xx, e.g. 525.
     #[schemars(range(min = 400, max = 599))]
@@ -167,7 +173,7 @@ pub struct SmtpReply {
     #[schemars(pattern(r"^[245]\.[0-9]{1,3}\.[0-9]{1,3}$"))]
     pub enhanced_code: Option<String>,
     /// One line of text, e.g. `Dear user, please use your CAC to send email.`
-    #[schemars(length(min = 1, max = 400))]
+    #[schemars(length(min = 1, max = 400), transform = rules::reply_text())]
     pub text: String,
 }
 

@@ -52,16 +52,7 @@ pub(crate) fn print_diagnostics(
                     "warning"
                 }
             };
-            let field = if d.field.is_empty() {
-                String::new()
-            } else {
-                format!("{}: ", d.field)
-            };
-            let _ = writeln!(
-                w,
-                "{label}: {origin}: {}: {field}{} ({})",
-                o.key, d.message, d.reason
-            );
+            let _ = writeln!(w, "{label}: {origin}: {}", d.describe(&o.key));
         }
         if o.rendered == Rendered::Previous {
             let _ = writeln!(w, "note: {origin}: {}: {kept_note}", o.key);

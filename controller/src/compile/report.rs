@@ -256,6 +256,15 @@ impl Diagnostic {
             message: message.into(),
         }
     }
+    /// The diagnostic on one line, as `postern plan` prints it after the file and line and
+    /// the admission webhook answers it: `Kind/name: field: message (Reason)`.
+    pub fn describe(&self, key: &ObjectKey) -> String {
+        if self.field.is_empty() {
+            format!("{key}: {} ({})", self.message, self.reason)
+        } else {
+            format!("{key}: {}: {} ({})", self.field, self.message, self.reason)
+        }
+    }
 }
 
 impl fmt::Display for Diagnostic {

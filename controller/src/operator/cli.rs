@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::cert_store::CertTarget;
+use super::admission::server::WebhookOptions;
 use super::leader::LeaseSettings;
 use super::run::{self, Options};
 
@@ -65,6 +67,21 @@ pub struct ControllerArgs {
     /// (900 KiB compressed per Secret). Never more than the gateways may read (8).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub max_config_secrets: u8,
+    /// Serve the validating admission webhook (HTTPS, `POST /validate`) on this address,
+    /// e.g. `0.0.0.0:9443`. Default: not served.
+    #[arg(long, env = "POSTERN_WEBHOOK_ADDRESS")]
+    pub webhook_address: Option<SocketAddr>,
+    /// Secret (in the controller's namespace) holding the webhook's certificate and CA,
+    /// made and renewed by the controller.
+    #[arg(long, default_value = "postern-webhook-tls")]
+    pub webhook_secret: String,
+    /// ValidatingWebhookConfiguration whose `caBundle`s the controller keeps current.
+    #[arg(long)]
+    pub webhook_configuration: Option<String>,
+    /// Host names (or IP addresses) the webhook's certificate names, e.g. the Service's
+    /// `NAME.NAMESPACE.svc` (repeat or comma list).
+    #[arg(long = "webhook-host", value_delimiter = ',')]
+    pub webhook_hosts: Vec<String>,
     /// Log format (`text` or `json`); the filter is `$POSTERN_LOG` (default `info`).
     #[arg(long, env = "POSTERN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -128,6 +145,25 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         postern_config::protocol::Limits::with_max_parts(usize::from(args.max_config_secrets));
     opts.write_concurrency = args.write_concurrency;
     opts.namespace_concurrency = args.namespace_concurrency;
+    if let Some(address) = args.webhook_address {
+        anyhow::ensure!(
+            !args.webhook_hosts.is_empty(),
+            "--webhook-address needs --webhook-host (the names the API server calls the webhook by)"
+        );
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_owned());
+        opts.webhook = Some(WebhookOptions {
+            address,
+            cert: CertTarget {
+                namespace,
+                secret: args.webhook_secret.clone(),
+                configuration: args.webhook_configuration.clone(),
+                hosts: args.webhook_hosts.clone(),
+            },
+        });
+    }
     if args.leader_elect {
         let ns = args
             .lease_namespace

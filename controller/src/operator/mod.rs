@@ -4,6 +4,7 @@
 //! namespace when something in it changes, publishes the rendered configuration as one
 //! Secret per namespace, and writes status and Events. Only the elected leader writes.
 
+pub(crate) mod admission;
 pub(crate) mod cli;
 pub(crate) mod cluster;
 pub(crate) mod debounce;

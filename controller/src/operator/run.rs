@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::metrics::AdmissionMetrics;
+use super::admission::server::{self as webhook, ServeError, WebhookOptions};
 use super::cluster::Cluster;
 use super::debounce::Debouncer;
 use super::error::ReconcileError;
@@ -50,6 +52,8 @@ pub(crate) struct Options {
     pub write_concurrency: usize,
     /// How many namespaces are reconciled at once.
     pub namespace_concurrency: usize,
+    /// The admission webhook; `None`: not served.
+    pub webhook: Option<WebhookOptions>,
 }
 
 impl Options {
@@ -67,6 +71,7 @@ impl Options {
             config_limits: postern_config::protocol::Limits::default(),
             write_concurrency: 32,
             namespace_concurrency: 4,
+            webhook: None,
         }
     }
 }
@@ -82,6 +87,9 @@ pub(crate) enum RunError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The admission webhook could not start.
+    #[error(transparent)]
+    Webhook(#[from] ServeError),
 }
 
 /// Runs the controller until `shutdown`. Returns the bound metrics address through
@@ -94,6 +102,7 @@ pub(crate) async fn run(
 ) -> Result<(), RunError> {
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
+    let admission_metrics = Arc::new(AdmissionMetrics::new(&mut registry));
     let health = Arc::new(Health::default());
     let endpoints = Endpoints::start(opts.metrics_address, registry, health.clone()).await?;
     if let Some(tx) = bound {
@@ -110,6 +119,22 @@ pub(crate) async fn run(
         Scope::Namespaces(opts.namespaces.clone())
     };
     let (stores, watch_tasks) = watch::spawn(&client, &scope, tx);
+    let webhook_stop = CancellationToken::new();
+    let webhook_task = match opts.webhook.clone() {
+        Some(w) => Some(
+            webhook::start(
+                client.clone(),
+                stores.clone(),
+                health.clone(),
+                admission_metrics,
+                w,
+                webhook_stop.clone(),
+            )
+            .await?
+            .1,
+        ),
+        None => None,
+    };
     let (ref_tx, ref_rx) = mpsc::unbounded_channel::<String>();
     let cluster = Cluster::new(
         client.clone(),
@@ -143,6 +168,10 @@ pub(crate) async fn run(
     health.stopping.store(true, Ordering::Relaxed);
     for t in watch_tasks {
         t.abort();
+    }
+    webhook_stop.cancel();
+    if let Some(t) = webhook_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     election.stop().await;
     endpoints.stop().await;
