@@ -186,7 +186,10 @@ async fn read(client: &Client, namespace: &str, secret_name: &str) -> Result<Liv
                 &ListParams::default().labels(&format!("{}={secret_name}", publish::PART_OF_LABEL)),
             )
             .await
-            .map_err(api_err(format!("the parts of secret {secret_name}"), namespace))?
+            .map_err(api_err(
+                format!("the parts of secret {secret_name}"),
+                namespace,
+            ))?
             .items,
     };
     let (published, problem) = match current.decode(secret_name) {
