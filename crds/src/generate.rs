@@ -1,8 +1,6 @@
 //! CRD generation: the YAML that `crdgen` writes into `charts/postern/crds/`.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
-    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 use crate::{CrlSource, GatewayReport, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
@@ -19,60 +17,12 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Listener::crd(),
         CrlSource::crd(),
     ]
-    .into_iter()
-    .map(without_nullable)
-    .collect()
 }
 
 /// The CRDs of the kinds only Postern's own components write (not part of the
 /// configuration reference): [`GatewayReport`].
 pub fn internal_crds() -> Vec<CustomResourceDefinition> {
-    vec![without_nullable(GatewayReport::crd())]
-}
-
-/// The CRD without `nullable: true` on its object and array schemas.
-///
-/// schemars marks every `Option` field nullable. API servers before 1.27 publish CRD
-/// schemas to `kubectl explain` as OpenAPI v2, which has no `nullable`: the conversion
-/// drops the type, properties and items of every nullable schema, so `kubectl explain
-/// listener.spec.tls` showed no fields. Nothing is lost by leaving it out there: an
-/// absent field and a `null` read the same in the Rust types. Scalars keep it (v2 only
-/// loses their type name), as a condition's `message` must: 1.20 turns an empty string
-/// in a list item into `null`.
-fn without_nullable(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    for version in &mut crd.spec.versions {
-        if let Some(schema) = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-        {
-            strip_nullable(schema);
-        }
-    }
-    crd
-}
-
-fn strip_nullable(schema: &mut JSONSchemaProps) {
-    if matches!(schema.type_.as_deref(), Some("object" | "array")) {
-        schema.nullable = None;
-    }
-    for child in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
-        strip_nullable(child);
-    }
-    for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of] {
-        list.iter_mut().flatten().for_each(strip_nullable);
-    }
-    if let Some(not) = schema.not.as_deref_mut() {
-        strip_nullable(not);
-    }
-    match schema.items.as_mut() {
-        Some(JSONSchemaPropsOrArray::Schema(items)) => strip_nullable(items),
-        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(strip_nullable),
-        None => {}
-    }
-    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = schema.additional_properties.as_mut() {
-        strip_nullable(extra);
-    }
+    vec![GatewayReport::crd()]
 }
 
 /// One file per CRD, the five resources' and the internal ones: (`<plural>.<group>.yaml`,
@@ -93,73 +43,4 @@ pub fn crd_files() -> Vec<(String, String)> {
             (format!("{name}.yaml"), text)
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nullable_objects_or_arrays(schema: &JSONSchemaProps, path: &str, out: &mut Vec<String>) {
-        if schema.nullable == Some(true)
-            && matches!(schema.type_.as_deref(), Some("object" | "array"))
-        {
-            out.push(path.to_owned());
-        }
-        for (name, child) in schema.properties.iter().flatten() {
-            nullable_objects_or_arrays(child, &format!("{path}.{name}"), out);
-        }
-        if let Some(JSONSchemaPropsOrArray::Schema(items)) = &schema.items {
-            nullable_objects_or_arrays(items, &format!("{path}[]"), out);
-        }
-    }
-
-    /// No object or array schema of any CRD is nullable (see [`without_nullable`]), and
-    /// optional objects keep their properties.
-    #[test]
-    fn no_object_or_array_is_nullable() {
-        for crd in crds().into_iter().chain(internal_crds()) {
-            let mut found = Vec::new();
-            for v in &crd.spec.versions {
-                let schema = v
-                    .schema
-                    .as_ref()
-                    .unwrap()
-                    .open_api_v3_schema
-                    .as_ref()
-                    .unwrap();
-                nullable_objects_or_arrays(schema, "", &mut found);
-            }
-            assert!(found.is_empty(), "{:?}: {found:?}", crd.metadata.name);
-        }
-        let listener = Listener::crd();
-        let tls = |crd: &CustomResourceDefinition| {
-            crd.spec.versions[0]
-                .schema
-                .as_ref()
-                .unwrap()
-                .open_api_v3_schema
-                .as_ref()
-                .unwrap()
-                .properties
-                .as_ref()
-                .unwrap()["spec"]
-                .properties
-                .as_ref()
-                .unwrap()["tls"]
-                .clone()
-        };
-        assert_eq!(
-            tls(&listener).nullable,
-            Some(true),
-            "schemars marks Option nullable"
-        );
-        let stripped = tls(&without_nullable(listener));
-        assert_eq!(stripped.nullable, None);
-        assert!(
-            stripped
-                .properties
-                .unwrap()
-                .contains_key("certificateSecretRef")
-        );
-    }
 }
