@@ -139,7 +139,7 @@ fn applies_server_side() -> bool {
 /// server-side apply is typed against that schema and refused; a create drops what the
 /// server does not know, as on any old cluster), and the CRDs templated as release
 /// objects (`crds.managed`) skip Helm's check against the server's OpenAPI.
-fn cluster_args<'a>(kubeconfig: Option<&Path>, args: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn cluster_args<'a>(kubeconfig: Option<&Path>, args: &[&'a str]) -> Vec<&'a str> {
     let mut out = args.to_vec();
     let writes = matches!(args.first(), Some(&("install" | "upgrade")));
     let dry = args.iter().any(|a| a.starts_with("--dry-run"));

@@ -65,7 +65,7 @@ fn controller_reasons() -> BTreeSet<String> {
         "operator/status/desired.rs",
     ] {
         let text = code(&src.join(file));
-        literals_after(&text, "reason: ", 40, &mut out);
+        literals_after(&text, "reason: ", 120, &mut out);
         literals_after(&text, "Cond::new(", 80, &mut out);
         literals_after(&text, "EventType::Normal,", 60, &mut out);
         literals_after(&text, "EventType::Warning,", 60, &mut out);

@@ -144,8 +144,11 @@ impl Node {
         Ok(serde_json::from_str(&self.kubectl(&a)?)?)
     }
 
-    /// `helm ARGS` against the cluster.
+    /// `helm ARGS` against the cluster (a 1.20 API server: installs and upgrades apply
+    /// client-side, as docs/install.md says for clusters before 1.23).
     pub fn helm(&self, args: &[&str]) -> Result<String> {
+        let kubeconfig = self.admin_kubeconfig();
+        let args = &crate::helm::cluster_args(Some(&kubeconfig), args)[..];
         let out = self
             .in_ns(helm_bin()?)
             .arg("--kubeconfig")
