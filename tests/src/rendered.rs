@@ -64,6 +64,17 @@ pub fn published(
     Ok(Some(protocol::decode(&head.view(), head_name, &others)?))
 }
 
+/// The configuration of a head Secret (its JSON) that needs no further part, and its
+/// hash: what a gateway would run.
+pub fn decode_single(secret: &Value) -> Result<(GatewayConfig, String)> {
+    let head = Owned::from_json(secret)?;
+    Ok(protocol::decode(
+        &head.view(),
+        protocol::RENDERED_SECRET,
+        &[],
+    )?)
+}
+
 /// A merge patch that puts `config` into the head Secret as the controller would (one
 /// part), but leaves its hash annotation alone: a consistent hand edit that only the
 /// content hash exposes.
