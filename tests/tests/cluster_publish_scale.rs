@@ -332,8 +332,9 @@ fn past_the_limit_every_object_says_config_too_large_and_nothing_is_published() 
 /// The measurement in docs/benchmarks.md: the rendered size of 300 and 1,000 TLS
 /// Listeners, inline (format 1, one `config.yaml`) and packed (format 2), with the
 /// example certificate-only material and with a 150 KB client CA bundle. No cluster.
+/// Each packed case fits one Secret, while the inline format is past 1 MiB from 1,000
+/// Listeners on (print the figures with `-- --nocapture`).
 #[test]
-#[ignore = "a measurement: cargo test -p postern-tests --test cluster_publish_scale rendered_sizes -- --ignored --nocapture"]
 fn rendered_sizes() {
     use postern_config::GatewayConfig;
     use postern_config::protocol::{self, Limits};
@@ -376,6 +377,15 @@ fn rendered_sizes() {
                 packed.manifest.uncompressed_bytes,
                 started.elapsed()
             );
+            assert_eq!(packed.parts.len(), 1, "{n} listeners, {what}: one Secret");
+            assert!(
+                packed.compressed_bytes() <= protocol::PART_BYTES,
+                "{n} listeners, {what}: {} bytes",
+                packed.compressed_bytes()
+            );
+            if n == 1000 {
+                assert!(inline > 1 << 20, "{n} listeners, {what}: inline {inline}");
+            }
         }
     }
 }
