@@ -76,6 +76,7 @@ pub(crate) fn config(
             private_key_pem: p.server_key_pem.clone(),
             client_ca_pem: Some(p.ca_pem.clone()),
             allow_version1_client_certificates: false,
+            revocation: Default::default(),
         }),
         auth_profile: pki.map(|_| "bench-certificate".to_owned()),
         host_access_table: if pki.is_some() {

@@ -11,6 +11,12 @@
 //! - unknown fields are refused, so a typo never silently does nothing.
 
 pub mod defaults;
+mod revocation;
+
+pub use revocation::{
+    OCSP_CACHE_MAX_AGE_MAX, OCSP_CACHE_MAX_AGE_MIN, OCSP_TIMEOUT_MAX, OCSP_TIMEOUT_MIN, Ocsp,
+    OnUnavailable, Revocation, RevocationMode, RevocationProblem,
+};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -147,6 +153,10 @@ pub struct ListenerTls {
     /// configurations without it keep their hash.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_version1_client_certificates: bool,
+    /// How client certificates' revocation is checked (CRL, OCSP, or both). Written only
+    /// when not the default (`CrlOnly`), so configurations without it keep their hash.
+    #[serde(default, skip_serializing_if = "Revocation::is_default")]
+    pub revocation: Revocation,
 }
 
 impl std::fmt::Debug for ListenerTls {
@@ -166,6 +176,7 @@ impl std::fmt::Debug for ListenerTls {
                 "allow_version1_client_certificates",
                 &self.allow_version1_client_certificates,
             )
+            .field("revocation", &self.revocation)
             .finish()
     }
 }

@@ -810,6 +810,9 @@ impl Validator {
                         "client certificates are asked for (certificate profile or verifyClientCertificate) but no client CA bundle is set"),
                     None => {}
                 }
+                for problem in tls.revocation.problems() {
+                    self.push(s, name, Field::same(problem.field), Reason::InvalidValue, problem.message);
+                }
             }
         }
         if wants_client_cert && l.tls.is_none() && !wants_tls {

@@ -25,6 +25,7 @@ pub(crate) mod listener;
 pub(crate) mod mail_flow_policy;
 pub(crate) mod quantity;
 pub mod reference;
+pub(crate) mod revocation;
 pub mod rules;
 pub(crate) mod smtp_auth_profile;
 
@@ -52,6 +53,7 @@ pub use mail_flow_policy::{
     Limits, MailFlowPolicy, MailFlowPolicySpec, MailFlowPolicyStatus, PolicyAction, TlsMode,
 };
 pub use quantity::{Quantity, QuantityError, parse_quantity};
+pub use revocation::{ListenerRevocation, OcspSettings, OnUnavailable, RevocationMode};
 pub use smtp_auth_profile::{
     AllowanceAction, AllowanceSpec, CertificateAuthSpec, LdapAuthSpec, SmtpAuthProfile,
     SmtpAuthProfileSpec, SmtpAuthProfileStatus, SmtpAuthProfileType, SmtpReply, ThrottleLimitSpec,

@@ -117,6 +117,10 @@ pub struct ListenerTls {
     /// handshake.
     #[serde(default)]
     pub allow_version1_client_certificates: bool,
+    /// How the revocation of client certificates is checked: CRL (default), OCSP, or
+    /// one with the other as fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<crate::ListenerRevocation>,
 }
 
 /// One row of the host access table.

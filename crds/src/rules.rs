@@ -133,6 +133,15 @@ pub fn at_least_one_second() -> CelRule {
     )
 }
 
+/// `Listener.spec.tls.revocation.ocsp.responderUrl`: empty, or an `http://` or
+/// `https://` URL with a host and no white space (what the compiler checks).
+pub fn ocsp_responder_url() -> CelRule {
+    CelRule::new(
+        r"self == '' || self.matches('^https?://[^/?#\\s]+[^\\s]*$')",
+        "must be empty (the certificate's Authority Information Access) or an http:// or https:// URL",
+    )
+}
+
 /// `ListenerSpec`: rules between its fields.
 pub fn listener_spec() -> CelRules {
     CelRules(vec![

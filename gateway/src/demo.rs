@@ -111,6 +111,7 @@ pub async fn prepare() -> anyhow::Result<Demo> {
         private_key_pem: server_key.serialize_pem(),
         client_ca_pem: Some(ca.pem()),
         allow_version1_client_certificates: false,
+        revocation: Default::default(),
     };
     let listener = |port: u16, implicit_tls: bool| Listener {
         address: IpAddr::V4(Ipv4Addr::LOCALHOST),

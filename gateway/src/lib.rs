@@ -10,6 +10,7 @@ pub(crate) mod demo_sink;
 pub mod ldap;
 pub mod metrics;
 pub(crate) mod net;
+pub mod ocsp;
 pub mod prestop;
 pub mod relay;
 pub mod reload;

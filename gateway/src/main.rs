@@ -198,6 +198,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         revocation,
         auth_throttles: Default::default(),
         ldap: LdapDirectories::new(ldap_metrics),
+        ocsp: postern_gateway::ocsp::OcspClient::new(
+            postern_gateway::ocsp::OcspMetrics::register(&mut registry),
+        )?,
     };
 
     if args.check {

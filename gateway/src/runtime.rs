@@ -37,6 +37,9 @@ pub struct Services {
     /// The LDAP directories (pools, caches, server health), kept from one configuration
     /// to the next while their LDAP profile is unchanged.
     pub ldap: LdapDirectories,
+    /// The OCSP client (cache and metrics), for listeners whose `tls.revocation` asks
+    /// OCSP; kept from one configuration to the next.
+    pub ocsp: Arc<crate::ocsp::OcspClient>,
 }
 
 /// A configuration, ready to serve.
@@ -260,7 +263,11 @@ fn build_listener(
                         p.verify_client_certificate,
                     )
                     .map_err(|e: VerifierBuildError| tls_err(e.to_string()))?
-                    .allow_version1(tls.allow_version1_client_certificates),
+                    .allow_version1(tls.allow_version1_client_certificates)
+                    .revocation_policy(Some(crate::tls::RevocationPolicy {
+                        settings: tls.revocation.clone(),
+                        client: services.ocsp.clone(),
+                    })),
                 ))
             }
             _ => None,
@@ -373,6 +380,7 @@ ldapProfiles:
             revocation: Arc::new(NoRevocation),
             auth_throttles: AuthThrottles::default(),
             ldap: LdapDirectories::new(LdapMetrics::new()),
+            ocsp: crate::ocsp::OcspClient::new(Default::default()).unwrap(),
         };
         let first = build(&config("mx.test", 1), 1, &services).unwrap();
         let directory = services.ldap.all()["corp"].clone();

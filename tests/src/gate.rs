@@ -130,6 +130,7 @@ pub fn config(
             private_key_pem: pki.server_key_pem.clone(),
             client_ca_pem: Some(pki.ca_pem()),
             allow_version1_client_certificates: false,
+            revocation: Default::default(),
         }),
         auth_profile: Some("profile".into()),
         host_access_table: vec![],

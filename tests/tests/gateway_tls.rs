@@ -66,6 +66,7 @@ impl Pki {
             private_key_pem: self.server.key_pem.clone(),
             client_ca_pem: Some(self.ca.cert_pem()),
             allow_version1_client_certificates: false,
+            revocation: Default::default(),
         }
     }
 }

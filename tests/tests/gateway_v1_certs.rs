@@ -117,6 +117,7 @@ fn config(
         private_key_pem: server.key_pem.clone(),
         client_ca_pem: Some(pki.root.ca.cert_pem()),
         allow_version1_client_certificates: allow_v1,
+        revocation: Default::default(),
     };
     let mut verify = listener(verify_port, sink_port, "verify");
     verify.tls = Some(tls.clone());

@@ -73,6 +73,7 @@ fn world_with(
         private_key_pem: server.key_pem.clone(),
         client_ca_pem: Some(ca.cert_pem()),
         allow_version1_client_certificates: false,
+        revocation: Default::default(),
     });
     let mut config = single(l, policy, Some(profile));
     let mut ldap = slapd::ldap_profile(&[slapd.url()]);

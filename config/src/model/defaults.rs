@@ -135,3 +135,7 @@ ldapProfiles:
         );
     }
 }
+/// `listeners.*.tls.revocation.ocsp.timeout`.
+pub const OCSP_TIMEOUT: Duration = Duration::from_secs(2);
+/// `listeners.*.tls.revocation.ocsp.cacheMaxAge`.
+pub const OCSP_CACHE_MAX_AGE: Duration = Duration::from_secs(3600);

@@ -63,6 +63,7 @@ mod tests {
                 "-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
             )),
             allow_version1_client_certificates: false,
+            revocation: Default::default(),
         });
         l
     }

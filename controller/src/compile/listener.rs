@@ -166,6 +166,7 @@ pub(crate) fn render(
             private_key_pem: key,
             client_ca_pem: client_ca,
             allow_version1_client_certificates: tls.allow_version1_client_certificates,
+            revocation: super::revocation::render(tls.revocation.as_ref(), d),
         })
     });
     let hop = &spec.next_hop;

@@ -24,6 +24,7 @@ mod ldap_profile;
 mod listener;
 mod mail_flow_policy;
 mod report;
+mod revocation;
 mod secret_use;
 mod smtp_auth_profile;
 mod snapshot;

@@ -85,6 +85,12 @@ impl TrustAnchors {
         &self.certificates[index]
     }
 
+    /// The certificate (DER) of `anchor`.
+    pub fn certificate_of(&self, anchor: &TrustAnchor<'_>) -> Option<&CertificateDer<'static>> {
+        let i = self.anchors.iter().position(|a| a == anchor)?;
+        Some(&self.certificates[i])
+    }
+
     /// The bundle certificates a path ending at `anchor` also depends on, nearest first:
     /// the anchor's own certificate unless it is self-issued, then the one that issued it
     /// if that is in the bundle and not self-issued, and so on. Empty for a root.

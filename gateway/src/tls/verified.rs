@@ -32,6 +32,9 @@ pub(crate) struct VerifiedPath {
     /// the intermediates of the path webpki built, then the bundle certificates above
     /// its trust anchor.
     pub above: Arc<[CertificateDer<'static>]>,
+    /// The end entity's issuer (an intermediate or the trust anchor's certificate), which
+    /// an OCSP request names.
+    pub issuer: CertificateDer<'static>,
     /// The latest `notBefore` on the path (Unix seconds).
     pub not_before: u64,
     /// The earliest `notAfter` on the path (Unix seconds).
@@ -107,6 +110,7 @@ mod tests {
     fn path(not_before: u64, not_after: u64) -> VerifiedPath {
         VerifiedPath {
             above: Arc::from(Vec::new()),
+            issuer: CertificateDer::from(Vec::new()),
             not_before,
             not_after,
         }

@@ -34,6 +34,8 @@
 use std::sync::{Arc, Mutex};
 
 use super::budget;
+use super::ocsp_check::{self, RevocationPolicy};
+use super::revocation_mode::VerdictSource;
 use super::verified::{self, VerifiedPath, VerifiedPaths};
 use super::{
     RevocationChecker, RevocationStatus, TrustAnchors, check_certificate, offload, presented,
@@ -71,16 +73,25 @@ pub(crate) struct Refusal {
 
 tokio::task_local! {
     static REFUSAL: Arc<Mutex<Option<Refusal>>>;
+    static VERDICT: Arc<Mutex<Option<VerdictSource>>>;
 }
 
 /// Run `handshake` (a future that drives a server handshake with a [`ClientVerifier`])
 /// and return its output with the certificate refusal, if the verifier made one. The
-/// verifier runs inside the future's poll, on this task, so a task-local carries it out.
-pub(crate) async fn capture_refusal<F: Future>(handshake: F) -> (F::Output, Option<Refusal>) {
+/// verifier runs inside the future's poll, on this task, so a task-local carries it out;
+/// so does, on a listener whose `tls.revocation` asks OCSP, which mechanism gave the
+/// verdict on an accepted certificate.
+pub(crate) async fn capture_refusal<F: Future>(
+    handshake: F,
+) -> (F::Output, Option<Refusal>, Option<VerdictSource>) {
     let slot = Arc::new(Mutex::new(None));
-    let out = REFUSAL.scope(slot.clone(), handshake).await;
+    let verdict = Arc::new(Mutex::new(None));
+    let out = REFUSAL
+        .scope(slot.clone(), VERDICT.scope(verdict.clone(), handshake))
+        .await;
     let refusal = slot.lock().map(|mut s| s.take()).unwrap_or(None);
-    (out, refusal)
+    let verdict = verdict.lock().map(|mut s| s.take()).unwrap_or(None);
+    (out, refusal, verdict)
 }
 
 /// Why a verifier could not be built.
@@ -104,6 +115,8 @@ pub struct ClientVerifier {
     enforce: bool,
     allow_version1: bool,
     verified: VerifiedPaths,
+    /// `tls.revocation` when it asks OCSP; `None` is `CrlOnly`.
+    policy: Option<RevocationPolicy>,
 }
 
 impl ClientVerifier {
@@ -127,6 +140,7 @@ impl ClientVerifier {
             enforce,
             allow_version1: false,
             verified: VerifiedPaths::default(),
+            policy: None,
         })
     }
 
@@ -134,6 +148,13 @@ impl ClientVerifier {
     /// refused by default.
     pub fn allow_version1(mut self, allow: bool) -> Self {
         self.allow_version1 = allow;
+        self
+    }
+
+    /// Check the client's own certificate under `policy` (`tls.revocation`); without
+    /// one, or with mode `CrlOnly`, by CRL as every certificate of the path.
+    pub fn revocation_policy(mut self, policy: Option<RevocationPolicy>) -> Self {
+        self.policy = policy.filter(|p| p.settings.mode.uses_ocsp());
         self
     }
 
@@ -152,13 +173,44 @@ impl ClientVerifier {
         now: UnixTime,
     ) -> Result<(), VerifyFailure> {
         let key = verified::chain_key(end_entity, intermediates);
-        if let Some(path) = self.verified.get(&key, now) {
-            self.check_revocation(end_entity)?;
-            for cert in path.above.iter() {
-                self.check_revocation(cert)?;
+        let issuer = match self.verified.get(&key, now) {
+            Some(path) => {
+                if self.policy.is_none() {
+                    self.check_revocation(end_entity)?;
+                }
+                for cert in path.above.iter() {
+                    self.check_revocation(cert)?;
+                }
+                path.issuer
             }
-            return Ok(());
+            None => self.verify_path(end_entity, intermediates, now, key)?,
+        };
+        // Outside the verification gate: this may wait for an OCSP responder.
+        if let Some(policy) = &self.policy {
+            let source = ocsp_check::check_end_entity(
+                policy,
+                self.revocation.as_ref(),
+                end_entity,
+                &issuer,
+            )?;
+            let _ = VERDICT.try_with(|slot| {
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(source);
+                }
+            });
         }
+        Ok(())
+    }
+
+    /// Path building and the CRL checks of [`Self::verify_chain`] for a chain whose path
+    /// is not remembered; returns the end entity's issuer.
+    fn verify_path(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        key: verified::ChainKey,
+    ) -> Result<CertificateDer<'static>, VerifyFailure> {
         let ee = match webpki::EndEntityCert::try_from(end_entity) {
             Ok(ee) => ee,
             Err(webpki::Error::UnsupportedCertVersion) if v1_path::is_v1_end_entity(end_entity) => {
@@ -185,7 +237,7 @@ impl ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         key: verified::ChainKey,
-    ) -> Result<(), VerifyFailure> {
+    ) -> Result<CertificateDer<'static>, VerifyFailure> {
         let considered = presented::considered(end_entity, intermediates);
         let path = ee
             .verify_for_usage(
@@ -198,7 +250,11 @@ impl ClientVerifier {
                 None,
             )
             .map_err(webpki_failure)?;
-        let (mut not_before, mut not_after) = self.check_revocation(end_entity)?;
+        let (mut not_before, mut not_after) = if self.policy.is_none() {
+            self.check_revocation(end_entity)?
+        } else {
+            validity(end_entity)?
+        };
         let mut above = Vec::new();
         for cert in path.intermediate_certificates() {
             let der = cert.der();
@@ -208,6 +264,14 @@ impl ClientVerifier {
             above.push(der.into_owned());
         }
         // webpki does not check a trust anchor's validity, so neither does the window.
+        let issuer = match above.first() {
+            Some(i) => i.clone(),
+            None => self
+                .anchors
+                .certificate_of(path.anchor())
+                .cloned()
+                .unwrap_or_else(|| CertificateDer::from(Vec::new())),
+        };
         for cert in self.anchors.above(path.anchor()) {
             self.check_revocation(cert)?;
             above.push(cert.clone());
@@ -216,11 +280,12 @@ impl ClientVerifier {
             key,
             VerifiedPath {
                 above: above.into(),
+                issuer: issuer.clone(),
                 not_before,
                 not_after,
             },
         );
-        Ok(())
+        Ok(issuer)
     }
 
     /// [`Self::verify_chain`] for a version 1 end-entity certificate: the same checks,
@@ -230,18 +295,23 @@ impl ClientVerifier {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-    ) -> Result<(), VerifyFailure> {
+    ) -> Result<CertificateDer<'static>, VerifyFailure> {
         let path =
             v1_path::verify_v1_path(self.algs.all, &self.anchors, end_entity, intermediates, now)
                 .map_err(webpki_failure)?;
-        self.check_revocation(end_entity)?;
+        if self.policy.is_none() {
+            self.check_revocation(end_entity)?;
+        }
         for &i in &path.intermediates {
             self.check_revocation(&intermediates[i])?;
         }
         for cert in self.anchors.above(&self.anchors.anchors()[path.anchor]) {
             self.check_revocation(cert)?;
         }
-        Ok(())
+        Ok(match path.intermediates.first() {
+            Some(&i) => intermediates[i].clone().into_owned(),
+            None => self.anchors.certificate(path.anchor).clone(),
+        })
     }
 
     /// Ask the revocation hook about one certificate; returns the certificate's validity
@@ -296,6 +366,22 @@ impl ClientVerifier {
             }),
         }
     }
+}
+
+/// The validity period (Unix seconds) of a certificate, for the path cache.
+fn validity(der: &CertificateDer<'_>) -> Result<(u64, u64), VerifyFailure> {
+    let (_, cert) =
+        <x509_parser::prelude::X509Certificate<'_> as x509_parser::prelude::FromDer<'_, _>>::from_der(der).map_err(|e| VerifyFailure {
+            error: CertificateError::BadEncoding,
+            reason: "bad_encoding",
+            detail: e.to_string(),
+        })?;
+    let v = cert.validity();
+    let secs = |t: i64| u64::try_from(t).unwrap_or(0);
+    Ok((
+        secs(v.not_before.timestamp()),
+        secs(v.not_after.timestamp()),
+    ))
 }
 
 /// A version 1 end-entity certificate on a listener that does not accept them.

@@ -57,7 +57,7 @@ impl Connection {
         let acceptor = TlsAcceptor::from(config);
         let t = self.listener.tls_handshake_timeout;
         let handshake = capture_refusal(timeout(t, acceptor.accept(tcp)));
-        let (result, refusal) = tokio::select! {
+        let (result, refusal, verdict) = tokio::select! {
             _ = self.ctx.hard_stop.cancelled() => return false,
             r = handshake => r,
         };
@@ -139,12 +139,13 @@ impl Connection {
             "tls",
             "established",
             &format!(
-                "cipher {}",
+                "cipher {}{}",
                 self.st
                     .tls
                     .as_ref()
                     .map(|t| t.cipher.as_str())
-                    .unwrap_or("")
+                    .unwrap_or(""),
+                verdict.map(|v| format!(" {v}")).unwrap_or_default()
             ),
         );
         if let Some(chain) = chain {
