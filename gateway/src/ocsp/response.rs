@@ -286,9 +286,7 @@ fn delegated(
         ));
     }
     let ocsp_signing = cert.iter_extensions().any(|e| match e.parsed_extension() {
-        ParsedExtension::ExtendedKeyUsage(eku) => {
-            eku.ocsp_signing
-        }
+        ParsedExtension::ExtendedKeyUsage(eku) => eku.ocsp_signing,
         _ => false,
     });
     if !ocsp_signing {

@@ -370,12 +370,15 @@ impl ClientVerifier {
 
 /// The validity period (Unix seconds) of a certificate, for the path cache.
 fn validity(der: &CertificateDer<'_>) -> Result<(u64, u64), VerifyFailure> {
-    let (_, cert) =
-        <x509_parser::prelude::X509Certificate<'_> as x509_parser::prelude::FromDer<'_, _>>::from_der(der).map_err(|e| VerifyFailure {
-            error: CertificateError::BadEncoding,
-            reason: "bad_encoding",
-            detail: e.to_string(),
-        })?;
+    let (_, cert) = <x509_parser::prelude::X509Certificate<'_> as x509_parser::prelude::FromDer<
+        '_,
+        _,
+    >>::from_der(der)
+    .map_err(|e| VerifyFailure {
+        error: CertificateError::BadEncoding,
+        reason: "bad_encoding",
+        detail: e.to_string(),
+    })?;
     let v = cert.validity();
     let secs = |t: i64| u64::try_from(t).unwrap_or(0);
     Ok((
