@@ -228,3 +228,104 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ocsp::CertStatus;
+    use crate::ocsp::fixture::{self, good, issuer_of, response};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An HTTP server answering every request with `body` after `delay`; counts requests.
+    async fn responder(body: Vec<u8>, delay: Duration) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (body, seen) = (body.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 8192];
+                    let _ = s.read(&mut buf).await;
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/ocsp-response\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(&[head.as_bytes(), &body].concat()).await;
+                });
+            }
+        });
+        (url, count)
+    }
+
+    fn query(url: &str, ca: &fixture::TestCa, max_age: Duration) -> OcspQuery {
+        let (subject, spki, id) = issuer_of(ca, &[0x42]);
+        OcspQuery {
+            url: url.to_owned(),
+            id,
+            issuer_subject: subject,
+            issuer_spki: spki,
+            timeout: Duration::from_secs(2),
+            cache_max_age: max_age,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_lookups_share_one_request_and_the_answer_is_cached() {
+        let ca = fixture::ca("CA");
+        let (_, _, id) = issuer_of(&ca, &[0x42]);
+        let t = now();
+        let body = response(&id, &good(), t - 10, Some(t + 3600), ca.key(), &[], None);
+        let (url, count) = responder(body, Duration::from_millis(300)).await;
+        let client = OcspClient::new(OcspMetrics::default()).unwrap();
+        let q = query(&url, &ca, Duration::from_secs(60));
+        let lookups: Vec<_> = (0..8)
+            .map(|_| {
+                let (c, q) = (client.clone(), q.clone());
+                tokio::spawn(async move { c.lookup(q).await })
+            })
+            .collect();
+        for l in lookups {
+            assert_eq!(l.await.unwrap().unwrap().status, CertStatus::Good);
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        assert_eq!(client.metrics.requests(&url, "good"), 1);
+        // Cached: no second request, and from a blocking caller too.
+        let c = client.clone();
+        let q2 = q.clone();
+        let a = tokio::task::spawn_blocking(move || c.lookup_blocking(q2))
+            .await
+            .unwrap();
+        assert_eq!(a.unwrap().status, CertStatus::Good);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        // The cache keeps it for cacheMaxAge at most (nextUpdate is an hour away).
+        assert!(client.cached(&q, t + 30).is_some());
+        assert!(client.cached(&q, t + 120).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn next_update_bounds_the_cache_and_failures_are_not_cached() {
+        let ca = fixture::ca("CA");
+        let (_, _, id) = issuer_of(&ca, &[0x42]);
+        let t = now();
+        let body = response(&id, &good(), t - 10, Some(t + 20), ca.key(), &[], None);
+        let (url, _) = responder(body, Duration::ZERO).await;
+        let client = OcspClient::new(OcspMetrics::default()).unwrap();
+        let q = query(&url, &ca, Duration::from_secs(3600));
+        client.lookup(q.clone()).await.unwrap();
+        assert!(client.cached(&q, t + 10).is_some());
+        assert!(client.cached(&q, t + 30).is_none());
+
+        let (slow, count) = responder(Vec::new(), Duration::from_secs(5)).await;
+        let mut q = query(&slow, &ca, Duration::from_secs(3600));
+        q.timeout = Duration::from_millis(200);
+        assert_eq!(client.lookup(q.clone()).await, Err(OcspError::Timeout(200)));
+        assert!(client.cached(&q, t).is_none());
+        assert_eq!(client.metrics.requests(&slow, "timeout"), 1);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+}

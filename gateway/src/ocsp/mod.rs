@@ -17,6 +17,8 @@
 //! signatures are checked with the same x509-parser code that checks CRLs.
 
 pub(crate) mod client;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub(crate) mod metrics;
 pub(crate) mod request;
 pub(crate) mod response;

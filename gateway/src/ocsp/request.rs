@@ -67,7 +67,7 @@ pub(crate) fn encode(id: &CertId, nonce: Option<&[u8]>) -> Vec<u8> {
 }
 
 /// One DER TLV with a definite length.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = content.len();
     if len < 0x80 {

@@ -482,3 +482,212 @@ impl fmt::Display for Signer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ocsp::fixture::{self, good, issuer_of, response, revoked, unknown};
+
+    const NOW: i64 = 1_800_000_000;
+
+    struct Case {
+        ca: fixture::TestCa,
+        subject: Vec<u8>,
+        spki: Vec<u8>,
+        id: CertId,
+    }
+
+    fn case() -> Case {
+        let ca = fixture::ca("OCSP CA");
+        let (subject, spki, id) = issuer_of(&ca, &[0x10, 0x01]);
+        Case {
+            ca,
+            subject,
+            spki,
+            id,
+        }
+    }
+
+    impl Case {
+        fn verify(
+            &self,
+            body: &[u8],
+            nonce: Option<&[u8]>,
+            now: i64,
+        ) -> Result<OcspAnswer, OcspError> {
+            let issuer = Issuer {
+                subject_der: &self.subject,
+                spki_der: &self.spki,
+            };
+            verify(body, &self.id, issuer, nonce, now)
+        }
+    }
+
+    #[test]
+    fn good_revoked_and_unknown_signed_by_the_issuer() {
+        let c = case();
+        let key = c.ca.key();
+        let a = c
+            .verify(
+                &response(&c.id, &good(), NOW - 60, Some(NOW + 3600), key, &[], None),
+                None,
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(a.status, CertStatus::Good);
+        assert_eq!(
+            (a.this_update, a.next_update, a.signer),
+            (NOW - 60, Some(NOW + 3600), Signer::Issuer)
+        );
+        let a = c
+            .verify(
+                &response(&c.id, &revoked(NOW - 7200), NOW - 60, None, key, &[], None),
+                None,
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(
+            a.status,
+            CertStatus::Revoked {
+                time: NOW - 7200,
+                reason: Some(1)
+            }
+        );
+        let a = c
+            .verify(
+                &response(&c.id, &unknown(), NOW, None, key, &[], None),
+                None,
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(a.status, CertStatus::Unknown);
+    }
+
+    #[test]
+    fn expired_and_future_responses_are_not_current_within_the_skew() {
+        let c = case();
+        let body = response(
+            &c.id,
+            &good(),
+            NOW - 3600,
+            Some(NOW - 600),
+            c.ca.key(),
+            &[],
+            None,
+        );
+        assert!(
+            matches!(c.verify(&body, None, NOW), Err(OcspError::NotCurrent(m)) if m.contains("nextUpdate"))
+        );
+        // Inside the 5 minutes of skew: still current.
+        assert!(c.verify(&body, None, NOW - 600 + CLOCK_SKEW_SECS).is_ok());
+        let body = response(&c.id, &good(), NOW + 3600, None, c.ca.key(), &[], None);
+        assert!(
+            matches!(c.verify(&body, None, NOW), Err(OcspError::NotCurrent(m)) if m.contains("future"))
+        );
+    }
+
+    #[test]
+    fn a_stranger_s_signature_or_another_certificate_is_refused() {
+        let c = case();
+        let stranger = fixture::ca("Stranger");
+        let body = response(&c.id, &good(), NOW, None, stranger.key(), &[], None);
+        assert!(matches!(
+            c.verify(&body, None, NOW),
+            Err(OcspError::BadSignature(_))
+        ));
+        let (_, _, other) = issuer_of(&c.ca, &[0x10, 0x02]);
+        let body = response(&other, &good(), NOW, None, c.ca.key(), &[], None);
+        assert_eq!(c.verify(&body, None, NOW), Err(OcspError::WrongCertificate));
+        // Tampered after signing.
+        let mut body = response(&c.id, &revoked(NOW - 10), NOW, None, c.ca.key(), &[], None);
+        let at = body.windows(2).position(|w| w == [0xa1, 0x16]).unwrap();
+        body[at + 2 + 2 + 5] ^= 1;
+        assert!(c.verify(&body, None, NOW).is_err());
+    }
+
+    #[test]
+    fn delegated_responders_need_ocsp_signing_and_the_ca_s_signature() {
+        let c = case();
+        let (cert, key) = fixture::responder(&c.ca, true);
+        let body = response(
+            &c.id,
+            &good(),
+            NOW,
+            None,
+            &key,
+            std::slice::from_ref(&cert),
+            None,
+        );
+        let now = crate::ocsp::client::now();
+        let body_now = response(
+            &c.id,
+            &good(),
+            now,
+            None,
+            &key,
+            std::slice::from_ref(&cert),
+            None,
+        );
+        assert_eq!(
+            c.verify(&body_now, None, now).unwrap().signer,
+            Signer::Delegated
+        );
+        // rcgen's certificates start in 1975 and end in 4096: NOW is inside too.
+        assert!(c.verify(&body, None, NOW).is_ok());
+        let (cert, key) = fixture::responder(&c.ca, false);
+        let body = response(&c.id, &good(), NOW, None, &key, &[cert], None);
+        assert!(
+            matches!(c.verify(&body, None, NOW), Err(OcspError::BadSignature(m)) if m.contains("OCSPSigning"))
+        );
+        let stranger = fixture::ca("Stranger");
+        let (cert, key) = fixture::responder(&stranger, true);
+        let body = response(&c.id, &good(), NOW, None, &key, &[cert], None);
+        assert!(
+            matches!(c.verify(&body, None, NOW), Err(OcspError::BadSignature(m)) if m.contains("not issued"))
+        );
+    }
+
+    #[test]
+    fn an_echoed_nonce_must_be_the_one_sent() {
+        let c = case();
+        let body = response(
+            &c.id,
+            &good(),
+            NOW,
+            None,
+            c.ca.key(),
+            &[],
+            Some(b"0123456789abcdef"),
+        );
+        assert!(c.verify(&body, Some(b"0123456789abcdef"), NOW).is_ok());
+        assert_eq!(
+            c.verify(&body, Some(b"fedcba9876543210"), NOW),
+            Err(OcspError::NonceMismatch)
+        );
+        // A responder that does not echo nonces (pre-signed answers) is accepted.
+        let body = response(&c.id, &good(), NOW, None, c.ca.key(), &[], None);
+        assert!(c.verify(&body, Some(b"0123456789abcdef"), NOW).is_ok());
+    }
+
+    #[test]
+    fn error_statuses_and_garbage() {
+        let c = case();
+        let try_later = [0x30, 0x03, 0x0a, 0x01, 0x03];
+        assert_eq!(
+            c.verify(&try_later, None, NOW),
+            Err(OcspError::ResponderStatus(3))
+        );
+        assert!(
+            OcspError::ResponderStatus(3)
+                .to_string()
+                .contains("tryLater")
+        );
+        assert!(matches!(
+            c.verify(b"<html>", None, NOW),
+            Err(OcspError::Malformed(_))
+        ));
+        assert_eq!(generalized(b"20240101000000Z").unwrap(), 1_704_067_200);
+        assert_eq!(generalized(b"20240101000000.5Z").unwrap(), 1_704_067_200);
+        assert!(generalized(b"240101000000Z").is_err());
+    }
+}
