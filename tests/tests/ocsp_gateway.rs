@@ -249,7 +249,7 @@ fn ocsp_only_good_revoked_unknown_and_a_responder_down() {
     pki(d);
     let sink = Sink::start(&[]).unwrap();
     let responder = Responder::start(d, "ca");
-    let (_gw, port) = gateway(
+    let (gw, port) = gateway(
         d,
         &sink,
         revocation(cfg::RevocationMode::OcspOnly, false, &responder.url()),
@@ -262,6 +262,48 @@ fn ocsp_only_good_revoked_unknown_and_a_responder_down() {
     assert!(!ok && out.contains("revoked"), "revoked: {out}");
     let (ok, out) = connect(d, port, "unknown");
     assert!(!ok && out.contains("unknown ca"), "unknown: {out}");
+
+    // The decision lines name the mechanism and the responder.
+    let url = responder.url();
+    let reasons: Vec<String> = gw
+        .decisions()
+        .iter()
+        .filter(|d| d["decision"] == "tls")
+        .map(|d| d["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let established = format!("revocation=ocsp responder={url}");
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.starts_with("cipher ") && r.ends_with(&established))
+            .count(),
+        2,
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with(
+            "revoked: certificate CN=revoked (serial 1002) is revoked by OCSP responder"
+        ) && r.contains("(reason keyCompromise)")
+            && r.contains(&established)),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("revocation_unavailable:") && r.contains("answers unknown")),
+        "{reasons:#?}"
+    );
+    // Metrics per responder: one request per certificate, the second "good" a cache hit.
+    let (_, metrics) = gw.http_get("/metrics").unwrap();
+    for line in [
+        format!("postern_ocsp_requests_total{{responder=\"{url}\",result=\"good\"}} 1"),
+        format!("postern_ocsp_requests_total{{responder=\"{url}\",result=\"revoked\"}} 1"),
+        format!("postern_ocsp_requests_total{{responder=\"{url}\",result=\"unknown\"}} 1"),
+        format!("postern_ocsp_cache_hits_total{{responder=\"{url}\"}} 1"),
+        format!("postern_ocsp_request_seconds_count{{responder=\"{url}\"}} 3"),
+    ] {
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
 
     // Responder down: Refuse refuses, Allow accepts; a cached good answer still serves.
     let down = format!("http://127.0.0.1:{}/", free_port());
