@@ -4,10 +4,12 @@
 pub mod admin;
 pub mod auth;
 pub mod cluster;
+pub mod config_gauges;
 pub mod crl;
 pub mod demo;
 pub(crate) mod demo_sink;
 pub mod ldap;
+pub mod log_writer;
 pub mod metrics;
 pub(crate) mod net;
 pub mod prestop;

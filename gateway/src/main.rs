@@ -13,12 +13,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use postern_config::GatewayConfig;
 use postern_gateway::crl::{self, CrlService, CrlStore};
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
+use postern_gateway::log_writer::CountingStderr;
 use postern_gateway::metrics::Metrics;
 use postern_gateway::reload::{self, Reloader};
 use postern_gateway::runtime::Services;
 use postern_gateway::server::Server;
 use postern_gateway::tls::RevocationChecker;
 use postern_gateway::{admin, demo, prestop};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -127,7 +129,8 @@ enum ConfigSource {
     Demo,
 }
 
-fn init_tracing(format: LogFormat) {
+/// `dropped` counts the log lines that could not be written.
+fn init_tracing(format: LogFormat, dropped: Counter) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -137,7 +140,7 @@ fn init_tracing(format: LogFormat) {
         // the failure would go to the same stderr, and `eprintln!` panics when that
         // fails too: every session that logged a decision died with it.
         .log_internal_errors(false)
-        .with_writer(std::io::stderr);
+        .with_writer(CountingStderr::new(dropped));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -150,8 +153,9 @@ async fn main() -> std::process::ExitCode {
     if let Some(Command::Crl(CrlCommand::Inspect(a))) = &args.command {
         return crl_inspect(a);
     }
-    init_tracing(args.log_format);
-    match run(args).await {
+    let dropped_log_lines = Counter::default();
+    init_tracing(args.log_format, dropped_log_lines.clone());
+    match run(args, dropped_log_lines).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("postern-gateway: {e:#}");
@@ -180,13 +184,18 @@ fn crl_inspect(args: &crl::inspect::InspectArgs) -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, dropped_log_lines: Counter) -> anyhow::Result<()> {
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
         None if args.cluster.cluster => ConfigSource::Cluster,
         None => ConfigSource::Demo,
     };
     let mut registry = Registry::default();
+    registry.register(
+        "postern_log_lines_dropped",
+        "Log lines (decision lines among them) that could not be written to stderr",
+        dropped_log_lines,
+    );
     let metrics = Metrics::register(&mut registry);
     let ldap_metrics = LdapMetrics::new();
     ldap_metrics.register(&mut registry);

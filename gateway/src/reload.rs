@@ -202,6 +202,7 @@ impl Reloader {
             .get_or_create(&HashLabels { hash: hash.clone() })
             .set(1);
         m.config_generation.set(generation as i64);
+        m.in_force.set(config);
         m.config_reloads
             .get_or_create(&ReloadLabels {
                 outcome: "applied".into(),
