@@ -113,6 +113,12 @@ impl Reloader {
         self.last.lock().expect("last lock").clone()
     }
 
+    /// The configuration in force (the last one applied), if any.
+    pub fn config_in_force(&self) -> Option<GatewayConfig> {
+        let in_force = self.in_force.lock().expect("in-force lock");
+        in_force.as_ref().map(|(config, _)| config.clone())
+    }
+
     /// The server it installs into.
     pub fn server(&self) -> &Server {
         &self.server
