@@ -10,9 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use postern_config::{
-    self as cfg, AuthBackend, AuthProfile, ListenerTls, SmtpAuth, ThrottleLimit, TlsMode,
-};
+use postern_config::{self as cfg, ThrottleLimit, TlsMode};
 use postern_testkit::crl::crl_pem;
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::gateway::Gateway;
@@ -22,7 +20,7 @@ use postern_testkit::prometheus::{Prometheus, Target};
 use postern_testkit::sink::Sink;
 
 use crate::clients::swaks;
-use crate::gateway::{listener, policy, single, start_gateway};
+use crate::gateway::{listener, listener_tls, policy, single, start_gateway};
 use crate::slapd::{self, FRANK, Slapd, SlapdOptions};
 
 /// Metrics that no running component of this test exports yet, with why. Each one must
@@ -168,6 +166,8 @@ pub struct ScrapedGateway {
     pub listeners: Vec<String>,
     /// The CRL source names.
     pub crl_sources: Vec<String>,
+    /// `notAfter` (Unix time) of the `submission` Listener's server certificate.
+    pub server_not_after: i64,
     _slapd: Slapd,
     _sink: Sink,
     _crl_server: HttpServer,
@@ -189,12 +189,7 @@ impl ScrapedGateway {
 
         let port = free_port();
         let mut submission = listener(port, sink.port, "relayed");
-        submission.tls = Some(ListenerTls {
-            certificate_chain_pem: server.cert_pem.clone(),
-            private_key_pem: server.key_pem.clone(),
-            client_ca_pem: Some(ca.cert_pem()),
-            allow_version1_client_certificates: false,
-        });
+        submission.tls = Some(listener_tls(&server, Some(ca.cert_pem())));
         // One failure per client, so the second wrong password is throttled.
         let throttle = cfg::AuthThrottle {
             per_client: ThrottleLimit {
@@ -203,17 +198,7 @@ impl ScrapedGateway {
             },
             ..Default::default()
         };
-        let profile = AuthProfile {
-            certificate: None,
-            smtp_auth: Some(SmtpAuth {
-                profile: "ldap-auth".into(),
-                backend: AuthBackend::Ldap {
-                    ldap_profile: "corp".into(),
-                },
-                allowance: None,
-                throttle,
-            }),
-        };
+        let profile = slapd::ldap_smtp_auth_profile(None, throttle);
         let mut config = single(
             submission,
             policy(TlsMode::Required, false, true, true),
@@ -297,12 +282,16 @@ impl ScrapedGateway {
             std::thread::sleep(Duration::from_millis(300));
         }
         let listeners = config.listeners.keys().cloned().collect();
+        let der = postern_config::pem::certificates(&server.cert_pem)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der[0])?;
+        let server_not_after = cert.validity().not_after.timestamp();
         let crl_sources = config.crl_sources.keys().cloned().collect();
         Ok(Self {
             gateway,
             prometheus,
             listeners,
             crl_sources,
+            server_not_after,
             _slapd: slapd,
             _sink: sink,
             _crl_server: crl_server,
@@ -356,6 +345,27 @@ impl ScrapedGateway {
             }
         }
         problems
+    }
+}
+
+impl ScrapedGateway {
+    /// Checks every `(what, expression)` with [`check`](Self::check) and panics listing
+    /// every problem (with the gateway's log); returns the metrics skipped.
+    pub fn assert_all_exported(&self, expressions: &[(String, String)]) -> BTreeSet<String> {
+        let mut problems = Vec::new();
+        let mut skipped = BTreeSet::new();
+        for (what, expr) in expressions {
+            let r = reads(expr);
+            assert!(!r.selectors.is_empty(), "{what}: no metric in {expr}");
+            problems.extend(self.check(what, &r, &mut skipped));
+        }
+        assert!(
+            problems.is_empty(),
+            "{}\n\ngateway log:\n{}",
+            problems.join("\n"),
+            self.gateway.log()
+        );
+        skipped
     }
 }
 

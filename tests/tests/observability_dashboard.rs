@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use postern_tests::helm::{Render, find};
-use postern_tests::observability::{NOT_YET_EXPORTED, ScrapedGateway, reads};
+use postern_tests::observability::{NOT_YET_EXPORTED, ScrapedGateway};
 use serde_json::Value;
 
 fn config_maps(sets: &[&str]) -> Vec<Value> {
@@ -95,19 +95,7 @@ fn the_dashboard_shows_what_operators_look_for() {
 fn every_query_reads_metrics_and_labels_a_running_gateway_exports() {
     let d = dashboard();
     let world = ScrapedGateway::start().unwrap();
-    let mut problems = Vec::new();
-    let mut skipped = BTreeSet::new();
-    for (title, expr) in queries(&d) {
-        let r = reads(&expr);
-        assert!(!r.selectors.is_empty(), "{title}: no metric in {expr}");
-        problems.extend(world.check(&title, &r, &mut skipped));
-    }
-    assert!(
-        problems.is_empty(),
-        "{}\n\ngateway log:\n{}",
-        problems.join("\n"),
-        world.gateway.log()
-    );
+    let skipped = world.assert_all_exported(&queries(&d));
     for s in &skipped {
         assert!(NOT_YET_EXPORTED.iter().any(|(m, _)| m == s), "{s} skipped");
     }
