@@ -19,7 +19,7 @@ use postern_testkit::ports::free_port;
 use postern_testkit::prometheus::{Prometheus, Target};
 use postern_testkit::sink::Sink;
 
-use crate::clients::swaks;
+use crate::clients::swaks_auth_plain;
 use crate::gateway::{listener, listener_tls, policy, single, start_gateway};
 use crate::slapd::{self, FRANK, Slapd, SlapdOptions};
 
@@ -228,26 +228,7 @@ impl ScrapedGateway {
         );
         let gateway = start_gateway(&config)?;
 
-        let auth = |password: &str| {
-            swaks(
-                port,
-                &[
-                    "--tls",
-                    "--tls-ca-path",
-                    ca_path.to_str().expect("utf-8 path"),
-                    "--auth",
-                    "PLAIN",
-                    "--auth-user",
-                    FRANK.uid,
-                    "--auth-password",
-                    password,
-                    "--from",
-                    "sender@example.org",
-                    "--to",
-                    "rcpt@example.net",
-                ],
-            )
-        };
+        let auth = |password: &str| swaks_auth_plain(port, &ca_path, FRANK.uid, password, &[]);
         let ok = auth(FRANK.password)?;
         if !ok.replied("235") || ok.code != 0 {
             bail!("the relayed message: {}", ok.output);

@@ -15,7 +15,7 @@ use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::Ca;
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
-use postern_tests::clients::{Run, python, swaks};
+use postern_tests::clients::{Run, python, swaks, swaks_auth_plain};
 use postern_tests::gateway::{listener, listener_tls, policy, single, start_gateway};
 use postern_tests::slapd::{self, Slapd, SlapdOptions, User};
 
@@ -93,25 +93,12 @@ fn world_with(
 impl World {
     /// swaks with STARTTLS and AUTH PLAIN as `user`.
     fn auth(&self, user: &str, password: &str) -> Run {
-        swaks(
+        swaks_auth_plain(
             self.port,
-            &[
-                "--tls",
-                "--tls-ca-path",
-                self.ca_path.to_str().unwrap(),
-                "--auth",
-                "PLAIN",
-                "--auth-user",
-                user,
-                "--auth-password",
-                password,
-                "--from",
-                "sender@example.org",
-                "--to",
-                "rcpt@example.net",
-                "--body",
-                "via LDAP",
-            ],
+            &self.ca_path,
+            user,
+            password,
+            &["--body", "via LDAP"],
         )
         .unwrap()
     }

@@ -4,17 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use postern_tests::helm::{Render, find};
+use postern_tests::helm::{find, render_with};
 use postern_tests::observability::{NOT_YET_EXPORTED, ScrapedGateway};
 use serde_json::Value;
 
 fn config_maps(sets: &[&str]) -> Vec<Value> {
-    let objects = Render {
-        sets: sets.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-    .objects()
-    .unwrap();
+    let objects = render_with(sets).unwrap();
     find(&objects, "ConfigMap", None)
         .into_iter()
         .filter(|c| c["metadata"]["labels"]["grafana_dashboard"] == "1")

@@ -9,18 +9,13 @@ use std::process::Command;
 
 use postern_testkit::prometheus::promtool;
 use postern_testkit::workspace::workspace_root;
-use postern_tests::helm::{Render, find};
+use postern_tests::helm::{find, render_with};
 use postern_tests::observability::{NOT_YET_EXPORTED, ScrapedGateway};
 use serde_json::Value;
 
 /// The PrometheusRule's `spec` (its `groups`) as the chart renders it with `sets`.
 fn rules(sets: &[&str]) -> Option<Value> {
-    let objects = Render {
-        sets: sets.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-    .objects()
-    .unwrap();
+    let objects = render_with(sets).unwrap();
     find(&objects, "PrometheusRule", None)
         .first()
         .map(|o| o["spec"].clone())
