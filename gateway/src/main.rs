@@ -13,12 +13,16 @@ use clap::{Parser, Subcommand, ValueEnum};
 use postern_config::GatewayConfig;
 use postern_gateway::crl::{self, CrlService, CrlStore};
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
+use postern_gateway::log_writer::CountingStderr;
 use postern_gateway::metrics::Metrics;
+use postern_gateway::recent_decisions::RecentDecisions;
 use postern_gateway::reload::{self, Reloader};
 use postern_gateway::runtime::Services;
 use postern_gateway::server::Server;
+use postern_gateway::status_page::{self, StatusSources};
 use postern_gateway::tls::RevocationChecker;
 use postern_gateway::{admin, demo, prestop};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -127,20 +131,23 @@ enum ConfigSource {
     Demo,
 }
 
-fn init_tracing(format: LogFormat) {
+/// `dropped` counts the log lines that could not be written; `recent` keeps the last
+/// refusals for the status page.
+fn init_tracing(format: LogFormat, dropped: Counter, recent: RecentDecisions) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A line that cannot be written (full disk, closed pipe) is dropped. Reporting
         // the failure would go to the same stderr, and `eprintln!` panics when that
         // fails too: every session that logged a decision died with it.
         .log_internal_errors(false)
-        .with_writer(std::io::stderr);
+        .with_writer(CountingStderr::new(dropped));
+    let base = tracing_subscriber::registry().with(filter).with(recent);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => base.with(layer).init(),
+        LogFormat::Json => base.with(layer.json().flatten_event(true)).init(),
     }
 }
 
@@ -150,8 +157,10 @@ async fn main() -> std::process::ExitCode {
     if let Some(Command::Crl(CrlCommand::Inspect(a))) = &args.command {
         return crl_inspect(a);
     }
-    init_tracing(args.log_format);
-    match run(args).await {
+    let dropped_log_lines = Counter::default();
+    let recent = RecentDecisions::default();
+    init_tracing(args.log_format, dropped_log_lines.clone(), recent.clone());
+    match run(args, dropped_log_lines, recent).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("postern-gateway: {e:#}");
@@ -180,24 +189,34 @@ fn crl_inspect(args: &crl::inspect::InspectArgs) -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(
+    args: Args,
+    dropped_log_lines: Counter,
+    recent: RecentDecisions,
+) -> anyhow::Result<()> {
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
         None if args.cluster.cluster => ConfigSource::Cluster,
         None => ConfigSource::Demo,
     };
     let mut registry = Registry::default();
+    registry.register(
+        "postern_log_lines_dropped",
+        "Log lines (decision lines among them) that could not be written to stderr",
+        dropped_log_lines,
+    );
     let metrics = Metrics::register(&mut registry);
     let ldap_metrics = LdapMetrics::new();
     ldap_metrics.register(&mut registry);
     let crl_store = Arc::new(CrlStore::new());
     crl::metrics::register(&mut registry, &crl_store);
     let revocation: Arc<dyn RevocationChecker> = crl_store.clone();
+    let ldap_directories = LdapDirectories::new(ldap_metrics);
     let services = Services {
         metrics: metrics.clone(),
         revocation,
         auth_throttles: Default::default(),
-        ldap: LdapDirectories::new(ldap_metrics),
+        ldap: ldap_directories.clone(),
         ocsp: postern_gateway::ocsp::OcspClient::new(
             postern_gateway::ocsp::OcspMetrics::register(&mut registry),
         )?,
@@ -297,7 +316,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(registry),
         server.clone(),
         reloader.clone(),
-        crl::admin::routes(crl_store.clone()).merge(prestop::routes()),
+        crl::admin::routes(crl_store.clone())
+            .merge(prestop::routes())
+            .merge(status_page::routes(StatusSources {
+                reloader: reloader.clone(),
+                crl: crl_store.clone(),
+                ldap: ldap_directories,
+                recent,
+            })),
         {
             let store = crl_store.clone();
             Arc::new(move || store.startup_pending())

@@ -196,6 +196,9 @@ pub struct Metrics {
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// 1 for each Listener of the configuration in force that does not run as configured.
     pub listener_refused: Family<ListenerRefusedLabels, Gauge>,
+    /// Certificate expiry and connection caps of the configuration in force (set on reload,
+    /// read at scrape time).
+    pub in_force: crate::config_gauges::ConfigGauges,
 }
 
 impl Metrics {
@@ -217,6 +220,7 @@ impl Metrics {
             config_info: Family::default(),
             config_reloads: Family::default(),
             listener_refused: Family::default(),
+            in_force: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("postern");
         r.register(
@@ -280,6 +284,7 @@ impl Metrics {
             "Listeners of the applied configuration not running as configured (value 1), by reason and what serves instead",
             m.listener_refused.clone(),
         );
+        registry.register_collector(m.in_force.collector());
         m
     }
 

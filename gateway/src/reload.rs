@@ -113,6 +113,12 @@ impl Reloader {
         self.last.lock().expect("last lock").clone()
     }
 
+    /// The configuration in force (the last one applied), if any.
+    pub fn config_in_force(&self) -> Option<GatewayConfig> {
+        let in_force = self.in_force.lock().expect("in-force lock");
+        in_force.as_ref().map(|(config, _)| config.clone())
+    }
+
     /// The server it installs into.
     pub fn server(&self) -> &Server {
         &self.server
@@ -202,6 +208,7 @@ impl Reloader {
             .get_or_create(&HashLabels { hash: hash.clone() })
             .set(1);
         m.config_generation.set(generation as i64);
+        m.in_force.set(config);
         m.config_reloads
             .get_or_create(&ReloadLabels {
                 outcome: "applied".into(),

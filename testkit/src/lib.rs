@@ -13,6 +13,7 @@ pub mod http;
 pub mod pki;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod sink;
 pub mod slapd;
 pub mod workspace;

@@ -76,6 +76,47 @@ pub fn swaks(port: u16, args: &[&str]) -> Result<Run> {
     )
 }
 
+/// swaks with STARTTLS (verifying the server against `ca_path`), sending one message
+/// from sender@example.org to rcpt@example.net; `extra` arguments follow.
+pub fn swaks_tls(port: u16, ca_path: &std::path::Path, extra: &[&str]) -> Result<Run> {
+    let ca = ca_path.to_str().context("a UTF-8 CA path")?;
+    let mut args = vec![
+        "--tls",
+        "--tls-ca-path",
+        ca,
+        "--from",
+        "sender@example.org",
+        "--to",
+        "rcpt@example.net",
+    ];
+    args.extend_from_slice(extra);
+    swaks(port, &args)
+}
+
+/// swaks arguments for AUTH PLAIN as `user`/`password`.
+pub fn auth_plain_args<'a>(user: &'a str, password: &'a str) -> [&'a str; 6] {
+    [
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+    ]
+}
+
+/// [`swaks_tls`] with AUTH PLAIN as `user`/`password`.
+pub fn swaks_auth_plain(
+    port: u16,
+    ca_path: &std::path::Path,
+    user: &str,
+    password: &str,
+    extra: &[&str],
+) -> Result<Run> {
+    let auth = auth_plain_args(user, password);
+    swaks_tls(port, ca_path, &[&auth[..], extra].concat())
+}
+
 /// `openssl s_client -starttls smtp` (or implicit TLS when `starttls` is false), sending
 /// `input` (CRLF line endings) after the handshake.
 pub fn openssl(port: u16, starttls: bool, args: &[&str], input: &str) -> Result<Run> {

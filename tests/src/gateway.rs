@@ -66,6 +66,21 @@ pub fn listener(port: u16, next_hop_port: u16, policy: &str) -> cfg::Listener {
     }
 }
 
+/// A Listener's TLS: `server`'s certificate and key, and `client_ca` as its client CA
+/// bundle (version 1 client certificates not allowed).
+pub fn listener_tls(
+    server: &postern_testkit::pki::Leaf,
+    client_ca: Option<String>,
+) -> cfg::ListenerTls {
+    cfg::ListenerTls {
+        certificate_chain_pem: server.cert_pem.clone(),
+        private_key_pem: server.key_pem.clone(),
+        client_ca_pem: client_ca,
+        allow_version1_client_certificates: false,
+        revocation: Default::default(),
+    }
+}
+
 /// A static user.
 pub fn user(id: &str, password: Option<&str>, cn: Option<&str>, allowed: bool) -> cfg::StaticUser {
     cfg::StaticUser {

@@ -247,6 +247,15 @@ impl Render {
     }
 }
 
+/// The chart's objects rendered with the default values and `sets` (`--set`).
+pub fn render_with(sets: &[&str]) -> Result<Vec<serde_json::Value>> {
+    Render {
+        sets: sets.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+    .objects()
+}
+
 /// YAML as Kubernetes reads it: YAML 1.2 booleans only (`on`, `no` are strings).
 fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! { strict_booleans: true }

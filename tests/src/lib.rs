@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod helm;
 pub mod kube;
 pub mod node;
+pub mod observability;
 pub mod openssl_ca;
 pub mod rendered;
 pub mod slapd;

@@ -73,3 +73,22 @@ pub fn facts(cn: &str, serial_hex: &str) -> postern_gateway::auth::CertificateFa
         fingerprint_sha256: "00".repeat(32),
     }
 }
+
+/// An authentication profile whose SMTP AUTH (profile name `ldap-auth`) goes to the LDAP
+/// profile `corp`, with `allowance` and `throttle`.
+pub fn ldap_smtp_auth_profile(
+    allowance: Option<postern_config::Allowance>,
+    throttle: postern_config::AuthThrottle,
+) -> postern_config::AuthProfile {
+    postern_config::AuthProfile {
+        certificate: None,
+        smtp_auth: Some(postern_config::SmtpAuth {
+            profile: "ldap-auth".into(),
+            backend: postern_config::AuthBackend::Ldap {
+                ldap_profile: "corp".into(),
+            },
+            allowance,
+            throttle,
+        }),
+    }
+}

@@ -1,7 +1,8 @@
 //! Fault: the log cannot be written (the disk holding it is full). Mail keeps flowing:
 //! a decision line that cannot be written is dropped, it does not end the session that
-//! logged it. (Before, the log writer's report of its own failure went to the same full
-//! stderr and panicked every session task.)
+//! logged it, and it is counted in `postern_log_lines_dropped_total`. (Before, the log
+//! writer's report of its own failure went to the same full stderr and panicked every
+//! session task.)
 
 use std::time::Duration;
 
@@ -53,4 +54,16 @@ fn sessions_and_relay_go_on_when_the_log_cannot_be_written() {
         gw.wait_exit(Duration::from_millis(100)).is_err(),
         "the gateway is still running"
     );
+    // Every lost line is counted (the PosternDecisionLogDropping alert reads it): at least
+    // one decision line per session and command was dropped.
+    let admin = format!("127.0.0.1:{}", gw.admin_port()).parse().unwrap();
+    let (_, metrics) = postern_testkit::http::http_get(admin, "/metrics").unwrap();
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("postern_log_lines_dropped_total "))
+        .expect("postern_log_lines_dropped_total exported")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(dropped >= 5.0, "{dropped} lines counted as dropped");
 }

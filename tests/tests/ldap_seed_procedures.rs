@@ -5,7 +5,7 @@
 //! configuration are changed (slapd, listeners and next hop run on free ports here).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use postern_testkit::gateway::Gateway;
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
 use postern_testkit::workspace::workspace_bin;
-use postern_tests::clients::{Run, python, swaks};
+use postern_tests::clients::{Run, auth_plain_args, python, swaks, swaks_tls};
 use postern_tests::gateway::start_gateway;
 use postern_tests::slapd::{Slapd, SlapdOptions};
 
@@ -89,18 +89,7 @@ impl Procedure {
     }
 
     fn swaks(&self, listener: &str, args: &[&str]) -> Run {
-        let ca = pki("ca.crt");
-        let mut all = vec![
-            "--tls",
-            "--tls-ca-path",
-            &ca,
-            "--from",
-            "sender@example.org",
-            "--to",
-            "rcpt@example.net",
-        ];
-        all.extend_from_slice(args);
-        swaks(self.port(listener), &all).unwrap()
+        swaks_tls(self.port(listener), Path::new(&pki("ca.crt")), args).unwrap()
     }
 
     fn with_cert(&self, listener: &str, who: &str) -> Run {
@@ -109,17 +98,7 @@ impl Procedure {
     }
 
     fn auth(&self, listener: &str, user: &str, password: &str) -> Run {
-        self.swaks(
-            listener,
-            &[
-                "--auth",
-                "PLAIN",
-                "--auth-user",
-                user,
-                "--auth-password",
-                password,
-            ],
-        )
+        self.swaks(listener, &auth_plain_args(user, password))
     }
 
     fn relayed_for(&self, n: usize) -> Vec<String> {

@@ -7,16 +7,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use postern_config::{
-    self as cfg, AllowanceAction, AuthBackend, AuthProfile, CertificateAuth, LdapProfile,
-    ListenerTls, Reply, SmtpAuth, TlsMode,
+    self as cfg, AllowanceAction, AuthBackend, AuthProfile, CertificateAuth, LdapProfile, Reply,
+    SmtpAuth, TlsMode,
 };
 use postern_testkit::der::int_bytes;
 use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::Ca;
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
-use postern_tests::clients::{Run, python, swaks};
-use postern_tests::gateway::{listener, policy, single, start_gateway};
+use postern_tests::clients::{Run, python, swaks, swaks_auth_plain};
+use postern_tests::gateway::{listener, listener_tls, policy, single, start_gateway};
 use postern_tests::slapd::{self, Slapd, SlapdOptions, User};
 
 struct World {
@@ -68,13 +68,7 @@ fn world_with(
     let server = ca.localhost_server();
     let port = free_port();
     let mut l = listener(port, sink.port, "relayed");
-    l.tls = Some(ListenerTls {
-        certificate_chain_pem: server.cert_pem.clone(),
-        private_key_pem: server.key_pem.clone(),
-        client_ca_pem: Some(ca.cert_pem()),
-        allow_version1_client_certificates: false,
-        revocation: Default::default(),
-    });
+    l.tls = Some(listener_tls(&server, Some(ca.cert_pem())));
     let mut config = single(l, policy, Some(profile));
     let mut ldap = slapd::ldap_profile(&[slapd.url()]);
     ldap.timeouts.connect = cfg::Duration::from_secs(1);
@@ -99,25 +93,12 @@ fn world_with(
 impl World {
     /// swaks with STARTTLS and AUTH PLAIN as `user`.
     fn auth(&self, user: &str, password: &str) -> Run {
-        swaks(
+        swaks_auth_plain(
             self.port,
-            &[
-                "--tls",
-                "--tls-ca-path",
-                self.ca_path.to_str().unwrap(),
-                "--auth",
-                "PLAIN",
-                "--auth-user",
-                user,
-                "--auth-password",
-                password,
-                "--from",
-                "sender@example.org",
-                "--to",
-                "rcpt@example.net",
-                "--body",
-                "via LDAP",
-            ],
+            &self.ca_path,
+            user,
+            password,
+            &["--body", "via LDAP"],
         )
         .unwrap()
     }

@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use postern_config::{
-    self as cfg, AllowanceAction, AuthBackend, AuthProfile, AuthThrottle, SmtpAuth, ThrottleLimit,
-    TlsMode,
-};
+use postern_config::{self as cfg, AllowanceAction, AuthThrottle, ThrottleLimit, TlsMode};
 use postern_testkit::gateway::Gateway;
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
@@ -75,24 +72,17 @@ fn world(action: AllowanceAction, throttle: AuthThrottle) -> World {
         .unwrap();
     let sink = Sink::start(&[]).unwrap();
     let port = free_port();
-    let profile = AuthProfile {
-        certificate: None,
-        smtp_auth: Some(SmtpAuth {
-            profile: "ldap-auth".into(),
-            backend: AuthBackend::Ldap {
-                ldap_profile: "corp".into(),
+    let profile = slapd::ldap_smtp_auth_profile(
+        Some(cfg::Allowance {
+            action,
+            response: cfg::Reply {
+                code: 525,
+                enhanced_code: "5.7.13".into(),
+                text: "Dear user, please use your CAC to send email.".into(),
             },
-            allowance: Some(cfg::Allowance {
-                action,
-                response: cfg::Reply {
-                    code: 525,
-                    enhanced_code: "5.7.13".into(),
-                    text: "Dear user, please use your CAC to send email.".into(),
-                },
-            }),
-            throttle,
         }),
-    };
+        throttle,
+    );
     let mut config = single(
         listener(port, sink.port, "relayed"),
         policy(TlsMode::Disabled, false, true, false),

@@ -159,6 +159,12 @@ impl Directory {
         self.cache.len()
     }
 
+    /// Each server's URL and whether it is usable now (not marked down after a failure),
+    /// in configured order (the status page).
+    pub fn server_states(&self) -> Vec<(String, bool)> {
+        self.connector.servers.states(Instant::now())
+    }
+
     fn query_labels(&self, query: &str, kind: &'static str) -> QueryLabels {
         QueryLabels {
             profile: self.name.clone(),

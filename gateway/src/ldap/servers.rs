@@ -128,6 +128,16 @@ impl ServerSet {
         self.order(now).first().copied().unwrap_or(0)
     }
 
+    /// Each server's URL and whether it is not marked down at `now`.
+    pub(crate) fn states(&self, now: Instant) -> Vec<(String, bool)> {
+        let marks = self.down_until.lock().expect("server marks");
+        self.servers
+            .iter()
+            .zip(marks.iter())
+            .map(|(s, m)| (s.connect_url(), !is_down(*m, now)))
+            .collect()
+    }
+
     /// Remember that `index` failed at `now`.
     pub(crate) fn mark_down(&self, index: usize, now: Instant) {
         self.down_until.lock().expect("server marks")[index] = Some(now + DOWN_BACKOFF);
