@@ -9,6 +9,7 @@
 //! status); a CRL past `nextUpdate` fails closed for its issuer.
 
 pub mod admin;
+pub(crate) mod archive;
 mod der;
 pub(crate) mod disk;
 pub(crate) mod fetch;

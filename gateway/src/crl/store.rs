@@ -388,15 +388,16 @@ impl CrlStore {
         }
     }
 
-    /// The earliest `nextUpdate` among a source's CRLs in force.
-    pub fn earliest_next_update(&self, source: &str) -> Option<i64> {
+    /// `thisUpdate` and `nextUpdate` of the source's CRL that expires first: the
+    /// scheduler refreshes ahead of it by a share of its validity period.
+    pub fn earliest_expiry(&self, source: &str) -> Option<(i64, i64)> {
         let st = self.state();
         st.sources
             .get(source)?
             .crls
             .iter()
-            .filter_map(|ix| ix.meta.next_update)
-            .min()
+            .filter_map(|ix| Some((ix.meta.this_update, ix.meta.next_update?)))
+            .min_by_key(|(_, next)| *next)
     }
 
     /// Status of every source, by name.
@@ -667,6 +668,7 @@ mod tests {
                     interval: Duration::from_secs(3600),
                     applies_to: scopes.clone(),
                     failure_policy: Default::default(),
+                    max_size: postern_config::DEFAULT_CRL_MAX_SIZE,
                 },
             );
         }
