@@ -173,6 +173,7 @@ pub(crate) fn config(
                 interval: D::from_secs(3600),
                 applies_to: vec![CrlScope::InboundSmtpTls],
                 failure_policy: Default::default(),
+                max_size: postern_config::DEFAULT_CRL_MAX_SIZE,
             },
         );
     }

@@ -741,6 +741,24 @@ pub struct CrlSource {
     /// refuses the certificates it may be for as unverifiable; `Open` does not.
     #[serde(default, skip_serializing_if = "CrlFailurePolicy::is_closed")]
     pub failure_policy: CrlFailurePolicy,
+    /// Largest accepted download in bytes (`too_large` beyond it). Default 512 MiB; only
+    /// written when not.
+    #[serde(
+        default = "default_crl_max_size",
+        skip_serializing_if = "is_default_crl_max_size"
+    )]
+    pub max_size: u64,
+}
+
+/// The default `maxSize` of a CRL source: 512 MiB.
+pub const DEFAULT_CRL_MAX_SIZE: u64 = 512 * 1024 * 1024;
+
+fn default_crl_max_size() -> u64 {
+    DEFAULT_CRL_MAX_SIZE
+}
+
+fn is_default_crl_max_size(v: &u64) -> bool {
+    *v == DEFAULT_CRL_MAX_SIZE
 }
 
 /// What a CRL source's checks do while it has no CRL in force.
@@ -768,6 +786,8 @@ pub enum CrlFormat {
     Asn1,
     /// One or more PEM `X509 CRL` blocks.
     Pem,
+    /// A ZIP archive of DER and/or PEM CRL files (as DISA distributes them).
+    Zip,
 }
 
 /// Which TLS connections a CRL is enforced on.

@@ -934,6 +934,15 @@ impl Validator {
                 "at least one of InboundSmtpTls, OutboundSmtpTls is required",
             );
         }
+        if c.max_size == 0 {
+            self.push(
+                s,
+                name,
+                Field::same("maxSize"),
+                Reason::InvalidValue,
+                "must be more than 0 bytes",
+            );
+        }
     }
 }
 
@@ -1004,6 +1013,41 @@ mod tests {
         assert_eq!(
             listener_problems(", timeouts: {command: 5s, greeting: 30s, tlsHandshake: 1m}"),
             Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn crl_source_max_size() {
+        let problems = |extra: &str| {
+            let text = format!(
+                "apiVersion: postern.dev/gateway/v1\n\
+                 crlSources:\n  corp: {{format: Zip, primaryUrl: http://crl.example/all.zip, \
+                 interval: 1h, appliesTo: [InboundSmtpTls]{extra}}}\n"
+            );
+            let config = GatewayConfig::from_yaml(&text, "test").unwrap();
+            assert_eq!(
+                config.crl_sources["corp"].max_size,
+                if extra.is_empty() {
+                    crate::DEFAULT_CRL_MAX_SIZE
+                } else {
+                    0
+                }
+            );
+            match validate(&config) {
+                Ok(()) => Vec::new(),
+                Err(e) => {
+                    e.0.iter()
+                        .map(|e| format!("{}: {}", e.path(), e.message))
+                        .collect()
+                }
+            }
+        };
+        assert_eq!(problems(""), Vec::<String>::new());
+        let p = problems(", maxSize: 0");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("maxSize") && p[0].contains("more than 0"),
+            "{p:?}"
         );
     }
 }

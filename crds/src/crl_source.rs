@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::ObjectStatus;
+use crate::quantity::Quantity;
 use crate::rules;
 
 /// A certificate revocation list fetched on a schedule and enforced on TLS connections.
@@ -44,7 +45,8 @@ pub struct CrlSourceSpec {
     /// Disabled sources are neither fetched nor enforced. Default `true`.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// `Asn1` (DER) or `Pem`.
+    /// `Asn1` (DER, one CRL), `Pem` (one or several CRLs) or `Zip` (an archive of DER
+    /// and/or PEM CRL files).
     pub format: CrlFormat,
     /// Where to fetch the CRL, e.g. `https://crl.example.com/certs.crl`.
     #[schemars(pattern(r"^https?://[^\s/]+(/\S*)?$"))]
@@ -67,6 +69,11 @@ pub struct CrlSourceSpec {
     /// force past its `nextUpdate` fails closed either way.
     #[serde(default, skip_serializing_if = "CrlFailurePolicy::is_closed")]
     pub failure_policy: CrlFailurePolicy,
+    /// Largest accepted download, as a quantity such as `512Mi` (the default). A bigger
+    /// file is refused (`lastError.reason: too_large`) and the CRLs in force stay in
+    /// force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<Quantity>,
 }
 
 /// What a CRL source's checks do while it has no CRL in force.
@@ -106,6 +113,8 @@ pub enum CrlFormat {
     Asn1,
     /// PEM `X509 CRL` blocks.
     Pem,
+    /// A ZIP archive of DER and/or PEM CRL files.
+    Zip,
 }
 
 /// Which TLS connections a CRL is enforced on.

@@ -33,6 +33,18 @@ pub(crate) fn render(spec: &CrlSourceSpec, d: &mut Diags) -> Option<CrlSource> {
         .collect();
     applies_to.sort();
     applies_to.dedup();
+    let max_size = match spec.max_size.as_ref().map(|q| q.to_u64()) {
+        None => postern_config::DEFAULT_CRL_MAX_SIZE,
+        Some(Ok(0)) => {
+            d.error("spec.maxSize", Reason::InvalidValue, "must be more than 0");
+            0
+        }
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            d.error("spec.maxSize", Reason::InvalidValue, e.to_string());
+            0
+        }
+    };
     if d.has_errors() {
         return None;
     }
@@ -41,6 +53,7 @@ pub(crate) fn render(spec: &CrlSourceSpec, d: &mut Diags) -> Option<CrlSource> {
         format: match spec.format {
             CrlFormat::Asn1 => GwFormat::Asn1,
             CrlFormat::Pem => GwFormat::Pem,
+            CrlFormat::Zip => GwFormat::Zip,
         },
         primary_url: spec.primary_url.clone(),
         secondary_url: spec.secondary_url.clone(),
@@ -50,5 +63,6 @@ pub(crate) fn render(spec: &CrlSourceSpec, d: &mut Diags) -> Option<CrlSource> {
             CrlFailurePolicy::Closed => GwPolicy::Closed,
             CrlFailurePolicy::Open => GwPolicy::Open,
         },
+        max_size,
     })
 }

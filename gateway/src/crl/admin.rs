@@ -1,4 +1,5 @@
-//! Admin HTTP routes: `GET /crl` (every source's status, JSON) and `GET /crl/{source}`.
+//! Admin HTTP routes: `GET /crl` (every source's status, JSON), `GET /crl/{source}`, and
+//! `GET /revocation` (revocation coverage of every trusted CA of every listener).
 
 use std::sync::Arc;
 
@@ -15,11 +16,16 @@ pub fn routes(store: Arc<CrlStore>) -> Router {
     Router::new()
         .route("/crl", get(all))
         .route("/crl/{source}", get(one))
+        .route("/revocation", get(coverage))
         .with_state(store)
 }
 
 async fn all(State(store): State<Arc<CrlStore>>) -> Response {
     Json(store.status()).into_response()
+}
+
+async fn coverage(State(store): State<Arc<CrlStore>>) -> Response {
+    Json(store.coverage()).into_response()
 }
 
 async fn one(State(store): State<Arc<CrlStore>>, Path(source): Path<String>) -> Response {

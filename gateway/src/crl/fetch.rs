@@ -100,11 +100,14 @@ pub enum FetchError {
     /// A status other than 200 or 304.
     #[error("HTTP status {0}")]
     Status(u16),
-    /// The body exceeds the size cap.
-    #[error("response larger than the cap of {limit} bytes")]
+    /// The body exceeds the size cap (the source's `maxSize`, capped by
+    /// `--crl-max-bytes`).
+    #[error("{} is larger than the limit of {limit} bytes (maxSize of the source; --crl-max-bytes caps every source)", size.map_or_else(|| "the response".to_owned(), |n| format!("the response of {n} bytes")))]
     TooLarge {
         /// The cap.
         limit: u64,
+        /// The announced size (`Content-Length`), when known.
+        size: Option<u64>,
     },
 }
 
@@ -170,12 +173,16 @@ impl HttpFetcher {
         })
     }
 
-    /// GET `url`, conditionally when `validators` are given.
+    /// GET `url`, conditionally when `validators` are given; bodies over `max_size` (or
+    /// over the gateway-wide cap, whichever is smaller) are refused while streaming, so an
+    /// oversize file never sits in memory.
     pub(crate) async fn get(
         &self,
         url: &str,
         validators: Option<&Validators>,
+        max_size: u64,
     ) -> Result<Fetched, FetchError> {
+        let limit = self.max_bytes.min(max_size);
         let mut req = self.client.get(url);
         if let Some(v) = validators {
             if let Some(etag) = &v.etag {
@@ -191,22 +198,21 @@ impl HttpFetcher {
             StatusCode::OK => {}
             other => return Err(FetchError::Status(other.as_u16())),
         }
-        if resp.content_length().is_some_and(|n| n > self.max_bytes) {
+        if let Some(n) = resp.content_length().filter(|n| *n > limit) {
             return Err(FetchError::TooLarge {
-                limit: self.max_bytes,
+                limit,
+                size: Some(n),
             });
         }
         let validators = Validators::from_headers(resp.headers());
-        let cap = usize::try_from(self.max_bytes).unwrap_or(usize::MAX);
+        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut bytes = Vec::with_capacity(
             resp.content_length()
                 .map_or(64 * 1024, |n| usize::try_from(n).unwrap_or(cap)),
         );
         while let Some(chunk) = resp.chunk().await.map_err(classify)? {
             if bytes.len() + chunk.len() > cap {
-                return Err(FetchError::TooLarge {
-                    limit: self.max_bytes,
-                });
+                return Err(FetchError::TooLarge { limit, size: None });
             }
             bytes.extend_from_slice(&chunk);
         }

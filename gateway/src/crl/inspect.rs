@@ -19,7 +19,8 @@ use postern_config::CrlFormat;
 /// Arguments of `crl inspect`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The CRL file: DER, or PEM with one or more `X509 CRL` blocks (detected).
+    /// The CRL file: DER, PEM with one or more `X509 CRL` blocks, or a ZIP archive of
+    /// those (detected).
     pub file: PathBuf,
     /// A certificate serial number in hex (`0A1B2C`, `0a:1b:2c`, `0x0a1b2c`); may repeat.
     #[arg(long = "serial", value_name = "HEX")]
@@ -65,7 +66,7 @@ pub enum InspectError {
 pub struct Report {
     /// The file.
     pub file: String,
-    /// `DER` or `PEM`.
+    /// `DER`, `PEM` or `ZIP`.
     pub encoding: &'static str,
     /// Size in bytes.
     pub bytes: u64,
@@ -313,11 +314,12 @@ pub fn inspect(args: &InspectArgs) -> Result<Report, InspectError> {
         }
         None => None,
     };
-    let is_pem = bytes.trim_ascii_start().starts_with(b"-----BEGIN");
-    let format = if is_pem {
-        CrlFormat::Pem
+    let (format, encoding) = if bytes.starts_with(b"PK\x03\x04") {
+        (CrlFormat::Zip, "ZIP")
+    } else if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        (CrlFormat::Pem, "PEM")
     } else {
-        CrlFormat::Asn1
+        (CrlFormat::Asn1, "DER")
     };
     let ders = split(&bytes, format)?;
     let now = unix_now();
@@ -383,7 +385,7 @@ pub fn inspect(args: &InspectArgs) -> Result<Report, InspectError> {
     }
     Ok(Report {
         file: args.file.display().to_string(),
-        encoding: if is_pem { "PEM" } else { "DER" },
+        encoding,
         bytes: bytes.len() as u64,
         crls,
     })

@@ -211,6 +211,10 @@ pub trait CrlMetricsSource: Send + Sync + std::fmt::Debug + 'static {
     fn counters(&self) -> &CrlMetrics;
     /// The numbers of the enabled sources, now.
     fn gauges(&self) -> Vec<Gauges>;
+    /// Revocation coverage of every trusted CA of every listener, now.
+    fn coverage(&self) -> Vec<super::CaCoverage> {
+        Vec::new()
+    }
 }
 
 /// Register the CRL metrics of `store` (names start with `postern_crl_`).
@@ -311,6 +315,24 @@ impl Collector for ScrapeTime {
                 };
                 ConstCounter::new(counters.checks(scope, result))
                     .encode(d.encode_family(&labels)?)?;
+            }
+        }
+        // Only listed when some listener trusts a CA (keeps a gateway without client
+        // certificates free of an empty family).
+        let coverage = self.store.coverage();
+        if !coverage.is_empty() {
+            let g = ConstGauge::new(0i64);
+            let mut d = encoder.encode_descriptor(
+                "revocation_ca_covered",
+                "1 when the revocation of the certificates of this trusted CA (subject DN) of \
+                 this listener's client CA bundle is checked (a CRL of the CA is in force), \
+                 0 when nothing checks it",
+                None,
+                g.metric_type(),
+            )?;
+            for c in &coverage {
+                let labels = [("listener", c.listener.as_str()), ("ca", c.ca.as_str())];
+                ConstGauge::new(i64::from(c.covered)).encode(d.encode_family(&labels)?)?;
             }
         }
         Ok(())

@@ -9,6 +9,8 @@
 //! status); a CRL past `nextUpdate` fails closed for its issuer.
 
 pub mod admin;
+pub(crate) mod archive;
+pub mod coverage;
 mod der;
 pub(crate) mod disk;
 pub(crate) mod fetch;
@@ -24,6 +26,7 @@ pub(crate) mod status;
 pub(crate) mod store;
 pub mod verify;
 
+pub use coverage::CaCoverage;
 pub use fetch::{FetchError, FetchSettings};
 pub use index::{CrlIndex, CrlMeta};
 pub use load::{Candidate, Loaded, Missing, load, merge};

@@ -1,4 +1,5 @@
-//! Reading CRL files: DER (`Asn1`) or PEM with one or several `X509 CRL` blocks.
+//! Reading CRL files: DER (`Asn1`), PEM with one or several `X509 CRL` blocks, or a ZIP
+//! archive of those ([`super::archive`]).
 //!
 //! The header (issuer, dates, extensions, signature) is read with x509-parser; the list of
 //! revoked certificates is walked lazily with [`super::der`], borrowing every serial from the
@@ -53,6 +54,10 @@ pub enum ParseError {
         /// The feature.
         what: String,
     },
+    /// A `format: Zip` file is not a usable archive (not a ZIP, a zip bomb, too many
+    /// members, a bad member).
+    #[error("ZIP archive: {0}")]
+    Zip(String),
 }
 
 /// Split a fetched file into the DER of each CRL it holds.
@@ -74,6 +79,7 @@ pub fn split(bytes: &[u8], format: CrlFormat) -> Result<Vec<Cow<'_, [u8]>>, Pars
             }
             Ok(ders)
         }
+        CrlFormat::Zip => super::archive::crls(bytes, super::archive::MAX_UNPACKED),
     }
 }
 

@@ -1,9 +1,14 @@
 //! The fetch loop of one source: primary URL, then secondary; on success wait for the
-//! interval (or the CRL's `nextUpdate`, if sooner), on failure retry with exponential
-//! backoff. Every decision is one log line, a metric and the source's status.
+//! interval, or less when the CRL in force expires sooner (refreshing ahead of its
+//! `nextUpdate`); on failure retry with exponential backoff. Every wait is shortened by a
+//! random jitter so a fleet of gateways does not fetch in lockstep. Every decision is one
+//! log line, a metric and the source's status.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +36,9 @@ pub(crate) struct Ctx {
 pub(crate) struct InForce {
     pub url: Option<String>,
     pub validators: Validators,
+    /// SHA-256 (hex) of the file in force: a server that ignores conditional requests
+    /// and sends the same bytes again does not get them parsed again.
+    pub sha256: Option<String>,
 }
 
 /// How an attempt ended.
@@ -60,12 +68,15 @@ pub(crate) async fn run(
             o = attempt(&ctx, &name, generation, &spec, &mut in_force) => o,
         };
         let now = unix_now();
-        let delay = next_delay(
-            &ctx.settings,
-            &spec,
-            &outcome,
-            ctx.store.earliest_next_update(&name),
-            now,
+        let delay = jitter(
+            next_delay(
+                &ctx.settings,
+                &spec,
+                &outcome,
+                ctx.store.earliest_expiry(&name),
+                now,
+            ),
+            RandomState::new().hash_one((&name, now)),
         );
         warn_if_stale(&ctx.store, &name, now);
         ctx.store
@@ -77,12 +88,23 @@ pub(crate) async fn run(
     }
 }
 
-/// When to try again.
+/// Share of a wait taken off at random, at most (10%).
+const JITTER_PER_MILLE: u64 = 100;
+
+/// `delay` shortened by up to [`JITTER_PER_MILLE`] per mille, picked by `random`: only
+/// ever earlier, so a refresh planned ahead of `nextUpdate` stays ahead of it.
+fn jitter(delay: Duration, random: u64) -> Duration {
+    let per_mille = random % (JITTER_PER_MILLE + 1);
+    delay.saturating_sub(delay.mul_f64(per_mille as f64 / 1000.0))
+}
+
+/// When to try again. `expiry` is `thisUpdate` and `nextUpdate` of the CRL in force
+/// that expires first.
 fn next_delay(
     settings: &FetchSettings,
     spec: &CrlSource,
     outcome: &Attempt,
-    earliest_next_update: Option<i64>,
+    expiry: Option<(i64, i64)>,
     now: i64,
 ) -> Duration {
     let interval = spec.interval.get();
@@ -96,13 +118,22 @@ fn next_delay(
     };
     match outcome {
         Attempt::Failed { failures } => backoff(*failures),
-        Attempt::Success => match earliest_next_update {
+        Attempt::Success => match expiry {
             // Already stale even after a successful fetch (the server has nothing newer):
             // keep asking at the retry pace.
-            Some(n) if n <= now => backoff(1),
-            // Be there when the CRL in force expires, if that is before the interval.
-            Some(n) => {
-                interval.min(Duration::from_secs((n - now) as u64).max(settings.retry_initial))
+            Some((_, next)) if next <= now => backoff(1),
+            // CAs publish the next CRL ahead of the current one's nextUpdate: start asking
+            // a tenth of its validity (at most an hour) before it expires, then every
+            // quarter of that lead, so it never goes stale while the CA is on time.
+            Some((this, next)) => {
+                let lead = ((next - this) / 10).clamp(0, 3600);
+                let refresh_at = next - lead;
+                let wait = if now < refresh_at {
+                    refresh_at - now
+                } else {
+                    (lead / 4).min(next - now)
+                };
+                interval.min(Duration::from_secs(wait as u64).max(settings.retry_initial))
             }
             None => interval,
         },
@@ -152,7 +183,7 @@ async fn attempt(
         let validators = (in_force.url.as_deref() == Some(url.as_str())
             && !in_force.validators.is_empty())
         .then_some(&in_force.validators);
-        let fetched = ctx.fetcher.get(&url, validators).await;
+        let fetched = ctx.fetcher.get(&url, validators, spec.max_size).await;
         let now = unix_now();
         match fetched {
             Ok(Fetched::NotModified) => {
@@ -162,6 +193,10 @@ async fn attempt(
                 return Attempt::Success;
             }
             Ok(Fetched::Body { bytes, validators }) => {
+                let known = in_force
+                    .sha256
+                    .clone()
+                    .filter(|_| in_force.url.as_deref() == Some(url.as_str()));
                 match accept(
                     ctx,
                     name,
@@ -171,14 +206,16 @@ async fn attempt(
                     &url,
                     bytes,
                     validators.clone(),
+                    known,
                     now,
                 )
                 .await
                 {
-                    Ok(()) => {
+                    Ok(sha256) => {
                         *in_force = InForce {
                             url: Some(url),
                             validators,
+                            sha256: Some(sha256),
                         };
                         return Attempt::Success;
                     }
@@ -230,6 +267,8 @@ fn last_error(now: i64, url: &str, server: ServedBy, reason: &str, message: &str
 }
 
 /// Load a fetched file off the async threads, put it in force and write the disk cache.
+/// A file byte for byte the same as the one in force (`known`, its SHA-256) is not parsed
+/// again. Returns the file's SHA-256.
 #[allow(clippy::too_many_arguments)]
 async fn accept(
     ctx: &Arc<Ctx>,
@@ -240,27 +279,39 @@ async fn accept(
     url: &str,
     bytes: Vec<u8>,
     validators: Validators,
+    known: Option<String>,
     now: i64,
-) -> Result<(), Refusal> {
-    // Parsing and indexing a big CRL takes a CPU for a fraction of a second: keep it off
-    // the threads that run SMTP sessions.
+) -> Result<String, Refusal> {
+    // Hashing, parsing and indexing a big CRL takes a CPU for a fraction of a second:
+    // keep it off the threads that run SMTP sessions.
     let job = {
         let ctx = Arc::clone(ctx);
         let (name, spec, url) = (name.to_owned(), spec.clone(), url.to_owned());
         move || {
-            let r = load_and_install(
-                &ctx, &name, generation, &spec, server, &url, &bytes, false, now,
-            );
-            (bytes, r)
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            let r = if known.as_deref() == Some(sha256.as_str()) {
+                Ok(None)
+            } else {
+                load_and_install(
+                    &ctx, &name, generation, &spec, server, &url, &bytes, false, now,
+                )
+                .map(Some)
+            };
+            (bytes, sha256, r)
         }
     };
-    let (bytes, result) = tokio::task::spawn_blocking(job).await.map_err(|e| {
+    let (bytes, sha256, result) = tokio::task::spawn_blocking(job).await.map_err(|e| {
         Refusal::Parse(super::parse::ParseError::Malformed {
             index: 0,
             reason: format!("the loader crashed: {e}"),
         })
     })?;
-    let installed = result?;
+    let Some(installed) = result? else {
+        ctx.store.metrics.fetched(name, server, "identical");
+        ctx.store.not_modified(name, generation, server, now);
+        tracing::info!(source = name, url, server = server.as_str(), outcome = "identical", sha256 = %sha256, "CRL unchanged on the server (the same bytes again); not parsed again");
+        return Ok(sha256);
+    };
     if installed && let Some(cache) = ctx.cache.clone() {
         let meta = CacheMeta {
             url: url.to_owned(),
@@ -280,7 +331,7 @@ async fn accept(
             Err(e) => tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache"),
         }
     }
-    Ok(())
+    Ok(sha256)
 }
 
 /// Parse, verify, index and put in force (blocking). Returns whether it was installed
@@ -359,6 +410,7 @@ mod tests {
             interval: CfgDuration::from_secs(interval),
             applies_to: vec![],
             failure_policy: Default::default(),
+            max_size: postern_config::DEFAULT_CRL_MAX_SIZE,
         }
     }
 
@@ -373,12 +425,33 @@ mod tests {
         let secs = |d: Duration| d.as_secs();
         assert_eq!(secs(next_delay(&s, &sp, &Attempt::Success, None, 0)), 3600);
         assert_eq!(
-            secs(next_delay(&s, &sp, &Attempt::Success, Some(600), 0)),
+            secs(next_delay(
+                &s,
+                &sp,
+                &Attempt::Success,
+                Some((-86_400, 600)),
+                0
+            )),
             600
         );
-        assert_eq!(secs(next_delay(&s, &sp, &Attempt::Success, Some(2), 0)), 10);
         assert_eq!(
-            secs(next_delay(&s, &sp, &Attempt::Success, Some(-5), 0)),
+            secs(next_delay(
+                &s,
+                &sp,
+                &Attempt::Success,
+                Some((-86_400, 2)),
+                0
+            )),
+            10
+        );
+        assert_eq!(
+            secs(next_delay(
+                &s,
+                &sp,
+                &Attempt::Success,
+                Some((-86_400, -5)),
+                0
+            )),
             10
         );
         assert_eq!(
@@ -421,5 +494,46 @@ mod tests {
             )),
             60
         );
+    }
+
+    #[test]
+    fn refreshes_ahead_of_next_update() {
+        let s = FetchSettings {
+            retry_initial: Duration::from_secs(30),
+            ..FetchSettings::default()
+        };
+        let day = spec(86_400 * 7);
+        let at = |now: i64, this: i64, next: i64| {
+            next_delay(&s, &day, &Attempt::Success, Some((this, next)), now).as_secs()
+        };
+        // A week-long CRL: first asked an hour (the lead's cap) before it expires.
+        assert_eq!(at(0, 0, 7 * 86_400), 7 * 86_400 - 3600);
+        // Inside the lead: every quarter of it, and at nextUpdate at the latest.
+        assert_eq!(at(7 * 86_400 - 3600, 0, 7 * 86_400), 900);
+        assert_eq!(at(7 * 86_400 - 600, 0, 7 * 86_400), 600);
+        assert_eq!(at(7 * 86_400 - 40, 0, 7 * 86_400), 40);
+        // A one-hour CRL: a tenth of its validity ahead (6 min).
+        assert_eq!(at(0, 0, 3600), 3240);
+        // Never below the retry floor.
+        assert_eq!(at(3599, 0, 3600), 30);
+        // The interval still bounds it.
+        assert_eq!(
+            next_delay(&s, &spec(600), &Attempt::Success, Some((0, 86_400)), 0).as_secs(),
+            600
+        );
+    }
+
+    #[test]
+    fn jitter_only_shortens_by_at_most_a_tenth() {
+        let d = Duration::from_secs(3600);
+        let mut seen = std::collections::BTreeSet::new();
+        for r in 0..5000u64 {
+            let j = jitter(d, RandomState::new().hash_one(r));
+            assert!(j <= d && j >= Duration::from_secs(3240), "{j:?}");
+            seen.insert(j.as_secs());
+        }
+        assert!(seen.len() > 50, "jitter spreads the fetches: {seen:?}");
+        assert_eq!(jitter(d, 0), d);
+        assert_eq!(jitter(d, 100), Duration::from_secs(3240));
     }
 }

@@ -189,6 +189,7 @@ fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
     let in_force = InForce {
         url: Some(meta.url.clone()),
         validators: meta.validators.clone(),
+        sha256: Some(meta.sha256.clone()),
     };
     if !ctx.store.in_force(name).0.is_empty() {
         // Already in force (the spec changed but kept the URL): reuse the validators.

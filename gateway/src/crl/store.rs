@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use super::coverage::{CaCoverage, ListenerCas, SourceView, coverage};
 use super::index::CrlIndex;
 use super::load::{Loaded, Missing};
 use super::metrics::{CrlMetrics, CrlMetricsSource, Gauges};
@@ -119,6 +120,8 @@ struct State {
     /// Every source of the first configurations reported its first fetch: readiness no
     /// longer waits for CRL sources (see [`CrlStore::startup_pending`]).
     started: bool,
+    /// The CAs of each listener's client CA bundle, for the coverage view.
+    listener_cas: Vec<ListenerCas>,
 }
 
 /// What [`CrlStore::configure`] changed.
@@ -184,6 +187,7 @@ impl CrlStore {
         let mut st = self.state();
         st.trust = Arc::clone(&trust);
         st.configured = true;
+        st.listener_cas = ListenerCas::from_config(config);
         let removed: Vec<String> = st
             .sources
             .keys()
@@ -388,15 +392,32 @@ impl CrlStore {
         }
     }
 
-    /// The earliest `nextUpdate` among a source's CRLs in force.
-    pub fn earliest_next_update(&self, source: &str) -> Option<i64> {
+    /// `thisUpdate` and `nextUpdate` of the source's CRL that expires first: the
+    /// scheduler refreshes ahead of it by a share of its validity period.
+    pub fn earliest_expiry(&self, source: &str) -> Option<(i64, i64)> {
         let st = self.state();
         st.sources
             .get(source)?
             .crls
             .iter()
-            .filter_map(|ix| ix.meta.next_update)
-            .min()
+            .filter_map(|ix| Some((ix.meta.this_update, ix.meta.next_update?)))
+            .min_by_key(|(_, next)| *next)
+    }
+
+    /// Revocation coverage of every CA of every listener's client CA bundle.
+    pub fn coverage(&self) -> Vec<CaCoverage> {
+        let st = self.state();
+        let views: Vec<SourceView<'_>> = st
+            .sources
+            .iter()
+            .map(|(name, rec)| SourceView {
+                name,
+                spec: &rec.spec,
+                crls: &rec.crls,
+                last_fetch: rec.last_fetch,
+            })
+            .collect();
+        coverage(&st.listener_cas, &views)
     }
 
     /// Status of every source, by name.
@@ -610,6 +631,10 @@ impl CrlMetricsSource for CrlStore {
     fn gauges(&self) -> Vec<Gauges> {
         CrlStore::gauges(self)
     }
+
+    fn coverage(&self) -> Vec<CaCoverage> {
+        CrlStore::coverage(self)
+    }
 }
 
 impl RevocationChecker for CrlStore {
@@ -667,6 +692,7 @@ mod tests {
                     interval: Duration::from_secs(3600),
                     applies_to: scopes.clone(),
                     failure_policy: Default::default(),
+                    max_size: postern_config::DEFAULT_CRL_MAX_SIZE,
                 },
             );
         }

@@ -129,6 +129,11 @@ impl TrustStore {
         store
     }
 
+    /// The trusted CAs.
+    pub fn cas(&self) -> &[TrustedCa] {
+        &self.cas
+    }
+
     /// Add every certificate of a PEM bundle; returns how many were added.
     pub fn add_pem(&mut self, pem_text: &str, origin: &str) -> Result<usize, pem::PemError> {
         let certs = pem::certificates(pem_text)?;

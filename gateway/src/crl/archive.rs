@@ -1,0 +1,121 @@
+//! `format: Zip`: the CRLs of a ZIP archive (DISA distributes its CRLs as such bundles),
+//! each member DER or PEM. Members are inflated one at a time through a bounded reader, so
+//! a zip bomb is refused as soon as it exceeds a limit, never after it has filled memory:
+//! at most [`MAX_MEMBERS`] members, [`MAX_RATIO`]:1 compression per member, and at most
+//! [`MAX_UNPACKED`] bytes unpacked in all (the download itself is bounded by `maxSize`).
+
+use std::borrow::Cow;
+use std::io::{Cursor, Read};
+
+use super::parse::ParseError;
+
+/// Most members accepted in one archive.
+pub(crate) const MAX_MEMBERS: usize = 10_000;
+/// Highest compression ratio accepted for a member: DER CRLs compress about 2:1, so
+/// anything near this is not a CRL.
+pub(crate) const MAX_RATIO: u64 = 100;
+/// Largest unpacked total of an archive (the default `maxSize`).
+pub(crate) const MAX_UNPACKED: u64 = postern_config::DEFAULT_CRL_MAX_SIZE;
+
+/// The DER of every CRL in the archive `bytes`, members in archive order (directories
+/// skipped; PEM members may hold several CRLs). `max_total` bounds the unpacked size.
+pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Cow<'static, [u8]>>, ParseError> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
+        ParseError::Zip(format!(
+            "not a ZIP archive (the source says format: Zip): {e}"
+        ))
+    })?;
+    if zip.len() > MAX_MEMBERS {
+        return Err(ParseError::Zip(format!(
+            "{} members; at most {MAX_MEMBERS} are accepted",
+            zip.len()
+        )));
+    }
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for i in 0..zip.len() {
+        let mut member = zip
+            .by_index(i)
+            .map_err(|e| ParseError::Zip(format!("member #{i}: {e}")))?;
+        if member.is_dir() {
+            continue;
+        }
+        let name = member
+            .name()
+            .map_or_else(|_| format!("#{i}"), |n| n.into_owned());
+        let compressed = member.compressed_size().max(1);
+        // The declared size is only a hint (a bomb lies about it): the reader below is
+        // bounded by what is still allowed, whatever the header says.
+        let allowed = (max_total - total).min(compressed.saturating_mul(MAX_RATIO));
+        let mut data = Vec::with_capacity(usize::try_from(member.size().min(allowed)).unwrap_or(0));
+        (&mut member)
+            .take(allowed + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| ParseError::Zip(format!("member {name:?}: {e}")))?;
+        let len = data.len() as u64;
+        if len > allowed {
+            return Err(ParseError::Zip(if allowed < max_total - total {
+                format!(
+                    "member {name:?} inflates more than {MAX_RATIO}:1 ({compressed} bytes compressed): refused as a zip bomb"
+                )
+            } else {
+                format!("the archive unpacks to more than {max_total} bytes")
+            }));
+        }
+        total += len;
+        if data.trim_ascii_start().starts_with(b"-----BEGIN") {
+            let ders = super::parse::split(&data, postern_config::CrlFormat::Pem)
+                .map_err(|e| ParseError::Zip(format!("member {name:?}: {e}")))?;
+            out.extend(ders.into_iter().map(|d| Cow::Owned(d.into_owned())));
+        } else {
+            out.push(Cow::Owned(data));
+        }
+    }
+    if out.is_empty() {
+        return Err(ParseError::Zip("the archive holds no CRL".to_owned()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn archive(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        w.add_directory("crls/", opts).unwrap();
+        for (name, data) in members {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn der_and_pem_members_in_order() {
+        let pem = b"-----BEGIN X509 CRL-----\nMAMCAQE=\n-----END X509 CRL-----\n-----BEGIN X509 CRL-----\nMAMCAQI=\n-----END X509 CRL-----\n";
+        let z = archive(&[("crls/a.crl", &[0x30, 0x00]), ("crls/b.pem", pem)]);
+        let got = crls(&z, 1 << 20).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(&*got[0], &[0x30, 0x00]);
+        assert_eq!(&*got[1], &[0x30, 0x03, 0x02, 0x01, 0x01]);
+        assert_eq!(&*got[2], &[0x30, 0x03, 0x02, 0x01, 0x02]);
+    }
+
+    #[test]
+    fn bombs_oversize_and_garbage_are_refused() {
+        let zeros = vec![0u8; 10 << 20];
+        let e = crls(&archive(&[("bomb.crl", &zeros)]), 1 << 30).unwrap_err();
+        assert!(e.to_string().contains("zip bomb"), "{e}");
+        let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let e = crls(&archive(&[("a.crl", &big)]), 100_000).unwrap_err();
+        assert!(e.to_string().contains("more than 100000 bytes"), "{e}");
+        let e = crls(b"not a zip", 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("not a ZIP archive"), "{e}");
+        let e = crls(&archive(&[]), 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("no CRL"), "{e}");
+    }
+}

@@ -1,0 +1,155 @@
+//! Revocation coverage per trusted CA: for every CA of every listener's client CA bundle,
+//! which mechanism checks its certificates' revocation (today: the CRLs in force of the
+//! enabled `InboundSmtpTls` sources), how fresh it is, and what it holds. Answers "are we
+//! checking revocation for every CA we trust?" (`GET /revocation`, the gauge
+//! `postern_revocation_ca_covered{listener,ca}`).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::index::CrlIndex;
+use super::verify::TrustStore;
+use super::{rfc3339, unix_now};
+use postern_config::{CrlScope, CrlSource, GatewayConfig};
+
+/// The CAs of one listener's client CA bundle: raw subject DER and subject text, each
+/// subject once (a re-keyed CA's certificates share it).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ListenerCas {
+    /// The listener.
+    pub listener: String,
+    /// Its CAs.
+    pub cas: Vec<(Box<[u8]>, String)>,
+}
+
+impl ListenerCas {
+    /// Every listener's client CA bundle in `config` (unusable PEM is skipped: `validate`
+    /// reports it).
+    pub(crate) fn from_config(config: &GatewayConfig) -> Vec<Self> {
+        config
+            .listeners
+            .iter()
+            .filter_map(|(name, l)| {
+                let pem = l.tls.as_ref()?.client_ca_pem.as_deref()?;
+                let mut trust = TrustStore::default();
+                let _ = trust.add_pem(pem, &format!("listener {name} clientCaPem"));
+                let mut cas: Vec<(Box<[u8]>, String)> = Vec::new();
+                for ca in trust.cas() {
+                    if !cas.iter().any(|(der, _)| **der == *ca.subject_der) {
+                        cas.push((
+                            ca.subject_der.clone().into_boxed_slice(),
+                            ca.subject.clone(),
+                        ));
+                    }
+                }
+                Some(Self {
+                    listener: name.clone(),
+                    cas,
+                })
+            })
+            .collect()
+    }
+}
+
+/// How revocation is checked for one CA of one listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaCoverage {
+    /// The listener whose client CA bundle holds the CA.
+    pub listener: String,
+    /// The CA's subject DN.
+    pub ca: String,
+    /// A CRL of this CA is in force: its certificates' revocation is checked (a stale
+    /// CRL refuses them; see `stale`).
+    pub covered: bool,
+    /// `crl` when covered, `none` otherwise.
+    pub mechanism: &'static str,
+    /// The CRL sources with a CRL of this CA in force.
+    pub sources: Vec<String>,
+    /// Revoked serials in those CRLs.
+    pub entries: usize,
+    /// Their size as DER.
+    pub der_bytes: usize,
+    /// Memory held by their indexes.
+    pub index_bytes: usize,
+    /// The earliest `nextUpdate` among them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_update: Option<String>,
+    /// Seconds until that `nextUpdate` (negative: stale).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds_until_stale: Option<i64>,
+    /// A CRL of this CA is past `nextUpdate`.
+    pub stale: bool,
+    /// The latest successful fetch of those sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_fetch_time: Option<String>,
+}
+
+/// One source as coverage sees it: its spec, CRLs in force and last successful fetch.
+pub(crate) struct SourceView<'a> {
+    pub name: &'a str,
+    pub spec: &'a CrlSource,
+    pub crls: &'a [Arc<CrlIndex>],
+    pub last_fetch: Option<i64>,
+}
+
+/// Coverage of every CA of every listener, in listener then bundle order.
+pub(crate) fn coverage(listeners: &[ListenerCas], sources: &[SourceView<'_>]) -> Vec<CaCoverage> {
+    let now = unix_now();
+    let inbound: Vec<&SourceView<'_>> = sources
+        .iter()
+        .filter(|s| s.spec.enabled && s.spec.applies_to.contains(&CrlScope::InboundSmtpTls))
+        .collect();
+    let mut out = Vec::new();
+    for l in listeners {
+        for (subject_der, subject) in &l.cas {
+            let mut c = CaCoverage {
+                listener: l.listener.clone(),
+                ca: subject.clone(),
+                covered: false,
+                mechanism: "none",
+                sources: Vec::new(),
+                entries: 0,
+                der_bytes: 0,
+                index_bytes: 0,
+                next_update: None,
+                seconds_until_stale: None,
+                stale: false,
+                last_fetch_time: None,
+            };
+            let mut next: Option<i64> = None;
+            let mut fetched: Option<i64> = None;
+            for s in &inbound {
+                let mine: Vec<&Arc<CrlIndex>> = s
+                    .crls
+                    .iter()
+                    .filter(|ix| *ix.meta.issuer_der == **subject_der)
+                    .collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                c.sources.push(s.name.to_owned());
+                fetched = fetched.max(s.last_fetch);
+                for ix in mine {
+                    c.entries += ix.meta.entries;
+                    c.der_bytes += ix.meta.der_len;
+                    c.index_bytes += ix.heap_bytes();
+                    c.stale |= ix.meta.is_stale(now);
+                    if let Some(n) = ix.meta.next_update {
+                        next = Some(next.map_or(n, |m| m.min(n)));
+                    }
+                }
+            }
+            c.covered = !c.sources.is_empty();
+            if c.covered {
+                c.mechanism = "crl";
+            }
+            c.next_update = next.map(rfc3339);
+            c.seconds_until_stale = next.map(|n| n - now);
+            c.last_fetch_time = fetched.map(rfc3339);
+            out.push(c);
+        }
+    }
+    out
+}
