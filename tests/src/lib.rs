@@ -7,6 +7,7 @@
 pub mod clients;
 pub mod cluster;
 pub mod crl;
+pub mod crl_service;
 pub mod cutproxy;
 pub mod gate;
 pub mod gateway;

@@ -6,23 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postern_config::protocol::ServedBy;
-use postern_config::{CrlScope, CrlSource, GatewayConfig, Listener};
-use postern_gateway::crl::{CrlService, CrlStore, FetchSettings, ServiceSettings, SourceStatus};
+use postern_config::{CrlScope, CrlSource};
+use postern_gateway::crl::{CrlService, CrlStore};
 use postern_gateway::tls::{MissingCrl, RevocationChecker, RevocationStatus};
 use postern_testkit::crl::{RevokedSpec, crl_pem};
 use postern_testkit::file_server::{HttpServer, dead_url};
 use postern_testkit::pki::Ca;
+use postern_tests::crl_service::{config, service, settings, wait_for};
 
 const IN: CrlScope = CrlScope::InboundSmtpTls;
-
-fn listener(ca_pem: &str) -> Listener {
-    serde_json::from_value(serde_json::json!({
-        "address": "127.0.0.1", "port": 2525, "hostname": "mx.test",
-        "tls": {"certificateChainPem": "unused", "privateKeyPem": "unused", "clientCaPem": ca_pem},
-        "defaultPolicy": "p", "nextHop": {"host": "127.0.0.1"}
-    }))
-    .expect("listener")
-}
 
 fn source(format: &str, primary: &str, secondary: Option<&str>) -> CrlSource {
     let mut v = serde_json::json!({
@@ -33,57 +25,6 @@ fn source(format: &str, primary: &str, secondary: Option<&str>) -> CrlSource {
         v["secondaryUrl"] = s.into();
     }
     serde_json::from_value(v).expect("source")
-}
-
-fn config(ca_pems: &[String], sources: Vec<(&str, CrlSource)>) -> GatewayConfig {
-    let mut c = GatewayConfig::default();
-    c.listeners
-        .insert("submission".into(), listener(&ca_pems.concat()));
-    for (name, s) in sources {
-        c.crl_sources.insert(name.into(), s);
-    }
-    c
-}
-
-fn settings(cache: Option<&std::path::Path>) -> ServiceSettings {
-    ServiceSettings {
-        fetch: FetchSettings {
-            connect_timeout: Duration::from_secs(2),
-            timeout: Duration::from_secs(3),
-            retry_initial: Duration::from_millis(200),
-            retry_max: Duration::from_millis(500),
-            ..FetchSettings::default()
-        },
-        cache_dir: cache.map(ToOwned::to_owned),
-    }
-}
-
-fn service(cache: Option<&std::path::Path>) -> (Arc<CrlStore>, CrlService) {
-    let store = Arc::new(CrlStore::new());
-    let svc = CrlService::new(Arc::clone(&store), settings(cache)).expect("service");
-    (store, svc)
-}
-
-async fn wait_for(
-    store: &CrlStore,
-    name: &str,
-    what: &str,
-    f: impl Fn(&SourceStatus) -> bool,
-) -> SourceStatus {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(s) = store.source_status(name)
-            && f(&s)
-        {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; status: {:#?}",
-            store.source_status(name)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn revoked(store: &CrlStore, ca: &Ca, serial: &[u8]) -> RevocationStatus {

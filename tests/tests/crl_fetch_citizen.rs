@@ -8,23 +8,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use postern_config::{CrlScope, CrlSource, GatewayConfig, Listener};
-use postern_gateway::crl::{CrlService, CrlStore, FetchSettings, ServiceSettings, SourceStatus};
+use postern_config::{CrlScope, CrlSource};
+use postern_gateway::crl::CrlStore;
 use postern_gateway::tls::{RevocationChecker, RevocationStatus};
 use postern_testkit::crl::crl_pem;
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::pki::Ca;
+use postern_tests::crl_service::{config, service, wait_for};
 
 const IN: CrlScope = CrlScope::InboundSmtpTls;
-
-fn listener(ca_pem: &str) -> Listener {
-    serde_json::from_value(serde_json::json!({
-        "address": "127.0.0.1", "port": 2525, "hostname": "mx.test",
-        "tls": {"certificateChainPem": "unused", "privateKeyPem": "unused", "clientCaPem": ca_pem},
-        "defaultPolicy": "p", "nextHop": {"host": "127.0.0.1"}
-    }))
-    .expect("listener")
-}
 
 fn source(format: &str, url: &str, max_size: Option<u64>) -> CrlSource {
     let mut v = serde_json::json!({
@@ -34,54 +26,6 @@ fn source(format: &str, url: &str, max_size: Option<u64>) -> CrlSource {
         v["maxSize"] = m.into();
     }
     serde_json::from_value(v).expect("source")
-}
-
-fn config(ca_pems: &[String], sources: Vec<(&str, CrlSource)>) -> GatewayConfig {
-    let mut c = GatewayConfig::default();
-    c.listeners
-        .insert("submission".into(), listener(&ca_pems.concat()));
-    for (name, s) in sources {
-        c.crl_sources.insert(name.into(), s);
-    }
-    c
-}
-
-fn service() -> (Arc<CrlStore>, CrlService) {
-    let store = Arc::new(CrlStore::new());
-    let settings = ServiceSettings {
-        fetch: FetchSettings {
-            connect_timeout: Duration::from_secs(2),
-            timeout: Duration::from_secs(5),
-            retry_initial: Duration::from_millis(200),
-            retry_max: Duration::from_millis(500),
-            ..FetchSettings::default()
-        },
-        cache_dir: None,
-    };
-    let svc = CrlService::new(Arc::clone(&store), settings).expect("service");
-    (store, svc)
-}
-
-async fn wait_for(
-    store: &CrlStore,
-    name: &str,
-    what: &str,
-    f: impl Fn(&SourceStatus) -> bool,
-) -> SourceStatus {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(s) = store.source_status(name)
-            && f(&s)
-        {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; status: {:#?}",
-            store.source_status(name)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A ZIP archive of `files` (name, content) made by the `zip` tool.
@@ -133,7 +77,7 @@ async fn zip_archives_of_der_and_pem_crls_and_zip_bombs() {
     let server = HttpServer::start();
     server.put("/dod.zip", archive);
     let cas = [root.cert_pem(), a.cert_pem(), b.cert_pem()];
-    let (store, svc) = service();
+    let (store, svc) = service(None);
     svc.apply(&config(
         &cas,
         vec![("dod", source("Zip", &server.url("/dod.zip"), None))],
@@ -180,7 +124,7 @@ async fn max_size_per_source_and_the_same_bytes_are_not_parsed_again() {
     let crl = ca.current_crl(3, &[&[0x01], &[0x02]]);
     let server = HttpServer::start();
     server.put("/ca.crl", crl.clone());
-    let (store, svc) = service();
+    let (store, svc) = service(None);
     svc.apply(&config(
         &[ca.cert_pem()],
         vec![

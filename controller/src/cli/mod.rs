@@ -6,6 +6,7 @@ mod output;
 mod overlay;
 mod plan;
 mod render;
+mod revocation;
 mod size;
 mod yaml;
 

@@ -61,6 +61,7 @@ pub(crate) fn run(args: &PlanArgs, stdout: &mut dyn Write, stderr: &mut dyn Writ
         stderr,
     );
     super::size::warn(&compiled.config, stderr);
+    super::revocation::warn(&compiled.config, stderr);
     let base = previous.unwrap_or_default();
     let changes = diff(&base, &compiled.config);
     let _ = write!(stdout, "{}", changes.render());

@@ -28,6 +28,7 @@ pub(crate) fn run(args: &RenderArgs, stdout: &mut dyn Write, stderr: &mut dyn Wr
         return ExitCode::FAILURE;
     }
     super::size::warn(&compiled.config, stderr);
+    super::revocation::warn(&compiled.config, stderr);
     let text = format!(
         "# Gateway configuration rendered by `postern render`; run it with `postern-gateway --config FILE`.\n# {}\n{}",
         compiled.config.hash(),

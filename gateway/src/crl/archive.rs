@@ -4,10 +4,10 @@
 //! at most [`MAX_MEMBERS`] members, [`MAX_RATIO`]:1 compression per member, and at most
 //! [`MAX_UNPACKED`] bytes unpacked in all (the download itself is bounded by `maxSize`).
 
-use std::borrow::Cow;
 use std::io::{Cursor, Read};
 
-use super::parse::ParseError;
+use rustls_pki_types::CertificateRevocationListDer;
+use rustls_pki_types::pem::PemObject;
 
 /// Most members accepted in one archive.
 pub(crate) const MAX_MEMBERS: usize = 10_000;
@@ -17,16 +17,21 @@ pub(crate) const MAX_RATIO: u64 = 100;
 /// Largest unpacked total of an archive (the default `maxSize`).
 pub(crate) const MAX_UNPACKED: u64 = postern_config::DEFAULT_CRL_MAX_SIZE;
 
+/// Why an archive is refused (the message names the member).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ArchiveError(pub String);
+
 /// The DER of every CRL in the archive `bytes`, members in archive order (directories
 /// skipped; PEM members may hold several CRLs). `max_total` bounds the unpacked size.
-pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Cow<'static, [u8]>>, ParseError> {
+pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Vec<u8>>, ArchiveError> {
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
-        ParseError::Zip(format!(
+        ArchiveError(format!(
             "not a ZIP archive (the source says format: Zip): {e}"
         ))
     })?;
     if zip.len() > MAX_MEMBERS {
-        return Err(ParseError::Zip(format!(
+        return Err(ArchiveError(format!(
             "{} members; at most {MAX_MEMBERS} are accepted",
             zip.len()
         )));
@@ -36,7 +41,7 @@ pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Cow<'static, [u8]
     for i in 0..zip.len() {
         let mut member = zip
             .by_index(i)
-            .map_err(|e| ParseError::Zip(format!("member #{i}: {e}")))?;
+            .map_err(|e| ArchiveError(format!("member #{i}: {e}")))?;
         if member.is_dir() {
             continue;
         }
@@ -51,10 +56,10 @@ pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Cow<'static, [u8]
         (&mut member)
             .take(allowed + 1)
             .read_to_end(&mut data)
-            .map_err(|e| ParseError::Zip(format!("member {name:?}: {e}")))?;
+            .map_err(|e| ArchiveError(format!("member {name:?}: {e}")))?;
         let len = data.len() as u64;
         if len > allowed {
-            return Err(ParseError::Zip(if allowed < max_total - total {
+            return Err(ArchiveError(if allowed < max_total - total {
                 format!(
                     "member {name:?} inflates more than {MAX_RATIO}:1 ({compressed} bytes compressed): refused as a zip bomb"
                 )
@@ -64,15 +69,23 @@ pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Cow<'static, [u8]
         }
         total += len;
         if data.trim_ascii_start().starts_with(b"-----BEGIN") {
-            let ders = super::parse::split(&data, postern_config::CrlFormat::Pem)
-                .map_err(|e| ParseError::Zip(format!("member {name:?}: {e}")))?;
-            out.extend(ders.into_iter().map(|d| Cow::Owned(d.into_owned())));
+            let before = out.len();
+            for der in CertificateRevocationListDer::pem_slice_iter(&data) {
+                let der =
+                    der.map_err(|e| ArchiveError(format!("member {name:?}: malformed PEM: {e}")))?;
+                out.push(der.as_ref().to_vec());
+            }
+            if out.len() == before {
+                return Err(ArchiveError(format!(
+                    "member {name:?}: no PEM `X509 CRL` block"
+                )));
+            }
         } else {
-            out.push(Cow::Owned(data));
+            out.push(data);
         }
     }
     if out.is_empty() {
-        return Err(ParseError::Zip("the archive holds no CRL".to_owned()));
+        return Err(ArchiveError("the archive holds no CRL".to_owned()));
     }
     Ok(out)
 }

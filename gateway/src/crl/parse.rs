@@ -79,7 +79,9 @@ pub fn split(bytes: &[u8], format: CrlFormat) -> Result<Vec<Cow<'_, [u8]>>, Pars
             }
             Ok(ders)
         }
-        CrlFormat::Zip => super::archive::crls(bytes, super::archive::MAX_UNPACKED),
+        CrlFormat::Zip => super::archive::crls(bytes, super::archive::MAX_UNPACKED)
+            .map(|ders| ders.into_iter().map(Cow::Owned).collect())
+            .map_err(|e| ParseError::Zip(e.0)),
     }
 }
 
