@@ -1,6 +1,7 @@
 //! Revocation coverage per trusted CA: for every CA of every listener's client CA bundle,
-//! which mechanism checks its certificates' revocation (today: the CRLs in force of the
-//! enabled `InboundSmtpTls` sources), how fresh it is, and what it holds. Answers "are we
+//! which mechanism checks its certificates' revocation (the CRLs in force of the enabled
+//! `InboundSmtpTls` sources, and OCSP where the listener's `tls.revocation.mode` asks it),
+//! how fresh it is, and what it holds. Answers "are we
 //! checking revocation for every CA we trust?" (`GET /revocation`, the gauge
 //! `postern_revocation_ca_covered{listener,ca}`).
 
@@ -11,7 +12,7 @@ use serde::Serialize;
 use super::index::CrlIndex;
 use super::verify::TrustStore;
 use super::{rfc3339, unix_now};
-use postern_config::{CrlScope, CrlSource, GatewayConfig};
+use postern_config::{CrlScope, CrlSource, GatewayConfig, RevocationMode};
 
 /// The CAs of one listener's client CA bundle: raw subject DER and subject text, each
 /// subject once (a re-keyed CA's certificates share it).
@@ -21,6 +22,8 @@ pub(crate) struct ListenerCas {
     pub listener: String,
     /// Its CAs.
     pub cas: Vec<(Box<[u8]>, String)>,
+    /// How the listener checks revocation.
+    pub mode: RevocationMode,
 }
 
 impl ListenerCas {
@@ -46,6 +49,7 @@ impl ListenerCas {
                 Some(Self {
                     listener: name.clone(),
                     cas,
+                    mode: l.tls.as_ref().map(|t| t.revocation.mode).unwrap_or_default(),
                 })
             })
             .collect()
@@ -60,10 +64,11 @@ pub struct CaCoverage {
     pub listener: String,
     /// The CA's subject DN.
     pub ca: String,
-    /// A CRL of this CA is in force: its certificates' revocation is checked (a stale
-    /// CRL refuses them; see `stale`).
+    /// Revocation of this CA's certificates is checked: a CRL of it is in force (a stale
+    /// CRL refuses them; see `stale`), or the listener asks OCSP (whether a responder
+    /// answers is known per certificate: see the OCSP metrics).
     pub covered: bool,
-    /// `crl` when covered, `none` otherwise.
+    /// `crl`, `ocsp`, `crl+ocsp` (both consulted, in the listener's order) or `none`.
     pub mechanism: &'static str,
     /// The CRL sources with a CRL of this CA in force.
     pub sources: Vec<String>,
@@ -141,10 +146,16 @@ pub(crate) fn coverage(listeners: &[ListenerCas], sources: &[SourceView<'_>]) ->
                     }
                 }
             }
-            c.covered = !c.sources.is_empty();
-            if c.covered {
-                c.mechanism = "crl";
-            }
+            // OcspOnly never consults CRLs, so a CRL in force does not cover there.
+            let crl = !c.sources.is_empty() && l.mode != RevocationMode::OcspOnly;
+            let ocsp = l.mode != RevocationMode::CrlOnly;
+            c.mechanism = match (crl, ocsp) {
+                (true, true) => "crl+ocsp",
+                (true, false) => "crl",
+                (false, true) => "ocsp",
+                (false, false) => "none",
+            };
+            c.covered = crl || ocsp;
             c.next_update = next.map(rfc3339);
             c.seconds_until_stale = next.map(|n| n - now);
             c.last_fetch_time = fetched.map(rfc3339);
@@ -152,4 +163,31 @@ pub(crate) fn coverage(listeners: &[ListenerCas], sources: &[SourceView<'_>]) ->
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(mode: RevocationMode) -> ListenerCas {
+        ListenerCas {
+            listener: "submission".into(),
+            cas: vec![(b"subject".to_vec().into_boxed_slice(), "CN=CA".into())],
+            mode,
+        }
+    }
+
+    #[test]
+    fn a_listener_asking_ocsp_covers_its_cas_without_a_crl() {
+        let cases = [
+            (RevocationMode::CrlOnly, false, "none"),
+            (RevocationMode::OcspOnly, true, "ocsp"),
+            (RevocationMode::CrlThenOcsp, true, "ocsp"),
+            (RevocationMode::OcspThenCrl, true, "ocsp"),
+        ];
+        for (mode, covered, mechanism) in cases {
+            let c = coverage(&[listener(mode)], &[]);
+            assert_eq!((c[0].covered, c[0].mechanism), (covered, mechanism), "{mode:?}");
+        }
+    }
 }
