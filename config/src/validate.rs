@@ -522,6 +522,7 @@ impl Validator {
         }
         if let Some(c) = &p.certificate {
             self.auth_backend(config, name, Mechanism::Certificate, &c.backend);
+            self.certificate_type(name, c);
         }
         if let Some(a) = &p.smtp_auth {
             self.auth_backend(config, name, Mechanism::SmtpAuth, &a.backend);
@@ -541,6 +542,36 @@ impl Validator {
             }
             self.throttle_limit(name, "throttle.perClient", &a.throttle.per_client);
             self.throttle_limit(name, "throttle.perUser", &a.throttle.per_user);
+        }
+    }
+
+    /// `certificate.requiredPolicies` / `requiredEkus`: dotted OIDs (EKUs also by name).
+    fn certificate_type(&mut self, name: &str, c: &crate::CertificateAuth) {
+        use crate::certificate_type::{EKU_NAMES, eku_oid, is_oid};
+        for (i, oid) in c.required_policies.iter().enumerate() {
+            if !is_oid(oid) {
+                self.push(
+                    Section::AuthProfiles,
+                    name,
+                    Field::Same(Path::keys("certificate").key("requiredPolicies").index(i)),
+                    Reason::InvalidValue,
+                    format!("{oid:?} is not a dotted OID (e.g. 2.16.840.1.101.2.1.11.42)"),
+                );
+            }
+        }
+        for (i, eku) in c.required_ekus.iter().enumerate() {
+            if eku_oid(eku).is_none() {
+                self.push(
+                    Section::AuthProfiles,
+                    name,
+                    Field::Same(Path::keys("certificate").key("requiredEkus").index(i)),
+                    Reason::InvalidValue,
+                    format!(
+                        "{eku:?} is neither a dotted OID nor a known EKU name ({})",
+                        EKU_NAMES.map(|(n, _)| n).join(", ")
+                    ),
+                );
+            }
         }
     }
 

@@ -71,5 +71,11 @@ pub fn facts(cn: &str, serial_hex: &str) -> postern_gateway::auth::CertificateFa
         email: None,
         upn: None,
         fingerprint_sha256: "00".repeat(32),
+        edipi: None,
+        alt_sec_issuer_serial: String::new(),
+        alt_sec_ski: None,
+        alt_sec_sha1_public_key: String::new(),
+        policies: Vec::new(),
+        ekus: None,
     }
 }
