@@ -79,87 +79,78 @@ pub struct CacPki {
     pub issuing: Issued,
 }
 
+/// A new P-256 key and a certificate request for `subj` (`req -new`), files in `dir`.
+pub fn request(dir: &Path, subj: &str, key: &str, csr: &str) -> Result<()> {
+    let mut args = vec!["req", "-new"];
+    args.extend(EC_KEY);
+    args.extend(["-subj", subj, "-keyout", key, "-out", csr]);
+    openssl(dir, &args).map(drop)
+}
+
+/// A self-signed CA certificate with a new P-256 key (`req -x509`), files in `dir`.
+pub fn self_signed_ca(dir: &Path, subj: &str, key: &str, cert: &str) -> Result<()> {
+    let mut args = vec!["req", "-x509", "-days", "30"];
+    args.extend(EC_KEY);
+    args.extend(["-subj", subj, "-keyout", key, "-out", cert]);
+    args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+    args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    openssl(dir, &args).map(drop)
+}
+
+/// Sign `csr` with a CA (`x509 -req`), serial `serial` (openssl's `0x...` form), with the
+/// extensions of `extfile` when given.
+pub fn sign(
+    dir: &Path,
+    csr: &str,
+    ca: &Issued,
+    serial: &str,
+    extfile: Option<&Path>,
+    out: &str,
+) -> Result<()> {
+    let (ca_cert, ca_key) = (ca.cert.to_string_lossy(), ca.key.to_string_lossy());
+    let mut args = vec![
+        "x509", "-req", "-in", csr, "-CA", &ca_cert, "-CAkey", &ca_key,
+    ];
+    args.extend(["-set_serial", serial, "-days", "5", "-sha256", "-out", out]);
+    let ext = extfile.map(|e| e.to_string_lossy().into_owned());
+    if let Some(ext) = &ext {
+        args.extend(["-extfile", ext.as_str()]);
+    }
+    openssl(dir, &args).map(drop)
+}
+
+/// The key options of every key made here.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 impl CacPki {
     /// Make the two CAs in `dir`.
     pub fn new(dir: &Path) -> Result<Self> {
-        let root = Issued {
-            cert: dir.join("root.crt"),
-            key: dir.join("root.key"),
+        let issued = |name: &str| Issued {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
         };
-        let issuing = Issued {
-            cert: dir.join("issuing.crt"),
-            key: dir.join("issuing.key"),
-        };
-        let ca_ext = "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n\
-                      subjectKeyIdentifier = hash\n";
+        let (root, issuing) = (issued("root"), issued("issuing"));
         std::fs::write(
             dir.join("ca.ext"),
-            format!("{ca_ext}authorityKeyIdentifier = keyid\n"),
+            "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n\
+             subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
         )?;
-        let s = |p: &Path| p.to_string_lossy().into_owned();
-        openssl(
+        let root_subj = "/C=US/O=U.S. Government/OU=DoD/OU=PKI/CN=DoD Root CA 6";
+        self_signed_ca(dir, root_subj, "root.key", "root.crt")?;
+        request(dir, ISSUING_SUBJECT, "issuing.key", "issuing.csr")?;
+        sign(
             dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "30",
-                "-subj",
-                "/C=US/O=U.S. Government/OU=DoD/OU=PKI/CN=DoD Root CA 6",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-                "-keyout",
-                &s(&root.key),
-                "-out",
-                &s(&root.cert),
-            ],
-        )?;
-        openssl(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                ISSUING_SUBJECT,
-                "-keyout",
-                &s(&issuing.key),
-                "-out",
-                "issuing.csr",
-            ],
-        )?;
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "issuing.csr",
-                "-CA",
-                &s(&root.cert),
-                "-CAkey",
-                &s(&root.key),
-                "-set_serial",
-                "0x0100",
-                "-days",
-                "20",
-                "-sha256",
-                "-extfile",
-                "ca.ext",
-                "-out",
-                &s(&issuing.cert),
-            ],
+            "issuing.csr",
+            &root,
+            "0x0100",
+            Some(&dir.join("ca.ext")),
+            "issuing.crt",
         )?;
         Ok(Self {
             dir: dir.to_owned(),
@@ -174,7 +165,7 @@ impl CacPki {
     }
 
     /// One of a person's card certificates: subject `CN=<LAST.FIRST.MI.EDIPI>` under the
-    /// DoD OUs, serial `serial` (hex, `0x...` form accepted by openssl).
+    /// DoD OUs, serial `serial` (openssl's `0x...` form).
     pub fn card(
         &self,
         which: CardCert,
@@ -190,47 +181,16 @@ impl CacPki {
         };
         let ext = self.dir.join(format!("{name}.ext"));
         std::fs::write(&ext, which.extensions(edipi, email))?;
-        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let subj = format!("/C=US/O=U.S. Government/OU=DoD/OU=PKI/OU=USA/CN={cn}");
         let csr = format!("{name}.csr");
-        openssl(
+        request(&self.dir, &subj, &format!("{name}.key"), &csr)?;
+        sign(
             &self.dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                &format!("/C=US/O=U.S. Government/OU=DoD/OU=PKI/OU=USA/CN={cn}"),
-                "-keyout",
-                &s(&issued.key),
-                "-out",
-                &csr,
-            ],
-        )?;
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &s(&self.issuing.cert),
-                "-CAkey",
-                &s(&self.issuing.key),
-                "-set_serial",
-                serial,
-                "-days",
-                "5",
-                "-sha256",
-                "-extfile",
-                &s(&ext),
-                "-out",
-                &s(&issued.cert),
-            ],
+            &csr,
+            &self.issuing,
+            serial,
+            Some(&ext),
+            &format!("{name}.crt"),
         )?;
         Ok(issued)
     }

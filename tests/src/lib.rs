@@ -5,6 +5,7 @@
 //! gateway's configuration types, the Kubernetes and Helm harness and the SMTP clients.
 
 pub mod cac;
+pub mod cac_gateway;
 pub mod clients;
 pub mod cluster;
 pub mod crl;

@@ -10,77 +10,42 @@
 use std::path::Path;
 use std::time::Duration;
 
-use postern_config::{AuthBackend, AuthProfile, CertificateAuth, ListenerTls, TlsMode};
-use postern_testkit::gateway::Gateway;
-use postern_testkit::pki::Ca;
-use postern_testkit::ports::free_port;
-use postern_testkit::sink::Sink;
-use postern_tests::cac::{CacPki, CardCert, EMAIL_POLICY, PIV_AUTH_POLICY};
+use postern_config::{AuthProfile, CertificateAuth, TlsMode};
+use postern_tests::cac::{CacPki, EMAIL_POLICY, PIV_AUTH_POLICY};
+use postern_tests::cac_gateway::{self, CacGateway, corp, john_cards, john_ldif};
 use postern_tests::clients::{Run, swaks};
-use postern_tests::gateway::{listener, policy, single, start_gateway};
+use postern_tests::gateway::policy;
 use postern_tests::openssl_ca::Issued;
-use postern_tests::slapd::{self, Slapd, SlapdOptions};
+use postern_tests::slapd::{Slapd, SlapdOptions};
 
-const CN: &str = "DOE.JOHN.Q.1234567890";
-const EDIPI: &str = "1234567890";
-
-struct World {
-    gw: Gateway,
-    port: u16,
-    server_ca: std::path::PathBuf,
-    sink: Sink,
-}
+struct World(CacGateway);
 
 fn world(pki: &CacPki, slapd: &Slapd, dir: &Path, policies: &[&str], ekus: &[&str]) -> World {
-    let sink = Sink::start(&[]).unwrap();
-    let server_ca = Ca::long_lived("Gateway CA");
-    let server = server_ca.localhost_server();
-    let port = free_port();
-    let mut l = listener(port, sink.port, "relayed");
-    l.tls = Some(ListenerTls {
-        certificate_chain_pem: server.cert_pem.clone(),
-        private_key_pem: server.key_pem.clone(),
-        client_ca_pem: Some(pki.ca_bundle_pem()),
-        allow_version1_client_certificates: false,
-    });
     let profile = AuthProfile {
         certificate: Some(CertificateAuth {
-            backend: AuthBackend::Ldap {
-                ldap_profile: "corp".into(),
-            },
+            backend: corp(),
             required_policies: policies.iter().map(|s| (*s).to_owned()).collect(),
             required_ekus: ekus.iter().map(|s| (*s).to_owned()).collect(),
         }),
         smtp_auth: None,
     };
-    let mut config = single(
-        l,
+    World(cac_gateway::start(
+        pki,
+        slapd,
+        dir,
+        profile,
         policy(TlsMode::Required, true, true, false),
-        Some(profile),
-    );
-    let mut ldap = slapd::ldap_profile(&[slapd.url()]);
-    if let Some(q) = ldap.certificate_auth_query.as_mut() {
-        q.filter = "(employeeNumber={edipi})".into();
-    }
-    config.ldap_profiles.insert("corp".into(), ldap);
-    let gw = start_gateway(&config).unwrap();
-    let server_ca = server_ca.write(dir, &format!("server-ca-{port}")).unwrap();
-    World {
-        gw,
-        port,
-        server_ca,
-        sink,
-    }
+    ))
 }
 
 impl World {
     fn send(&self, cert: &Issued) -> Run {
         swaks(
-            self.port,
+            self.0.port,
             &[
                 "--tls",
                 "--tls-ca-path",
-                self.server_ca.to_str().unwrap(),
+                self.0.server_ca.to_str().unwrap(),
                 "--tls-cert",
                 cert.cert.to_str().unwrap(),
                 "--tls-key",
@@ -95,7 +60,8 @@ impl World {
     }
 
     fn refusals(&self) -> Vec<String> {
-        self.gw
+        self.0
+            .gw
             .decisions()
             .into_iter()
             .filter(|d| d["decision"] == "certificate_auth" && d["outcome"] == "type_refused")
@@ -104,7 +70,7 @@ impl World {
     }
 
     fn metric(&self, reason: &str) -> bool {
-        let (_, text) = self.gw.http_get("/metrics").unwrap();
+        let (_, text) = self.0.gw.http_get("/metrics").unwrap();
         text.lines().any(|l| {
             l.starts_with("postern_client_certificates_total{")
                 && l.contains("outcome=\"type_refused\"")
@@ -118,24 +84,9 @@ impl World {
 fn only_the_piv_authentication_certificate_of_a_card_is_mapped() {
     let dir = tempfile::tempdir().unwrap();
     let pki = CacPki::new(dir.path()).unwrap();
-    let email = "john.q.doe.civ@mail.mil";
-    let piv = pki
-        .card(CardCert::PivAuth, CN, EDIPI, email, "0x1A2B3C01")
-        .unwrap();
-    let sign = pki
-        .card(CardCert::EmailSigning, CN, EDIPI, email, "0x1A2B3C02")
-        .unwrap();
-    let enc = pki
-        .card(CardCert::EmailEncryption, CN, EDIPI, email, "0x1A2B3C03")
-        .unwrap();
-    let ldif = format!(
-        "{}dn: uid=jdoe,ou=people,{base}\nobjectClass: inetOrgPerson\n\
-         cn: {CN}\nsn: Doe\nuid: jdoe\nemployeeNumber: {EDIPI}\n\n",
-        slapd::directory_ldif(),
-        base = slapd::BASE_DN,
-    );
+    let [piv, sign, enc] = john_cards(&pki, ["0x1A2B3C01", "0x1A2B3C02", "0x1A2B3C03"]);
     let slapd = Slapd::start(SlapdOptions {
-        ldif: Some(ldif),
+        ldif: Some(john_ldif()),
         ..SlapdOptions::default()
     })
     .unwrap();
@@ -156,7 +107,7 @@ fn only_the_piv_authentication_certificate_of_a_card_is_mapped() {
     );
     let r = w.send(&piv);
     assert!(r.has("250 2.0.0 Ok"), "{}", r.output);
-    w.sink.wait_for(1, Duration::from_secs(5));
+    w.0.sink.wait_for(1, Duration::from_secs(5));
     for cert in [&sign, &enc] {
         let r = w.send(cert);
         assert!(r.has("530 5.7.0"), "{}", r.output);
@@ -190,7 +141,7 @@ fn only_the_piv_authentication_certificate_of_a_card_is_mapped() {
     );
     assert!(w.metric("eku"));
     // The authenticated session is the PIV certificate's.
-    let d = w.gw.decisions();
+    let d = w.0.gw.decisions();
     assert!(
         d.iter().any(|v| v["decision"] == "certificate_auth"
             && v["outcome"] == "authenticated"

@@ -7,13 +7,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use postern_config::CertificateAuthQuery;
-use postern_gateway::auth::ldap::certificate_mapper;
 use postern_gateway::auth::{CertificateFacts, CertificateMapper, CertificateMapping};
-use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
-use postern_tests::cac::{CacPki, CardCert};
+use postern_tests::cac::{self, CacPki};
+use postern_tests::cac_gateway::{JOHN_CN, JOHN_EDIPI, john_cards};
 use postern_tests::openssl_ca::{Issued, openssl};
-use postern_tests::slapd::{self, Slapd, SlapdOptions};
+use postern_tests::slapd::{self, Slapd};
 
 /// AD's attributes, as a schema for slapd: `altSecurityIdentities` multi-valued and
 /// compared case-insensitively (as AD does), `userPrincipalName` likewise.
@@ -23,23 +21,11 @@ attributetype ( 1.3.6.1.4.1.99999.1.31 NAME 'userPrincipalName' EQUALITY caseIgn
 objectclass ( 1.3.6.1.4.1.99999.2.30 NAME 'adUser' SUP top AUXILIARY MAY ( altSecurityIdentities $ userPrincipalName ) )
 ";
 
-const CN: &str = "DOE.JOHN.Q.1234567890";
-const EDIPI: &str = "1234567890";
-const EMAIL: &str = "john.q.doe.civ@mail.mil";
+const CN: &str = JOHN_CN;
+const EDIPI: &str = JOHN_EDIPI;
 
 fn mapper(slapd: &Slapd, filter: &str) -> Arc<dyn CertificateMapper> {
-    let mut profile = slapd::ldap_profile(&[slapd.url()]);
-    profile.certificate_auth_query = Some(CertificateAuthQuery {
-        name: "strong".into(),
-        filter: filter.into(),
-        user_id_attribute: "uid".into(),
-    });
-    certificate_mapper(
-        &LdapDirectories::new(LdapMetrics::new()),
-        &slapd::config_with(profile),
-        "corp",
-    )
-    .unwrap()
+    slapd::certificate_mapper_with(slapd, "strong", filter)
 }
 
 fn x509(cert: &Issued, args: &[&str]) -> String {
@@ -96,27 +82,14 @@ fn expected_sha1_public_key(cert: &Issued, dir: &Path) -> String {
 async fn a_card_maps_by_edipi_upn_and_active_directory_strong_mappings() {
     let dir = tempfile::tempdir().unwrap();
     let pki = CacPki::new(dir.path()).unwrap();
-    let piv = pki
-        .card(CardCert::PivAuth, CN, EDIPI, EMAIL, "0x1A2B3C4D5E6F7081")
-        .unwrap();
-    let sign = pki
-        .card(
-            CardCert::EmailSigning,
-            CN,
-            EDIPI,
-            EMAIL,
+    let [piv, sign, enc] = john_cards(
+        &pki,
+        [
+            "0x1A2B3C4D5E6F7081",
             "0x1A2B3C4D5E6F7082",
-        )
-        .unwrap();
-    let enc = pki
-        .card(
-            CardCert::EmailEncryption,
-            CN,
-            EDIPI,
-            EMAIL,
             "0x1A2B3C4D5E6F7083",
-        )
-        .unwrap();
+        ],
+    );
     let facts = |c: &Issued| CertificateFacts::from_der(&c.cert_der()).unwrap();
     let (piv_f, sign_f, enc_f) = (facts(&piv), facts(&sign), facts(&enc));
 
@@ -147,16 +120,8 @@ async fn a_card_maps_by_edipi_upn_and_active_directory_strong_mappings() {
         base = slapd::BASE_DN,
         ski_upper = ski.trim_start_matches("X509:<SKI>").to_uppercase(),
     );
-    let slapd = Slapd::start(SlapdOptions {
-        ldif: Some(ldif),
-        schema: Some(format!("{}{SCHEMA}", slapd::CAC_SCHEMA)),
-        ..SlapdOptions::default()
-    })
-    .expect("slapd");
-    let jdoe = CertificateMapping::Mapped {
-        user_id: "jdoe".into(),
-        dn: Some(format!("uid=jdoe,ou=people,{}", slapd::BASE_DN)),
-    };
+    let slapd = slapd::start_with_schema(ldif, SCHEMA);
+    let jdoe = slapd::mapped_to("jdoe");
     let none = CertificateMapping::NotFound;
 
     // By EDIPI and by UPN (Active Directory's userPrincipalName): every certificate of
@@ -187,72 +152,20 @@ async fn a_card_maps_by_edipi_upn_and_active_directory_strong_mappings() {
 fn microsofts_example_string() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "5",
-            "-subj",
-            "/DC=com/DC=contoso/CN=CONTOSO-DC-CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-        ],
-    )
-    .unwrap();
+    cac::self_signed_ca(d, "/DC=com/DC=contoso/CN=CONTOSO-DC-CA", "ca.key", "ca.crt").unwrap();
+    let ca = Issued {
+        cert: d.join("ca.crt"),
+        key: d.join("ca.key"),
+    };
     let issue = |serial: &str, name: &str| {
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/CN=user",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        )
-        .unwrap();
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                serial,
-                "-days",
-                "2",
-                "-out",
-                &format!("{name}.crt"),
-            ],
-        )
-        .unwrap();
-        let issued = Issued {
+        let csr = format!("{name}.csr");
+        cac::request(d, "/CN=user", &format!("{name}.key"), &csr).unwrap();
+        cac::sign(d, &csr, &ca, serial, None, &format!("{name}.crt")).unwrap();
+        let cert = Issued {
             cert: d.join(format!("{name}.crt")),
             key: d.join(format!("{name}.key")),
         };
-        CertificateFacts::from_der(&issued.cert_der()).unwrap()
+        CertificateFacts::from_der(&cert.cert_der()).unwrap()
     };
     assert_eq!(
         issue("0x2B0000000011AC0000000012", "kb").alt_sec_issuer_serial,

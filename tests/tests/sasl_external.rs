@@ -5,69 +5,42 @@
 //! authorization-identity cases (its own user id: `235`; another user's: `535 5.7.8`). A
 //! session without a certificate is offered no EXTERNAL and is refused it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use postern_config::{AuthBackend, AuthProfile, CertificateAuth, ListenerTls, SmtpAuth, TlsMode};
-use postern_testkit::gateway::Gateway;
-use postern_testkit::pki::Ca;
-use postern_testkit::ports::free_port;
-use postern_testkit::sink::Sink;
+use postern_config::{AuthProfile, CertificateAuth, SmtpAuth, TlsMode};
 use postern_tests::cac::{CacPki, CardCert};
+use postern_tests::cac_gateway::{
+    self, CacGateway, JOHN_CN, JOHN_EDIPI, JOHN_EMAIL, corp, john_ldif,
+};
 use postern_tests::clients::{Run, python};
-use postern_tests::gateway::{listener, policy, single, start_gateway};
+use postern_tests::gateway::policy;
 use postern_tests::openssl_ca::Issued;
-use postern_tests::slapd::{self, Slapd, SlapdOptions};
+use postern_tests::slapd::{Slapd, SlapdOptions};
 
-const CN: &str = "DOE.JOHN.Q.1234567890";
-const EDIPI: &str = "1234567890";
-
-fn ldap() -> AuthBackend {
-    AuthBackend::Ldap {
-        ldap_profile: "corp".into(),
-    }
-}
-
-fn start(pki: &CacPki, slapd: &Slapd, dir: &Path) -> (Gateway, u16, PathBuf, Sink) {
-    let sink = Sink::start(&[]).unwrap();
-    let server_ca = Ca::long_lived("Gateway CA");
-    let server = server_ca.localhost_server();
-    let port = free_port();
-    let mut l = listener(port, sink.port, "relayed");
-    l.tls = Some(ListenerTls {
-        certificate_chain_pem: server.cert_pem.clone(),
-        private_key_pem: server.key_pem.clone(),
-        client_ca_pem: Some(pki.ca_bundle_pem()),
-        allow_version1_client_certificates: false,
-    });
+fn start(pki: &CacPki, slapd: &Slapd, dir: &Path) -> CacGateway {
     // Procedure C's shape: certificate, with SMTP AUTH as the fallback (so AUTH is offered).
     let profile = AuthProfile {
         certificate: Some(CertificateAuth {
-            backend: ldap(),
+            backend: corp(),
             required_policies: Vec::new(),
             required_ekus: Vec::new(),
         }),
         smtp_auth: Some(SmtpAuth {
             profile: "ldap-auth".into(),
-            backend: ldap(),
+            backend: corp(),
             allowance: None,
             throttle: Default::default(),
         }),
     };
-    let mut config = single(
-        l,
+    cac_gateway::start(
+        pki,
+        slapd,
+        dir,
+        profile,
         policy(TlsMode::Required, false, true, false),
-        Some(profile),
-    );
-    let mut p = slapd::ldap_profile(&[slapd.url()]);
-    if let Some(q) = p.certificate_auth_query.as_mut() {
-        q.filter = "(employeeNumber={edipi})".into();
-    }
-    config.ldap_profiles.insert("corp".into(), p);
-    let gw = start_gateway(&config).unwrap();
-    let ca = server_ca.write(dir, "server-ca").unwrap();
-    (gw, port, ca, sink)
+    )
 }
 
 fn msmtp(dir: &Path, port: u16, ca: &Path, cert: &Issued) -> Run {
@@ -160,26 +133,19 @@ fn external_authenticates_as_the_certificates_user() {
     let dir = tempfile::tempdir().unwrap();
     let pki = CacPki::new(dir.path()).unwrap();
     let piv = pki
-        .card(
-            CardCert::PivAuth,
-            CN,
-            EDIPI,
-            "john.q.doe.civ@mail.mil",
-            "0x2A01",
-        )
+        .card(CardCert::PivAuth, JOHN_CN, JOHN_EDIPI, JOHN_EMAIL, "0x2A01")
         .unwrap();
-    let ldif = format!(
-        "{}dn: uid=jdoe,ou=people,{base}\nobjectClass: inetOrgPerson\n\
-         cn: {CN}\nsn: Doe\nuid: jdoe\nemployeeNumber: {EDIPI}\n\n",
-        slapd::directory_ldif(),
-        base = slapd::BASE_DN,
-    );
     let slapd = Slapd::start(SlapdOptions {
-        ldif: Some(ldif),
+        ldif: Some(john_ldif()),
         ..SlapdOptions::default()
     })
     .unwrap();
-    let (gw, port, ca, sink) = start(&pki, &slapd, dir.path());
+    let CacGateway {
+        gw,
+        port,
+        server_ca: ca,
+        sink,
+    } = start(&pki, &slapd, dir.path());
 
     // msmtp: `auth external` with the card's PIV certificate; `user` is the authorization
     // identity msmtp sends after the `334` (without it, msmtp sends no response at all).
@@ -187,7 +153,11 @@ fn external_authenticates_as_the_certificates_user() {
     assert_eq!(r.code, 0, "{}", r.output);
     assert!(r.has("AUTH EXTERNAL") && r.has("235 2.7.0"), "{}", r.output);
     let m = sink.wait_for(1, Duration::from_secs(5));
-    assert!(m[0].message.contains("jdoe"), "{}", m[0].message);
+    assert!(
+        m[0].message.contains("authenticated as jdoe by EXTERNAL"),
+        "{}",
+        m[0].message
+    );
 
     // smtplib: EXTERNAL offered; the user's own authzid works, another's does not.
     let r = smtplib(port, &ca, Some(&piv), "jdoe");

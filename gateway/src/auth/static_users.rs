@@ -166,12 +166,7 @@ mod tests {
             email: None,
             upn: None,
             fingerprint_sha256: String::new(),
-            edipi: None,
-            alt_sec_issuer_serial: String::new(),
-            alt_sec_ski: None,
-            alt_sec_sha1_public_key: String::new(),
-            policies: Vec::new(),
-            ekus: None,
+            ..Default::default()
         }
     }
 

@@ -119,12 +119,7 @@ mod tests {
             email: None,
             upn: Some("1@mil".into()),
             fingerprint_sha256: "ab".repeat(32),
-            edipi: None,
-            alt_sec_issuer_serial: String::new(),
-            alt_sec_ski: None,
-            alt_sec_sha1_public_key: String::new(),
-            policies: Vec::new(),
-            ekus: None,
+            ..Default::default()
         }
     }
 

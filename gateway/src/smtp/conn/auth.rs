@@ -117,20 +117,7 @@ impl Connection {
         };
         let (user, password) = match creds {
             Ok(c) => c,
-            Err(Exchange::Closed) => return Flow::Close,
-            Err(Exchange::Refused {
-                reply,
-                outcome,
-                reason,
-            }) => {
-                self.auth_decision(
-                    &smtp.profile,
-                    method,
-                    outcome,
-                    &format!("via {method} (profile {}): {reason}", smtp.profile),
-                );
-                return self.refuse(&reply);
-            }
+            Err(e) => return self.exchange_failed(&smtp.profile, method, e),
         };
         let shown = received::sanitize(&user, 128);
         if let Some(refusal) = local_refusal(&user, &password) {
@@ -221,6 +208,26 @@ impl Connection {
                 }
                 self.reply(&Reply::new(235, "2.7.0", "Authentication successful"));
                 Flow::Continue
+            }
+        }
+    }
+
+    /// A SASL exchange that ended without credentials: the decision and the reply.
+    pub(super) fn exchange_failed(&mut self, profile: &str, method: &str, e: Exchange) -> Flow {
+        match e {
+            Exchange::Closed => Flow::Close,
+            Exchange::Refused {
+                reply,
+                outcome,
+                reason,
+            } => {
+                self.auth_decision(
+                    profile,
+                    method,
+                    outcome,
+                    &format!("via {method} (profile {profile}): {reason}"),
+                );
+                self.refuse(&reply)
             }
         }
     }

@@ -43,20 +43,7 @@ impl Connection {
         };
         let authzid = match raw.and_then(|r| sasl::credential(&r).map_err(Exchange::from)) {
             Ok(a) => a,
-            Err(Exchange::Closed) => return Flow::Close,
-            Err(Exchange::Refused {
-                reply,
-                outcome,
-                reason,
-            }) => {
-                self.auth_decision(
-                    &smtp.profile,
-                    METHOD,
-                    outcome,
-                    &format!("via EXTERNAL: {reason}"),
-                );
-                return self.refuse(&reply);
-            }
+            Err(e) => return self.exchange_failed(&smtp.profile, METHOD, e),
         };
         if !authzid.is_empty() && authzid != user {
             let reason = format!(
