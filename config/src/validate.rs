@@ -990,6 +990,35 @@ mod tests {
     }
 
     #[test]
+    fn certificate_type_requirements_name_the_bad_entry() {
+        let text = "apiVersion: postern.dev/gateway/v1\n\
+             authProfiles:\n  cac: {certificate: {backend: {type: Static, users: []}, \
+             requiredPolicies: [2.16.840.1.101.2.1.11.42, piv], \
+             requiredEkus: [clientAuth, smartcardLogon, 1.3.6.1.5.5.7.3.2, SmartCardLogon]}}\n";
+        let config = GatewayConfig::from_yaml(text, "test").unwrap();
+        let problems: Vec<String> = validate(&config)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.path(), e.message))
+            .filter(|p| p.contains(".required"))
+            .collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[1].starts_with(
+                "authProfiles.cac.certificate.requiredPolicies[1]: \"piv\" is not a dotted OID"
+            ),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].starts_with(
+                "authProfiles.cac.certificate.requiredEkus[3]: \"SmartCardLogon\" is neither"
+            ),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
     fn connection_caps() {
         assert_eq!(listener_problems(""), Vec::<String>::new());
         assert_eq!(
