@@ -148,6 +148,9 @@ pub(crate) fn config(
             "bench-certificate".to_owned(),
             AuthProfile {
                 certificate: Some(CertificateAuth {
+                    required_policies: Vec::new(),
+                    required_ekus: Vec::new(),
+
                     backend: AuthBackend::Static {
                         users: vec![StaticUser {
                             user_id: "bench".into(),
@@ -265,7 +268,11 @@ pub(crate) fn ldap_config(
     config.auth_profiles.insert(
         "bench-certificate".into(),
         AuthProfile {
-            certificate: Some(CertificateAuth { backend: ldap() }),
+            certificate: Some(CertificateAuth {
+                required_policies: Vec::new(),
+                required_ekus: Vec::new(),
+                backend: ldap(),
+            }),
             smtp_auth: None,
         },
     );

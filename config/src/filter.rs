@@ -35,11 +35,20 @@ pub enum Placeholder {
     U,
     /// `{t}`: now, as LDAP GeneralizedTime `YYYYMMDDHHMMSSZ`.
     T,
+    /// `{edipi}`: the digits before `@` of the UPN SAN (`1234567890@mil` → `1234567890`).
+    Edipi,
+    /// `{altSecIssuerSerial}`: Active Directory's `X509:<I>issuer<SR>serial` strong mapping
+    /// (issuer in certificate order, serial bytes reversed, upper-case hex).
+    AltSecIssuerSerial,
+    /// `{altSecSki}`: Active Directory's `X509:<SKI>hex` (the subject key identifier).
+    AltSecSki,
+    /// `{altSecSha1PublicKey}`: Active Directory's `X509:<SHA1-PUKEY>hex` (SHA-1 of the key).
+    AltSecSha1PublicKey,
 }
 
 impl Placeholder {
     /// Every placeholder.
-    pub const ALL: [Placeholder; 9] = [
+    pub const ALL: [Placeholder; 13] = [
         Self::Cn,
         Self::Sn,
         Self::Dn,
@@ -49,9 +58,13 @@ impl Placeholder {
         Self::Fp,
         Self::U,
         Self::T,
+        Self::Edipi,
+        Self::AltSecIssuerSerial,
+        Self::AltSecSki,
+        Self::AltSecSha1PublicKey,
     ];
     /// Placeholders a certificate authentication query may use.
-    pub const CERTIFICATE: [Placeholder; 8] = [
+    pub const CERTIFICATE: [Placeholder; 12] = [
         Self::Cn,
         Self::Sn,
         Self::Dn,
@@ -60,6 +73,10 @@ impl Placeholder {
         Self::Upn,
         Self::Fp,
         Self::T,
+        Self::Edipi,
+        Self::AltSecIssuerSerial,
+        Self::AltSecSki,
+        Self::AltSecSha1PublicKey,
     ];
     /// Placeholders an SMTP authentication query or allowance filter may use.
     pub const SMTP_AUTH: [Placeholder; 2] = [Self::U, Self::T];
@@ -76,6 +93,10 @@ impl Placeholder {
             Self::Fp => "fp",
             Self::U => "u",
             Self::T => "t",
+            Self::Edipi => "edipi",
+            Self::AltSecIssuerSerial => "altSecIssuerSerial",
+            Self::AltSecSki => "altSecSki",
+            Self::AltSecSha1PublicKey => "altSecSha1PublicKey",
         }
     }
 
@@ -533,6 +554,32 @@ mod tests {
             t.placeholders().collect::<Vec<_>>(),
             [Placeholder::U, Placeholder::T]
         );
+    }
+
+    #[test]
+    fn knows_the_strong_mapping_placeholders() {
+        let t = cert(
+            "(|(employeeNumber={edipi})(altSecurityIdentities={altSecIssuerSerial})(altSecurityIdentities={altSecSki})(altSecurityIdentities={altSecSha1PublicKey}))",
+        )
+        .unwrap();
+        assert_eq!(
+            t.placeholders().collect::<Vec<_>>(),
+            [
+                Placeholder::Edipi,
+                Placeholder::AltSecIssuerSerial,
+                Placeholder::AltSecSki,
+                Placeholder::AltSecSha1PublicKey
+            ]
+        );
+        // Names are case-sensitive, as every placeholder's.
+        let e = cert("(a={altsecski})").unwrap_err();
+        assert!(e.reason.contains("unknown placeholder"), "{e}");
+        // Certificate values only.
+        let e = auth("(uid={edipi})").unwrap_err();
+        assert!(e.reason.contains("cannot be used in this query"), "{e}");
+        for p in Placeholder::ALL {
+            assert_eq!(Placeholder::from_name(p.name()), Some(p));
+        }
     }
 
     #[test]

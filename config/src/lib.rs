@@ -15,6 +15,7 @@
 //! never serves) both depend on it; it depends on neither.
 #![forbid(unsafe_code)]
 
+pub mod certificate_type;
 pub mod duration;
 pub mod field;
 pub mod filter;

@@ -393,6 +393,14 @@ pub struct AuthProfile {
 pub struct CertificateAuth {
     /// The backend that does the mapping.
     pub backend: AuthBackend,
+    /// Certificate policy OIDs, any one of which a certificate must carry to be mapped
+    /// (empty: no requirement). See [`crate::certificate_type`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_policies: Vec<String>,
+    /// Extended key usages (OIDs or the names of [`crate::certificate_type::EKU_NAMES`]),
+    /// all of which a certificate must carry to be mapped (empty: no requirement).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_ekus: Vec<String>,
 }
 
 /// How SMTP AUTH is checked.

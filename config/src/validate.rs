@@ -522,6 +522,7 @@ impl Validator {
         }
         if let Some(c) = &p.certificate {
             self.auth_backend(config, name, Mechanism::Certificate, &c.backend);
+            self.certificate_type(name, c);
         }
         if let Some(a) = &p.smtp_auth {
             self.auth_backend(config, name, Mechanism::SmtpAuth, &a.backend);
@@ -541,6 +542,36 @@ impl Validator {
             }
             self.throttle_limit(name, "throttle.perClient", &a.throttle.per_client);
             self.throttle_limit(name, "throttle.perUser", &a.throttle.per_user);
+        }
+    }
+
+    /// `certificate.requiredPolicies` / `requiredEkus`: dotted OIDs (EKUs also by name).
+    fn certificate_type(&mut self, name: &str, c: &crate::CertificateAuth) {
+        use crate::certificate_type::{EKU_NAMES, eku_oid, is_oid};
+        for (i, oid) in c.required_policies.iter().enumerate() {
+            if !is_oid(oid) {
+                self.push(
+                    Section::AuthProfiles,
+                    name,
+                    Field::Same(Path::keys("certificate").key("requiredPolicies").index(i)),
+                    Reason::InvalidValue,
+                    format!("{oid:?} is not a dotted OID (e.g. 2.16.840.1.101.2.1.11.42)"),
+                );
+            }
+        }
+        for (i, eku) in c.required_ekus.iter().enumerate() {
+            if eku_oid(eku).is_none() {
+                self.push(
+                    Section::AuthProfiles,
+                    name,
+                    Field::Same(Path::keys("certificate").key("requiredEkus").index(i)),
+                    Reason::InvalidValue,
+                    format!(
+                        "{eku:?} is neither a dotted OID nor a known EKU name ({})",
+                        EKU_NAMES.map(|(n, _)| n).join(", ")
+                    ),
+                );
+            }
         }
     }
 
@@ -968,6 +999,35 @@ mod tests {
                     .collect()
             }
         }
+    }
+
+    #[test]
+    fn certificate_type_requirements_name_the_bad_entry() {
+        let text = "apiVersion: postern.dev/gateway/v1\n\
+             authProfiles:\n  cac: {certificate: {backend: {type: Static, users: []}, \
+             requiredPolicies: [2.16.840.1.101.2.1.11.42, piv], \
+             requiredEkus: [clientAuth, smartcardLogon, 1.3.6.1.5.5.7.3.2, SmartCardLogon]}}\n";
+        let config = GatewayConfig::from_yaml(text, "test").unwrap();
+        let problems: Vec<String> = validate(&config)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.path(), e.message))
+            .filter(|p| p.contains(".required"))
+            .collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[1].starts_with(
+                "authProfiles.cac.certificate.requiredPolicies[1]: \"piv\" is not a dotted OID"
+            ),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].starts_with(
+                "authProfiles.cac.certificate.requiredEkus[3]: \"SmartCardLogon\" is neither"
+            ),
+            "{problems:?}"
+        );
     }
 
     #[test]

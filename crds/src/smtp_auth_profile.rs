@@ -83,6 +83,18 @@ pub struct CertificateAuthSpec {
     /// certificate. Used only with `allowSmtpAuthFallback: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_profile_ref: Option<ObjectRef>,
+    /// Certificate policy OIDs (dotted), any one of which a certificate must carry to be
+    /// mapped, e.g. a card's PIV-authentication policy; a certificate without any of them
+    /// (the card's email signing or encryption certificate) is refused before the
+    /// directory is asked. Empty: no requirement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_policies: Vec<String>,
+    /// Extended key usages a certificate must all carry to be mapped: dotted OIDs or the
+    /// names `clientAuth`, `smartcardLogon`, `emailProtection`, `serverAuth`,
+    /// `pkinitClientAuth`. A certificate without the extension does not satisfy them.
+    /// Empty: no requirement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_ekus: Vec<String>,
 }
 
 /// SMTP AUTH checked against LDAP.

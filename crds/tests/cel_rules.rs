@@ -198,7 +198,7 @@ fn ldap_profile_filters_take_only_their_placeholders() {
         with(
             &base,
             json!({"certificateAuthQuery": {"filter":
-                "(&(a={cn})(b={sn})(c={dn})(d={issuer})(e={email})(f={upn})(g={fp})(h>={t})(i=\\7b\\7d))"}}),
+                "(&(a={cn})(b={sn})(c={dn})(d={issuer})(e={email})(f={upn})(g={fp})(h>={t})(i=\\7b\\7d)(j={edipi})(k={altSecIssuerSerial})(k={altSecSki})(k={altSecSha1PublicKey}))"}}),
         ),
     );
     for (query, field, filter, needle) in [
@@ -206,7 +206,7 @@ fn ldap_profile_filters_take_only_their_placeholders() {
             "certificateAuthQuery",
             "filter",
             "(caccn={cn})(x={bogus})",
-            "allowed here: {cn} {sn} {dn} {issuer} {email} {upn} {fp} {t}",
+            "allowed here: {cn} {sn} {dn} {issuer} {email} {upn} {fp} {t} {edipi} {altSecIssuerSerial} {altSecSki} {altSecSha1PublicKey}",
         ),
         (
             "certificateAuthQuery",

@@ -154,6 +154,9 @@ pub async fn prepare() -> anyhow::Result<Demo> {
             "cac-or-ldap".to_owned(),
             AuthProfile {
                 certificate: Some(CertificateAuth {
+                    required_policies: Vec::new(),
+                    required_ekus: Vec::new(),
+
                     backend: AuthBackend::Static {
                         users: users.clone(),
                     },

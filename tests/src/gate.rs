@@ -176,6 +176,9 @@ pub fn policy(
 pub fn static_profile(certificate: bool, smtp_auth: bool) -> AuthProfile {
     AuthProfile {
         certificate: certificate.then(|| CertificateAuth {
+            required_policies: Vec::new(),
+            required_ekus: Vec::new(),
+
             backend: AuthBackend::Static {
                 users: static_users(),
             },
@@ -206,6 +209,9 @@ pub fn ldap_auth_profile() -> AuthProfile {
     };
     AuthProfile {
         certificate: Some(CertificateAuth {
+            required_policies: Vec::new(),
+            required_ekus: Vec::new(),
+
             backend: backend.clone(),
         }),
         smtp_auth: Some(SmtpAuth {

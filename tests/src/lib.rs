@@ -4,6 +4,8 @@
 //! smtp-sink, ports, HTTP) is in `postern-testkit`; this crate adds what needs the
 //! gateway's configuration types, the Kubernetes and Helm harness and the SMTP clients.
 
+pub mod cac;
+pub mod cac_gateway;
 pub mod clients;
 pub mod cluster;
 pub mod crl;

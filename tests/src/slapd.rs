@@ -71,6 +71,46 @@ pub fn facts(cn: &str, serial_hex: &str) -> postern_gateway::auth::CertificateFa
         email: None,
         upn: None,
         fingerprint_sha256: "00".repeat(32),
+        ..Default::default()
+    }
+}
+
+/// The certificate mapper of [`ldap_profile`] on `slapd`, with the certificate query
+/// `filter` (named `query`, user id `uid`), as the gateway builds it.
+pub fn certificate_mapper_with(
+    slapd: &Slapd,
+    query: &str,
+    filter: &str,
+) -> std::sync::Arc<dyn postern_gateway::auth::CertificateMapper> {
+    let mut profile = ldap_profile(&[slapd.url()]);
+    profile.certificate_auth_query = Some(postern_config::CertificateAuthQuery {
+        name: query.into(),
+        filter: filter.into(),
+        user_id_attribute: "uid".into(),
+    });
+    postern_gateway::auth::ldap::certificate_mapper(
+        &postern_gateway::ldap::LdapDirectories::new(postern_gateway::ldap::LdapMetrics::new()),
+        &config_with(profile),
+        "corp",
+    )
+    .expect("certificate mapper")
+}
+
+/// slapd with `ldif` and the CAC schema extended by `schema`.
+pub fn start_with_schema(ldif: String, schema: &str) -> Slapd {
+    Slapd::start(SlapdOptions {
+        ldif: Some(ldif),
+        schema: Some(format!("{CAC_SCHEMA}{schema}")),
+        ..SlapdOptions::default()
+    })
+    .expect("slapd")
+}
+
+/// The mapping to the entry `uid=<uid>,ou=people` of the test directory.
+pub fn mapped_to(uid: &str) -> postern_gateway::auth::CertificateMapping {
+    postern_gateway::auth::CertificateMapping::Mapped {
+        user_id: uid.into(),
+        dn: Some(format!("uid={uid},ou=people,{BASE_DN}")),
     }
 }
 

@@ -82,6 +82,9 @@ fn users() -> Vec<cfg::StaticUser> {
 fn cert_profile(fallback: Option<cfg::AllowanceAction>) -> cfg::AuthProfile {
     cfg::AuthProfile {
         certificate: Some(cfg::CertificateAuth {
+            required_policies: Vec::new(),
+            required_ekus: Vec::new(),
+
             backend: cfg::AuthBackend::Static { users: users() },
         }),
         smtp_auth: fallback.map(ldap_like),
@@ -668,6 +671,9 @@ fn directory_unreachable_gives_454_4_7_0_for_auth_and_certificates() {
     };
     let profile = cfg::AuthProfile {
         certificate: Some(cfg::CertificateAuth {
+            required_policies: Vec::new(),
+            required_ekus: Vec::new(),
+
             backend: backend.clone(),
         }),
         smtp_auth: Some(cfg::SmtpAuth {

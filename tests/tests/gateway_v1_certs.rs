@@ -127,6 +127,9 @@ fn config(
     lenient.auth_profile = Some("cert".into());
     let profile = cfg::AuthProfile {
         certificate: Some(cfg::CertificateAuth {
+            required_policies: Vec::new(),
+            required_ekus: Vec::new(),
+
             backend: cfg::AuthBackend::Static { users: users() },
         }),
         smtp_auth: None,

@@ -6,12 +6,9 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use postern_config::CertificateAuthQuery;
-use postern_gateway::auth::ldap::certificate_mapper;
 use postern_gateway::auth::{CertificateFacts, CertificateMapper, CertificateMapping};
-use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
 use postern_tests::openssl_ca::OpensslCa;
-use postern_tests::slapd::{self, Slapd, SlapdOptions};
+use postern_tests::slapd::{self, Slapd};
 
 /// Exact (octet string) attributes, so a separator, an order or an escape that differs by
 /// one character does not match; `seeAlso` (DN syntax) holds the same name as a DN.
@@ -22,14 +19,7 @@ objectclass ( 1.3.6.1.4.1.99999.2.20 NAME 'certHolder' SUP top AUXILIARY MAY ( c
 ";
 
 fn mapper(slapd: &Slapd, filter: &str) -> Arc<dyn CertificateMapper> {
-    let mut profile = slapd::ldap_profile(&[slapd.url()]);
-    profile.certificate_auth_query = Some(CertificateAuthQuery {
-        name: "by-dn".into(),
-        filter: filter.into(),
-        user_id_attribute: "uid".into(),
-    });
-    let config = slapd::config_with(profile);
-    certificate_mapper(&LdapDirectories::new(LdapMetrics::new()), &config, "corp").unwrap()
+    slapd::certificate_mapper_with(slapd, "by-dn", filter)
 }
 
 #[tokio::test]
@@ -67,16 +57,8 @@ async fn dn_and_issuer_placeholders_are_rfc4514_strings() {
         b64(subject),
         base = slapd::BASE_DN,
     );
-    let slapd = Slapd::start(SlapdOptions {
-        ldif: Some(ldif),
-        schema: Some(format!("{}{SCHEMA}", slapd::CAC_SCHEMA)),
-        ..SlapdOptions::default()
-    })
-    .expect("slapd");
-    let jdoe = CertificateMapping::Mapped {
-        user_id: "jdoe".into(),
-        dn: Some(format!("uid=jdoe,ou=people,{}", slapd::BASE_DN)),
-    };
+    let slapd = slapd::start_with_schema(ldif, SCHEMA);
+    let jdoe = slapd::mapped_to("jdoe");
 
     // Exact match on both names; the filter layer escapes '(' ')' '*' '\' on top.
     let exact = mapper(&slapd, "(&(certSubject={dn})(certIssuer={issuer}))");

@@ -297,6 +297,9 @@ fn directory_down_is_454_and_recovers() {
 fn certificate_profile(fallback: bool) -> AuthProfile {
     AuthProfile {
         certificate: Some(CertificateAuth {
+            required_policies: Vec::new(),
+            required_ekus: Vec::new(),
+
             backend: ldap_backend(),
         }),
         smtp_auth: fallback.then(|| {

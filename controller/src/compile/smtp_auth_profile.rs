@@ -124,6 +124,8 @@ pub(crate) fn render(
                         backend: AuthBackend::Ldap {
                             ldap_profile: ldap.clone(),
                         },
+                        required_policies: c.required_policies.clone(),
+                        required_ekus: c.required_ekus.clone(),
                     }),
                     smtp_auth: None,
                 },

@@ -36,6 +36,8 @@ pub struct AuthRuntime {
     pub certificate_query: String,
     /// SMTP AUTH (Ldap profiles, or Certificate profiles with fallback).
     pub smtp_auth: Option<SmtpAuthRuntime>,
+    /// Which certificates may be mapped at all (`requiredPolicies`, `requiredEkus`).
+    pub certificate_gate: super::gate::CertificateGate,
 }
 
 /// Why a profile could not be built.
@@ -111,6 +113,11 @@ pub fn build_auth_profile(
             .map(|c| query_name(config, &c.backend, true))
             .unwrap_or_default(),
         smtp_auth,
+        certificate_gate: profile
+            .certificate
+            .as_ref()
+            .map(super::gate::CertificateGate::new)
+            .unwrap_or_default(),
     })
 }
 

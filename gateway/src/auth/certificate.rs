@@ -1,11 +1,12 @@
 //! The facts of a client certificate that mapping, logging and `Received` headers use.
 
 use sha2::{Digest, Sha256};
-use x509_parser::extensions::GeneralName;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::*;
 
-/// Facts extracted once from a verified client certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Facts extracted once from a verified client certificate (`Default`: an empty set, for
+/// tests that fill in only what they need).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CertificateFacts {
     /// Subject DN as logged (`cert_subject`): x509-parser's display, in the
     /// certificate's order.
@@ -26,6 +27,20 @@ pub struct CertificateFacts {
     pub upn: Option<String>,
     /// SHA-256 of the DER, lower-case hex.
     pub fingerprint_sha256: String,
+    /// The digits before `@` of the UPN (`{edipi}`), when they are all digits.
+    pub edipi: Option<String>,
+    /// Active Directory's `X509:<I>issuer<SR>serial` (`{altSecIssuerSerial}`): see
+    /// [`super::strong`].
+    pub alt_sec_issuer_serial: String,
+    /// Active Directory's `X509:<SKI>hex` (`{altSecSki}`), when the certificate has a
+    /// subjectKeyIdentifier.
+    pub alt_sec_ski: Option<String>,
+    /// Active Directory's `X509:<SHA1-PUKEY>hex` (`{altSecSha1PublicKey}`).
+    pub alt_sec_sha1_public_key: String,
+    /// The certificatePolicies OIDs, dotted, in the certificate's order.
+    pub policies: Vec<String>,
+    /// The extendedKeyUsage OIDs, dotted; `None` when the certificate has no such extension.
+    pub ekus: Option<Vec<String>>,
 }
 
 /// The Microsoft User Principal Name otherName OID.
@@ -69,6 +84,8 @@ impl CertificateFacts {
                 .and_then(|e| attribute_string(e).ok());
         }
         check_serial(cert.raw_serial())?;
+        let edipi = upn.as_deref().and_then(super::strong::edipi);
+        let (policies, ekus) = usage(&cert)?;
         Ok(Self {
             subject: cert.subject().to_string(),
             subject_dn: super::dn::rfc4514(cert.subject()),
@@ -79,6 +96,12 @@ impl CertificateFacts {
             email,
             upn,
             fingerprint_sha256: hex::encode(Sha256::digest(der)),
+            edipi,
+            alt_sec_issuer_serial: super::strong::issuer_serial(&cert),
+            alt_sec_ski: super::strong::ski(&cert),
+            alt_sec_sha1_public_key: super::strong::sha1_public_key(&cert),
+            policies,
+            ekus,
         })
     }
 
@@ -89,6 +112,54 @@ impl CertificateFacts {
             _ => None,
         }
     }
+}
+
+/// The certificate's policy OIDs and its extended key usages (`None`: no EKU extension).
+/// An EKU or policy extension that is present but unreadable is an error: gating must
+/// never mistake "unreadable" for "absent".
+#[allow(clippy::type_complexity)]
+fn usage(
+    cert: &X509Certificate<'_>,
+) -> Result<(Vec<String>, Option<Vec<String>>), CertificateFactsError> {
+    let mut policies = Vec::new();
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::CertificatePolicies(list) => {
+                policies.extend(list.iter().map(|p| p.policy_id.to_id_string()));
+            }
+            ParsedExtension::UnsupportedExtension { .. } | ParsedExtension::ParseError { .. }
+                if ext.oid.to_id_string() == "2.5.29.32" =>
+            {
+                return Err(CertificateFactsError(
+                    "the certificatePolicies extension cannot be read".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let ekus = cert
+        .extended_key_usage()
+        .map_err(|e| CertificateFactsError(format!("unreadable extendedKeyUsage: {e}")))?
+        .map(|eku| {
+            let eku = eku.value;
+            let mut out = Vec::new();
+            for (present, oid) in [
+                (eku.any, "2.5.29.37.0"),
+                (eku.server_auth, "1.3.6.1.5.5.7.3.1"),
+                (eku.client_auth, "1.3.6.1.5.5.7.3.2"),
+                (eku.code_signing, "1.3.6.1.5.5.7.3.3"),
+                (eku.email_protection, "1.3.6.1.5.5.7.3.4"),
+                (eku.time_stamping, "1.3.6.1.5.5.7.3.8"),
+                (eku.ocsp_signing, "1.3.6.1.5.5.7.3.9"),
+            ] {
+                if present {
+                    out.push(oid.to_owned());
+                }
+            }
+            out.extend(eku.other.iter().map(|o| o.to_id_string()));
+            out
+        });
+    Ok((policies, ekus))
 }
 
 /// RFC 5280 serials are positive and at most 20 octets. A negative serial has no `{sn}`

@@ -56,7 +56,7 @@ fn short_name(oid: &str) -> Option<&'static str> {
 
 /// The value of a character-string type, decoded; `None` for any other type or an
 /// undecodable string.
-fn text(value: &Any<'_>) -> Option<String> {
+pub(crate) fn text(value: &Any<'_>) -> Option<String> {
     let data = value.data;
     match value.tag() {
         Tag::Utf8String

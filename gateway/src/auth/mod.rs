@@ -10,8 +10,10 @@ pub(crate) mod build;
 pub(crate) mod certificate;
 pub(crate) mod credentials;
 pub(crate) mod dn;
+pub mod gate;
 pub mod ldap;
 pub(crate) mod static_users;
+pub(crate) mod strong;
 pub(crate) mod throttle;
 
 use std::fmt::Debug;

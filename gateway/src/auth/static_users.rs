@@ -166,6 +166,7 @@ mod tests {
             email: None,
             upn: None,
             fingerprint_sha256: String::new(),
+            ..Default::default()
         }
     }
 

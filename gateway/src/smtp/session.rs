@@ -112,7 +112,16 @@ impl SessionState {
             lines.push("STARTTLS".into());
         }
         if self.auth_offered(r) {
-            lines.push("AUTH PLAIN LOGIN".into());
+            // EXTERNAL (smtp::conn::external) only to a session whose certificate is mapped.
+            if self
+                .auth
+                .as_ref()
+                .is_some_and(Authenticated::by_certificate)
+            {
+                lines.push("AUTH PLAIN LOGIN EXTERNAL".into());
+            } else {
+                lines.push("AUTH PLAIN LOGIN".into());
+            }
         }
         Reply {
             code: 250,
@@ -302,13 +311,23 @@ mod tests {
         assert!(!ehlo_has(&t, &rules(&req, true), "STARTTLS"));
         assert!(ehlo_has(&t, &rules(&req, true), "AUTH PLAIN LOGIN"));
         assert!(ehlo_has(&t, &rules(&tfa, true), "AUTH PLAIN LOGIN"));
-        // Identified by certificate: AUTH still offered and allowed; after AUTH, not.
+        // Identified by certificate: AUTH still offered (with EXTERNAL) and allowed; after
+        // AUTH, not.
         let mut c = tls(greeted());
         c.auth = Some(Authenticated {
             user: "alice".into(),
             method: "certificate",
         });
-        assert!(ehlo_has(&c, &rules(&req, true), "AUTH PLAIN LOGIN"));
+        assert!(ehlo_has(
+            &c,
+            &rules(&req, true),
+            "AUTH PLAIN LOGIN EXTERNAL"
+        ));
+        assert!(!ehlo_has(
+            &t,
+            &rules(&req, true),
+            "AUTH PLAIN LOGIN EXTERNAL"
+        ));
         assert!(c.check_auth(&rules(&req, true)).is_ok());
         c.auth = Some(Authenticated {
             user: "frank".into(),

@@ -38,6 +38,10 @@ pub(crate) fn certificate_value(
         Placeholder::Upn => facts.upn.clone(),
         Placeholder::Fp => Some(facts.fingerprint_sha256.clone()),
         Placeholder::T => Some(now.to_owned()),
+        Placeholder::Edipi => facts.edipi.clone(),
+        Placeholder::AltSecIssuerSerial => Some(facts.alt_sec_issuer_serial.clone()),
+        Placeholder::AltSecSki => facts.alt_sec_ski.clone(),
+        Placeholder::AltSecSha1PublicKey => Some(facts.alt_sec_sha1_public_key.clone()),
         Placeholder::U => None,
     }
 }
@@ -72,6 +76,17 @@ pub(crate) fn missing_reason(facts: &CertificateFacts, p: Placeholder) -> String
             "the certificate has no rfc822Name SAN or emailAddress ({email})".into()
         }
         Placeholder::Upn => "the certificate has no Microsoft UPN SAN ({upn})".into(),
+        Placeholder::Edipi => match &facts.upn {
+            None => {
+                "the certificate has no Microsoft UPN SAN ({edipi} is its digits before '@')".into()
+            }
+            Some(upn) => {
+                format!("the UPN {upn:?} does not start with digits before '@' (no {{edipi}})")
+            }
+        },
+        Placeholder::AltSecSki => {
+            "the certificate has no subjectKeyIdentifier extension ({altSecSki})".into()
+        }
         other => format!("no value for {other}"),
     }
 }
@@ -104,6 +119,7 @@ mod tests {
             email: None,
             upn: Some("1@mil".into()),
             fingerprint_sha256: "ab".repeat(32),
+            ..Default::default()
         }
     }
 

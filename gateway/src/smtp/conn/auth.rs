@@ -1,4 +1,4 @@
-//! SMTP AUTH (PLAIN, LOGIN): the exchange, the throttle, the authenticator's verdict and
+//! SMTP AUTH (PLAIN, LOGIN; EXTERNAL in `external`): the exchange, the throttle, the authenticator's verdict and
 //! the allowance action. Every way an AUTH command can end is a decision: one
 //! `postern::decision` line and one `postern_auth_total` count.
 //!
@@ -35,7 +35,7 @@ use postern_config::AllowanceAction;
 use super::{Connection, Flow, Input, MAX_AUTH_FAILURES};
 
 /// How a SASL exchange ended without credentials.
-enum Exchange {
+pub(super) enum Exchange {
     /// Refused with `reply`; `outcome` and `reason` for the decision log.
     Refused {
         reply: Reply,
@@ -61,6 +61,7 @@ fn mechanism_of(mechanism: &str) -> Option<&'static str> {
     match mechanism {
         "PLAIN" => Some("PLAIN"),
         "LOGIN" => Some("LOGIN"),
+        "EXTERNAL" => Some("EXTERNAL"),
         _ => None,
     }
 }
@@ -102,6 +103,10 @@ impl Connection {
             );
             return self.refuse(&r);
         };
+        if method == "EXTERNAL" {
+            // The client certificate, not a password: nothing to guess, no throttle.
+            return self.external(&smtp, initial).await;
+        }
         if let Err(t) = smtp.throttle.check_client(self.peer.ip()) {
             return self.throttled(&smtp, method, "", t);
         }
@@ -112,20 +117,7 @@ impl Connection {
         };
         let (user, password) = match creds {
             Ok(c) => c,
-            Err(Exchange::Closed) => return Flow::Close,
-            Err(Exchange::Refused {
-                reply,
-                outcome,
-                reason,
-            }) => {
-                self.auth_decision(
-                    &smtp.profile,
-                    method,
-                    outcome,
-                    &format!("via {method} (profile {}): {reason}", smtp.profile),
-                );
-                return self.refuse(&reply);
-            }
+            Err(e) => return self.exchange_failed(&smtp.profile, method, e),
         };
         let shown = received::sanitize(&user, 128);
         if let Some(refusal) = local_refusal(&user, &password) {
@@ -220,6 +212,26 @@ impl Connection {
         }
     }
 
+    /// A SASL exchange that ended without credentials: the decision and the reply.
+    pub(super) fn exchange_failed(&mut self, profile: &str, method: &str, e: Exchange) -> Flow {
+        match e {
+            Exchange::Closed => Flow::Close,
+            Exchange::Refused {
+                reply,
+                outcome,
+                reason,
+            } => {
+                self.auth_decision(
+                    profile,
+                    method,
+                    outcome,
+                    &format!("via {method} (profile {profile}): {reason}"),
+                );
+                self.refuse(&reply)
+            }
+        }
+    }
+
     /// The profile name for AUTH decisions before the SMTP AUTH runtime is known.
     fn smtp_auth_profile(&self) -> String {
         self.listener
@@ -230,7 +242,7 @@ impl Connection {
             .unwrap_or_else(|| self.profile_name().to_owned())
     }
 
-    fn count_auth(&self, profile: &str, method: &str, outcome: &str) {
+    pub(super) fn count_auth(&self, profile: &str, method: &str, outcome: &str) {
         self.ctx
             .metrics
             .auth
@@ -244,14 +256,14 @@ impl Connection {
     }
 
     /// A decision about an AUTH command whose metric outcome is its log outcome.
-    fn auth_decision(&self, profile: &str, method: &str, outcome: &str, reason: &str) {
+    pub(super) fn auth_decision(&self, profile: &str, method: &str, outcome: &str, reason: &str) {
         self.count_auth(profile, method, outcome);
         self.decision("auth", outcome, reason);
     }
 
     /// A failed AUTH (`535`, or the allowance refusal): counted in the session, whose
     /// third failure ends it.
-    fn auth_failed(&mut self, r: &Reply) -> Flow {
+    pub(super) fn auth_failed(&mut self, r: &Reply) -> Flow {
         self.auth_failures += 1;
         self.reply(r);
         if self.auth_failures >= MAX_AUTH_FAILURES {
@@ -362,7 +374,7 @@ impl Connection {
     }
 
     /// Read one SASL response line.
-    async fn sasl_line(&mut self, challenge: &'static str) -> Result<Vec<u8>, Exchange> {
+    pub(super) async fn sasl_line(&mut self, challenge: &'static str) -> Result<Vec<u8>, Exchange> {
         self.reply(&Reply::plain(334, challenge));
         match self.next_line(MAX_COMMAND_LINE, false).await {
             Input::Line(l) => Ok(sasl::decode_response(&l)?),

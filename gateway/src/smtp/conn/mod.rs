@@ -26,6 +26,7 @@ use postern_config::{AllowanceAction, PolicyAction};
 
 mod auth;
 mod body;
+mod external;
 mod mail;
 mod outcome;
 mod tls;

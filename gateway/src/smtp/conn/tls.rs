@@ -219,6 +219,18 @@ impl Connection {
         let Some(facts) = self.st.cert.clone() else {
             return;
         };
+        // Certificate-type gating (auth::gate): a card's other certificates are refused
+        // here, before the directory is asked.
+        if let Some(refusal) = self
+            .listener
+            .auth
+            .as_ref()
+            .and_then(|a| a.certificate_gate.check(&facts).err())
+        {
+            self.cert_metric("type_refused", refusal.label());
+            self.decision("certificate_auth", "type_refused", &refusal.to_string());
+            return;
+        }
         let auth_metric = |s: &Self, outcome: &str| {
             s.ctx
                 .metrics
