@@ -5,14 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
-use postern_config::{AuthBackend, AuthProfile, ListenerTls, MailFlowPolicy};
+use postern_config::{AuthBackend, AuthProfile, MailFlowPolicy};
 use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::Ca;
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
 
 use crate::cac::{CacPki, CardCert};
-use crate::gateway::{listener, single, start_gateway};
+use crate::gateway::{listener, listener_tls, single, start_gateway};
 use crate::openssl_ca::Issued;
 use crate::slapd::{self, Slapd};
 
@@ -88,12 +88,7 @@ pub fn start(
     let server = server_ca.localhost_server();
     let port = free_port();
     let mut l = listener(port, sink.port, "relayed");
-    l.tls = Some(ListenerTls {
-        certificate_chain_pem: server.cert_pem.clone(),
-        private_key_pem: server.key_pem.clone(),
-        client_ca_pem: Some(pki.ca_bundle_pem()),
-        allow_version1_client_certificates: false,
-    });
+    l.tls = Some(listener_tls(&server, Some(pki.ca_bundle_pem())));
     let mut config = single(l, policy, Some(profile));
     let mut ldap = slapd::ldap_profile(&[slapd.url()]);
     if let Some(q) = ldap.certificate_auth_query.as_mut() {

@@ -208,6 +208,8 @@ fn gateway(dir: &Path, sink: &Sink, revocation: cfg::Revocation) -> (Gateway, u1
                     .map(|cn| user(cn, None, Some(cn), true))
                     .to_vec(),
             },
+            required_policies: Vec::new(),
+            required_ekus: Vec::new(),
         }),
         smtp_auth: None,
     };
