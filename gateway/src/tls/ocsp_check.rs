@@ -74,7 +74,7 @@ pub(crate) fn check_end_entity(
                             "revoked by OCSP responder {url} on {}{}",
                             rfc3339(time),
                             reason
-                                .map(|r| format!(" (reason {})", crl_reason(r)))
+                                .map(|r| format!(" (reason {})", x509_parser::x509::ReasonCode(r)))
                                 .unwrap_or_default()
                         )),
                         CertStatus::Unknown => Answer::Unavailable(format!(
@@ -190,21 +190,4 @@ fn aia_ocsp_url(cert: &X509Certificate<'_>) -> Option<String> {
             }
             _ => None,
         })
-}
-
-/// The name of a CRLReason code (RFC 5280 section 5.3.1).
-fn crl_reason(code: u8) -> &'static str {
-    match code {
-        0 => "unspecified",
-        1 => "keyCompromise",
-        2 => "cACompromise",
-        3 => "affiliationChanged",
-        4 => "superseded",
-        5 => "cessationOfOperation",
-        6 => "certificateHold",
-        8 => "removeFromCRL",
-        9 => "privilegeWithdrawn",
-        10 => "aACompromise",
-        _ => "other",
-    }
 }
