@@ -9,13 +9,12 @@
 
 use std::sync::Arc;
 
-use rustls::CertificateError;
 use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::revocation_mode::{Answer, Decision, Mechanism, VerdictSource, decide};
-use super::{RevocationChecker, RevocationStatus, VerifyFailure, check_certificate};
+use super::revocation_mode::{Answer, Decision, Mechanism, Refused, VerdictSource, decide};
+use super::{RevocationChecker, RevocationStatus, check_certificate};
 use crate::ocsp::{CertStatus, OcspClient, OcspQuery, request::CertId, response::rfc3339};
 use postern_config::{CrlScope, Revocation};
 
@@ -37,13 +36,9 @@ pub(crate) fn check_end_entity(
     crls: &dyn RevocationChecker,
     end_entity: &CertificateDer<'_>,
     issuer: &CertificateDer<'_>,
-) -> Result<VerdictSource, VerifyFailure> {
-    let bad = |e: String| VerifyFailure {
-        error: CertificateError::BadEncoding,
-        reason: "bad_encoding",
-        detail: e,
-    };
-    let (_, cert) = X509Certificate::from_der(end_entity).map_err(|e| bad(e.to_string()))?;
+) -> Result<VerdictSource, Refused> {
+    let (_, cert) =
+        X509Certificate::from_der(end_entity).map_err(|e| Refused::BadEncoding(e.to_string()))?;
     let who = format!(
         "certificate {} (serial {})",
         cert.subject(),
@@ -99,23 +94,18 @@ pub(crate) fn check_end_entity(
             }
             Ok(source(by))
         }
-        Decision::Revoked { by, detail } => Err(VerifyFailure {
-            error: CertificateError::Revoked,
-            reason: "revoked",
-            detail: format!("{who} is {detail} ({})", source(Some(by))),
-        }),
-        Decision::Unavailable { detail } => Err(VerifyFailure {
-            error: CertificateError::UnknownRevocationStatus,
-            reason: "revocation_unavailable",
-            detail: format!(
-                "{who}: no current revocation answer (tls.revocation.mode {}, onUnavailable Refuse): {detail}{}",
-                s.mode.as_str(),
-                responder
-                    .as_ref()
-                    .map(|r| format!(" (responder={r})"))
-                    .unwrap_or_default()
-            ),
-        }),
+        Decision::Revoked { by, detail } => Err(Refused::Revoked(format!(
+            "{who} is {detail} ({})",
+            source(Some(by))
+        ))),
+        Decision::Unavailable { detail } => Err(Refused::Unavailable(format!(
+            "{who}: no current revocation answer (tls.revocation.mode {}, onUnavailable Refuse): {detail}{}",
+            s.mode.as_str(),
+            responder
+                .as_ref()
+                .map(|r| format!(" (responder={r})"))
+                .unwrap_or_default()
+        ))),
     }
 }
 
