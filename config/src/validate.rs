@@ -1110,4 +1110,24 @@ mod tests {
             "{p:?}"
         );
     }
+
+    #[test]
+    fn revocation_settings_are_reported_on_their_fields() {
+        let p = listener_problems(
+            ", tls: {certificateChainPem: '', privateKeyPem: '', revocation: {mode: OcspOnly, \
+             ocsp: {responderUrl: 'ftp://ocsp.example', timeout: 1m, cacheMaxAge: 0s}}}",
+        );
+        // Sorted by field.
+        let p: Vec<&String> = p.iter().filter(|p| p.contains("revocation")).collect();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[1].starts_with("listeners.l.tls.revocation.ocsp.responderUrl: \"ftp://ocsp.example\" is not an http:// or https:// URL"), "{p:?}");
+        assert!(
+            p[2].starts_with("listeners.l.tls.revocation.ocsp.timeout: 1m is out of range"),
+            "{p:?}"
+        );
+        assert!(
+            p[0].starts_with("listeners.l.tls.revocation.ocsp.cacheMaxAge: 0s is out of range"),
+            "{p:?}"
+        );
+    }
 }

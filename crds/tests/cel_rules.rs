@@ -377,6 +377,45 @@ fn listener_rules() {
 }
 
 #[test]
+fn listener_revocation_ocsp_settings() {
+    let tls = |ocsp: Value| {
+        with(
+            &listener(),
+            json!({"tls": {"certificateSecretRef": {"name": "t"},
+                           "revocation": {"mode": "OcspThenCrl", "onUnavailable": "Allow", "ocsp": ocsp}}}),
+        )
+    };
+    accepted("Listener", tls(json!({})));
+    accepted(
+        "Listener",
+        tls(
+            json!({"responderUrl": "http://ocsp.example.mil/", "timeout": "500ms", "cacheMaxAge": "1h"}),
+        ),
+    );
+    accepted("Listener", tls(json!({"responderUrl": ""})));
+    for url in ["ldap://ocsp.example", "http://", "http://ocsp example/"] {
+        refused(
+            "Listener",
+            tls(json!({"responderUrl": url})),
+            "spec.tls.revocation.ocsp.responderUrl",
+            "http:// or https:// URL",
+        );
+    }
+    refused(
+        "Listener",
+        tls(json!({"timeout": "0s"})),
+        "spec.tls.revocation.ocsp.timeout",
+        "must be greater than 0",
+    );
+    refused(
+        "Listener",
+        tls(json!({"cacheMaxAge": "500ms"})),
+        "spec.tls.revocation.ocsp.cacheMaxAge",
+        "at least 1s",
+    );
+}
+
+#[test]
 fn mail_flow_policy_tls_combinations() {
     accepted("MailFlowPolicy", json!({"action": "Relay"}));
     accepted(

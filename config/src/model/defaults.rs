@@ -65,6 +65,11 @@ pub const ALLOWANCE_REPLY_ENHANCED_CODE: &str = "5.7.13";
 /// The allowance check's reply for a refused user: text.
 pub const ALLOWANCE_REPLY_TEXT: &str = "User account disabled for SMTP AUTH";
 
+/// `listeners.*.tls.revocation.ocsp.timeout`.
+pub const OCSP_TIMEOUT: Duration = Duration::from_secs(2);
+/// `listeners.*.tls.revocation.ocsp.cacheMaxAge`.
+pub const OCSP_CACHE_MAX_AGE: Duration = Duration::from_secs(3600);
+
 #[cfg(test)]
 mod tests {
     use crate::model::{AuthThrottle, GatewayConfig, LdapCache, LdapTimeouts, Limits, Reply};
@@ -135,7 +140,3 @@ ldapProfiles:
         );
     }
 }
-/// `listeners.*.tls.revocation.ocsp.timeout`.
-pub const OCSP_TIMEOUT: Duration = Duration::from_secs(2);
-/// `listeners.*.tls.revocation.ocsp.cacheMaxAge`.
-pub const OCSP_CACHE_MAX_AGE: Duration = Duration::from_secs(3600);

@@ -68,16 +68,7 @@ pub(crate) fn unknown() -> Vec<u8> {
 
 fn gtime(secs: i64) -> Vec<u8> {
     let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
-    let text = format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    tlv(0x18, text.as_bytes())
+    tlv(0x18, postern_testkit::pki::generalized_time(t).as_bytes())
 }
 
 /// A successful basic OCSP response about `id`, signed by `signer`, carrying `certs`.

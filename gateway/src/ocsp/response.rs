@@ -618,7 +618,7 @@ mod tests {
             std::slice::from_ref(&cert),
             None,
         );
-        let now = crate::ocsp::client::now();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let body_now = response(
             &c.id,
             &good(),

@@ -9,13 +9,12 @@
 
 use std::sync::Arc;
 
-use rustls::CertificateError;
 use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::revocation_mode::{Answer, Decision, Mechanism, VerdictSource, decide};
-use super::{RevocationChecker, RevocationStatus, VerifyFailure, check_certificate};
+use super::revocation_mode::{Answer, Decision, Mechanism, Refused, VerdictSource, decide};
+use super::{RevocationChecker, RevocationStatus, check_certificate};
 use crate::ocsp::{CertStatus, OcspClient, OcspQuery, request::CertId, response::rfc3339};
 use postern_config::{CrlScope, Revocation};
 
@@ -37,13 +36,9 @@ pub(crate) fn check_end_entity(
     crls: &dyn RevocationChecker,
     end_entity: &CertificateDer<'_>,
     issuer: &CertificateDer<'_>,
-) -> Result<VerdictSource, VerifyFailure> {
-    let bad = |e: String| VerifyFailure {
-        error: CertificateError::BadEncoding,
-        reason: "bad_encoding",
-        detail: e,
-    };
-    let (_, cert) = X509Certificate::from_der(end_entity).map_err(|e| bad(e.to_string()))?;
+) -> Result<VerdictSource, Refused> {
+    let (_, cert) =
+        X509Certificate::from_der(end_entity).map_err(|e| Refused::BadEncoding(e.to_string()))?;
     let who = format!(
         "certificate {} (serial {})",
         cert.subject(),
@@ -74,7 +69,7 @@ pub(crate) fn check_end_entity(
                             "revoked by OCSP responder {url} on {}{}",
                             rfc3339(time),
                             reason
-                                .map(|r| format!(" (reason {})", crl_reason(r)))
+                                .map(|r| format!(" (reason {})", x509_parser::x509::ReasonCode(r)))
                                 .unwrap_or_default()
                         )),
                         CertStatus::Unknown => Answer::Unavailable(format!(
@@ -99,23 +94,18 @@ pub(crate) fn check_end_entity(
             }
             Ok(source(by))
         }
-        Decision::Revoked { by, detail } => Err(VerifyFailure {
-            error: CertificateError::Revoked,
-            reason: "revoked",
-            detail: format!("{who} is {detail} ({})", source(Some(by))),
-        }),
-        Decision::Unavailable { detail } => Err(VerifyFailure {
-            error: CertificateError::UnknownRevocationStatus,
-            reason: "revocation_unavailable",
-            detail: format!(
-                "{who}: no current revocation answer (tls.revocation.mode {}, onUnavailable Refuse): {detail}{}",
-                s.mode.as_str(),
-                responder
-                    .as_ref()
-                    .map(|r| format!(" (responder={r})"))
-                    .unwrap_or_default()
-            ),
-        }),
+        Decision::Revoked { by, detail } => Err(Refused::Revoked(format!(
+            "{who} is {detail} ({})",
+            source(Some(by))
+        ))),
+        Decision::Unavailable { detail } => Err(Refused::Unavailable(format!(
+            "{who}: no current revocation answer (tls.revocation.mode {}, onUnavailable Refuse): {detail}{}",
+            s.mode.as_str(),
+            responder
+                .as_ref()
+                .map(|r| format!(" (responder={r})"))
+                .unwrap_or_default()
+        ))),
     }
 }
 
@@ -190,21 +180,4 @@ fn aia_ocsp_url(cert: &X509Certificate<'_>) -> Option<String> {
             }
             _ => None,
         })
-}
-
-/// The name of a CRLReason code (RFC 5280 section 5.3.1).
-fn crl_reason(code: u8) -> &'static str {
-    match code {
-        0 => "unspecified",
-        1 => "keyCompromise",
-        2 => "cACompromise",
-        3 => "affiliationChanged",
-        4 => "superseded",
-        5 => "cessationOfOperation",
-        6 => "certificateHold",
-        8 => "removeFromCRL",
-        9 => "privilegeWithdrawn",
-        10 => "aACompromise",
-        _ => "other",
-    }
 }

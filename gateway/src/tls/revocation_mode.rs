@@ -90,6 +90,18 @@ pub enum Decision {
     },
 }
 
+/// Why the client's certificate is refused, as the verifier turns it into a TLS alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Revoked (alert `certificate_revoked`, reason `revoked`).
+    Revoked(String),
+    /// No current answer and `onUnavailable: Refuse` (alert `unknown_ca`, reason
+    /// `revocation_unavailable`).
+    Unavailable(String),
+    /// The certificate does not parse (reason `bad_encoding`).
+    BadEncoding(String),
+}
+
 /// The verdict of `mode` from the mechanisms' answers, asking each only when needed.
 pub fn decide(
     mode: RevocationMode,

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use super::budget;
 use super::ocsp_check::{self, RevocationPolicy};
-use super::revocation_mode::VerdictSource;
+use super::revocation_mode::{Refused, VerdictSource};
 use super::verified::{self, VerifiedPath, VerifiedPaths};
 use super::{
     RevocationChecker, RevocationStatus, TrustAnchors, check_certificate, offload, presented,
@@ -187,12 +187,9 @@ impl ClientVerifier {
         };
         // Outside the verification gate: this may wait for an OCSP responder.
         if let Some(policy) = &self.policy {
-            let source = ocsp_check::check_end_entity(
-                policy,
-                self.revocation.as_ref(),
-                end_entity,
-                &issuer,
-            )?;
+            let source =
+                ocsp_check::check_end_entity(policy, self.revocation.as_ref(), end_entity, &issuer)
+                    .map_err(refused)?;
             let _ = VERDICT.try_with(|slot| {
                 if let Ok(mut slot) = slot.lock() {
                     *slot = Some(source);
@@ -365,6 +362,24 @@ impl ClientVerifier {
                 ),
             }),
         }
+    }
+}
+
+/// The failure of a refusal of the end-entity check under `tls.revocation`.
+fn refused(r: Refused) -> VerifyFailure {
+    let (error, reason, detail) = match r {
+        Refused::Revoked(d) => (CertificateError::Revoked, "revoked", d),
+        Refused::Unavailable(d) => (
+            CertificateError::UnknownRevocationStatus,
+            "revocation_unavailable",
+            d,
+        ),
+        Refused::BadEncoding(d) => (CertificateError::BadEncoding, "bad_encoding", d),
+    };
+    VerifyFailure {
+        error,
+        reason,
+        detail,
     }
 }
 
