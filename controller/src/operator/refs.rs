@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -256,14 +257,14 @@ impl RefWatches {
         let refs = Shared::default();
         let tasks = vec![
             tokio::spawn(follow(
-                Api::<Secret>::namespaced(self.client.clone(), namespace),
+                Api::<PartialObjectMeta<Secret>>::namespaced(self.client.clone(), namespace),
                 RefKind::Secret,
                 namespace.to_owned(),
                 refs.clone(),
                 self.trigger.clone(),
             )),
             tokio::spawn(follow(
-                Api::<ConfigMap>::namespaced(self.client.clone(), namespace),
+                Api::<PartialObjectMeta<ConfigMap>>::namespaced(self.client.clone(), namespace),
                 RefKind::ConfigMap,
                 namespace.to_owned(),
                 refs.clone(),
@@ -292,15 +293,22 @@ fn version(c: &Content) -> String {
 /// Follows the names and resourceVersions of one kind in one namespace; sends the
 /// namespace when an object the resources name appears, moves or goes.
 async fn follow<K>(
-    api: Api<K>,
+    api: Api<PartialObjectMeta<K>>,
     kind: RefKind,
     namespace: String,
     refs: Shared,
     trigger: mpsc::UnboundedSender<String>,
 ) where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
-    let mut stream = watcher::metadata_watcher(api, watcher::Config::default())
+    // `Api<PartialObjectMeta<_>>` lists and watches metadata only: no `data` crosses.
+    let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
     let mut listing: HashMap<Key, String> = HashMap::new();
