@@ -256,22 +256,36 @@ impl RefWatches {
     fn start(&self, namespace: &str) -> NsEntry {
         let refs = Shared::default();
         let tasks = vec![
-            tokio::spawn(follow(
-                Api::<PartialObjectMeta<Secret>>::namespaced(self.client.clone(), namespace),
-                RefKind::Secret,
-                namespace.to_owned(),
-                refs.clone(),
-                self.trigger.clone(),
-            )),
-            tokio::spawn(follow(
-                Api::<PartialObjectMeta<ConfigMap>>::namespaced(self.client.clone(), namespace),
-                RefKind::ConfigMap,
-                namespace.to_owned(),
-                refs.clone(),
-                self.trigger.clone(),
-            )),
+            self.spawn_follow::<Secret>(namespace, RefKind::Secret, &refs),
+            self.spawn_follow::<ConfigMap>(namespace, RefKind::ConfigMap, &refs),
         ];
         NsEntry { refs, tasks }
+    }
+
+    fn spawn_follow<K>(
+        &self,
+        namespace: &str,
+        kind: RefKind,
+        refs: &Shared,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let api = Api::<PartialObjectMeta<K>>::namespaced(self.client.clone(), namespace);
+        let task = follow(
+            api,
+            kind,
+            namespace.to_owned(),
+            refs.clone(),
+            self.trigger.clone(),
+        );
+        tokio::spawn(task)
     }
 }
 
@@ -358,5 +372,47 @@ async fn follow<K>(
             tracing::info!(kind = ?kind, namespace = %namespace, "referenced object changed");
             let _ = trigger.send(namespace.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, rv: &str) -> Content {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.resource_version = Some(rv.into());
+        Content::Secret(s)
+    }
+
+    fn key(name: &str) -> Key {
+        (RefKind::Secret, name.into())
+    }
+
+    #[test]
+    fn only_named_objects_whose_version_moved_need_a_read() {
+        let mut r = NsRefs::default();
+        r.wanted.insert(key("tls"));
+        // Before the list: never read, so read it.
+        assert!(r.known(&key("tls")).is_none());
+        r.read
+            .insert(key("tls"), Some(("5".into(), secret("tls", "5"))));
+        r.listed[0] = true;
+        r.versions.insert(key("tls"), "5".into());
+        r.versions.insert(key("other"), "9".into());
+        assert!(matches!(r.known(&key("tls")), Some(Some(_))));
+        assert!(!r.stale(&key("tls"), Some("5")));
+        // An object no resource names never triggers, whatever happens to it.
+        assert!(!r.stale(&key("other"), Some("10")));
+        assert!(!r.stale(&key("other"), None));
+        // A move or a delete of a named one does; the next reconcile reads it again.
+        assert!(r.stale(&key("tls"), Some("6")));
+        assert!(r.stale(&key("tls"), None));
+        r.versions.insert(key("tls"), "6".into());
+        assert!(r.known(&key("tls")).is_none());
+        // A named object the list does not hold is missing, without a read.
+        r.wanted.insert(key("absent"));
+        assert!(matches!(r.known(&key("absent")), Some(None)));
     }
 }
