@@ -112,7 +112,7 @@ impl Context {
             return Ok(Outcome::default());
         }
         let snapshot = self.snapshot(namespace, &objects).await?;
-        let compiled = self.compile(namespace, &snapshot, &current);
+        let compiled = self.compile(namespace, snapshot, &current).await;
         let config = Arc::new(compiled.config);
         let PublishOutcome {
             hash: published_hash,
@@ -208,10 +208,10 @@ impl Context {
     /// Compiles against what runs now, so a broken object keeps its last good form.
     /// What runs now is decoded from the Secrets only when it is not a configuration
     /// this controller remembers (by the hash their manifest claims).
-    fn compile(
+    async fn compile(
         &self,
         namespace: &str,
-        snapshot: &Snapshot,
+        snapshot: Snapshot,
         current: &Current,
     ) -> compile::Compiled {
         let head = self.publisher.secret_name();
@@ -228,7 +228,7 @@ impl Context {
                 .remember_config(&hash, &config);
             Some(config)
         });
-        compile::compile(snapshot, previous.as_deref())
+        blocking(move || compile::compile(&snapshot, previous.as_deref())).await
     }
 
     /// Records where the fleet stands (gauges, membership). Returns when to reconcile
@@ -258,17 +258,25 @@ impl Context {
         current: &Current,
         config: &Arc<GatewayConfig>,
     ) -> Result<PublishOutcome, ReconcileError> {
-        let hash = config.hash();
-        if let Err(errors) = gw::validate(config) {
-            self.metrics.error("InvalidConfig");
-            tracing::error!(namespace, hash = %hash, errors = %errors,
-                "compiled configuration does not validate; the previous one stays published");
-            return Ok(PublishOutcome::default());
-        }
-        let owners = publish::owners(objects);
-        let desired = match Desired::new(config, hash.clone(), owners, &self.limits) {
-            Ok(d) => d,
-            Err(too_large) => {
+        let (hash, checked) = {
+            let (config, owners, limits) = (config.clone(), publish::owners(objects), self.limits);
+            blocking(move || {
+                let hash = config.hash();
+                let checked = gw::validate(&config)
+                    .map(|()| Desired::new(&config, hash.clone(), owners, &limits));
+                (hash, checked)
+            })
+            .await
+        };
+        let desired = match checked {
+            Err(errors) => {
+                self.metrics.error("InvalidConfig");
+                tracing::error!(namespace, hash = %hash, errors = %errors,
+                    "compiled configuration does not validate; the previous one stays published");
+                return Ok(PublishOutcome::default());
+            }
+            Ok(Ok(d)) => d,
+            Ok(Err(too_large)) => {
                 self.metrics.error("ConfigTooLarge");
                 tracing::error!(namespace, hash = %hash, error = %too_large,
                     "compiled configuration is too large to publish; the previous one stays published");
@@ -367,6 +375,15 @@ impl Context {
             fleet.membership() != seen,
             expiry_instant(fleet.next_expiry, now),
         )
+    }
+}
+
+/// Runs CPU-heavy work (compile, validate, pack) off the async workers, so that lease
+/// renewal and the watches are never starved by a large namespace.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

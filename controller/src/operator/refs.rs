@@ -1,23 +1,29 @@
-//! Watches on exactly the Secrets and ConfigMaps the resources reference.
+//! The Secrets and ConfigMaps the resources reference, read by name and kept current.
 //!
-//! Each referenced object gets its own watch, selected by name
-//! (`fieldSelector=metadata.name=NAME`), started when a reconcile first needs it and
-//! stopped when nothing references it any more. No Secret the resources do not name is
-//! ever read or cached. A change of a watched object marks its namespace for reconcile.
+//! Per namespace with references, one metadata-only watch of its Secrets and one of its
+//! ConfigMaps (`PartialObjectMeta`: names and resourceVersions, never `data`) say which
+//! objects exist and when each changed. Only the objects the resources name are read in
+//! full, with a GET by name, when first needed and again when their resourceVersion
+//! moves; nothing else of them is kept. So a Secret's data is read only when a resource
+//! names it, and the controller holds two watches per namespace however many Secrets
+//! are referenced (a watch per referenced Secret cost a connection each).
 //!
 //! A Secret's [`SECRET_USE_LABEL`] is part of its content here: adding or changing the
-//! label is a change like any other (the compiler decides whether the use is allowed).
+//! label moves the resourceVersion like any other change (the compiler decides whether
+//! the use is allowed).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
+#[cfg(doc)]
 use crate::compile::SECRET_USE_LABEL;
 
 /// Which kind of object a reference names.
@@ -29,86 +35,100 @@ pub(crate) enum RefKind {
     ConfigMap,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct RefKey {
-    kind: RefKind,
-    namespace: String,
-    name: String,
-}
+type Key = (RefKind, String);
 
-/// The content of a referenced object that matters (metadata changes do not).
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Content {
+/// A referenced object as read: no server-side apply bookkeeping or annotations.
+#[derive(Clone, Debug)]
+enum Content {
     /// A Secret.
     Secret(Secret),
     /// A ConfigMap.
     ConfigMap(ConfigMap),
 }
 
-fn use_label(s: &Secret) -> Option<&String> {
-    s.metadata.labels.as_ref()?.get(SECRET_USE_LABEL)
-}
-
-/// A referenced Secret as kept: no server-side apply bookkeeping or annotations.
-fn secret_content(mut s: Secret) -> Content {
-    s.metadata.managed_fields = None;
-    s.metadata.annotations = None;
-    Content::Secret(s)
-}
-
-/// A referenced ConfigMap as kept (as [`secret_content`]).
-fn config_map_content(mut c: ConfigMap) -> Content {
-    c.metadata.managed_fields = None;
-    c.metadata.annotations = None;
-    Content::ConfigMap(c)
-}
-
-/// How many referenced objects a reconcile reads at once when their watches have not
-/// delivered them yet (a cold start reads every one).
+/// How many referenced objects a reconcile reads at once (a cold start reads every one).
 const GET_CONCURRENCY: usize = 32;
 
-impl Content {
-    fn same_content(&self, other: &Content) -> bool {
-        match (self, other) {
-            (Content::Secret(a), Content::Secret(b)) => {
-                a.type_ == b.type_
-                    && a.data == b.data
-                    && a.string_data == b.string_data
-                    && use_label(a) == use_label(b)
-            }
-            (Content::ConfigMap(a), Content::ConfigMap(b)) => {
-                a.data == b.data && a.binary_data == b.binary_data
-            }
-            _ => false,
+/// What one namespace's metadata watches and GETs know.
+#[derive(Debug, Default)]
+struct NsRefs {
+    /// The resourceVersion of every object of the namespace, once that kind has listed.
+    versions: HashMap<Key, String>,
+    /// Which kinds have listed (`[Secret, ConfigMap]`).
+    listed: [bool; 2],
+    /// The objects the resources name now.
+    wanted: BTreeSet<Key>,
+    /// What was read of the wanted ones: `(resourceVersion, content)`, `None` if absent.
+    read: HashMap<Key, Option<(String, Content)>>,
+}
+
+fn kind_index(kind: RefKind) -> usize {
+    match kind {
+        RefKind::Secret => 0,
+        RefKind::ConfigMap => 1,
+    }
+}
+
+impl NsRefs {
+    /// Whether `key`, as the watch now sees it (`version`), differs from what was read.
+    fn stale(&self, key: &Key, version: Option<&str>) -> bool {
+        if !self.wanted.contains(key) {
+            return false;
+        }
+        match (self.read.get(key), version) {
+            // Never read: the next reconcile reads it anyway; make sure one comes.
+            (None, _) => true,
+            (Some(None), None) => false,
+            (Some(Some((rv, _))), Some(v)) => rv != v,
+            _ => true,
+        }
+    }
+
+    /// What a reconcile can use without reading: `Some(content)` when known current.
+    fn known(&self, key: &Key) -> Option<Option<Content>> {
+        let read = self.read.get(key);
+        if !self.listed[kind_index(key.0)] {
+            // The watch has not listed yet: what was read is the best there is; its end
+            // of list triggers a reconcile if anything moved since.
+            return read.map(|r| r.as_ref().map(|(_, c)| c.clone()));
+        }
+        match (self.versions.get(key), read) {
+            (None, _) => Some(None),
+            (Some(v), Some(Some((rv, c)))) if v == rv => Some(Some(c.clone())),
+            _ => None,
         }
     }
 }
 
-/// `None` until known; `Some(None)` when the object does not exist.
-type Slot = Arc<Mutex<Option<Option<Content>>>>;
+type Shared = Arc<Mutex<NsRefs>>;
 
-struct Entry {
-    slot: Slot,
-    task: tokio::task::JoinHandle<()>,
+struct NsEntry {
+    refs: Shared,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for Entry {
+impl Drop for NsEntry {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
-/// The set of per-name watches.
+/// The referenced objects of every namespace, and the watches that keep them current.
 pub(crate) struct RefWatches {
     client: Client,
-    entries: Mutex<HashMap<RefKey, Entry>>,
+    namespaces: Mutex<HashMap<String, NsEntry>>,
     trigger: mpsc::UnboundedSender<String>,
 }
 
 impl std::fmt::Debug for RefWatches {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RefWatches")
-            .field("watched", &self.entries.lock().expect("not poisoned").len())
+            .field(
+                "namespaces",
+                &self.namespaces.lock().expect("not poisoned").len(),
+            )
             .finish()
     }
 }
@@ -127,172 +147,272 @@ impl RefWatches {
     pub(crate) fn new(client: Client, trigger: mpsc::UnboundedSender<String>) -> Self {
         Self {
             client,
-            entries: Mutex::new(HashMap::new()),
+            namespaces: Mutex::new(HashMap::new()),
             trigger,
         }
     }
 
-    /// Makes the watched set of `namespace` exactly `secrets` + `config_maps` and returns
-    /// their current content, reading any not yet known with a GET.
+    /// Makes the referenced set of `namespace` exactly `secrets` + `config_maps` and
+    /// returns their current content, reading (GET by name) those not known current.
     pub(crate) async fn resolve(
         &self,
         namespace: &str,
         secrets: &BTreeSet<String>,
         config_maps: &BTreeSet<String>,
     ) -> Result<Resolved, kube::Error> {
-        let wanted: BTreeSet<RefKey> = secrets
+        let wanted: BTreeSet<Key> = secrets
             .iter()
-            .map(|n| (RefKind::Secret, n))
-            .chain(config_maps.iter().map(|n| (RefKind::ConfigMap, n)))
-            .map(|(kind, name)| RefKey {
-                kind,
-                namespace: namespace.to_owned(),
-                name: name.clone(),
-            })
+            .map(|n| (RefKind::Secret, n.clone()))
+            .chain(config_maps.iter().map(|n| (RefKind::ConfigMap, n.clone())))
             .collect();
-        let slots: Vec<(RefKey, Slot)> = {
-            let mut entries = self.entries.lock().expect("not poisoned");
-            entries.retain(|k, _| k.namespace != namespace || wanted.contains(k));
-            wanted
-                .iter()
-                .map(|k| {
-                    let e = entries
-                        .entry(k.clone())
-                        .or_insert_with(|| self.start(k.clone()));
-                    (k.clone(), e.slot.clone())
-                })
-                .collect()
+        let refs = {
+            let mut all = self.namespaces.lock().expect("not poisoned");
+            if wanted.is_empty() {
+                all.remove(namespace);
+                return Ok(Resolved::default());
+            }
+            all.entry(namespace.to_owned())
+                .or_insert_with(|| self.start(namespace))
+                .refs
+                .clone()
         };
-        // The ones not known yet are read together, a few at a time: one by one, a cold
-        // start would wait for hundreds of round trips.
-        let fetched: Vec<(RefKey, Option<Content>)> =
-            futures::stream::iter(slots.into_iter().map(|(key, slot)| async move {
-                let known = slot.lock().expect("not poisoned").clone();
-                let content = match known {
-                    Some(c) => c,
-                    None => {
-                        let fetched = self.get(&key).await?;
-                        let mut s = slot.lock().expect("not poisoned");
-                        // The watch may have filled it meanwhile; it is at least as new.
-                        s.get_or_insert(fetched).clone()
-                    }
-                };
+        let (mut have, missing) = {
+            let mut r = refs.lock().expect("not poisoned");
+            r.read.retain(|k, _| wanted.contains(k));
+            r.wanted = wanted;
+            let mut have = Vec::new();
+            let mut missing = Vec::new();
+            for key in &r.wanted {
+                match r.known(key) {
+                    Some(c) => have.push(c),
+                    None => missing.push(key.clone()),
+                }
+            }
+            (have, missing)
+        };
+        // Read together, a few at a time: one by one, a cold start would wait for
+        // hundreds of round trips.
+        let fetched: Vec<(Key, Option<Content>)> =
+            futures::stream::iter(missing.into_iter().map(|key| async move {
+                let content = self.get(namespace, &key).await?;
                 Ok::<_, kube::Error>((key, content))
             }))
-            .buffered(GET_CONCURRENCY)
+            .buffer_unordered(GET_CONCURRENCY)
             .collect::<Vec<_>>()
             .await
             .into_iter()
             .collect::<Result<_, _>>()?;
+        {
+            let mut r = refs.lock().expect("not poisoned");
+            for (key, content) in fetched {
+                let entry = content.as_ref().map(|c| (version(c), c.clone()));
+                if r.wanted.contains(&key) {
+                    r.read.insert(key, entry);
+                }
+                have.push(content);
+            }
+        }
         let mut out = Resolved::default();
-        for (key, content) in fetched {
+        for content in have.into_iter().flatten() {
             match content {
-                Some(Content::Secret(s)) => {
-                    out.secrets.insert(key.name, s);
+                Content::Secret(s) => {
+                    out.secrets.insert(s.name_any(), s);
                 }
-                Some(Content::ConfigMap(c)) => {
-                    out.config_maps.insert(key.name, c);
+                Content::ConfigMap(c) => {
+                    out.config_maps.insert(c.name_any(), c);
                 }
-                None => {}
             }
         }
         Ok(out)
     }
 
-    /// Stops every watch of `namespace`.
+    /// Stops the watches of `namespace` and drops what was read there.
     pub(crate) fn forget(&self, namespace: &str) {
-        self.entries
+        self.namespaces
             .lock()
             .expect("not poisoned")
-            .retain(|k, _| k.namespace != namespace);
+            .remove(namespace);
     }
 
-    async fn get(&self, key: &RefKey) -> Result<Option<Content>, kube::Error> {
-        Ok(match key.kind {
-            RefKind::Secret => Api::<Secret>::namespaced(self.client.clone(), &key.namespace)
-                .get_opt(&key.name)
+    async fn get(&self, namespace: &str, key: &Key) -> Result<Option<Content>, kube::Error> {
+        Ok(match key.0 {
+            RefKind::Secret => Api::<Secret>::namespaced(self.client.clone(), namespace)
+                .get_opt(&key.1)
                 .await?
-                .map(secret_content),
-            RefKind::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), &key.namespace)
-                .get_opt(&key.name)
+                .map(|mut s| {
+                    slim(s.meta_mut());
+                    Content::Secret(s)
+                }),
+            RefKind::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), namespace)
+                .get_opt(&key.1)
                 .await?
-                .map(config_map_content),
+                .map(|mut c| {
+                    slim(c.meta_mut());
+                    Content::ConfigMap(c)
+                }),
         })
     }
 
-    fn start(&self, key: RefKey) -> Entry {
-        let slot: Slot = Arc::new(Mutex::new(None));
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
-        let trigger = self.trigger.clone();
-        let task = match key.kind {
-            RefKind::Secret => {
-                let api = Api::<Secret>::namespaced(self.client.clone(), &key.namespace);
-                tokio::spawn(follow(api, cfg, key, slot.clone(), trigger, secret_content))
-            }
-            RefKind::ConfigMap => {
-                let api = Api::<ConfigMap>::namespaced(self.client.clone(), &key.namespace);
-                tokio::spawn(follow(
-                    api,
-                    cfg,
-                    key,
-                    slot.clone(),
-                    trigger,
-                    config_map_content,
-                ))
-            }
-        };
-        Entry { slot, task }
+    fn start(&self, namespace: &str) -> NsEntry {
+        let refs = Shared::default();
+        let tasks = vec![
+            self.spawn_follow::<Secret>(namespace, RefKind::Secret, &refs),
+            self.spawn_follow::<ConfigMap>(namespace, RefKind::ConfigMap, &refs),
+        ];
+        NsEntry { refs, tasks }
+    }
+
+    fn spawn_follow<K>(
+        &self,
+        namespace: &str,
+        kind: RefKind,
+        refs: &Shared,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let api = Api::<PartialObjectMeta<K>>::namespaced(self.client.clone(), namespace);
+        let task = follow(
+            api,
+            kind,
+            namespace.to_owned(),
+            refs.clone(),
+            self.trigger.clone(),
+        );
+        tokio::spawn(task)
     }
 }
 
+/// No server-side apply bookkeeping, and no annotations (kubectl's
+/// `last-applied-configuration` of a Secret is a second copy of its data).
+fn slim(meta: &mut kube::api::ObjectMeta) {
+    meta.managed_fields = None;
+    meta.annotations = None;
+}
+
+fn version(c: &Content) -> String {
+    match c {
+        Content::Secret(s) => s.resource_version(),
+        Content::ConfigMap(c) => c.resource_version(),
+    }
+    .unwrap_or_default()
+}
+
+/// Follows the names and resourceVersions of one kind in one namespace; sends the
+/// namespace when an object the resources name appears, moves or goes.
 async fn follow<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-    key: RefKey,
-    slot: Slot,
+    api: Api<PartialObjectMeta<K>>,
+    kind: RefKind,
+    namespace: String,
+    refs: Shared,
     trigger: mpsc::UnboundedSender<String>,
-    wrap: fn(K) -> Content,
 ) where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
-    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
-    // Objects seen during a (re)list; the list's end says whether it exists.
-    let mut listing: Option<Option<Content>> = None;
+    // `Api<PartialObjectMeta<_>>` lists and watches metadata only: no `data` crosses.
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listing: HashMap<Key, String> = HashMap::new();
     while let Some(ev) = stream.next().await {
-        let update = match ev {
+        let changed = match ev {
             Ok(Event::Init) => {
-                listing = Some(None);
-                None
+                listing.clear();
+                false
             }
-            Ok(Event::InitApply(o)) => {
-                listing = Some(Some(wrap(o)));
-                None
+            Ok(Event::InitApply(m)) => {
+                let rv = m.resource_version().unwrap_or_default();
+                listing.insert((kind, m.name_any()), rv);
+                false
             }
-            Ok(Event::InitDone) => listing.take(),
-            Ok(Event::Apply(o)) => Some(Some(wrap(o))),
-            Ok(Event::Delete(_)) => Some(None),
+            Ok(Event::InitDone) => {
+                let mut r = refs.lock().expect("not poisoned");
+                r.versions.retain(|k, _| k.0 != kind);
+                r.versions.extend(std::mem::take(&mut listing));
+                r.listed[kind_index(kind)] = true;
+                let r = &*r;
+                r.wanted
+                    .iter()
+                    .filter(|k| k.0 == kind)
+                    .any(|k| r.stale(k, r.versions.get(k).map(String::as_str)))
+            }
+            Ok(Event::Apply(m)) => {
+                let key = (kind, m.name_any());
+                let rv = m.resource_version().unwrap_or_default();
+                let mut r = refs.lock().expect("not poisoned");
+                let changed = r.stale(&key, Some(&rv));
+                r.versions.insert(key, rv);
+                changed
+            }
+            Ok(Event::Delete(m)) => {
+                let key = (kind, m.name_any());
+                let mut r = refs.lock().expect("not poisoned");
+                r.versions.remove(&key);
+                r.stale(&key, None)
+            }
             Err(e) => {
-                tracing::debug!(kind = ?key.kind, namespace = %key.namespace, name = %key.name,
-                    error = %e, "reference watch failed; retrying");
-                None
+                tracing::debug!(kind = ?kind, namespace = %namespace, error = %e,
+                    "reference watch failed; retrying");
+                false
             }
-        };
-        let Some(new) = update else { continue };
-        let changed = {
-            let mut s = slot.lock().expect("not poisoned");
-            let changed = match (&*s, &new) {
-                (None, _) => false,
-                (Some(None), None) => false,
-                (Some(Some(a)), Some(b)) => !a.same_content(b),
-                _ => true,
-            };
-            *s = Some(new);
-            changed
         };
         if changed {
-            tracing::info!(kind = ?key.kind, namespace = %key.namespace, name = %key.name,
-                "referenced object changed");
-            let _ = trigger.send(key.namespace.clone());
+            tracing::info!(kind = ?kind, namespace = %namespace, "referenced object changed");
+            let _ = trigger.send(namespace.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, rv: &str) -> Content {
+        let mut s = Secret::default();
+        s.metadata.name = Some(name.into());
+        s.metadata.resource_version = Some(rv.into());
+        Content::Secret(s)
+    }
+
+    fn key(name: &str) -> Key {
+        (RefKind::Secret, name.into())
+    }
+
+    #[test]
+    fn only_named_objects_whose_version_moved_need_a_read() {
+        let mut r = NsRefs::default();
+        r.wanted.insert(key("tls"));
+        // Before the list: never read, so read it.
+        assert!(r.known(&key("tls")).is_none());
+        r.read
+            .insert(key("tls"), Some(("5".into(), secret("tls", "5"))));
+        r.listed[0] = true;
+        r.versions.insert(key("tls"), "5".into());
+        r.versions.insert(key("other"), "9".into());
+        assert!(matches!(r.known(&key("tls")), Some(Some(_))));
+        assert!(!r.stale(&key("tls"), Some("5")));
+        // An object no resource names never triggers, whatever happens to it.
+        assert!(!r.stale(&key("other"), Some("10")));
+        assert!(!r.stale(&key("other"), None));
+        // A move or a delete of a named one does; the next reconcile reads it again.
+        assert!(r.stale(&key("tls"), Some("6")));
+        assert!(r.stale(&key("tls"), None));
+        r.versions.insert(key("tls"), "6".into());
+        assert!(r.known(&key("tls")).is_none());
+        // A named object the list does not hold is missing, without a read.
+        r.wanted.insert(key("absent"));
+        assert!(matches!(r.known(&key("absent")), Some(None)));
     }
 }
