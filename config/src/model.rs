@@ -11,6 +11,9 @@
 //! - unknown fields are refused, so a typo never silently does nothing.
 
 pub mod defaults;
+mod edge;
+
+pub use edge::ProxyProtocol;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -114,6 +117,9 @@ pub struct Listener {
     /// [`Listener::connections_per_client`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_client: Option<u32>,
+    /// PROXY protocol from trusted load balancers; `None`: every peer is the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl Listener {

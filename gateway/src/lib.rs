@@ -11,6 +11,7 @@ pub mod ldap;
 pub mod metrics;
 pub(crate) mod net;
 pub mod prestop;
+pub mod proxy_header;
 pub mod relay;
 pub mod reload;
 pub mod runtime;

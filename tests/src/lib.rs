@@ -8,6 +8,7 @@ pub mod clients;
 pub mod cluster;
 pub mod crl;
 pub mod cutproxy;
+pub mod front;
 pub mod gate;
 pub mod gateway;
 pub mod helm;

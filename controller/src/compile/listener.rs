@@ -224,6 +224,27 @@ pub(crate) fn render(
             d,
         ),
     };
+    let proxy_protocol = spec.proxy_protocol.as_ref().map(|pp| {
+        let mut trusted_cidrs = Vec::new();
+        for (i, text) in pp.trusted_cidrs.iter().enumerate() {
+            match parse_cidr(text) {
+                Some(net) => trusted_cidrs.push(net),
+                None => d.error(
+                    format!("spec.proxyProtocol.trustedCidrs[{i}]"),
+                    Reason::InvalidValue,
+                    format!("{text:?} is not a network (write e.g. 10.0.0.0/8, 2001:db8::/32 or a single address)"),
+                ),
+            }
+        }
+        if pp.trusted_cidrs.is_empty() {
+            d.error(
+                "spec.proxyProtocol.trustedCidrs",
+                Reason::InvalidValue,
+                "at least one CIDR is required (the load balancers' networks)",
+            );
+        }
+        postern_config::ProxyProtocol { trusted_cidrs }
+    });
     if d.has_errors() {
         return None;
     }
@@ -242,6 +263,7 @@ pub(crate) fn render(
             .max_connections
             .unwrap_or(defaults::LISTENER_MAX_CONNECTIONS),
         max_connections_per_client: spec.max_connections_per_client,
+        proxy_protocol,
     })
 }
 
