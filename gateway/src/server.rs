@@ -201,6 +201,9 @@ impl Server {
                     continue;
                 }
             };
+            // A dual-stack listener (`::`) sees IPv4 clients as IPv4-mapped addresses:
+            // logs, tables and caps see them as the IPv4 addresses they are.
+            let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
             let Some(listener) = self.listener_at(addr) else {
                 continue;
             };
@@ -240,13 +243,7 @@ impl Server {
                 self.count(&listener, "proxy_refused");
                 let reason = format!("trusted proxy sent no valid PROXY header: {e}");
                 info!(target: "postern::decision", listener = %listener.name, client_ip = %proxy.ip(), client_port = proxy.port(), proxy_ip = %proxy.ip(), decision = "connect", outcome = "rejected", reason = %reason);
-                let mut out = Vec::new();
-                reply::proxy_protocol_refused().write_to(&mut out);
-                let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                    let _ = tcp.write_all(&out).await;
-                    let _ = tcp.shutdown().await;
-                })
-                .await;
+                say_and_close(tcp, reply::proxy_protocol_refused()).await;
             }
         }
     }
@@ -333,16 +330,7 @@ impl Server {
         self.count(listener, outcome);
         let proxy_ip = proxy.map(|p| p.ip().to_string()).unwrap_or_default();
         info!(target: "postern::decision", listener = %listener.name, client_ip = %peer.ip(), client_port = peer.port(), client = %ClientKey::of(peer.ip()), proxy_ip = %proxy_ip, decision = "connect", outcome = "rejected", reason, limit);
-        tokio::spawn(async move {
-            let mut tcp = tcp;
-            let mut out = Vec::new();
-            reply::too_many_connections().write_to(&mut out);
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                let _ = tcp.write_all(&out).await;
-                let _ = tcp.shutdown().await;
-            })
-            .await;
-        });
+        tokio::spawn(say_and_close(tcp, reply::too_many_connections()));
     }
 
     /// Graceful shutdown: stop accepting; sessions with no transaction open are closed
@@ -368,6 +356,18 @@ impl Server {
         }
         info!("all sessions closed");
     }
+}
+
+/// Send one reply to a connection turned away before its session and close it, within
+/// 5 s (a peer that does not read cannot hold the task).
+async fn say_and_close(mut tcp: tokio::net::TcpStream, reply: reply::Reply) {
+    let mut out = Vec::new();
+    reply.write_to(&mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = tcp.write_all(&out).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
 }
 
 /// Gives back the connection's slots and the active-connections gauge when a session

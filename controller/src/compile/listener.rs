@@ -59,17 +59,7 @@ pub(crate) fn render(
             &row.mail_flow_policy_ref.name,
             d,
         );
-        let mut cidrs = Vec::new();
-        for (j, text) in row.cidrs.iter().enumerate() {
-            match parse_cidr(text) {
-                Some(net) => cidrs.push(net),
-                None => d.error(
-                    format!("spec.hostAccessTable[{i}].cidrs[{j}]"),
-                    Reason::InvalidValue,
-                    format!("{text:?} is not a network (write e.g. 10.0.0.0/8, 2001:db8::/32 or a single address)"),
-                ),
-            }
-        }
+        let cidrs = parse_cidrs(&format!("spec.hostAccessTable[{i}].cidrs"), &row.cidrs, d);
         if row.cidrs.is_empty() {
             d.error(
                 format!("spec.hostAccessTable[{i}].cidrs"),
@@ -225,17 +215,7 @@ pub(crate) fn render(
         ),
     };
     let proxy_protocol = spec.proxy_protocol.as_ref().map(|pp| {
-        let mut trusted_cidrs = Vec::new();
-        for (i, text) in pp.trusted_cidrs.iter().enumerate() {
-            match parse_cidr(text) {
-                Some(net) => trusted_cidrs.push(net),
-                None => d.error(
-                    format!("spec.proxyProtocol.trustedCidrs[{i}]"),
-                    Reason::InvalidValue,
-                    format!("{text:?} is not a network (write e.g. 10.0.0.0/8, 2001:db8::/32 or a single address)"),
-                ),
-            }
-        }
+        let trusted_cidrs = parse_cidrs("spec.proxyProtocol.trustedCidrs", &pp.trusted_cidrs, d);
         if pp.trusted_cidrs.is_empty() {
             d.error(
                 "spec.proxyProtocol.trustedCidrs",
@@ -265,6 +245,22 @@ pub(crate) fn render(
         max_connections_per_client: spec.max_connections_per_client,
         proxy_protocol,
     })
+}
+
+/// Each of `texts` as a network; one error per bad entry, at `field[j]`.
+fn parse_cidrs(field: &str, texts: &[String], d: &mut Diags) -> Vec<IpNet> {
+    let mut nets = Vec::new();
+    for (j, text) in texts.iter().enumerate() {
+        match parse_cidr(text) {
+            Some(net) => nets.push(net),
+            None => d.error(
+                format!("{field}[{j}]"),
+                Reason::InvalidValue,
+                format!("{text:?} is not a network (write e.g. 10.0.0.0/8, 2001:db8::/32 or a single address)"),
+            ),
+        }
+    }
+    nets
 }
 
 /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (one host).
