@@ -99,6 +99,7 @@ pub(crate) fn config(
         max_connections: 30_000,
         // All load comes from a few loopback addresses: no per-client cap below the total.
         max_connections_per_client: Some(30_000),
+        proxy_protocol: None,
     };
     let mut config = GatewayConfig {
         listeners: BTreeMap::from([

@@ -11,8 +11,10 @@
 //! - unknown fields are refused, so a typo never silently does nothing.
 
 pub mod defaults;
+mod edge;
 mod revocation;
 
+pub use edge::ProxyProtocol;
 pub use revocation::{
     OCSP_CACHE_MAX_AGE_MAX, OCSP_CACHE_MAX_AGE_MIN, OCSP_TIMEOUT_MAX, OCSP_TIMEOUT_MIN, Ocsp,
     OnUnavailable, Revocation, RevocationMode, RevocationProblem,
@@ -120,6 +122,9 @@ pub struct Listener {
     /// [`Listener::connections_per_client`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_client: Option<u32>,
+    /// PROXY protocol from trusted load balancers; `None`: every peer is the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl Listener {

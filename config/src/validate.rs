@@ -646,6 +646,35 @@ impl Validator {
         }
     }
 
+    /// `proxyProtocol`: at least one trusted network, each without host bits (a typo for
+    /// a network would trust a different set of peers than meant).
+    fn proxy_protocol(&mut self, name: &str, pp: &crate::ProxyProtocol) {
+        let s = Section::Listeners;
+        if pp.trusted_cidrs.is_empty() {
+            self.push(
+                s,
+                name,
+                Field::same("proxyProtocol.trustedCidrs"),
+                Reason::InvalidValue,
+                "at least one CIDR is required (the load balancers' networks)",
+            );
+        }
+        for (i, net) in pp.trusted_cidrs.iter().enumerate() {
+            if net.trunc() != *net {
+                self.push(
+                    s,
+                    name,
+                    Field::Same(Path::keys("proxyProtocol.trustedCidrs").index(i)),
+                    Reason::InvalidValue,
+                    format!(
+                        "{net} has host bits set; write the network, {}",
+                        net.trunc()
+                    ),
+                );
+            }
+        }
+    }
+
     fn listener(&mut self, config: &GatewayConfig, name: &str, l: &Listener) {
         let s = Section::Listeners;
         if l.port == 0 {
@@ -703,6 +732,9 @@ impl Validator {
                     per_client, l.max_connections
                 ),
             );
+        }
+        if let Some(pp) = &l.proxy_protocol {
+            self.proxy_protocol(name, pp);
         }
         for (field, value) in [
             ("timeouts.tlsHandshake", l.timeouts.tls_handshake),
@@ -863,6 +895,18 @@ impl Validator {
                 Field::same("nextHop.host"),
                 Reason::InvalidValue,
                 format!("{:?} is not a host", hop.host),
+            );
+        } else if hop.host.starts_with('[') {
+            // `[2001:db8::25]` is URL syntax; the port is a field of its own here.
+            self.push(
+                s,
+                name,
+                Field::same("nextHop.host"),
+                Reason::InvalidValue,
+                format!(
+                    "{:?}: write an IPv6 address without brackets (e.g. 2001:db8::25)",
+                    hop.host
+                ),
             );
         }
         if hop.port == 0 {
@@ -1056,6 +1100,26 @@ mod tests {
         assert_eq!(
             p,
             ["listeners.l.maxConnectionsPerClient: must be at least 1"]
+        );
+    }
+
+    #[test]
+    fn proxy_protocol_networks() {
+        assert_eq!(
+            listener_problems(", proxyProtocol: {trustedCidrs: [10.0.0.0/8, 'fd00::/8']}"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            listener_problems(", proxyProtocol: {trustedCidrs: []}"),
+            [
+                "listeners.l.proxyProtocol.trustedCidrs: at least one CIDR is required (the load balancers' networks)"
+            ]
+        );
+        assert_eq!(
+            listener_problems(", proxyProtocol: {trustedCidrs: [10.0.0.0/8, 10.1.2.3/8]}"),
+            [
+                "listeners.l.proxyProtocol.trustedCidrs[1]: 10.1.2.3/8 has host bits set; write the network, 10.0.0.0/8"
+            ]
         );
     }
 

@@ -47,7 +47,7 @@ pub use ldap_profile::{
 };
 pub use listener::{
     HostAccessEntry, Listener, ListenerSpec, ListenerStatus, ListenerTimeouts, ListenerTls,
-    NextHop, NextHopTimeouts,
+    NextHop, NextHopTimeouts, ProxyProtocol,
 };
 pub use mail_flow_policy::{
     Limits, MailFlowPolicy, MailFlowPolicySpec, MailFlowPolicyStatus, PolicyAction, TlsMode,

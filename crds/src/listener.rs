@@ -96,6 +96,25 @@ pub struct ListenerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_connections_per_client: Option<u32>,
+    /// PROXY protocol (v1 and v2) from the load balancers in front: a peer in
+    /// `trustedCidrs` must open each connection with a PROXY header, and the client it
+    /// names is the one the host access table, per-client limits, throttles, logs and
+    /// `Received` see. A peer outside `trustedCidrs` is served as itself and may not send
+    /// a header. Omitted: every peer is the client (or use `externalTrafficPolicy: Local`
+    /// on the Service, see docs/install.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// PROXY protocol on a listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyProtocol {
+    /// The proxies' networks (e.g. the load balancer's subnet, `10.0.0.0/8`); a bare
+    /// address means that one host. PROXY headers are accepted only from these peers, and
+    /// required of them.
+    #[schemars(length(min = 1))]
+    pub trusted_cidrs: Vec<String>,
 }
 
 /// TLS material of a listener.

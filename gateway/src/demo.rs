@@ -133,6 +133,7 @@ pub async fn prepare() -> anyhow::Result<Demo> {
         timeouts: ListenerTimeouts::default(),
         max_connections: 1000,
         max_connections_per_client: None,
+        proxy_protocol: None,
     };
     let config = GatewayConfig {
         listeners: BTreeMap::from([

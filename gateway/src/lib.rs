@@ -14,6 +14,7 @@ pub mod metrics;
 pub(crate) mod net;
 pub mod ocsp;
 pub mod prestop;
+pub mod proxy_header;
 pub mod recent_decisions;
 pub mod relay;
 pub mod reload;

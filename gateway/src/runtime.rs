@@ -92,6 +92,8 @@ pub struct ListenerRuntime {
     pub max_connections: u32,
     /// Connection cap per client (IPv4 address or IPv6 /64).
     pub max_connections_per_client: u32,
+    /// PROXY protocol: the peers that must send a header (and only they may).
+    pub proxy_protocol: Option<postern_config::ProxyProtocol>,
 }
 
 /// One row of a host access table.
@@ -322,6 +324,7 @@ fn build_listener(
         data_total_timeout: l.timeouts.data_total.get(),
         max_connections: l.max_connections,
         max_connections_per_client: l.connections_per_client(),
+        proxy_protocol: l.proxy_protocol.clone(),
     })
 }
 

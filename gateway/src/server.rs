@@ -3,6 +3,7 @@
 //! ports, closing removed ones; a Listener whose address cannot be bound is refused on
 //! its own, keeping its previous version where there is one) and the graceful shutdown.
 
+mod proxy;
 mod slots;
 
 use std::collections::{HashMap, HashSet};
@@ -15,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels};
 use crate::runtime::{ListenerRuntime, Runtime};
@@ -200,41 +201,108 @@ impl Server {
                     continue;
                 }
             };
+            // A dual-stack listener (`::`) sees IPv4 clients as IPv4-mapped addresses:
+            // logs, tables and caps see them as the IPv4 addresses they are.
+            let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
             let Some(listener) = self.listener_at(addr) else {
                 continue;
             };
-            let labels = ListenerLabels {
-                listener: listener.name.clone(),
-            };
-            let slot = match slots.try_acquire(
-                peer.ip(),
-                listener.max_connections,
-                listener.max_connections_per_client,
-            ) {
-                Ok(slot) => slot,
-                Err(refusal) => {
-                    self.refuse(&listener, peer, refusal, tcp);
-                    continue;
-                }
-            };
-            let gauge = self
-                .inner
-                .metrics
-                .connections_active
-                .get_or_create(&labels)
-                .clone();
-            gauge.inc();
-            let guard = ActiveGuard { _slot: slot, gauge };
-            let ctx = SessionContext {
-                metrics: self.inner.metrics.clone(),
-                draining: self.inner.draining.clone(),
-                hard_stop: self.inner.hard_stop.clone(),
-            };
-            self.inner.tracker.spawn(async move {
-                let _guard = guard;
-                Connection::new(tcp, peer, listener, ctx).run().await;
-            });
+            let trusted = listener
+                .proxy_protocol
+                .as_ref()
+                .is_some_and(|pp| pp.trusts(peer.ip()));
+            if trusted {
+                // The header is read in the session's own task: a slow proxy must not
+                // hold up the accept loop. Slots are taken once the client is known.
+                let (server, slots) = (self.clone(), slots.clone());
+                self.inner.tracker.spawn(async move {
+                    server.proxied(tcp, peer, listener, &slots).await;
+                });
+                continue;
+            }
+            self.start(tcp, peer, None, listener, &slots);
         }
+    }
+
+    /// A connection from a trusted proxy: read its PROXY header, then serve the client it
+    /// names (or, for `LOCAL`/`UNKNOWN`, the proxy itself). No valid header: refused.
+    async fn proxied(
+        &self,
+        mut tcp: tokio::net::TcpStream,
+        proxy: SocketAddr,
+        listener: Arc<ListenerRuntime>,
+        slots: &Arc<Slots>,
+    ) {
+        match proxy::read_header(&mut tcp).await {
+            Ok(header) => {
+                let client = header.addresses.map_or(proxy, |a| a.source);
+                debug!(listener = %listener.name, proxy = %proxy, client = %client, version = header.version.as_str(), "PROXY header read");
+                self.start(tcp, client, Some(proxy), listener, slots);
+            }
+            Err(e) => {
+                self.count(&listener, "proxy_refused");
+                let reason = format!("trusted proxy sent no valid PROXY header: {e}");
+                info!(target: "postern::decision", listener = %listener.name, client_ip = %proxy.ip(), client_port = proxy.port(), proxy_ip = %proxy.ip(), decision = "connect", outcome = "rejected", reason = %reason);
+                say_and_close(tcp, reply::proxy_protocol_refused()).await;
+            }
+        }
+    }
+
+    /// Take the connection's slots (as `peer`, the client) and run its session; `proxy`
+    /// is the trusted proxy it came through, if any.
+    fn start(
+        &self,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+        proxy: Option<SocketAddr>,
+        listener: Arc<ListenerRuntime>,
+        slots: &Arc<Slots>,
+    ) {
+        let labels = ListenerLabels {
+            listener: listener.name.clone(),
+        };
+        let slot = match slots.try_acquire(
+            peer.ip(),
+            listener.max_connections,
+            listener.max_connections_per_client,
+        ) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                self.refuse(&listener, peer, proxy, refusal, tcp);
+                return;
+            }
+        };
+        let gauge = self
+            .inner
+            .metrics
+            .connections_active
+            .get_or_create(&labels)
+            .clone();
+        gauge.inc();
+        let guard = ActiveGuard { _slot: slot, gauge };
+        let ctx = SessionContext {
+            metrics: self.inner.metrics.clone(),
+            draining: self.inner.draining.clone(),
+            hard_stop: self.inner.hard_stop.clone(),
+        };
+        self.inner.tracker.spawn(async move {
+            let _guard = guard;
+            Connection::new(tcp, peer, listener, ctx)
+                .via_proxy(proxy)
+                .run()
+                .await;
+        });
+    }
+
+    fn count(&self, listener: &ListenerRuntime, outcome: &str) {
+        self.inner
+            .metrics
+            .connections
+            .get_or_create(&OutcomeLabels {
+                listener: listener.name.clone(),
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     /// Turn away a connection that got no slot, cheaply: one decision line, one metric,
@@ -243,6 +311,7 @@ impl Server {
         &self,
         listener: &ListenerRuntime,
         peer: SocketAddr,
+        proxy: Option<SocketAddr>,
         refusal: Refusal,
         tcp: tokio::net::TcpStream,
     ) {
@@ -258,25 +327,10 @@ impl Server {
                 listener.max_connections,
             ),
         };
-        self.inner
-            .metrics
-            .connections
-            .get_or_create(&OutcomeLabels {
-                listener: listener.name.clone(),
-                outcome: outcome.into(),
-            })
-            .inc();
-        info!(target: "postern::decision", listener = %listener.name, client_ip = %peer.ip(), client_port = peer.port(), client = %ClientKey::of(peer.ip()), decision = "connect", outcome = "rejected", reason, limit);
-        tokio::spawn(async move {
-            let mut tcp = tcp;
-            let mut out = Vec::new();
-            reply::too_many_connections().write_to(&mut out);
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                let _ = tcp.write_all(&out).await;
-                let _ = tcp.shutdown().await;
-            })
-            .await;
-        });
+        self.count(listener, outcome);
+        let proxy_ip = proxy.map(|p| p.ip().to_string()).unwrap_or_default();
+        info!(target: "postern::decision", listener = %listener.name, client_ip = %peer.ip(), client_port = peer.port(), client = %ClientKey::of(peer.ip()), proxy_ip = %proxy_ip, decision = "connect", outcome = "rejected", reason, limit);
+        tokio::spawn(say_and_close(tcp, reply::too_many_connections()));
     }
 
     /// Graceful shutdown: stop accepting; sessions with no transaction open are closed
@@ -302,6 +356,18 @@ impl Server {
         }
         info!("all sessions closed");
     }
+}
+
+/// Send one reply to a connection turned away before its session and close it, within
+/// 5 s (a peer that does not read cannot hold the task).
+async fn say_and_close(mut tcp: tokio::net::TcpStream, reply: reply::Reply) {
+    let mut out = Vec::new();
+    reply.write_to(&mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = tcp.write_all(&out).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
 }
 
 /// Gives back the connection's slots and the active-connections gauge when a session

@@ -146,6 +146,7 @@ pub fn config(
         timeouts: ListenerTimeouts::default(),
         max_connections: 100,
         max_connections_per_client: None,
+        proxy_protocol: None,
     };
     GatewayConfig {
         listeners: [("main".to_owned(), listener)].into(),

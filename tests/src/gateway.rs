@@ -63,6 +63,7 @@ pub fn listener(port: u16, next_hop_port: u16, policy: &str) -> cfg::Listener {
         timeouts: cfg::ListenerTimeouts::default(),
         max_connections: 100,
         max_connections_per_client: None,
+        proxy_protocol: None,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod crl;
 pub mod crl_service;
 pub mod cutproxy;
+pub mod front;
 pub mod gate;
 pub mod gateway;
 pub mod helm;

@@ -59,17 +59,7 @@ pub(crate) fn render(
             &row.mail_flow_policy_ref.name,
             d,
         );
-        let mut cidrs = Vec::new();
-        for (j, text) in row.cidrs.iter().enumerate() {
-            match parse_cidr(text) {
-                Some(net) => cidrs.push(net),
-                None => d.error(
-                    format!("spec.hostAccessTable[{i}].cidrs[{j}]"),
-                    Reason::InvalidValue,
-                    format!("{text:?} is not a network (write e.g. 10.0.0.0/8, 2001:db8::/32 or a single address)"),
-                ),
-            }
-        }
+        let cidrs = parse_cidrs(&format!("spec.hostAccessTable[{i}].cidrs"), &row.cidrs, d);
         if row.cidrs.is_empty() {
             d.error(
                 format!("spec.hostAccessTable[{i}].cidrs"),
@@ -225,6 +215,17 @@ pub(crate) fn render(
             d,
         ),
     };
+    let proxy_protocol = spec.proxy_protocol.as_ref().map(|pp| {
+        let trusted_cidrs = parse_cidrs("spec.proxyProtocol.trustedCidrs", &pp.trusted_cidrs, d);
+        if pp.trusted_cidrs.is_empty() {
+            d.error(
+                "spec.proxyProtocol.trustedCidrs",
+                Reason::InvalidValue,
+                "at least one CIDR is required (the load balancers' networks)",
+            );
+        }
+        postern_config::ProxyProtocol { trusted_cidrs }
+    });
     if d.has_errors() {
         return None;
     }
@@ -243,7 +244,24 @@ pub(crate) fn render(
             .max_connections
             .unwrap_or(defaults::LISTENER_MAX_CONNECTIONS),
         max_connections_per_client: spec.max_connections_per_client,
+        proxy_protocol,
     })
+}
+
+/// Each of `texts` as a network; one error per bad entry, at `field[j]`.
+fn parse_cidrs(field: &str, texts: &[String], d: &mut Diags) -> Vec<IpNet> {
+    let mut nets = Vec::new();
+    for (j, text) in texts.iter().enumerate() {
+        match parse_cidr(text) {
+            Some(net) => nets.push(net),
+            None => d.error(
+                format!("{field}[{j}]"),
+                Reason::InvalidValue,
+                format!("{text:?} is not a network (write e.g. 10.0.0.0/8, 2001:db8::/32 or a single address)"),
+            ),
+        }
+    }
+    nets
 }
 
 /// `10.0.0.0/8`, `2001:db8::/32`, or a bare address (one host).

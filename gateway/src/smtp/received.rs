@@ -31,6 +31,8 @@ pub(crate) struct TraceInfo<'a> {
     pub for_rcpt: Option<&'a str>,
     /// Whether the transaction used SMTPUTF8.
     pub utf8: bool,
+    /// The trusted proxy the client came through (PROXY protocol), if any.
+    pub proxy_ip: Option<IpAddr>,
 }
 
 /// RFC 3848 / RFC 6531 protocol name for the `with` clause.
@@ -70,9 +72,13 @@ pub(crate) fn render(info: &TraceInfo<'_>, now: OffsetDateTime) -> String {
     h.push_str("Received: from ");
     h.push_str(&sanitize(info.helo, 255));
     if let Some(ip) = info.client_ip {
-        h.push_str(" ([");
-        h.push_str(&ip.to_string());
-        h.push_str("])");
+        h.push_str(" (");
+        h.push_str(&address_literal(ip));
+        if let Some(proxy) = info.proxy_ip {
+            h.push_str(" via proxy ");
+            h.push_str(&address_literal(proxy));
+        }
+        h.push(')');
     }
     h.push_str("\r\n\tby ");
     h.push_str(&sanitize(info.hostname, 255));
@@ -110,6 +116,15 @@ pub(crate) fn render(info: &TraceInfo<'_>, now: OffsetDateTime) -> String {
     h
 }
 
+/// An address as RFC 5321 writes it: `[192.0.2.7]`, `[IPv6:2001:db8::7]`; an
+/// IPv4-mapped IPv6 address (a dual-stack listener) as the IPv4 address it carries.
+pub(crate) fn address_literal(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => format!("[{v4}]"),
+        IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
+    }
+}
+
 /// `Tue, 05 Mar 2024 14:03:07 +0000`.
 pub(crate) fn rfc5322_date(now: OffsetDateTime) -> String {
     let fmt = format_description!(
@@ -145,6 +160,7 @@ mod tests {
             id: "0123ABC",
             for_rcpt: Some("b@example.net"),
             utf8: false,
+            proxy_ip: None,
         };
         let h = render(&info, OffsetDateTime::UNIX_EPOCH);
         assert_eq!(
@@ -157,5 +173,22 @@ mod tests {
                 "unfolded line {line:?}"
             );
         }
+    }
+
+    #[test]
+    fn ipv6_literal_and_proxy() {
+        let info = TraceInfo {
+            helo: "client",
+            client_ip: Some("2001:db8::7".parse().unwrap()),
+            hostname: "mx.example.org",
+            id: "1",
+            proxy_ip: Some("::ffff:10.0.0.5".parse().unwrap()),
+            ..TraceInfo::default()
+        };
+        let h = render(&info, OffsetDateTime::UNIX_EPOCH);
+        assert!(
+            h.starts_with("Received: from client ([IPv6:2001:db8::7] via proxy [10.0.0.5])\r\n"),
+            "{h}"
+        );
     }
 }

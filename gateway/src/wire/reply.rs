@@ -180,6 +180,11 @@ pub(crate) fn policy_reject() -> Reply {
 pub(crate) fn too_many_connections() -> Reply {
     Reply::new(421, "4.7.0", "Too many connections, try again later")
 }
+/// `421 4.7.0`: a connection broke the listener's PROXY protocol rule (a trusted proxy
+/// sent no valid header, or another peer sent one).
+pub(crate) fn proxy_protocol_refused() -> Reply {
+    Reply::new(421, "4.7.0", "PROXY protocol violation, closing connection")
+}
 
 #[cfg(test)]
 mod tests {

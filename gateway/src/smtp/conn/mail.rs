@@ -357,6 +357,7 @@ impl Connection {
                     None
                 },
                 utf8: txn.params.smtputf8,
+                proxy_ip: self.proxy.map(|p| p.ip()),
             },
             time::OffsetDateTime::now_utc(),
         )

@@ -107,6 +107,12 @@ pub struct Connection {
     query: String,
     /// Commands before authentication, for a Monitor-mode log.
     before_auth: monitor::Recent,
+    /// The trusted proxy the connection came through (PROXY protocol); `peer` is then
+    /// the client its header named.
+    proxy: Option<SocketAddr>,
+    /// Whether the first line must be checked for a PROXY header: the listener takes them,
+    /// but not from this peer (outside `proxyProtocol.trustedCidrs`).
+    sniff_proxy: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -146,7 +152,17 @@ impl Connection {
             auth_failures: 0,
             query: String::new(),
             before_auth: monitor::Recent::default(),
+            proxy: None,
+            sniff_proxy: false,
         }
+    }
+
+    /// The connection came through this trusted proxy (`None`: directly). Without one, on
+    /// a listener with PROXY protocol, a header sent as the first line is refused.
+    pub fn via_proxy(mut self, proxy: Option<SocketAddr>) -> Self {
+        self.sniff_proxy = proxy.is_none() && self.listener.proxy_protocol.is_some();
+        self.proxy = proxy;
+        self
     }
 
     fn rules(&self) -> Rules<'_> {
@@ -181,6 +197,7 @@ impl Connection {
             listener = %self.listener.name,
             client_ip = %self.peer.ip(),
             client_port = self.peer.port(),
+            proxy_ip = %self.proxy.map(|p| p.ip().to_string()).unwrap_or_default(),
             sender_group = %self.sender_group,
             policy = %self.policy.name,
             profile = %self.profile_name(),
@@ -405,6 +422,25 @@ impl Connection {
                     return;
                 }
             };
+            if std::mem::take(&mut self.sniff_proxy)
+                && crate::proxy_header::sniff(&line, &self.io.rbuf)
+            {
+                self.decision(
+                    "connect",
+                    "rejected",
+                    "PROXY header from a peer outside proxyProtocol.trustedCidrs",
+                );
+                self.ctx
+                    .metrics
+                    .connections
+                    .get_or_create(&OutcomeLabels {
+                        listener: self.listener.name.clone(),
+                        outcome: "proxy_refused".into(),
+                    })
+                    .inc();
+                self.reply(&reply::proxy_protocol_refused());
+                return;
+            }
             let parsed = command::parse(&line);
             if self.st.monitor {
                 self.monitor_log(&monitor::shown(&line), false);
