@@ -30,6 +30,7 @@ fn gateway(pki: &Pki, sink: &Sink, implicit_tls: bool) -> (Gateway, SocketAddr) 
         certificate_chain_pem: pki.server_pem.clone(),
         private_key_pem: pki.server_key_pem.clone(),
         client_ca_pem: None,
+        revocation: Default::default(),
         allow_version1_client_certificates: false,
     });
     l.implicit_tls = implicit_tls;
