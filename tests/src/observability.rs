@@ -19,6 +19,8 @@ use postern_testkit::ports::free_port;
 use postern_testkit::prometheus::{Prometheus, Target};
 use postern_testkit::sink::Sink;
 
+use serde_json::Value;
+
 use crate::clients::swaks_auth_plain;
 use crate::gateway::{listener, listener_tls, policy, single, start_gateway};
 use crate::slapd::{self, FRANK, Slapd, SlapdOptions};
@@ -345,6 +347,95 @@ impl ScrapedGateway {
         );
         skipped
     }
+}
+
+/// (alert name, expression) of every rule.
+pub fn alerts(spec: &Value) -> Vec<(String, String)> {
+    spec["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .map(|r| {
+            (
+                r["alert"].as_str().unwrap().to_owned(),
+                r["expr"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// (panel title, expression) of every query, variables' queries included.
+pub fn queries(d: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            out.push((
+                p["title"].as_str().unwrap().to_owned(),
+                t["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    for v in d["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["query"]["query"].as_str() {
+            out.push((format!("variable {}", v["name"]), q.to_owned()));
+        }
+    }
+    out
+}
+
+/// The problems of the controller's metrics that `expressions` read against a running
+/// controller's `/metrics` text: a `postern_controller_*` metric with no sample, or a
+/// matcher label none of its samples carries (`namespace` and `pod` are target labels the
+/// ServiceMonitor adds, so they need not be on the samples).
+pub fn controller_metrics_missing(text: &str, expressions: &[(String, String)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (what, expr) in expressions {
+        for s in reads(expr).selectors {
+            if !is_controller_metric(&s.metric) {
+                continue;
+            }
+            let samples: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.strip_prefix(s.metric.as_str())
+                        .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                })
+                .collect();
+            if samples.is_empty() {
+                problems.push(format!("{what}: no sample of {}", s.metric));
+                continue;
+            }
+            for l in &s.labels {
+                let target = TARGET_LABELS.iter().any(|(t, _)| t == l) || l == "exported_namespace";
+                if !target && !samples.iter().any(|x| x.contains(&format!("{l}=\""))) {
+                    problems.push(format!("{what}: {} has no label {l}", s.metric));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Every expression the chart's alert rules and dashboard hold, both switched on:
+/// `(alert or panel, expression)`.
+pub fn chart_expressions() -> Result<Vec<(String, String)>> {
+    let objects = crate::helm::render_with(&[
+        "metrics.prometheusRule.enabled=true",
+        "metrics.grafanaDashboard.enabled=true",
+    ])?;
+    let mut out = Vec::new();
+    for rule in crate::helm::find(&objects, "PrometheusRule", None) {
+        out.extend(alerts(&rule["spec"]));
+    }
+    for map in crate::helm::find(&objects, "ConfigMap", None) {
+        if map["metadata"]["labels"]["grafana_dashboard"] == "1" {
+            for text in map["data"].as_object().into_iter().flat_map(|d| d.values()) {
+                out.extend(queries(&serde_json::from_str(text.as_str().unwrap_or(""))?));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -233,6 +233,14 @@ fn publishes_programs_and_enforces_a_policy_change() {
         ),
         "{text}"
     );
+    // The controller metrics the chart's alerts and dashboard read are what it exports.
+    let expressions = postern_tests::observability::chart_expressions().unwrap();
+    let read_controller = expressions
+        .iter()
+        .any(|(_, e)| e.contains("postern_controller_"));
+    assert!(read_controller, "the chart reads controller metrics");
+    let missing = postern_tests::observability::controller_metrics_missing(&text, &expressions);
+    assert!(missing.is_empty(), "{missing:#?}\n{text}");
     assert!(ctl.stop().unwrap().success(), "{}", ctl.logs());
 }
 

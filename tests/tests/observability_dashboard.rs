@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use postern_tests::helm::{find, render_with};
-use postern_tests::observability::{NOT_YET_EXPORTED, ScrapedGateway};
+use postern_tests::observability::{NOT_YET_EXPORTED, ScrapedGateway, queries};
 use serde_json::Value;
 
 fn config_maps(sets: &[&str]) -> Vec<Value> {
@@ -23,25 +23,6 @@ fn dashboard() -> Value {
     assert_eq!(maps.len(), 1, "one dashboard ConfigMap");
     let text = maps[0]["data"]["postern.json"].as_str().unwrap();
     serde_json::from_str(text).expect("the dashboard is valid JSON")
-}
-
-/// (panel title, expression) of every query, variables' queries included.
-fn queries(d: &Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for p in d["panels"].as_array().unwrap() {
-        for t in p["targets"].as_array().into_iter().flatten() {
-            out.push((
-                p["title"].as_str().unwrap().to_owned(),
-                t["expr"].as_str().unwrap().to_owned(),
-            ));
-        }
-    }
-    for v in d["templating"]["list"].as_array().unwrap() {
-        if let Some(q) = v["query"]["query"].as_str() {
-            out.push((format!("variable {}", v["name"]), q.to_owned()));
-        }
-    }
-    out
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::Command;
 use postern_testkit::prometheus::promtool;
 use postern_testkit::workspace::workspace_root;
 use postern_tests::helm::{find, render_with};
-use postern_tests::observability::{NOT_YET_EXPORTED, ScrapedGateway};
+use postern_tests::observability::{NOT_YET_EXPORTED, ScrapedGateway, alerts};
 use serde_json::Value;
 
 /// The PrometheusRule's `spec` (its `groups`) as the chart renders it with `sets`.
@@ -23,22 +23,6 @@ fn rules(sets: &[&str]) -> Option<Value> {
 
 fn enabled_rules() -> Value {
     rules(&["metrics.prometheusRule.enabled=true"]).expect("a PrometheusRule")
-}
-
-/// (alert name, expression) of every rule.
-fn alerts(spec: &Value) -> Vec<(String, String)> {
-    spec["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g["rules"].as_array().unwrap().iter())
-        .map(|r| {
-            (
-                r["alert"].as_str().unwrap().to_owned(),
-                r["expr"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn run(cmd: &mut Command) -> String {
