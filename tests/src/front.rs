@@ -88,11 +88,13 @@ fn haproxy(dir: &Path, port: u16, backend: SocketAddr, front: Front) -> Result<C
         .context("starting haproxy (Debian package haproxy)")
 }
 
+/// nginx in one process (`master_process off`): killing the child then leaves no orphaned
+/// worker holding the port.
 fn nginx(dir: &Path, port: u16, backend: SocketAddr) -> Result<Child> {
     let d = dir.display();
     let cfg = format!(
         "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
-         worker_processes 1;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+         master_process off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
          events {{ worker_connections 256; }}\n\
          stream {{\n  server {{\n    listen 127.0.0.1:{port};\n    proxy_pass {backend};\n    proxy_protocol on;\n  }}\n}}\n"
     );
