@@ -157,7 +157,54 @@ impl Node {
             .stdin(Stdio::null())
             .output()
             .context("running helm")?;
-        checked("helm", args, out)
+        checked("helm", args, out).map_err(|e| e.context(self.diagnosis()))
+    }
+
+    /// What a failed install or wait needs to be understood from a CI log alone: the node's
+    /// pressure conditions and taints, every pod's phase and waiting reason, recent warnings.
+    pub fn diagnosis(&self) -> String {
+        let mut out = String::from("cluster state:\n");
+        for args in [
+            &[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name} taints={.spec.taints} {range .status.conditions[*]}{.type}={.status} {end}{\"\\n\"}{end}",
+            ][..],
+            &["get", "pods", "-A", "-o", "wide"][..],
+            &[
+                "get",
+                "pods",
+                "-A",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}: {range .status.containerStatuses[*]}{.name} waiting={.state.waiting.reason} terminated={.state.terminated.reason} restarts={.restartCount} {end}{\"\\n\"}{end}",
+            ][..],
+            &[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                "type=Warning",
+                "--sort-by",
+                ".lastTimestamp",
+            ][..],
+        ] {
+            match self.kubectl_output(args) {
+                Ok(o) => {
+                    // The last lines of each: the newest events, enough pods.
+                    let text = String::from_utf8_lossy(&o.stdout).into_owned()
+                        + &String::from_utf8_lossy(&o.stderr);
+                    let lines: Vec<&str> = text.lines().collect();
+                    for line in &lines[lines.len().saturating_sub(40)..] {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+                Err(e) => out.push_str(&format!("kubectl {}: {e:#}\n", args.join(" "))),
+            }
+        }
+        out.push_str(&format!("component logs: {}\n", self.log_dir().display()));
+        out
     }
 
     /// Polls `f` every 200 ms until it holds; the time it took, or an error after `limit`.
