@@ -208,7 +208,9 @@ impl NextHopConnection {
     }
 
     /// XCLIENT about `origin` if the next hop offers it; its `220` is a new greeting, so
-    /// EHLO again (the extensions may differ for the client it now thinks it serves).
+    /// EHLO again (the extensions may differ for the client it now thinks it serves),
+    /// with the client's own HELO name, as Postfix's proxy does: EHLO sets the name the
+    /// next hop logs and puts in `Received`, overriding XCLIENT's `HELO`.
     async fn xclient(&mut self, origin: &ClientOrigin, helo: &str) -> Result<(), RelayError> {
         let Some(line) = self
             .extensions
@@ -221,7 +223,12 @@ impl NextHopConnection {
         self.xclient = true;
         self.step(Step::Xclient, &line).await?;
         self.told = Some(origin.clone());
-        self.ehlo(helo).await
+        let name = if !origin.helo.is_empty() && origin.helo.bytes().all(|b| b.is_ascii_graphic()) {
+            origin.helo.as_str()
+        } else {
+            helo
+        };
+        self.ehlo(name).await
     }
 
     /// Whether this connection may carry mail of the client `origin`: always, unless the
