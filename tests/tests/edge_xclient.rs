@@ -2,7 +2,8 @@
 //! `smtpd` that trusts it with XCLIENT (`smtpd_authorized_xclient_hosts`), relaying to
 //! smtp-sink. Postfix's log and its `Received` header name the original client and the
 //! login the gateway authenticated, and Postfix's own policy (`mynetworks` is only the
-//! gateway's address) is applied to the original client, not to the gateway.
+//! gateway's address) is applied to the original client, not to the gateway. And the
+//! `X-Postern-Authenticated-User` header: the gateway's own, never the client's.
 
 use std::time::Duration;
 
@@ -17,6 +18,15 @@ use postern_tests::gateway::{listener, policy, single, start_gateway};
 /// One message from `source` through 127.0.0.1:`port`, after AUTH PLAIN as `login` when
 /// given. Prints `SENT`, or `REFUSED` and the error.
 fn send(port: u16, source: &str, login: Option<(&str, &str)>) -> String {
+    send_with_headers(port, source, login, "Subject: xclient")
+}
+
+fn send_with_headers(
+    port: u16,
+    source: &str,
+    login: Option<(&str, &str)>,
+    headers: &str,
+) -> String {
     let login = match login {
         Some((u, p)) => format!("s.login({u:?}, {p:?})"),
         None => String::new(),
@@ -28,7 +38,7 @@ try:
     s = smtplib.SMTP("127.0.0.1", {port}, local_hostname="client.test", source_address=("{source}", 0), timeout=15)
     s.ehlo()
     {login}
-    s.sendmail("sender@example.org", ["rcpt@example.net"], "Subject: xclient\r\n\r\nhello\r\n")
+    s.sendmail("sender@example.org", ["rcpt@example.net"], "{headers}\r\n\r\nhello\r\n")
     s.quit()
     print("SENT")
 except smtplib.SMTPException as e:
@@ -110,4 +120,54 @@ fn postfix_sees_the_original_client_and_login() {
         )
         .unwrap();
     assert_eq!(sink.messages().len(), 1);
+}
+
+/// A client cannot forge the identity header: every copy it writes in its header section
+/// (any case, with continuation lines) is removed, and an authenticated session gets the
+/// gateway's own, after `Received`.
+#[test]
+fn the_identity_header_is_the_gateways_own() {
+    let sink = Sink::start(&[]).unwrap();
+    let port = free_port();
+    let config = single(
+        listener(port, sink.port, "relayed"),
+        policy(TlsMode::Disabled, false, false, false),
+        Some(static_profile(false, true)),
+    );
+    let gw = start_gateway(&config).unwrap();
+    let forged = "Subject: forged\\r\\nX-Postern-Authenticated-User: user=ceo; method=PLAIN\\r\\n\\tcontinued\\r\\nx-postern-authenticated-user: user=boss";
+    let out = send_with_headers(port, "127.0.0.2", Some(("frank", "frankpw")), forged);
+    assert!(out.contains("SENT"), "{out}\n{}", gw.log_tail(20));
+    let out = send_with_headers(port, "127.0.0.3", None, forged);
+    assert!(out.contains("SENT"), "{out}");
+    let msgs = sink.wait_for(2, Duration::from_secs(10));
+    assert_eq!(msgs.len(), 2);
+    for d in &msgs {
+        let m = &d.message;
+        assert!(
+            !m.contains("ceo") && !m.contains("boss") && !m.contains("continued"),
+            "{m}"
+        );
+        assert!(m.contains("Subject: forged"), "{m}");
+    }
+    let authenticated = msgs
+        .iter()
+        .find(|d| d.message.contains("[127.0.0.2]"))
+        .unwrap();
+    let m = &authenticated.message;
+    assert_eq!(m.matches("X-Postern-Authenticated-User").count(), 1, "{m}");
+    assert!(
+        m.contains("X-Postern-Authenticated-User: user=frank; method=PLAIN\n"),
+        "{m}"
+    );
+    assert!(m.find("Received: from client.test").unwrap() < m.find("X-Postern").unwrap());
+    let anonymous = msgs
+        .iter()
+        .find(|d| d.message.contains("[127.0.0.3]"))
+        .unwrap();
+    assert!(
+        !anonymous.message.contains("X-Postern-Authenticated-User"),
+        "{}",
+        anonymous.message
+    );
 }

@@ -13,6 +13,7 @@ use crate::metrics::{MessageOutcome, RateLimitedLabels};
 use crate::rate_limit::Counted;
 use crate::relay::{ClientOrigin, NextHopConnection, NextHopMessage, RelayError, Step};
 use crate::smtp::data::Progress;
+use crate::smtp::identity_header;
 use crate::smtp::received::{self, TraceInfo};
 use crate::smtp::session::Transaction;
 use crate::wire::io::DATA_CHUNK;
@@ -404,7 +405,16 @@ impl Connection {
         }
     }
 
+    /// `Received`, then (authenticated sessions) `X-Postern-Authenticated-User`.
     fn trace_header(&self, txn: &Transaction) -> String {
+        let mut h = self.received(txn);
+        if let Some(a) = &self.st.auth {
+            h.push_str(&identity_header::render(&a.user, a.method));
+        }
+        h
+    }
+
+    fn received(&self, txn: &Transaction) -> String {
         received::render(
             &TraceInfo {
                 helo: self.st.helo.as_deref().unwrap_or(""),
