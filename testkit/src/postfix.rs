@@ -28,7 +28,9 @@ pub struct Postfix {
     _dir: tempfile::TempDir,
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<String> {
+/// Run a Postfix tool (`postconf`, `postfix`, ...) or another command of the setup;
+/// its standard output, or an error with both outputs.
+pub fn run(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -45,7 +47,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<String> {
 }
 
 /// Add or remove `etc` in `alternate_config_directories`, keeping the other entries.
-fn register(etc: &Path, add: bool) -> Result<()> {
+pub fn register(etc: &Path, add: bool) -> Result<()> {
     if !Path::new(MAIN_CF).exists() {
         std::fs::write(MAIN_CF, "").with_context(|| format!("creating {MAIN_CF}"))?;
     }
@@ -71,18 +73,20 @@ fn register(etc: &Path, add: bool) -> Result<()> {
     Ok(())
 }
 
-/// The system master.cf without its `smtp inet` service and without chroot (the
-/// temporary queue directory is no chroot jail), plus `smtpd` on `port`.
-fn master_cf(system: &str, port: u16) -> String {
+/// The system master.cf with chroot off everywhere (the temporary queue directory is no
+/// chroot jail) and its `smtp inet` service commented out; the caller adds its own.
+pub fn master_cf_base(system: &str) -> String {
     let mut out = String::new();
     for line in system.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let service =
+        let is_service =
             !line.starts_with('#') && !line.starts_with(char::is_whitespace) && fields.len() >= 8;
-        if service && fields[0] == "smtp" && fields[1] == "inet" {
+        if is_service && fields[0] == "smtp" && fields[1] == "inet" {
+            out.push_str(&format!("#{line}\n"));
             continue;
         }
-        if service {
+        if is_service {
+            // Column 5 is chroot.
             let mut f: Vec<&str> = fields.clone();
             f[4] = "n";
             out.push_str(&f.join(" "));
@@ -91,8 +95,19 @@ fn master_cf(system: &str, port: u16) -> String {
         }
         out.push('\n');
     }
-    out.push_str(&format!("127.0.0.1:{port} inet n - n - 20 smtpd\n"));
     out
+}
+
+/// `postfix -c etc stop`, best effort (a drop path).
+pub fn stop(etc: &Path) {
+    let _ = Command::new("postfix")
+        .arg("-c")
+        .arg(etc)
+        .arg("stop")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Postfix {
@@ -147,7 +162,8 @@ maillog_file = /dev/stdout
         )?;
         let system = std::fs::read_to_string("/etc/postfix/master.cf")
             .context("reading /etc/postfix/master.cf (is postfix installed?)")?;
-        std::fs::write(etc.join("master.cf"), master_cf(&system, port))?;
+        let master = master_cf_base(&system) + &format!("127.0.0.1:{port} inet n - n - 20 smtpd\n");
+        std::fs::write(etc.join("master.cf"), master)?;
         register(&etc, true)?;
         let log = base.join("postfix.log");
         let out = std::fs::File::create(&log)?;
@@ -199,14 +215,7 @@ maillog_file = /dev/stdout
 
 impl Drop for Postfix {
     fn drop(&mut self) {
-        let _ = Command::new("postfix")
-            .arg("-c")
-            .arg(&self.etc)
-            .arg("stop")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        stop(&self.etc);
         if let Some(mut child) = self.child.take() {
             let id = child.id();
             if process::wait_exit(&mut child, Duration::from_secs(10)).is_err() {

@@ -11,41 +11,25 @@ use postern_config::TlsMode;
 use postern_testkit::ports::free_port;
 use postern_testkit::postfix::Postfix;
 use postern_testkit::sink::Sink;
-use postern_tests::clients::python;
+use postern_tests::clients::smtplib_send;
 use postern_tests::gate::static_profile;
 use postern_tests::gateway::{listener, policy, single, start_gateway};
 
 /// One message from `source` through 127.0.0.1:`port`, after AUTH PLAIN as `login` when
-/// given. Prints `SENT`, or `REFUSED` and the error.
-fn send(port: u16, source: &str, login: Option<(&str, &str)>) -> String {
-    send_with_headers(port, source, login, "Subject: xclient")
-}
-
+/// given, with `headers`.
 fn send_with_headers(
     port: u16,
     source: &str,
     login: Option<(&str, &str)>,
     headers: &str,
 ) -> String {
-    let login = match login {
-        Some((u, p)) => format!("s.login({u:?}, {p:?})"),
-        None => String::new(),
-    };
-    let script = format!(
-        r#"
-import smtplib
-try:
-    s = smtplib.SMTP("127.0.0.1", {port}, local_hostname="client.test", source_address=("{source}", 0), timeout=15)
-    s.ehlo()
-    {login}
-    s.sendmail("sender@example.org", ["rcpt@example.net"], "{headers}\r\n\r\nhello\r\n")
-    s.quit()
-    print("SENT")
-except smtplib.SMTPException as e:
-    print("REFUSED", e)
-"#
-    );
-    python(&script).unwrap().output
+    smtplib_send("127.0.0.1", port, source, login, headers)
+        .unwrap()
+        .output
+}
+
+fn send(port: u16, source: &str, login: Option<(&str, &str)>) -> String {
+    send_with_headers(port, source, login, "Subject: xclient")
 }
 
 #[test]
