@@ -61,6 +61,7 @@ pub(crate) fn config(
         ca_pem: None,
         connect_timeout: D::from_secs(5),
         command_timeout: D::from_secs(60),
+        xclient: false,
     };
     let limits = Limits {
         max_messages_per_session: 1000,
@@ -120,6 +121,7 @@ pub(crate) fn config(
                     require_smtp_auth: true,
                     require_tls_for_smtp_auth: false,
                     limits: limits.clone(),
+                    rate_limits: Default::default(),
                 },
             ),
             (
@@ -131,6 +133,7 @@ pub(crate) fn config(
                     require_smtp_auth: false,
                     require_tls_for_smtp_auth: false,
                     limits: limits.clone(),
+                    rate_limits: Default::default(),
                 },
             ),
             (
@@ -142,6 +145,7 @@ pub(crate) fn config(
                     require_smtp_auth: false,
                     require_tls_for_smtp_auth: false,
                     limits,
+                    rate_limits: Default::default(),
                 },
             ),
         ]),

@@ -47,51 +47,7 @@ pub(crate) struct Postfix {
     keep: bool,
 }
 
-const MAIN_CF: &str = "/etc/postfix/main.cf";
-
-fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {what} (Debian package postfix)"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Add or remove `dir` in the default main.cf's `alternate_config_directories` (Postfix
-/// only starts configuration directories listed there). Other entries are kept.
-fn register(dir: &Path, add: bool) -> Result<()> {
-    if !Path::new(MAIN_CF).exists() {
-        std::fs::write(MAIN_CF, "").with_context(|| format!("creating {MAIN_CF}"))?;
-    }
-    let current = run(
-        Command::new("postconf").args(["-h", "alternate_config_directories"]),
-        "postconf -h alternate_config_directories",
-    )?;
-    let me = dir.display().to_string();
-    let mut list: Vec<String> = current
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty() && *s != me)
-        .map(str::to_owned)
-        .collect();
-    if add {
-        list.push(me);
-    }
-    run(
-        Command::new("postconf")
-            .arg("-e")
-            .arg(format!("alternate_config_directories = {}", list.join(" "))),
-        "postconf -e alternate_config_directories",
-    )?;
-    Ok(())
-}
+use postern_testkit::postfix::{master_cf_base, register, run, stop};
 
 fn main_cf(dir: &Path, ecdsa: &Pki, sink: SocketAddr) -> String {
     let d = dir.display();
@@ -127,26 +83,7 @@ maillog_file = /dev/stdout
 /// The system master.cf with chroot off everywhere and the `smtp inet` service replaced
 /// by the bench listeners.
 fn master_cf(system: &str, rsa: &Pki, ports: PostfixPorts, idle_procs: u32) -> String {
-    let mut out = String::new();
-    for line in system.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let is_service =
-            !line.starts_with('#') && !line.starts_with(char::is_whitespace) && fields.len() >= 8;
-        if is_service && fields[0] == "smtp" && fields[1] == "inet" {
-            out.push_str(&format!("#{line}\n"));
-            continue;
-        }
-        if is_service {
-            // Column 5 is chroot: the temporary queue directory is no chroot jail.
-            let mut f: Vec<String> = fields.iter().map(|s| (*s).to_owned()).collect();
-            f[4] = "n".into();
-            out.push_str(&f.join(" "));
-            out.push('\n');
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
+    let mut out = master_cf_base(system);
     let relay_open = "-o smtpd_tls_security_level=none -o smtpd_tls_ask_ccert=no \
                       -o smtpd_tls_req_ccert=no -o smtpd_relay_restrictions=permit_mynetworks,reject";
     out.push_str(&format!(
@@ -288,14 +225,7 @@ fn count_files(dir: &Path) -> usize {
 
 impl Drop for Postfix {
     fn drop(&mut self) {
-        let _ = Command::new("postfix")
-            .arg("-c")
-            .arg(&self.etc)
-            .arg("stop")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        stop(&self.etc);
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.master_pid != 0
             && postern_testkit::process::alive(self.master_pid)

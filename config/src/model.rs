@@ -14,7 +14,7 @@ pub mod defaults;
 mod edge;
 mod revocation;
 
-pub use edge::ProxyProtocol;
+pub use edge::{ProxyProtocol, RateLimit, RateLimits};
 pub use revocation::{
     OCSP_CACHE_MAX_AGE_MAX, OCSP_CACHE_MAX_AGE_MIN, OCSP_TIMEOUT_MAX, OCSP_TIMEOUT_MIN, Ocsp,
     OnUnavailable, Revocation, RevocationMode, RevocationProblem,
@@ -220,6 +220,10 @@ pub struct NextHop {
     /// Timeout for each command and for the whole DATA transfer's replies.
     #[serde(default = "default_next_hop_command_timeout")]
     pub command_timeout: Duration,
+    /// Tell the next hop who the client is with Postfix's `XCLIENT` (address, port, HELO,
+    /// protocol, login), when it offers the command.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub xclient: bool,
 }
 
 fn default_next_hop_port() -> u16 {
@@ -313,6 +317,9 @@ pub struct MailFlowPolicy {
     /// Size and count limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Messages and recipients per window, per user and per client, across sessions.
+    #[serde(default, skip_serializing_if = "RateLimits::is_unlimited")]
+    pub rate_limits: RateLimits,
 }
 
 /// `Relay` or `Reject`.

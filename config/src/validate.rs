@@ -216,6 +216,20 @@ impl Validator {
 
     fn policy(&mut self, name: &str, p: &MailFlowPolicy) {
         let s = Section::Policies;
+        for (field, limit) in [
+            ("rateLimits.perUser.window", &p.rate_limits.per_user),
+            ("rateLimits.perClient.window", &p.rate_limits.per_client),
+        ] {
+            if !limit.is_unlimited() && limit.window.is_zero() {
+                self.push(
+                    s,
+                    name,
+                    Field::same(field),
+                    Reason::InvalidValue,
+                    "must be greater than 0",
+                );
+            }
+        }
         if p.tls == TlsMode::Disabled && p.verify_client_certificate {
             self.push(
                 s,
@@ -1120,6 +1134,34 @@ mod tests {
             [
                 "listeners.l.proxyProtocol.trustedCidrs[1]: 10.1.2.3/8 has host bits set; write the network, 10.0.0.0/8"
             ]
+        );
+    }
+
+    #[test]
+    fn rate_limit_windows() {
+        let problems = |limits: &str| {
+            let text = format!(
+                "apiVersion: postern.dev/gateway/v1\n\
+                 listeners:\n  l: {{address: 127.0.0.1, port: 2525, hostname: mx.example.org, \
+                 defaultPolicy: p, nextHop: {{host: 127.0.0.1, tls: Disabled}}}}\n\
+                 policies:\n  p: {{action: Relay, tls: Disabled, rateLimits: {limits}}}\n"
+            );
+            let config = GatewayConfig::from_yaml(&text, "test").unwrap();
+            validate(&config)
+                .err()
+                .map(|e| {
+                    e.0.iter()
+                        .map(|e| format!("{}: {}", e.path(), e.message))
+                        .collect::<Vec<String>>()
+                })
+                .unwrap_or_default()
+        };
+        assert!(problems("{perUser: {messages: 5, window: 1h}}").is_empty());
+        // An unlimited part may have any window.
+        assert!(problems("{perUser: {window: 0s}}").is_empty());
+        assert_eq!(
+            problems("{perClient: {recipients: 5, window: 0s}}"),
+            ["policies.p.rateLimits.perClient.window: must be greater than 0"]
         );
     }
 

@@ -178,6 +178,13 @@ pub struct NextHop {
     /// Connect and command timeouts towards the next hop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<NextHopTimeouts>,
+    /// Tell the next hop who the client is with Postfix's `XCLIENT` command (the original
+    /// client's address and port, its HELO name, the protocol and the authenticated
+    /// login), when the next hop offers it in its EHLO reply; Postfix does to hosts in
+    /// its `smtpd_authorized_xclient_hosts`. Its logs, `Received` header and policies then
+    /// see the client rather than the gateway. Default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xclient: Option<bool>,
 }
 
 /// Timeouts towards the next hop.

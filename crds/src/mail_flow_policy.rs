@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::common::ObjectStatus;
 use crate::quantity::Quantity;
 use crate::rules;
+use postern_config::duration::DURATION_PATTERN;
 
 /// What the gateway does with the connections a listener's host access table assigns to
 /// it: relay or reject, TLS, client certificates, and SMTP authentication.
@@ -62,6 +63,43 @@ pub struct MailFlowPolicySpec {
     /// Size and count limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// Messages and recipients per window across sessions, per authenticated user and per
+    /// client address, to contain a compromised account or a runaway client. Counted per
+    /// gateway pod: the fleet-wide figure is the limit times the replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimits>,
+}
+
+/// Sending limits over time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimits {
+    /// Per authenticated user id (by certificate or AUTH); unauthenticated sessions are
+    /// not counted here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_user: Option<RateLimit>,
+    /// Per client: an IPv4 address, or an IPv6 /64 (the original client behind PROXY
+    /// protocol).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_client: Option<RateLimit>,
+}
+
+/// Messages and recipients per window; 0 = unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Most messages per window; beyond it `MAIL` gets `451 4.7.1`. Default 0
+    /// (unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u32>,
+    /// Most recipients per window; beyond it `RCPT` gets `452 4.5.3`. Default 0
+    /// (unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<u32>,
+    /// The window, e.g. `1h`. Default `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
+    pub window: Option<String>,
 }
 
 fn default_tls() -> TlsMode {

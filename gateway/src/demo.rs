@@ -129,6 +129,7 @@ pub async fn prepare() -> anyhow::Result<Demo> {
             ca_pem: None,
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(30),
+            xclient: false,
         },
         timeouts: ListenerTimeouts::default(),
         max_connections: 1000,
@@ -149,6 +150,7 @@ pub async fn prepare() -> anyhow::Result<Demo> {
                 require_smtp_auth: true,
                 require_tls_for_smtp_auth: true,
                 limits: Limits::default(),
+                rate_limits: postern_config::RateLimits::default(),
             },
         )]),
         auth_profiles: BTreeMap::from([(

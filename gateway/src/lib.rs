@@ -15,6 +15,7 @@ pub(crate) mod net;
 pub mod ocsp;
 pub mod prestop;
 pub mod proxy_header;
+pub mod rate_limit;
 pub mod recent_decisions;
 pub mod relay;
 pub mod reload;

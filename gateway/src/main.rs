@@ -220,6 +220,7 @@ async fn run(
         ocsp: postern_gateway::ocsp::OcspClient::new(
             postern_gateway::ocsp::OcspMetrics::register(&mut registry),
         )?,
+        rate_limits: Default::default(),
     };
 
     if args.check {

@@ -125,6 +125,20 @@ pub struct AuthLabels {
     pub outcome: String,
 }
 
+/// `listener`, `policy`, `scope` (`user`, `client`), `counted` (`messages`,
+/// `recipients`): commands refused by a rate limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitedLabels {
+    /// Listener name.
+    pub listener: String,
+    /// Mail flow policy name.
+    pub policy: String,
+    /// Whose limit: `user` or `client`.
+    pub scope: &'static str,
+    /// Of what: `messages` or `recipients`.
+    pub counted: &'static str,
+}
+
 /// `outcome` (config reloads).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
@@ -199,6 +213,8 @@ pub struct Metrics {
     /// Certificate expiry and connection caps of the configuration in force (set on reload,
     /// read at scrape time).
     pub in_force: crate::config_gauges::ConfigGauges,
+    /// MAIL and RCPT commands refused by `rateLimits`.
+    pub rate_limited: Family<RateLimitedLabels, Counter>,
 }
 
 impl Metrics {
@@ -220,6 +236,7 @@ impl Metrics {
             config_info: Family::default(),
             config_reloads: Family::default(),
             listener_refused: Family::default(),
+            rate_limited: Family::default(),
             in_force: Default::default(),
         };
         let r = registry.sub_registry_with_prefix("postern");
@@ -283,6 +300,11 @@ impl Metrics {
             "listener_refused",
             "Listeners of the applied configuration not running as configured (value 1), by reason and what serves instead",
             m.listener_refused.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "MAIL and RCPT commands refused by a rate limit, by policy, scope and what is counted",
+            m.rate_limited.clone(),
         );
         registry.register_collector(m.in_force.collector());
         m

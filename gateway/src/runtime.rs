@@ -40,6 +40,9 @@ pub struct Services {
     /// The OCSP client (cache and metrics), for listeners whose `tls.revocation` asks
     /// OCSP; kept from one configuration to the next.
     pub ocsp: Arc<crate::ocsp::OcspClient>,
+    /// Messages and recipients counted per policy (`rateLimits`), kept from one
+    /// configuration to the next.
+    pub rate_limits: crate::rate_limit::RateLimiters,
 }
 
 /// A configuration, ready to serve.
@@ -118,6 +121,8 @@ pub struct PolicyRuntime {
     pub tls: Option<Arc<ServerConfig>>,
     /// The client certificate verifier, when client certificates are asked for.
     pub verifier: Option<Arc<ClientVerifier>>,
+    /// `rateLimits`, counting in the process-wide state of this policy.
+    pub rate: crate::rate_limit::RateLimiter,
 }
 
 impl ListenerRuntime {
@@ -286,6 +291,7 @@ fn build_listener(
             policy: p.clone(),
             tls,
             verifier,
+            rate: services.rate_limits.limiter(pname, &p.rate_limits),
         });
         built.insert(p_name_static(config, pname), rt.clone());
         Ok(rt)
@@ -384,6 +390,7 @@ ldapProfiles:
             auth_throttles: AuthThrottles::default(),
             ldap: LdapDirectories::new(LdapMetrics::new()),
             ocsp: crate::ocsp::OcspClient::new(Default::default()).unwrap(),
+            rate_limits: Default::default(),
         };
         let first = build(&config("mx.test", 1), 1, &services).unwrap();
         let directory = services.ldap.all()["corp"].clone();

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http;
 pub mod pki;
 pub mod ports;
+pub mod postfix;
 pub mod process;
 pub mod prometheus;
 pub mod sink;

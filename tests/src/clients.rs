@@ -163,6 +163,36 @@ pub fn python(script: &str) -> Result<Run> {
     )
 }
 
+/// One message through `host`:`port` with Python's smtplib from local address `source`
+/// (HELO `client.test`), after AUTH as `login` when given; `headers` (lines joined by
+/// CRLF, as Python source) head the message. Prints `SENT`, or `REFUSED` and the error.
+pub fn smtplib_send(
+    host: &str,
+    port: u16,
+    source: &str,
+    login: Option<(&str, &str)>,
+    headers: &str,
+) -> Result<Run> {
+    let login = match login {
+        Some((u, p)) => format!("s.login({u:?}, {p:?})"),
+        None => String::new(),
+    };
+    python(&format!(
+        r#"
+import smtplib
+try:
+    s = smtplib.SMTP("{host}", {port}, local_hostname="client.test", source_address=("{source}", 0), timeout=15)
+    s.ehlo()
+    {login}
+    s.sendmail("a@example.org", ["b@example.net"], "{headers}\r\n\r\nhello\r\n")
+    s.quit()
+    print("SENT")
+except smtplib.SMTPException as e:
+    print("REFUSED", e)
+"#
+    ))
+}
+
 /// A raw SMTP connection for malformed input.
 #[derive(Debug)]
 pub struct Raw {

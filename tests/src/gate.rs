@@ -142,6 +142,7 @@ pub fn config(
             ca_pem: None,
             connect_timeout: Duration::from_secs(2).into(),
             command_timeout: Duration::from_secs(3).into(),
+            xclient: false,
         },
         timeouts: ListenerTimeouts::default(),
         max_connections: 100,
@@ -170,6 +171,7 @@ pub fn policy(
         require_smtp_auth: require_auth,
         require_tls_for_smtp_auth: tls_for_auth,
         limits: Limits::default(),
+        rate_limits: Default::default(),
     }
 }
 

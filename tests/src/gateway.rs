@@ -38,6 +38,7 @@ pub fn policy(
         require_smtp_auth: require_auth,
         require_tls_for_smtp_auth: tls_for_auth,
         limits: cfg::Limits::default(),
+        rate_limits: cfg::RateLimits::default(),
     }
 }
 
@@ -59,6 +60,7 @@ pub fn listener(port: u16, next_hop_port: u16, policy: &str) -> cfg::Listener {
             ca_pem: None,
             connect_timeout: cfg::Duration::from_secs(2),
             command_timeout: cfg::Duration::from_secs(3),
+            xclient: false,
         },
         timeouts: cfg::ListenerTimeouts::default(),
         max_connections: 100,

@@ -9,23 +9,13 @@ use std::time::Duration;
 use postern_config::{self as cfg, HostAccessEntry, TlsMode};
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
-use postern_tests::clients::python;
+use postern_tests::clients::smtplib_send;
 use postern_tests::gateway::{listener, policy, start_gateway};
 
 fn send(host: &str, port: u16, source: &str) -> String {
-    let script = format!(
-        r#"
-import smtplib
-try:
-    s = smtplib.SMTP("{host}", {port}, local_hostname="client.test", source_address=("{source}", 0), timeout=10)
-    s.sendmail("a@example.org", ["b@example.net"], "Subject: v6\r\n\r\nhello over IPv6\r\n")
-    s.quit()
-    print("SENT")
-except smtplib.SMTPException as e:
-    print("REFUSED", e)
-"#
-    );
-    python(&script).unwrap().output
+    smtplib_send(host, port, source, None, "Subject: v6")
+        .unwrap()
+        .output
 }
 
 #[test]

@@ -299,14 +299,19 @@ fn received_header_cannot_be_injected() {
     assert_eq!(msgs.len(), delivered);
     for m in msgs {
         let head = m.split("\r\n\r\n").next().unwrap();
-        // Header lines: Received (with continuation lines) then Subject only.
+        // Header lines: Received (with continuation lines), the gateway's identity
+        // header (the session authenticated), then Subject only.
         let starts: Vec<&str> = head
             .split("\r\n")
             .filter(|l| !l.starts_with([' ', '\t']))
             .collect();
-        assert_eq!(starts.len(), 2, "{head:?}");
+        assert_eq!(starts.len(), 3, "{head:?}");
         assert!(starts[0].starts_with("Received: "), "{head:?}");
-        assert_eq!(starts[1], "Subject: hi", "{head:?}");
+        assert_eq!(
+            starts[1], "X-Postern-Authenticated-User: user=frank; method=PLAIN",
+            "{head:?}"
+        );
+        assert_eq!(starts[2], "Subject: hi", "{head:?}");
         assert!(!head.contains("X-Injected:"), "{head:?}");
         assert!(!head.contains("by forged.test"), "{head:?}");
         assert!(!head.contains('\0') && !head.replace("\r\n", "").contains(['\r', '\n']));

@@ -52,6 +52,8 @@ pub const THROTTLE_PER_CLIENT_FAILURES: u32 = 10;
 pub const THROTTLE_PER_USER_FAILURES: u32 = 5;
 /// `authProfiles.*.smtpAuth.throttle.*.window`.
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(600);
+/// `policies.*.rateLimits.perUser.window` and `.perClient.window`.
+pub const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(3600);
 /// `policies.*.limits.maxMessageSize` (10Mi).
 pub const MAX_MESSAGE_SIZE: u64 = 10 * 1024 * 1024;
 /// `policies.*.limits.maxRecipients`.

@@ -181,6 +181,7 @@ pub(crate) fn render(
             defaults::NEXT_HOP_COMMAND_TIMEOUT,
             d,
         ),
+        xclient: hop.xclient.unwrap_or(false),
     };
     let timeouts = spec.timeouts.as_ref();
     let timeouts = ListenerTimeouts {

@@ -1,10 +1,10 @@
 //! `MailFlowPolicy` → `policies.<name>`.
 
 use postern_config::defaults;
-use postern_config::{Limits, MailFlowPolicy};
+use postern_config::{Limits, MailFlowPolicy, RateLimit, RateLimits};
 use postern_crds::MailFlowPolicySpec;
 
-use super::inputs::Diags;
+use super::inputs::{Diags, duration};
 use super::report::Reason;
 use super::{policy_action, tls_mode};
 
@@ -33,6 +33,7 @@ pub(crate) fn render(spec: &MailFlowPolicySpec, d: &mut Diags) -> Option<MailFlo
             }
         },
     };
+    let rate_limits = rate_limits(spec.rate_limits.as_ref(), d);
     if d.has_errors() {
         return None;
     }
@@ -51,5 +52,24 @@ pub(crate) fn render(spec: &MailFlowPolicySpec, d: &mut Diags) -> Option<MailFlo
                 .and_then(|l| l.max_messages_per_session)
                 .unwrap_or(defaults::MAX_MESSAGES_PER_SESSION),
         },
+        rate_limits,
     })
+}
+
+/// `spec.rateLimits`: each part defaults to unlimited over `1h`.
+fn rate_limits(spec: Option<&postern_crds::RateLimits>, d: &mut Diags) -> RateLimits {
+    let mut one = |field: &str, r: Option<&postern_crds::RateLimit>| RateLimit {
+        messages: r.and_then(|r| r.messages).unwrap_or(0),
+        recipients: r.and_then(|r| r.recipients).unwrap_or(0),
+        window: duration(
+            &format!("spec.rateLimits.{field}.window"),
+            r.and_then(|r| r.window.as_ref()),
+            defaults::RATE_LIMIT_WINDOW,
+            d,
+        ),
+    };
+    RateLimits {
+        per_user: one("perUser", spec.and_then(|s| s.per_user.as_ref())),
+        per_client: one("perClient", spec.and_then(|s| s.per_client.as_ref())),
+    }
 }

@@ -9,6 +9,7 @@ use tokio_rustls::TlsConnector;
 use super::NextHopRuntime;
 use super::reply::{MAX_REPLY_LINE, ReplyError, ReplyParser, UpstreamReply};
 use super::step::{Step, StepFailure};
+use super::xclient::{self, ClientOrigin, XclientAttributes};
 use crate::net::Stream;
 use crate::wire::io::{LineError, LineIo};
 use crate::wire::params::MailParams;
@@ -102,19 +103,22 @@ pub struct Extensions {
     pub starttls: bool,
     /// PIPELINING.
     pub pipelining: bool,
+    /// XCLIENT (Postfix), with the attributes it takes.
+    pub xclient: Option<XclientAttributes>,
 }
 
 impl Extensions {
     fn parse(reply: &UpstreamReply) -> Self {
         let mut e = Self::default();
         for line in reply.lines.iter().skip(1) {
-            let kw = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
-            match kw.as_str() {
+            let (kw, rest) = line.split_once(' ').unwrap_or((line, ""));
+            match kw.to_ascii_uppercase().as_str() {
                 "SIZE" => e.size = true,
                 "8BITMIME" => e.eight_bit = true,
                 "SMTPUTF8" => e.smtputf8 = true,
                 "STARTTLS" => e.starttls = true,
                 "PIPELINING" => e.pipelining = true,
+                "XCLIENT" => e.xclient = Some(XclientAttributes::parse(rest)),
                 _ => {}
             }
         }
@@ -147,12 +151,19 @@ pub struct NextHopConnection {
     pub extensions: Extensions,
     /// TLS version and cipher when STARTTLS was used.
     pub tls: Option<(String, String)>,
+    /// The client the next hop was told about with XCLIENT (`None`: not told).
+    pub told: Option<ClientOrigin>,
+    /// Whether XCLIENT is wanted and offered: then the connection serves only the client
+    /// it was told about.
+    xclient: bool,
     command_timeout: Duration,
 }
 
 impl NextHopConnection {
-    /// Connect, read the greeting, EHLO (HELO as a fallback) and STARTTLS as configured.
-    pub async fn connect(rt: &NextHopRuntime) -> Result<Self, RelayError> {
+    /// Connect, read the greeting, EHLO (HELO as a fallback) and STARTTLS as configured;
+    /// then, with `nextHop.xclient` and a next hop that offers it, XCLIENT about `origin`
+    /// and EHLO again.
+    pub async fn connect(rt: &NextHopRuntime, origin: &ClientOrigin) -> Result<Self, RelayError> {
         let addr = (rt.host.as_str(), rt.port);
         let tcp = timeout(rt.connect_timeout, TcpStream::connect(addr))
             .await
@@ -167,6 +178,8 @@ impl NextHopConnection {
             io: LineIo::new(Stream::Plain(tcp)),
             extensions: Extensions::default(),
             tls: None,
+            told: None,
+            xclient: false,
             command_timeout: rt.command_timeout,
         };
         let greeting = conn.read_reply(Step::Greeting).await?;
@@ -188,7 +201,40 @@ impl NextHopConnection {
                 Err(e) => return Err(e),
             }
         }
+        if rt.xclient {
+            conn.xclient(origin, &rt.helo_name).await?;
+        }
         Ok(conn)
+    }
+
+    /// XCLIENT about `origin` if the next hop offers it; its `220` is a new greeting, so
+    /// EHLO again (the extensions may differ for the client it now thinks it serves),
+    /// with the client's own HELO name, as Postfix's proxy does: EHLO sets the name the
+    /// next hop logs and puts in `Received`, overriding XCLIENT's `HELO`.
+    async fn xclient(&mut self, origin: &ClientOrigin, helo: &str) -> Result<(), RelayError> {
+        let Some(line) = self
+            .extensions
+            .xclient
+            .as_ref()
+            .and_then(|attrs| xclient::command(origin, attrs))
+        else {
+            return Ok(());
+        };
+        self.xclient = true;
+        self.step(Step::Xclient, &line).await?;
+        self.told = Some(origin.clone());
+        let name = if !origin.helo.is_empty() && origin.helo.bytes().all(|b| b.is_ascii_graphic()) {
+            origin.helo.as_str()
+        } else {
+            helo
+        };
+        self.ehlo(name).await
+    }
+
+    /// Whether this connection may carry mail of the client `origin`: always, unless the
+    /// next hop was told about another client (e.g. before the session authenticated).
+    pub fn serves(&self, origin: &ClientOrigin) -> bool {
+        !self.xclient || self.told.as_ref() == Some(origin)
     }
 
     async fn start_tls(&mut self, rt: &NextHopRuntime) -> Result<(), RelayError> {

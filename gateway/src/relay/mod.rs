@@ -9,9 +9,11 @@ mod message;
 pub mod reply;
 mod step;
 mod tls;
+pub mod xclient;
 
 pub use client::{NextHopConnection, RelayError};
 pub use message::{DataRefused, NextHopMessage};
 pub use reply::UpstreamReply;
 pub use step::{Step, StepFailure};
 pub use tls::{NextHopRuntime, build_next_hop};
+pub use xclient::ClientOrigin;

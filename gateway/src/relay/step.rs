@@ -37,11 +37,13 @@ pub enum Step {
     EndOfData,
     /// `RSET`: `250`.
     Rset,
+    /// `XCLIENT`: `220`, a new greeting (Postfix).
+    Xclient,
 }
 
 impl Step {
     /// Every step, for tests and fuzzing.
-    pub const ALL: [Step; 9] = [
+    pub const ALL: [Step; 10] = [
         Step::Greeting,
         Step::Ehlo,
         Step::Helo,
@@ -51,6 +53,7 @@ impl Step {
         Step::Data,
         Step::EndOfData,
         Step::Rset,
+        Step::Xclient,
     ];
 
     /// The step's name in logs.
@@ -65,13 +68,14 @@ impl Step {
             Step::Data => "DATA",
             Step::EndOfData => "end of data",
             Step::Rset => "RSET",
+            Step::Xclient => "XCLIENT",
         }
     }
 
     /// The replies that complete the step.
     pub fn positive(self) -> &'static [u16] {
         match self {
-            Step::Greeting | Step::StartTls => &[220],
+            Step::Greeting | Step::StartTls | Step::Xclient => &[220],
             Step::Ehlo | Step::Helo | Step::Mail | Step::EndOfData | Step::Rset => &[250],
             Step::Rcpt => &[250, 251],
             Step::Data => &[354],
@@ -150,9 +154,11 @@ impl StepFailure {
         matches!(self, Self::Unexpected { .. })
     }
 
-    /// Whether this is a permanent refusal (`5xx`), which the client gets as is.
+    /// Whether this is a permanent refusal (`5xx`), which the client gets as is. Not a
+    /// refusal of `XCLIENT`: that says the next hop does not trust the gateway (its
+    /// configuration, not the client's mail), which is temporary for the client.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Refused { reply, .. } if reply.code >= 500)
+        matches!(self, Self::Refused { step, reply } if reply.code >= 500 && *step != Step::Xclient)
     }
 
     /// Whether the next hop connection may still be used: only after a refusal of a
@@ -172,7 +178,7 @@ impl StepFailure {
     /// positive reply.
     pub fn client_reply(&self) -> Reply {
         match self {
-            Self::Refused { reply: up, .. } if up.code >= 500 => Reply::custom(
+            Self::Refused { reply: up, .. } if self.is_permanent() => Reply::custom(
                 up.code,
                 Some(up.enhanced.clone().unwrap_or_else(|| "5.0.0".into())),
                 &format!("Next hop: {}", up.text()),
@@ -251,6 +257,13 @@ mod tests {
         assert!(!f.keeps_connection());
         let f = Step::Ehlo.judge(up(554, None, "go away")).unwrap_err();
         assert!(f.is_permanent() && !f.keeps_connection());
+        // A next hop that does not trust the gateway with XCLIENT: temporary for the
+        // client, whose mail is not at fault.
+        let f = Step::Xclient
+            .judge(up(550, Some("5.7.0"), "insufficient authorization"))
+            .unwrap_err();
+        assert!(!f.is_permanent() && !f.keeps_connection());
+        assert_eq!(f.client_reply().code, 451);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct NextHopRuntime {
     pub helo_name: String,
     /// Whether the next hop's certificate is verified (a CA bundle is configured).
     pub verified: bool,
+    /// Send `XCLIENT` when the next hop offers it (`nextHop.xclient`).
+    pub xclient: bool,
 }
 
 /// Why a next hop's settings could not be built.
@@ -101,6 +103,7 @@ pub fn build_next_hop(
         command_timeout: hop.command_timeout.get(),
         helo_name: helo_name.to_owned(),
         verified,
+        xclient: hop.xclient,
     })
 }
 

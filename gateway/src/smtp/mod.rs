@@ -4,6 +4,7 @@
 pub mod command;
 pub(crate) mod conn;
 pub mod data;
+pub(crate) mod identity_header;
 pub(crate) mod monitor;
 pub(crate) mod received;
 pub mod sasl;

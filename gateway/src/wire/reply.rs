@@ -156,6 +156,18 @@ pub(crate) fn message_too_big() -> Reply {
 pub(crate) fn too_many_recipients() -> Reply {
     Reply::new(452, "4.5.3", "Too many recipients")
 }
+/// `451 4.7.1`: the sender's message rate limit (`rateLimits.*.messages`) is reached.
+pub(crate) fn message_rate_limited() -> Reply {
+    Reply::new(451, "4.7.1", "Message rate limit exceeded, try again later")
+}
+/// `452 4.5.3`: the sender's recipient rate limit (`rateLimits.*.recipients`) is reached.
+pub(crate) fn recipient_rate_limited() -> Reply {
+    Reply::new(
+        452,
+        "4.5.3",
+        "Recipient rate limit exceeded, try again later",
+    )
+}
 /// `451 4.4.1`: the next hop refused temporarily or could not be reached.
 pub(crate) fn next_hop_unavailable() -> Reply {
     Reply::new(
@@ -226,6 +238,8 @@ mod tests {
             (temporary_auth_failure(), 454, "4.7.0"),
             (message_too_big(), 552, "5.3.4"),
             (too_many_recipients(), 452, "4.5.3"),
+            (message_rate_limited(), 451, "4.7.1"),
+            (recipient_rate_limited(), 452, "4.5.3"),
             (next_hop_unavailable(), 451, "4.4.1"),
             (idle_timeout(), 421, "4.4.2"),
             (shutting_down(), 421, "4.3.2"),

@@ -42,13 +42,13 @@ fn rate(limit: &ThrottleLimit) -> Option<f64> {
 
 /// Recent failures by key, at most `capacity` keys.
 #[derive(Debug)]
-pub(super) struct Ledger<K> {
+pub(crate) struct Ledger<K> {
     entries: HashMap<K, Debt>,
     capacity: usize,
 }
 
 impl<K: Hash + Eq + Clone> Ledger<K> {
-    pub(super) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             entries: HashMap::new(),
             capacity: capacity.max(4),
@@ -57,7 +57,7 @@ impl<K: Hash + Eq + Clone> Ledger<K> {
 
     /// `Some(wait)` when `key` is throttled under `limit` at `now`: the time until it may
     /// try again.
-    pub(super) fn throttled(
+    pub(crate) fn throttled(
         &self,
         key: &K,
         limit: &ThrottleLimit,
@@ -70,7 +70,7 @@ impl<K: Hash + Eq + Clone> Ledger<K> {
     }
 
     /// Count one failure of `key` at `now`.
-    pub(super) fn record(&mut self, key: &K, limit: &ThrottleLimit, now: Instant) {
+    pub(crate) fn record(&mut self, key: &K, limit: &ThrottleLimit, now: Instant) {
         let Some(rate) = rate(limit) else {
             return;
         };

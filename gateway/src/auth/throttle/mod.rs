@@ -16,18 +16,19 @@
 //! - [`ledger`] does the counting in bounded memory; [`keys`] says which addresses and
 //!   names count as the same.
 
+mod by_name;
 mod keys;
 mod ledger;
 
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub(crate) use by_name::ByName;
 pub(crate) use keys::{client_key, user_key};
-use ledger::Ledger;
+pub(crate) use ledger::Ledger;
 
 use postern_config::{AuthThrottle, ThrottleLimit};
 
@@ -185,32 +186,24 @@ fn refusal(
 
 /// The ledgers hold counters only, so one left behind by a panicking thread is still
 /// usable.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The throttle states of a gateway process, by authentication profile name.
 #[derive(Clone, Debug, Default)]
 pub struct AuthThrottles {
-    states: Arc<Mutex<HashMap<String, Weak<ThrottleState>>>>,
+    states: ByName<ThrottleState>,
 }
 
 impl AuthThrottles {
     /// The throttle of profile `profile` with `limits`: the same state as every earlier
     /// configuration's for that profile still in use (a reload keeps the count).
     pub fn throttle(&self, profile: &str, limits: &AuthThrottle) -> Throttle {
-        let mut states = lock(&self.states);
-        let state = match states.get(profile).and_then(Weak::upgrade) {
-            Some(s) => s,
-            None => {
-                let s = Arc::new(ThrottleState::new(LEDGER_CAPACITY));
-                states.retain(|_, w| w.strong_count() > 0);
-                states.insert(profile.to_owned(), Arc::downgrade(&s));
-                s
-            }
-        };
         Throttle {
-            state,
+            state: self
+                .states
+                .get(profile, || ThrottleState::new(LEDGER_CAPACITY)),
             limits: limits.clone(),
         }
     }

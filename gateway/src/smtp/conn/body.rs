@@ -4,6 +4,7 @@
 //! of about [`DATA_CHUNK`] bytes, so a message is never held whole.
 
 use crate::smtp::data::{DataDecoder, DataEncoder, Progress};
+use crate::smtp::identity_header::StripFilter;
 use crate::wire::io::DATA_CHUNK;
 
 use super::outcome::TransactionOutcome;
@@ -15,6 +16,10 @@ pub(super) struct Body {
     encoder: DataEncoder,
     /// Content decoded from the last input, before it is encoded.
     content: Vec<u8>,
+    /// Removes the client's own `X-Postern-Authenticated-User` fields.
+    strip: StripFilter,
+    /// The content the filter kept, to be encoded.
+    kept: Vec<u8>,
     /// Encoded bytes not sent yet.
     wire: Vec<u8>,
 }
@@ -26,6 +31,8 @@ impl Body {
             decoder: DataDecoder::new(max_size),
             encoder: DataEncoder::default(),
             content: Vec::with_capacity(DATA_CHUNK),
+            strip: StripFilter::default(),
+            kept: Vec::with_capacity(DATA_CHUNK),
             wire: Vec::with_capacity(DATA_CHUNK + 1024),
         };
         body.encoder.encode(header, &mut body.wire);
@@ -44,7 +51,9 @@ impl Body {
         };
         if !self.content.is_empty() {
             if relaying && !self.decoder.oversize() {
-                self.encoder.encode(&self.content, &mut self.wire);
+                self.strip.feed(&self.content, &mut self.kept);
+                self.encoder.encode(&self.kept, &mut self.wire);
+                self.kept.clear();
             }
             self.content.clear();
         }

@@ -9,9 +9,11 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use crate::metrics::MessageOutcome;
-use crate::relay::{NextHopConnection, NextHopMessage, RelayError, Step};
+use crate::metrics::{MessageOutcome, RateLimitedLabels};
+use crate::rate_limit::Counted;
+use crate::relay::{ClientOrigin, NextHopConnection, NextHopMessage, RelayError, Step};
 use crate::smtp::data::Progress;
+use crate::smtp::identity_header;
 use crate::smtp::received::{self, TraceInfo};
 use crate::smtp::session::Transaction;
 use crate::wire::io::DATA_CHUNK;
@@ -51,6 +53,32 @@ impl Connection {
         e.client_reply()
     }
 
+    /// Take one message or recipient from the session's rate limit budgets (user and
+    /// client address). `Err`: a budget is spent; the command has been refused
+    /// (`451 4.7.1` at MAIL, `452 4.5.3` at RCPT), logged and counted.
+    fn take_rate(&mut self, counted: Counted) -> Result<(), Flow> {
+        let user = self.st.auth.as_ref().map(|a| a.user.as_str());
+        let Err(limited) = self.policy.rate.take(counted, user, self.peer.ip()) else {
+            return Ok(());
+        };
+        let (decision, r) = match counted {
+            Counted::Messages => ("mail", reply::message_rate_limited()),
+            Counted::Recipients => ("rcpt", reply::recipient_rate_limited()),
+        };
+        self.ctx
+            .metrics
+            .rate_limited
+            .get_or_create(&RateLimitedLabels {
+                listener: self.listener.name.clone(),
+                policy: self.policy.name.clone(),
+                scope: limited.scope.label(),
+                counted: counted.as_str(),
+            })
+            .inc();
+        self.decision(decision, limited.scope.outcome(), &limited.to_string());
+        Err(self.refuse(&r))
+    }
+
     pub(super) async fn mail(&mut self, from: String, params: MailParams) -> Flow {
         if let Err(mut r) = self.st.check_mail(&self.rules(), &params) {
             if r == reply::auth_required() && self.st.cert_mapping_failed && self.st.cert.is_some()
@@ -65,6 +93,9 @@ impl Connection {
             }
             self.decision("mail", "refused", &r.summary());
             return self.refuse(&r);
+        }
+        if let Err(flow) = self.take_rate(Counted::Messages) {
+            return flow;
         }
         // A connection kept from an earlier transaction may have been closed by the next
         // hop meanwhile (silently, or with a `421` as an MTA does at its idle timeout):
@@ -113,8 +144,14 @@ impl Connection {
     /// The next hop connection: the one kept, else a new one. `Err`: the client has been
     /// answered (a failure to connect, or a shutdown while connecting).
     async fn connect_next_hop(&mut self) -> Result<&mut NextHopConnection, Flow> {
+        let origin = self.origin();
+        // A connection whose next hop was told (XCLIENT) about the session as it was
+        // before (unauthenticated, another HELO) does not carry this message.
+        if let Some(up) = self.upstream.take_if(|up| !up.serves(&origin)) {
+            up.quit().await;
+        }
         if self.upstream.is_none() {
-            let connect = NextHopConnection::connect(&self.listener.next_hop);
+            let connect = NextHopConnection::connect(&self.listener.next_hop, &origin);
             let result = tokio::select! {
                 _ = self.ctx.hard_stop.cancelled() => {
                     self.reply(&reply::shutting_down());
@@ -123,7 +160,24 @@ impl Connection {
                 r = connect => r,
             };
             match result {
-                Ok(up) => self.upstream = Some(up),
+                Ok(up) => {
+                    if let Some(told) = &up.told {
+                        let hop = &self.listener.next_hop;
+                        self.decision(
+                            "relay",
+                            "xclient",
+                            &format!(
+                                "next hop {}:{} told client {} port {} login {}",
+                                hop.host,
+                                hop.port,
+                                told.addr,
+                                told.port,
+                                told.login.as_deref().unwrap_or("-")
+                            ),
+                        );
+                    }
+                    self.upstream = Some(up);
+                }
                 Err(e) => {
                     let r = self.relay_failed(&e, "");
                     self.count_message(MessageOutcome::TempFailed);
@@ -138,6 +192,9 @@ impl Connection {
         if let Err(r) = self.st.check_rcpt(&self.rules()) {
             self.decision("rcpt", "refused", &r.summary());
             return self.refuse(&r);
+        }
+        if let Err(flow) = self.take_rate(Counted::Recipients) {
+            return flow;
         }
         if let Some(t) = self.st.txn.as_mut() {
             t.attempted += 1;
@@ -337,7 +394,27 @@ impl Connection {
     }
 
     /// The `Received` header the message gets.
+    /// The client as XCLIENT describes it to the next hop.
+    fn origin(&self) -> ClientOrigin {
+        ClientOrigin {
+            addr: self.peer.ip(),
+            port: self.peer.port(),
+            helo: self.st.helo.clone().unwrap_or_default(),
+            esmtp: self.st.esmtp,
+            login: self.st.auth.as_ref().map(|a| a.user.clone()),
+        }
+    }
+
+    /// `Received`, then (authenticated sessions) `X-Postern-Authenticated-User`.
     fn trace_header(&self, txn: &Transaction) -> String {
+        let mut h = self.received(txn);
+        if let Some(a) = &self.st.auth {
+            h.push_str(&identity_header::render(&a.user, a.method));
+        }
+        h
+    }
+
+    fn received(&self, txn: &Transaction) -> String {
         received::render(
             &TraceInfo {
                 helo: self.st.helo.as_deref().unwrap_or(""),
