@@ -176,8 +176,9 @@ pub(crate) fn config(
             CrlSource {
                 enabled: true,
                 format: CrlFormat::Asn1,
-                primary_url: url,
+                primary_url: Some(url),
                 secondary_url: None,
+                discovery: None,
                 interval: D::from_secs(3600),
                 applies_to: vec![CrlScope::InboundSmtpTls],
                 failure_policy: Default::default(),

@@ -10,10 +10,12 @@
 //!   as a Kubernetes Secret;
 //! - unknown fields are refused, so a typo never silently does nothing.
 
+mod crl_discovery;
 pub mod defaults;
 mod edge;
 mod revocation;
 
+pub use crl_discovery::{CRL_DISCOVERED_URLS_MAX, CrlDiscovery, is_url_prefix};
 pub use edge::{ProxyProtocol, RateLimit, RateLimits};
 pub use revocation::{
     OCSP_CACHE_MAX_AGE_MAX, OCSP_CACHE_MAX_AGE_MIN, OCSP_TIMEOUT_MAX, OCSP_TIMEOUT_MIN, Ocsp,
@@ -747,8 +749,9 @@ pub struct CrlSource {
     pub enabled: bool,
     /// Encoding of the file.
     pub format: CrlFormat,
-    /// Where to fetch it.
-    pub primary_url: String,
+    /// Where to fetch it; absent when the source only discovers its URLs (`discovery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_url: Option<String>,
     /// Used when the primary fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary_url: Option<String>,
@@ -768,6 +771,10 @@ pub struct CrlSource {
         skip_serializing_if = "is_default_crl_max_size"
     )]
     pub max_size: u64,
+    /// URLs discovered from CRL distribution points, besides (or instead of) the
+    /// configured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<CrlDiscovery>,
 }
 
 /// The default `maxSize` of a CRL source: 512 MiB.

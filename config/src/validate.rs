@@ -985,14 +985,34 @@ impl Validator {
                 !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace)
             })
         };
-        if !url_ok(&c.primary_url) {
-            self.push(
+        match &c.primary_url {
+            Some(u) if !url_ok(u) => self.push(
                 s,
                 name,
                 Field::same("primaryUrl"),
                 Reason::InvalidValue,
-                format!("{:?} is not an http:// or https:// URL", c.primary_url),
+                format!("{u:?} is not an http:// or https:// URL"),
+            ),
+            None if c.discovery.is_none() => self.push(
+                s,
+                name,
+                Field::same("primaryUrl"),
+                Reason::InvalidValue,
+                "is required unless the source has `discovery`",
+            ),
+            _ => {}
+        }
+        if c.primary_url.is_none() && c.secondary_url.is_some() {
+            self.push(
+                s,
+                name,
+                Field::same("secondaryUrl"),
+                Reason::InvalidValue,
+                "is only used with primaryUrl",
             );
+        }
+        if let Some(d) = &c.discovery {
+            self.crl_discovery(name, d);
         }
         if let Some(u) = &c.secondary_url
             && !url_ok(u)
@@ -1030,6 +1050,39 @@ impl Validator {
                 Field::same("maxSize"),
                 Reason::InvalidValue,
                 "must be more than 0 bytes",
+            );
+        }
+    }
+
+    fn crl_discovery(&mut self, name: &str, d: &CrlDiscovery) {
+        let s = Section::CrlSources;
+        if d.allowed_url_prefixes.is_empty() {
+            self.push(
+                s,
+                name,
+                Field::same("discovery.allowedUrlPrefixes"),
+                Reason::InvalidValue,
+                "at least one http:// or https:// URL prefix is required: only URLs under one are ever fetched",
+            );
+        }
+        for (i, p) in d.allowed_url_prefixes.iter().enumerate() {
+            if !crate::model::is_url_prefix(p) {
+                self.push(
+                    s,
+                    name,
+                    Field::Same(Path::keys("discovery.allowedUrlPrefixes").index(i)),
+                    Reason::InvalidValue,
+                    format!("{p:?} is not an http:// or https:// URL prefix naming a host"),
+                );
+            }
+        }
+        if d.from_ca_bundle_pem.is_none() && !d.from_presented_certificates {
+            self.push(
+                s,
+                name,
+                Field::same("discovery"),
+                Reason::InvalidValue,
+                "discovers nothing: set fromCaBundle and/or fromPresentedCertificates",
             );
         }
     }
@@ -1214,6 +1267,55 @@ mod tests {
         assert!(
             p[0].contains("maxSize") && p[0].contains("more than 0"),
             "{p:?}"
+        );
+    }
+
+    #[test]
+    fn crl_discovery_problems_name_the_field() {
+        let problems = |source: &str| {
+            let text = format!(
+                "apiVersion: postern.dev/gateway/v1\n\
+                 crlSources:\n  dod: {{format: Asn1, interval: 1h, appliesTo: [InboundSmtpTls]{source}}}\n"
+            );
+            let config = GatewayConfig::from_yaml(&text, "test").unwrap();
+            match validate(&config) {
+                Ok(()) => Vec::new(),
+                Err(e) => {
+                    e.0.iter()
+                        .map(|e| format!("{}: {}", e.path(), e.message))
+                        .collect()
+                }
+            }
+        };
+        assert_eq!(
+            problems(
+                ", discovery: {fromPresentedCertificates: true, allowedUrlPrefixes: [http://crl.disa.mil/]}"
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(""),
+            ["crlSources.dod.primaryUrl: is required unless the source has `discovery`"]
+        );
+        assert_eq!(
+            problems(", discovery: {fromPresentedCertificates: true, allowedUrlPrefixes: []}"),
+            [
+                "crlSources.dod.discovery.allowedUrlPrefixes: at least one http:// or https:// URL prefix is required: only URLs under one are ever fetched"
+            ]
+        );
+        assert_eq!(
+            problems(
+                ", discovery: {fromPresentedCertificates: true, allowedUrlPrefixes: [http://crl.disa.mil/, 'ldap://x/']}"
+            ),
+            [
+                "crlSources.dod.discovery.allowedUrlPrefixes[1]: \"ldap://x/\" is not an http:// or https:// URL prefix naming a host"
+            ]
+        );
+        assert_eq!(
+            problems(", discovery: {allowedUrlPrefixes: [http://crl.disa.mil/]}"),
+            [
+                "crlSources.dod.discovery: discovers nothing: set fromCaBundle and/or fromPresentedCertificates"
+            ]
         );
     }
 

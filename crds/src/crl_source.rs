@@ -2,11 +2,11 @@
 
 use kube::CustomResource;
 use postern_config::duration::DURATION_PATTERN;
-use postern_config::protocol::{CrlFactsEntry, ServedBy};
+use postern_config::protocol::{CrlFactsEntry, DiscoveredUrl, ServedBy};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::ObjectStatus;
+use crate::common::{ObjectStatus, SecretKeyRef};
 use crate::quantity::Quantity;
 use crate::rules;
 
@@ -41,6 +41,7 @@ use crate::rules;
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::crl_source_spec())]
 pub struct CrlSourceSpec {
     /// Disabled sources are neither fetched nor enforced. Default `true`.
     #[serde(default = "default_true")]
@@ -48,9 +49,11 @@ pub struct CrlSourceSpec {
     /// `Asn1` (DER, one CRL), `Pem` (one or several CRLs) or `Zip` (an archive of DER
     /// and/or PEM CRL files).
     pub format: CrlFormat,
-    /// Where to fetch the CRL, e.g. `https://crl.example.com/certs.crl`.
+    /// Where to fetch the CRL, e.g. `https://crl.example.com/certs.crl`. Required unless
+    /// the source has `discovery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^https?://[^\s/]+(/\S*)?$"))]
-    pub primary_url: String,
+    pub primary_url: Option<String>,
     /// Used when the primary source cannot be fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^https?://[^\s/]+(/\S*)?$"))]
@@ -74,6 +77,39 @@ pub struct CrlSourceSpec {
     /// force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_size: Option<Quantity>,
+    /// Find the CRL URLs in certificates instead of (or besides) `primaryUrl`: the CRL
+    /// Distribution Points of the CAs of a bundle and, optionally, of the verified client
+    /// certificates. Only URLs under `allowedUrlPrefixes` are ever fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<CrlDiscovery>,
+}
+
+/// Where a CRL source finds its URLs (CRL Distribution Points, `fullName` URIs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = rules::crl_discovery())]
+pub struct CrlDiscovery {
+    /// The CA certificates (PEM in a Secret key) whose CRL Distribution Points are
+    /// fetched: the CRLs that revoke those CAs (e.g. the root's CRL for the issuing CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_ca_bundle: Option<CrlDiscoveryBundle>,
+    /// Also fetch the CRL Distribution Points of verified client certificates: a URL first
+    /// seen in a certificate is fetched and then kept on schedule; until its CRL is in
+    /// force, certificates of that issuer are unverifiable (unless `failurePolicy: Open`).
+    #[serde(default)]
+    pub from_presented_certificates: bool,
+    /// Only URLs starting with one of these are ever fetched, e.g.
+    /// `http://crl.disa.mil/`; a distribution point elsewhere is logged and ignored.
+    #[schemars(length(min = 1), transform = rules::url_prefixes())]
+    pub allowed_url_prefixes: Vec<String>,
+}
+
+/// A bundle of CA certificates for discovery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CrlDiscoveryBundle {
+    /// A Secret key holding PEM CA certificates, e.g. `{name: cac-roots, key: ca.crt}`.
+    pub secret_ref: SecretKeyRef,
 }
 
 /// What a CRL source's checks do while it has no CRL in force.
@@ -161,6 +197,9 @@ pub struct CrlSourceStatus {
     /// certificate CRL and an ARL, or several partitions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crls: Vec<CrlInForce>,
+    /// The URLs found by `discovery`, each with its state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovered: Vec<DiscoveredUrl>,
 }
 
 /// One CRL in force, as the gateways report it.

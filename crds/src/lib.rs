@@ -34,8 +34,8 @@ pub use common::{
     condition_type, set_condition,
 };
 pub use crl_source::{
-    CrlFailurePolicy, CrlFormat, CrlInForce, CrlSchedule, CrlScope, CrlSource, CrlSourceSpec,
-    CrlSourceStatus,
+    CrlDiscovery, CrlDiscoveryBundle, CrlFailurePolicy, CrlFormat, CrlInForce, CrlSchedule,
+    CrlScope, CrlSource, CrlSourceSpec, CrlSourceStatus,
 };
 pub use gateway_report::{
     GatewayReport, GatewayReportSpec, RefusedConfig, RefusedListener, RefusedListenerServing,

@@ -142,6 +142,31 @@ pub fn ocsp_responder_url() -> CelRule {
     )
 }
 
+/// `CrlSource.spec.discovery.allowedUrlPrefixes`: each entry an `http://` or `https://`
+/// prefix naming a host (what `postern_config::is_url_prefix` checks).
+pub fn url_prefixes() -> CelRule {
+    CelRule::new(
+        r"self.all(p, p.matches('^https?://[^/\\s]+[^\\s]*$'))",
+        "every entry must be an http:// or https:// URL prefix naming a host, e.g. http://crl.example.mil/",
+    )
+}
+
+/// `CrlSource.spec.discovery`: something to discover from.
+pub fn crl_discovery() -> CelRule {
+    CelRule::new(
+        "has(self.fromCaBundle) || (has(self.fromPresentedCertificates) && self.fromPresentedCertificates)",
+        "discovers nothing: set fromCaBundle and/or fromPresentedCertificates",
+    )
+}
+
+/// `CrlSourceSpec`: a URL to fetch or a way to discover them.
+pub fn crl_source_spec() -> CelRule {
+    CelRule::new(
+        "has(self.primaryUrl) || has(self.discovery)",
+        "primaryUrl is required unless the source has discovery",
+    )
+}
+
 /// `ListenerSpec`: rules between its fields.
 pub fn listener_spec() -> CelRules {
     CelRules(vec![

@@ -587,6 +587,58 @@ fn crl_source_interval() {
     }
 }
 
+#[test]
+fn crl_source_discovery() {
+    let base = json!({"format": "Asn1", "schedule": {"interval": "1h"},
+        "appliesTo": ["InboundSmtpTls"],
+        "discovery": {"fromPresentedCertificates": true,
+                      "allowedUrlPrefixes": ["http://crl.disa.mil/"]}});
+    accepted("CrlSource", base.clone());
+    accepted(
+        "CrlSource",
+        with(
+            &base,
+            json!({"discovery": {"fromPresentedCertificates": false,
+                "fromCaBundle": {"secretRef": {"name": "cac-roots", "key": "ca.crt"}}}}),
+        ),
+    );
+    refused(
+        "CrlSource",
+        with(
+            &base,
+            json!({"discovery": {"allowedUrlPrefixes": ["ldap://crl.disa.mil/"]}}),
+        ),
+        "spec.discovery.allowedUrlPrefixes",
+        "http:// or https:// URL prefix",
+    );
+    refused(
+        "CrlSource",
+        with(
+            &base,
+            json!({"discovery": {"allowedUrlPrefixes": ["http:///x"]}}),
+        ),
+        "spec.discovery.allowedUrlPrefixes",
+        "naming a host",
+    );
+    refused(
+        "CrlSource",
+        with(
+            &base,
+            json!({"discovery": {"fromPresentedCertificates": false}}),
+        ),
+        "spec.discovery",
+        "discovers nothing",
+    );
+    let mut none = base.clone();
+    none.as_object_mut().unwrap().remove("discovery");
+    refused(
+        "CrlSource",
+        none,
+        "spec",
+        "primaryUrl is required unless the source has discovery",
+    );
+}
+
 /// The three example sets pass every rule as written.
 #[test]
 fn the_examples_pass_every_rule() {

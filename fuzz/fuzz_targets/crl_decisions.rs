@@ -56,8 +56,9 @@ fn config(sources: &[Source]) -> GatewayConfig {
             CrlSource {
                 enabled: s.enabled,
                 format: CrlFormat::Pem,
-                primary_url: format!("http://127.0.0.1:1/{name}.crl"),
+                primary_url: Some(format!("http://127.0.0.1:1/{name}.crl")),
                 secondary_url: None,
+                discovery: None,
                 interval: Duration::from_secs(3600),
                 applies_to: SCOPES
                     .iter()

@@ -299,12 +299,25 @@ impl OpensslCa {
     /// A version 3 intermediate CA `CN=<cn>` (basicConstraints CA:TRUE, keyCertSign)
     /// signed by this CA, with its own database.
     pub fn intermediate(&self, name: &str, cn: &str) -> Result<OpensslCa> {
+        self.intermediate_with_extensions(name, cn, "")
+    }
+
+    /// [`Self::intermediate`] with the extension lines `ext` added, e.g.
+    /// `crlDistributionPoints = URI:http://crl.example/root.crl`.
+    pub fn intermediate_with_extensions(
+        &self,
+        name: &str,
+        cn: &str,
+        ext_lines: &str,
+    ) -> Result<OpensslCa> {
         let (issued, csr) = self.request(name, &format!("/CN={cn}"))?;
         let ext = self.dir.join(format!("{name}.ext"));
         std::fs::write(
             &ext,
-            "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n\
-             subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n",
+            format!(
+                "basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n\
+                 subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n{ext_lines}\n"
+            ),
         )?;
         openssl(
             &self.dir,

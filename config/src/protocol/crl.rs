@@ -70,6 +70,50 @@ pub struct CrlFacts {
     /// Each CRL in force, with what it covers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crls: Vec<CrlFactsEntry>,
+    /// The URLs found by the source's `discovery`, each with its state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovered: Vec<DiscoveredUrl>,
+}
+
+/// Where a discovered CRL URL was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+pub enum DiscoveredFrom {
+    /// A CA certificate of `discovery.fromCaBundle`.
+    CaBundle,
+    /// A verified client certificate (`discovery.fromPresentedCertificates`).
+    PresentedCertificate,
+}
+
+/// One URL a CRL source discovered (a CRL Distribution Point), with its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredUrl {
+    /// The URL.
+    pub url: String,
+    /// Where it was found.
+    pub from: DiscoveredFrom,
+    /// `InForce`, `NotFetched` (first fetch under way) or `FetchFailed`.
+    pub state: String,
+    /// When it was first seen (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_time: Option<String>,
+    /// Last acceptable answer (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetch_time: Option<String>,
+    /// Issuer of its CRL in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Revoked serials in force.
+    #[serde(default)]
+    pub entries: u64,
+    /// Earliest nextUpdate of its CRLs in force (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_update: Option<String>,
+    /// The last failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<CrlError>,
 }
 
 /// One CRL in force of a source: the certificates it covers.
@@ -101,6 +145,7 @@ pub struct CrlFactsEntry {
 
 /// The last failure of a CRL source.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CrlError {
     /// When (RFC 3339).

@@ -21,7 +21,7 @@ pub mod rendered;
 
 use serde::{Deserialize, Serialize};
 
-pub use crl::{CrlError, CrlFacts, CrlFactsEntry, ServedBy};
+pub use crl::{CrlError, CrlFacts, CrlFactsEntry, DiscoveredFrom, DiscoveredUrl, ServedBy};
 pub use listener::{ListenerRefusal, ListenerRefusalReason, ListenerServing};
 pub use rendered::{
     DecodeError, Encoded, FORMAT, Head, Limits, MANIFEST_KEY, MAX_DOCUMENT_BYTES, MAX_PARTS,

@@ -5,11 +5,16 @@ use postern_config::{
 };
 use postern_crds::{CrlFailurePolicy, CrlFormat, CrlScope, CrlSourceSpec};
 
-use super::inputs::{Diags, duration};
+use super::crl_discovery;
+use super::inputs::{Diags, Inputs, duration};
 use super::report::Reason;
 
 /// Render one CrlSource. `None` when it has errors (they are in `d`).
-pub(crate) fn render(spec: &CrlSourceSpec, d: &mut Diags) -> Option<CrlSource> {
+pub(crate) fn render(
+    spec: &CrlSourceSpec,
+    inputs: &Inputs<'_>,
+    d: &mut Diags,
+) -> Option<CrlSource> {
     let interval = duration(
         "spec.schedule.interval",
         Some(&spec.schedule.interval),
@@ -45,6 +50,17 @@ pub(crate) fn render(spec: &CrlSourceSpec, d: &mut Diags) -> Option<CrlSource> {
             0
         }
     };
+    if spec.primary_url.is_none() && spec.discovery.is_none() {
+        d.error(
+            "spec.primaryUrl",
+            Reason::InvalidValue,
+            "is required unless the source has discovery",
+        );
+    }
+    let discovery = spec
+        .discovery
+        .as_ref()
+        .and_then(|x| crl_discovery::render(x, inputs, d));
     if d.has_errors() {
         return None;
     }
@@ -64,5 +80,6 @@ pub(crate) fn render(spec: &CrlSourceSpec, d: &mut Diags) -> Option<CrlSource> {
             CrlFailurePolicy::Open => GwPolicy::Open,
         },
         max_size,
+        discovery,
     })
 }

@@ -16,6 +16,7 @@
 //!    whole is rebuilt until the configuration validates. The published configuration
 //!    therefore always passes `validate`.
 
+mod crl_discovery;
 mod crl_source;
 mod fields;
 mod inputs;
@@ -186,7 +187,7 @@ fn draft_all(
     }
     for o in &s.crl_sources {
         add(Kind::CrlSource, &o.metadata, &mut |_, _, d| {
-            crl_source::render(&o.spec, d).map(Draft::Crl)
+            crl_source::render(&o.spec, inputs, d).map(Draft::Crl)
         });
     }
     for o in &s.mail_flow_policies {

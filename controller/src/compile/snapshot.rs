@@ -130,6 +130,16 @@ impl Snapshot {
             }
             ca(&mut names, &l.spec.next_hop.ca_bundle);
         }
+        for c in &self.crl_sources {
+            if let Some(b) = c
+                .spec
+                .discovery
+                .as_ref()
+                .and_then(|d| d.from_ca_bundle.as_ref())
+            {
+                names.insert(b.secret_ref.name.clone());
+            }
+        }
         names
     }
 

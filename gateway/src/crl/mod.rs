@@ -12,6 +12,7 @@ pub mod admin;
 pub(crate) mod archive;
 pub mod coverage;
 mod der;
+pub(crate) mod discovery;
 pub(crate) mod disk;
 pub(crate) mod fetch;
 pub(crate) mod index;

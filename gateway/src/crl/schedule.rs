@@ -175,7 +175,11 @@ async fn attempt(
     in_force: &mut InForce,
 ) -> Attempt {
     ctx.store.attempt(name, generation, unix_now());
-    let mut urls = vec![(ServedBy::Primary, spec.primary_url.clone())];
+    let mut urls: Vec<(ServedBy, String)> = spec
+        .primary_url
+        .iter()
+        .map(|u| (ServedBy::Primary, u.clone()))
+        .collect();
     if let Some(s) = &spec.secondary_url {
         urls.push((ServedBy::Secondary, s.clone()));
     }
@@ -405,8 +409,9 @@ mod tests {
         CrlSource {
             enabled: true,
             format: CrlFormat::Asn1,
-            primary_url: "http://a/".into(),
+            primary_url: Some("http://a/".into()),
             secondary_url: None,
+            discovery: None,
             interval: CfgDuration::from_secs(interval),
             applies_to: vec![],
             failure_policy: Default::default(),

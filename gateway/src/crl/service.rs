@@ -40,11 +40,14 @@ pub enum ServiceError {
     },
 }
 
+/// The fetch task of each running source, by store key.
+type Tasks = Mutex<HashMap<String, CancellationToken>>;
+
 /// The running CRL sources.
 #[derive(Debug)]
 pub struct CrlService {
     ctx: Arc<Ctx>,
-    tasks: Mutex<HashMap<String, CancellationToken>>,
+    tasks: Arc<Tasks>,
     root: CancellationToken,
     handle: tokio::runtime::Handle,
 }
@@ -61,16 +64,45 @@ impl CrlService {
             })?),
             None => None,
         };
+        let ctx = Arc::new(Ctx {
+            store,
+            settings: settings.fetch,
+            fetcher,
+            cache,
+        });
+        let tasks = Arc::new(Tasks::default());
+        let root = CancellationToken::new();
+        let handle = tokio::runtime::Handle::current();
+        // URLs discovered in presented certificates are started as they come.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, u64)>();
+        ctx.store.on_discovery(tx);
+        let (c, t, r, h) = (
+            Arc::clone(&ctx),
+            Arc::clone(&tasks),
+            root.clone(),
+            handle.clone(),
+        );
+        handle.spawn(async move {
+            loop {
+                let (name, generation) = tokio::select! {
+                    () = r.cancelled() => return,
+                    next = rx.recv() => match next {
+                        Some(n) => n,
+                        None => return,
+                    },
+                };
+                let (ctx2, n) = (Arc::clone(&c), name.clone());
+                let in_force = tokio::task::spawn_blocking(move || restore(&ctx2, &n, generation))
+                    .await
+                    .unwrap_or_default();
+                start_task(&c, &t, &r, &h, &name, generation, in_force);
+            }
+        });
         Ok(Self {
-            ctx: Arc::new(Ctx {
-                store,
-                settings: settings.fetch,
-                fetcher,
-                cache,
-            }),
-            tasks: Mutex::new(HashMap::new()),
-            root: CancellationToken::new(),
-            handle: tokio::runtime::Handle::current(),
+            ctx,
+            tasks,
+            root,
+            handle,
         })
     }
 
@@ -117,6 +149,8 @@ impl CrlService {
                 t.cancel();
             }
             match config.crl_sources.get(name) {
+                // A discovered URL that its source keeps (restarted with a new spec).
+                None if r.start.iter().any(|(n, _)| n == name) => {}
                 None => {
                     tracing::info!(source = %name, "CRL source removed");
                     if let Some(cache) = &self.ctx.cache {
@@ -133,23 +167,15 @@ impl CrlService {
     }
 
     fn spawn(&self, name: &str, generation: u64, in_force: InForce) {
-        let token = self.root.child_token();
-        if let Some(old) = self
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), token.clone())
-        {
-            old.cancel();
-        }
-        tracing::info!(source = %name, generation, "CRL source started");
-        self.handle.spawn(schedule::run(
-            Arc::clone(&self.ctx),
-            name.to_owned(),
+        start_task(
+            &self.ctx,
+            &self.tasks,
+            &self.root,
+            &self.handle,
+            name,
             generation,
             in_force,
-            token,
-        ));
+        );
     }
 
     /// Stop every fetch task.
@@ -162,6 +188,34 @@ impl Drop for CrlService {
     fn drop(&mut self) {
         self.root.cancel();
     }
+}
+
+/// Start (or restart) the fetch task of a source or discovered URL.
+fn start_task(
+    ctx: &Arc<Ctx>,
+    tasks: &Tasks,
+    root: &CancellationToken,
+    handle: &tokio::runtime::Handle,
+    name: &str,
+    generation: u64,
+    in_force: InForce,
+) {
+    let token = root.child_token();
+    if let Some(old) = tasks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(name.to_owned(), token.clone())
+    {
+        old.cancel();
+    }
+    tracing::info!(source = %name, generation, "CRL source started");
+    handle.spawn(schedule::run(
+        Arc::clone(ctx),
+        name.to_owned(),
+        generation,
+        in_force,
+        token,
+    ));
 }
 
 /// Put the cached file of a source in force, if it has none in force yet (blocking).
@@ -180,8 +234,8 @@ fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
             return InForce::default();
         }
     };
-    let url_still_configured =
-        meta.url == spec.primary_url || spec.secondary_url.as_deref() == Some(meta.url.as_str());
+    let url_still_configured = spec.primary_url.as_deref() == Some(meta.url.as_str())
+        || spec.secondary_url.as_deref() == Some(meta.url.as_str());
     if meta.format != spec.format || !url_still_configured {
         tracing::info!(source = name, cached_url = %meta.url, "CRL disk cache is for another URL or format; ignored");
         return InForce::default();

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use postern_config::protocol::{CrlError, CrlFacts, CrlFactsEntry, ServedBy};
+use postern_config::protocol::{CrlError, CrlFacts, CrlFactsEntry, DiscoveredUrl, ServedBy};
 use postern_config::{CrlFailurePolicy, CrlFormat, CrlScope};
 
 use super::index::CrlIndex;
@@ -132,8 +132,9 @@ pub struct SourceStatus {
     /// `failurePolicy: Open` and no CRL in force: certificates it may be for are accepted
     /// without a revocation check until it loads.
     pub failing_open: bool,
-    /// Primary URL.
-    pub primary_url: String,
+    /// Primary URL (absent for a source that only discovers its URLs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_url: Option<String>,
     /// Secondary URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secondary_url: Option<String>,
@@ -185,6 +186,9 @@ pub struct SourceStatus {
     /// The last failure (kept after a success, for the record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+    /// The URLs found by `discovery`, each with its state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovered: Vec<DiscoveredUrl>,
 }
 
 impl SourceStatus {
@@ -206,6 +210,7 @@ impl SourceStatus {
                 message: e.message.clone(),
             }),
             crls: self.crls.iter().map(CrlStatus::facts).collect(),
+            discovered: self.discovered.clone(),
         }
     }
 

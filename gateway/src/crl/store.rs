@@ -17,10 +17,11 @@
 //!    the scope once had a CRL of that issuer, or has never had any CRL (it may be this
 //!    CA's); else no CRL (revocation is not configured for that CA).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::coverage::{CaCoverage, ListenerCas, SourceView, coverage};
+use super::discovery::{self, Child, Presented};
 use super::index::CrlIndex;
 use super::load::{Loaded, Missing};
 use super::metrics::{CrlMetrics, CrlMetricsSource, Gauges};
@@ -28,7 +29,7 @@ use super::status::{LastError, SourceState, SourceStatus};
 use super::verify::TrustStore;
 use super::{rfc3339, unix_now};
 use crate::tls::revocation::{CheckedCertificate, MissingCrl, RevocationChecker, RevocationStatus};
-use postern_config::protocol::ServedBy;
+use postern_config::protocol::{DiscoveredFrom, DiscoveredUrl, ServedBy};
 use postern_config::{CrlFailurePolicy, CrlScope, CrlSource, GatewayConfig};
 
 fn scope_bit(scope: CrlScope) -> u8 {
@@ -61,6 +62,10 @@ struct Snapshot {
     dropped: HashMap<Box<[u8]>, Vec<Waiting>>,
     /// Fail-closed sources that have never had a CRL in force (their issuer is unknown).
     not_loaded: Vec<Waiting>,
+    /// Issuer → fail-closed discovered URLs found for it that have no CRL in force yet.
+    pending: HashMap<Box<[u8]>, Vec<Waiting>>,
+    /// Sources discovering from presented certificates.
+    presented: Vec<Presented>,
 }
 
 /// Everything the store knows about a source.
@@ -87,11 +92,14 @@ struct SourceRecord {
     restored_from_disk: bool,
     failures: u32,
     last_error: Option<LastError>,
+    /// Set when this record is a URL discovered by another source.
+    child: Option<Child>,
 }
 
 impl SourceRecord {
     fn new(spec: CrlSource) -> Self {
         Self {
+            child: None,
             spec,
             generation: 1,
             replace_all: false,
@@ -122,7 +130,12 @@ struct State {
     started: bool,
     /// The CAs of each listener's client CA bundle, for the coverage view.
     listener_cas: Vec<ListenerCas>,
+    /// Per source, the discovered URLs refused (not allowed, or over the cap) and logged.
+    refused_urls: HashMap<String, HashSet<String>>,
 }
+
+/// How many refused discovered URLs are remembered per source (each logged once).
+const REFUSED_URLS_REMEMBERED: usize = 1024;
 
 /// What [`CrlStore::configure`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -156,6 +169,8 @@ pub struct CrlStore {
     snapshot: RwLock<Arc<Snapshot>>,
     state: Mutex<State>,
     pub(crate) metrics: CrlMetrics,
+    /// Where discovered URLs to start fetching are sent (the service's fetch tasks).
+    discovered: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, u64)>>>,
 }
 
 impl Default for CrlStore {
@@ -171,7 +186,13 @@ impl CrlStore {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             state: Mutex::new(State::default()),
             metrics: CrlMetrics::default(),
+            discovered: Mutex::new(None),
         }
+    }
+
+    /// Where to send the URLs discovered in presented certificates, to be fetched.
+    pub(crate) fn on_discovery(&self, tx: tokio::sync::mpsc::UnboundedSender<(String, u64)>) {
+        *self.discovered.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -190,9 +211,9 @@ impl CrlStore {
         st.listener_cas = ListenerCas::from_config(config);
         let removed: Vec<String> = st
             .sources
-            .keys()
-            .filter(|k| !config.crl_sources.contains_key(*k))
-            .cloned()
+            .iter()
+            .filter(|(k, r)| r.child.is_none() && !config.crl_sources.contains_key(*k))
+            .map(|(k, _)| k.clone())
             .collect();
         for name in removed {
             st.sources.remove(&name);
@@ -203,7 +224,7 @@ impl CrlStore {
                 None => {
                     st.sources
                         .insert(name.clone(), SourceRecord::new(spec.clone()));
-                    if spec.enabled {
+                    if spec.enabled && spec.primary_url.is_some() {
                         out.start.push((name.clone(), 1));
                     }
                 }
@@ -215,13 +236,14 @@ impl CrlStore {
                     rec.replace_all |= fetch_changed;
                     rec.spec = spec.clone();
                     out.stop.push(name.clone());
-                    if spec.enabled {
+                    if spec.enabled && spec.primary_url.is_some() {
                         out.start.push((name.clone(), rec.generation));
                     }
                 }
                 Some(_) => {}
             }
         }
+        discovered_from_config(&mut st, config, &mut out);
         for (name, rec) in st.sources.iter_mut() {
             rec.crls.retain(|ix| {
                 let ok = trust.still_trusts(&ix.meta.issuer_der, &ix.meta.signer_fingerprint);
@@ -233,6 +255,73 @@ impl CrlStore {
         }
         self.publish(&st);
         out
+    }
+
+    /// Take in the CRL distribution points of a certificate a client presented (and that
+    /// verified) for the sources discovering from presented certificates: a URL seen for
+    /// the first time becomes a fetched child of its source, when allowed. Returns a new
+    /// fail-closed child when the certificate's issuer had no CRL in force: the
+    /// certificate is unverifiable now, however fast that child loads.
+    fn discover_presented(&self, scope: CrlScope, cert: &CheckedCertificate<'_>) -> Option<String> {
+        let bit = scope_bit(scope);
+        let (todo, had_crl): (Vec<(Arc<str>, String)>, bool) = {
+            let snap = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+            if snap.presented.is_empty() {
+                return None;
+            }
+            let had_crl = snap
+                .by_issuer
+                .get(cert.issuer_der)
+                .is_some_and(|all| all.iter().any(|c| c.scopes & bit != 0));
+            let todo = snap
+                .presented
+                .iter()
+                .filter(|p| p.scopes & bit != 0)
+                .flat_map(|p| {
+                    discovery::uris(cert)
+                        .filter(|u| !p.known.contains(*u))
+                        .map(|u| (Arc::clone(&p.source), u.to_owned()))
+                })
+                .collect();
+            (todo, had_crl)
+        };
+        if todo.is_empty() {
+            return None;
+        }
+        let mut st = self.state();
+        let mut start = Vec::new();
+        let mut unverifiable = None;
+        for (source, url) in todo {
+            if let Some(key) = add_child(
+                &mut st,
+                &source,
+                &url,
+                DiscoveredFrom::PresentedCertificate,
+                cert.issuer_der,
+            ) {
+                let closed = st
+                    .sources
+                    .get(&key)
+                    .is_some_and(|r| r.spec.failure_policy == CrlFailurePolicy::Closed);
+                if closed && !had_crl {
+                    unverifiable.get_or_insert_with(|| key.clone());
+                }
+                start.push(key);
+            }
+        }
+        self.publish(&st);
+        drop(st);
+        if let Some(tx) = self
+            .discovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            for key in start {
+                let _ = tx.send((key, 1));
+            }
+        }
+        unverifiable
     }
 
     /// The trusted CAs of the current configuration.
@@ -371,7 +460,12 @@ impl CrlStore {
         let pending: Vec<String> = st
             .sources
             .iter()
-            .filter(|(_, r)| r.spec.enabled && r.crls.is_empty() && !r.first_attempt_done)
+            .filter(|(_, r)| {
+                r.spec.enabled
+                    && r.spec.primary_url.is_some()
+                    && r.crls.is_empty()
+                    && !r.first_attempt_done
+            })
             .map(|(name, _)| name.clone())
             .collect();
         if pending.is_empty() && st.configured {
@@ -426,7 +520,8 @@ impl CrlStore {
         let st = self.state();
         st.sources
             .iter()
-            .map(|(name, rec)| render(name, rec, now))
+            .filter(|(_, rec)| rec.child.is_none())
+            .map(|(name, rec)| render_with_children(&st, name, rec, now))
             .collect()
     }
 
@@ -460,7 +555,9 @@ impl CrlStore {
     pub fn source_status(&self, name: &str) -> Option<SourceStatus> {
         let now = unix_now();
         let st = self.state();
-        st.sources.get(name).map(|rec| render(name, rec, now))
+        st.sources
+            .get(name)
+            .map(|rec| render_with_children(&st, name, rec, now))
     }
 
     /// Rebuild the reader snapshot from the enabled sources and swap it in.
@@ -472,12 +569,48 @@ impl CrlStore {
             }
             let source: Arc<str> = Arc::from(name.as_str());
             let scopes = rec.spec.applies_to.iter().fold(0, |b, s| b | scope_bit(*s));
+            if rec
+                .spec
+                .discovery
+                .as_ref()
+                .is_some_and(|d| d.from_presented_certificates)
+            {
+                let mut known: HashSet<String> = st
+                    .sources
+                    .values()
+                    .filter_map(|r| r.child.as_ref())
+                    .filter(|c| c.parent == *name)
+                    .map(|c| c.url.clone())
+                    .collect();
+                known.extend(st.refused_urls.get(name).into_iter().flatten().cloned());
+                snap.presented.push(Presented {
+                    source: Arc::clone(&source),
+                    scopes,
+                    known,
+                });
+            }
             if rec.spec.failure_policy == CrlFailurePolicy::Closed {
-                if rec.known_issuers.is_empty() {
-                    snap.not_loaded.push(Waiting {
-                        source: Arc::clone(&source),
-                        scopes,
-                    });
+                match &rec.child {
+                    // A discovered URL is for the issuers it was found for.
+                    Some(child) if rec.known_issuers.is_empty() => {
+                        for issuer in &child.issuers {
+                            snap.pending
+                                .entry(issuer.clone())
+                                .or_default()
+                                .push(Waiting {
+                                    source: Arc::clone(&source),
+                                    scopes,
+                                });
+                        }
+                    }
+                    // A source without a URL of its own (discovery only) loads nothing itself.
+                    None if rec.known_issuers.is_empty() && rec.spec.primary_url.is_some() => {
+                        snap.not_loaded.push(Waiting {
+                            source: Arc::clone(&source),
+                            scopes,
+                        });
+                    }
+                    _ => {}
                 }
                 for issuer in &rec.known_issuers {
                     if !rec.crls.iter().any(|ix| ix.meta.issuer_der == *issuer) {
@@ -507,6 +640,14 @@ impl CrlStore {
     }
 
     fn lookup(&self, scope: CrlScope, cert: &CheckedCertificate<'_>, now: i64) -> RevocationStatus {
+        if scope == CrlScope::InboundSmtpTls
+            && let Some(source) = self.discover_presented(scope, cert)
+        {
+            return RevocationStatus::Missing {
+                source,
+                why: MissingCrl::NotLoaded,
+            };
+        }
         let snap = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
         let bit = scope_bit(scope);
         let all: &[Covering] = snap
@@ -524,6 +665,17 @@ impl CrlStore {
                 return RevocationStatus::Missing {
                     source: w.source.to_string(),
                     why: MissingCrl::NoLongerInForce,
+                };
+            }
+            // A discovered URL for this issuer has no CRL in force yet.
+            if let Some(w) = snap
+                .pending
+                .get(cert.issuer_der)
+                .and_then(|d| d.iter().find(waiting))
+            {
+                return RevocationStatus::Missing {
+                    source: w.source.to_string(),
+                    why: MissingCrl::NotLoaded,
                 };
             }
             // A source that has never loaded may be this CA's: until it has, the issuer
@@ -581,6 +733,168 @@ impl CrlStore {
     }
 }
 
+/// A source's status, with its discovered URLs: the CRLs of the URLs it discovered count
+/// as its own in the summary (what is in force for it, how fresh).
+fn render_with_children(st: &State, name: &str, rec: &SourceRecord, now: i64) -> SourceStatus {
+    let children: Vec<(&String, &SourceRecord, &Child)> = st
+        .sources
+        .iter()
+        .filter_map(|(k, r)| r.child.as_ref().map(|c| (k, r, c)))
+        .filter(|(_, _, c)| c.parent == name)
+        .collect();
+    let mut s = render(name, rec, now);
+    if children.is_empty() {
+        return s;
+    }
+    let mut all: Vec<Arc<CrlIndex>> = rec.crls.clone();
+    for (key, r, c) in &children {
+        all.extend(r.crls.iter().cloned());
+        let one = render(key, r, now);
+        s.discovered.push(DiscoveredUrl {
+            url: c.url.clone(),
+            from: c.from,
+            state: format!("{:?}", one.state),
+            first_seen_time: Some(rfc3339(c.first_seen)),
+            last_fetch_time: one.last_fetch_time,
+            issuer: one.issuer,
+            entries: one.entries,
+            next_update: one.next_update,
+            last_error: one.last_error.map(|e| postern_config::protocol::CrlError {
+                time: e.time,
+                reason: e.reason,
+                message: e.message,
+            }),
+        });
+        // RFC 3339 times in UTC of one format order as text.
+        let latest = r.last_fetch.map(rfc3339);
+        if latest > s.last_fetch_time {
+            s.last_fetch_time = latest;
+        }
+    }
+    s.summarize(&all, now);
+    if s.state != SourceState::Disabled && !all.is_empty() {
+        s.state = SourceState::InForce;
+        s.failing_open = false;
+    }
+    s
+}
+
+/// Add the URL `url`, found in a certificate issued by `issuer`, to the children of
+/// `source`. Returns the key of a new child to start fetching. A URL outside the source's
+/// `allowedUrlPrefixes`, or beyond its cap, is refused and logged once.
+fn add_child(
+    st: &mut State,
+    source: &str,
+    url: &str,
+    from: DiscoveredFrom,
+    issuer: &[u8],
+) -> Option<String> {
+    let parent = st.sources.get(source).filter(|r| r.child.is_none())?;
+    let spec = parent.spec.clone();
+    let d = spec.discovery.as_ref()?;
+    let key = discovery::child_key(source, url);
+    if let Some(child) = st.sources.get_mut(&key).and_then(|r| r.child.as_mut()) {
+        if !child.issuers.iter().any(|i| **i == *issuer) {
+            child.issuers.push(issuer.into());
+        }
+        return None;
+    }
+    let held = st
+        .sources
+        .values()
+        .filter(|r| r.child.as_ref().is_some_and(|c| c.parent == source))
+        .count();
+    let refusal = if !d.allows(url) {
+        Some((
+            "not_allowed",
+            "CRL distribution point not fetched: it is not under the source's discovery.allowedUrlPrefixes",
+        ))
+    } else if !discovery::has_room(held) {
+        Some((
+            "too_many_urls",
+            "CRL distribution point not fetched: the source holds the most discovered URLs it may",
+        ))
+    } else {
+        None
+    };
+    if let Some((reason, message)) = refusal {
+        let refused = st.refused_urls.entry(source.to_owned()).or_default();
+        if refused.len() < REFUSED_URLS_REMEMBERED && refused.insert(url.to_owned()) {
+            tracing::warn!(target: "postern::decision", decision = "crl_discovery", outcome = "refused", source, url, from = ?from, reason, "{message}");
+        }
+        return None;
+    }
+    let mut rec = SourceRecord::new(discovery::child_spec(&spec, url));
+    rec.child = Some(Child {
+        parent: source.to_owned(),
+        url: url.to_owned(),
+        from,
+        issuers: vec![issuer.into()],
+        first_seen: unix_now(),
+    });
+    tracing::info!(target: "postern::decision", decision = "crl_discovery", outcome = "discovered", source, url, from = ?from, "CRL distribution point discovered: fetched and kept on schedule from now on");
+    st.sources.insert(key.clone(), rec);
+    spec.enabled.then_some(key)
+}
+
+/// Bring the children of every source in line with a new configuration: children of
+/// removed sources, or no longer wanted (URL no longer allowed or in the bundle), go;
+/// those of changed sources take the new spec (and restart); the CA bundles' distribution
+/// points are added.
+fn discovered_from_config(st: &mut State, config: &GatewayConfig, out: &mut Reconfigured) {
+    let children: Vec<(String, Child)> = st
+        .sources
+        .iter()
+        .filter_map(|(k, r)| r.child.clone().map(|c| (k.clone(), c)))
+        .collect();
+    let bundles: HashMap<&str, Vec<discovery::Point>> = config
+        .crl_sources
+        .iter()
+        .filter_map(|(n, s)| {
+            let pem = s.discovery.as_ref()?.from_ca_bundle_pem.as_deref()?;
+            Some((n.as_str(), discovery::bundle_points(pem)))
+        })
+        .collect();
+    for (key, child) in children {
+        let parent = config.crl_sources.get(&child.parent);
+        let wanted = parent.and_then(|p| p.discovery.as_ref()).is_some_and(|d| {
+            d.allows(&child.url)
+                && match child.from {
+                    DiscoveredFrom::CaBundle => bundles
+                        .get(child.parent.as_str())
+                        .is_some_and(|b| b.iter().any(|(u, _)| *u == child.url)),
+                    DiscoveredFrom::PresentedCertificate => d.from_presented_certificates,
+                }
+        });
+        let (Some(parent), true) = (parent, wanted) else {
+            st.sources.remove(&key);
+            out.stop.push(key);
+            continue;
+        };
+        let spec = discovery::child_spec(parent, &child.url);
+        if let Some(rec) = st.sources.get_mut(&key)
+            && rec.spec != spec
+        {
+            rec.replace_all |= rec.spec.format != spec.format;
+            rec.generation += 1;
+            rec.spec = spec;
+            out.stop.push(key.clone());
+            if rec.spec.enabled {
+                out.start.push((key, rec.generation));
+            }
+        }
+    }
+    for (source, points) in bundles {
+        for (url, issuer) in points {
+            if let Some(key) = add_child(st, source, &url, DiscoveredFrom::CaBundle, &issuer) {
+                out.start.push((key, 1));
+            }
+        }
+    }
+    st.refused_urls
+        .retain(|k, _| config.crl_sources.contains_key(k));
+}
+
 fn render(name: &str, rec: &SourceRecord, now: i64) -> SourceStatus {
     let spec = &rec.spec;
     let mut s = SourceStatus {
@@ -600,6 +914,7 @@ fn render(name: &str, rec: &SourceRecord, now: i64) -> SourceStatus {
             && spec.failure_policy == CrlFailurePolicy::Open,
         primary_url: spec.primary_url.clone(),
         secondary_url: spec.secondary_url.clone(),
+        discovered: Vec::new(),
         last_attempt_time: rec.last_attempt.map(rfc3339),
         last_fetch_time: rec.last_fetch.map(rfc3339),
         last_change_time: rec.last_change.map(rfc3339),
@@ -687,8 +1002,9 @@ mod tests {
                 CrlSource {
                     enabled: *enabled,
                     format: CrlFormat::Asn1,
-                    primary_url: format!("http://127.0.0.1:1/{name}.crl"),
+                    primary_url: Some(format!("http://127.0.0.1:1/{name}.crl")),
                     secondary_url: None,
+                    discovery: None,
                     interval: Duration::from_secs(3600),
                     applies_to: scopes.clone(),
                     failure_policy: Default::default(),
@@ -760,6 +1076,67 @@ mod tests {
         assert_eq!(st.served_by, Some(ServedBy::Primary));
         assert!(!st.stale);
         assert!(st.seconds_until_stale.unwrap() > 3000);
+    }
+
+    #[test]
+    fn presented_distribution_points_are_discovered_fail_closed_and_allowed_only() {
+        let ca = Ca::new("Discovering CA");
+        let other = Ca::new("Other CA");
+        let mut c = config(&[&ca, &other], &[("d", true, vec![IN])]);
+        let d = c.crl_sources.get_mut("d").unwrap();
+        d.primary_url = None;
+        d.discovery = Some(postern_config::CrlDiscovery {
+            from_ca_bundle_pem: None,
+            from_presented_certificates: true,
+            allowed_url_prefixes: vec!["http://crl.test/".into()],
+        });
+        let store = CrlStore::new();
+        let r = store.configure(&c);
+        assert!(r.start.is_empty(), "{r:?}");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        store.on_discovery(tx);
+        let subject = ca.subject_der();
+        let cert = |url: &str| CheckedCertificate {
+            distribution_points: vec![DpName::new(format!("URI:{url}"))],
+            ..CheckedCertificate::end_entity(&subject, None, &[7])
+        };
+        // Nothing discovered yet and no URL of its own: no CA is refused for it.
+        assert_eq!(
+            store.check(IN, &other.subject_der(), None, &[1]),
+            RevocationStatus::NoCrl
+        );
+        let key = "d[http://crl.test/ca.crl]";
+        assert_eq!(
+            store.check_certificate(IN, &cert("http://crl.test/ca.crl")),
+            RevocationStatus::Missing {
+                source: key.into(),
+                why: MissingCrl::NotLoaded
+            }
+        );
+        assert_eq!(rx.try_recv().unwrap(), (key.to_owned(), 1));
+        // Only the issuer it was found for waits for it.
+        assert_eq!(
+            store.check(IN, &other.subject_der(), None, &[1]),
+            RevocationStatus::NoCrl
+        );
+        // Outside the allowed prefixes: never a child, never sent.
+        store.check_certificate(IN, &cert("http://evil.test/ca.crl"));
+        assert!(rx.try_recv().is_err());
+        let der = ca
+            .crl(1, &[RevokedSpec::new(&[7])], -60, 3600)
+            .der()
+            .to_vec();
+        put(&store, key, &der).unwrap();
+        assert!(matches!(
+            store.check_certificate(IN, &cert("http://crl.test/ca.crl")),
+            RevocationStatus::Revoked { .. }
+        ));
+        let st = store.source_status("d").unwrap();
+        assert_eq!(st.state, SourceState::InForce);
+        assert_eq!(st.discovered.len(), 1);
+        assert_eq!(st.discovered[0].state, "InForce");
+        assert_eq!(st.entries, 1);
+        assert_eq!(store.status().len(), 1);
     }
 
     #[test]
@@ -880,7 +1257,7 @@ mod tests {
         let mut cfg = config(&[&ca], &[("s", true, vec![IN])]);
         store.configure(&cfg);
         let (_, g1) = store.spec("s").unwrap();
-        cfg.crl_sources.get_mut("s").unwrap().primary_url = "http://127.0.0.1:2/x.crl".into();
+        cfg.crl_sources.get_mut("s").unwrap().primary_url = Some("http://127.0.0.1:2/x.crl".into());
         let r = store.configure(&cfg);
         assert_eq!(r.start, vec![("s".to_string(), g1 + 1)]);
         let loaded = load(

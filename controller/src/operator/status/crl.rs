@@ -134,6 +134,7 @@ pub(crate) fn set_facts(st: &mut CrlSourceStatus, f: CrlFacts) {
     st.entries = Some(f.entries);
     st.issuer = f.issuer;
     st.crls = f.crls.into_iter().map(CrlInForce::from).collect();
+    st.discovered = f.discovered;
 }
 
 #[cfg(test)]
