@@ -120,6 +120,7 @@ pub(crate) fn config(
                     require_smtp_auth: true,
                     require_tls_for_smtp_auth: false,
                     limits: limits.clone(),
+                    sender_binding: Default::default(),
                 },
             ),
             (
@@ -131,6 +132,7 @@ pub(crate) fn config(
                     require_smtp_auth: false,
                     require_tls_for_smtp_auth: false,
                     limits: limits.clone(),
+                    sender_binding: Default::default(),
                 },
             ),
             (
@@ -142,6 +144,7 @@ pub(crate) fn config(
                     require_smtp_auth: false,
                     require_tls_for_smtp_auth: false,
                     limits,
+                    sender_binding: Default::default(),
                 },
             ),
         ]),
@@ -158,6 +161,7 @@ pub(crate) fn config(
                             password: None,
                             certificate_cn: Some(CLIENT_CN.into()),
                             allowed: true,
+                            addresses: Vec::new(),
                         }],
                     },
                 }),
@@ -261,6 +265,7 @@ pub(crate) fn ldap_config(
                 method: LdapAuthMethod::Bind,
                 allowance_filter: Some("(&(objectClass=inetOrgPerson)(uid={u}))".into()),
             }),
+            mail_attributes: postern_config::sender::default_mail_attributes(),
         },
     );
     let ldap = || AuthBackend::Ldap {

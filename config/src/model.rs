@@ -13,12 +13,14 @@
 pub mod defaults;
 mod edge;
 mod revocation;
+pub mod sender;
 
 pub use edge::ProxyProtocol;
 pub use revocation::{
     OCSP_CACHE_MAX_AGE_MAX, OCSP_CACHE_MAX_AGE_MIN, OCSP_TIMEOUT_MAX, OCSP_TIMEOUT_MIN, Ocsp,
     OnUnavailable, Revocation, RevocationMode, RevocationProblem,
 };
+pub use sender::SenderBinding;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -313,6 +315,9 @@ pub struct MailFlowPolicy {
     /// Size and count limits.
     #[serde(default)]
     pub limits: Limits,
+    /// `MAIL FROM` of an authenticated session against its user's addresses.
+    #[serde(default, skip_serializing_if = "SenderBinding::is_off")]
+    pub sender_binding: SenderBinding,
 }
 
 /// `Relay` or `Reject`.
@@ -507,6 +512,9 @@ pub struct StaticUser {
     /// Whether the allowance check lets this user use AUTH.
     #[serde(default = "default_true")]
     pub allowed: bool,
+    /// The user's addresses, for `senderBinding` (none: every sender is foreign).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -520,6 +528,7 @@ impl std::fmt::Debug for StaticUser {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("certificate_cn", &self.certificate_cn)
             .field("allowed", &self.allowed)
+            .field("addresses", &self.addresses)
             .finish()
     }
 }
@@ -602,6 +611,13 @@ pub struct LdapProfile {
     /// The "SMTP Authentication Query".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp_auth_query: Option<SmtpAuthQuery>,
+    /// The entry attributes holding the user's addresses (`senderBinding`); values of
+    /// Exchange's `proxyAddresses` form (`smtp:`/`SMTP:`) are read without the prefix.
+    #[serde(
+        default = "sender::default_mail_attributes",
+        skip_serializing_if = "sender::is_default_mail_attributes"
+    )]
+    pub mail_attributes: Vec<String>,
 }
 
 fn default_ldap_pool() -> u32 {

@@ -50,7 +50,8 @@ pub use listener::{
     NextHop, NextHopTimeouts, ProxyProtocol,
 };
 pub use mail_flow_policy::{
-    Limits, MailFlowPolicy, MailFlowPolicySpec, MailFlowPolicyStatus, PolicyAction, TlsMode,
+    Limits, MailFlowPolicy, MailFlowPolicySpec, MailFlowPolicyStatus, PolicyAction, SenderBinding,
+    TlsMode,
 };
 pub use quantity::{Quantity, QuantityError, parse_quantity};
 pub use revocation::{ListenerRevocation, OcspSettings, OnUnavailable, RevocationMode};

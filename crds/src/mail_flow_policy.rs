@@ -62,6 +62,24 @@ pub struct MailFlowPolicySpec {
     /// Size and count limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// `MAIL FROM` of an authenticated session (certificate or SMTP AUTH) against the
+    /// user's own addresses, read from the directory (the LdapProfile's
+    /// `mailAttributes`): `Off` (default; quote it in YAML 1.1 tools, which read a bare
+    /// `Off` as `false`), `Monitor` (a foreign sender is logged and counted, and
+    /// accepted) or `Enforce` (refused with `553 5.7.1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_binding: Option<SenderBinding>,
+}
+
+/// What a policy does with `MAIL FROM` of an authenticated session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum SenderBinding {
+    /// No check.
+    Off,
+    /// A sender that is not one of the user's addresses is logged and counted, and accepted.
+    Monitor,
+    /// A sender that is not one of the user's addresses is refused with `553 5.7.1`.
+    Enforce,
 }
 
 fn default_tls() -> TlsMode {

@@ -29,6 +29,19 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// `listener`, `policy`, `mode`, `outcome`: one sender-binding check.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SenderBindingLabels {
+    /// Listener name.
+    pub listener: String,
+    /// The mail flow policy that asked for the check.
+    pub policy: String,
+    /// `Monitor` or `Enforce`.
+    pub mode: String,
+    /// `own`, `foreign` or `unavailable` (the directory could not say).
+    pub outcome: String,
+}
+
 /// What became of a message (the `outcome` label of `postern_messages_total`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum MessageOutcome {
@@ -199,6 +212,8 @@ pub struct Metrics {
     /// Certificate expiry and connection caps of the configuration in force (set on reload,
     /// read at scrape time).
     pub in_force: crate::config_gauges::ConfigGauges,
+    /// Sender-binding checks (`MAIL FROM` of authenticated sessions) by outcome.
+    pub sender_binding: Family<SenderBindingLabels, Counter>,
 }
 
 impl Metrics {
@@ -221,6 +236,7 @@ impl Metrics {
             config_reloads: Family::default(),
             listener_refused: Family::default(),
             in_force: Default::default(),
+            sender_binding: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("postern");
         r.register(
@@ -283,6 +299,11 @@ impl Metrics {
             "listener_refused",
             "Listeners of the applied configuration not running as configured (value 1), by reason and what serves instead",
             m.listener_refused.clone(),
+        );
+        r.register(
+            "sender_binding",
+            "MAIL FROM of authenticated sessions checked against the user's addresses, by outcome",
+            m.sender_binding.clone(),
         );
         registry.register_collector(m.in_force.collector());
         m

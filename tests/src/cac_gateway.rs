@@ -83,6 +83,18 @@ pub fn start(
     profile: AuthProfile,
     policy: MailFlowPolicy,
 ) -> CacGateway {
+    start_with(pki, slapd, dir, profile, policy, |_| {})
+}
+
+/// [`start`], with the LDAP profile changed by `ldap` first (e.g. its `mailAttributes`).
+pub fn start_with(
+    pki: &CacPki,
+    slapd: &Slapd,
+    dir: &Path,
+    profile: AuthProfile,
+    policy: MailFlowPolicy,
+    ldap_edit: impl FnOnce(&mut postern_config::LdapProfile),
+) -> CacGateway {
     let sink = Sink::start(&[]).expect("smtp-sink");
     let server_ca = Ca::long_lived("Gateway CA");
     let server = server_ca.localhost_server();
@@ -94,6 +106,7 @@ pub fn start(
     if let Some(q) = ldap.certificate_auth_query.as_mut() {
         q.filter = "(employeeNumber={edipi})".into();
     }
+    ldap_edit(&mut ldap);
     config.ldap_profiles.insert("corp".into(), ldap);
     let gw = start_gateway(&config).expect("gateway");
     let server_ca = server_ca

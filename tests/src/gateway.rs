@@ -38,6 +38,7 @@ pub fn policy(
         require_smtp_auth: require_auth,
         require_tls_for_smtp_auth: tls_for_auth,
         limits: cfg::Limits::default(),
+        sender_binding: Default::default(),
     }
 }
 
@@ -89,6 +90,7 @@ pub fn user(id: &str, password: Option<&str>, cn: Option<&str>, allowed: bool) -
         password: password.map(Into::into),
         certificate_cn: cn.map(Into::into),
         allowed,
+        addresses: Vec::new(),
     }
 }
 

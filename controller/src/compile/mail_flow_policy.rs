@@ -1,7 +1,7 @@
 //! `MailFlowPolicy` → `policies.<name>`.
 
 use postern_config::defaults;
-use postern_config::{Limits, MailFlowPolicy};
+use postern_config::{Limits, MailFlowPolicy, SenderBinding};
 use postern_crds::MailFlowPolicySpec;
 
 use super::inputs::Diags;
@@ -51,5 +51,16 @@ pub(crate) fn render(spec: &MailFlowPolicySpec, d: &mut Diags) -> Option<MailFlo
                 .and_then(|l| l.max_messages_per_session)
                 .unwrap_or(defaults::MAX_MESSAGES_PER_SESSION),
         },
+        sender_binding: spec
+            .sender_binding
+            .map_or(SenderBinding::Off, sender_binding),
     })
+}
+
+fn sender_binding(b: postern_crds::SenderBinding) -> SenderBinding {
+    match b {
+        postern_crds::SenderBinding::Off => SenderBinding::Off,
+        postern_crds::SenderBinding::Monitor => SenderBinding::Monitor,
+        postern_crds::SenderBinding::Enforce => SenderBinding::Enforce,
+    }
 }

@@ -49,7 +49,11 @@ impl ListenerCas {
                 Some(Self {
                     listener: name.clone(),
                     cas,
-                    mode: l.tls.as_ref().map(|t| t.revocation.mode).unwrap_or_default(),
+                    mode: l
+                        .tls
+                        .as_ref()
+                        .map(|t| t.revocation.mode)
+                        .unwrap_or_default(),
                 })
             })
             .collect()
@@ -187,7 +191,11 @@ mod tests {
         ];
         for (mode, covered, mechanism) in cases {
             let c = coverage(&[listener(mode)], &[]);
-            assert_eq!((c[0].covered, c[0].mechanism), (covered, mechanism), "{mode:?}");
+            assert_eq!(
+                (c[0].covered, c[0].mechanism),
+                (covered, mechanism),
+                "{mode:?}"
+            );
         }
     }
 }

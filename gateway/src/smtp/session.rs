@@ -261,6 +261,7 @@ mod tests {
                 max_recipients: 2,
                 max_messages_per_session: 1,
             },
+            sender_binding: Default::default(),
         }
     }
 

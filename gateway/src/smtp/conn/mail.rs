@@ -66,6 +66,10 @@ impl Connection {
             self.decision("mail", "refused", &r.summary());
             return self.refuse(&r);
         }
+        if let Err(r) = self.check_sender(&from).await {
+            self.decision("mail", "refused", &r.summary());
+            return self.refuse(&r);
+        }
         // A connection kept from an earlier transaction may have been closed by the next
         // hop meanwhile (silently, or with a `421` as an MTA does at its idle timeout):
         // then reconnect once instead of failing the client.
