@@ -64,18 +64,20 @@ pub struct MailFlowPolicySpec {
     pub limits: Option<Limits>,
     /// `MAIL FROM` of an authenticated session (certificate or SMTP AUTH) against the
     /// user's own addresses, read from the directory (the LdapProfile's
-    /// `mailAttributes`): `Off` (default; quote it in YAML 1.1 tools, which read a bare
-    /// `Off` as `false`), `Monitor` (a foreign sender is logged and counted, and
-    /// accepted) or `Enforce` (refused with `553 5.7.1`).
+    /// `mailAttributes`): `Disabled` (default; the configuration's `Off`, named as
+    /// `tls: Disabled` is because YAML 1.1 tools read a bare `Off` as `false`), `Monitor`
+    /// (a foreign sender is logged and counted, and accepted) or `Enforce` (refused with
+    /// `553 5.7.1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_binding: Option<SenderBinding>,
 }
 
-/// What a policy does with `MAIL FROM` of an authenticated session.
+/// What a policy does with `MAIL FROM` of an authenticated session. (`Disabled`, not
+/// `Off`: YAML 1.1 reads `Off` as `false`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum SenderBinding {
     /// No check.
-    Off,
+    Disabled,
     /// A sender that is not one of the user's addresses is logged and counted, and accepted.
     Monitor,
     /// A sender that is not one of the user's addresses is refused with `553 5.7.1`.

@@ -59,7 +59,7 @@ pub(crate) fn render(spec: &MailFlowPolicySpec, d: &mut Diags) -> Option<MailFlo
 
 fn sender_binding(b: postern_crds::SenderBinding) -> SenderBinding {
     match b {
-        postern_crds::SenderBinding::Off => SenderBinding::Off,
+        postern_crds::SenderBinding::Disabled => SenderBinding::Off,
         postern_crds::SenderBinding::Monitor => SenderBinding::Monitor,
         postern_crds::SenderBinding::Enforce => SenderBinding::Enforce,
     }
