@@ -54,6 +54,24 @@ pub fn corp() -> AuthBackend {
     }
 }
 
+/// Procedure C's shape on `corp`: certificate, with SMTP AUTH (profile `ldap-auth`) as
+/// the fallback, so AUTH is offered.
+pub fn certificate_with_auth_fallback() -> AuthProfile {
+    AuthProfile {
+        certificate: Some(postern_config::CertificateAuth {
+            backend: corp(),
+            required_policies: Vec::new(),
+            required_ekus: Vec::new(),
+        }),
+        smtp_auth: Some(postern_config::SmtpAuth {
+            profile: "ldap-auth".into(),
+            backend: corp(),
+            allowance: None,
+            throttle: Default::default(),
+        }),
+    }
+}
+
 /// A running gateway and what a client needs to reach it.
 pub struct CacGateway {
     /// The gateway.

@@ -9,9 +9,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use postern_config::{AuthProfile, CertificateAuth, SenderBinding, SmtpAuth, TlsMode};
+use postern_config::{SenderBinding, TlsMode};
 use postern_tests::cac::{CacPki, CardCert};
-use postern_tests::cac_gateway::{self, CacGateway, JOHN_CN, JOHN_EDIPI, JOHN_EMAIL, corp};
+use postern_tests::cac_gateway::{self, CacGateway, JOHN_CN, JOHN_EDIPI, JOHN_EMAIL};
 use postern_tests::clients::{Run, swaks};
 use postern_tests::gateway::policy;
 use postern_tests::openssl_ca::Issued;
@@ -39,19 +39,7 @@ fn ldif() -> String {
 }
 
 fn start(pki: &CacPki, slapd: &Slapd, dir: &Path, mode: SenderBinding) -> CacGateway {
-    let profile = AuthProfile {
-        certificate: Some(CertificateAuth {
-            backend: corp(),
-            required_policies: Vec::new(),
-            required_ekus: Vec::new(),
-        }),
-        smtp_auth: Some(SmtpAuth {
-            profile: "ldap-auth".into(),
-            backend: corp(),
-            allowance: None,
-            throttle: Default::default(),
-        }),
-    };
+    let profile = cac_gateway::certificate_with_auth_fallback();
     let mut p = policy(TlsMode::Required, false, true, false);
     p.sender_binding = mode;
     cac_gateway::start_with(pki, slapd, dir, profile, p, |ldap| {
