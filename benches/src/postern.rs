@@ -122,6 +122,7 @@ pub(crate) fn config(
                     require_tls_for_smtp_auth: false,
                     limits: limits.clone(),
                     rate_limits: Default::default(),
+                    sender_binding: Default::default(),
                 },
             ),
             (
@@ -134,6 +135,7 @@ pub(crate) fn config(
                     require_tls_for_smtp_auth: false,
                     limits: limits.clone(),
                     rate_limits: Default::default(),
+                    sender_binding: Default::default(),
                 },
             ),
             (
@@ -146,6 +148,7 @@ pub(crate) fn config(
                     require_tls_for_smtp_auth: false,
                     limits,
                     rate_limits: Default::default(),
+                    sender_binding: Default::default(),
                 },
             ),
         ]),
@@ -162,6 +165,7 @@ pub(crate) fn config(
                             password: None,
                             certificate_cn: Some(CLIENT_CN.into()),
                             allowed: true,
+                            addresses: Vec::new(),
                         }],
                     },
                 }),
@@ -266,6 +270,7 @@ pub(crate) fn ldap_config(
                 method: LdapAuthMethod::Bind,
                 allowance_filter: Some("(&(objectClass=inetOrgPerson)(uid={u}))".into()),
             }),
+            mail_attributes: postern_config::sender::default_mail_attributes(),
         },
     );
     let ldap = || AuthBackend::Ldap {

@@ -202,3 +202,63 @@ mod tests {
         assert_eq!(check(&[], &[], &[], None), Ok(()));
     }
 }
+
+/// What a certificate says about its type: the input of [`check`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Its certificate policy OIDs.
+    pub policies: Vec<String>,
+    /// Its extended key usage OIDs; `None` when it has no EKU extension.
+    pub ekus: Option<Vec<String>>,
+}
+
+/// A certificate's policy or EKU extension is present but cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+/// The certificate's policy OIDs and its extended key usages (`None`: no EKU extension).
+/// An EKU or policy extension that is present but unreadable is an error: gating must
+/// never mistake "unreadable" for "absent".
+pub fn usage(cert: &x509_parser::certificate::X509Certificate<'_>) -> Result<Usage, UsageError> {
+    let mut policies = Vec::new();
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::CertificatePolicies(list) => {
+                policies.extend(list.iter().map(|p| p.policy_id.to_id_string()));
+            }
+            x509_parser::extensions::ParsedExtension::UnsupportedExtension { .. }
+            | x509_parser::extensions::ParsedExtension::ParseError { .. }
+                if ext.oid.to_id_string() == "2.5.29.32" =>
+            {
+                return Err(UsageError(
+                    "the certificatePolicies extension cannot be read".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let ekus = cert
+        .extended_key_usage()
+        .map_err(|e| UsageError(format!("unreadable extendedKeyUsage: {e}")))?
+        .map(|eku| {
+            let eku = eku.value;
+            let mut out = Vec::new();
+            for (present, oid) in [
+                (eku.any, "2.5.29.37.0"),
+                (eku.server_auth, "1.3.6.1.5.5.7.3.1"),
+                (eku.client_auth, "1.3.6.1.5.5.7.3.2"),
+                (eku.code_signing, "1.3.6.1.5.5.7.3.3"),
+                (eku.email_protection, "1.3.6.1.5.5.7.3.4"),
+                (eku.time_stamping, "1.3.6.1.5.5.7.3.8"),
+                (eku.ocsp_signing, "1.3.6.1.5.5.7.3.9"),
+            ] {
+                if present {
+                    out.push(oid.to_owned());
+                }
+            }
+            out.extend(eku.other.iter().map(|o| o.to_id_string()));
+            out
+        });
+    Ok(Usage { policies, ekus })
+}

@@ -258,6 +258,40 @@ impl FilterTemplate {
     pub fn parts(&self) -> &[Part] {
         &self.parts
     }
+
+    /// The filter with each placeholder's value escaped by [`escape_value`]; `value`
+    /// returns `None` for a value that is not available, and rendering fails with that
+    /// placeholder. (What `postern explain` prints; the gateway renders the same way.)
+    pub fn render_escaped(
+        &self,
+        mut value: impl FnMut(Placeholder) -> Option<String>,
+    ) -> Result<String, Placeholder> {
+        let mut out = String::with_capacity(self.source.len() + 32);
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Value(p) => out.push_str(&escape_value(&value(*p).ok_or(*p)?)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An RFC 4515 assertion value: `*`, `(`, `)`, `\` and NUL as `\2a`, `\28`, `\29`, `\5c`,
+/// `\00`, every other character unchanged (what `ldap3::ldap_escape` does).
+pub fn escape_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '*' => out.push_str("\\2a"),
+            '(' => out.push_str("\\28"),
+            ')' => out.push_str("\\29"),
+            '\\' => out.push_str("\\5c"),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl fmt::Display for FilterTemplate {
@@ -587,6 +621,17 @@ mod tests {
         // The manual's procedure prints `(!(a)(b)(c))`, which is not a valid filter.
         let e = auth("(&(uid={u})(!(caccn=*)(cacexempt=*)(cacemergency>={t})))").unwrap_err();
         assert!(e.reason.contains("'!' takes exactly one filter"), "{e}");
+    }
+
+    #[test]
+    fn escaped_rendering_follows_rfc_4515() {
+        assert_eq!(escape_value("a*(b)\\c\0d"), "a\\2a\\28b\\29\\5cc\\00d");
+        let t = FilterTemplate::parse("(&(uid={u})(mail=*))", &Placeholder::SMTP_AUTH).unwrap();
+        assert_eq!(
+            t.render_escaped(|_| Some("*)(uid=*".into())).unwrap(),
+            "(&(uid=\\2a\\29\\28uid=\\2a)(mail=*))"
+        );
+        assert_eq!(t.render_escaped(|_| None), Err(Placeholder::U));
     }
 
     #[test]

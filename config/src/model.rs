@@ -14,6 +14,7 @@ mod crl_discovery;
 pub mod defaults;
 mod edge;
 mod revocation;
+pub mod sender;
 
 pub use crl_discovery::{CRL_DISCOVERED_URLS_MAX, CrlDiscovery, is_url_prefix};
 pub use edge::{ProxyProtocol, RateLimit, RateLimits};
@@ -21,6 +22,7 @@ pub use revocation::{
     OCSP_CACHE_MAX_AGE_MAX, OCSP_CACHE_MAX_AGE_MIN, OCSP_TIMEOUT_MAX, OCSP_TIMEOUT_MIN, Ocsp,
     OnUnavailable, Revocation, RevocationMode, RevocationProblem,
 };
+pub use sender::SenderBinding;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -322,6 +324,9 @@ pub struct MailFlowPolicy {
     /// Messages and recipients per window, per user and per client, across sessions.
     #[serde(default, skip_serializing_if = "RateLimits::is_unlimited")]
     pub rate_limits: RateLimits,
+    /// `MAIL FROM` of an authenticated session against its user's addresses.
+    #[serde(default, skip_serializing_if = "SenderBinding::is_off")]
+    pub sender_binding: SenderBinding,
 }
 
 /// `Relay` or `Reject`.
@@ -516,6 +521,9 @@ pub struct StaticUser {
     /// Whether the allowance check lets this user use AUTH.
     #[serde(default = "default_true")]
     pub allowed: bool,
+    /// The user's addresses, for `senderBinding` (none: every sender is foreign).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -529,6 +537,7 @@ impl std::fmt::Debug for StaticUser {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("certificate_cn", &self.certificate_cn)
             .field("allowed", &self.allowed)
+            .field("addresses", &self.addresses)
             .finish()
     }
 }
@@ -611,6 +620,13 @@ pub struct LdapProfile {
     /// The "SMTP Authentication Query".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp_auth_query: Option<SmtpAuthQuery>,
+    /// The entry attributes holding the user's addresses (`senderBinding`); values of
+    /// Exchange's `proxyAddresses` form (`smtp:`/`SMTP:`) are read without the prefix.
+    #[serde(
+        default = "sender::default_mail_attributes",
+        skip_serializing_if = "sender::is_default_mail_attributes"
+    )]
+    pub mail_attributes: Vec<String>,
 }
 
 fn default_ldap_pool() -> u32 {

@@ -151,6 +151,7 @@ pub fn validate(config: &GatewayConfig) -> Result<(), ValidationErrors> {
     }
     for (name, profile) in &config.ldap_profiles {
         v.ldap_profile(name, profile);
+        v.mail_attributes(name, profile);
     }
     for (name, profile) in &config.auth_profiles {
         v.auth_profile(config, name, profile);
@@ -195,6 +196,33 @@ fn is_attribute_name(text: &str) -> bool {
     let mut chars = text.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+impl Validator {
+    /// `mailAttributes` of an LDAP profile: at least one, each an attribute name.
+    fn mail_attributes(&mut self, name: &str, p: &LdapProfile) {
+        let s = Section::LdapProfiles;
+        if p.mail_attributes.is_empty() {
+            self.push(
+                s,
+                name,
+                Field::same("mailAttributes"),
+                Reason::InvalidValue,
+                "at least one attribute is required (the default is [mail])",
+            );
+        }
+        for (i, attribute) in p.mail_attributes.iter().enumerate() {
+            if !is_attribute_name(attribute) {
+                self.push(
+                    s,
+                    name,
+                    Field::Same(Path::keys("mailAttributes").index(i)),
+                    Reason::InvalidValue,
+                    format!("{attribute:?} is not an attribute name"),
+                );
+            }
+        }
+    }
 }
 
 impl Validator {
@@ -1337,5 +1365,39 @@ mod tests {
             p[0].starts_with("listeners.l.tls.revocation.ocsp.cacheMaxAge: 0s is out of range"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn mail_attributes_name_the_bad_entry() {
+        let mut config = GatewayConfig::default();
+        let mut profile: LdapProfile = ldap_profile_without_queries();
+        profile.mail_attributes = vec!["mail".into(), "proxy addresses".into()];
+        config.ldap_profiles.insert("corp".into(), profile.clone());
+        let e = validate(&config).unwrap_err().to_string();
+        assert!(e.contains("ldapProfiles.corp.mailAttributes[1]"), "{e}");
+        assert!(
+            e.contains("\"proxy addresses\" is not an attribute name"),
+            "{e}"
+        );
+        profile.mail_attributes.clear();
+        config.ldap_profiles.insert("corp".into(), profile);
+        let e = validate(&config).unwrap_err().to_string();
+        assert!(e.contains("mailAttributes: at least one attribute"), "{e}");
+    }
+
+    fn ldap_profile_without_queries() -> LdapProfile {
+        LdapProfile {
+            servers: vec!["ldap://127.0.0.1:389".into()],
+            start_tls: false,
+            ca_pem: None,
+            bind: None,
+            base_dn: "dc=example,dc=org".into(),
+            timeouts: Default::default(),
+            max_connections: 4,
+            cache: Default::default(),
+            certificate_auth_query: None,
+            smtp_auth_query: None,
+            mail_attributes: crate::sender::default_mail_attributes(),
+        }
     }
 }

@@ -332,6 +332,7 @@ mod tests {
                 user_id_attribute: "uid".into(),
             }),
             smtp_auth_query: None,
+            mail_attributes: postern_config::sender::default_mail_attributes(),
         }
     }
 

@@ -79,6 +79,12 @@ pub struct LdapProfileSpec {
     /// Needed by `type: Ldap` SMTP authentication profiles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp_auth_query: Option<SmtpAuthQuery>,
+    /// The entry attributes that hold the user's addresses, for a MailFlowPolicy's
+    /// `senderBinding` (default `[mail]`). Values in Exchange's `proxyAddresses` form
+    /// (`SMTP:primary@…`, `smtp:alias@…`) are read without the prefix; its other types
+    /// (`X500:`, `SIP:`) are ignored. Addresses are compared without regard to case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail_attributes: Option<Vec<String>>,
 }
 
 /// One LDAP server.

@@ -51,7 +51,7 @@ pub use listener::{
 };
 pub use mail_flow_policy::{
     Limits, MailFlowPolicy, MailFlowPolicySpec, MailFlowPolicyStatus, PolicyAction, RateLimit,
-    RateLimits, TlsMode,
+    RateLimits, SenderBinding, TlsMode,
 };
 pub use quantity::{Quantity, QuantityError, parse_quantity};
 pub use revocation::{ListenerRevocation, OcspSettings, OnUnavailable, RevocationMode};

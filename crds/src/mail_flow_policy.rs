@@ -68,6 +68,13 @@ pub struct MailFlowPolicySpec {
     /// gateway pod: the fleet-wide figure is the limit times the replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<RateLimits>,
+    /// `MAIL FROM` of an authenticated session (certificate or SMTP AUTH) against the
+    /// user's own addresses, read from the directory (the LdapProfile's
+    /// `mailAttributes`): `Off` (default), `Monitor` (a foreign sender is logged and
+    /// counted, and accepted) or `Enforce` (refused with `553 5.7.1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "sender_binding_schema")]
+    pub sender_binding: Option<SenderBinding>,
 }
 
 /// Sending limits over time.
@@ -100,6 +107,71 @@ pub struct RateLimit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
     pub window: Option<String>,
+}
+
+/// What a policy does with `MAIL FROM` of an authenticated session.
+///
+/// `Off` is the one enum value of the API that YAML 1.1 (kubectl, Helm) reads as the
+/// boolean `false` when unquoted; the schema and this type accept that `false` as `Off`,
+/// so `senderBinding: Off` works whether or not it is quoted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum SenderBinding {
+    /// No check.
+    Off,
+    /// A sender that is not one of the user's addresses is logged and counted, and accepted.
+    Monitor,
+    /// A sender that is not one of the user's addresses is refused with `553 5.7.1`.
+    Enforce,
+}
+
+impl<'de> Deserialize<'de> for SenderBinding {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = SenderBinding;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Off, Monitor or Enforce")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<SenderBinding, E> {
+                // YAML 1.1's reading of a bare `Off`; a bare `On` (true) names nothing.
+                if v {
+                    Err(E::invalid_value(serde::de::Unexpected::Bool(v), &self))
+                } else {
+                    Ok(SenderBinding::Off)
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SenderBinding, E> {
+                match v {
+                    "Off" => Ok(SenderBinding::Off),
+                    "Monitor" => Ok(SenderBinding::Monitor),
+                    "Enforce" => Ok(SenderBinding::Enforce),
+                    _ => Err(E::unknown_variant(v, &["Off", "Monitor", "Enforce"])),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for SenderBinding {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SenderBinding".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        sender_binding_schema(generator)
+    }
+}
+
+/// No `type`: a structural schema allows an untyped value only with
+/// preserve-unknown-fields; the enum still admits exactly these four values. Used for the
+/// optional field as is: the `null` schemars adds to an optional enum makes Kubernetes
+/// 1.20 refuse the whole CRD.
+fn sender_binding_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true,
+        "enum": ["Off", "Monitor", "Enforce", false],
+    })
 }
 
 fn default_tls() -> TlsMode {

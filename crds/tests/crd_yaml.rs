@@ -98,7 +98,9 @@ fn every_crd_has_the_contracted_names_and_columns() {
     }
 }
 
-/// Enum values must never be YAML 1.1 booleans (`Off` would read as `false`).
+/// Enum values must never be YAML 1.1 booleans (`Off` would read as `false`), unless the
+/// same enum also admits that boolean (`senderBinding: Off`, named so by the API, accepts
+/// the `false` an unquoted `Off` becomes).
 #[test]
 fn no_enum_value_is_a_yaml_boolean() {
     fn walk(v: &serde_json::Value, found: &mut Vec<String>) {
@@ -108,7 +110,14 @@ fn no_enum_value_is_a_yaml_boolean() {
                     for value in values {
                         if let Some(s) = value.as_str() {
                             let lower = s.to_ascii_lowercase();
-                            if ["y", "n", "yes", "no", "on", "off"].contains(&lower.as_str()) {
+                            let as_bool = match lower.as_str() {
+                                "y" | "yes" | "on" => Some(true),
+                                "n" | "no" | "off" => Some(false),
+                                _ => None,
+                            };
+                            if as_bool
+                                .is_some_and(|b| !values.contains(&serde_json::Value::Bool(b)))
+                            {
                                 found.push(s.to_owned());
                             }
                         }

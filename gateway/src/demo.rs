@@ -92,18 +92,21 @@ pub async fn prepare() -> anyhow::Result<Demo> {
             password: None,
             certificate_cn: Some("DOE.JOHN.1234567890".into()),
             allowed: true,
+            addresses: Vec::new(),
         },
         StaticUser {
             user_id: "frank".into(),
             password: Some("frankpw".into()),
             certificate_cn: None,
             allowed: true,
+            addresses: Vec::new(),
         },
         StaticUser {
             user_id: "carol".into(),
             password: Some("carolpw".into()),
             certificate_cn: None,
             allowed: false,
+            addresses: Vec::new(),
         },
     ];
     let tls = ListenerTls {
@@ -151,6 +154,7 @@ pub async fn prepare() -> anyhow::Result<Demo> {
                 require_tls_for_smtp_auth: true,
                 limits: Limits::default(),
                 rate_limits: postern_config::RateLimits::default(),
+                sender_binding: Default::default(),
             },
         )]),
         auth_profiles: BTreeMap::from([(

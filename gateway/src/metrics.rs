@@ -29,6 +29,19 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// `listener`, `policy`, `mode`, `outcome`: one sender-binding check.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SenderBindingLabels {
+    /// Listener name.
+    pub listener: String,
+    /// The mail flow policy that asked for the check.
+    pub policy: String,
+    /// `Monitor` or `Enforce`.
+    pub mode: String,
+    /// `own`, `foreign` or `unavailable` (the directory could not say).
+    pub outcome: String,
+}
+
 /// What became of a message (the `outcome` label of `postern_messages_total`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum MessageOutcome {
@@ -215,6 +228,8 @@ pub struct Metrics {
     pub in_force: crate::config_gauges::ConfigGauges,
     /// MAIL and RCPT commands refused by `rateLimits`.
     pub rate_limited: Family<RateLimitedLabels, Counter>,
+    /// Sender-binding checks (`MAIL FROM` of authenticated sessions) by outcome.
+    pub sender_binding: Family<SenderBindingLabels, Counter>,
 }
 
 impl Metrics {
@@ -238,6 +253,7 @@ impl Metrics {
             listener_refused: Family::default(),
             rate_limited: Family::default(),
             in_force: Default::default(),
+            sender_binding: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("postern");
         r.register(
@@ -305,6 +321,11 @@ impl Metrics {
             "rate_limited",
             "MAIL and RCPT commands refused by a rate limit, by policy, scope and what is counted",
             m.rate_limited.clone(),
+        );
+        r.register(
+            "sender_binding",
+            "MAIL FROM of authenticated sessions checked against the user's addresses, by outcome",
+            m.sender_binding.clone(),
         );
         registry.register_collector(m.in_force.collector());
         m

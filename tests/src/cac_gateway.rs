@@ -54,6 +54,24 @@ pub fn corp() -> AuthBackend {
     }
 }
 
+/// Procedure C's shape on `corp`: certificate, with SMTP AUTH (profile `ldap-auth`) as
+/// the fallback, so AUTH is offered.
+pub fn certificate_with_auth_fallback() -> AuthProfile {
+    AuthProfile {
+        certificate: Some(postern_config::CertificateAuth {
+            backend: corp(),
+            required_policies: Vec::new(),
+            required_ekus: Vec::new(),
+        }),
+        smtp_auth: Some(postern_config::SmtpAuth {
+            profile: "ldap-auth".into(),
+            backend: corp(),
+            allowance: None,
+            throttle: Default::default(),
+        }),
+    }
+}
+
 /// A running gateway and what a client needs to reach it.
 pub struct CacGateway {
     /// The gateway.
@@ -83,6 +101,18 @@ pub fn start(
     profile: AuthProfile,
     policy: MailFlowPolicy,
 ) -> CacGateway {
+    start_with(pki, slapd, dir, profile, policy, |_| {})
+}
+
+/// [`start`], with the LDAP profile changed by `ldap` first (e.g. its `mailAttributes`).
+pub fn start_with(
+    pki: &CacPki,
+    slapd: &Slapd,
+    dir: &Path,
+    profile: AuthProfile,
+    policy: MailFlowPolicy,
+    ldap_edit: impl FnOnce(&mut postern_config::LdapProfile),
+) -> CacGateway {
     let sink = Sink::start(&[]).expect("smtp-sink");
     let server_ca = Ca::long_lived("Gateway CA");
     let server = server_ca.localhost_server();
@@ -94,6 +124,7 @@ pub fn start(
     if let Some(q) = ldap.certificate_auth_query.as_mut() {
         q.filter = "(employeeNumber={edipi})".into();
     }
+    ldap_edit(&mut ldap);
     config.ldap_profiles.insert("corp".into(), ldap);
     let gw = start_gateway(&config).expect("gateway");
     let server_ca = server_ca

@@ -97,18 +97,21 @@ pub fn static_users() -> Vec<StaticUser> {
             password: None,
             certificate_cn: Some("DOE.JOHN.1234567890".into()),
             allowed: true,
+            addresses: Vec::new(),
         },
         StaticUser {
             user_id: "frank".into(),
             password: Some("frankpw".into()),
             certificate_cn: None,
             allowed: true,
+            addresses: Vec::new(),
         },
         StaticUser {
             user_id: "carol".into(),
             password: Some("carolpw".into()),
             certificate_cn: None,
             allowed: false,
+            addresses: Vec::new(),
         },
     ]
 }
@@ -172,6 +175,7 @@ pub fn policy(
         require_tls_for_smtp_auth: tls_for_auth,
         limits: Limits::default(),
         rate_limits: Default::default(),
+        sender_binding: Default::default(),
     }
 }
 

@@ -39,6 +39,7 @@ pub fn policy(
         require_tls_for_smtp_auth: tls_for_auth,
         limits: cfg::Limits::default(),
         rate_limits: cfg::RateLimits::default(),
+        sender_binding: Default::default(),
     }
 }
 
@@ -91,6 +92,7 @@ pub fn user(id: &str, password: Option<&str>, cn: Option<&str>, allowed: bool) -
         password: password.map(Into::into),
         certificate_cn: cn.map(Into::into),
         allowed,
+        addresses: Vec::new(),
     }
 }
 

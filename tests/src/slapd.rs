@@ -49,6 +49,7 @@ pub fn ldap_profile(servers: &[String]) -> postern_config::LdapProfile {
             method: LdapAuthMethod::Bind,
             allowance_filter: Some(ALLOWANCE_FILTER.into()),
         }),
+        mail_attributes: postern_config::sender::default_mail_attributes(),
     }
 }
 

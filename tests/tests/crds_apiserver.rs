@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use postern_crds::{
-    ConditionStatus, CrlSource, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile, TlsMode,
+    ConditionStatus, CrlSource, LdapProfile, Listener, MailFlowPolicy, SenderBinding,
+    SmtpAuthProfile, TlsMode,
 };
 use postern_tests::kube::KubeCluster;
 
@@ -87,6 +88,16 @@ async fn crds_accept_the_examples_and_refuse_bad_values() {
             "spec.tls",
         ),
         (
+            "YAML 1.1 true for senderBinding",
+            "apiVersion: postern.dev/v1alpha1\nkind: MailFlowPolicy\nmetadata: {name: p}\nspec: {action: Relay, senderBinding: On}\n",
+            "spec.senderBinding",
+        ),
+        (
+            "unknown senderBinding",
+            "apiVersion: postern.dev/v1alpha1\nkind: MailFlowPolicy\nmetadata: {name: p}\nspec: {action: Relay, senderBinding: Strict}\n",
+            "spec.senderBinding",
+        ),
+        (
             "unknown enum value",
             "apiVersion: postern.dev/v1alpha1\nkind: SmtpAuthProfile\nmetadata: {name: p}\nspec: {type: LDAP}\n",
             "spec.type",
@@ -119,11 +130,31 @@ async fn crds_accept_the_examples_and_refuse_bad_values() {
         assert!(format!("{err:#}").contains(needle), "{what}: {err:#}");
     }
 
+    // `senderBinding: Off` is the API's name (DESIGN): bare, YAML 1.1 makes it `false`, which
+    // the schema admits and the typed client reads as Off; quoted, it is the string.
+    for (name, value) in [
+        ("bare", "Off"),
+        ("quoted", "\"Off\""),
+        ("monitor", "Monitor"),
+    ] {
+        cluster
+            .apply(&ns, &format!("apiVersion: postern.dev/v1alpha1\nkind: MailFlowPolicy\nmetadata: {{name: {name}}}\nspec: {{action: Relay, senderBinding: {value}}}\n"))
+            .unwrap_or_else(|e| panic!("senderBinding: {value}: {e:#}"));
+    }
+    let policies: Api<MailFlowPolicy> = Api::namespaced(client.clone(), &ns);
+    for (name, want) in [
+        ("bare", SenderBinding::Off),
+        ("quoted", SenderBinding::Off),
+        ("monitor", SenderBinding::Monitor),
+    ] {
+        let p = policies.get(name).await.unwrap();
+        assert_eq!(p.spec.sender_binding, Some(want), "{name}");
+    }
+
     // Status: conditions (an empty message included) and observedGeneration.
     cluster
         .apply(&ns, "apiVersion: postern.dev/v1alpha1\nkind: MailFlowPolicy\nmetadata: {name: ok}\nspec: {action: Reject}\n")
         .unwrap();
-    let policies: Api<MailFlowPolicy> = Api::namespaced(client.clone(), &ns);
     let status = serde_json::json!({"status": {
     "observedGeneration": 1,
     "conditions": [

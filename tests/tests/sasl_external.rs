@@ -9,11 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use postern_config::{AuthProfile, CertificateAuth, SmtpAuth, TlsMode};
+use postern_config::TlsMode;
 use postern_tests::cac::{CacPki, CardCert};
-use postern_tests::cac_gateway::{
-    self, CacGateway, JOHN_CN, JOHN_EDIPI, JOHN_EMAIL, corp, john_ldif,
-};
+use postern_tests::cac_gateway::{self, CacGateway, JOHN_CN, JOHN_EDIPI, JOHN_EMAIL, john_ldif};
 use postern_tests::clients::{Run, python};
 use postern_tests::gateway::policy;
 use postern_tests::openssl_ca::Issued;
@@ -21,19 +19,7 @@ use postern_tests::slapd::{Slapd, SlapdOptions};
 
 fn start(pki: &CacPki, slapd: &Slapd, dir: &Path) -> CacGateway {
     // Procedure C's shape: certificate, with SMTP AUTH as the fallback (so AUTH is offered).
-    let profile = AuthProfile {
-        certificate: Some(CertificateAuth {
-            backend: corp(),
-            required_policies: Vec::new(),
-            required_ekus: Vec::new(),
-        }),
-        smtp_auth: Some(SmtpAuth {
-            profile: "ldap-auth".into(),
-            backend: corp(),
-            allowance: None,
-            throttle: Default::default(),
-        }),
-    };
+    let profile = cac_gateway::certificate_with_auth_fallback();
     cac_gateway::start(
         pki,
         slapd,

@@ -148,14 +148,13 @@ pub struct CrlFactsEntry {
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CrlError {
+    // Always written, so no `#[serde(default)]`: a schema default under the CRD's
+    // `status.discovered[]` items is refused by Kubernetes 1.20.
     /// When (RFC 3339).
-    #[serde(default)]
     pub time: String,
     /// Short stable code (`network`, `bad_signature`, ...).
-    #[serde(default)]
     pub reason: String,
     /// The full explanation.
-    #[serde(default)]
     pub message: String,
 }
 

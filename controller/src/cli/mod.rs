@@ -1,6 +1,7 @@
 //! The `postern` command line: `render` and `plan` (offline), and the place where the
 //! in-cluster `controller` command and `plan --live` are added.
 
+mod explain;
 pub mod manifests;
 mod output;
 mod overlay;
@@ -34,6 +35,10 @@ pub enum Command {
     /// Compile manifests and show how the gateway configuration would change.
     /// Exit code: 0 no change, 2 changes, 1 errors.
     Plan(PlanArgs),
+    /// Print the decision path of one client on one listener (host access row, policy,
+    /// TLS, certificate checks, LDAP filters, reply). Exit code: 0 accepted, 3 refused,
+    /// 1 error.
+    Explain(ExplainArgs),
     /// Run the controller in a cluster: watch the resources, publish each namespace's
     /// configuration, write status (see docs/controller.md).
     Controller(crate::operator::cli::ControllerArgs),
@@ -89,6 +94,43 @@ pub struct PlanArgs {
     pub config_secret: String,
 }
 
+/// `postern explain`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["files", "config", "live"])))]
+pub struct ExplainArgs {
+    /// Manifest file, directory (read recursively) or `-`; repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "DIR|FILE|-", num_args = 1..)]
+    pub files: Vec<String>,
+    /// A rendered gateway configuration (`postern render -o`, `postern-gateway --config`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The configuration the namespace publishes now (via $KUBECONFIG or in-cluster
+    /// credentials).
+    #[arg(long)]
+    pub live: bool,
+    /// Namespace (of the manifests, or the live one).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Name of the published configuration Secret (with `--live`).
+    #[arg(long, default_value = postern_config::protocol::RENDERED_SECRET)]
+    pub config_secret: String,
+    /// The Listener.
+    #[arg(long)]
+    pub listener: String,
+    /// The client's address.
+    #[arg(long)]
+    pub client_ip: std::net::IpAddr,
+    /// The client certificate (PEM; the first certificate is used).
+    #[arg(long, value_name = "PEM")]
+    pub cert: Option<PathBuf>,
+    /// An SMTP AUTH user name.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Read the AUTH password from stdin (checked offline for Static users only).
+    #[arg(long, requires = "user")]
+    pub password_stdin: bool,
+}
+
 /// Exit status of `plan` when the configuration would change.
 pub const EXIT_CHANGES: u8 = 2;
 
@@ -114,6 +156,7 @@ where
     match cli.command {
         Command::Render(args) => render::run(&args, stdout, stderr),
         Command::Plan(args) => plan::run(&args, stdout, stderr),
+        Command::Explain(args) => explain::run(&args, stdout, stderr),
         Command::Controller(args) => crate::operator::cli::main(args, stderr),
     }
 }

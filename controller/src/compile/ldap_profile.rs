@@ -120,5 +120,9 @@ pub(crate) fn render(
         cache,
         certificate_auth_query,
         smtp_auth_query,
+        mail_attributes: spec
+            .mail_attributes
+            .clone()
+            .unwrap_or_else(postern_config::sender::default_mail_attributes),
     })
 }

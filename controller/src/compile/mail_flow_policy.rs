@@ -1,7 +1,7 @@
 //! `MailFlowPolicy` → `policies.<name>`.
 
 use postern_config::defaults;
-use postern_config::{Limits, MailFlowPolicy, RateLimit, RateLimits};
+use postern_config::{Limits, MailFlowPolicy, RateLimit, RateLimits, SenderBinding};
 use postern_crds::MailFlowPolicySpec;
 
 use super::inputs::{Diags, duration};
@@ -53,7 +53,18 @@ pub(crate) fn render(spec: &MailFlowPolicySpec, d: &mut Diags) -> Option<MailFlo
                 .unwrap_or(defaults::MAX_MESSAGES_PER_SESSION),
         },
         rate_limits,
+        sender_binding: spec
+            .sender_binding
+            .map_or(SenderBinding::Off, sender_binding),
     })
+}
+
+fn sender_binding(b: postern_crds::SenderBinding) -> SenderBinding {
+    match b {
+        postern_crds::SenderBinding::Off => SenderBinding::Off,
+        postern_crds::SenderBinding::Monitor => SenderBinding::Monitor,
+        postern_crds::SenderBinding::Enforce => SenderBinding::Enforce,
+    }
 }
 
 /// `spec.rateLimits`: each part defaults to unlimited over `1h`.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::ldap;
 use super::static_users::StaticUsers;
 use super::throttle::{AuthThrottles, Throttle};
-use super::{AllowanceCheck, CertificateMapper, SmtpAuthenticator};
+use super::{AddressBook, AllowanceCheck, CertificateMapper, SmtpAuthenticator};
 use crate::ldap::{LdapDirectories, LdapSetupError};
 use postern_config::{AuthBackend, GatewayConfig};
 
@@ -23,6 +23,8 @@ pub struct SmtpAuthRuntime {
     pub query: String,
     /// Failed-AUTH throttling, shared with every other session of this profile.
     pub throttle: Throttle,
+    /// The addresses of the users it authenticates (`senderBinding`).
+    pub addresses: Arc<dyn AddressBook>,
 }
 
 /// A profile's runtime: what the session uses to authenticate.
@@ -38,6 +40,8 @@ pub struct AuthRuntime {
     pub smtp_auth: Option<SmtpAuthRuntime>,
     /// Which certificates may be mapped at all (`requiredPolicies`, `requiredEkus`).
     pub certificate_gate: super::gate::CertificateGate,
+    /// The addresses of the users certificates map to (`senderBinding`).
+    pub certificate_addresses: Option<Arc<dyn AddressBook>>,
 }
 
 /// Why a profile could not be built.
@@ -81,6 +85,10 @@ pub fn build_auth_profile(
             }
         }),
     };
+    let certificate_addresses = match &profile.certificate {
+        None => None,
+        Some(c) => Some(address_book(directories, config, name, &c.backend)?),
+    };
     let smtp_auth = match &profile.smtp_auth {
         None => None,
         Some(a) => {
@@ -101,6 +109,7 @@ pub fn build_auth_profile(
                 // Keyed by the profile that checks AUTH: a fallback profile used by several
                 // certificate profiles counts every guess against it once.
                 throttle: throttles.throttle(&a.profile, &a.throttle),
+                addresses: address_book(directories, config, &a.profile, &a.backend)?,
             })
         }
     };
@@ -118,7 +127,30 @@ pub fn build_auth_profile(
             .as_ref()
             .map(super::gate::CertificateGate::new)
             .unwrap_or_default(),
+        certificate_addresses,
     })
+}
+
+/// Where the users of `backend` have their addresses: a static user's `addresses`, or
+/// the LDAP profile's `mailAttributes`.
+fn address_book(
+    directories: &LdapDirectories,
+    config: &GatewayConfig,
+    profile: &str,
+    backend: &AuthBackend,
+) -> Result<Arc<dyn AddressBook>, AuthBuildError> {
+    match backend {
+        AuthBackend::Static { users } => Ok(Arc::new(StaticUsers::new(users, AllowanceCheck::Off))),
+        AuthBackend::Ldap { ldap_profile } => {
+            ldap_profile_exists(config, profile, ldap_profile)?;
+            ldap::address_book(directories, config, ldap_profile).map_err(|source| {
+                AuthBuildError::Ldap {
+                    profile: profile.to_owned(),
+                    source,
+                }
+            })
+        }
+    }
 }
 
 /// The name of the LDAP query a backend uses (`static` for the Static backend).

@@ -1,7 +1,7 @@
 //! The facts of a client certificate that mapping, logging and `Received` headers use.
 
 use sha2::{Digest, Sha256};
-use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::*;
 
 /// Facts extracted once from a verified client certificate (`Default`: an empty set, for
@@ -114,52 +114,15 @@ impl CertificateFacts {
     }
 }
 
-/// The certificate's policy OIDs and its extended key usages (`None`: no EKU extension).
-/// An EKU or policy extension that is present but unreadable is an error: gating must
-/// never mistake "unreadable" for "absent".
+/// The certificate's policy OIDs and its extended key usages (`None`: no EKU extension),
+/// read by [`postern_config::certificate_type::usage`] (shared with `postern explain`).
 #[allow(clippy::type_complexity)]
 fn usage(
     cert: &X509Certificate<'_>,
 ) -> Result<(Vec<String>, Option<Vec<String>>), CertificateFactsError> {
-    let mut policies = Vec::new();
-    for ext in cert.extensions() {
-        match ext.parsed_extension() {
-            ParsedExtension::CertificatePolicies(list) => {
-                policies.extend(list.iter().map(|p| p.policy_id.to_id_string()));
-            }
-            ParsedExtension::UnsupportedExtension { .. } | ParsedExtension::ParseError { .. }
-                if ext.oid.to_id_string() == "2.5.29.32" =>
-            {
-                return Err(CertificateFactsError(
-                    "the certificatePolicies extension cannot be read".into(),
-                ));
-            }
-            _ => {}
-        }
-    }
-    let ekus = cert
-        .extended_key_usage()
-        .map_err(|e| CertificateFactsError(format!("unreadable extendedKeyUsage: {e}")))?
-        .map(|eku| {
-            let eku = eku.value;
-            let mut out = Vec::new();
-            for (present, oid) in [
-                (eku.any, "2.5.29.37.0"),
-                (eku.server_auth, "1.3.6.1.5.5.7.3.1"),
-                (eku.client_auth, "1.3.6.1.5.5.7.3.2"),
-                (eku.code_signing, "1.3.6.1.5.5.7.3.3"),
-                (eku.email_protection, "1.3.6.1.5.5.7.3.4"),
-                (eku.time_stamping, "1.3.6.1.5.5.7.3.8"),
-                (eku.ocsp_signing, "1.3.6.1.5.5.7.3.9"),
-            ] {
-                if present {
-                    out.push(oid.to_owned());
-                }
-            }
-            out.extend(eku.other.iter().map(|o| o.to_id_string()));
-            out
-        });
-    Ok((policies, ekus))
+    postern_config::certificate_type::usage(cert)
+        .map(|u| (u.policies, u.ekus))
+        .map_err(|e| CertificateFactsError(e.to_string()))
 }
 
 /// RFC 5280 serials are positive and at most 20 octets. A negative serial has no `{sn}`

@@ -6,6 +6,7 @@
 //! both with an LDAP profile's queries (on the directory client of `crate::ldap`);
 //! [`static_users`] implements them from a fixed list for the embedded demo.
 
+pub(crate) mod addresses;
 pub(crate) mod build;
 pub(crate) mod certificate;
 pub(crate) mod credentials;
@@ -20,6 +21,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use addresses::AddressBook;
 pub use build::{AuthBuildError, AuthRuntime, SmtpAuthRuntime, build_auth_profile};
 pub use certificate::CertificateFacts;
 pub use credentials::{LocalRefusal, local_refusal, password_refusal, user_refusal};

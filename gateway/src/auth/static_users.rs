@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{
-    Allowance, AllowanceCheck, AuthError, AuthVerdict, BoxFuture, CertificateFacts,
+    AddressBook, Allowance, AllowanceCheck, AuthError, AuthVerdict, BoxFuture, CertificateFacts,
     CertificateMapper, CertificateMapping, FoundUser, SmtpAuthenticator, UserLookup,
     password_refusal, user_refusal,
 };
@@ -19,6 +19,23 @@ pub struct StaticUsers {
     /// The profile's allowance check: a user's `allowed` flag, before or after the
     /// password (see [`AllowanceCheck`]).
     allowance: AllowanceCheck,
+}
+
+impl AddressBook for StaticUsers {
+    /// A static user's `addresses` (none for an unknown user).
+    fn addresses<'a>(&'a self, user_id: &'a str) -> BoxFuture<'a, Result<Vec<String>, AuthError>> {
+        let found = self
+            .users
+            .iter()
+            .find(|u| u.user_id == user_id)
+            .map(|u| {
+                postern_config::sender::addresses_from_values(
+                    u.addresses.iter().map(String::as_str),
+                )
+            })
+            .unwrap_or_default();
+        Box::pin(async move { Ok(found) })
+    }
 }
 
 impl StaticUsers {
@@ -152,6 +169,7 @@ mod tests {
             password: pw.map(Into::into),
             certificate_cn: cn.map(Into::into),
             allowed,
+            addresses: Vec::new(),
         }
     }
 

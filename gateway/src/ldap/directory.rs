@@ -27,6 +27,8 @@ pub enum QueryKind {
     User,
     /// The SMTP authentication query's allowance filter.
     Allowance,
+    /// The user's addresses (`mailAttributes`), for sender binding.
+    Addresses,
 }
 
 impl QueryKind {
@@ -36,6 +38,7 @@ impl QueryKind {
             Self::Certificate => "certificate",
             Self::User => "user",
             Self::Allowance => "allowance",
+            Self::Addresses => "addresses",
         }
     }
 

@@ -36,6 +36,13 @@ impl RenderFilter for FilterTemplate {
     }
 }
 
+/// `(attribute=value)` with `value` escaped: the search for the entry whose `attribute`
+/// is exactly `value` (an attribute name is never user input: configuration validation
+/// checks it).
+pub fn equality_filter(attribute: &str, value: &str) -> String {
+    format!("({attribute}={})", ldap3::ldap_escape(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +66,14 @@ mod tests {
         assert_eq!(
             out,
             "(&(uid=frank)(|(!(caccn=*))(cacexempt=*)(cacemergency>=20261123000000Z)))"
+        );
+    }
+
+    #[test]
+    fn equality_filters_escape_the_value() {
+        assert_eq!(
+            super::equality_filter("uid", "*)(uid=*"),
+            "(uid=\\2a\\29\\28uid=\\2a)"
         );
     }
 

@@ -262,6 +262,7 @@ mod tests {
                 max_messages_per_session: 1,
             },
             rate_limits: postern_config::RateLimits::default(),
+            sender_binding: Default::default(),
         }
     }
 

@@ -33,6 +33,16 @@ use postern_config::filter::{FilterTemplate, Placeholder};
 /// The user id attribute when the LDAP profile has no certificate query to name one.
 const DEFAULT_USER_ID_ATTRIBUTE: &str = "uid";
 
+/// The entry attribute whose value is a user's id in LDAP profile `profile`: its
+/// certificate query's `userIdAttribute`, `uid` without one — the same for certificate
+/// and AUTH sessions.
+pub(crate) fn user_id_attribute(profile: &postern_config::LdapProfile) -> &str {
+    profile
+        .certificate_auth_query
+        .as_ref()
+        .map_or(DEFAULT_USER_ID_ATTRIBUTE, |c| c.user_id_attribute.as_str())
+}
+
 /// Checks SMTP AUTH with an LDAP profile's `smtpAuthQuery`.
 #[derive(Debug)]
 pub struct LdapAuthenticator {
@@ -92,12 +102,7 @@ impl LdapAuthenticator {
                 })?;
             Some((template, allowance))
         };
-        let user_id_attribute = directory
-            .profile()
-            .certificate_auth_query
-            .as_ref()
-            .map_or(DEFAULT_USER_ID_ATTRIBUTE, |c| c.user_id_attribute.as_str())
-            .to_owned();
+        let user_id_attribute = user_id_attribute(directory.profile()).to_owned();
         Ok(Self {
             query: q.name.clone(),
             filter,

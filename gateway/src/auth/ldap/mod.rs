@@ -4,22 +4,25 @@
 //! - [`LdapCertificateMapper`]: the Certificate Authentication Query;
 //! - [`LdapAuthenticator`]: the SMTP Authentication Query (search, BIND as the user,
 //!   allowance filter);
+//! - [`LdapAddressBook`]: the user's addresses (`mailAttributes`), for sender binding;
 //! - [`values`]: what fills the filter templates' placeholders.
 //!
 //! A directory that is down or slow makes authentication fail with
 //! [`AuthError::Unavailable`] (`454 4.7.0`): never an accept, never a `535` that would
 //! make a user doubt a correct password.
 
+pub(crate) mod addresses;
 pub(crate) mod authenticator;
 pub(crate) mod certificate;
 pub(crate) mod values;
 
 use std::sync::Arc;
 
+pub use addresses::LdapAddressBook;
 pub use authenticator::LdapAuthenticator;
 pub use certificate::LdapCertificateMapper;
 
-use super::{AllowanceCheck, AuthError, CertificateMapper, SmtpAuthenticator};
+use super::{AddressBook, AllowanceCheck, AuthError, CertificateMapper, SmtpAuthenticator};
 use crate::ldap::{DirectoryError, LdapDirectories, LdapSetupError};
 use postern_config::GatewayConfig;
 
@@ -45,6 +48,17 @@ pub fn smtp_authenticator(
 ) -> Result<Arc<dyn SmtpAuthenticator>, LdapSetupError> {
     let directory = directories.directory(config, ldap_profile)?;
     Ok(Arc::new(LdapAuthenticator::new(directory, allowance)?))
+}
+
+/// The address book of LDAP profile `ldap_profile` (its `mailAttributes`), on that
+/// profile's directory in `directories`.
+pub fn address_book(
+    directories: &LdapDirectories,
+    config: &GatewayConfig,
+    ldap_profile: &str,
+) -> Result<Arc<dyn AddressBook>, LdapSetupError> {
+    let directory = directories.directory(config, ldap_profile)?;
+    Ok(Arc::new(LdapAddressBook::new(directory)))
 }
 
 impl From<DirectoryError> for AuthError {

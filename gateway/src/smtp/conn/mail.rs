@@ -94,6 +94,10 @@ impl Connection {
             self.decision("mail", "refused", &r.summary());
             return self.refuse(&r);
         }
+        if let Err(r) = self.check_sender(&from).await {
+            self.decision("mail", "refused", &r.summary());
+            return self.refuse(&r);
+        }
         if let Err(flow) = self.take_rate(Counted::Messages) {
             return flow;
         }

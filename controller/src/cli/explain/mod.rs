@@ -1,0 +1,119 @@
+//! `postern explain (-f DIR | --config FILE | --live [-n NS]) --listener NAME --client-ip IP
+//! [--cert PEM] [--user NAME [--password-stdin]]`: the decision path of one client, from
+//! the configuration alone (DESIGN.md section 7). Exit 0 accepted, 3 refused, 1 error.
+//!
+//! The configuration is compiled from manifests (as `render` does), read from a rendered
+//! file, or read from the namespace's published Secret (`--live`). What only the
+//! directory can answer is listed as "depends on"; querying the directory needs an LDAP
+//! client, which this crate never links (`.ci/crate-rules`).
+
+mod certificate;
+mod path;
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use postern_config::{GatewayConfig, validate};
+
+use super::ExplainArgs;
+use super::manifests::{load, read_inputs};
+use super::output::{print_diagnostics, summary};
+use crate::compile::compile;
+use crate::operator::live::Session;
+use path::{Question, Verdict, explain};
+
+/// Exit status of `explain` when the client would be refused.
+pub(crate) const EXIT_REFUSED: u8 = 3;
+
+pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+    match try_run(args, stdout, stderr) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(stderr, "error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_run(
+    args: &ExplainArgs,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<ExitCode, String> {
+    let config = configuration(args, stderr)?;
+    let cert = args
+        .cert
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("--cert {}: {e}", p.display())))
+        .transpose()?;
+    let password = if args.password_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("--password-stdin: {e}"))?;
+        Some(text.trim_end_matches(['\r', '\n']).to_owned())
+    } else {
+        None
+    };
+    let q = Question {
+        listener: &args.listener,
+        client_ip: args.client_ip,
+        cert_pem: cert.as_deref(),
+        user: args.user.as_deref(),
+        password: password.as_deref(),
+    };
+    let e = explain(&config, &q).map_err(|e| e.to_string())?;
+    for (step, text) in &e.steps {
+        let _ = writeln!(stdout, "{step:>18}: {text}");
+    }
+    Ok(match e.verdict {
+        Verdict::Refused { reply } => {
+            let _ = writeln!(stdout, "{:>18}: REFUSED: {reply}", "verdict");
+            ExitCode::from(EXIT_REFUSED)
+        }
+        Verdict::Accepted { reply, pending } => {
+            let _ = writeln!(stdout, "{:>18}: ACCEPTED: {reply}", "verdict");
+            for p in pending {
+                let _ = writeln!(stdout, "{:>18}  depends on: {p}", "");
+            }
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+/// The configuration to explain: compiled manifests, a rendered file, or the published one.
+fn configuration(args: &ExplainArgs, stderr: &mut dyn Write) -> Result<GatewayConfig, String> {
+    if let Some(path) = &args.config {
+        let c = GatewayConfig::load(path).map_err(|e| format!("--config: {e}"))?;
+        if let Err(e) = validate(&c) {
+            let _ = writeln!(stderr, "warning: {} does not validate: {e}", path.display());
+        }
+        return Ok(c);
+    }
+    if args.live {
+        let session =
+            Session::connect(args.namespace.as_deref()).map_err(|e| format!("--live: {e}"))?;
+        let live = session
+            .state(&args.config_secret)
+            .map_err(|e| format!("--live: {e}"))?;
+        let _ = writeln!(stderr, "{}", live.summary());
+        return live.published.map(|(c, _)| c).ok_or_else(|| {
+            format!(
+                "--live: namespace {} publishes no configuration",
+                session.namespace()
+            )
+        });
+    }
+    let texts = read_inputs(&args.files).map_err(|e| e.to_string())?;
+    let loaded = load(&texts, args.namespace.as_deref());
+    let compiled = compile(&loaded.snapshot, None);
+    let counts = print_diagnostics(&loaded, &compiled.report, "left out", stderr);
+    if counts.errors > 0 {
+        let _ = writeln!(
+            stderr,
+            "warning: {}; objects with errors are left out",
+            summary(counts)
+        );
+    }
+    Ok(compiled.config)
+}
