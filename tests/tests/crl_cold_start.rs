@@ -13,8 +13,8 @@ use postern_testkit::file_server::HttpServer;
 use postern_testkit::gateway::{Gateway, Ready};
 use postern_testkit::pki::{Ca, Leaf};
 use postern_testkit::ports::free_port;
-use postern_tests::clients::{Run, openssl as s_client};
-use postern_tests::crl::{launch, start_gateway};
+use postern_tests::clients::Run;
+use postern_tests::crl::{certificate_hello, hello_accepted, launch, start_gateway};
 
 struct Client {
     cert: PathBuf,
@@ -71,18 +71,11 @@ impl Pki {
 }
 
 fn hello(port: u16, client: &Client) -> Run {
-    let (cert, key) = (client.cert.to_string_lossy(), client.key.to_string_lossy());
-    s_client(
-        port,
-        true,
-        &["-cert", &cert, "-key", &key],
-        "EHLO client.cold.test\r\nQUIT\r\n",
-    )
-    .unwrap()
+    certificate_hello(port, &client.cert, &client.key, "cold.test")
 }
 
 fn accepted(r: &Run) -> bool {
-    r.has("250-mx.cold.test") && r.has("221 ")
+    hello_accepted(r, "cold.test")
 }
 
 fn refused(r: &Run, alert: &str, who: &str) {

@@ -13,23 +13,16 @@ use postern_testkit::file_server::HttpServer;
 use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::{Ca, Leaf};
 use postern_testkit::ports::free_port;
-use postern_tests::clients::{Run, openssl as s_client};
-use postern_tests::crl::start_gateway;
+use postern_tests::clients::Run;
+use postern_tests::crl::{certificate_hello, hello_accepted, start_gateway};
 use postern_tests::openssl_ca::{Issued, OpensslCa};
 
 fn hello(port: u16, client: &Issued) -> Run {
-    let (cert, key) = (client.cert.to_string_lossy(), client.key.to_string_lossy());
-    s_client(
-        port,
-        true,
-        &["-cert", &cert, "-key", &key],
-        "EHLO client.discovery.test\r\nQUIT\r\n",
-    )
-    .unwrap()
+    certificate_hello(port, &client.cert, &client.key, "discovery.test")
 }
 
 fn accepted(r: &Run) -> bool {
-    r.has("250-mx.discovery.test") && r.has("221 ")
+    hello_accepted(r, "discovery.test")
 }
 
 fn config(port: u16, server: &Leaf, bundle: &str, prefix: &str) -> GatewayConfig {

@@ -17,8 +17,8 @@ use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::{Ca, Leaf};
 use postern_testkit::ports::free_port;
 use postern_testkit::workspace::workspace_bin;
-use postern_tests::clients::{Run, openssl as s_client};
-use postern_tests::crl::start_gateway;
+use postern_tests::clients::Run;
+use postern_tests::crl::{certificate_hello, hello_accepted, start_gateway};
 use postern_tests::openssl_ca::{Issued, OpensslCa};
 
 /// The PKI: a root made with OpenSSL that issues the clients and the CRLs, and a server
@@ -76,18 +76,11 @@ fn idp(lines: &str) -> String {
 }
 
 fn hello(port: u16, client: &Issued) -> Run {
-    let (cert, key) = (client.cert.to_string_lossy(), client.key.to_string_lossy());
-    s_client(
-        port,
-        true,
-        &["-cert", &cert, "-key", &key],
-        "EHLO client.scopes.test\r\nQUIT\r\n",
-    )
-    .unwrap()
+    certificate_hello(port, &client.cert, &client.key, "scopes.test")
 }
 
 fn accepted(r: &Run) -> bool {
-    r.has("250-mx.scopes.test") && r.has("221 ")
+    hello_accepted(r, "scopes.test")
 }
 
 fn refused(r: &Run, alert: &str, who: &str) {

@@ -2,12 +2,11 @@
 //! read into PEM (like a listener's client CA bundle) and every allowed URL prefix is
 //! checked, each problem on its own field.
 
-use postern_config::{CrlDiscovery as GwDiscovery, is_url_prefix, pem};
+use postern_config::{CrlDiscovery as GwDiscovery, is_url_prefix};
 use postern_crds::CrlDiscovery;
 
-use super::inputs::{Diags, Inputs, pem_text};
+use super::inputs::{Diags, Inputs};
 use super::report::Reason;
-use super::secret_use::SecretUse;
 
 /// Render `discovery`. `None` when it has errors (they are in `d`).
 pub(crate) fn render(
@@ -39,18 +38,7 @@ pub(crate) fn render(
         );
     }
     let bundle = spec.from_ca_bundle.as_ref().and_then(|b| {
-        let field = "spec.discovery.fromCaBundle.secretRef";
-        let r = &b.secret_ref;
-        let bytes = inputs.secret_key(field, r, SecretUse::Ca, d)?;
-        let origin = format!("Secret {:?} key {:?}", r.name, r.key);
-        let text = pem_text(field, &origin, bytes, d)?;
-        match pem::certificates(&text) {
-            Ok(_) => Some(text),
-            Err(e) => {
-                d.error(field, Reason::InvalidCertificate, format!("{origin}: {e}"));
-                None
-            }
-        }
+        inputs.secret_ca_certificates("spec.discovery.fromCaBundle.secretRef", &b.secret_ref, d)
     });
     if d.has_errors() {
         return None;

@@ -133,20 +133,13 @@ impl Inputs<'_> {
 
     /// PEM CA certificates from a `caBundle` (exactly one of `secretRef`, `configMapRef`).
     pub(crate) fn ca_bundle(&self, field: &str, ca: &CaBundle, d: &mut Diags) -> Option<String> {
-        let (sub, bytes, origin) = match (&ca.secret_ref, &ca.config_map_ref) {
-            (Some(r), None) => {
-                let sub = format!("{field}.secretRef");
-                let bytes = self.secret_key(&sub, r, SecretUse::Ca, d)?;
-                (sub, bytes, format!("Secret {:?} key {:?}", r.name, r.key))
-            }
+        match (&ca.secret_ref, &ca.config_map_ref) {
+            (Some(r), None) => self.secret_ca_certificates(&format!("{field}.secretRef"), r, d),
             (None, Some(r)) => {
                 let sub = format!("{field}.configMapRef");
                 let bytes = self.config_map_key(&sub, &r.name, &r.key, d)?;
-                (
-                    sub,
-                    bytes,
-                    format!("ConfigMap {:?} key {:?}", r.name, r.key),
-                )
+                let origin = format!("ConfigMap {:?} key {:?}", r.name, r.key);
+                pem_certificates(&sub, &origin, bytes, d)
             }
             _ => {
                 d.error(
@@ -154,16 +147,32 @@ impl Inputs<'_> {
                     Reason::InvalidValue,
                     "set exactly one of secretRef and configMapRef",
                 );
-                return None;
-            }
-        };
-        let text = pem_text(&sub, &origin, bytes, d)?;
-        match pem::certificates(&text) {
-            Ok(_) => Some(text),
-            Err(e) => {
-                d.error(sub, Reason::InvalidCertificate, format!("{origin}: {e}"));
                 None
             }
+        }
+    }
+
+    /// PEM CA certificates from a Secret key (`field` names the `secretRef`).
+    pub(crate) fn secret_ca_certificates(
+        &self,
+        field: &str,
+        r: &SecretKeyRef,
+        d: &mut Diags,
+    ) -> Option<String> {
+        let bytes = self.secret_key(field, r, SecretUse::Ca, d)?;
+        let origin = format!("Secret {:?} key {:?}", r.name, r.key);
+        pem_certificates(field, &origin, bytes, d)
+    }
+}
+
+/// `bytes` as PEM text holding at least one certificate.
+fn pem_certificates(field: &str, origin: &str, bytes: Vec<u8>, d: &mut Diags) -> Option<String> {
+    let text = pem_text(field, origin, bytes, d)?;
+    match pem::certificates(&text) {
+        Ok(_) => Some(text),
+        Err(e) => {
+            d.error(field, Reason::InvalidCertificate, format!("{origin}: {e}"));
+            None
         }
     }
 }

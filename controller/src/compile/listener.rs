@@ -130,19 +130,10 @@ pub(crate) fn render(
             let which = if reason == Reason::KeyMismatch { "tls.key" } else { "tls.crt" };
             d.error(field, reason, format!("Secret {secret_name:?} {which}: {e}"));
         }
-        let client_ca = tls.client_ca_secret_ref.as_ref().and_then(|r| {
-            let field = "spec.tls.clientCaSecretRef";
-            let bytes = inputs.secret_key(field, r, SecretUse::Ca, d)?;
-            let origin = format!("Secret {:?} key {:?}", r.name, r.key);
-            let text = pem_text(field, &origin, bytes, d)?;
-            match pem::certificates(&text) {
-                Ok(_) => Some(text),
-                Err(e) => {
-                    d.error(field, Reason::InvalidCertificate, format!("{origin}: {e}"));
-                    None
-                }
-            }
-        });
+        let client_ca = tls
+            .client_ca_secret_ref
+            .as_ref()
+            .and_then(|r| inputs.secret_ca_certificates("spec.tls.clientCaSecretRef", r, d));
         if tls.allow_version1_client_certificates && tls.client_ca_secret_ref.is_none() {
             d.warning(
                 "spec.tls.allowVersion1ClientCertificates",
