@@ -328,6 +328,14 @@ impl Metrics {
             m.sender_binding.clone(),
         );
         registry.register_collector(m.in_force.collector());
+        // Every outcome exists from the start at 0: `increase()` (the ConfigRefused alert,
+        // the dashboard) cannot see a series' first sample, so a counter that appeared at 1
+        // would hide the first refused configuration.
+        for outcome in ["applied", "unchanged", "refused"] {
+            m.config_reloads.get_or_create(&ReloadLabels {
+                outcome: outcome.into(),
+            });
+        }
         m
     }
 
@@ -340,6 +348,22 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reload_outcome_is_exported_before_the_first_reload() {
+        let mut registry = Registry::default();
+        let _m = Metrics::register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for outcome in ["applied", "unchanged", "refused"] {
+            assert!(
+                text.contains(&format!(
+                    "postern_config_reloads_total{{outcome=\"{outcome}\"}} 0"
+                )),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn message_outcomes_are_encoded_as_their_label_values() {
