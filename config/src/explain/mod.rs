@@ -6,7 +6,9 @@
 mod certificate;
 mod path;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::path::Path;
 
 pub use certificate::{CertificateCheck, check as check_certificate};
 pub use path::{ExplainError, Explanation, Question, Reach, Verdict, explain};
@@ -17,6 +19,50 @@ pub const EXIT_ACCEPTED: u8 = 0;
 pub const EXIT_REFUSED: u8 = 3;
 /// Exit status of an error (no configuration, unknown listener, directory not answering).
 pub const EXIT_ERROR: u8 = 1;
+
+/// What the command line gives besides names: the certificate's PEM text (`--cert`) and
+/// the password (`--password-stdin`).
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// The client certificate, PEM.
+    pub cert_pem: Option<String>,
+    /// The AUTH password (the input's first line ending removed).
+    pub password: Option<String>,
+}
+
+impl Inputs {
+    /// Read the certificate file `cert` and the password from `password` (stdin).
+    pub fn read(cert: Option<&Path>, password: Option<&mut dyn Read>) -> Result<Self, String> {
+        let cert_pem = cert
+            .map(|p| std::fs::read_to_string(p).map_err(|e| format!("--cert {}: {e}", p.display())))
+            .transpose()?;
+        let password = password
+            .map(|r| {
+                let mut text = String::new();
+                r.read_to_string(&mut text)
+                    .map_err(|e| format!("--password-stdin: {e}"))?;
+                Ok::<_, String>(text.trim_end_matches(['\r', '\n']).to_owned())
+            })
+            .transpose()?;
+        Ok(Self { cert_pem, password })
+    }
+
+    /// The question of `user` from `client_ip` on `listener`, with these inputs.
+    pub fn question<'a>(
+        &'a self,
+        listener: &'a str,
+        client_ip: IpAddr,
+        user: Option<&'a str>,
+    ) -> Question<'a> {
+        Question {
+            listener,
+            client_ip,
+            cert_pem: self.cert_pem.as_deref(),
+            user,
+            password: self.password.as_deref(),
+        }
+    }
+}
 
 /// Width of the step names' column.
 const NAME_WIDTH: usize = 18;

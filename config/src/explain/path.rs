@@ -275,7 +275,7 @@ pub fn explain(config: &GatewayConfig, q: &Question<'_>) -> Result<Explanation, 
 
     if let Some(user) = q.user {
         let smtp = auth.and_then(|(_, p)| p.smtp_auth.as_ref());
-        if smtp.is_some() && !(policy.require_tls_for_smtp_auth && !tls_possible) {
+        if smtp.is_some() && (tls_possible || !policy.require_tls_for_smtp_auth) {
             reach.user = Some(user.to_owned());
         }
         match smtp {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use postern_config::GatewayConfig;
 use postern_config::explain::{
-    EXIT_ERROR, Question, Verdict, explain, print_step, print_steps, print_verdict,
+    EXIT_ERROR, Inputs, Verdict, explain, print_step, print_steps, print_verdict,
 };
 
 use super::explain_directory::{Outcome, ask};
@@ -71,27 +71,12 @@ async fn try_run(
             args.config.display()
         );
     }
-    let cert = args
-        .cert
-        .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("--cert {}: {e}", p.display())))
-        .transpose()?;
-    let password = if args.password_stdin {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| format!("--password-stdin: {e}"))?;
-        Some(text.trim_end_matches(['\r', '\n']).to_owned())
-    } else {
-        None
-    };
-    let q = Question {
-        listener: &args.listener,
-        client_ip: args.client_ip,
-        cert_pem: cert.as_deref(),
-        user: args.user.as_deref(),
-        password: password.as_deref(),
-    };
+    let mut stdin = std::io::stdin();
+    let inputs = Inputs::read(
+        args.cert.as_deref(),
+        args.password_stdin.then_some(&mut stdin as &mut dyn Read),
+    )?;
+    let q = inputs.question(&args.listener, args.client_ip, args.user.as_deref());
     let e = explain(&config, &q).map_err(|e| e.to_string())?;
     print_steps(out, &e);
     let Verdict::Accepted { reply, .. } = &e.verdict else {
@@ -102,7 +87,7 @@ async fn try_run(
         &config,
         &e.reach,
         reply,
-        password.as_deref(),
+        inputs.password.as_deref(),
         args.mail_from.as_deref(),
         out,
     )

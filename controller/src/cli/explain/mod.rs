@@ -14,7 +14,7 @@ mod ldap;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use postern_config::explain::{Question, explain, print_steps, print_verdict};
+use postern_config::explain::{Inputs, explain, print_steps, print_verdict};
 use postern_config::{GatewayConfig, validate};
 
 use super::ExplainArgs;
@@ -42,27 +42,12 @@ fn try_run(
     if args.ldap {
         return ldap::run(&config, args, stdout, stderr);
     }
-    let cert = args
-        .cert
-        .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("--cert {}: {e}", p.display())))
-        .transpose()?;
-    let password = if args.password_stdin {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| format!("--password-stdin: {e}"))?;
-        Some(text.trim_end_matches(['\r', '\n']).to_owned())
-    } else {
-        None
-    };
-    let q = Question {
-        listener: &args.listener,
-        client_ip: args.client_ip,
-        cert_pem: cert.as_deref(),
-        user: args.user.as_deref(),
-        password: password.as_deref(),
-    };
+    let mut stdin = std::io::stdin();
+    let inputs = Inputs::read(
+        args.cert.as_deref(),
+        args.password_stdin.then_some(&mut stdin as &mut dyn Read),
+    )?;
+    let q = inputs.question(&args.listener, args.client_ip, args.user.as_deref());
     let e = explain(&config, &q).map_err(|e| e.to_string())?;
     print_steps(stdout, &e);
     Ok(ExitCode::from(print_verdict(stdout, &e.verdict)))
