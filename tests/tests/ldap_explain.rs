@@ -203,4 +203,34 @@ fn a_directory_that_is_down_is_an_error_not_a_refusal() {
         "{out}"
     );
     assert!(out.contains("a client gets 454 4.7.0"), "{out}");
+
+    // `postern-gateway explain` itself (the gateway image has no `postern`): the same.
+    let out = Command::new(workspace_bin("postern-gateway").unwrap())
+        .args(["explain", "--config"])
+        .arg(&config)
+        .args(["--listener", "submission", "--client-ip", "127.0.0.1"])
+        .args(["--cert", &pki("alice.crt")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("certificate entry: no answer: directory unavailable"),
+        "{text}"
+    );
+
+    // `postern` with no `postern-gateway` beside it or on PATH: a clear error, exit 1.
+    let alone = tmp.path().join("bin");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(workspace_bin("postern").unwrap(), alone.join("postern")).unwrap();
+    let out = Command::new(alone.join("postern"))
+        .args(["explain", "--ldap", "--config"])
+        .arg(&config)
+        .args(["--listener", "submission", "--client-ip", "127.0.0.1"])
+        .env("PATH", &alone)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--ldap needs postern-gateway"), "{err}");
 }
