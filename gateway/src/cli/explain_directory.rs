@@ -172,6 +172,13 @@ pub(crate) async fn ask(
         }
     }
 
+    if policy.sender_binding.is_off() && mail_from.is_some() {
+        print_step(
+            out,
+            "sender binding",
+            "Off: MAIL FROM is not checked against the user's addresses",
+        );
+    }
     if let Some(id) = &identity
         && !policy.sender_binding.is_off()
         && let Some(book) = &id.addresses

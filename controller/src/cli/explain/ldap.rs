@@ -24,6 +24,8 @@ pub(super) fn run(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> Result<ExitCode, String> {
+    // The file holds the configuration's secrets (the LDAP bind password): tempfile
+    // creates it readable by this user only, and removes it when `file` is dropped.
     let mut file = tempfile::Builder::new()
         .prefix("postern-explain-")
         .suffix(".yaml")
