@@ -31,15 +31,17 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Read the certificate file `cert` and the password from `password` (stdin).
-    pub fn read(cert: Option<&Path>, password: Option<&mut dyn Read>) -> Result<Self, String> {
+    /// Read the certificate file `cert` and, with `password_stdin`, the password from
+    /// stdin (its first line).
+    pub fn read(cert: Option<&Path>, password_stdin: bool) -> Result<Self, String> {
         let cert_pem = cert
             .map(|p| std::fs::read_to_string(p).map_err(|e| format!("--cert {}: {e}", p.display())))
             .transpose()?;
-        let password = password
-            .map(|r| {
+        let password = password_stdin
+            .then(|| {
                 let mut text = String::new();
-                r.read_to_string(&mut text)
+                std::io::stdin()
+                    .read_to_string(&mut text)
                     .map_err(|e| format!("--password-stdin: {e}"))?;
                 Ok::<_, String>(text.trim_end_matches(['\r', '\n']).to_owned())
             })

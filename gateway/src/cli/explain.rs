@@ -8,7 +8,7 @@
 //! Exit 0 accepted, 3 refused, 1 error — a directory that does not answer is an error
 //! (the answer is unknown; the gateway would reply `454 4.7.0` now), not a refusal.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -71,11 +71,7 @@ async fn try_run(
             args.config.display()
         );
     }
-    let mut stdin = std::io::stdin();
-    let inputs = Inputs::read(
-        args.cert.as_deref(),
-        args.password_stdin.then_some(&mut stdin as &mut dyn Read),
-    )?;
+    let inputs = Inputs::read(args.cert.as_deref(), args.password_stdin)?;
     let q = inputs.question(&args.listener, args.client_ip, args.user.as_deref());
     let e = explain(&config, &q).map_err(|e| e.to_string())?;
     print_steps(out, &e);

@@ -11,7 +11,7 @@
 
 mod ldap;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use postern_config::explain::{Inputs, explain, print_steps, print_verdict};
@@ -42,11 +42,7 @@ fn try_run(
     if args.ldap {
         return ldap::run(&config, args, stdout, stderr);
     }
-    let mut stdin = std::io::stdin();
-    let inputs = Inputs::read(
-        args.cert.as_deref(),
-        args.password_stdin.then_some(&mut stdin as &mut dyn Read),
-    )?;
+    let inputs = Inputs::read(args.cert.as_deref(), args.password_stdin)?;
     let q = inputs.question(&args.listener, args.client_ip, args.user.as_deref());
     let e = explain(&config, &q).map_err(|e| e.to_string())?;
     print_steps(stdout, &e);
