@@ -17,6 +17,7 @@
 
 pub mod certificate_type;
 pub mod duration;
+pub mod explain;
 pub mod field;
 pub mod filter;
 mod load;

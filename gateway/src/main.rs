@@ -78,6 +78,11 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print the decision path of one client on one listener of a configuration, asking
+    /// the directory (certificate mapping, AUTH user, allowance, password, sender
+    /// addresses) as a session would, without sending mail. Exit code: 0 accepted,
+    /// 3 refused, 1 error (a directory that does not answer is one).
+    Explain(postern_gateway::cli::explain::ExplainArgs),
     /// Certificate revocation lists.
     #[command(subcommand)]
     Crl(CrlCommand),
@@ -154,8 +159,18 @@ fn init_tracing(format: LogFormat, dropped: Counter, recent: RecentDecisions) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if let Some(Command::Crl(CrlCommand::Inspect(a))) = &args.command {
-        return crl_inspect(a);
+    match &args.command {
+        Some(Command::Crl(CrlCommand::Inspect(a))) => return crl_inspect(a),
+        Some(Command::Explain(a)) => {
+            let code = postern_gateway::cli::explain::run(
+                a,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await;
+            return std::process::ExitCode::from(code);
+        }
+        None => {}
     }
     let dropped_log_lines = Counter::default();
     let recent = RecentDecisions::default();

@@ -126,9 +126,19 @@ pub struct ExplainArgs {
     /// An SMTP AUTH user name.
     #[arg(long)]
     pub user: Option<String>,
-    /// Read the AUTH password from stdin (checked offline for Static users only).
+    /// Read the AUTH password from stdin (checked offline for Static users only; with
+    /// `--ldap`, by a BIND as the user's entry).
     #[arg(long, requires = "user")]
     pub password_stdin: bool,
+    /// The `MAIL FROM` address, checked against the user's addresses under the policy's
+    /// `senderBinding` (with `--ldap`).
+    #[arg(long, value_name = "ADDRESS", requires = "ldap")]
+    pub mail_from: Option<String>,
+    /// Ask the directory: run `postern-gateway explain` (next to this binary, else on
+    /// PATH) on this configuration, so the LDAP queries run through the gateway's own
+    /// client. Nothing is sent to any mail server.
+    #[arg(long)]
+    pub ldap: bool,
 }
 
 /// Exit status of `plan` when the configuration would change.

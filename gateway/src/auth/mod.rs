@@ -155,6 +155,10 @@ pub trait CertificateMapper: Send + Sync + Debug {
         &'a self,
         cert: &'a CertificateFacts,
     ) -> BoxFuture<'a, Result<CertificateMapping, AuthError>>;
+
+    /// What [`map`](Self::map) asks for `cert`, as sent (an LDAP filter after
+    /// substitution and escaping), or why nothing is asked: for `postern-gateway explain`.
+    fn query(&self, cert: &CertificateFacts) -> String;
 }
 
 /// Checks SMTP AUTH credentials, in two steps so that the session can consult its
@@ -171,6 +175,18 @@ pub trait SmtpAuthenticator: Send + Sync + Debug {
         user: &'a FoundUser,
         password: &'a str,
     ) -> BoxFuture<'a, Result<AuthVerdict, AuthError>>;
+
+    /// What [`find_user`](Self::find_user) asks for `username`, as sent (an LDAP filter
+    /// after substitution and escaping): for `postern-gateway explain`.
+    fn query(&self, username: &str) -> String;
+
+    /// What the allowance check asks for user `user_id`, as sent; `None` without one.
+    fn allowance_query(&self, user_id: &str) -> Option<String>;
+
+    /// The allowance check alone, for a user [`find_user`](Self::find_user) found,
+    /// without a password ([`Allowance::NotChecked`] without one): for
+    /// `postern-gateway explain`.
+    fn allowance<'a>(&'a self, user: &'a FoundUser) -> BoxFuture<'a, Result<Allowance, AuthError>>;
 
     /// Both steps: refuse what [`local_refusal`] refuses (empty password — an empty LDAP
     /// bind would be an anonymous bind —, empty user name, NUL) without asking anybody,

@@ -143,6 +143,16 @@ impl CertificateMapper for StaticUsers {
     ) -> BoxFuture<'a, Result<CertificateMapping, AuthError>> {
         Box::pin(async move { Ok(self.map_now(cert)) })
     }
+
+    fn query(&self, cert: &CertificateFacts) -> String {
+        match cert.common_name() {
+            Some(cn) => format!("the static user whose certificateCn is {cn:?}"),
+            None => format!(
+                "nothing: the subject has {} common names (exactly one is needed)",
+                cert.common_names.len()
+            ),
+        }
+    }
 }
 
 impl SmtpAuthenticator for StaticUsers {
@@ -156,6 +166,29 @@ impl SmtpAuthenticator for StaticUsers {
         password: &'a str,
     ) -> BoxFuture<'a, Result<AuthVerdict, AuthError>> {
         Box::pin(async move { Ok(self.check_now(user, password)) })
+    }
+
+    fn query(&self, username: &str) -> String {
+        format!("the static user whose userId is {username:?}")
+    }
+
+    fn allowance_query(&self, user_id: &str) -> Option<String> {
+        (self.allowance != AllowanceCheck::Off)
+            .then(|| format!("the static user {user_id:?}'s allowed flag"))
+    }
+
+    fn allowance<'a>(&'a self, user: &'a FoundUser) -> BoxFuture<'a, Result<Allowance, AuthError>> {
+        let allowed = self
+            .users
+            .iter()
+            .find(|u| u.user_id == user.user_id)
+            .is_some_and(|u| u.allowed);
+        let answer = match (self.allowance, allowed) {
+            (AllowanceCheck::Off, _) => Allowance::NotChecked,
+            (_, true) => Allowance::Allowed,
+            (_, false) => Allowance::Denied,
+        };
+        Box::pin(async move { Ok(answer) })
     }
 }
 

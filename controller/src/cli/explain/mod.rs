@@ -3,16 +3,18 @@
 //! the configuration alone (DESIGN.md section 7). Exit 0 accepted, 3 refused, 1 error.
 //!
 //! The configuration is compiled from manifests (as `render` does), read from a rendered
-//! file, or read from the namespace's published Secret (`--live`). What only the
-//! directory can answer is listed as "depends on"; querying the directory needs an LDAP
-//! client, which this crate never links (`.ci/crate-rules`).
+//! file, or read from the namespace's published Secret (`--live`); the path itself is
+//! `postern_config::explain`. What only the directory can answer is listed as "depends
+//! on". With `--ldap` the directory is asked: that needs the gateway's LDAP client, which
+//! this crate never links (`.ci/crate-rules`), so `ldap` hands the configuration to
+//! `postern-gateway explain`.
 
-mod certificate;
-mod path;
+mod ldap;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
+use postern_config::explain::{Inputs, explain, print_steps, print_verdict};
 use postern_config::{GatewayConfig, validate};
 
 use super::ExplainArgs;
@@ -20,10 +22,6 @@ use super::manifests::{load, read_inputs};
 use super::output::{print_diagnostics, summary};
 use crate::compile::compile;
 use crate::operator::live::Session;
-use path::{Question, Verdict, explain};
-
-/// Exit status of `explain` when the client would be refused.
-pub(crate) const EXIT_REFUSED: u8 = 3;
 
 pub(crate) fn run(args: &ExplainArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
     match try_run(args, stdout, stderr) {
@@ -41,44 +39,14 @@ fn try_run(
     stderr: &mut dyn Write,
 ) -> Result<ExitCode, String> {
     let config = configuration(args, stderr)?;
-    let cert = args
-        .cert
-        .as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("--cert {}: {e}", p.display())))
-        .transpose()?;
-    let password = if args.password_stdin {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| format!("--password-stdin: {e}"))?;
-        Some(text.trim_end_matches(['\r', '\n']).to_owned())
-    } else {
-        None
-    };
-    let q = Question {
-        listener: &args.listener,
-        client_ip: args.client_ip,
-        cert_pem: cert.as_deref(),
-        user: args.user.as_deref(),
-        password: password.as_deref(),
-    };
-    let e = explain(&config, &q).map_err(|e| e.to_string())?;
-    for (step, text) in &e.steps {
-        let _ = writeln!(stdout, "{step:>18}: {text}");
+    if args.ldap {
+        return ldap::run(&config, args, stdout, stderr);
     }
-    Ok(match e.verdict {
-        Verdict::Refused { reply } => {
-            let _ = writeln!(stdout, "{:>18}: REFUSED: {reply}", "verdict");
-            ExitCode::from(EXIT_REFUSED)
-        }
-        Verdict::Accepted { reply, pending } => {
-            let _ = writeln!(stdout, "{:>18}: ACCEPTED: {reply}", "verdict");
-            for p in pending {
-                let _ = writeln!(stdout, "{:>18}  depends on: {p}", "");
-            }
-            ExitCode::SUCCESS
-        }
-    })
+    let inputs = Inputs::read(args.cert.as_deref(), args.password_stdin)?;
+    let q = inputs.question(&args.listener, args.client_ip, args.user.as_deref());
+    let e = explain(&config, &q).map_err(|e| e.to_string())?;
+    print_steps(stdout, &e);
+    Ok(ExitCode::from(print_verdict(stdout, &e.verdict)))
 }
 
 /// The configuration to explain: compiled manifests, a rendered file, or the published one.

@@ -120,11 +120,7 @@ impl LdapAuthenticator {
         if let Some(refusal) = user_refusal(user) {
             return unknown(refusal.to_string());
         }
-        let now = values::generalized_time(OffsetDateTime::now_utc());
-        let filter = self
-            .filter
-            .render(|p| values::auth_value(user, p, &now))
-            .map_err(|p| AuthError::Directory(format!("no value for {p}")))?;
+        let filter = render_now(&self.filter, user)?;
         let key = self
             .filter
             .render(|p| values::auth_key_value(user, p))
@@ -218,10 +214,7 @@ impl LdapAuthenticator {
     /// The allowance search, with `{u}` = the user's id (the entry's `userIdAttribute`
     /// value, not the name as typed: the question is about the user that was found).
     async fn allowed(&self, template: &FilterTemplate, user_id: &str) -> Result<bool, AuthError> {
-        let now = values::generalized_time(OffsetDateTime::now_utc());
-        let filter = template
-            .render(|p| values::auth_value(user_id, p, &now))
-            .map_err(|p| AuthError::Directory(format!("no value for {p}")))?;
+        let filter = render_now(template, user_id)?;
         let key = template
             .render(|p| values::auth_key_value(user_id, p))
             .map_err(|p| AuthError::Directory(format!("no value for {p}")))?;
@@ -233,7 +226,51 @@ impl LdapAuthenticator {
     }
 }
 
+/// `template` with `{u}` = `user` and `{t}` = now, escaped.
+fn render_now(template: &FilterTemplate, user: &str) -> Result<String, AuthError> {
+    let now = values::generalized_time(OffsetDateTime::now_utc());
+    template
+        .render(|p| values::auth_value(user, p, &now))
+        .map_err(|p| AuthError::Directory(format!("no value for {p}")))
+}
+
 impl SmtpAuthenticator for LdapAuthenticator {
+    fn query(&self, username: &str) -> String {
+        match render_now(&self.filter, username) {
+            Ok(filter) => format!(
+                "search {filter} under {} (returning {}), then BIND as the entry found",
+                self.directory.profile().base_dn,
+                self.user_id_attribute
+            ),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn allowance_query(&self, user_id: &str) -> Option<String> {
+        let (template, when) = self.allowance.as_ref()?;
+        let when = match when {
+            AllowanceCheck::BeforePassword => "before the password",
+            _ => "after the password",
+        };
+        Some(match render_now(template, user_id) {
+            Ok(filter) => format!("search {filter} ({when})"),
+            Err(e) => e.to_string(),
+        })
+    }
+
+    fn allowance<'a>(&'a self, user: &'a FoundUser) -> BoxFuture<'a, Result<Allowance, AuthError>> {
+        Box::pin(async move {
+            match &self.allowance {
+                None => Ok(Allowance::NotChecked),
+                Some((template, _)) => Ok(if self.allowed(template, &user.user_id).await? {
+                    Allowance::Allowed
+                } else {
+                    Allowance::Denied
+                }),
+            }
+        })
+    }
+
     fn find_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<UserLookup, AuthError>> {
         Box::pin(self.lookup(username))
     }

@@ -51,12 +51,15 @@ impl LdapCertificateMapper {
         })
     }
 
-    async fn lookup(&self, cert: &CertificateFacts) -> Result<CertificateMapping, AuthError> {
+    /// The filter for `cert` (escaped), or the placeholder it has no value for.
+    fn filter_for(&self, cert: &CertificateFacts) -> Result<String, Placeholder> {
         let now = values::generalized_time(OffsetDateTime::now_utc());
-        let filter = match self
-            .filter
+        self.filter
             .render(|p| values::certificate_value(cert, p, &now))
-        {
+    }
+
+    async fn lookup(&self, cert: &CertificateFacts) -> Result<CertificateMapping, AuthError> {
+        let filter = match self.filter_for(cert) {
             Ok(f) => f,
             Err(missing) => {
                 tracing::info!(
@@ -123,5 +126,19 @@ impl CertificateMapper for LdapCertificateMapper {
         cert: &'a CertificateFacts,
     ) -> BoxFuture<'a, Result<CertificateMapping, AuthError>> {
         Box::pin(self.lookup(cert))
+    }
+
+    fn query(&self, cert: &CertificateFacts) -> String {
+        match self.filter_for(cert) {
+            Ok(filter) => format!(
+                "search {filter} under {} (returning {})",
+                self.directory.profile().base_dn,
+                self.user_id_attribute
+            ),
+            Err(missing) => format!(
+                "nothing: {} (not mapped)",
+                values::missing_reason(cert, missing)
+            ),
+        }
     }
 }

@@ -29,7 +29,7 @@ mod body;
 mod external;
 mod mail;
 mod outcome;
-mod sender;
+pub(crate) mod sender;
 mod tls;
 
 /// Errors (syntax, unknown commands, refused commands) before the session is dropped.

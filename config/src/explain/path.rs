@@ -6,19 +6,22 @@
 
 use std::net::IpAddr;
 
-use postern_config::certificate_type;
-use postern_config::filter::{FilterTemplate, Placeholder};
-use postern_config::{AuthBackend, GatewayConfig, Listener, PolicyAction, TlsMode};
+use crate::certificate_type;
+use crate::filter::{FilterTemplate, Placeholder};
+use crate::{AuthBackend, GatewayConfig, Listener, PolicyAction, TlsMode};
 
 use super::certificate::{self, CertificateCheck};
 
 /// What is explained.
 #[derive(Debug)]
-pub(crate) struct Question<'a> {
+pub struct Question<'a> {
+    /// The Listener's name.
     pub listener: &'a str,
+    /// The client's address.
     pub client_ip: IpAddr,
     /// The client certificate (PEM text).
     pub cert_pem: Option<&'a str>,
+    /// The AUTH user name.
     pub user: Option<&'a str>,
     /// The password, with `--password-stdin`.
     pub password: Option<&'a str>,
@@ -26,23 +29,50 @@ pub(crate) struct Question<'a> {
 
 /// The end of the path.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Mail would be accepted (possibly subject to the directory's answer, in `pending`).
-    Accepted { reply: String, pending: Vec<String> },
+    Accepted {
+        /// The reply at `MAIL`.
+        reply: String,
+        /// What only the directory can answer.
+        pending: Vec<String>,
+    },
     /// The client would be refused with `reply`.
-    Refused { reply: String },
+    Refused {
+        /// The reply.
+        reply: String,
+    },
 }
 
 /// The steps (name, what happens) and the verdict.
 #[derive(Debug)]
-pub(crate) struct Explanation {
+pub struct Explanation {
+    /// Each step: its name and what happens there.
     pub steps: Vec<(&'static str, String)>,
+    /// The end of the path.
     pub verdict: Verdict,
+    /// What the directory is asked on this path (`postern-gateway explain` asks it).
+    pub reach: Reach,
+}
+
+/// Where the path reaches the listener's authentication backends: the questions only
+/// they can answer, for `postern-gateway explain`, which asks them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reach {
+    /// The MailFlowPolicy applied to the client.
+    pub policy: String,
+    /// The listener's SmtpAuthProfile.
+    pub auth_profile: Option<String>,
+    /// The certificate (DER) reaches the profile's certificate mapping: it would be
+    /// presented, it verifies, and its type passes the profile's gate.
+    pub certificate: Option<Vec<u8>>,
+    /// The AUTH user name reaches the profile's SMTP AUTH (offered, TLS as required).
+    pub user: Option<String>,
 }
 
 /// Why there is nothing to explain.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ExplainError {
+pub enum ExplainError {
     /// The listener is not in the configuration.
     #[error("no Listener {0:?} in the configuration (it has: {1})")]
     NoListener(String, String),
@@ -55,10 +85,7 @@ pub(crate) enum ExplainError {
 }
 
 /// Walk the path of `q` through `config`.
-pub(crate) fn explain(
-    config: &GatewayConfig,
-    q: &Question<'_>,
-) -> Result<Explanation, ExplainError> {
+pub fn explain(config: &GatewayConfig, q: &Question<'_>) -> Result<Explanation, ExplainError> {
     let l = config.listeners.get(q.listener).ok_or_else(|| {
         ExplainError::NoListener(
             q.listener.to_owned(),
@@ -71,12 +98,13 @@ pub(crate) fn explain(
         )
     })?;
     let mut steps = Vec::new();
-    let refused = |steps, reply: &str| {
+    let refused = |steps, reach, reply: &str| {
         Ok(Explanation {
             steps,
             verdict: Verdict::Refused {
                 reply: reply.to_owned(),
             },
+            reach,
         })
     };
 
@@ -85,6 +113,11 @@ pub(crate) fn explain(
         .policies
         .get(policy_name)
         .ok_or_else(|| ExplainError::Broken(format!("MailFlowPolicy {policy_name:?} not found")))?;
+    let mut reach = Reach {
+        policy: policy_name.to_owned(),
+        auth_profile: l.auth_profile.clone(),
+        ..Reach::default()
+    };
     steps.push((
         "host access",
         format!(
@@ -101,7 +134,7 @@ pub(crate) fn explain(
         ),
     ));
     if policy.action == PolicyAction::Reject {
-        return refused(steps, "554 5.7.1 (at connect)");
+        return refused(steps, reach, "554 5.7.1 (at connect)");
     }
     let tls_possible = l.tls.is_some() && (l.implicit_tls || policy.tls != TlsMode::Disabled);
     steps.push((
@@ -132,6 +165,7 @@ pub(crate) fn explain(
     if policy.tls == TlsMode::Required && !tls_possible {
         return refused(
             steps,
+            reach,
             "530 5.7.0 Must issue a STARTTLS command first (the listener cannot do TLS)",
         );
     }
@@ -162,7 +196,11 @@ pub(crate) fn explain(
             ));
         } else if !c.valid() {
             if policy.verify_client_certificate {
-                return refused(steps, "TLS handshake refused (invalid client certificate)");
+                return refused(
+                    steps,
+                    reach,
+                    "TLS handshake refused (invalid client certificate)",
+                );
             }
             steps.push((
                 "certificate",
@@ -184,6 +222,7 @@ pub(crate) fn explain(
                     format!("profile {name}: {why}; not mapped"),
                 )),
                 Ok(()) => {
+                    reach.certificate = Some(c.der.clone());
                     steps.push((
                         "certificate type",
                         format!(
@@ -236,6 +275,9 @@ pub(crate) fn explain(
 
     if let Some(user) = q.user {
         let smtp = auth.and_then(|(_, p)| p.smtp_auth.as_ref());
+        if smtp.is_some() && (tls_possible || !policy.require_tls_for_smtp_auth) {
+            reach.user = Some(user.to_owned());
+        }
         match smtp {
             None => steps.push((
                 "auth",
@@ -339,7 +381,7 @@ pub(crate) fn explain(
     }
 
     if policy.require_smtp_auth && identity.is_none() {
-        return refused(steps, "530 5.7.0 Authentication required (at MAIL)");
+        return refused(steps, reach, "530 5.7.0 Authentication required (at MAIL)");
     }
     if !policy.sender_binding.is_off() && identity.is_some() {
         pending.push(format!(
@@ -359,6 +401,7 @@ pub(crate) fn explain(
     Ok(Explanation {
         steps,
         verdict: Verdict::Accepted { reply, pending },
+        reach,
     })
 }
 
@@ -422,15 +465,15 @@ fn certificate_filter(template: &str, c: &CertificateCheck) -> String {
             let mut out = String::new();
             for p in f.parts() {
                 match p {
-                    postern_config::filter::Part::Literal(s) => out.push_str(s),
-                    postern_config::filter::Part::Value(p) => {
+                    crate::filter::Part::Literal(s) => out.push_str(s),
+                    crate::filter::Part::Value(p) => {
                         let v = match p {
                             Placeholder::Cn => c.common_name.clone(),
                             Placeholder::Email => c.email.clone(),
                             _ => None,
                         };
                         match v {
-                            Some(v) => out.push_str(&postern_config::filter::escape_value(&v)),
+                            Some(v) => out.push_str(&crate::filter::escape_value(&v)),
                             None => out.push_str(&format!("{{{}}}", p.name())),
                         }
                     }
@@ -442,10 +485,7 @@ fn certificate_filter(template: &str, c: &CertificateCheck) -> String {
 }
 
 /// The `mailAttributes` that would answer for the profile's LDAP backends.
-fn mail_attributes(
-    config: &GatewayConfig,
-    profile: Option<&postern_config::AuthProfile>,
-) -> String {
+fn mail_attributes(config: &GatewayConfig, profile: Option<&crate::AuthProfile>) -> String {
     let backends = profile.into_iter().flat_map(|p| {
         p.certificate
             .as_ref()

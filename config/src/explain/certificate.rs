@@ -3,15 +3,18 @@
 //! type checked against the profile (`postern_config::certificate_type`, the gateway's
 //! own check) and where its revocation would be answered.
 
-use postern_config::certificate_type::{self, Usage};
-use postern_config::{CrlScope, GatewayConfig, ListenerTls, RevocationMode, pem};
+use crate::certificate_type::{self, Usage};
+use crate::{CrlScope, GatewayConfig, ListenerTls, RevocationMode, pem};
 use x509_parser::prelude::*;
 
 /// The facts `explain` prints about a client certificate.
 #[derive(Debug)]
-pub(crate) struct CertificateCheck {
-    /// Subject and issuer (RFC 4514 strings as x509-parser prints them).
+pub struct CertificateCheck {
+    /// The certificate itself (DER).
+    pub der: Vec<u8>,
+    /// Subject (RFC 4514 string as x509-parser prints it).
     pub subject: String,
+    /// Issuer, printed the same way.
     pub issuer: String,
     /// `notBefore` – `notAfter`.
     pub validity: String,
@@ -21,20 +24,21 @@ pub(crate) struct CertificateCheck {
     pub chain: Result<String, String>,
     /// Policies and EKUs, or why they cannot be read.
     pub usage: Result<Usage, String>,
-    /// The first common name and the email SAN (`{cn}`, `{email}`).
+    /// The first common name (`{cn}`).
     pub common_name: Option<String>,
+    /// The email SAN (`{email}`).
     pub email: Option<String>,
 }
 
 impl CertificateCheck {
     /// Whether the gateway would accept it in the handshake (chain and dates).
-    pub(crate) fn valid(&self) -> bool {
+    pub fn valid(&self) -> bool {
         self.current && self.chain.is_ok()
     }
 }
 
 /// Read the first certificate of `pem_text` and check it against `tls`'s client CAs.
-pub(crate) fn check(pem_text: &str, tls: Option<&ListenerTls>) -> Result<CertificateCheck, String> {
+pub fn check(pem_text: &str, tls: Option<&ListenerTls>) -> Result<CertificateCheck, String> {
     let ders = pem::certificates(pem_text).map_err(|e| format!("--cert: {e}"))?;
     let der = ders.first().ok_or("--cert: no certificate in the file")?;
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("--cert: {e}"))?;
@@ -54,6 +58,7 @@ pub(crate) fn check(pem_text: &str, tls: Option<&ListenerTls>) -> Result<Certifi
             })
         });
     Ok(CertificateCheck {
+        der: der.to_vec(),
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
         validity: format!("{} – {}", validity.not_before, validity.not_after),
@@ -96,7 +101,7 @@ fn chain_to(cert: &X509Certificate<'_>, bundle: &str) -> Result<String, String> 
 }
 
 /// Where revocation would be answered for a certificate on this listener.
-pub(crate) fn revocation(config: &GatewayConfig, tls: &ListenerTls) -> String {
+pub(super) fn revocation(config: &GatewayConfig, tls: &ListenerTls) -> String {
     let r = &tls.revocation;
     let crls: Vec<&str> = config
         .crl_sources
