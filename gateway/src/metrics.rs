@@ -332,7 +332,7 @@ impl Metrics {
         // the dashboard) cannot see a series' first sample, so a counter that appeared at 1
         // would hide the first refused configuration.
         for outcome in ["applied", "unchanged", "refused"] {
-            m.config_reloads.get_or_create(&ReloadLabels {
+            let _created = m.config_reloads.get_or_create(&ReloadLabels {
                 outcome: outcome.into(),
             });
         }
