@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use postern_config::protocol::ServedBy;
-use postern_config::{CrlFailurePolicy, CrlFormat, CrlScope, CrlSource, Duration, GatewayConfig};
+use postern_config::{
+    CrlFailurePolicy, CrlFormat, CrlScope, CrlSource, DEFAULT_CRL_MAX_SIZE, Duration, GatewayConfig,
+};
 use postern_gateway::crl::parse::IdpScope;
 use postern_gateway::crl::verify::{Freshness, freshness};
 use postern_gateway::crl::{
@@ -71,6 +73,7 @@ fn config(sources: &[Source]) -> GatewayConfig {
                 } else {
                     CrlFailurePolicy::Open
                 },
+                max_size: DEFAULT_CRL_MAX_SIZE,
             },
         );
     }
