@@ -7,7 +7,7 @@
 //! explained (exit 3), or not checked under `failurePolicy: Open`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use postern_config::{
@@ -19,55 +19,28 @@ use postern_controller::compile::compile;
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::ports::free_port;
 use postern_testkit::workspace::workspace_bin;
+use postern_tests::ocsp_responder::OcspResponder;
+use postern_tests::openssl_ca::OpensslCa;
 use postern_tests::slapd::{Slapd, SlapdOptions};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is required for this test");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The example CA in `dir` with an OpenSSL CA database: alice valid, `revoked.crt`
-/// revoked (keyCompromise); a CRL of it (CRL number 0x10) as `crl.pem`.
-fn ca_database(dir: &Path) {
-    for f in ["ca.crt", "ca.key", "alice.crt", "revoked.crt"] {
-        std::fs::copy(examples().join("pki").join(f), dir.join(f)).unwrap();
+/// The example CA as an OpenSSL CA in `dir` (`ca.crt`, `ca.key`, database `ca.index`):
+/// alice recorded valid, `revoked.crt` revoked (keyCompromise); its CRL (CRL number 1)
+/// as `ca.crl`; the client certificates copied beside it.
+fn ca_database(dir: &Path) -> OpensslCa {
+    let pki = examples().join("pki");
+    let ca = OpensslCa::from_files(dir, "ca", &pki.join("ca.crt"), &pki.join("ca.key")).unwrap();
+    for f in ["alice.crt", "revoked.crt"] {
+        std::fs::copy(pki.join(f), dir.join(f)).unwrap();
     }
-    std::fs::write(
-        dir.join("index.txt"),
-        "V\t361120162435Z\t\t1A2B3C4D5E6F7081\tunknown\t/CN=alice\n\
-         R\t361120162435Z\t261123162435Z,keyCompromise\t7265766F6B6564\tunknown\t/CN=revoked\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("crlnumber"), "10\n").unwrap();
-    std::fs::write(
-        dir.join("ca.cnf"),
-        format!(
-            "[ ca ]\ndefault_ca = d\n[ d ]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\n\
-             default_md = sha256\ndefault_crl_days = 7\ncrl_extensions = ext\n\
-             [ ext ]\nauthorityKeyIdentifier = keyid:always\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "ca", "-gencrl", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt", "-out",
-            "crl.pem",
-        ],
-    );
+    ca.record_valid(&dir.join("alice.crt")).unwrap();
+    ca.revoke_file(&dir.join("revoked.crt"), "keyCompromise")
+        .unwrap();
+    ca.crl_pem().unwrap();
+    ca
 }
 
 /// examples/either with its directory at `ldap_url`, `verifyClientCertificate` on the
@@ -129,12 +102,9 @@ fn explain(config: &Path, dir: &Path, cert: &str) -> (i32, String) {
         .arg(dir.join(cert))
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().expect("exit code"), text)
+    let both = [out.stdout, out.stderr].concat();
+    let code = out.status.code().expect("exit code");
+    (code, String::from_utf8_lossy(&both).into_owned())
 }
 
 fn mode(mode: RevocationMode, on_unavailable: OnUnavailable, responder: &str) -> cfg::Revocation {
@@ -164,7 +134,7 @@ fn crls_answer_for_real_and_an_unreachable_source_fails_closed() {
     let dir = tmp.path();
     ca_database(dir);
     let files = HttpServer::start();
-    files.put("/example.crl", std::fs::read(dir.join("crl.pem")).unwrap());
+    files.put("/example.crl", std::fs::read(dir.join("ca.crl")).unwrap());
     let slapd = slapd();
     let crl_only = || mode(RevocationMode::CrlOnly, OnUnavailable::Refuse, "");
     let config = config_file(
@@ -187,7 +157,7 @@ fn crls_answer_for_real_and_an_unreachable_source_fails_closed() {
     assert!(out.contains("ANDERSON.ALICE.A.1000000001"), "{out}");
     assert!(out.contains("not revoked (CRL of"), "{out}");
     assert!(
-        out.contains("of source example-ca (CRL number 16, nextUpdate 20"),
+        out.contains("of source example-ca (CRL number 1, nextUpdate 20"),
         "{out}"
     );
     assert!(out.contains("verifier: accepted"), "{out}");
@@ -202,7 +172,7 @@ fn crls_answer_for_real_and_an_unreachable_source_fails_closed() {
     let (code, out) = explain(&config, dir, "revoked.crt");
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("REVOKED, reason"), "{out}");
-    assert!(out.contains("(CRL number 16"), "{out}");
+    assert!(out.contains("(CRL number 1,"), "{out}");
     assert!(
         out.contains("REFUSED: TLS handshake refused (revoked: certificate"),
         "{out}"
@@ -246,80 +216,15 @@ fn crls_answer_for_real_and_an_unreachable_source_fails_closed() {
     assert!(out.contains("ACCEPTED"), "{out}");
 }
 
-/// `openssl ocsp` on a free port for the CA database of `dir`, signing with the CA.
-struct Responder(Child, u16);
-
-impl Responder {
-    fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let child = Command::new("openssl")
-            .args([
-                "ocsp",
-                "-index",
-                "index.txt",
-                "-port",
-                &port.to_string(),
-                "-CA",
-                "ca.crt",
-                "-rsigner",
-                "ca.crt",
-                "-rkey",
-                "ca.key",
-                "-nmin",
-                "5",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // `openssl ocsp` serves one connection at a time: probe with a real request.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Command::new("openssl")
-            .args([
-                "ocsp",
-                "-issuer",
-                "ca.crt",
-                "-serial",
-                "1",
-                "-url",
-                &format!("http://127.0.0.1:{port}/"),
-                "-timeout",
-                "2",
-                "-noverify",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_or(true, |s| !s.success())
-        {
-            assert!(Instant::now() < deadline, "openssl ocsp did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self(child, port)
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.1)
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn an_ocsp_mode_is_answered_by_the_responder() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    ca_database(dir);
+    let ca = ca_database(dir);
     let files = HttpServer::start();
-    files.put("/example.crl", std::fs::read(dir.join("crl.pem")).unwrap());
-    let responder = Responder::start(dir);
+    files.put("/example.crl", std::fs::read(dir.join("ca.crl")).unwrap());
+    let index = ca.index_path().display().to_string();
+    let responder = OcspResponder::start(dir, &index, "ca.crt", "ca");
     let slapd = slapd();
     let config = config_file(
         dir,
