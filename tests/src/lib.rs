@@ -18,6 +18,7 @@ pub mod helm;
 pub mod kube;
 pub mod node;
 pub mod observability;
+pub mod ocsp_responder;
 pub mod openssl_ca;
 pub mod rendered;
 pub mod slapd;

@@ -171,6 +171,23 @@ impl OpensslCa {
         Self::with_database(dir, name, ca)
     }
 
+    /// An existing CA (certificate and key files, e.g. examples/pki's) copied into `dir`
+    /// as `<name>.crt` and `<name>.key`, with an empty database.
+    pub fn from_files(dir: &Path, name: &str, cert: &Path, key: &Path) -> Result<Self> {
+        let ca = Issued {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        };
+        std::fs::copy(cert, &ca.cert).with_context(|| cert.display().to_string())?;
+        std::fs::copy(key, &ca.key).with_context(|| key.display().to_string())?;
+        Self::with_database(dir, name, ca)
+    }
+
+    /// The database's file (`index.txt` format), for `openssl ocsp -index`.
+    pub fn index_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.index", self.name))
+    }
+
     fn with_database(dir: &Path, name: &str, ca: Issued) -> Result<Self> {
         std::fs::write(dir.join(format!("{name}.index")), "")?;
         std::fs::write(dir.join(format!("{name}.serial")), "1000\n")?;
@@ -361,6 +378,28 @@ impl OpensslCa {
                 &cert.cert.to_string_lossy(),
             ],
         )?;
+        Ok(())
+    }
+
+    /// Record a certificate of this CA as valid (`openssl ca -valid`), e.g. one made
+    /// elsewhere, so an OCSP responder on the database answers good for it.
+    pub fn record_valid(&self, cert: &Path) -> Result<()> {
+        self.database(&["-valid", &cert.to_string_lossy()])
+    }
+
+    /// Revoke a certificate of this CA by its file (`openssl ca -revoke`, with
+    /// `-crl_reason reason`), whether or not the database knew it.
+    pub fn revoke_file(&self, cert: &Path, reason: &str) -> Result<()> {
+        let cert = cert.to_string_lossy();
+        self.database(&["-revoke", &cert, "-crl_reason", reason])
+    }
+
+    /// `openssl ca -batch -config <this CA's> args`: a change to the database.
+    fn database(&self, args: &[&str]) -> Result<()> {
+        let config = self.config_path();
+        let mut all = vec!["ca", "-batch", "-config", &config];
+        all.extend_from_slice(args);
+        openssl(&self.dir, &all)?;
         Ok(())
     }
 

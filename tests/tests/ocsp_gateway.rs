@@ -4,8 +4,7 @@
 //! by a key the CA never authorised, and a delegated responder certificate.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use postern_config::{self as cfg, TlsMode};
 use postern_testkit::gateway::Gateway;
@@ -14,6 +13,7 @@ use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
 use postern_tests::clients::openssl as s_client;
 use postern_tests::gateway::{listener, policy, single, start_gateway, user};
+use postern_tests::ocsp_responder::OcspResponder;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -119,77 +119,6 @@ fn pki(dir: &Path) {
     .unwrap();
 }
 
-/// `openssl ocsp` answering on a free port, signing with `signer` (`.crt`/`.key`).
-struct Responder(Child, u16);
-
-impl Responder {
-    fn start(dir: &Path, signer: &str) -> Self {
-        let port = free_port();
-        let child = Command::new("openssl")
-            .args([
-                "ocsp",
-                "-index",
-                "index.txt",
-                "-port",
-                &port.to_string(),
-                "-CA",
-                "ca.crt",
-                "-rsigner",
-                &format!("{signer}.crt"),
-                "-rkey",
-                &format!("{signer}.key"),
-                "-nmin",
-                "5",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // A bare TCP probe would wedge `openssl ocsp` (it serves one connection at a
-        // time and waits on an empty one): probe with a real OCSP request instead.
-        let url = format!("http://127.0.0.1:{port}/");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while Command::new("openssl")
-            .args([
-                "ocsp",
-                "-issuer",
-                "ca.crt",
-                "-serial",
-                "1",
-                "-url",
-                &url,
-                "-timeout",
-                "2",
-                "-noverify",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_or(true, |s| !s.success())
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "openssl ocsp did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self(child, port)
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.1)
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn gateway(dir: &Path, sink: &Sink, revocation: cfg::Revocation) -> (Gateway, u16) {
     let server = Ca::long_lived("Server CA").localhost_server();
     let port = free_port();
@@ -250,7 +179,7 @@ fn ocsp_only_good_revoked_unknown_and_a_responder_down() {
     let d = dir.path();
     pki(d);
     let sink = Sink::start(&[]).unwrap();
-    let responder = Responder::start(d, "ca");
+    let responder = OcspResponder::start(d, "index.txt", "ca.crt", "ca");
     let (gw, port) = gateway(
         d,
         &sink,
@@ -334,7 +263,7 @@ fn fallback_modes_with_no_crl_in_force() {
     let d = dir.path();
     pki(d);
     let sink = Sink::start(&[]).unwrap();
-    let responder = Responder::start(d, "ca");
+    let responder = OcspResponder::start(d, "index.txt", "ca.crt", "ca");
     let down = format!("http://127.0.0.1:{}/", free_port());
     // No CRL is in force for the CA: CrlThenOcsp asks OCSP.
     let (_gw, port) = gateway(
@@ -372,7 +301,7 @@ fn responses_signed_by_a_stranger_are_refused_and_a_delegated_responder_is_accep
     let d = dir.path();
     pki(d);
     let sink = Sink::start(&[]).unwrap();
-    let stranger = Responder::start(d, "other");
+    let stranger = OcspResponder::start(d, "index.txt", "ca.crt", "other");
     let (_gw, port) = gateway(
         d,
         &sink,
@@ -380,7 +309,7 @@ fn responses_signed_by_a_stranger_are_refused_and_a_delegated_responder_is_accep
     );
     let (ok, out) = connect(d, port, "good");
     assert!(!ok && out.contains("unknown ca"), "wrong key: {out}");
-    let delegated = Responder::start(d, "responder");
+    let delegated = OcspResponder::start(d, "index.txt", "ca.crt", "responder");
     let (_gw, port) = gateway(
         d,
         &sink,

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::Path;
 
 pub use certificate::{CertificateCheck, check as check_certificate};
-pub use path::{ExplainError, Explanation, Question, Reach, Verdict, explain};
+pub use path::{ExplainError, Explanation, HandshakeCheck, Question, Reach, Verdict, explain};
 
 /// Exit status when the client would be accepted.
 pub const EXIT_ACCEPTED: u8 = 0;
@@ -62,6 +62,7 @@ impl Inputs {
             cert_pem: self.cert_pem.as_deref(),
             user,
             password: self.password.as_deref(),
+            handshake: None,
         }
     }
 }

@@ -25,6 +25,21 @@ pub struct Question<'a> {
     pub user: Option<&'a str>,
     /// The password, with `--password-stdin`.
     pub password: Option<&'a str>,
+    /// What the gateway's own certificate verifier made of the certificate, with the
+    /// CRLs fetched and the OCSP responder asked (`postern-gateway explain`); `None`:
+    /// from the configuration alone.
+    pub handshake: Option<&'a HandshakeCheck>,
+}
+
+/// The gateway's verifier run on the client certificate (`postern-gateway explain`):
+/// chain, validity, key usage and revocation answered for real.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HandshakeCheck {
+    /// What was asked and answered (step name, text), printed in place of the offline
+    /// `revocation` step.
+    pub steps: Vec<(&'static str, String)>,
+    /// Why the verifier refuses the certificate; `None`: it accepts it.
+    pub refusal: Option<String>,
 }
 
 /// The end of the path.
@@ -187,20 +202,25 @@ pub fn explain(config: &GatewayConfig, q: &Question<'_>) -> Result<Explanation, 
         let c = certificate::check(pem_text, l.tls.as_ref()).map_err(ExplainError::Certificate)?;
         describe_certificate(&c, &mut steps);
         if let Some(t) = &l.tls {
-            steps.push(("revocation", certificate::revocation(config, t)));
+            match q.handshake {
+                Some(h) => steps.extend(h.steps.iter().cloned()),
+                None => steps.push(("revocation", certificate::revocation(config, t))),
+            }
         }
+        // The gateway's verifier, when it was run, has the last word on validity.
+        let valid = q.handshake.map_or(c.valid(), |h| h.refusal.is_none());
         if !tls_possible {
             steps.push((
                 "certificate",
                 "no TLS on this path: the certificate is never presented".into(),
             ));
-        } else if !c.valid() {
+        } else if !valid {
             if policy.verify_client_certificate {
-                return refused(
-                    steps,
-                    reach,
-                    "TLS handshake refused (invalid client certificate)",
-                );
+                let why = q
+                    .handshake
+                    .and_then(|h| h.refusal.as_deref())
+                    .unwrap_or("invalid client certificate");
+                return refused(steps, reach, &format!("TLS handshake refused ({why})"));
             }
             steps.push((
                 "certificate",

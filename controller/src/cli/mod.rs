@@ -134,10 +134,11 @@ pub struct ExplainArgs {
     /// `senderBinding` (with `--ldap`).
     #[arg(long, value_name = "ADDRESS", requires = "ldap")]
     pub mail_from: Option<String>,
-    /// Ask the directory: run `postern-gateway explain` (next to this binary, else on
-    /// PATH) on this configuration, so the LDAP queries run through the gateway's own
-    /// client. Nothing is sent to any mail server.
-    #[arg(long)]
+    /// Ask the directory and the revocation sources: run `postern-gateway explain` (next
+    /// to this binary, else on PATH) on this configuration, so the LDAP queries, the CRL
+    /// fetches and the OCSP requests run through the gateway's own clients. Nothing is
+    /// sent to any mail server. `--gateway` is the same flag.
+    #[arg(long, visible_alias = "gateway")]
     pub ldap: bool,
 }
 

@@ -3,7 +3,9 @@
 //! client, as `postern explain` prints it from the configuration alone
 //! (`postern_config::explain`), then what the directory answers — asked through the
 //! listener's SmtpAuthProfile built by `auth::build_auth_profile`, the function every
-//! gateway configuration is built with. No mail is sent; nothing is relayed.
+//! gateway configuration is built with. With `--cert`, the certificate goes through the
+//! verifier the gateway would use, its revocation answered by the listener's CRLs and
+//! OCSP responder (`explain_revocation`). No mail is sent; nothing is relayed.
 //!
 //! Exit 0 accepted, 3 refused, 1 error — a directory that does not answer is an error
 //! (the answer is unknown; the gateway would reply `454 4.7.0` now), not a refusal.
@@ -18,6 +20,7 @@ use postern_config::explain::{
 };
 
 use super::explain_directory::{Outcome, ask};
+use super::explain_revocation::{RevocationCheckError, check as check_certificate};
 
 /// `postern-gateway explain`.
 #[derive(Debug, clap::Args)]
@@ -72,7 +75,29 @@ async fn try_run(
         );
     }
     let inputs = Inputs::read(args.cert.as_deref(), args.password_stdin)?;
-    let q = inputs.question(&args.listener, args.client_ip, args.user.as_deref());
+    let handshake = match &inputs.cert_pem {
+        None => None,
+        Some(pem_text) => {
+            match check_certificate(&config, &args.listener, args.client_ip, pem_text).await {
+                Ok(h) => h,
+                // The gateway would not serve this configuration or listener: say so and
+                // explain from the configuration alone.
+                Err(
+                    e @ (RevocationCheckError::Build(_)
+                    | RevocationCheckError::ListenerRefused { .. }),
+                ) => {
+                    let _ = writeln!(
+                        err,
+                        "warning: certificate not checked by the gateway's verifier: {e}"
+                    );
+                    None
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let mut q = inputs.question(&args.listener, args.client_ip, args.user.as_deref());
+    q.handshake = handshake.as_ref();
     let e = explain(&config, &q).map_err(|e| e.to_string())?;
     print_steps(out, &e);
     let Verdict::Accepted { reply, .. } = &e.verdict else {

@@ -1,0 +1,80 @@
+//! `openssl ocsp` as a real OCSP responder on a free loopback port, answering from an
+//! OpenSSL CA database (`index.txt` format); stopped when dropped.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use postern_testkit::ports::free_port;
+
+/// A running `openssl ocsp -index ... -port ...`.
+#[derive(Debug)]
+pub struct OcspResponder(Child, u16);
+
+impl OcspResponder {
+    /// Answer in `dir` from the database `index` for the CA `ca` (certificate file),
+    /// signing with `signer` (`<signer>.crt` and `<signer>.key`).
+    pub fn start(dir: &Path, index: &str, ca: &str, signer: &str) -> Self {
+        let port = free_port();
+        let child = Command::new("openssl")
+            .args([
+                "ocsp",
+                "-index",
+                index,
+                "-port",
+                &port.to_string(),
+                "-CA",
+                ca,
+                "-rsigner",
+                &format!("{signer}.crt"),
+                "-rkey",
+                &format!("{signer}.key"),
+                "-nmin",
+                "5",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl is required for this test");
+        // A bare TCP probe would wedge `openssl ocsp` (it serves one connection at a
+        // time and waits on an empty one): probe with a real OCSP request instead.
+        let url = format!("http://127.0.0.1:{port}/");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("openssl")
+            .args([
+                "ocsp",
+                "-issuer",
+                ca,
+                "-serial",
+                "1",
+                "-url",
+                &url,
+                "-timeout",
+                "2",
+                "-noverify",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+        {
+            assert!(Instant::now() < deadline, "openssl ocsp did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self(child, port)
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.1)
+    }
+}
+
+impl Drop for OcspResponder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
