@@ -5,15 +5,15 @@
 //! and a directory that is down or does not answer (exit 1, the `454` a client gets
 //! meanwhile, within the LdapProfile's timeouts).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use postern_config::{GatewayConfig, SenderBinding};
 use postern_controller::cli::manifests::{load, read_inputs};
 use postern_controller::compile::compile;
 use postern_testkit::ports::free_port;
+use postern_testkit::process;
 use postern_testkit::workspace::workspace_bin;
 use postern_tests::slapd::{Slapd, SlapdOptions};
 
@@ -41,23 +41,15 @@ fn config_file(dir: &Path, url: &str) -> PathBuf {
 /// `postern explain --ldap --config FILE --listener submission --client-ip 127.0.0.1
 /// ARGS`, `stdin` written to it: exit code and stdout + stderr.
 fn explain(config: &Path, args: &[&str], stdin: &str) -> (i32, String) {
-    let mut child = Command::new(workspace_bin("postern").unwrap())
-        .args(["explain", "--ldap", "--config"])
-        .arg(config)
-        .args(["--listener", "submission", "--client-ip", "127.0.0.1"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = process::output_with_stdin(
+        Command::new(workspace_bin("postern").unwrap())
+            .args(["explain", "--ldap", "--config"])
+            .arg(config)
+            .args(["--listener", "submission", "--client-ip", "127.0.0.1"])
+            .args(args),
+        stdin.as_bytes(),
+    )
+    .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
