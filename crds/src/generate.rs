@@ -1,6 +1,8 @@
 //! CRD generation: the YAML that `crdgen` writes into `charts/postern/crds/`.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 
 use crate::{CrlSource, GatewayReport, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
@@ -10,13 +12,63 @@ pub const CHART_CRD_DIR: &str = "charts/postern/crds";
 
 /// The five CustomResourceDefinitions.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         LdapProfile::crd(),
         SmtpAuthProfile::crd(),
         MailFlowPolicy::crd(),
         Listener::crd(),
         CrlSource::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        spec_not_nullable(crd);
+    }
+    crds
+}
+
+/// Drops `nullable` from every schema under `spec`.
+///
+/// API servers before 1.27 publish CRD schemas as OpenAPI v2, which has no `nullable`:
+/// they drop the type, properties and items of every nullable schema, so `kubectl explain
+/// listener.spec.tls` showed no fields. Under `spec` nothing needs null: client-side apply
+/// deletes a field with a merge patch, server-side apply by omission, and the server prunes
+/// an explicit null of a non-nullable field. `status` and the GatewayReport keep
+/// `nullable`, because there Postern's own writers clear optional fields by server-side
+/// apply, which 1.20 stores as null.
+fn spec_not_nullable(crd: &mut CustomResourceDefinition) {
+    for version in &mut crd.spec.versions {
+        let spec = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("spec"));
+        if let Some(spec) = spec {
+            strip_nullable(spec);
+        }
+    }
+}
+
+/// Removes `nullable` from `schema` and every schema below it.
+fn strip_nullable(schema: &mut JSONSchemaProps) {
+    schema.nullable = None;
+    for p in schema.properties.iter_mut().flat_map(|m| m.values_mut()) {
+        strip_nullable(p);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        strip_nullable(items);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schemas(items)) = schema.items.as_mut() {
+        items.iter_mut().for_each(strip_nullable);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = schema.additional_properties.as_mut() {
+        strip_nullable(extra);
+    }
+    for group in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of]
+        .into_iter()
+        .flatten()
+    {
+        group.iter_mut().for_each(strip_nullable);
+    }
 }
 
 /// The CRDs of the kinds only Postern's own components write (not part of the
