@@ -293,7 +293,10 @@ mod tests {
             crl
         );
 
-        let listener = ListenerStatus { common: common() };
+        let listener = ListenerStatus {
+            common: common(),
+            ..Default::default()
+        };
         let mut plain = json;
         let map = plain.as_object_mut().unwrap();
         map.remove("entries");

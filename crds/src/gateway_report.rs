@@ -56,6 +56,11 @@ pub struct GatewayReportSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "free_form_objects")]
     pub crl_sources: Vec<serde_json::Value>,
+    /// Per Listener with a client CA bundle: how the revocation of each of its CAs is
+    /// checked (as the gateway's CRL store and the Listener's revocation mode decide).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "free_form_objects")]
+    pub revocation: Vec<serde_json::Value>,
 }
 
 /// A configuration the gateway was given and could not run.
@@ -156,12 +161,17 @@ mod tests {
                     name: "dod".into(),
                     ..Default::default()
                 }],
+                revocation: vec![postern_config::protocol::ListenerCoverage {
+                    listener: "smtp".into(),
+                    cas: Vec::new(),
+                }],
             },
         };
         let crd: GatewayReportSpec =
             serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
         assert_eq!(crd.applied_hash.as_deref(), Some("sha256:ab"));
         assert_eq!(crd.crl_sources.len(), 1);
+        assert_eq!(crd.revocation.len(), 1);
         assert_eq!(crd.refused_listeners[0].serving.state, "previousVersion");
     }
 }

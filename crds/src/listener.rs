@@ -231,10 +231,18 @@ pub struct ListenerTimeouts {
     pub data_total: Option<String>,
 }
 
-/// Status of a `Listener`: its conditions.
+/// Status of a `Listener`: its conditions, and how the revocation of each CA it trusts
+/// is checked.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ListenerStatus {
     /// Conditions and the generation they are about.
     #[serde(flatten)]
     pub common: ObjectStatus,
+    /// Each CA of the client CA bundle, as the gateways check it: `mechanism` (`crl`,
+    /// `ocsp`, `crl+ocsp` or `none`), whether it is `covered`, the CrlSources with a CRL
+    /// of it in force (their last fetch is in each one's status), their entries, size,
+    /// earliest `nextUpdate` and staleness. Where gateways differ, the view that should
+    /// worry an operator more is shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revocation: Vec<postern_config::protocol::CaRevocation>,
 }

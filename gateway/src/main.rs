@@ -93,6 +93,9 @@ enum CrlCommand {
     /// Print a CRL file's issuer, dates, entry count and CRL number; check its signature
     /// (--ca) and whether serial numbers are revoked (--serial). Exit 2 if one is.
     Inspect(crl::inspect::InspectArgs),
+    /// Ask a running gateway (its admin endpoint) how the revocation of every CA of every
+    /// Listener's client CA bundle is checked. Exit 1 if a CA is not covered or stale.
+    Coverage(postern_gateway::cli::coverage::CoverageArgs),
 }
 
 /// Running in a cluster: the configuration is the namespace's rendered Secret, read
@@ -161,6 +164,15 @@ async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     match &args.command {
         Some(Command::Crl(CrlCommand::Inspect(a))) => return crl_inspect(a),
+        Some(Command::Crl(CrlCommand::Coverage(a))) => {
+            let code = postern_gateway::cli::coverage::run(
+                a,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+            .await;
+            return std::process::ExitCode::from(code);
+        }
         Some(Command::Explain(a)) => {
             let code = postern_gateway::cli::explain::run(
                 a,
@@ -299,7 +311,7 @@ async fn run(
                 start_cluster_source(
                     &args.cluster,
                     reloader.clone(),
-                    postern_gateway::cluster::crl_facts_of(crl_store.clone()),
+                    postern_gateway::cluster::revocation_facts_of(crl_store.clone()),
                     cluster_stop.clone(),
                 )
                 .await?,
@@ -370,7 +382,7 @@ async fn run(
 async fn start_cluster_source(
     args: &ClusterArgs,
     reloader: Arc<Reloader>,
-    crl_facts: postern_gateway::cluster::CrlFactsFn,
+    revocation_facts: postern_gateway::cluster::RevocationFactsFn,
     stop: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use postern_gateway::cluster;
@@ -395,7 +407,7 @@ async fn start_cluster_source(
     info!(namespace = %namespace, gateway = %gateway_name, secret = %opts.secret_name,
         "configuration from the cluster");
     Ok(tokio::spawn(async move {
-        if let Err(e) = cluster::run(client, opts, reloader, crl_facts, stop).await {
+        if let Err(e) = cluster::run(client, opts, reloader, revocation_facts, stop).await {
             tracing::error!(error = %e, "cluster configuration source stopped");
         }
     }))

@@ -2,7 +2,8 @@
 //! source has no CRL in force: `failurePolicy: Closed` says the certificates it may be
 //! for are refused (`FetchFailed`), `failurePolicy: Open` carries the `FailOpen` warning
 //! (Ready False, a Warning Event); once in force, `status.crls` says what each CRL
-//! covers.
+//! covers. The Listener's `status.revocation` says per trusted CA what checks it: nothing
+//! before the CRL is in force, the CRL (source, entries, size, nextUpdate) after.
 
 use std::time::Duration;
 
@@ -114,6 +115,30 @@ fn crl_sources_without_a_crl_say_whether_they_refuse_or_fail_open() {
     })
     .unwrap();
 
+    // The Listener's one CA: nothing checks its revocation yet.
+    let revocation = |want: &str| {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("listener/smtp status.revocation {want}"),
+            || {
+                let obj = cluster.get_json(&ns, "listener", "smtp")?;
+                let r = obj.map(|o| o["status"]["revocation"].clone());
+                match r {
+                    Some(r) if r[0]["mechanism"] == want => Ok(Some(r)),
+                    other => anyhow::bail!("now {other:?}"),
+                }
+            },
+        )
+        .unwrap()
+    };
+    let none = revocation("none");
+    assert_eq!(none.as_array().map(Vec::len), Some(1), "{none}");
+    assert!(
+        none[0]["ca"].as_str().unwrap().contains("Policy Root"),
+        "{none}"
+    );
+    assert_eq!(none[0]["covered"], false, "{none}");
+
     // The CRL arrives: in force, and its scope is in the status.
     http.put("/record.crl", ca.current_crl(1, &[&[0x01]]));
     let ready = wait_ready(cluster, &ns, "record", |c| c.status == "True");
@@ -129,4 +154,12 @@ fn crl_sources_without_a_crl_say_whether_they_refuse_or_fail_open() {
         crls[0]["issuer"].as_str().unwrap().contains("Policy Root"),
         "{obj}"
     );
+    // And the Listener says the CA is covered by it.
+    let crl = revocation("crl");
+    assert_eq!(crl[0]["covered"], true, "{crl}");
+    assert_eq!(crl[0]["sources"], serde_json::json!(["record"]), "{crl}");
+    assert_eq!(crl[0]["entries"], 1, "{crl}");
+    assert!(crl[0]["derBytes"].as_u64().unwrap() > 0, "{crl}");
+    assert!(crl[0]["nextUpdate"].is_string(), "{crl}");
+    assert_eq!(crl[0]["stale"], false, "{crl}");
 }

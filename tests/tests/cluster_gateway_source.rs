@@ -118,7 +118,7 @@ async fn gateway_source_applies_reports_and_refuses_drift() {
         gw.clone(),
         opts,
         sink.clone(),
-        Arc::new(Vec::new),
+        cluster::no_revocation_facts(),
         stop.clone(),
     ));
     let report_name = protocol::report_name("gw-1");

@@ -2,7 +2,8 @@
 //! `zip` tool) covering two of the three CAs a listener trusts, and a source whose file is
 //! over its `maxSize`: the per-CA coverage view (`GET /revocation`, the gauge
 //! `postern_revocation_ca_covered{listener,ca}`) names the uncovered CA, and the oversize
-//! source says `too_large` in its status and its decision line.
+//! source says `too_large` in its status and its decision line. `postern-gateway crl
+//! coverage` prints the same view with a verdict and exits 1 for it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use postern_config::GatewayConfig;
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::pki::Ca;
 use postern_testkit::ports::free_port;
+use postern_testkit::workspace::workspace_bin;
 use postern_tests::crl::start_gateway;
 
 #[test]
@@ -127,6 +129,63 @@ fn zip_source_coverage_per_ca_and_max_size_through_the_gateway() {
         "{}",
         gauge("Coverage Issuing CA 2")
     );
+
+    // The same view in one command, with a verdict an operator (or a script) can act on.
+    let out = Command::new(workspace_bin("postern-gateway").unwrap())
+        .args([
+            "crl",
+            "coverage",
+            "--admin",
+            &format!("http://{}", gw.admin),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("LISTENER"), "{text}");
+    let line = |cn: &str| {
+        text.lines()
+            .find(|l| l.contains(cn))
+            .unwrap_or_else(|| panic!("{cn} not in {text}"))
+    };
+    assert!(line("Coverage Issuing CA 1").contains(" crl "), "{text}");
+    assert!(line("Coverage Issuing CA 1").contains(" dod "), "{text}");
+    assert!(line("Coverage Issuing CA 2").contains(" none "), "{text}");
+    let verdict = text.lines().last().unwrap();
+    assert!(
+        verdict.starts_with("2 of 3 trusted CAs covered; NOT covered (no revocation check): ")
+            && verdict.contains("Coverage Issuing CA 2"),
+        "{text}"
+    );
+    let json = Command::new(workspace_bin("postern-gateway").unwrap())
+        .args([
+            "crl",
+            "coverage",
+            "--json",
+            "--admin",
+            &format!("http://{}", gw.admin),
+        ])
+        .output()
+        .unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(parsed.as_array().map(Vec::len), Some(3), "{parsed}");
+    // A gateway that cannot be asked: exit 2, and why.
+    let down = Command::new(workspace_bin("postern-gateway").unwrap())
+        .args([
+            "crl",
+            "coverage",
+            "--admin",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("/revocation"));
 
     // The source over its maxSize: status and decision line say so.
     let (_, small) = gw.http_get("/crl/small").unwrap();

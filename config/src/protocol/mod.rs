@@ -7,7 +7,8 @@
 //! - Each gateway reports what it runs in a `GatewayReport` object of its own
 //!   (`postern-gw-<pod name>`, labelled [`REPORT_LABEL`]; its [`ReportSpec`] is the
 //!   heartbeat — `renewTime` + `ttlSeconds` — and the [`GatewayReport`], whose
-//!   [`CrlFacts`] the controller copies into `CrlSource` status).
+//!   [`CrlFacts`] the controller copies into `CrlSource` status and whose
+//!   [`ListenerCoverage`] it copies into `Listener` status).
 //!
 //! A kind of its own rather than a Lease or a Pod annotation: a gateway's credentials
 //! then write reports and nothing else. With rights on Leases, a gateway could take over
@@ -15,12 +16,14 @@
 //! its namespace); with rights on Pods, patch any Pod. It also works the same for a
 //! gateway outside a Pod (tests, VMs), and dies with the Pod through its owner reference.
 
+mod coverage;
 mod crl;
 mod listener;
 pub mod rendered;
 
 use serde::{Deserialize, Serialize};
 
+pub use coverage::{CaRevocation, ListenerCoverage, RevocationMechanism};
 pub use crl::{CrlError, CrlFacts, CrlFactsEntry, DiscoveredFrom, DiscoveredUrl, ServedBy};
 pub use listener::{ListenerRefusal, ListenerRefusalReason, ListenerServing};
 pub use rendered::{
@@ -89,6 +92,10 @@ pub struct GatewayReport {
     /// Per-CRL-source facts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crl_sources: Vec<CrlFacts>,
+    /// Per Listener with a client CA bundle: how the revocation of each of its CAs is
+    /// checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revocation: Vec<ListenerCoverage>,
 }
 
 /// The `spec` of a `GatewayReport` object: who, the heartbeat, and the report.
@@ -136,6 +143,19 @@ mod tests {
                     entries: 3,
                     ..Default::default()
                 }],
+                revocation: vec![ListenerCoverage {
+                    listener: "smtp".into(),
+                    cas: vec![CaRevocation {
+                        ca: "CN=DoD Root CA 6".into(),
+                        mechanism: RevocationMechanism::CrlAndOcsp,
+                        covered: true,
+                        sources: vec!["dod".into()],
+                        entries: 3,
+                        der_bytes: 512,
+                        next_update: Some("2025-01-02T00:00:00Z".into()),
+                        stale: false,
+                    }],
+                }],
             },
         };
         let json = serde_json::to_value(&spec).unwrap();
@@ -143,6 +163,8 @@ mod tests {
         assert_eq!(json["appliedHash"], "sha256:ab");
         assert_eq!(json["ttlSeconds"], 30);
         assert_eq!(json["refusedListeners"][0]["reason"], "PortUnavailable");
+        assert_eq!(json["revocation"][0]["cas"][0]["mechanism"], "crl+ocsp");
+        assert_eq!(json["revocation"][0]["cas"][0]["derBytes"], 512);
         assert_eq!(serde_json::from_value::<ReportSpec>(json).unwrap(), spec);
         // A report that only says who and when reads as "not serving, runs nothing".
         let bare: ReportSpec = serde_json::from_value(serde_json::json!(

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::DynamicObject;
 use postern_config::protocol::{
-    self, CrlFacts, GatewayReport, ListenerRefusal, ListenerRefusalReason, ReportSpec,
+    self, CaRevocation, CrlFacts, GatewayReport, ListenerRefusal, ListenerRefusalReason, ReportSpec,
 };
 
 /// Extra time a report stays alive past its lease, for clock skew between nodes.
@@ -270,10 +270,40 @@ pub(crate) fn crl_facts(gateways: &[GatewayState], name: &str, now: Timestamp) -
     best.into_iter().next_back().map(|(_, f)| f)
 }
 
+/// How the revocation of each CA of `listener`'s client CA bundle is checked, from the
+/// ready gateways' reports: each CA once, in the first report's order, with the view that
+/// should worry an operator more where gateways differ (not covered, stale, the earlier
+/// `nextUpdate`).
+pub(crate) fn revocation(
+    gateways: &[GatewayState],
+    listener: &str,
+    now: Timestamp,
+) -> Vec<CaRevocation> {
+    let mut out: Vec<CaRevocation> = Vec::new();
+    let views = gateways
+        .iter()
+        .filter(|g| g.alive(now) && g.report.ready)
+        .flat_map(|g| {
+            g.report
+                .revocation
+                .iter()
+                .filter(|l| l.listener == listener)
+        })
+        .flat_map(|l| l.cas.iter());
+    for view in views {
+        match out.iter_mut().find(|c| c.ca == view.ca) {
+            Some(c) if view.worse_first(c).is_lt() => *c = view.clone(),
+            Some(_) => {}
+            None => out.push(view.clone()),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postern_config::protocol::Refusal;
+    use postern_config::protocol::{ListenerCoverage, Refusal, RevocationMechanism};
 
     fn gw(name: &str, hash: Option<&str>, ready: bool, expires_in: i64) -> GatewayState {
         GatewayState {
@@ -329,6 +359,19 @@ mod tests {
                     name: "dod".into(),
                     entries: 3,
                     ..Default::default()
+                }],
+                revocation: vec![ListenerCoverage {
+                    listener: "smtp".into(),
+                    cas: vec![CaRevocation {
+                        ca: "CN=Root".into(),
+                        mechanism: RevocationMechanism::Crl,
+                        covered: true,
+                        sources: vec!["dod".into()],
+                        entries: 3,
+                        der_bytes: 100,
+                        next_update: None,
+                        stale: false,
+                    }],
                 }],
             },
         };
@@ -470,7 +513,6 @@ mod tests {
         let mut a = gw("a", Some(H1), true, 10);
         a.report.crl_sources = vec![CrlFacts {
             name: "dod".into(),
-            last_fetch_time: Some("2025-01-01T00:00:00Z".into()),
             entries: 1,
             ..Default::default()
         }];
@@ -489,5 +531,66 @@ mod tests {
     fn short_hashes() {
         assert_eq!(short_hash(H1), "sha256:111111111111");
         assert_eq!(short_hash("abc"), "abc");
+    }
+
+    #[test]
+    fn listener_revocation_shows_each_ca_once_the_worse_view_first() {
+        let ca = |name: &str, covered: bool, next: &str| CaRevocation {
+            ca: name.into(),
+            mechanism: if covered {
+                RevocationMechanism::Crl
+            } else {
+                RevocationMechanism::None
+            },
+            covered,
+            sources: Vec::new(),
+            entries: 1,
+            der_bytes: 10,
+            next_update: Some(next.into()),
+            stale: false,
+        };
+        let with = |name: &str, cas: Vec<CaRevocation>| {
+            let mut g = gw(name, Some(H1), true, 30);
+            g.report.revocation = vec![
+                ListenerCoverage {
+                    listener: "smtp".into(),
+                    cas,
+                },
+                ListenerCoverage {
+                    listener: "other".into(),
+                    cas: vec![ca("CN=Elsewhere", false, "2030-01-01T00:00:00Z")],
+                },
+            ];
+            g
+        };
+        let a = with(
+            "a",
+            vec![
+                ca("CN=Root", true, "2030-01-02T00:00:00Z"),
+                ca("CN=Sub", true, "2030-01-02T00:00:00Z"),
+            ],
+        );
+        let b = with(
+            "b",
+            vec![
+                ca("CN=Root", true, "2030-01-01T00:00:00Z"),
+                ca("CN=Sub", false, "2030-01-03T00:00:00Z"),
+            ],
+        );
+        let mut gone = with("c", vec![ca("CN=Gone", false, "2030-01-01T00:00:00Z")]);
+        gone.report.ready = false;
+        let r = revocation(&[a, b, gone], "smtp", now());
+        let shape: Vec<(&str, bool, Option<&str>)> = r
+            .iter()
+            .map(|c| (c.ca.as_str(), c.covered, c.next_update.as_deref()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("CN=Root", true, Some("2030-01-01T00:00:00Z")),
+                ("CN=Sub", false, Some("2030-01-03T00:00:00Z")),
+            ]
+        );
+        assert!(revocation(&[], "smtp", now()).is_empty());
     }
 }

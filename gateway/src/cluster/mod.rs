@@ -6,7 +6,10 @@ pub(crate) mod source;
 
 use std::sync::Arc;
 
-pub use source::{ClusterError, ClusterOptions, ConfigSink, CrlFactsFn, report_api_resource, run};
+pub use source::{
+    ClusterError, ClusterOptions, ConfigSink, RevocationFacts, RevocationFactsFn,
+    report_api_resource, run,
+};
 
 use crate::crl::{CrlStore, SourceStatus};
 use crate::reload::Reloader;
@@ -36,12 +39,15 @@ impl ConfigSink for Arc<Reloader> {
     }
 }
 
-/// Per-source facts of a CRL store, in the report's shape.
-pub fn crl_facts_of(store: Arc<CrlStore>) -> CrlFactsFn {
-    Arc::new(move || store.status().iter().map(SourceStatus::facts).collect())
+/// What a CRL store says, in the report's shape: per source, and per Listener's CA.
+pub fn revocation_facts_of(store: Arc<CrlStore>) -> RevocationFactsFn {
+    Arc::new(move || RevocationFacts {
+        crl_sources: store.status().iter().map(SourceStatus::facts).collect(),
+        revocation: crate::crl::coverage::report(store.coverage()),
+    })
 }
 
-/// No CRL facts (a gateway without a CRL store).
-pub fn no_crl_facts() -> CrlFactsFn {
-    Arc::new(Vec::new)
+/// No revocation facts (a gateway without a CRL store).
+pub fn no_revocation_facts() -> RevocationFactsFn {
+    Arc::new(RevocationFacts::default)
 }

@@ -27,7 +27,7 @@ use crate::runtime::Runtime;
 use kube::api::ApiResource;
 use postern_config::GatewayConfig;
 use postern_config::protocol::{
-    self, CrlFacts, DecodeError, GatewayReport, Refusal, ReportSpec, SecretView,
+    self, CrlFacts, DecodeError, GatewayReport, ListenerCoverage, Refusal, ReportSpec, SecretView,
 };
 
 /// How long to wait before reading the parts again when they do not match the manifest.
@@ -92,8 +92,18 @@ pub trait ConfigSink: Send + Sync + 'static {
     }
 }
 
-/// Per-CRL-source facts of the running gateway, for the report.
-pub type CrlFactsFn = Arc<dyn Fn() -> Vec<CrlFacts> + Send + Sync>;
+/// The revocation facts of the running gateway, for the report.
+pub type RevocationFactsFn = Arc<dyn Fn() -> RevocationFacts + Send + Sync>;
+
+/// What the CRL store says for the report.
+#[derive(Clone, Debug, Default)]
+pub struct RevocationFacts {
+    /// Per CRL source (copied into `CrlSource` status).
+    pub crl_sources: Vec<CrlFacts>,
+    /// Per Listener, how each CA of its client CA bundle is covered (copied into
+    /// `Listener` status).
+    pub revocation: Vec<ListenerCoverage>,
+}
 
 /// Errors that stop the cluster source.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +125,7 @@ pub async fn run<S: ConfigSink>(
     client: Client,
     opts: ClusterOptions,
     sink: S,
-    crl_facts: CrlFactsFn,
+    revocation_facts: RevocationFactsFn,
     shutdown: CancellationToken,
 ) -> Result<(), ClusterError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
@@ -124,7 +134,7 @@ pub async fn run<S: ConfigSink>(
         reports: Api::namespaced_with(client, &opts.namespace, &report_api_resource()),
         opts: opts.clone(),
         report: GatewayReport::default(),
-        crl_facts,
+        revocation_facts,
         written: None,
     };
     let mut in_force = sink.in_force();
@@ -328,7 +338,7 @@ struct Reporter {
     reports: Api<DynamicObject>,
     opts: ClusterOptions,
     report: GatewayReport,
-    crl_facts: CrlFactsFn,
+    revocation_facts: RevocationFactsFn,
     written: Option<GatewayReport>,
 }
 
@@ -339,7 +349,9 @@ impl Reporter {
 
     /// Writes the report and renews the heartbeat (server-side apply: creates or updates).
     async fn write(&mut self) {
-        self.report.crl_sources = (self.crl_facts)();
+        let facts = (self.revocation_facts)();
+        self.report.crl_sources = facts.crl_sources;
+        self.report.revocation = facts.revocation;
         let mut metadata = json!({
             "name": self.name(),
             "namespace": self.opts.namespace,

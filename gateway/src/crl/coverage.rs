@@ -7,11 +7,12 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::index::CrlIndex;
 use super::verify::TrustStore;
 use super::{rfc3339, unix_now};
+use postern_config::protocol::{CaRevocation, ListenerCoverage, RevocationMechanism};
 use postern_config::{CrlScope, CrlSource, GatewayConfig, RevocationMode};
 
 /// The CAs of one listener's client CA bundle: raw subject DER and subject text, each
@@ -61,7 +62,7 @@ impl ListenerCas {
 }
 
 /// How revocation is checked for one CA of one listener.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CaCoverage {
     /// The listener whose client CA bundle holds the CA.
@@ -73,7 +74,7 @@ pub struct CaCoverage {
     /// answers is known per certificate: see the OCSP metrics).
     pub covered: bool,
     /// `crl`, `ocsp`, `crl+ocsp` (both consulted, in the listener's order) or `none`.
-    pub mechanism: &'static str,
+    pub mechanism: RevocationMechanism,
     /// The CRL sources with a CRL of this CA in force.
     pub sources: Vec<String>,
     /// Revoked serials in those CRLs.
@@ -117,7 +118,7 @@ pub(crate) fn coverage(listeners: &[ListenerCas], sources: &[SourceView<'_>]) ->
                 listener: l.listener.clone(),
                 ca: subject.clone(),
                 covered: false,
-                mechanism: "none",
+                mechanism: RevocationMechanism::None,
                 sources: Vec::new(),
                 entries: 0,
                 der_bytes: 0,
@@ -154,16 +155,46 @@ pub(crate) fn coverage(listeners: &[ListenerCas], sources: &[SourceView<'_>]) ->
             let crl = !c.sources.is_empty() && l.mode != RevocationMode::OcspOnly;
             let ocsp = l.mode != RevocationMode::CrlOnly;
             c.mechanism = match (crl, ocsp) {
-                (true, true) => "crl+ocsp",
-                (true, false) => "crl",
-                (false, true) => "ocsp",
-                (false, false) => "none",
+                (true, true) => RevocationMechanism::CrlAndOcsp,
+                (true, false) => RevocationMechanism::Crl,
+                (false, true) => RevocationMechanism::Ocsp,
+                (false, false) => RevocationMechanism::None,
             };
             c.covered = crl || ocsp;
             c.next_update = next.map(rfc3339);
             c.seconds_until_stale = next.map(|n| n - now);
             c.last_fetch_time = fetched.map(rfc3339);
             out.push(c);
+        }
+    }
+    out
+}
+
+/// Coverage in the report's shape: per listener, its CAs in bundle order (what the
+/// controller copies into each Listener's `status.revocation`). The index size, the
+/// seconds until stale and the last fetch stay on the admin endpoint (the last fetch is
+/// also in each CrlSource's status): the first is the gateway's own business, the others
+/// change every second or every fetch, and a Listener's status changes only when its
+/// coverage does.
+pub(crate) fn report(coverage: Vec<CaCoverage>) -> Vec<ListenerCoverage> {
+    let mut out: Vec<ListenerCoverage> = Vec::new();
+    for c in coverage {
+        let ca = CaRevocation {
+            ca: c.ca,
+            mechanism: c.mechanism,
+            covered: c.covered,
+            sources: c.sources,
+            entries: c.entries as u64,
+            der_bytes: c.der_bytes as u64,
+            next_update: c.next_update,
+            stale: c.stale,
+        };
+        match out.last_mut() {
+            Some(l) if l.listener == c.listener => l.cas.push(ca),
+            _ => out.push(ListenerCoverage {
+                listener: c.listener,
+                cas: vec![ca],
+            }),
         }
     }
     out
@@ -184,10 +215,10 @@ mod tests {
     #[test]
     fn a_listener_asking_ocsp_covers_its_cas_without_a_crl() {
         let cases = [
-            (RevocationMode::CrlOnly, false, "none"),
-            (RevocationMode::OcspOnly, true, "ocsp"),
-            (RevocationMode::CrlThenOcsp, true, "ocsp"),
-            (RevocationMode::OcspThenCrl, true, "ocsp"),
+            (RevocationMode::CrlOnly, false, RevocationMechanism::None),
+            (RevocationMode::OcspOnly, true, RevocationMechanism::Ocsp),
+            (RevocationMode::CrlThenOcsp, true, RevocationMechanism::Ocsp),
+            (RevocationMode::OcspThenCrl, true, RevocationMechanism::Ocsp),
         ];
         for (mode, covered, mechanism) in cases {
             let c = coverage(&[listener(mode)], &[]);
@@ -197,5 +228,32 @@ mod tests {
                 "{mode:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_report_groups_cas_by_listener_in_order() {
+        let mut two = listener(RevocationMode::OcspOnly);
+        two.listener = "smtps".into();
+        two.cas
+            .push((b"other".to_vec().into_boxed_slice(), "CN=Other".into()));
+        let r = report(coverage(&[listener(RevocationMode::CrlOnly), two], &[]));
+        let shape: Vec<(&str, Vec<&str>)> = r
+            .iter()
+            .map(|l| {
+                (
+                    l.listener.as_str(),
+                    l.cas.iter().map(|c| c.ca.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("submission", vec!["CN=CA"]),
+                ("smtps", vec!["CN=CA", "CN=Other"])
+            ]
+        );
+        assert_eq!(r[1].cas[1].mechanism, RevocationMechanism::Ocsp);
+        assert!(!r[0].cas[0].covered);
     }
 }

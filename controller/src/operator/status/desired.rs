@@ -1,6 +1,7 @@
 //! The status each object should carry, from typed inputs (pure): the compiler's report
 //! gives `Accepted` and `ResolvedRefs`, the published configuration and the fleet give
-//! `Programmed`, a CRL source's facts its health, and `Ready` is their conjunction. Also
+//! `Programmed`, a CRL source's facts its health, a Listener's gateways the revocation
+//! coverage of its CAs, and `Ready` is their conjunction. Also
 //! decided here: whether the object needs a write, and which Events the change deserves.
 
 use std::sync::Arc;
@@ -158,6 +159,9 @@ pub(crate) fn desired(ns: &NamespaceInputs<'_>, object: &ObjectInputs<'_>) -> De
     );
     if let (KindStatus::CrlSource(st), Some(f)) = (&mut status, facts) {
         crl::set_facts(st, f);
+    }
+    if let KindStatus::Listener(st) = &mut status {
+        st.revocation = fleet::revocation(ns.gateways, &key.name, ns.now);
     }
     DesiredStatus {
         changed: !object.old.same(&status),

@@ -1,6 +1,8 @@
 //! An object's status typed by its kind: the shared conditions for every kind, plus the
-//! facts of the CRL in force for a `CrlSource` (pure).
+//! facts of the CRL in force for a `CrlSource` and the revocation coverage of its CAs for
+//! a `Listener` (pure).
 
+use postern_config::protocol::CaRevocation;
 use postern_crds::{
     Condition, CrlSourceStatus, LdapProfileStatus, ListenerStatus, MailFlowPolicyStatus,
     ObjectStatus, SmtpAuthProfileStatus,
@@ -34,7 +36,10 @@ impl KindStatus {
             Kind::LdapProfile => Self::LdapProfile(LdapProfileStatus { common }),
             Kind::SmtpAuthProfile => Self::SmtpAuthProfile(SmtpAuthProfileStatus { common }),
             Kind::MailFlowPolicy => Self::MailFlowPolicy(MailFlowPolicyStatus { common }),
-            Kind::Listener => Self::Listener(ListenerStatus { common }),
+            Kind::Listener => Self::Listener(ListenerStatus {
+                common,
+                ..Default::default()
+            }),
             Kind::CrlSource => Self::CrlSource(CrlSourceStatus {
                 common,
                 ..Default::default()
@@ -81,6 +86,7 @@ impl KindStatus {
         std::mem::Discriminant<Self>,
         Option<i64>,
         Option<CrlSourceStatus>,
+        &[CaRevocation],
     ) {
         let facts = match self {
             Self::CrlSource(s) => Some(CrlSourceStatus {
@@ -89,10 +95,15 @@ impl KindStatus {
             }),
             _ => None,
         };
+        let revocation = match self {
+            Self::Listener(s) => &s.revocation[..],
+            _ => &[],
+        };
         (
             std::mem::discriminant(self),
             self.common().observed_generation,
             facts,
+            revocation,
         )
     }
 
