@@ -226,6 +226,9 @@ pub struct CrlInForce {
     /// Revoked certificates listed.
     #[serde(default)]
     pub entries: u64,
+    /// Size of the CRL as DER, in bytes.
+    #[serde(default)]
+    pub der_bytes: u64,
     /// Past nextUpdate.
     #[serde(default)]
     pub stale: bool,
@@ -241,6 +244,7 @@ impl From<CrlFactsEntry> for CrlInForce {
             crl_number: c.crl_number,
             next_update: c.next_update,
             entries: c.entries,
+            der_bytes: c.der_bytes,
             stale: c.stale,
         }
     }

@@ -150,6 +150,7 @@ fn crl_sources_without_a_crl_say_whether_they_refuse_or_fail_open() {
     let crls = &obj["status"]["crls"];
     assert_eq!(crls[0]["scope"], "all", "{obj}");
     assert_eq!(crls[0]["entries"], 1, "{obj}");
+    assert!(crls[0]["derBytes"].as_u64().unwrap() > 0, "{obj}");
     assert!(
         crls[0]["issuer"].as_str().unwrap().contains("Policy Root"),
         "{obj}"

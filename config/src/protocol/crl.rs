@@ -138,6 +138,9 @@ pub struct CrlFactsEntry {
     /// Revoked serials listed.
     #[serde(default)]
     pub entries: u64,
+    /// Size of the CRL as DER, in bytes.
+    #[serde(default)]
+    pub der_bytes: u64,
     /// Past nextUpdate.
     #[serde(default)]
     pub stale: bool,

@@ -89,6 +89,7 @@ impl CrlStatus {
             crl_number: self.crl_number.clone(),
             next_update: self.next_update.clone(),
             entries: self.entries,
+            der_bytes: self.der_bytes,
             stale: self.stale,
         }
     }
