@@ -225,8 +225,8 @@ async fn read(client: &Client, namespace: &str, secret_name: &str) -> Result<Liv
             .list(&ListParams::default())
             .await
             .map_err(api_err(format!("{} objects", kind.as_str()), namespace))?;
-        for obj in &list.items {
-            objects::add_to_snapshot(&mut snapshot, kind, obj);
+        for obj in list.items {
+            objects::StoredObject::read(kind, obj).add_to_snapshot(&mut snapshot);
         }
     }
     Ok(Live {

@@ -7,11 +7,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
 use kube::api::{ApiResource, DynamicObject, ObjectMeta};
 use kube::core::GroupVersionKind;
 use postern_crds::{CrlSource, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
 use serde::de::DeserializeOwned;
 
+use super::status::{CrlSettings, KindStatus};
 use crate::compile::{Kind, ObjectKey, Snapshot, Unreadable};
 use crate::serde_kind::{self, Classified, ErrorKind};
 
@@ -37,14 +39,14 @@ pub(crate) fn kind_of(obj: &DynamicObject) -> Option<Kind> {
 }
 
 /// A reference to the object, for Events.
-pub(crate) fn object_reference(kind: Kind, obj: &DynamicObject) -> ObjectReference {
+pub(crate) fn object_reference(kind: Kind, metadata: &ObjectMeta) -> ObjectReference {
     ObjectReference {
         api_version: Some(postern_crds::API_VERSION.into()),
         kind: Some(kind.as_str().into()),
-        name: obj.metadata.name.clone(),
-        namespace: obj.metadata.namespace.clone(),
-        uid: obj.metadata.uid.clone(),
-        resource_version: obj.metadata.resource_version.clone(),
+        name: metadata.name.clone(),
+        namespace: metadata.namespace.clone(),
+        uid: metadata.uid.clone(),
+        resource_version: metadata.resource_version.clone(),
         ..Default::default()
     }
 }
@@ -67,22 +69,104 @@ fn unreadable(kind: Kind, obj: &DynamicObject, err: &Classified<serde_json::Erro
     }
 }
 
-/// Adds one object to the snapshot, typed when it can be read.
-pub(crate) fn add_to_snapshot(snapshot: &mut Snapshot, kind: Kind, obj: &DynamicObject) {
-    macro_rules! push {
-        ($field:ident, $ty:ty) => {
-            match typed::<$ty>(obj) {
-                Ok(o) => snapshot.$field.push(o),
-                Err(e) => snapshot.unreadable.push(unreadable(kind, obj, &e)),
-            }
+/// An object of the five kinds as the controller keeps it: read into the typed model
+/// once, when the watch delivers it. (Kept as a `DynamicObject` it was a tree of JSON maps,
+/// several KiB per object, read into the typed model again at every compile.)
+#[derive(Clone, Debug)]
+pub(crate) struct StoredObject {
+    /// Its metadata, slimmed ([`slim`]).
+    metadata: ObjectMeta,
+    /// Its spec in the typed model, or why it cannot be read.
+    typed: Result<Typed, Unreadable>,
+    /// Its status as stored (what a status write merges into).
+    status: KindStatus,
+}
+
+/// The typed objects (their `status` is kept apart, in [`StoredObject::status`]).
+#[derive(Clone, Debug)]
+enum Typed {
+    LdapProfile(LdapProfile),
+    SmtpAuthProfile(SmtpAuthProfile),
+    MailFlowPolicy(MailFlowPolicy),
+    Listener(Listener),
+    CrlSource(CrlSource),
+}
+
+impl StoredObject {
+    /// Reads an object of `kind` as the watch delivered it.
+    pub(crate) fn read(kind: Kind, mut obj: DynamicObject) -> Self {
+        slim(&mut obj.metadata);
+        macro_rules! read {
+            ($variant:ident, $ty:ty) => {
+                match typed::<$ty>(&obj) {
+                    Ok(mut o) => {
+                        // Kept once, in `metadata`; put back by `complete`.
+                        *o.meta_mut() = ObjectMeta::default();
+                        let status = o
+                            .status
+                            .take()
+                            .map(KindStatus::$variant)
+                            .unwrap_or_else(|| KindStatus::read(kind, None));
+                        (Ok(Typed::$variant(o)), status)
+                    }
+                    Err(e) => (
+                        Err(unreadable(kind, &obj, &e)),
+                        KindStatus::read(kind, obj.data.get("status")),
+                    ),
+                }
+            };
+        }
+        let (typed, status) = match kind {
+            Kind::LdapProfile => read!(LdapProfile, LdapProfile),
+            Kind::SmtpAuthProfile => read!(SmtpAuthProfile, SmtpAuthProfile),
+            Kind::MailFlowPolicy => read!(MailFlowPolicy, MailFlowPolicy),
+            Kind::Listener => read!(Listener, Listener),
+            Kind::CrlSource => read!(CrlSource, CrlSource),
         };
+        Self {
+            metadata: obj.metadata,
+            typed,
+            status,
+        }
     }
-    match kind {
-        Kind::LdapProfile => push!(ldap_profiles, LdapProfile),
-        Kind::SmtpAuthProfile => push!(smtp_auth_profiles, SmtpAuthProfile),
-        Kind::MailFlowPolicy => push!(mail_flow_policies, MailFlowPolicy),
-        Kind::Listener => push!(listeners, Listener),
-        Kind::CrlSource => push!(crl_sources, CrlSource),
+
+    /// Its metadata.
+    pub(crate) fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    /// Its status as stored.
+    pub(crate) fn status(&self) -> &KindStatus {
+        &self.status
+    }
+
+    /// The settings that decide what a `CrlSource`'s health means (the defaults for any
+    /// other object, and for one that cannot be read: it is not in service, so it has no
+    /// health to report).
+    pub(crate) fn crl_settings(&self) -> CrlSettings {
+        match &self.typed {
+            Ok(Typed::CrlSource(c)) => CrlSettings::of(&c.spec),
+            _ => CrlSettings::default(),
+        }
+    }
+
+    /// Adds the object to the compiler's snapshot: typed, or as unreadable.
+    pub(crate) fn add_to_snapshot(&self, snapshot: &mut Snapshot) {
+        match &self.typed {
+            Ok(Typed::LdapProfile(o)) => snapshot.ldap_profiles.push(self.complete(o)),
+            Ok(Typed::SmtpAuthProfile(o)) => snapshot.smtp_auth_profiles.push(self.complete(o)),
+            Ok(Typed::MailFlowPolicy(o)) => snapshot.mail_flow_policies.push(self.complete(o)),
+            Ok(Typed::Listener(o)) => snapshot.listeners.push(self.complete(o)),
+            Ok(Typed::CrlSource(o)) => snapshot.crl_sources.push(self.complete(o)),
+            Err(u) => snapshot.unreadable.push(u.clone()),
+        }
+    }
+
+    /// A copy of a typed object with its metadata.
+    fn complete<T: Clone + Resource>(&self, o: &T) -> T {
+        let mut o = o.clone();
+        *o.meta_mut() = self.metadata.clone();
+        o
     }
 }
 
@@ -104,7 +188,7 @@ pub(crate) fn slim(meta: &mut ObjectMeta) {
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The objects of one namespace by key.
-pub(crate) type Objects = BTreeMap<ObjectKey, std::sync::Arc<DynamicObject>>;
+pub(crate) type Objects = BTreeMap<ObjectKey, std::sync::Arc<StoredObject>>;
 
 #[cfg(test)]
 mod tests {
@@ -128,14 +212,14 @@ mod tests {
             serde_json::json!({"action": "Relay", "tls": "Preferred"}),
         );
         assert_eq!(kind_of(&good), Some(Kind::MailFlowPolicy));
-        add_to_snapshot(&mut s, Kind::MailFlowPolicy, &good);
+        StoredObject::read(Kind::MailFlowPolicy, good).add_to_snapshot(&mut s);
         assert_eq!(s.mail_flow_policies.len(), 1);
 
         let bad = dynamic(
             "MailFlowPolicy",
             serde_json::json!({"action": "Relay", "tls": "Off"}),
         );
-        add_to_snapshot(&mut s, Kind::MailFlowPolicy, &bad);
+        StoredObject::read(Kind::MailFlowPolicy, bad).add_to_snapshot(&mut s);
         assert_eq!(s.unreadable.len(), 1);
         assert_eq!(s.unreadable[0].generation, Some(3));
         assert_eq!(
@@ -146,7 +230,7 @@ mod tests {
             "MailFlowPolicy",
             serde_json::json!({"action": "Relay", "tlz": "Required"}),
         );
-        add_to_snapshot(&mut s, Kind::MailFlowPolicy, &typo);
+        StoredObject::read(Kind::MailFlowPolicy, typo).add_to_snapshot(&mut s);
         let reported: Vec<_> = s
             .unreadable
             .iter()
@@ -168,13 +252,34 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_object_keeps_its_metadata_and_status_once() {
+        let mut o = dynamic(
+            "Listener",
+            serde_json::json!({"port": 2525, "hostname": "h", "defaultMailFlowPolicyRef": {"name": "p"},
+                "nextHop": {"host": "x"}}),
+        );
+        o.data["status"] = serde_json::json!({"observedGeneration": 2});
+        o.metadata.managed_fields = Some(Vec::new());
+        let stored = StoredObject::read(Kind::Listener, o);
+        assert!(stored.metadata().managed_fields.is_none(), "slimmed");
+        assert_eq!(stored.status().common().observed_generation, Some(2));
+        let mut s = Snapshot::default();
+        stored.add_to_snapshot(&mut s);
+        let l = &s.listeners[0];
+        assert_eq!(l.metadata.name.as_deref(), Some("x"));
+        assert_eq!(l.metadata.generation, Some(3));
+        assert!(l.status.is_none(), "the status is kept apart");
+        assert_eq!(stored.crl_settings(), CrlSettings::default());
+    }
+
+    #[test]
     fn api_resources_name_the_plural() {
         let ar = api_resource(Kind::MailFlowPolicy);
         assert_eq!(ar.plural, "mailflowpolicies");
         assert_eq!(ar.api_version, "postern.dev/v1alpha1");
         let r = object_reference(
             Kind::MailFlowPolicy,
-            &dynamic("MailFlowPolicy", serde_json::json!({})),
+            &dynamic("MailFlowPolicy", serde_json::json!({})).metadata,
         );
         assert_eq!(r.kind.as_deref(), Some("MailFlowPolicy"));
         assert_eq!(r.uid.as_deref(), Some("u"));

@@ -363,8 +363,8 @@ pub(crate) fn owners(objects: &Objects) -> Vec<OwnerReference> {
             Some(OwnerReference {
                 api_version: postern_crds::API_VERSION.into(),
                 kind: "Listener".into(),
-                name: o.metadata.name.clone()?,
-                uid: o.metadata.uid.clone()?,
+                name: o.metadata().name.clone()?,
+                uid: o.metadata().uid.clone()?,
                 controller: None,
                 block_owner_deletion: None,
             })

@@ -18,12 +18,12 @@ use super::error::{ReconcileError, api_err};
 use super::fleet::{self, Fleet};
 use super::gauges::{self, Counts};
 use super::metrics::Metrics;
-use super::objects::{self, Objects};
+use super::objects::Objects;
 use super::publish::{self, Current, Desired};
 use super::publisher::Publisher;
 use super::refs::RefWatches;
 use super::state::State;
-use super::status::{self, CrlSettings, NamespaceInputs, ObjectInputs, Published};
+use super::status::{self, NamespaceInputs, ObjectInputs, Published};
 use super::status_writer::{Planned, StatusWriter};
 use super::watch::Stores;
 use crate::compile::{self, ConfigMapData, SecretData, Snapshot};
@@ -180,8 +180,8 @@ impl Context {
             namespace: Some(namespace.to_owned()),
             ..Default::default()
         };
-        for (key, obj) in objects {
-            objects::add_to_snapshot(&mut snapshot, key.kind, obj);
+        for obj in objects.values() {
+            obj.add_to_snapshot(&mut snapshot);
         }
         let resolved = self
             .refs
@@ -319,7 +319,7 @@ impl Context {
             let Planned { key, obj, desired } = &planned[i];
             match result {
                 Ok(written) => {
-                    if let (Some(w), Some(uid)) = (&written, &obj.metadata.uid) {
+                    if let (Some(w), Some(uid)) = (&written, &obj.metadata().uid) {
                         ns.record_written(
                             uid,
                             w.resource_version.as_deref(),
@@ -349,11 +349,11 @@ impl Context {
         objects
             .iter()
             .map(|(key, obj)| {
-                let old = ns.old_status(key.kind, obj);
+                let old = ns.old_status(obj);
                 let object = ObjectInputs {
                     key,
-                    generation: obj.metadata.generation,
-                    crl: CrlSettings::of(obj),
+                    generation: obj.metadata().generation,
+                    crl: obj.crl_settings(),
                     old: &old,
                 };
                 Planned {

@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::DynamicObject;
 use postern_config::GatewayConfig;
 use tokio::time::Instant;
 
 use super::gauges::Gauges;
+use super::objects::StoredObject;
 use super::status::KindStatus;
-use crate::compile::Kind;
 
 /// How many recent configurations are remembered per namespace.
 const CONFIG_HISTORY: usize = 8;
@@ -98,15 +97,16 @@ impl NamespaceState {
 
     /// The status to merge into: what this controller last wrote, unless the object has
     /// moved on since (a newer resourceVersion in the watch store).
-    pub(crate) fn old_status(&self, kind: Kind, obj: &DynamicObject) -> KindStatus {
-        let uid = obj.metadata.uid.clone().unwrap_or_default();
+    pub(crate) fn old_status(&self, obj: &StoredObject) -> KindStatus {
+        let meta = obj.metadata();
+        let uid = meta.uid.clone().unwrap_or_default();
         match self.written.get(&uid) {
             Some((written, st))
-                if *written > resource_version(obj.metadata.resource_version.as_deref()) =>
+                if *written > resource_version(meta.resource_version.as_deref()) =>
             {
                 st.clone()
             }
-            _ => KindStatus::read(kind, obj.data.get("status")),
+            _ => obj.status().clone(),
         }
     }
 
@@ -146,7 +146,9 @@ impl NamespaceState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compile::Kind;
     use crate::operator::objects;
+    use kube::api::DynamicObject;
     use postern_crds::ObjectStatus;
 
     fn config(n: usize) -> (String, Arc<GatewayConfig>) {
@@ -166,12 +168,12 @@ mod tests {
         assert_eq!(hashes, ["h2", "h3", "h4", "h6", "h7", "h8", "h9", "h5"]);
     }
 
-    fn listener(rv: &str, status: serde_json::Value) -> DynamicObject {
+    fn listener(rv: &str, status: serde_json::Value) -> StoredObject {
         let mut obj = DynamicObject::new("in", &objects::api_resource(Kind::Listener))
             .data(serde_json::json!({ "status": status }));
         obj.metadata.uid = Some("u1".into());
         obj.metadata.resource_version = Some(rv.into());
-        obj
+        StoredObject::read(Kind::Listener, obj)
     }
 
     #[test]
@@ -186,11 +188,8 @@ mod tests {
             },
         );
         ns.record_written("u1", Some("20"), written.clone());
-        assert_eq!(
-            ns.old_status(Kind::Listener, &listener("10", stored.clone())),
-            written
-        );
-        let caught_up = ns.old_status(Kind::Listener, &listener("20", stored));
+        assert_eq!(ns.old_status(&listener("10", stored.clone())), written);
+        let caught_up = ns.old_status(&listener("20", stored));
         assert_eq!(caught_up.common().observed_generation, Some(1));
     }
 

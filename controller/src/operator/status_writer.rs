@@ -10,7 +10,7 @@ use postern_crds::condition_type;
 
 use super::cluster::{Cluster, FIELD_MANAGER};
 use super::error::ReconcileError;
-use super::objects;
+use super::objects::{self, StoredObject};
 use super::status::{self, DesiredStatus, Notice};
 use crate::compile::ObjectKey;
 
@@ -20,7 +20,7 @@ pub(crate) struct Planned<'a> {
     /// The object.
     pub key: &'a ObjectKey,
     /// As the watch store has it.
-    pub obj: &'a DynamicObject,
+    pub obj: &'a StoredObject,
     /// What its status should be.
     pub desired: DesiredStatus,
 }
@@ -121,7 +121,7 @@ impl StatusWriter {
         }))
     }
 
-    async fn emit(&self, key: &ObjectKey, obj: &DynamicObject, notice: &Notice) {
+    async fn emit(&self, key: &ObjectKey, obj: &StoredObject, notice: &Notice) {
         let type_ = if notice.warning {
             EventType::Warning
         } else {
@@ -129,7 +129,7 @@ impl StatusWriter {
         };
         self.cluster
             .emit(
-                &objects::object_reference(key.kind, obj),
+                &objects::object_reference(key.kind, obj.metadata()),
                 type_,
                 &notice.reason,
                 notice.note.clone(),

@@ -17,7 +17,7 @@ use postern_config::protocol::{RENDERED_LABEL, REPORT_LABEL};
 use tokio::sync::mpsc;
 
 use super::fleet::GatewayState;
-use super::objects::{self, Objects};
+use super::objects::{self, Objects, StoredObject};
 use crate::compile::{Kind, ObjectKey};
 
 /// What a watch says happened.
@@ -45,7 +45,7 @@ type NsMap<T> = Arc<RwLock<BTreeMap<String, BTreeMap<String, T>>>>;
 /// The controller's view of the cluster.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Stores {
-    objects: NsMap<(Kind, Arc<DynamicObject>)>,
+    objects: NsMap<(Kind, Arc<StoredObject>)>,
     rendered: NsMap<Arc<Secret>>,
     reports: NsMap<GatewayState>,
 }
@@ -63,7 +63,12 @@ impl Stores {
             .get(namespace)
             .map(|m| {
                 m.values()
-                    .map(|(k, o)| (ObjectKey::new(*k, o.name_any()), o.clone()))
+                    .map(|(k, o)| {
+                        (
+                            ObjectKey::new(*k, o.metadata().name.clone().unwrap_or_default()),
+                            o.clone(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -206,7 +211,7 @@ async fn watch_kind(
     ar: ApiResource,
     kind: Kind,
     scope_ns: Option<String>,
-    map: NsMap<(Kind, Arc<DynamicObject>)>,
+    map: NsMap<(Kind, Arc<StoredObject>)>,
     tx: mpsc::UnboundedSender<Trigger>,
     pending: Arc<AtomicUsize>,
 ) {
@@ -216,21 +221,21 @@ async fn watch_kind(
         .boxed();
     // (namespace, name) -> (uid, generation): status-only updates change neither.
     let mut seen: HashMap<(String, String), (Option<String>, Option<i64>)> = HashMap::new();
-    let mut listing: Vec<(String, String, (Kind, Arc<DynamicObject>))> = Vec::new();
+    let mut listing: Vec<(String, String, (Kind, Arc<StoredObject>))> = Vec::new();
     let mut first = true;
     let prefix = format!("{}/", kind.as_str());
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Init) => listing.clear(),
-            Ok(Event::InitApply(mut o)) => {
-                objects::slim(&mut o.metadata);
+            Ok(Event::InitApply(o)) => {
                 let ns = o.namespace().unwrap_or_default();
                 let name = o.name_any();
                 seen.insert(
                     (ns.clone(), name.clone()),
                     (o.metadata.uid.clone(), o.metadata.generation),
                 );
-                listing.push((ns, object_slot(kind, &name), (kind, Arc::new(o))));
+                let stored = Arc::new(StoredObject::read(kind, o));
+                listing.push((ns, object_slot(kind, &name), (kind, stored)));
             }
             Ok(Event::InitDone) => {
                 relist(
@@ -242,8 +247,7 @@ async fn watch_kind(
                 let _ = tx.send(Trigger::All);
                 done_listing(&mut first, &pending, &tx);
             }
-            Ok(Event::Apply(mut o)) => {
-                objects::slim(&mut o.metadata);
+            Ok(Event::Apply(o)) => {
                 let ns = o.namespace().unwrap_or_default();
                 let name = o.name_any();
                 let stamp = (o.metadata.uid.clone(), o.metadata.generation);
@@ -252,7 +256,10 @@ async fn watch_kind(
                     .expect("not poisoned")
                     .entry(ns.clone())
                     .or_default()
-                    .insert(object_slot(kind, &name), (kind, Arc::new(o)));
+                    .insert(
+                        object_slot(kind, &name),
+                        (kind, Arc::new(StoredObject::read(kind, o))),
+                    );
                 if changed {
                     let _ = tx.send(Trigger::Namespace(ns));
                 }

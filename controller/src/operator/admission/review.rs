@@ -84,7 +84,7 @@ fn judge(key: &ObjectKey, d: &Diagnostic, verdict: &mut Verdict) {
 mod tests {
     use super::*;
     use crate::compile::Kind;
-    use crate::operator::objects::add_to_snapshot;
+    use crate::operator::objects::StoredObject;
     use kube::api::DynamicObject;
 
     fn object(kind: &str, name: &str, spec: serde_json::Value) -> DynamicObject {
@@ -101,7 +101,7 @@ mod tests {
             ..Default::default()
         };
         for (kind, o) in objects {
-            add_to_snapshot(&mut s, *kind, o);
+            StoredObject::read(*kind, o.clone()).add_to_snapshot(&mut s);
         }
         s
     }

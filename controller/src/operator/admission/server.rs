@@ -29,7 +29,7 @@ use super::metrics::{AdmissionMetrics, Decision};
 use super::review::{Verdict, review};
 use crate::compile::{ConfigMapData, Kind, ObjectKey, SecretData, Snapshot};
 use crate::operator::http::Health;
-use crate::operator::objects::add_to_snapshot;
+use crate::operator::objects::StoredObject;
 use crate::operator::watch::Stores;
 
 /// How often every replica re-reads the certificate Secret (renewal, another replica's
@@ -254,10 +254,10 @@ fn objects_snapshot(
     };
     for (k, o) in stores.objects(namespace) {
         if &k != key {
-            add_to_snapshot(&mut snapshot, k.kind, &o);
+            o.add_to_snapshot(&mut snapshot);
         }
     }
-    add_to_snapshot(&mut snapshot, kind, object);
+    StoredObject::read(kind, object.clone()).add_to_snapshot(&mut snapshot);
     snapshot
 }
 

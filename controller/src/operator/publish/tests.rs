@@ -242,7 +242,7 @@ fn rendered_secrets_give_back_their_configuration_and_owners_are_listeners() {
         o.metadata.uid = Some(format!("uid-{name}"));
         (
             crate::compile::ObjectKey::new(kind, name),
-            std::sync::Arc::new(o),
+            std::sync::Arc::new(objects::StoredObject::read(kind, o)),
         )
     };
     let all: Objects = [

@@ -2,14 +2,12 @@
 //! is in force and fresh on the gateways (a `Ready` that can hold back), and the facts
 //! of that CRL as the freshest gateway reports them.
 
-use kube::api::DynamicObject;
 use postern_config::protocol::CrlFacts;
-use postern_crds::{CrlInForce, CrlSourceStatus};
+use postern_crds::{CrlFailurePolicy, CrlInForce, CrlSourceSpec, CrlSourceStatus};
 
 use super::conditions::{Cond, DISABLED};
 
-/// The settings of a CRL source that decide what its health means, read from its spec
-/// untyped (an object the typed model cannot read still gets a status).
+/// The settings of a CRL source that decide what its health means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CrlSettings {
     /// `spec.enabled` (default true): a disabled source has no health to report.
@@ -28,19 +26,11 @@ impl Default for CrlSettings {
 }
 
 impl CrlSettings {
-    /// The settings of a `CrlSource` object.
-    pub(crate) fn of(obj: &DynamicObject) -> Self {
+    /// The settings of a `CrlSource`'s spec.
+    pub(crate) fn of(spec: &CrlSourceSpec) -> Self {
         Self {
-            enabled: obj
-                .data
-                .pointer("/spec/enabled")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(true),
-            fail_open: obj
-                .data
-                .pointer("/spec/failurePolicy")
-                .and_then(|v| v.as_str())
-                == Some("Open"),
+            enabled: spec.enabled,
+            fail_open: spec.failure_policy == CrlFailurePolicy::Open,
         }
     }
 }
@@ -140,17 +130,21 @@ pub(crate) fn set_facts(st: &mut CrlSourceStatus, f: CrlFacts) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compile::Kind;
-    use crate::operator::objects;
     use crate::operator::status::conditions::is_warning;
     use postern_config::protocol::CrlError;
     use postern_crds::Condition;
 
     fn source(spec: serde_json::Value) -> CrlSettings {
-        CrlSettings::of(
-            &DynamicObject::new("root", &objects::api_resource(Kind::CrlSource))
-                .data(serde_json::json!({ "spec": spec })),
-        )
+        let mut spec = spec;
+        let defaults = serde_json::json!({"format": "Asn1", "primaryUrl": "http://crl.test/root.crl",
+            "schedule": {"interval": "1h"}, "appliesTo": ["InboundSmtpTls"]});
+        for (k, v) in defaults.as_object().unwrap() {
+            spec.as_object_mut()
+                .unwrap()
+                .entry(k.clone())
+                .or_insert(v.clone());
+        }
+        CrlSettings::of(&serde_json::from_value(spec).unwrap())
     }
 
     /// `c` as the `Ready` condition of a status.
