@@ -43,7 +43,8 @@ impl ConfigSink for Arc<Reloader> {
 pub fn revocation_facts_of(store: Arc<CrlStore>) -> RevocationFactsFn {
     Arc::new(move || RevocationFacts {
         crl_sources: store.status().iter().map(SourceStatus::facts).collect(),
-        revocation: crate::crl::coverage::report(store.coverage()),
+        revocation: (!store.first_fetches_pending())
+            .then(|| crate::crl::coverage::report(store.coverage())),
     })
 }
 

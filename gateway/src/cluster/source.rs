@@ -101,8 +101,10 @@ pub struct RevocationFacts {
     /// Per CRL source (copied into `CrlSource` status).
     pub crl_sources: Vec<CrlFacts>,
     /// Per Listener, how each CA of its client CA bundle is covered (copied into
-    /// `Listener` status).
-    pub revocation: Vec<ListenerCoverage>,
+    /// `Listener` status). `None` while a source's first fetch is under way: the report
+    /// keeps the coverage it had, so each Listener's status changes once when a
+    /// configuration's CRLs have loaded, not once per CRL as they come in.
+    pub revocation: Option<Vec<ListenerCoverage>>,
 }
 
 /// Errors that stop the cluster source.
@@ -351,7 +353,9 @@ impl Reporter {
     async fn write(&mut self) {
         let facts = (self.revocation_facts)();
         self.report.crl_sources = facts.crl_sources;
-        self.report.revocation = facts.revocation;
+        if let Some(revocation) = facts.revocation {
+            self.report.revocation = revocation;
+        }
         let mut metadata = json!({
             "name": self.name(),
             "namespace": self.opts.namespace,

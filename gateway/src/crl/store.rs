@@ -474,6 +474,18 @@ impl CrlStore {
         pending
     }
 
+    /// Whether an enabled source with no CRL in force has not finished its first fetch
+    /// yet (at start or since a configuration added it): the coverage view is then a
+    /// partial one that the next seconds will change.
+    pub fn first_fetches_pending(&self) -> bool {
+        self.state().sources.values().any(|r| {
+            r.spec.enabled
+                && r.spec.primary_url.is_some()
+                && r.crls.is_empty()
+                && !r.first_attempt_done
+        })
+    }
+
     /// When the next fetch is due.
     pub fn next_fetch(&self, source: &str, generation: u64, at: i64) {
         let mut st = self.state();
