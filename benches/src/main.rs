@@ -760,7 +760,11 @@ impl Bench {
         }
         self.with_and_without_report(
             "Postern behind a PROXY protocol header",
-            "Two gateways with the same configuration but for `proxyProtocol: {trustedCidrs: [127.0.0.0/8]}` on every listener of one of them.              The load client connects to that one from 127.0.0.x as a load balancer would and sends a PROXY header first (v1 text or v2 binary) naming              an original client in 198.51.100.0/24 or 2001:db8::/32 (250 addresses, changing ports); to the other it connects directly.              Each gateway's host access table admits only the clients it should see (127.0.0.0/8 and ::1 directly, the two documentation networks behind the proxy;              everyone else `blocked`), so every session takes the same policy decision and a header the gateway did not apply would show as errors.",
+            "Two gateways with the same configuration but for `proxyProtocol: {trustedCidrs: [127.0.0.0/8]}` on every listener of one of them. \
+             The load client connects to that one from 127.0.0.x as a load balancer would and sends a PROXY header first (v1 text or v2 binary) naming \
+             an original client in 198.51.100.0/24 or 2001:db8::/32 (250 addresses, changing ports); to the other it connects directly. \
+             Each gateway's host access table admits only the clients it should see (127.0.0.0/8 and ::1 directly, the two documentation networks behind the proxy; \
+             everyone else `blocked`), so every session takes the same policy decision and a header the gateway did not apply would show as errors.",
             &rows,
             ("direct", "behind proxy"),
             &format!(
@@ -818,7 +822,9 @@ impl Bench {
         let mut after = String::new();
         let _ = writeln!(
             after,
-            "Latency (each side's median over the rounds; ratio: the median of the per-round ratios, with their range).              Handshake: from sending STARTTLS to the reply to the EHLO inside TLS, as the client sees it (a TLS 1.3 client is done              before the server has checked its certificate, so the server's check shows only there).\n"
+            "Latency (each side's median over the rounds; ratio: the median of the per-round ratios, with their range). \
+             Handshake: from sending STARTTLS to the reply to the EHLO inside TLS, as the client sees it (a TLS 1.3 client is done \
+             before the server has checked its certificate, so the server's check shows only there).\n"
         );
         after.push_str(&report::latency_table(
             &rows,
@@ -828,14 +834,17 @@ impl Bench {
         ));
         let _ = writeln!(
             after,
-            "\nThe responder was asked {} time(s) while warming up and {} time(s) during the measured rounds              (`postern_ocsp_requests_total`); {} lookups were answered from the cache (`postern_ocsp_cache_hits_total`).\n",
+            "\nThe responder was asked {} time(s) while warming up and {} time(s) during the measured rounds \
+             (`postern_ocsp_requests_total`); {} lookups were answered from the cache (`postern_ocsp_cache_hits_total`).\n",
             warmed.requests,
-            measured.requests - warmed.requests,
-            measured.cache_hits - warmed.cache_hits,
+            measured.requests.saturating_sub(warmed.requests),
+            measured.cache_hits.saturating_sub(warmed.cache_hits),
         );
         self.with_and_without_report(
             "Postern with a cached OCSP answer",
-            "Two gateways with the same configuration, one with `tls.revocation: {mode: OcspOnly}` on the ECDSA listener asking a real              `openssl ocsp` responder on loopback (answers signed by the CA, `nextUpdate` 5 minutes ahead), the client certificate `good`.              A few sessions on each before the measured rounds put the answer in the OCSP gateway's cache, so those rounds measure the cached lookup.",
+            "Two gateways with the same configuration, one with `tls.revocation: {mode: OcspOnly}` on the ECDSA listener asking a real \
+             `openssl ocsp` responder on loopback (answers signed by the CA, `nextUpdate` 5 minutes ahead), the client certificate `good`. \
+             A few sessions on each before the measured rounds put the answer in the OCSP gateway's cache, so those rounds measure the cached lookup.",
             &rows,
             ("no OCSP", "OCSP, cached"),
             &after,
