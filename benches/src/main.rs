@@ -453,6 +453,22 @@ impl Bench {
         }
     }
 
+    /// The two gateways of a "Postern with vs without X" section, named `names`: the
+    /// first with the plain configuration, the second with `with_config(its ports)`.
+    fn start_with_and_without(
+        &self,
+        names: (&str, &str),
+        with_config: impl FnOnce(PosternPorts) -> postern_config::GatewayConfig,
+    ) -> Result<((Gateway, PosternPorts), (Gateway, PosternPorts))> {
+        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
+        let plain = self.start_postern(
+            names.0,
+            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
+        )?;
+        let with = self.start_postern(names.1, &with_config(p1))?;
+        Ok(((plain, p0), (with, p1)))
+    }
+
     /// Postern against itself: `works` on `base` (without the feature) and `with` (with
     /// it) in paired rounds, each row's workload naming the feature (`what`), the rate
     /// ratio held against `target`. Every "Postern with vs without X" section uses this.
@@ -623,21 +639,16 @@ impl Bench {
         let der_len = der.len();
         let server = HttpServer::start();
         server.put("/bench-ca.crl", der);
-        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
-        let plain = self.start_postern(
-            "postern-no-crl",
-            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
-        )?;
-        let with = self.start_postern(
-            "postern-crl",
-            &postern::config(
-                &self.ecdsa,
-                &self.rsa,
-                p1,
-                self.sink.addr(),
-                Some(server.url("/bench-ca.crl")),
-            ),
-        )?;
+        let ((plain, p0), (with, p1)) =
+            self.start_with_and_without(("postern-no-crl", "postern-crl"), |p| {
+                postern::config(
+                    &self.ecdsa,
+                    &self.rsa,
+                    p,
+                    self.sink.addr(),
+                    Some(server.url("/bench-ca.crl")),
+                )
+            })?;
         let (load_time, status) =
             postern::wait_crl(&with, "bench-ca", entries as u64, Duration::from_secs(120))?;
         let index_bytes = status["indexBytes"].as_u64().unwrap_or(0);
@@ -781,15 +792,10 @@ impl Bench {
         let index = self.ecdsa.ocsp_database()?;
         let responder = OcspResponder::start(&self.ecdsa.dir, index, "ca.crt", "ca")?;
         let url = responder.url();
-        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
-        let plain = self.start_postern(
-            "postern-no-ocsp",
-            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
-        )?;
-        let with = self.start_postern(
-            "postern-ocsp",
-            &postern::ocsp_config(&self.ecdsa, &self.rsa, p1, self.sink.addr(), url.clone()),
-        )?;
+        let ((plain, p0), (with, p1)) = self
+            .start_with_and_without(("postern-no-ocsp", "postern-ocsp"), |p| {
+                postern::ocsp_config(&self.ecdsa, &self.rsa, p, self.sink.addr(), url.clone())
+            })?;
         // Warm both (the same few sessions each): the OCSP gateway caches the answer.
         for port in [p0.tls_ecdsa, p1.tls_ecdsa] {
             let mut spec = self.spec(port, Some(self.tls.ecdsa13.clone()), 0, 0);
