@@ -211,9 +211,12 @@ pub(crate) fn table(rows: &[Row], base: &str, postern: &str) -> String {
     s
 }
 
+/// Which figure of a run a latency row shows.
+type Figure = fn(&Measure) -> Option<f64>;
+
 /// One latency figure of a row: each side's value in every round, and the median of the
 /// per-round ratios (Postern over the baseline) with their range.
-fn latency_cell(r: &Row, figure: fn(&Measure) -> Option<f64>, target: Option<f64>) -> [String; 3] {
+fn latency_cell(r: &Row, figure: Figure, target: Option<f64>) -> [String; 3] {
     let pick = |side: fn(&(Measure, Measure)) -> &Measure| {
         let v: Vec<f64> = r.rounds.iter().filter_map(|m| figure(side(m))).collect();
         if v.is_empty() {
@@ -259,7 +262,7 @@ pub(crate) fn latency_table(
         "| workload | figure | {base} ms | {postern} ms | ratio {postern} / {base} (target) |"
     );
     let _ = writeln!(s, "|---|---|--:|--:|--:|");
-    let figures: [(&str, fn(&Measure) -> Option<f64>, bool); 4] = [
+    let figures: [(&str, Figure, bool); 4] = [
         ("session p50", |m| m.p50_ms, false),
         ("session p99", |m| m.p99_ms, false),
         ("handshake p50", |m| m.handshake_p50_ms, false),
