@@ -3,6 +3,9 @@
 //! (which smtp-source cannot do), optionally relaying M messages. Also opens and holds
 //! idle connections.
 //!
+//! With a [`Proxy`], the client plays a load balancer: a PROXY protocol header comes first
+//! on each connection, before the greeting is read.
+//!
 //! Every session is a new TCP connection with a full TLS handshake (resumption is off on
 //! this side too), from a rotating 127.0.0.x source address so TIME_WAIT never runs out
 //! of ports. No pipelining: one command, one reply, as most submission clients do.
@@ -22,6 +25,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::pki::Pki;
+use crate::proxy_header::Proxy;
 
 /// TLS protocol version offered by the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +199,11 @@ impl Smtp {
         Ok(())
     }
 
+    /// Send a PROXY protocol header (before anything is read).
+    pub(crate) async fn proxy_header(&mut self, header: &[u8]) -> Result<()> {
+        self.send(header).await.context("sending the PROXY header")
+    }
+
     /// STARTTLS and the handshake.
     pub(crate) async fn starttls(&mut self, connector: &TlsConnector) -> Result<()> {
         self.cmd("STARTTLS", 220).await?;
@@ -215,15 +224,21 @@ impl Smtp {
         Ok(())
     }
 
-    /// Greeting, EHLO, and (with `tls`) STARTTLS and EHLO again.
-    pub(crate) async fn open(&mut self, tls: Option<&TlsConnector>) -> Result<()> {
+    /// Greeting, EHLO, and (with `tls`) STARTTLS and EHLO again. With `tls`, returns the
+    /// handshake time as the client sees it: from sending STARTTLS to the reply to the
+    /// EHLO inside TLS. (A TLS 1.3 client finishes its side before the server has checked
+    /// the client certificate, so the first reply inside TLS is where the server's share
+    /// of the handshake, revocation checks included, shows.)
+    pub(crate) async fn open(&mut self, tls: Option<&TlsConnector>) -> Result<Option<Duration>> {
         self.expect(220, "greeting").await?;
         self.cmd("EHLO bench.client.test", 250).await?;
-        if let Some(c) = tls {
-            self.starttls(c).await?;
-            self.cmd("EHLO bench.client.test", 250).await?;
-        }
-        Ok(())
+        let Some(c) = tls else {
+            return Ok(None);
+        };
+        let t = Instant::now();
+        self.starttls(c).await?;
+        self.cmd("EHLO bench.client.test", 250).await?;
+        Ok(Some(t.elapsed()))
     }
 
     /// One transaction with `body` (dot-terminated).
@@ -245,6 +260,8 @@ pub(crate) struct Spec {
     pub tls: Option<Arc<ClientConfig>>,
     /// `AUTH PLAIN` with this initial response (base64) after the (last) EHLO.
     pub auth: Option<Arc<str>>,
+    /// A PROXY protocol header first on each connection.
+    pub proxy: Option<Proxy>,
     /// Messages per session (0: STARTTLS + EHLO + QUIT only).
     pub messages: u32,
     /// The message (see [`message`]).
@@ -265,6 +282,7 @@ impl std::fmt::Debug for Spec {
             .field("addr", &self.addr)
             .field("tls", &self.tls.is_some())
             .field("auth", &self.auth.is_some())
+            .field("proxy", &self.proxy)
             .field("messages", &self.messages)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
@@ -286,6 +304,8 @@ pub(crate) struct LoadResult {
     pub elapsed: Duration,
     /// Session latencies (connect to the QUIT reply), microseconds.
     pub session_us: Vec<u32>,
+    /// Handshake times (STARTTLS to the first reply inside TLS), microseconds.
+    pub handshake_us: Vec<u32>,
     /// Message latencies (MAIL to the reply after DATA), microseconds.
     pub message_us: Vec<u32>,
 }
@@ -298,13 +318,16 @@ pub(crate) fn source(i: u64) -> Ipv4Addr {
 async fn session(
     spec: &Spec,
     connector: Option<&TlsConnector>,
-    src: Ipv4Addr,
+    n: u64,
     deadline: Instant,
     r: &mut LoadResult,
 ) -> Result<()> {
     let t0 = Instant::now();
-    let mut c = Smtp::connect(spec.addr, src).await?;
-    c.open(connector).await?;
+    let mut c = Smtp::connect(spec.addr, source(n)).await?;
+    if let Some(p) = spec.proxy {
+        c.proxy_header(&p.header(n)).await?;
+    }
+    let handshake = c.open(connector).await?;
     if let Some(token) = &spec.auth {
         c.cmd(&format!("AUTH PLAIN {token}"), 235).await?;
     }
@@ -320,6 +343,9 @@ async fn session(
     c.cmd("QUIT", 221).await?;
     r.sessions += 1;
     r.session_us.push(t0.elapsed().as_micros() as u32);
+    if let Some(h) = handshake {
+        r.handshake_us.push(h.as_micros() as u32);
+    }
     Ok(())
 }
 
@@ -346,7 +372,7 @@ pub(crate) async fn run(spec: Spec) -> LoadResult {
                 }
                 let res = tokio::time::timeout_at(
                     hard,
-                    session(&spec, connector.as_ref(), source(n), deadline, &mut r),
+                    session(&spec, connector.as_ref(), n, deadline, &mut r),
                 )
                 .await;
                 let err = match res {
@@ -382,6 +408,7 @@ pub(crate) async fn run(spec: Spec) -> LoadResult {
             }
         }
         total.session_us.extend(r.session_us);
+        total.handshake_us.extend(r.handshake_us);
         total.message_us.extend(r.message_us);
     }
     total.elapsed = t0.elapsed();

@@ -4,9 +4,10 @@
 //! Postern with the equivalent configuration, drives both with the same load (Postfix's
 //! `smtp-source` for plaintext relay; the built-in Rust client for STARTTLS with a client
 //! certificate) and prints Markdown tables: rates, latency, CPU per 1,000 units, memory,
-//! and the ratios against the design's targets. Then Postern alone: with and without a
-//! 1,000,000-entry CRL, idle memory and memory per idle connection, and (with `profile`)
-//! callgrind instruction counts of fixed workloads.
+//! and the ratios against the design's targets. Then Postern against itself: with and
+//! without a 1,000,000-entry CRL, behind a PROXY protocol header or reached directly,
+//! with a cached OCSP answer or without OCSP; idle memory and memory per idle connection,
+//! and (with `profile`) callgrind instruction counts of fixed workloads.
 //!
 //! Every run is bounded (session count, time, hard limits) and every process started is
 //! stopped at the end, on a panic, or on SIGINT/SIGTERM. `benches/run.sh` builds release
@@ -22,6 +23,7 @@ mod postern;
 mod postfix;
 mod procs;
 mod profile;
+mod proxy_header;
 mod report;
 
 use std::fmt::Write as _;
@@ -39,9 +41,11 @@ use crate::measure::{Server, SourceLoad, Unit};
 use crate::pki::Pki;
 use crate::postern::PosternPorts;
 use crate::postfix::{Postfix, PostfixPorts};
+use crate::proxy_header::{Family, Proxy, ProxyVersion};
 use crate::report::{Measure, Row};
 use postern_testkit::file_server::HttpServer;
 use postern_testkit::gateway::Gateway;
+use postern_testkit::ocsp_responder::OcspResponder;
 use postern_testkit::pki::KeyKind;
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
@@ -52,6 +56,10 @@ enum Section {
     Compare,
     /// Postern with and without the big CRL.
     Crl,
+    /// Postern behind a PROXY protocol header (v1, v2) vs reached directly.
+    Proxy,
+    /// Postern with a cached OCSP answer vs without OCSP (a real `openssl ocsp` responder).
+    Ocsp,
     /// Idle memory and memory per idle connection.
     Idle,
     /// LDAP certificate mapping and SMTP AUTH against a real slapd, cache cold vs warm.
@@ -71,7 +79,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// What to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Compare, Section::Crl, Section::Idle, Section::Ldap])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Compare, Section::Crl, Section::Proxy, Section::Ocsp, Section::Idle, Section::Ldap])]
     sections: Vec<Section>,
     /// Rounds per workload; the server order alternates and the median-rate round is shown.
     #[arg(long, default_value_t = 3)]
@@ -139,6 +147,8 @@ enum Work {
     TlsRelay { per_session: u32, payload: usize },
     /// STARTTLS (ECDSA, TLS 1.3, no client certificate asked) + EHLO + AUTH PLAIN + QUIT.
     AuthSessions,
+    /// Plaintext EHLO + QUIT.
+    PlainSessions,
 }
 
 impl Work {
@@ -167,12 +177,13 @@ impl Work {
             Self::AuthSessions => {
                 "STARTTLS + EHLO + AUTH PLAIN + QUIT, ECDSA P-256, TLS 1.3".to_owned()
             }
+            Self::PlainSessions => "EHLO + QUIT, plaintext".to_owned(),
         }
     }
 
     fn unit(self) -> &'static str {
         match self {
-            Self::Sessions(..) | Self::AuthSessions => "sessions/s",
+            Self::Sessions(..) | Self::AuthSessions | Self::PlainSessions => "sessions/s",
             _ => "msgs/s",
         }
     }
@@ -181,7 +192,7 @@ impl Work {
         match self {
             Self::Sessions(..) => Some(2.0),
             Self::Source { .. } => Some(1.5),
-            Self::TlsRelay { .. } | Self::AuthSessions => None,
+            Self::TlsRelay { .. } | Self::AuthSessions | Self::PlainSessions => None,
         }
     }
 }
@@ -200,6 +211,8 @@ struct Target {
     server: Server,
     ports: Ports,
     is_postfix: bool,
+    /// The load client sends this PROXY header first on every connection.
+    proxy: Option<Proxy>,
 }
 
 struct Bench {
@@ -247,6 +260,7 @@ impl Bench {
             body: Arc::new(load::message(payload)),
             concurrency: self.args.concurrency,
             auth: None,
+            proxy: None,
             max_sessions: u64::MAX,
             duration: secs,
             hard_limit: secs + Duration::from_secs(120),
@@ -274,6 +288,10 @@ impl Bench {
     }
 
     fn run_work(&self, work: Work, t: &Target, postfix: Option<&Postfix>) -> Result<Measure> {
+        let run = |mut spec: load::Spec, unit| {
+            spec.proxy = t.proxy;
+            measure::client_run(&self.rt, &t.server, &self.sink, spec, unit)
+        };
         if let Some(pf) = postfix.filter(|_| t.is_postfix) {
             // A previous run's mail must not be counted in this one.
             let deadline = Instant::now() + Duration::from_secs(120);
@@ -287,8 +305,10 @@ impl Bench {
                     KeyKind::Ecdsa => t.ports.tls_ecdsa,
                     KeyKind::Rsa2048 => t.ports.tls_rsa,
                 };
-                let spec = self.spec(port, Some(self.tls.get(key, v)), 0, 0);
-                measure::client_run(&self.rt, &t.server, &self.sink, spec, Unit::Sessions)
+                run(
+                    self.spec(port, Some(self.tls.get(key, v)), 0, 0),
+                    Unit::Sessions,
+                )
             }
             Work::Source {
                 per_session,
@@ -308,13 +328,14 @@ impl Bench {
                     per_session,
                     payload,
                 );
-                measure::client_run(&self.rt, &t.server, &self.sink, spec, Unit::Messages)
+                run(spec, Unit::Messages)
             }
             Work::AuthSessions => {
                 let mut spec = self.spec(t.ports.smtp_auth, Some(self.tls.ecdsa13.clone()), 0, 0);
                 spec.auth = Some(load::auth_plain(directory::USER, directory::PASSWORD).into());
-                measure::client_run(&self.rt, &t.server, &self.sink, spec, Unit::Sessions)
+                run(spec, Unit::Sessions)
             }
+            Work::PlainSessions => run(self.spec(t.ports.plain, None, 0, 0), Unit::Sessions),
         })
     }
 
@@ -346,6 +367,7 @@ impl Bench {
         let what = work.describe();
         eprintln!("{what}");
         let (mut b, mut p) = (Vec::new(), Vec::new());
+        let mut rounds = Vec::new();
         for round in 1..=self.rounds() {
             let order: [&Target; 2] = if round % 2 == 1 {
                 [base, postern]
@@ -361,6 +383,9 @@ impl Bench {
                     p.push(m);
                 }
             }
+            if let (Some(bm), Some(pm)) = (b.last(), p.last()) {
+                rounds.push((bm.clone(), pm.clone()));
+            }
         }
         let round_ratios = b
             .iter()
@@ -372,6 +397,7 @@ impl Bench {
             workload: what,
             unit: work.unit(),
             round_ratios,
+            rounds,
             base: report::median(b),
             postern: report::median(p),
             target: work.target(),
@@ -423,7 +449,61 @@ impl Bench {
                 smtp_auth: 0,
             },
             is_postfix: false,
+            proxy: None,
         }
+    }
+
+    /// The two gateways of a "Postern with vs without X" section, named `names`: the
+    /// first with the plain configuration, the second with `with_config(its ports)`.
+    fn start_with_and_without(
+        &self,
+        names: (&str, &str),
+        with_config: impl FnOnce(PosternPorts) -> postern_config::GatewayConfig,
+    ) -> Result<((Gateway, PosternPorts), (Gateway, PosternPorts))> {
+        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
+        let plain = self.start_postern(
+            names.0,
+            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
+        )?;
+        let with = self.start_postern(names.1, &with_config(p1))?;
+        Ok(((plain, p0), (with, p1)))
+    }
+
+    /// Postern against itself: `works` on `base` (without the feature) and `with` (with
+    /// it) in paired rounds, each row's workload naming the feature (`what`), the rate
+    /// ratio held against `target`. Every "Postern with vs without X" section uses this.
+    fn with_and_without(
+        &mut self,
+        works: &[Work],
+        base: &Target,
+        with: &Target,
+        what: &str,
+        target: Option<f64>,
+    ) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        for &work in works {
+            let mut row = self.pair(work, base, with, None)?;
+            row.workload = format!("{} — {what}", row.workload);
+            row.target = target;
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// A "Postern with vs without X" section: heading, what was compared, the rate
+    /// table, and what follows it.
+    fn with_and_without_report(
+        &mut self,
+        heading: &str,
+        intro: &str,
+        rows: &[Row],
+        names: (&str, &str),
+        after: &str,
+    ) {
+        let mut s = format!("## {heading}\n\n{intro}\n\n");
+        s.push_str(&report::table(rows, names.0, names.1));
+        let _ = writeln!(s, "\n{after}");
+        self.report.push_str(&s);
     }
 
     fn compare(&mut self) -> Result<()> {
@@ -468,6 +548,7 @@ impl Bench {
                 smtp_auth: 0,
             },
             is_postfix: true,
+            proxy: None,
         };
         let target = Self::postern_target(&gw, ports, "Postern");
         let pf_idle = procs::memory(postfix.master_pid);
@@ -558,21 +639,16 @@ impl Bench {
         let der_len = der.len();
         let server = HttpServer::start();
         server.put("/bench-ca.crl", der);
-        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
-        let plain = self.start_postern(
-            "postern-no-crl",
-            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
-        )?;
-        let with = self.start_postern(
-            "postern-crl",
-            &postern::config(
-                &self.ecdsa,
-                &self.rsa,
-                p1,
-                self.sink.addr(),
-                Some(server.url("/bench-ca.crl")),
-            ),
-        )?;
+        let ((plain, p0), (with, p1)) =
+            self.start_with_and_without(("postern-no-crl", "postern-crl"), |p| {
+                postern::config(
+                    &self.ecdsa,
+                    &self.rsa,
+                    p,
+                    self.sink.addr(),
+                    Some(server.url("/bench-ca.crl")),
+                )
+            })?;
         let (load_time, status) =
             postern::wait_crl(&with, "bench-ca", entries as u64, Duration::from_secs(120))?;
         let index_bytes = status["indexBytes"].as_u64().unwrap_or(0);
@@ -580,28 +656,18 @@ impl Bench {
         let rss_crl = procs::memory(with.pid()).rss_kib;
         let base = Self::postern_target(&plain, p0, "no CRL");
         let target = Self::postern_target(&with, p1, "with CRL");
-        let mut row = self.pair(
-            Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
+        let rows = self.with_and_without(
+            &[Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13)],
             &base,
             &target,
-            None,
+            &format!("{entries}-entry CRL loaded vs none"),
+            Some(0.95),
         )?;
         let rss_plain_after = procs::memory(plain.pid()).rss_kib;
         let rss_crl_after = procs::memory(with.pid()).rss_kib;
-        row.workload = format!("{} — {entries}-entry CRL loaded vs none", row.workload);
-        row.target = Some(0.95);
         let der_mib = der_len as f64 / 1048576.0;
-        let mut s = String::new();
-        let _ = writeln!(s, "## Postern with a {entries}-entry CRL\n");
-        let _ = writeln!(
-            s,
-            "Two gateways with the same configuration, one with a CrlSource serving a {entries}-entry CRL ({der_mib:.1} MiB DER) of the client CA; \
-             the client's serial is not listed, so every handshake looks it up and passes.\n"
-        );
-        s.push_str(&report::table(&[row], "no CRL", "with CRL"));
-        let _ = writeln!(
-            s,
-            "\nThe CRL was in force {:.2} s after the gateway reported ready (fetch over loopback HTTP, signature check, index). \
+        let after = format!(
+            "The CRL was in force {:.2} s after the gateway reported ready (fetch over loopback HTTP, signature check, index). \
              Index held (`indexBytes` of `GET /crl/bench-ca`): {:.1} MiB, {:.2}× the DER size. \
              RSS right after loading: {:.1} MiB without, {:.1} MiB with the CRL (+{:.1} MiB, including freed parse buffers the allocator had not yet returned); \
              after the session runs: {:.1} MiB without, {:.1} MiB with (+{:.1} MiB, {:.2}× the DER size).\n",
@@ -616,7 +682,180 @@ impl Bench {
             mib(rss_crl_after.saturating_sub(rss_plain_after)),
             rss_crl_after.saturating_sub(rss_plain_after) as f64 * 1024.0 / der_len as f64,
         );
-        self.report.push_str(&s);
+        self.with_and_without_report(
+            &format!("Postern with a {entries}-entry CRL"),
+            &format!(
+                "Two gateways with the same configuration, one with a CrlSource serving a {entries}-entry CRL ({der_mib:.1} MiB DER) of the client CA; \
+                 the client's serial is not listed, so every handshake looks it up and passes."
+            ),
+            &rows,
+            ("no CRL", "with CRL"),
+            &after,
+        );
+        Ok(())
+    }
+
+    /// PROXY protocol: two gateways with the same configuration, one reached directly,
+    /// one behind a PROXY header (the load client plays the load balancer) naming
+    /// original clients from the documentation networks; each admits only the clients its
+    /// host access table names, so every session is the same policy decision.
+    fn proxy(&mut self) -> Result<()> {
+        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
+        let direct = self.start_postern(
+            "postern-direct",
+            &postern::proxy_config(
+                &self.ecdsa,
+                &self.rsa,
+                p0,
+                self.sink.addr(),
+                &["127.0.0.0/8", "::1/128"],
+                false,
+            ),
+        )?;
+        let behind = self.start_postern(
+            "postern-behind-proxy",
+            &postern::proxy_config(
+                &self.ecdsa,
+                &self.rsa,
+                p1,
+                self.sink.addr(),
+                &[Family::V4.network(), Family::V6.network()],
+                true,
+            ),
+        )?;
+        let base = Self::postern_target(&direct, p0, "direct");
+        let tls = Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13);
+        let proxy = |version, family| Proxy { version, family };
+        let cases = if self.args.quick {
+            vec![
+                (proxy(ProxyVersion::V1, Family::V4), vec![tls]),
+                (
+                    proxy(ProxyVersion::V2, Family::V6),
+                    vec![Work::PlainSessions],
+                ),
+            ]
+        } else {
+            vec![
+                (
+                    proxy(ProxyVersion::V1, Family::V4),
+                    vec![tls, Work::PlainSessions],
+                ),
+                (
+                    proxy(ProxyVersion::V2, Family::V4),
+                    vec![tls, Work::PlainSessions],
+                ),
+                (proxy(ProxyVersion::V2, Family::V6), vec![tls]),
+            ]
+        };
+        let mut rows = Vec::new();
+        for (p, works) in cases {
+            let mut with = Self::postern_target(&behind, p1, &p.label());
+            with.proxy = Some(p);
+            rows.extend(self.with_and_without(
+                &works,
+                &base,
+                &with,
+                &format!("{} vs direct", p.label()),
+                Some(0.97),
+            )?);
+        }
+        // The gateway behind the header must have seen only the original clients.
+        let log = behind.log();
+        let original = log.matches("client_ip=198.51.100.").count()
+            + log.matches("client_ip=2001:db8:").count();
+        let loopback = log.matches("client_ip=127.").count();
+        if original == 0 || loopback > 0 {
+            bail!(
+                "the gateway behind the PROXY header logged {original} decisions for original clients and {loopback} for 127.0.0.0/8: the header was not applied"
+            );
+        }
+        self.with_and_without_report(
+            "Postern behind a PROXY protocol header",
+            "Two gateways with the same configuration but for `proxyProtocol: {trustedCidrs: [127.0.0.0/8]}` on every listener of one of them. \
+             The load client connects to that one from 127.0.0.x as a load balancer would and sends a PROXY header first (v1 text or v2 binary) naming \
+             an original client in 198.51.100.0/24 or 2001:db8::/32 (250 addresses, changing ports); to the other it connects directly. \
+             Each gateway's host access table admits only the clients it should see (127.0.0.0/8 and ::1 directly, the two documentation networks behind the proxy; \
+             everyone else `blocked`), so every session takes the same policy decision and a header the gateway did not apply would show as errors.",
+            &rows,
+            ("direct", "behind proxy"),
+            &format!(
+                "Decision lines of the gateway behind the header: {original} name an original client, {loopback} a loopback address.\n"
+            ),
+        );
+        Ok(())
+    }
+
+    /// OCSP: two gateways with the same configuration, one checking the client
+    /// certificate with OCSP only (`openssl ocsp` on loopback answers `good`), its cache
+    /// warmed before the measured rounds; the other without OCSP.
+    fn ocsp(&mut self) -> Result<()> {
+        let index = self.ecdsa.ocsp_database()?;
+        let responder = OcspResponder::start(&self.ecdsa.dir, index, "ca.crt", "ca")?;
+        let url = responder.url();
+        let ((plain, p0), (with, p1)) = self
+            .start_with_and_without(("postern-no-ocsp", "postern-ocsp"), |p| {
+                postern::ocsp_config(&self.ecdsa, &self.rsa, p, self.sink.addr(), url.clone())
+            })?;
+        // Warm both (the same few sessions each): the OCSP gateway caches the answer.
+        for port in [p0.tls_ecdsa, p1.tls_ecdsa] {
+            let mut spec = self.spec(port, Some(self.tls.ecdsa13.clone()), 0, 0);
+            spec.concurrency = 1;
+            spec.max_sessions = 5;
+            let r = self.rt.block_on(load::run(spec));
+            if r.errors > 0 || r.sessions == 0 {
+                bail!(
+                    "warming up the gateway on port {port}: {} sessions, {} errors {:?}",
+                    r.sessions,
+                    r.errors,
+                    r.first_errors
+                );
+            }
+        }
+        let warmed = postern::ocsp_counts(&with, &url)?;
+        if warmed.requests == 0 {
+            bail!("the OCSP gateway never asked the responder {url} while warming up");
+        }
+        let base = Self::postern_target(&plain, p0, "no OCSP");
+        let target = Self::postern_target(&with, p1, "OCSP, cached");
+        let rows = self.with_and_without(
+            &[Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13)],
+            &base,
+            &target,
+            "cached OCSP answer vs no OCSP",
+            None,
+        )?;
+        let measured = postern::ocsp_counts(&with, &url)?;
+        let mut after = String::new();
+        let _ = writeln!(
+            after,
+            "Latency (each side's median over the rounds; ratio: the median of the per-round ratios, with their range). \
+             Handshake: from sending STARTTLS to the reply to the EHLO inside TLS, as the client sees it (a TLS 1.3 client is done \
+             before the server has checked its certificate, so the server's check shows only there).\n"
+        );
+        after.push_str(&report::latency_table(
+            &rows,
+            "no OCSP",
+            "OCSP, cached",
+            Some(1.05),
+        ));
+        let _ = writeln!(
+            after,
+            "\nThe responder was asked {} time(s) while warming up and {} time(s) during the measured rounds \
+             (`postern_ocsp_requests_total`); {} lookups were answered from the cache (`postern_ocsp_cache_hits_total`).\n",
+            warmed.requests,
+            measured.requests.saturating_sub(warmed.requests),
+            measured.cache_hits.saturating_sub(warmed.cache_hits),
+        );
+        self.with_and_without_report(
+            "Postern with a cached OCSP answer",
+            "Two gateways with the same configuration, one with `tls.revocation: {mode: OcspOnly}` on the ECDSA listener asking a real \
+             `openssl ocsp` responder on loopback (answers signed by the CA, `nextUpdate` 5 minutes ahead), the client certificate `good`. \
+             A few sessions on each before the measured rounds put the answer in the OCSP gateway's cache, so those rounds measure the cached lookup.",
+            &rows,
+            ("no OCSP", "OCSP, cached"),
+            &after,
+        );
+        drop(responder);
         Ok(())
     }
 
@@ -1107,6 +1346,12 @@ fn run(args: Args) -> Result<()> {
     }
     if sections.contains(&Section::Crl) {
         bench.crl()?;
+    }
+    if sections.contains(&Section::Proxy) {
+        bench.proxy()?;
+    }
+    if sections.contains(&Section::Ocsp) {
+        bench.ocsp()?;
     }
     if sections.contains(&Section::Idle) {
         bench.idle()?;

@@ -94,6 +94,8 @@ pub(crate) fn client_run(
             m.secs = r.elapsed.as_secs_f64();
             m.p50_ms = load::percentile_ms(&mut r.session_us, 50.0);
             m.p99_ms = load::percentile_ms(&mut r.session_us, 99.0);
+            m.handshake_p50_ms = load::percentile_ms(&mut r.handshake_us, 50.0);
+            m.handshake_p99_ms = load::percentile_ms(&mut r.handshake_us, 99.0);
         }
         Unit::Messages => {
             let target = before + r.messages;

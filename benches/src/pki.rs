@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use postern_testkit::pki::{Ca, KeyKind};
+use postern_testkit::pki::{Ca, KeyKind, days_from_now, generalized_time, hex_string};
 use rcgen::KeyUsagePurpose;
 
 /// The client certificate's subject common name (the Static backend maps it to a user).
@@ -112,6 +112,25 @@ impl Pki {
     /// Path of one of the PEM files.
     pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// What `openssl ocsp` needs to answer for this CA as the CA itself: the CA key
+    /// (`ca.key`, beside `ca.crt`) and an OpenSSL CA database (`index.txt`) listing the
+    /// client certificate as valid, so its status is `good`. Returns the database's name.
+    pub(crate) fn ocsp_database(&self) -> Result<&'static str> {
+        const INDEX: &str = "index.txt";
+        // index.txt takes UTCTime (YYMMDDHHMMSSZ) for the expiry.
+        let expiry = generalized_time(days_from_now(30));
+        let index = format!(
+            "V\t{}\t\t{}\tunknown\t/CN={CLIENT_CN}\n",
+            &expiry[2..],
+            hex_string(&CLIENT_SERIAL)
+        );
+        for (name, text) in [("ca.key", self.ca.key.serialize_pem()), (INDEX, index)] {
+            std::fs::write(self.file(name), text)
+                .with_context(|| format!("writing {}", self.file(name).display()))?;
+        }
+        Ok(INDEX)
     }
 
     /// A CRL (DER) of the CA with `count` entries (16-byte serials, every tenth with a

@@ -11,8 +11,8 @@ use postern_config::{
     Allowance, AllowanceAction, AuthBackend, AuthProfile, CertificateAuth, CertificateAuthQuery,
     CrlFormat, CrlScope, CrlSource, Duration as D, GatewayConfig, HostAccessEntry, LdapAuthMethod,
     LdapBind, LdapCache, LdapProfile, LdapTimeouts, Limits, Listener, ListenerTimeouts,
-    ListenerTls, MailFlowPolicy, NextHop, PolicyAction, Reply, SmtpAuth, SmtpAuthQuery, StaticUser,
-    TlsMode,
+    ListenerTls, MailFlowPolicy, NextHop, PolicyAction, ProxyProtocol, Reply, Revocation,
+    RevocationMode, SmtpAuth, SmtpAuthQuery, StaticUser, TlsMode,
 };
 use postern_testkit::gateway::{Gateway, GatewayBuilder};
 use postern_testkit::ports::free_port;
@@ -193,6 +193,69 @@ pub(crate) fn config(
     config
 }
 
+/// The PROXY protocol section's gateways: [`config`] where every listener admits only
+/// the clients of `clients` by its host access table (a `CLIENTS` row giving the TLS
+/// listeners the certificate policy, the plaintext listener's relay row) and refuses
+/// everyone else (`blocked`), so a session gets through only when the gateway sees the
+/// address the table names. With `behind_proxy`, every listener takes a PROXY header
+/// from 127.0.0.0/8 (the load client playing the load balancer).
+pub(crate) fn proxy_config(
+    ecdsa: &Pki,
+    rsa: &Pki,
+    ports: PosternPorts,
+    sink: SocketAddr,
+    clients: &[&str],
+    behind_proxy: bool,
+) -> GatewayConfig {
+    let mut config = config(ecdsa, rsa, ports, sink, None);
+    let cidrs: Vec<_> = clients.iter().map(|c| c.parse().expect("CIDR")).collect();
+    for listener in config.listeners.values_mut() {
+        if listener.tls.is_some() {
+            listener.host_access_table = vec![HostAccessEntry {
+                sender_group: "CLIENTS".into(),
+                cidrs: cidrs.clone(),
+                policy: listener.default_policy.clone(),
+            }];
+            listener.default_policy = "blocked".into();
+        } else {
+            for row in &mut listener.host_access_table {
+                row.cidrs = cidrs.clone();
+            }
+        }
+        if behind_proxy {
+            listener.proxy_protocol = Some(ProxyProtocol {
+                trusted_cidrs: vec!["127.0.0.0/8".parse().expect("CIDR")],
+            });
+        }
+    }
+    config
+}
+
+/// The OCSP section's gateway: [`config`] with the ECDSA listener checking the client
+/// certificate's revocation with OCSP only (`mode: OcspOnly`, fail closed), asking
+/// `responder_url`.
+pub(crate) fn ocsp_config(
+    ecdsa: &Pki,
+    rsa: &Pki,
+    ports: PosternPorts,
+    sink: SocketAddr,
+    responder_url: String,
+) -> GatewayConfig {
+    let mut config = config(ecdsa, rsa, ports, sink, None);
+    let tls = config
+        .listeners
+        .get_mut("tls-ecdsa")
+        .and_then(|l| l.tls.as_mut())
+        .expect("the ECDSA TLS listener");
+    let mut revocation = Revocation {
+        mode: RevocationMode::OcspOnly,
+        ..Revocation::default()
+    };
+    revocation.ocsp.responder_url = responder_url;
+    tls.revocation = revocation;
+    config
+}
+
 /// How the benchmark runs the gateway: `bin` with `config`, its files in `dir` under
 /// `name` (configuration in `<name>-config/`, log `<name>.log`, CRL cache
 /// `<name>-crl-cache/`), text log, 1 s shutdown grace; stopped gracefully on drop (a
@@ -220,6 +283,34 @@ pub(crate) fn wait_crl(
     timeout: Duration,
 ) -> Result<(Duration, serde_json::Value)> {
     gw.wait_crl_within(source, timeout, |v| v["entries"].as_u64() == Some(entries))
+}
+
+/// What the OCSP client of a gateway has done for one responder (its `/metrics`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OcspCounts {
+    /// Requests sent, whatever their result (`postern_ocsp_requests_total`).
+    pub requests: u64,
+    /// Lookups answered from the cache (`postern_ocsp_cache_hits_total`).
+    pub cache_hits: u64,
+}
+
+/// The OCSP counters of `gw` for `responder`.
+pub(crate) fn ocsp_counts(gw: &Gateway, responder: &str) -> Result<OcspCounts> {
+    let (status, text) = gw.http_get("/metrics")?;
+    if status != 200 {
+        anyhow::bail!("GET /metrics answered {status}");
+    }
+    let sum = |family: &str| -> u64 {
+        let prefix = format!("{family}{{responder=\"{responder}\"");
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    Ok(OcspCounts {
+        requests: sum("postern_ocsp_requests_total"),
+        cache_hits: sum("postern_ocsp_cache_hits_total"),
+    })
 }
 
 /// The LDAP section's gateway: [`config`] with the certificate profile's backend moved

@@ -13,6 +13,11 @@ pub(crate) struct Measure {
     pub p50_ms: Option<f64>,
     /// 99th percentile latency, ms.
     pub p99_ms: Option<f64>,
+    /// Median TLS handshake time as the client sees it (STARTTLS to the first reply
+    /// inside TLS), ms; None without STARTTLS.
+    pub handshake_p50_ms: Option<f64>,
+    /// 99th percentile of the handshake time, ms.
+    pub handshake_p99_ms: Option<f64>,
     /// CPU seconds used by the server's processes during the run (incl. draining).
     pub cpu_s: f64,
     /// CPU seconds used by the load generator (this process, and smtp-source).
@@ -82,6 +87,8 @@ pub(crate) struct Row {
     /// Postern's rate over the baseline's in each round (the two ran back to back, so
     /// a round's ratio is not skewed by load that came and went between rounds).
     pub round_ratios: Vec<f64>,
+    /// Every round's two runs (baseline, Postern), for ratios of other figures.
+    pub rounds: Vec<(Measure, Measure)>,
     /// Target ratio, if the design sets one.
     pub target: Option<f64>,
 }
@@ -115,7 +122,11 @@ pub(crate) fn ratio(r: &Row, b: &Measure, p: &Measure) -> f64 {
     if r.round_ratios.is_empty() {
         return p.rate() / b.rate();
     }
-    let mut v = r.round_ratios.clone();
+    median_of(&r.round_ratios)
+}
+
+fn median_of(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
@@ -200,6 +211,75 @@ pub(crate) fn table(rows: &[Row], base: &str, postern: &str) -> String {
     s
 }
 
+/// Which figure of a run a latency row shows.
+type Figure = fn(&Measure) -> Option<f64>;
+
+/// One latency figure of a row: each side's value in every round, and the median of the
+/// per-round ratios (Postern over the baseline) with their range.
+fn latency_cell(r: &Row, figure: Figure, target: Option<f64>) -> [String; 3] {
+    let pick = |side: fn(&(Measure, Measure)) -> &Measure| {
+        let v: Vec<f64> = r.rounds.iter().filter_map(|m| figure(side(m))).collect();
+        if v.is_empty() {
+            "–".to_owned()
+        } else {
+            f(median_of(&v))
+        }
+    };
+    let ratios: Vec<f64> = r
+        .rounds
+        .iter()
+        .filter_map(|(b, p)| Some(figure(p)? / figure(b)?))
+        .filter(|x| x.is_finite())
+        .collect();
+    let ratio = if ratios.is_empty() {
+        "–".to_owned()
+    } else {
+        let x = median_of(&ratios);
+        let range = round_range(&ratios);
+        match target {
+            Some(t) => format!(
+                "**{x:.2}×** (≤ {t}× {}){range}",
+                if x <= t { "met" } else { "missed" }
+            ),
+            None => format!("{x:.2}×{range}"),
+        }
+    };
+    [pick(|m| &m.0), pick(|m| &m.1), ratio]
+}
+
+/// Latencies of rows measured in paired rounds: for the whole session and the TLS
+/// handshake, p50 and p99 (each side's median over the rounds) and the median of the
+/// per-round ratios with their range; `target`: the most the handshake p99 ratio may be.
+pub(crate) fn latency_table(
+    rows: &[Row],
+    base: &str,
+    postern: &str,
+    target: Option<f64>,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| workload | figure | {base} ms | {postern} ms | ratio {postern} / {base} (target) |"
+    );
+    let _ = writeln!(s, "|---|---|--:|--:|--:|");
+    let figures: [(&str, Figure, bool); 4] = [
+        ("session p50", |m| m.p50_ms, false),
+        ("session p99", |m| m.p99_ms, false),
+        ("handshake p50", |m| m.handshake_p50_ms, false),
+        ("handshake p99", |m| m.handshake_p99_ms, true),
+    ];
+    for r in rows {
+        for (name, figure, targeted) in figures {
+            if r.rounds.iter().all(|(b, _)| figure(b).is_none()) {
+                continue;
+            }
+            let [b, p, ratio] = latency_cell(r, figure, target.filter(|_| targeted));
+            let _ = writeln!(s, "| {} | {name} | {b} | {p} | {ratio} |", r.workload);
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +300,7 @@ mod tests {
                 base: Some(m(100, 1.0)),
                 postern: Some(m(250, 1.0)),
                 round_ratios: vec![],
+                rounds: vec![],
                 target: Some(2.0),
             }],
             "Postfix",
@@ -236,9 +317,46 @@ mod tests {
             base: Some(m(100, 1.0)),
             postern: Some(m(80, 1.0)),
             round_ratios: vec![1.14, 0.81, 1.01],
+            rounds: vec![],
             target: Some(0.95),
         };
         let t = table(&[row], "no CRL", "with CRL");
         assert!(t.contains("**1.01×** (0.95× met) rounds 0.81–1.14"), "{t}");
+    }
+
+    #[test]
+    fn latency_ratios_per_round() {
+        let m = |p99, hs99| Measure {
+            p50_ms: Some(1.0),
+            p99_ms: Some(p99),
+            handshake_p50_ms: Some(0.5),
+            handshake_p99_ms: Some(hs99),
+            ..Measure::default()
+        };
+        let row = Row {
+            workload: "w".into(),
+            unit: "sessions/s",
+            base: None,
+            postern: None,
+            round_ratios: vec![],
+            rounds: vec![
+                (m(10.0, 4.0), m(11.0, 4.0)),
+                (m(10.0, 4.0), m(10.0, 4.4)),
+                (m(10.0, 4.0), m(9.0, 4.12)),
+            ],
+            target: None,
+        };
+        let t = latency_table(std::slice::from_ref(&row), "no OCSP", "OCSP", Some(1.05));
+        assert!(
+            t.contains("| w | session p99 | 10.0 | 10.0 | 1.00× rounds 0.90–1.10 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "| w | handshake p99 | 4.00 | 4.12 | **1.03×** (≤ 1.05× met) rounds 1.00–1.10 |"
+            ),
+            "{t}"
+        );
+        assert_eq!(t.lines().count(), 6, "{t}");
     }
 }

@@ -1,5 +1,6 @@
 //! The benchmark harness still works: `postern-bench --quick` sets up Postfix, Postern and
-//! smtp-sink, drives every kind of load once, and prints complete tables without errors.
+//! smtp-sink, drives every kind of load once (PROXY headers v1 and v2, a cached OCSP
+//! answer from a real `openssl ocsp` included), and prints complete tables without errors.
 //! Needs root, postfix, openssl and slapd (tests/support/install-deps.sh), and the
 //! postern-gateway binary built beside postern-bench (`cargo build --workspace --bins`,
 //! which tests/run does).
@@ -70,6 +71,8 @@ fn quick_run_prints_complete_tables() {
     for heading in [
         "## Postern and Postfix side by side",
         "## Postern with a 10000-entry CRL",
+        "## Postern behind a PROXY protocol header",
+        "## Postern with a cached OCSP answer",
         "## Postern memory: idle, and per idle connection",
         "## Postern with LDAP: result cache cold vs warm",
         "Machine: ",
@@ -84,9 +87,18 @@ fn quick_run_prints_complete_tables() {
     let comparisons: Vec<_> = rows.iter().filter(|r| r.len() == 14).collect();
     assert_eq!(
         comparisons.len(),
-        6,
-        "3 side-by-side rows + 1 CRL row + 2 LDAP rows:\n{report}"
+        9,
+        "3 side-by-side rows + 1 CRL row + 2 PROXY rows + 1 OCSP row + 2 LDAP rows:\n{report}"
     );
+    for what in [
+        "PROXY v1, IPv4 client vs direct",
+        "PROXY v2, IPv6 client vs direct",
+    ] {
+        assert!(
+            comparisons.iter().any(|r| r[0].ends_with(what)),
+            "no row for {what}:\n{report}"
+        );
+    }
     for r in &comparisons {
         for (i, what) in [(2, "baseline rate"), (3, "Postern rate")] {
             let v: f64 = r[i].parse().unwrap_or(0.0);
@@ -94,7 +106,26 @@ fn quick_run_prints_complete_tables() {
         }
         assert_eq!(r[13], "0", "errors in {:?}:\n{report}\n{stderr}", r[0]);
     }
-    let idle: Vec<_> = rows.iter().filter(|r| r.len() == 5).collect();
+    // The OCSP section's latency table: session and handshake, p50 and p99.
+    let latency: Vec<_> = rows
+        .iter()
+        .filter(|r| r.len() == 5 && r[1].starts_with(['s', 'h']))
+        .collect();
+    assert_eq!(latency.len(), 4, "OCSP latency rows:\n{report}");
+    for r in &latency {
+        for cell in &r[2..4] {
+            let v: f64 = cell.parse().unwrap_or(0.0);
+            assert!(v > 0.0, "{} of {:?} is {cell:?}:\n{report}", r[1], r[0]);
+        }
+    }
+    assert!(
+        report.contains("time(s) during the measured rounds"),
+        "{report}"
+    );
+    let idle: Vec<_> = rows
+        .iter()
+        .filter(|r| r.len() == 5 && r[1].parse::<usize>().is_ok())
+        .collect();
     assert_eq!(
         idle.len(),
         3,

@@ -1,8 +1,9 @@
 #![forbid(unsafe_code)]
 //! Test support: real components started on loopback in temporary directories. What the
 //! benchmarks share with these tests (the gateway launcher, PKI and CRLs, slapd,
-//! smtp-sink, ports, HTTP) is in `postern-testkit`; this crate adds what needs the
-//! gateway's configuration types, the Kubernetes and Helm harness and the SMTP clients.
+//! smtp-sink, the OCSP responder, ports, HTTP) is in `postern-testkit`; this crate adds
+//! what needs the gateway's configuration types, the Kubernetes and Helm harness and the
+//! SMTP clients.
 
 pub mod cac;
 pub mod cac_gateway;
@@ -18,7 +19,6 @@ pub mod helm;
 pub mod kube;
 pub mod node;
 pub mod observability;
-pub mod ocsp_responder;
 pub mod openssl_ca;
 pub mod rendered;
 pub mod slapd;

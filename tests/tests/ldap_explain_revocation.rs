@@ -17,9 +17,9 @@ use postern_config::{
 use postern_controller::cli::manifests::{load, read_inputs};
 use postern_controller::compile::compile;
 use postern_testkit::file_server::HttpServer;
+use postern_testkit::ocsp_responder::OcspResponder;
 use postern_testkit::ports::free_port;
 use postern_testkit::workspace::workspace_bin;
-use postern_tests::ocsp_responder::OcspResponder;
 use postern_tests::openssl_ca::OpensslCa;
 use postern_tests::slapd::{Slapd, SlapdOptions};
 
@@ -224,7 +224,7 @@ fn an_ocsp_mode_is_answered_by_the_responder() {
     let files = HttpServer::start();
     files.put("/example.crl", std::fs::read(dir.join("ca.crl")).unwrap());
     let index = ca.index_path().display().to_string();
-    let responder = OcspResponder::start(dir, &index, "ca.crt", "ca");
+    let responder = OcspResponder::start(dir, &index, "ca.crt", "ca").unwrap();
     let slapd = slapd();
     let config = config_file(
         dir,

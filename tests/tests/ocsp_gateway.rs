@@ -8,12 +8,12 @@ use std::process::Command;
 
 use postern_config::{self as cfg, TlsMode};
 use postern_testkit::gateway::Gateway;
+use postern_testkit::ocsp_responder::OcspResponder;
 use postern_testkit::pki::Ca;
 use postern_testkit::ports::free_port;
 use postern_testkit::sink::Sink;
 use postern_tests::clients::openssl as s_client;
 use postern_tests::gateway::{listener, policy, single, start_gateway, user};
-use postern_tests::ocsp_responder::OcspResponder;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -179,7 +179,7 @@ fn ocsp_only_good_revoked_unknown_and_a_responder_down() {
     let d = dir.path();
     pki(d);
     let sink = Sink::start(&[]).unwrap();
-    let responder = OcspResponder::start(d, "index.txt", "ca.crt", "ca");
+    let responder = OcspResponder::start(d, "index.txt", "ca.crt", "ca").unwrap();
     let (gw, port) = gateway(
         d,
         &sink,
@@ -263,7 +263,7 @@ fn fallback_modes_with_no_crl_in_force() {
     let d = dir.path();
     pki(d);
     let sink = Sink::start(&[]).unwrap();
-    let responder = OcspResponder::start(d, "index.txt", "ca.crt", "ca");
+    let responder = OcspResponder::start(d, "index.txt", "ca.crt", "ca").unwrap();
     let down = format!("http://127.0.0.1:{}/", free_port());
     // No CRL is in force for the CA: CrlThenOcsp asks OCSP.
     let (_gw, port) = gateway(
@@ -301,7 +301,7 @@ fn responses_signed_by_a_stranger_are_refused_and_a_delegated_responder_is_accep
     let d = dir.path();
     pki(d);
     let sink = Sink::start(&[]).unwrap();
-    let stranger = OcspResponder::start(d, "index.txt", "ca.crt", "other");
+    let stranger = OcspResponder::start(d, "index.txt", "ca.crt", "other").unwrap();
     let (_gw, port) = gateway(
         d,
         &sink,
@@ -309,7 +309,7 @@ fn responses_signed_by_a_stranger_are_refused_and_a_delegated_responder_is_accep
     );
     let (ok, out) = connect(d, port, "good");
     assert!(!ok && out.contains("unknown ca"), "wrong key: {out}");
-    let delegated = OcspResponder::start(d, "index.txt", "ca.crt", "responder");
+    let delegated = OcspResponder::start(d, "index.txt", "ca.crt", "responder").unwrap();
     let (_gw, port) = gateway(
         d,
         &sink,

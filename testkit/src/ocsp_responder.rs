@@ -1,11 +1,14 @@
 //! `openssl ocsp` as a real OCSP responder on a free loopback port, answering from an
-//! OpenSSL CA database (`index.txt` format); stopped when dropped.
+//! OpenSSL CA database (`index.txt` format); stopped when dropped. Used by the OCSP
+//! end-to-end tests and by the benchmark's OCSP section.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use postern_testkit::ports::free_port;
+use anyhow::{Context, Result, bail};
+
+use crate::ports::free_port;
 
 /// A running `openssl ocsp -index ... -port ...`.
 #[derive(Debug)]
@@ -13,8 +16,10 @@ pub struct OcspResponder(Child, u16);
 
 impl OcspResponder {
     /// Answer in `dir` from the database `index` for the CA `ca` (certificate file),
-    /// signing with `signer` (`<signer>.crt` and `<signer>.key`).
-    pub fn start(dir: &Path, index: &str, ca: &str, signer: &str) -> Self {
+    /// signing with `signer` (`<signer>.crt` and `<signer>.key`). Its answers say
+    /// `nextUpdate` five minutes ahead. Fails when openssl is missing or the responder
+    /// does not answer a real request within 10 s.
+    pub fn start(dir: &Path, index: &str, ca: &str, signer: &str) -> Result<Self> {
         let port = free_port();
         let child = Command::new("openssl")
             .args([
@@ -36,7 +41,7 @@ impl OcspResponder {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("openssl is required for this test");
+            .context("starting `openssl ocsp` (openssl is required)")?;
         // A bare TCP probe would wedge `openssl ocsp` (it serves one connection at a
         // time and waits on an empty one): probe with a real OCSP request instead.
         let url = format!("http://127.0.0.1:{port}/");
@@ -60,10 +65,15 @@ impl OcspResponder {
             .status()
             .map_or(true, |s| !s.success())
         {
-            assert!(Instant::now() < deadline, "openssl ocsp did not start");
+            if Instant::now() >= deadline {
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("openssl ocsp on port {port} did not answer within 10 s");
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self(child, port)
+        Ok(Self(child, port))
     }
 
     /// Its URL.
