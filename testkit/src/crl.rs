@@ -239,7 +239,7 @@ impl Ca {
 
     /// TBSCertList up to the revoked list: version 2, signature algorithm, issuer,
     /// thisUpdate, nextUpdate.
-    fn tbs_head(&self, this_update: OffsetDateTime, next_update: OffsetDateTime) -> Vec<u8> {
+    pub(crate) fn tbs_head(&self, this_update: OffsetDateTime, next_update: OffsetDateTime) -> Vec<u8> {
         let mut tbs = tlv(0x02, &[1]);
         tbs.extend_from_slice(self.signature_alg());
         tbs.extend(self.subject_der());
@@ -249,12 +249,12 @@ impl Ca {
     }
 
     /// The Authority Key Identifier extension of this CA's CRLs.
-    fn aki_ext(&self) -> Vec<u8> {
+    pub(crate) fn aki_ext(&self) -> Vec<u8> {
         ext(35, false, &tlv(0x30, &tlv(0x80, &self.key_id())))
     }
 
     /// CertificateList: `tbs`, the algorithm, this CA's signature over `tbs`.
-    fn sign_tbs(&self, tbs: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn sign_tbs(&self, tbs: Vec<u8>) -> Vec<u8> {
         let sig = self.key.sign(&tbs).expect("sign");
         let mut bits = vec![0u8];
         bits.extend(sig);

@@ -21,4 +21,5 @@ pub mod observability;
 pub mod ocsp_responder;
 pub mod openssl_ca;
 pub mod rendered;
+pub mod session_load;
 pub mod slapd;
