@@ -5,7 +5,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use crate::der::{ext, int_bytes, push_len, tlv, utc_time};
+use crate::der::{ext, push_len, tlv, utc_time};
 use crate::pki::Ca;
 
 /// Reason codes used, in turn (no `removeFromCRL`, which is not a revocation).
@@ -41,7 +41,11 @@ fn serial(len: usize, n: u64, r: u64) -> [u8; 16] {
     let v = n.wrapping_mul(0x9e37_79b9_7f4a_7c15 | 1);
     let low = len.min(8);
     let bits = if len <= 8 { 8 * len as u32 - 2 } else { 64 };
-    let v = if bits < 64 { v & ((1u64 << bits) - 1) } else { v };
+    let v = if bits < 64 {
+        v & ((1u64 << bits) - 1)
+    } else {
+        v
+    };
     s[len - low..len].copy_from_slice(&v.to_be_bytes()[8 - low..]);
     if len > 8 {
         s[..len - 8].copy_from_slice(&r.to_be_bytes()[..len - 8]);
@@ -54,7 +58,10 @@ impl Ca {
     /// A CRL numbered `number` of about `shape.target_bytes` DER (see the module note),
     /// signed by this CA. Returns the DER and its number of entries.
     pub fn estate_crl(&self, number: u64, shape: EstateShape) -> (Vec<u8>, usize) {
-        assert!((3..=16).contains(&shape.main_serial_len), "serial length 3..=16");
+        assert!(
+            (3..=16).contains(&shape.main_serial_len),
+            "serial length 3..=16"
+        );
         let now = OffsetDateTime::now_utc();
         let revoked_at = utc_time(now - Duration::days(2));
         let invalid_since = tlv(0x18, b"20260101000000Z");
@@ -107,22 +114,13 @@ impl Ca {
             }
             count += 1;
         }
-        let mut tbs_body = self.tbs_head(
+        let crl = self.signed_list(
+            number,
             now - Duration::minutes(10),
             now + Duration::days(shape.valid_days),
+            list,
         );
-        if count > 0 {
-            tbs_body.push(0x30);
-            push_len(&mut tbs_body, list.len());
-            tbs_body.extend_from_slice(&list);
-        }
-        drop(list);
-        let mut exts = self.aki_ext();
-        exts.extend(ext(20, false, &tlv(0x02, &int_bytes(number))));
-        tbs_body.extend(tlv(0xa0, &tlv(0x30, &exts)));
-        let tbs = tlv(0x30, &tbs_body);
-        drop(tbs_body);
-        (self.sign_tbs(tbs), count)
+        (crl, count)
     }
 }
 
@@ -132,16 +130,19 @@ mod tests {
     use x509_parser::prelude::{FromDer, X509Certificate};
     use x509_parser::revocation_list::CertificateRevocationList as ParsedCrl;
 
+    fn shape(target_bytes: usize, main_serial_len: usize) -> EstateShape {
+        EstateShape {
+            target_bytes,
+            main_serial_len,
+            seed: 7,
+            valid_days: 30,
+        }
+    }
+
     #[test]
     fn estate_crls_verify_and_have_the_shape_asked() {
         let ca = Ca::root("Estate CA");
-        let shape = EstateShape {
-            target_bytes: 200_000,
-            main_serial_len: 3,
-            seed: 7,
-            valid_days: 30,
-        };
-        let (der, count) = ca.estate_crl(2, shape);
+        let (der, count) = ca.estate_crl(2, shape(200_000, 3));
         assert!(der.len() >= 200_000 && der.len() < 200_600, "{}", der.len());
         let (rest, crl) = ParsedCrl::from_der(&der).unwrap();
         assert!(rest.is_empty());
@@ -168,13 +169,7 @@ mod tests {
     #[test]
     fn an_empty_estate_crl_is_still_a_crl() {
         let ca = Ca::root("Empty Estate CA");
-        let shape = EstateShape {
-            target_bytes: 100,
-            main_serial_len: 16,
-            seed: 1,
-            valid_days: 1,
-        };
-        let (der, count) = ca.estate_crl(1, shape);
+        let (der, count) = ca.estate_crl(1, shape(100, 16));
         assert_eq!(count, 0);
         assert!(ParsedCrl::from_der(&der).is_ok());
     }

@@ -28,7 +28,9 @@ use postern_testkit::gateway::Gateway;
 use postern_testkit::pki::Ca;
 use postern_testkit::ports::free_port;
 use postern_tests::crl;
-use postern_tests::session_load::{Round, connector, load_average, measure, quantile_ms, run_until};
+use postern_tests::session_load::{
+    Round, arg, connector, load_average, measure, quantile_ms, run_until,
+};
 use serde::{Deserialize, Serialize};
 
 /// Number of CAs (DISA's DoD and ECA CAs).
@@ -45,15 +47,6 @@ const SERIAL_LENS: [usize; 10] = [16, 3, 8, 10, 4, 16, 9, 3, 12, 7];
 const VERSION: u32 = 1;
 /// CRLs are valid this long; regenerated when older than two thirds of it.
 const VALID_DAYS: i64 = 30;
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn mib(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
@@ -122,13 +115,7 @@ fn generate(dir: &Path) -> Manifest {
         if i == 0 {
             let client = ca.client("estate user", &[0x7e, 0x57, 0x01]);
             (client_cert_pem, client_key_pem) = (client.cert_pem, client.key_pem);
-            let (refresh, _) = ca.estate_crl(
-                2,
-                EstateShape {
-                    seed: 999,
-                    ..shape
-                },
-            );
+            let (refresh, _) = ca.estate_crl(2, EstateShape { seed: 999, ..shape });
             std::fs::write(dir.join("refresh.crl"), refresh).expect("write CRL");
         }
         cas.push(EstateCa {
@@ -165,9 +152,7 @@ fn estate(dir: &Path, regenerate: bool) -> Manifest {
     let fresh = std::fs::read(dir.join("manifest.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-        .filter(|m| {
-            m.version == VERSION && unix_now() - m.created < VALID_DAYS * 86_400 * 2 / 3
-        });
+        .filter(|m| m.version == VERSION && unix_now() - m.created < VALID_DAYS * 86_400 * 2 / 3);
     match fresh {
         Some(m) if !regenerate => m,
         _ => generate(dir),
@@ -186,8 +171,13 @@ fn zip_of(dir: &Path, m: &Manifest, name: &str, first: Option<&str>) -> Vec<u8> 
         .compression_method(zip::CompressionMethod::Deflated)
         .large_file(false);
     for (i, ca) in m.cas.iter().enumerate() {
-        let file = if i == 0 { first.unwrap_or(&ca.file) } else { &ca.file };
-        w.start_file(format!("crls/{}", ca.file), opts).expect("zip");
+        let file = if i == 0 {
+            first.unwrap_or(&ca.file)
+        } else {
+            &ca.file
+        };
+        w.start_file(format!("crls/{}", ca.file), opts)
+            .expect("zip");
         w.write_all(&std::fs::read(dir.join(file)).expect("CRL"))
             .expect("zip");
     }
@@ -438,15 +428,10 @@ async fn main() {
             )
         };
         println!(
-            "round {round}: without CRLs {:.0} sessions/s ({} failed, {:.0} us gateway CPU each), \
-             with {} CRLs {:.0} sessions/s ({} failed, {:.0} us each), ratio {:.3}",
-            b.rate,
-            b.failed,
-            b.cpu_us,
+            "round {round}: without CRLs {}, with {} CRLs {}, ratio {:.3}",
+            b.summary(),
             m.cas.len(),
-            a.rate,
-            a.failed,
-            a.cpu_us,
+            a.summary(),
             a.rate / b.rate
         );
         sum_with += a.rate;
@@ -514,7 +499,10 @@ async fn main() {
             // The fetch starts when the server sees the request for the new file.
             let fetch_at = loop {
                 let reqs = http.requests();
-                if reqs[seen..].iter().any(|r| r.path == path && r.status == 200) {
+                if reqs[seen..]
+                    .iter()
+                    .any(|r| r.path == path && r.status == 200)
+                {
                     break Instant::now();
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;

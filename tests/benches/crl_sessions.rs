@@ -14,16 +14,7 @@ use postern_testkit::file_server::HttpServer;
 use postern_testkit::pki::Ca;
 use postern_testkit::ports::free_port;
 use postern_tests::crl;
-use postern_tests::session_load::{Round, connector, load_average};
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use postern_tests::session_load::{Round, arg, connector, load_average};
 
 /// A gateway under measurement and its SMTP listener.
 struct Target {
@@ -117,14 +108,9 @@ async fn main() {
             (a, measure(&without, &tls, seconds, concurrency).await)
         };
         println!(
-            "round {round}: without CRL {:.0} sessions/s ({} failed, {:.0} us gateway CPU each), \
-             with CRL {:.0} sessions/s ({} failed, {:.0} us each), rate ratio {:.3}",
-            b.rate,
-            b.failed,
-            b.cpu_us,
-            a.rate,
-            a.failed,
-            a.cpu_us,
+            "round {round}: without CRL {}, with CRL {}, rate ratio {:.3}",
+            b.summary(),
+            a.summary(),
             a.rate / b.rate
         );
         sum_with += a.rate;

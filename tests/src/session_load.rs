@@ -1,7 +1,7 @@
 //! The session load of the CRL benchmarks: STARTTLS + client certificate + EHLO + QUIT
 //! against a real `postern-gateway`, full handshakes only (no resumption), `concurrency`
 //! clients in a loop; the rate, the gateway's CPU time per session, and the latency of
-//! each TLS handshake.
+//! each TLS handshake. Also their command-line options and the machine's load.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -98,6 +98,16 @@ pub struct Round {
     pub handshakes: Vec<(Instant, Duration)>,
 }
 
+impl Round {
+    /// "N sessions/s (F failed, C us gateway CPU each)".
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.0} sessions/s ({} failed, {:.0} us gateway CPU each)",
+            self.rate, self.failed, self.cpu_us
+        )
+    }
+}
+
 /// `concurrency` clients in a loop against `addr` (served by `gateway`) until `stop` is
 /// set, then the rate, CPU per session and every handshake's latency.
 pub async fn run_until(
@@ -168,6 +178,16 @@ pub fn quantile_ms(latencies: &mut [Duration], q: f64) -> f64 {
     latencies.sort_unstable();
     let i = ((latencies.len() - 1) as f64 * q).round() as usize;
     latencies[i].as_secs_f64() * 1e3
+}
+
+/// The value after the benchmark option `name` (`--seconds 5`), or `default`.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The machine's 1, 5 and 15-minute load averages.

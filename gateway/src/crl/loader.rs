@@ -24,7 +24,8 @@ pub(crate) async fn run<T: Send + 'static>(
             let _ = tx.send(job());
         })
         .map_err(|e| format!("cannot start a loading thread: {e}"))?;
-    rx.await.map_err(|_| "the loading thread panicked".to_owned())
+    rx.await
+        .map_err(|_| "the loading thread panicked".to_owned())
 }
 
 #[cfg(test)]
