@@ -1,11 +1,11 @@
 //! Where fetched CRL files are parsed, verified and indexed: a thread of their own per
-//! load, at a lower CPU priority (nice +10). Indexing a 50 MB CRL takes about a second of
-//! CPU; on a busy gateway that second would otherwise be taken from the threads serving
-//! SMTP sessions and show up in their handshake latency. At a lower priority the load
-//! takes what the sessions leave (all of it on an idle gateway, so loading at start is as
-//! fast as before) while the CRL in force keeps answering. A fresh thread per load,
-//! because a thread's priority can be lowered but not raised again without privileges,
-//! and loads are rare (a few per source per refresh interval).
+//! load, at a lower CPU priority (niceness +10 over the gateway's). Indexing a 50 MB CRL
+//! takes about a second of CPU; on a busy gateway that second would otherwise be taken
+//! from the threads serving SMTP sessions and show up in their handshake latency. At a
+//! lower priority the load takes what the sessions leave (all of it on an idle gateway,
+//! so loading at start is as fast as before) while the CRL in force keeps answering. A
+//! fresh thread per load, because a thread's priority can be lowered but not raised
+//! again without privileges, and loads are rare (a few per source per refresh interval).
 
 /// Niceness of the loading threads.
 const NICE: i32 = 10;
@@ -19,8 +19,11 @@ pub(crate) async fn run<T: Send + 'static>(
     std::thread::Builder::new()
         .name("crl-load".to_owned())
         .spawn(move || {
-            // Best effort: where the system refuses, the load runs at normal priority.
-            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE);
+            // Best effort: where the system refuses, the load runs at the gateway's priority.
+            let me = Some(rustix::thread::gettid());
+            if let Ok(nice) = rustix::process::getpriority_process(me) {
+                let _ = rustix::process::setpriority_process(me, (nice + NICE).min(19));
+            }
             let _ = tx.send(job());
         })
         .map_err(|e| format!("cannot start a loading thread: {e}"))?;
