@@ -215,10 +215,29 @@ impl Ca {
                 list.extend_from_slice(&REASON_EXT);
             }
         }
-        let mut tbs_body = self.tbs_head(now - Duration::minutes(1), now + Duration::hours(24));
-        tbs_body.push(0x30);
-        push_len(&mut tbs_body, list.len());
-        tbs_body.extend_from_slice(&list);
+        self.signed_list(
+            number,
+            now - Duration::minutes(1),
+            now + Duration::hours(24),
+            list,
+        )
+    }
+
+    /// The signed CRL numbered `number` whose revokedCertificates content is `list`
+    /// (omitted when empty): the end of the fast writers.
+    pub(crate) fn signed_list(
+        &self,
+        number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+        list: Vec<u8>,
+    ) -> Vec<u8> {
+        let mut tbs_body = self.tbs_head(this_update, next_update);
+        if !list.is_empty() {
+            tbs_body.push(0x30);
+            push_len(&mut tbs_body, list.len());
+            tbs_body.extend_from_slice(&list);
+        }
         drop(list);
         let mut exts = self.aki_ext();
         exts.extend(ext(20, false, &tlv(0x02, &int_bytes(number))));
@@ -239,7 +258,11 @@ impl Ca {
 
     /// TBSCertList up to the revoked list: version 2, signature algorithm, issuer,
     /// thisUpdate, nextUpdate.
-    fn tbs_head(&self, this_update: OffsetDateTime, next_update: OffsetDateTime) -> Vec<u8> {
+    pub(crate) fn tbs_head(
+        &self,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Vec<u8> {
         let mut tbs = tlv(0x02, &[1]);
         tbs.extend_from_slice(self.signature_alg());
         tbs.extend(self.subject_der());
@@ -249,12 +272,12 @@ impl Ca {
     }
 
     /// The Authority Key Identifier extension of this CA's CRLs.
-    fn aki_ext(&self) -> Vec<u8> {
+    pub(crate) fn aki_ext(&self) -> Vec<u8> {
         ext(35, false, &tlv(0x30, &tlv(0x80, &self.key_id())))
     }
 
     /// CertificateList: `tbs`, the algorithm, this CA's signature over `tbs`.
-    fn sign_tbs(&self, tbs: Vec<u8>) -> Vec<u8> {
+    pub(crate) fn sign_tbs(&self, tbs: Vec<u8>) -> Vec<u8> {
         let sig = self.key.sign(&tbs).expect("sign");
         let mut bits = vec![0u8];
         bits.extend(sig);

@@ -6,6 +6,7 @@
 //! depends on no Postern crate, so every one of them may use it.
 
 pub mod crl;
+pub mod crl_estate;
 pub mod der;
 pub mod file_server;
 pub mod gateway;

@@ -8,28 +8,13 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use postern_config::GatewayConfig;
 use postern_testkit::file_server::HttpServer;
-use postern_testkit::pki::{Ca, Leaf};
+use postern_testkit::pki::Ca;
 use postern_testkit::ports::free_port;
 use postern_tests::crl;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-
-fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use postern_tests::session_load::{Round, arg, connector, load_average};
 
 /// A gateway under measurement and its SMTP listener.
 struct Target {
@@ -69,115 +54,14 @@ fn start_target(server_ca: &Ca, client_ca: &Ca, crl_url: Option<&str>) -> Target
     }
 }
 
-async fn read_reply(r: &mut (impl AsyncBufReadExt + Unpin)) -> std::io::Result<String> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if line.len() < 4 || line.as_bytes()[3] == b' ' {
-            return Ok(line);
-        }
-    }
-}
-
-async fn session(addr: SocketAddr, tls: &tokio_rustls::TlsConnector) -> std::io::Result<()> {
-    let tcp = TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let mut r = BufReader::new(tcp);
-    read_reply(&mut r).await?;
-    r.get_mut().write_all(b"EHLO bench.client\r\n").await?;
-    read_reply(&mut r).await?;
-    r.get_mut().write_all(b"STARTTLS\r\n").await?;
-    let reply = read_reply(&mut r).await?;
-    if !reply.starts_with("220") {
-        return Err(std::io::Error::other(format!("STARTTLS: {reply}")));
-    }
-    let name = ServerName::try_from("127.0.0.1").expect("name");
-    let stream = tls.connect(name, r.into_inner()).await?;
-    let mut r = BufReader::new(stream);
-    r.get_mut().write_all(b"EHLO bench.client\r\n").await?;
-    let reply = read_reply(&mut r).await?;
-    if !reply.starts_with("250") {
-        return Err(std::io::Error::other(format!("EHLO after TLS: {reply}")));
-    }
-    r.get_mut().write_all(b"QUIT\r\n").await?;
-    read_reply(&mut r).await?;
-    Ok(())
-}
-
-fn connector(server_ca: &Ca, client: &Leaf) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(server_ca.cert_der()))
-        .expect("root");
-    let chain = CertificateDer::pem_slice_iter(client.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("client chain");
-    let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes()).expect("client key");
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_client_auth_cert(chain, key)
-    .expect("client cert");
-    // Full handshakes only: every session verifies the client certificate (and its CRL).
-    config.resumption = rustls::client::Resumption::disabled();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-/// What a round measured.
-struct Round {
-    /// Sessions per second.
-    rate: f64,
-    /// Failed sessions.
-    failed: u64,
-    /// Gateway CPU time per session, microseconds.
-    cpu_us: f64,
-}
-
-/// Sessions per second for `seconds` with `concurrency` clients in a loop, and the
-/// gateway's CPU time per session.
+/// A round against `gw`.
 async fn measure(
     gw: &Target,
     tls: &tokio_rustls::TlsConnector,
     seconds: u64,
     concurrency: usize,
 ) -> Round {
-    let addr = gw.smtp;
-    let cpu_before = gw.process.cpu_time();
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (done, failed, stop, tls) = (done.clone(), failed.clone(), stop.clone(), tls.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match session(addr, &tls).await {
-                    Ok(()) => done.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = start.elapsed().as_secs_f64();
-    for t in tasks {
-        let _ = t.await;
-    }
-    let n = done.load(Ordering::Relaxed);
-    let cpu = gw.process.cpu_time().saturating_sub(cpu_before);
-    Round {
-        rate: n as f64 / elapsed,
-        failed: failed.load(Ordering::Relaxed),
-        cpu_us: cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
-    }
+    postern_tests::session_load::measure(&gw.process, gw.smtp, tls, seconds, concurrency).await
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +91,7 @@ async fn main() {
         v["entries"],
         v["indexBytes"].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0)
     );
-    let tls = connector(&server_ca, &client);
+    let tls = connector(&server_ca, &client.cert_pem, &client.key_pem);
     // Warm up both.
     let _ = measure(&with, &tls, 2, concurrency).await;
     let _ = measure(&without, &tls, 2, concurrency).await;
@@ -224,14 +108,9 @@ async fn main() {
             (a, measure(&without, &tls, seconds, concurrency).await)
         };
         println!(
-            "round {round}: without CRL {:.0} sessions/s ({} failed, {:.0} us gateway CPU each), \
-             with CRL {:.0} sessions/s ({} failed, {:.0} us each), rate ratio {:.3}",
-            b.rate,
-            b.failed,
-            b.cpu_us,
-            a.rate,
-            a.failed,
-            a.cpu_us,
+            "round {round}: without CRL {}, with CRL {}, rate ratio {:.3}",
+            b.summary(),
+            a.summary(),
             a.rate / b.rate
         );
         sum_with += a.rate;
@@ -269,11 +148,6 @@ async fn main() {
     println!(
         "machine: {} CPUs, load average {} (client and both gateways share them)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average()
     );
 }

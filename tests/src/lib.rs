@@ -21,4 +21,5 @@ pub mod node;
 pub mod observability;
 pub mod openssl_ca;
 pub mod rendered;
+pub mod session_load;
 pub mod slapd;

@@ -3,6 +3,8 @@
 //! a zip bomb is refused as soon as it exceeds a limit, never after it has filled memory:
 //! at most [`MAX_MEMBERS`] members, [`MAX_RATIO`]:1 compression per member, and at most
 //! [`MAX_UNPACKED`] bytes unpacked in all (the download itself is bounded by `maxSize`).
+//! [`Archive`] hands out one member at a time, so a loader can verify and index member by
+//! member and never hold the whole unpacked estate (hundreds of MB) at once.
 
 use std::io::{Cursor, Read};
 
@@ -22,36 +24,73 @@ pub(crate) const MAX_UNPACKED: u64 = postern_config::DEFAULT_CRL_MAX_SIZE;
 #[error("{0}")]
 pub(crate) struct ArchiveError(pub String);
 
-/// The DER of every CRL in the archive `bytes`, members in archive order (directories
-/// skipped; PEM members may hold several CRLs). `max_total` bounds the unpacked size.
-pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Vec<u8>>, ArchiveError> {
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
-        ArchiveError(format!(
-            "not a ZIP archive (the source says format: Zip): {e}"
-        ))
-    })?;
-    if zip.len() > MAX_MEMBERS {
-        return Err(ArchiveError(format!(
-            "{} members; at most {MAX_MEMBERS} are accepted",
-            zip.len()
-        )));
+/// An archive opened for reading member by member.
+pub(crate) struct Archive<'a> {
+    zip: zip::ZipArchive<Cursor<&'a [u8]>>,
+}
+
+impl std::fmt::Debug for Archive<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("members", &self.zip.len())
+            .finish()
     }
-    let mut out = Vec::new();
-    let mut total = 0u64;
-    for i in 0..zip.len() {
-        let mut member = zip
+}
+
+/// The CRLs of one member and how many bytes it unpacked to.
+#[derive(Debug)]
+pub(crate) struct Member {
+    /// The DER of each CRL (a PEM member may hold several).
+    pub ders: Vec<Vec<u8>>,
+    /// Unpacked size.
+    pub unpacked: u64,
+}
+
+impl<'a> Archive<'a> {
+    /// Read the archive's directory (nothing is inflated yet).
+    pub(crate) fn open(bytes: &'a [u8]) -> Result<Self, ArchiveError> {
+        let zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
+            ArchiveError(format!(
+                "not a ZIP archive (the source says format: Zip): {e}"
+            ))
+        })?;
+        if zip.len() > MAX_MEMBERS {
+            return Err(ArchiveError(format!(
+                "{} members; at most {MAX_MEMBERS} are accepted",
+                zip.len()
+            )));
+        }
+        Ok(Self { zip })
+    }
+
+    /// Number of members, directories included.
+    pub(crate) fn len(&self) -> usize {
+        self.zip.len()
+    }
+
+    /// Inflate member `i` (`None` for a directory), given that `unpacked` bytes of the
+    /// archive were unpacked before it and `max_total` may be in all.
+    pub(crate) fn member(
+        &mut self,
+        i: usize,
+        unpacked: u64,
+        max_total: u64,
+    ) -> Result<Option<Member>, ArchiveError> {
+        let mut member = self
+            .zip
             .by_index(i)
             .map_err(|e| ArchiveError(format!("member #{i}: {e}")))?;
         if member.is_dir() {
-            continue;
+            return Ok(None);
         }
         let name = member
             .name()
             .map_or_else(|_| format!("#{i}"), |n| n.into_owned());
         let compressed = member.compressed_size().max(1);
+        let left = max_total.saturating_sub(unpacked);
         // The declared size is only a hint (a bomb lies about it): the reader below is
         // bounded by what is still allowed, whatever the header says.
-        let allowed = (max_total - total).min(compressed.saturating_mul(MAX_RATIO));
+        let allowed = left.min(compressed.saturating_mul(MAX_RATIO));
         let mut data = Vec::with_capacity(usize::try_from(member.size().min(allowed)).unwrap_or(0));
         (&mut member)
             .take(allowed + 1)
@@ -59,7 +98,7 @@ pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Vec<u8>>, Archive
             .map_err(|e| ArchiveError(format!("member {name:?}: {e}")))?;
         let len = data.len() as u64;
         if len > allowed {
-            return Err(ArchiveError(if allowed < max_total - total {
+            return Err(ArchiveError(if allowed < left {
                 format!(
                     "member {name:?} inflates more than {MAX_RATIO}:1 ({compressed} bytes compressed): refused as a zip bomb"
                 )
@@ -67,29 +106,52 @@ pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Vec<u8>>, Archive
                 format!("the archive unpacks to more than {max_total} bytes")
             }));
         }
-        total += len;
-        if data.trim_ascii_start().starts_with(b"-----BEGIN") {
-            let before = out.len();
+        let ders = if data.trim_ascii_start().starts_with(b"-----BEGIN") {
+            let mut ders = Vec::new();
             for der in CertificateRevocationListDer::pem_slice_iter(&data) {
                 let der =
                     der.map_err(|e| ArchiveError(format!("member {name:?}: malformed PEM: {e}")))?;
-                out.push(der.as_ref().to_vec());
+                ders.push(der.as_ref().to_vec());
             }
-            if out.len() == before {
+            if ders.is_empty() {
                 return Err(ArchiveError(format!(
                     "member {name:?}: no PEM `X509 CRL` block"
                 )));
             }
+            ders
         } else {
-            out.push(data);
+            vec![data]
+        };
+        Ok(Some(Member {
+            ders,
+            unpacked: len,
+        }))
+    }
+}
+
+/// Refusal of an archive without any CRL.
+pub(crate) fn no_crl() -> ArchiveError {
+    ArchiveError("the archive holds no CRL".to_owned())
+}
+
+/// The DER of every CRL in the archive `bytes`, members in archive order (directories
+/// skipped; PEM members may hold several CRLs). `max_total` bounds the unpacked size.
+/// Holds every CRL at once: for `crl inspect`; the loader goes member by member.
+pub(crate) fn crls(bytes: &[u8], max_total: u64) -> Result<Vec<Vec<u8>>, ArchiveError> {
+    let mut archive = Archive::open(bytes)?;
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for i in 0..archive.len() {
+        if let Some(m) = archive.member(i, total, max_total)? {
+            total += m.unpacked;
+            out.extend(m.ders);
         }
     }
     if out.is_empty() {
-        return Err(ArchiveError("the archive holds no CRL".to_owned()));
+        return Err(no_crl());
     }
     Ok(out)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

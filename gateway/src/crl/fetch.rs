@@ -1,6 +1,7 @@
 //! Fetching one CRL URL over HTTP or HTTPS: conditional GET (ETag / Last-Modified),
 //! timeouts and a size cap. Retries and the primary → secondary order are the
-//! scheduler's job ([`super::schedule`]).
+//! scheduler's job ([`super::schedule`]). A body is only read once it has a share of the
+//! load budget ([`super::budget`]), which it keeps until it is loaded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use serde::{Deserialize, Serialize};
+
+use super::budget::{DEFAULT_LOAD_BUDGET, LoadBudget, Share};
 
 /// Limits and timings of CRL fetching.
 #[derive(Clone, Debug)]
@@ -25,6 +28,8 @@ pub struct FetchSettings {
     /// Extra trust anchors (PEM) for `https://` CRL URLs, besides the system's roots
     /// (which honour `SSL_CERT_FILE` / `SSL_CERT_DIR`).
     pub extra_roots_pem: Option<String>,
+    /// Bytes of CRL files loaded at once, all sources together ([`super::budget`]).
+    pub load_budget: u64,
 }
 
 impl Default for FetchSettings {
@@ -36,6 +41,7 @@ impl Default for FetchSettings {
             retry_initial: Duration::from_secs(30),
             retry_max: Duration::from_secs(15 * 60),
             extra_roots_pem: None,
+            load_budget: DEFAULT_LOAD_BUDGET,
         }
     }
 }
@@ -82,6 +88,8 @@ pub(crate) enum Fetched {
         bytes: Vec<u8>,
         /// Its validators, for the next conditional request.
         validators: Validators,
+        /// Its share of the load budget, to hold until it is loaded.
+        share: Share,
     },
 }
 
@@ -175,12 +183,14 @@ impl HttpFetcher {
 
     /// GET `url`, conditionally when `validators` are given; bodies over `max_size` (or
     /// over the gateway-wide cap, whichever is smaller) are refused while streaming, so an
-    /// oversize file never sits in memory.
+    /// oversize file never sits in memory. The body is read once `budget` grants a share
+    /// for its size.
     pub(crate) async fn get(
         &self,
         url: &str,
         validators: Option<&Validators>,
         max_size: u64,
+        budget: &LoadBudget,
     ) -> Result<Fetched, FetchError> {
         let limit = self.max_bytes.min(max_size);
         let mut req = self.client.get(url);
@@ -205,6 +215,7 @@ impl HttpFetcher {
             });
         }
         let validators = Validators::from_headers(resp.headers());
+        let share = budget.take(resp.content_length()).await;
         let cap = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut bytes = Vec::with_capacity(
             resp.content_length()
@@ -216,7 +227,11 @@ impl HttpFetcher {
             }
             bytes.extend_from_slice(&chunk);
         }
-        Ok(Fetched::Body { bytes, validators })
+        Ok(Fetched::Body {
+            bytes,
+            validators,
+            share,
+        })
     }
 }
 

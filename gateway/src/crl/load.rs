@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 
+use super::archive::{Archive, ArchiveError, MAX_UNPACKED, no_crl};
 use super::index::{CrlIndex, CrlMeta};
 use super::parse::{ParseError, ParsedCrl, split};
 use super::rfc3339;
-use super::verify::{Freshness, MAX_CLOCK_SKEW_SECS, Refusal, TrustStore, freshness};
+use super::verify::{Freshness, MAX_CLOCK_SKEW_SECS, Refusal, Signer, TrustStore, freshness};
 use postern_config::CrlFormat;
 
 /// The outcome of loading a file.
@@ -86,6 +87,9 @@ pub fn load(
     missing: Missing,
     now: i64,
 ) -> Result<Loaded, Refusal> {
+    if format == CrlFormat::Zip {
+        return load_archive(bytes, trust, in_force, missing, now);
+    }
     let ders = split(bytes, format)?;
     let mut parsed = Vec::with_capacity(ders.len());
     for (i, der) in ders.iter().enumerate() {
@@ -93,16 +97,99 @@ pub fn load(
     }
     let mut candidates = Vec::with_capacity(parsed.len());
     for crl in &parsed {
-        let signer = trust.verify(crl)?;
-        if crl.this_update > now + MAX_CLOCK_SKEW_SECS {
-            return Err(Refusal::FromTheFuture {
-                issuer: crl.issuer.clone(),
-                this_update: rfc3339(crl.this_update),
-            });
-        }
+        let signer = verified(crl, trust, now)?;
         let meta = CrlMeta::of(crl, &signer);
         candidates.push(Candidate::new(meta, move || CrlIndex::build(crl, &signer)));
     }
+    merge(candidates, in_force, missing)
+}
+
+/// The CA that signed `crl`, if it is trusted, signed it, and `crl` is not from the future.
+fn verified(crl: &ParsedCrl<'_>, trust: &TrustStore, now: i64) -> Result<Signer, Refusal> {
+    let signer = trust.verify(crl)?;
+    if crl.this_update > now + MAX_CLOCK_SKEW_SECS {
+        return Err(Refusal::FromTheFuture {
+            issuer: crl.issuer.clone(),
+            this_update: rfc3339(crl.this_update),
+        });
+    }
+    Ok(signer)
+}
+
+/// Where a CRL is in an archive: member, position in the member, position in the file.
+#[derive(Clone, Copy, Debug)]
+struct InArchive {
+    member: usize,
+    nth: usize,
+    index: usize,
+}
+
+/// `format: Zip`, member by member, so the unpacked CRLs (hundreds of MB for a DoD-sized
+/// bundle) are never all in memory: a first pass inflates, parses and verifies each
+/// member and keeps only its facts; the members to index (new or newer CRLs) are then
+/// inflated once more, one at a time, as [`merge`] builds them. Refusals come in the
+/// order [`split`] + parse + verify would give them: an unusable archive, then the first
+/// CRL that does not parse, then the first that does not verify.
+fn load_archive(
+    bytes: &[u8],
+    trust: &TrustStore,
+    in_force: &[Arc<CrlIndex>],
+    missing: Missing,
+    now: i64,
+) -> Result<Loaded, Refusal> {
+    let zip_error = |e: ArchiveError| Refusal::Parse(ParseError::Zip(e.0));
+    let mut archive = Archive::open(bytes).map_err(zip_error)?;
+    let (mut unpacked, mut index) = (0u64, 0usize);
+    let mut parse_error = None;
+    let mut refusal = None;
+    let mut found = Vec::new();
+    for member in 0..archive.len() {
+        let Some(m) = archive
+            .member(member, unpacked, MAX_UNPACKED)
+            .map_err(zip_error)?
+        else {
+            continue;
+        };
+        unpacked += m.unpacked;
+        for (nth, der) in m.ders.iter().enumerate() {
+            let at = InArchive { member, nth, index };
+            index += 1;
+            if parse_error.is_some() {
+                continue;
+            }
+            match ParsedCrl::parse(der, at.index) {
+                Err(e) => parse_error = Some(e),
+                Ok(crl) if refusal.is_none() => match verified(&crl, trust, now) {
+                    Ok(signer) => found.push((CrlMeta::of(&crl, &signer), signer, at)),
+                    Err(r) => refusal = Some(r),
+                },
+                Ok(_) => {}
+            }
+        }
+    }
+    if index == 0 {
+        return Err(zip_error(no_crl()));
+    }
+    if let Some(e) = parse_error {
+        return Err(e.into());
+    }
+    if let Some(r) = refusal {
+        return Err(r);
+    }
+    let candidates = found
+        .into_iter()
+        .map(|(meta, signer, at)| {
+            Candidate::new(meta, move || {
+                let zip = |e: ArchiveError| ParseError::Zip(e.0);
+                let member = Archive::open(bytes)
+                    .and_then(|mut a| a.member(at.member, 0, MAX_UNPACKED))
+                    .map_err(zip)?
+                    .ok_or_else(|| zip(no_crl()))?;
+                let der = member.ders.get(at.nth).ok_or_else(|| zip(no_crl()))?;
+                CrlIndex::build(&ParsedCrl::parse(der, at.index)?, &signer)
+            })
+        })
+        .collect();
     merge(candidates, in_force, missing)
 }
 

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub(crate) mod archive;
+pub(crate) mod budget;
 pub mod coverage;
 mod der;
 pub(crate) mod discovery;
@@ -18,6 +19,7 @@ pub(crate) mod fetch;
 pub(crate) mod index;
 pub mod inspect;
 pub(crate) mod load;
+mod loader;
 pub mod metrics;
 pub(crate) mod outbound;
 pub mod parse;
@@ -27,6 +29,7 @@ pub(crate) mod status;
 pub(crate) mod store;
 pub mod verify;
 
+pub use budget::DEFAULT_LOAD_BUDGET;
 pub use coverage::CaCoverage;
 pub use fetch::{FetchError, FetchSettings};
 pub use index::{CrlIndex, CrlMeta};

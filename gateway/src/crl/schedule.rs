@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{LoadBudget, Share};
 use super::disk::{CacheMeta, DiskCache};
 use super::fetch::{FetchSettings, Fetched, HttpFetcher, Validators};
 use super::load::load;
@@ -29,6 +30,8 @@ pub(crate) struct Ctx {
     pub settings: FetchSettings,
     pub fetcher: HttpFetcher,
     pub cache: Option<DiskCache>,
+    /// Bounds the CRL files loading at once.
+    pub budget: LoadBudget,
 }
 
 /// The validators of the file in force and the URL they belong to.
@@ -187,7 +190,10 @@ async fn attempt(
         let validators = (in_force.url.as_deref() == Some(url.as_str())
             && !in_force.validators.is_empty())
         .then_some(&in_force.validators);
-        let fetched = ctx.fetcher.get(&url, validators, spec.max_size).await;
+        let fetched = ctx
+            .fetcher
+            .get(&url, validators, spec.max_size, &ctx.budget)
+            .await;
         let now = unix_now();
         match fetched {
             Ok(Fetched::NotModified) => {
@@ -196,7 +202,11 @@ async fn attempt(
                 tracing::info!(source = name, url = %url, server = server.as_str(), outcome = "not_modified", "CRL unchanged on the server (304)");
                 return Attempt::Success;
             }
-            Ok(Fetched::Body { bytes, validators }) => {
+            Ok(Fetched::Body {
+                bytes,
+                validators,
+                share,
+            }) => {
                 let known = in_force
                     .sha256
                     .clone()
@@ -212,6 +222,7 @@ async fn attempt(
                     validators.clone(),
                     known,
                     now,
+                    share,
                 )
                 .await
                 {
@@ -272,7 +283,8 @@ fn last_error(now: i64, url: &str, server: ServedBy, reason: &str, message: &str
 
 /// Load a fetched file off the async threads, put it in force and write the disk cache.
 /// A file byte for byte the same as the one in force (`known`, its SHA-256) is not parsed
-/// again. Returns the file's SHA-256.
+/// again. Returns the file's SHA-256. `share` (of the load budget) is given back once the
+/// file is loaded and written to the disk cache.
 #[allow(clippy::too_many_arguments)]
 async fn accept(
     ctx: &Arc<Ctx>,
@@ -285,9 +297,11 @@ async fn accept(
     validators: Validators,
     known: Option<String>,
     now: i64,
+    share: Share,
 ) -> Result<String, Refusal> {
+    let _share = share;
     // Hashing, parsing and indexing a big CRL takes a CPU for a fraction of a second:
-    // keep it off the threads that run SMTP sessions.
+    // keep it off the threads that run SMTP sessions, at a lower priority.
     let job = {
         let ctx = Arc::clone(ctx);
         let (name, spec, url) = (name.to_owned(), spec.clone(), url.to_owned());
@@ -304,7 +318,7 @@ async fn accept(
             (bytes, sha256, r)
         }
     };
-    let (bytes, sha256, result) = tokio::task::spawn_blocking(job).await.map_err(|e| {
+    let (bytes, sha256, result) = super::loader::run(job).await.map_err(|e| {
         Refusal::Parse(super::parse::ParseError::Malformed {
             index: 0,
             reason: format!("the loader crashed: {e}"),

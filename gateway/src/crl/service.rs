@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use super::budget::LoadBudget;
 use super::disk::DiskCache;
 use super::fetch::{FetchError, FetchSettings, HttpFetcher};
 use super::schedule::{self, Ctx, InForce};
@@ -66,6 +67,7 @@ impl CrlService {
         };
         let ctx = Arc::new(Ctx {
             store,
+            budget: LoadBudget::new(settings.fetch.load_budget),
             settings: settings.fetch,
             fetcher,
             cache,
@@ -234,6 +236,8 @@ fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
             return InForce::default();
         }
     };
+    // Restores run one after the other; this waits for the loads of fetched files.
+    let _share = ctx.budget.take_blocking(Some(bytes.len() as u64));
     let url_still_configured = spec.primary_url.as_deref() == Some(meta.url.as_str())
         || spec.secondary_url.as_deref() == Some(meta.url.as_str());
     if meta.format != spec.format || !url_still_configured {
