@@ -80,8 +80,8 @@ impl Ca {
             };
             let s = serial(len, per_len[len], next(&mut rng));
             per_len[len] += 1;
-            let with_reason = (r >> 20) % 10 != 0;
-            let with_invalidity = (r >> 28) % 8 == 0;
+            let with_reason = !(r >> 20).is_multiple_of(10);
+            let with_invalidity = (r >> 28).is_multiple_of(8);
             let mut exts_len = 0;
             if with_reason {
                 exts_len += 12;
