@@ -143,7 +143,9 @@ mod tests {
     fn estate_crls_verify_and_have_the_shape_asked() {
         let ca = Ca::root("Estate CA");
         let (der, count) = ca.estate_crl(2, shape(200_000, 3));
-        assert!(der.len() >= 200_000 && der.len() < 200_600, "{}", der.len());
+        // "About" the target: the list stops within the ~300 bytes kept for the header,
+        // extensions and signature, whose sizes depend on the CA.
+        assert!((199_600..200_600).contains(&der.len()), "{}", der.len());
         let (rest, crl) = ParsedCrl::from_der(&der).unwrap();
         assert!(rest.is_empty());
         let (_, cert) = X509Certificate::from_der(ca.cert.der()).unwrap();
