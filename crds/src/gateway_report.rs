@@ -162,7 +162,7 @@ mod tests {
                     ..Default::default()
                 }],
                 revocation: vec![postern_config::protocol::ListenerCoverage {
-                    listener: "smtp".into(),
+                    listeners: vec!["smtp".into()],
                     cas: Vec::new(),
                 }],
             },

@@ -76,13 +76,16 @@ impl CaRevocation {
     }
 }
 
-/// The coverage of every CA of one Listener's client CA bundle, as one gateway sees it.
+/// The coverage of every CA of a client CA bundle, as one gateway sees it, for the
+/// Listeners that share it (Listeners with the same bundle and revocation mode are
+/// reported once: a thousand Listeners sharing a DoD bundle must not make the report a
+/// thousand times larger than one).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListenerCoverage {
-    /// The Listener.
-    pub listener: String,
-    /// Its CAs, in bundle order.
+    /// The Listeners.
+    pub listeners: Vec<String>,
+    /// Their CAs, in bundle order.
     pub cas: Vec<CaRevocation>,
 }
 

@@ -144,7 +144,7 @@ mod tests {
                     ..Default::default()
                 }],
                 revocation: vec![ListenerCoverage {
-                    listener: "smtp".into(),
+                    listeners: vec!["smtp".into()],
                     cas: vec![CaRevocation {
                         ca: "CN=DoD Root CA 6".into(),
                         mechanism: RevocationMechanism::CrlAndOcsp,

@@ -287,7 +287,7 @@ pub(crate) fn revocation(
             g.report
                 .revocation
                 .iter()
-                .filter(|l| l.listener == listener)
+                .filter(|l| l.listeners.iter().any(|n| n == listener))
         })
         .flat_map(|l| l.cas.iter());
     for view in views {
@@ -361,7 +361,7 @@ mod tests {
                     ..Default::default()
                 }],
                 revocation: vec![ListenerCoverage {
-                    listener: "smtp".into(),
+                    listeners: vec!["smtp".into()],
                     cas: vec![CaRevocation {
                         ca: "CN=Root".into(),
                         mechanism: RevocationMechanism::Crl,
@@ -553,11 +553,11 @@ mod tests {
             let mut g = gw(name, Some(H1), true, 30);
             g.report.revocation = vec![
                 ListenerCoverage {
-                    listener: "smtp".into(),
+                    listeners: vec!["smtp".into()],
                     cas,
                 },
                 ListenerCoverage {
-                    listener: "other".into(),
+                    listeners: vec!["other".into()],
                     cas: vec![ca("CN=Elsewhere", false, "2030-01-01T00:00:00Z")],
                 },
             ];

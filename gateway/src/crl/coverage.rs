@@ -177,7 +177,7 @@ pub(crate) fn coverage(listeners: &[ListenerCas], sources: &[SourceView<'_>]) ->
 /// change every second or every fetch, and a Listener's status changes only when its
 /// coverage does.
 pub(crate) fn report(coverage: Vec<CaCoverage>) -> Vec<ListenerCoverage> {
-    let mut out: Vec<ListenerCoverage> = Vec::new();
+    let mut per_listener: Vec<(String, Vec<CaRevocation>)> = Vec::new();
     for c in coverage {
         let ca = CaRevocation {
             ca: c.ca,
@@ -189,11 +189,19 @@ pub(crate) fn report(coverage: Vec<CaCoverage>) -> Vec<ListenerCoverage> {
             next_update: c.next_update,
             stale: c.stale,
         };
-        match out.last_mut() {
-            Some(l) if l.listener == c.listener => l.cas.push(ca),
-            _ => out.push(ListenerCoverage {
-                listener: c.listener,
-                cas: vec![ca],
+        match per_listener.last_mut() {
+            Some((l, cas)) if *l == c.listener => cas.push(ca),
+            _ => per_listener.push((c.listener, vec![ca])),
+        }
+    }
+    // Listeners whose CAs are covered alike (same bundle, same mode) share one entry.
+    let mut out: Vec<ListenerCoverage> = Vec::new();
+    for (listener, cas) in per_listener {
+        match out.iter_mut().find(|g| g.cas == cas) {
+            Some(g) => g.listeners.push(listener),
+            None => out.push(ListenerCoverage {
+                listeners: vec![listener],
+                cas,
             }),
         }
     }
@@ -237,11 +245,11 @@ mod tests {
         two.cas
             .push((b"other".to_vec().into_boxed_slice(), "CN=Other".into()));
         let r = report(coverage(&[listener(RevocationMode::CrlOnly), two], &[]));
-        let shape: Vec<(&str, Vec<&str>)> = r
+        let shape: Vec<(Vec<&str>, Vec<&str>)> = r
             .iter()
             .map(|l| {
                 (
-                    l.listener.as_str(),
+                    l.listeners.iter().map(String::as_str).collect(),
                     l.cas.iter().map(|c| c.ca.as_str()).collect(),
                 )
             })
@@ -249,11 +257,17 @@ mod tests {
         assert_eq!(
             shape,
             [
-                ("submission", vec!["CN=CA"]),
-                ("smtps", vec!["CN=CA", "CN=Other"])
+                (vec!["submission"], vec!["CN=CA"]),
+                (vec!["smtps"], vec!["CN=CA", "CN=Other"])
             ]
         );
         assert_eq!(r[1].cas[1].mechanism, RevocationMechanism::Ocsp);
         assert!(!r[0].cas[0].covered);
+        // Listeners covered alike share one entry.
+        let mut same = listener(RevocationMode::CrlOnly);
+        same.listener = "relay".into();
+        let r = report(coverage(&[listener(RevocationMode::CrlOnly), same], &[]));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].listeners, ["submission", "relay"]);
     }
 }
