@@ -127,23 +127,23 @@ pub(crate) fn overlay(live: &Snapshot, files: &Snapshot, prune: bool) -> Overlay
     out
 }
 
-/// A short digest of a Secret's content (type, use label, every key and value): enough
-/// to tell two versions apart, nothing of the values themselves.
-pub(crate) fn secret_digest(s: &SecretData) -> String {
-    let mut h = Sha256::new();
-    h.update(s.type_.as_deref().unwrap_or("Opaque").as_bytes());
-    h.update([0]);
-    h.update(s.use_label.as_deref().unwrap_or_default().as_bytes());
-    for (k, v) in &s.data {
-        h.update([0]);
-        h.update(k.as_bytes());
-        h.update([0]);
-        h.update((v.len() as u64).to_be_bytes());
-        h.update(v);
-    }
-    format!("sha256:{}", &hex::encode(h.finalize())[..12])
+/// What the plan may say about a Secret: its type and key names, never a value nor
+/// anything computed from one. (A digest would do: a short one of a weak password, with
+/// the key name and type beside it, can be matched against guesses offline, and plans
+/// end up in CI logs.) Whether the files' version differs from the cluster's is
+/// decided by comparing the content itself.
+fn secret_outline(s: &SecretData) -> String {
+    let keys: Vec<&str> = s.data.keys().map(String::as_str).collect();
+    let keys = if keys.is_empty() {
+        "no keys".to_owned()
+    } else {
+        format!("keys {}", keys.join(", "))
+    };
+    format!("{}; {keys}", s.type_.as_deref().unwrap_or("Opaque"))
 }
 
+/// A short digest of a ConfigMap's content: CA bundles and the like, public, so a
+/// digest is safe to print and tells two versions apart.
 fn config_map_digest(c: &ConfigMapData) -> String {
     let mut h = Sha256::new();
     for (k, v) in &c.data {
@@ -160,25 +160,32 @@ fn config_map_digest(c: &ConfigMapData) -> String {
 pub(crate) struct ClusterRef {
     /// `Secret/name` or `ConfigMap/name`.
     pub what: String,
-    /// Whether the files define it too (then the files' version is compiled).
-    pub in_files: bool,
-    /// Its digest in the cluster; `None` when it does not exist there.
-    pub digest: Option<String>,
+    /// Whether the files define it too (then the files' version is compiled), and if
+    /// so whether it is the same as the cluster's (`None`: not in the cluster).
+    pub in_files: Option<Option<bool>>,
+    /// What the cluster's version is, safe to print (a Secret's type and key names, a
+    /// ConfigMap's digest); `None` when it does not exist there.
+    pub found: Option<String>,
 }
 
 impl ClusterRef {
-    /// One line for the plan: presence and digest, never content.
+    /// One line for the plan: presence and an outline, never content.
     pub(crate) fn line(&self) -> String {
         let mut line = format!("{}: ", self.what);
-        match (&self.digest, self.in_files) {
-            (Some(d), false) => {
+        match (&self.found, self.in_files) {
+            (Some(d), None) => {
                 let _ = write!(line, "read from the cluster ({d})");
             }
-            (None, false) => line.push_str("in neither the files nor the cluster"),
-            (Some(d), true) => {
-                let _ = write!(line, "from the files (cluster: {d})");
+            (None, None) => line.push_str("in neither the files nor the cluster"),
+            (Some(d), Some(same)) => {
+                let how = if same == Some(true) {
+                    "the same as"
+                } else {
+                    "differs from"
+                };
+                let _ = write!(line, "from the files ({how} the cluster's: {d})");
             }
-            (None, true) => line.push_str("from the files (not in the cluster yet)"),
+            (None, Some(_)) => line.push_str("from the files (not in the cluster yet)"),
         }
         line
     }
@@ -193,49 +200,51 @@ pub(crate) fn add_cluster_refs(
     config_maps: BTreeMap<String, Option<ConfigMapData>>,
 ) -> Vec<ClusterRef> {
     let mut refs = Vec::new();
-    let mut note =
-        |overlay: &mut Overlay, what: String, in_files: Option<String>, live: Option<String>| {
-            match (&in_files, &live) {
-                (Some(_), None) => overlay.changes.push(ObjectChange {
-                    what: what.clone(),
-                    change: Change::Added,
-                }),
-                (Some(f), Some(l)) if f != l => overlay.changes.push(ObjectChange {
-                    what: what.clone(),
-                    change: Change::Changed,
-                }),
-                (Some(_), Some(_)) => overlay.unchanged += 1,
-                _ => {}
-            }
-            refs.push(ClusterRef {
-                what,
-                in_files: in_files.is_some(),
-                digest: live,
-            });
-        };
-    for (name, live) in secrets {
-        let in_files = overlay.snapshot.secrets.get(&name).map(secret_digest);
-        let digest = live.as_ref().map(secret_digest);
-        if in_files.is_none()
-            && let Some(data) = live
-        {
-            overlay.snapshot.secrets.insert(name.clone(), data);
+    // `same`: `None` when the files lack the object, else whether they match the cluster.
+    let mut note = |overlay: &mut Overlay, what: String, same: Option<Option<bool>>, found| {
+        match same {
+            Some(None) => overlay.changes.push(ObjectChange {
+                what: what.clone(),
+                change: Change::Added,
+            }),
+            Some(Some(false)) => overlay.changes.push(ObjectChange {
+                what: what.clone(),
+                change: Change::Changed,
+            }),
+            Some(Some(true)) => overlay.unchanged += 1,
+            None => {}
         }
-        note(overlay, format!("Secret/{name}"), in_files, digest);
+        refs.push(ClusterRef {
+            what,
+            in_files: same,
+            found,
+        });
+    };
+    for (name, live) in secrets {
+        let found = live.as_ref().map(secret_outline);
+        let same = match overlay.snapshot.secrets.get(&name) {
+            Some(files) => Some(live.as_ref().map(|l| l == files)),
+            None => {
+                if let Some(data) = live {
+                    overlay.snapshot.secrets.insert(name.clone(), data);
+                }
+                None
+            }
+        };
+        note(overlay, format!("Secret/{name}"), same, found);
     }
     for (name, live) in config_maps {
-        let in_files = overlay
-            .snapshot
-            .config_maps
-            .get(&name)
-            .map(config_map_digest);
-        let digest = live.as_ref().map(config_map_digest);
-        if in_files.is_none()
-            && let Some(data) = live
-        {
-            overlay.snapshot.config_maps.insert(name.clone(), data);
-        }
-        note(overlay, format!("ConfigMap/{name}"), in_files, digest);
+        let found = live.as_ref().map(config_map_digest);
+        let same = match overlay.snapshot.config_maps.get(&name) {
+            Some(files) => Some(live.as_ref().map(|l| l == files)),
+            None => {
+                if let Some(data) = live {
+                    overlay.snapshot.config_maps.insert(name.clone(), data);
+                }
+                None
+            }
+        };
+        note(overlay, format!("ConfigMap/{name}"), same, found);
     }
     overlay.changes.sort();
     refs
@@ -380,7 +389,14 @@ mod tests {
             }]
         );
         let lines: Vec<String> = refs.iter().map(ClusterRef::line).collect();
-        assert!(lines[1].starts_with("Secret/live-only: read from the cluster (sha256:"));
+        assert_eq!(
+            lines[0],
+            "Secret/in-both: from the files (differs from the cluster's: Opaque; keys password)"
+        );
+        assert_eq!(
+            lines[1],
+            "Secret/live-only: read from the cluster (Opaque; keys password)"
+        );
         assert_eq!(
             lines[2],
             "Secret/missing: in neither the files nor the cluster"
@@ -390,6 +406,5 @@ mod tests {
                 .iter()
                 .all(|l| !l.contains("hunter2") && !l.contains("old"))
         );
-        assert_ne!(secret_digest(&secret("a")), secret_digest(&secret("b")));
     }
 }
