@@ -213,14 +213,17 @@ impl Server {
                 .is_some_and(|pp| pp.trusts(peer.ip()));
             if trusted {
                 // The header is read in the session's own task: a slow proxy must not
-                // hold up the accept loop. Slots are taken once the client is known.
+                // hold up the accept loop. Slots are taken once the client is known,
+                // and the session then runs in that same task.
                 let (server, slots) = (self.clone(), slots.clone());
                 self.inner.tracker.spawn(async move {
                     server.proxied(tcp, peer, listener, &slots).await;
                 });
                 continue;
             }
-            self.start(tcp, peer, None, listener, &slots);
+            if let Some(session) = self.admit(tcp, peer, None, listener, &slots) {
+                self.inner.tracker.spawn(session);
+            }
         }
     }
 
@@ -237,7 +240,9 @@ impl Server {
             Ok(header) => {
                 let client = header.addresses.map_or(proxy, |a| a.source);
                 debug!(listener = %listener.name, proxy = %proxy, client = %client, version = header.version.as_str(), "PROXY header read");
-                self.start(tcp, client, Some(proxy), listener, slots);
+                if let Some(session) = self.admit(tcp, client, Some(proxy), listener, slots) {
+                    session.await;
+                }
             }
             Err(e) => {
                 self.count(&listener, "proxy_refused");
@@ -248,16 +253,17 @@ impl Server {
         }
     }
 
-    /// Take the connection's slots (as `peer`, the client) and run its session; `proxy`
-    /// is the trusted proxy it came through, if any.
-    fn start(
+    /// Take the connection's slots (as `peer`, the client) and return its session, for
+    /// the caller to run in a task of the tracker; `None` when there was no slot (the
+    /// connection has been turned away). `proxy` is the trusted proxy it came through.
+    fn admit(
         &self,
         tcp: tokio::net::TcpStream,
         peer: SocketAddr,
         proxy: Option<SocketAddr>,
         listener: Arc<ListenerRuntime>,
         slots: &Arc<Slots>,
-    ) {
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let labels = ListenerLabels {
             listener: listener.name.clone(),
         };
@@ -269,7 +275,7 @@ impl Server {
             Ok(slot) => slot,
             Err(refusal) => {
                 self.refuse(&listener, peer, proxy, refusal, tcp);
-                return;
+                return None;
             }
         };
         let gauge = self
@@ -285,13 +291,13 @@ impl Server {
             draining: self.inner.draining.clone(),
             hard_stop: self.inner.hard_stop.clone(),
         };
-        self.inner.tracker.spawn(async move {
+        Some(async move {
             let _guard = guard;
             Connection::new(tcp, peer, listener, ctx)
                 .via_proxy(proxy)
                 .run()
                 .await;
-        });
+        })
     }
 
     fn count(&self, listener: &ListenerRuntime, outcome: &str) {
