@@ -1128,6 +1128,58 @@ impl Bench {
         out.push(pg.measure(&self.rt, &name, "session", spec, 10)?);
         pg.stop();
 
+        // What a PROXY header costs the gateway: the same sessions reached directly and
+        // behind a v1 and a v2 header (the configurations of the `proxy` section).
+        for behind in [false, true] {
+            let ports = PosternPorts::free();
+            let (clients, headers): (&[&str], Vec<Option<Proxy>>) = if behind {
+                let proxy = |version| Proxy {
+                    version,
+                    family: Family::V4,
+                };
+                (
+                    &[Family::V4.network(), Family::V6.network()],
+                    vec![Some(proxy(ProxyVersion::V1)), Some(proxy(ProxyVersion::V2))],
+                )
+            } else {
+                (&["127.0.0.0/8", "::1/128"], vec![None])
+            };
+            let config = postern::proxy_config(
+                &self.ecdsa,
+                &self.rsa,
+                ports,
+                self.sink.addr(),
+                clients,
+                behind,
+            );
+            let prefix = if behind {
+                "cg-behind-proxy"
+            } else {
+                "cg-direct"
+            };
+            let mut pg = profile::Profiled::start(&self.bin, &self.dir, prefix, &config)?;
+            for proxy in headers {
+                for (work, port, tls) in [
+                    (
+                        "session, ECDSA, TLS 1.3",
+                        ports.tls_ecdsa,
+                        Some(self.tls.ecdsa13.clone()),
+                    ),
+                    ("session, plaintext EHLO + QUIT", ports.plain, None),
+                ] {
+                    let name = format!(
+                        "{work}, {}",
+                        proxy.map_or_else(|| "reached directly".to_owned(), Proxy::label)
+                    );
+                    eprintln!("  {name}");
+                    let mut spec = long(self.spec(port, tls, 0, 0), k);
+                    spec.proxy = proxy;
+                    out.push(pg.measure(&self.rt, &name, "session", spec, 10)?);
+                }
+            }
+            pg.stop();
+        }
+
         let mut s = String::new();
         let _ = writeln!(s, "## Postern instruction counts (callgrind)\n");
         let _ = writeln!(

@@ -291,13 +291,18 @@ impl Server {
             draining: self.inner.draining.clone(),
             hard_stop: self.inner.hard_stop.clone(),
         };
-        Some(async move {
+        // Boxed: a session's future is large (its buffers and TLS state live in it), and
+        // a task that holds it inline copies all of it when it starts and again when it
+        // ends (tokio stores a finished task's output in the same slot); a box is copied
+        // once. A proxied connection's task, which awaits it after the header, stays
+        // small the same way.
+        Some(Box::pin(async move {
             let _guard = guard;
             Connection::new(tcp, peer, listener, ctx)
                 .via_proxy(proxy)
                 .run()
                 .await;
-        })
+        }))
     }
 
     fn count(&self, listener: &ListenerRuntime, outcome: &str) {
