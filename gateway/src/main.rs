@@ -27,6 +27,13 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+/// mimalloc instead of the system allocator: it gives freed memory back to the system (a
+/// second after it is freed), where glibc kept about 75 MiB of the buffers a large CRL
+/// estate used while loading (docs/benchmarks.md, "CRL estate"), and it is as fast for
+/// the many small allocations of SMTP sessions.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "postern-gateway",
