@@ -27,8 +27,10 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// jemalloc instead of the system allocator: with its background threads (turned on in
-/// `run`) it gives freed memory back to the system within seconds, where glibc kept about
+/// jemalloc instead of the system allocator: with its background threads (cargo feature
+/// `background_threads`: purging on jemalloc's own threads, so an idle gateway shrinks
+/// back after a CRL load instead of only when it next allocates) it gives freed memory
+/// back to the system within seconds, where glibc kept about
 /// 75 MiB of the buffers a large CRL estate used while loading (docs/benchmarks.md, "CRL
 /// estate"). mimalloc, tried as well, kept even more.
 #[global_allocator]
@@ -233,11 +235,6 @@ async fn run(
         None if args.cluster.cluster => ConfigSource::Cluster,
         None => ConfigSource::Demo,
     };
-    // Purging of freed pages on jemalloc's own threads, so an idle gateway shrinks back
-    // after a CRL load instead of only when it next allocates.
-    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
-        tracing::warn!(error = %e, "could not start the allocator's background threads: memory freed after a CRL load may stay resident");
-    }
     let mut registry = Registry::default();
     registry.register(
         "postern_log_lines_dropped",
