@@ -18,6 +18,11 @@ ARG DEBIAN_RELEASE=bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM docker.io/library/rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
+# make: the gateway's allocator (jemalloc, tikv-jemalloc-sys) is built from C source with
+# make; the slim image has gcc but no make.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make=4.3-4.1 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole workspace: cargo resolves every member, even the ones it does not build.
 COPY . .

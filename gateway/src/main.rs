@@ -27,6 +27,15 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+/// jemalloc instead of the system allocator: with its background threads (cargo feature
+/// `background_threads`: purging on jemalloc's own threads, so an idle gateway shrinks
+/// back after a CRL load instead of only when it next allocates) it gives freed memory
+/// back to the system within seconds, where glibc kept about
+/// 75 MiB of the buffers a large CRL estate used while loading (docs/benchmarks.md, "CRL
+/// estate"). mimalloc, tried as well, kept even more.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "postern-gateway",
