@@ -155,14 +155,26 @@ fn config_map_digest(c: &ConfigMapData) -> String {
     format!("sha256:{}", &hex::encode(h.finalize())[..12])
 }
 
+/// Which version of a referenced Secret or ConfigMap is compiled, and how it compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefSource {
+    /// The files lack it: the cluster's (if any) is used.
+    Cluster,
+    /// The files define it and the cluster has none yet.
+    FilesOnly,
+    /// The files define it, the same as the cluster's.
+    FilesSame,
+    /// The files define it, unlike the cluster's.
+    FilesDiffer,
+}
+
 /// How one referenced Secret or ConfigMap was found in the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ClusterRef {
     /// `Secret/name` or `ConfigMap/name`.
     pub what: String,
-    /// Whether the files define it too (then the files' version is compiled), and if
-    /// so whether it is the same as the cluster's (`None`: not in the cluster).
-    pub in_files: Option<Option<bool>>,
+    /// Which version is compiled.
+    pub source: RefSource,
     /// What the cluster's version is, safe to print (a Secret's type and key names, a
     /// ConfigMap's digest); `None` when it does not exist there.
     pub found: Option<String>,
@@ -172,79 +184,85 @@ impl ClusterRef {
     /// One line for the plan: presence and an outline, never content.
     pub(crate) fn line(&self) -> String {
         let mut line = format!("{}: ", self.what);
-        match (&self.found, self.in_files) {
-            (Some(d), None) => {
+        match (&self.found, self.source) {
+            (Some(d), RefSource::Cluster) => {
                 let _ = write!(line, "read from the cluster ({d})");
             }
-            (None, None) => line.push_str("in neither the files nor the cluster"),
-            (Some(d), Some(same)) => {
-                let how = if same == Some(true) {
-                    "the same as"
-                } else {
-                    "differs from"
-                };
-                let _ = write!(line, "from the files ({how} the cluster's: {d})");
+            (None, RefSource::Cluster) => line.push_str("in neither the files nor the cluster"),
+            (Some(d), RefSource::FilesSame) => {
+                let _ = write!(line, "from the files (the same as the cluster's: {d})");
             }
-            (None, Some(_)) => line.push_str("from the files (not in the cluster yet)"),
+            (Some(d), RefSource::FilesDiffer) => {
+                let _ = write!(line, "from the files (differs from the cluster's: {d})");
+            }
+            (None, _) | (Some(_), RefSource::FilesOnly) => {
+                line.push_str("from the files (not in the cluster yet)");
+            }
         }
         line
     }
 }
 
+/// Lays the cluster's version of `name` under the files' `files`: added when the files
+/// lack it, else compared with theirs by content.
+fn lay_under<T: PartialEq>(
+    files: &mut BTreeMap<String, T>,
+    name: &str,
+    live: Option<T>,
+) -> RefSource {
+    match (files.get(name), live) {
+        (None, Some(live)) => {
+            files.insert(name.to_owned(), live);
+            RefSource::Cluster
+        }
+        (None, None) => RefSource::Cluster,
+        (Some(_), None) => RefSource::FilesOnly,
+        (Some(f), Some(live)) if *f == live => RefSource::FilesSame,
+        (Some(_), Some(_)) => RefSource::FilesDiffer,
+    }
+}
+
 /// Completes `overlay` with the referenced Secrets and ConfigMaps read from the cluster:
 /// the ones the files lack are added to the snapshot; the ones the files define are
-/// compared by digest (a new or different one is an object change).
+/// compared by content (a new or different one is an object change).
 pub(crate) fn add_cluster_refs(
     overlay: &mut Overlay,
     secrets: BTreeMap<String, Option<SecretData>>,
     config_maps: BTreeMap<String, Option<ConfigMapData>>,
 ) -> Vec<ClusterRef> {
     let mut refs = Vec::new();
-    // `same`: `None` when the files lack the object, else whether they match the cluster.
-    let mut note = |overlay: &mut Overlay, what: String, same: Option<Option<bool>>, found| {
-        match same {
-            Some(None) => overlay.changes.push(ObjectChange {
-                what: what.clone(),
-                change: Change::Added,
-            }),
-            Some(Some(false)) => overlay.changes.push(ObjectChange {
-                what: what.clone(),
-                change: Change::Changed,
-            }),
-            Some(Some(true)) => overlay.unchanged += 1,
-            None => {}
-        }
-        refs.push(ClusterRef {
-            what,
-            in_files: same,
-            found,
-        });
-    };
     for (name, live) in secrets {
         let found = live.as_ref().map(secret_outline);
-        let same = match overlay.snapshot.secrets.get(&name) {
-            Some(files) => Some(live.as_ref().map(|l| l == files)),
-            None => {
-                if let Some(data) = live {
-                    overlay.snapshot.secrets.insert(name.clone(), data);
-                }
-                None
-            }
-        };
-        note(overlay, format!("Secret/{name}"), same, found);
+        let source = lay_under(&mut overlay.snapshot.secrets, &name, live);
+        refs.push(ClusterRef {
+            what: format!("Secret/{name}"),
+            source,
+            found,
+        });
     }
     for (name, live) in config_maps {
         let found = live.as_ref().map(config_map_digest);
-        let same = match overlay.snapshot.config_maps.get(&name) {
-            Some(files) => Some(live.as_ref().map(|l| l == files)),
-            None => {
-                if let Some(data) = live {
-                    overlay.snapshot.config_maps.insert(name.clone(), data);
-                }
-                None
+        let source = lay_under(&mut overlay.snapshot.config_maps, &name, live);
+        refs.push(ClusterRef {
+            what: format!("ConfigMap/{name}"),
+            source,
+            found,
+        });
+    }
+    for r in &refs {
+        let change = match r.source {
+            RefSource::FilesOnly => Change::Added,
+            RefSource::FilesDiffer => Change::Changed,
+            RefSource::FilesSame => {
+                overlay.unchanged += 1;
+                continue;
             }
+            RefSource::Cluster => continue,
         };
-        note(overlay, format!("ConfigMap/{name}"), same, found);
+        overlay.changes.push(ObjectChange {
+            what: r.what.clone(),
+            change,
+        });
     }
     overlay.changes.sort();
     refs
@@ -369,12 +387,18 @@ mod tests {
             use_label: None,
         };
         o.snapshot.secrets.insert("in-both".into(), secret("new"));
+        o.snapshot.secrets.insert("same".into(), secret("kept"));
+        o.snapshot
+            .secrets
+            .insert("files-only".into(), secret("fresh"));
         let refs = add_cluster_refs(
             &mut o,
             [
                 ("in-both".to_owned(), Some(secret("old"))),
                 ("live-only".to_owned(), Some(secret("hunter2"))),
                 ("missing".to_owned(), None),
+                ("same".to_owned(), Some(secret("kept"))),
+                ("files-only".to_owned(), None),
             ]
             .into(),
             BTreeMap::new(),
@@ -383,12 +407,33 @@ mod tests {
         assert!(!o.snapshot.secrets.contains_key("missing"));
         assert_eq!(
             o.changes,
-            [ObjectChange {
-                what: "Secret/in-both".into(),
-                change: Change::Changed
-            }]
+            [
+                ObjectChange {
+                    what: "Secret/files-only".into(),
+                    change: Change::Added
+                },
+                ObjectChange {
+                    what: "Secret/in-both".into(),
+                    change: Change::Changed
+                }
+            ]
         );
-        let lines: Vec<String> = refs.iter().map(ClusterRef::line).collect();
+        assert_eq!(o.unchanged, 1);
+        let line = |name: &str| {
+            refs.iter()
+                .find(|r| r.what == format!("Secret/{name}"))
+                .map(ClusterRef::line)
+                .unwrap()
+        };
+        assert_eq!(
+            line("same"),
+            "Secret/same: from the files (the same as the cluster's: Opaque; keys password)"
+        );
+        assert_eq!(
+            line("files-only"),
+            "Secret/files-only: from the files (not in the cluster yet)"
+        );
+        let lines: Vec<String> = ["in-both", "live-only", "missing"].map(line).to_vec();
         assert_eq!(
             lines[0],
             "Secret/in-both: from the files (differs from the cluster's: Opaque; keys password)"
@@ -401,10 +446,10 @@ mod tests {
             lines[2],
             "Secret/missing: in neither the files nor the cluster"
         );
-        assert!(
-            lines
+        assert!(refs.iter().map(ClusterRef::line).all(|l| {
+            !["hunter2", "old", "new", "kept", "fresh"]
                 .iter()
-                .all(|l| !l.contains("hunter2") && !l.contains("old"))
-        );
+                .any(|v| l.contains(v))
+        }));
     }
 }
