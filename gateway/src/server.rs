@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,7 +22,7 @@ use tracing::{debug, info, warn};
 use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels};
 use crate::runtime::{ListenerRuntime, Runtime};
 use crate::smtp::{Connection, SessionContext};
-use crate::wire::reply;
+use crate::wire::{io, reply};
 use postern_config::protocol::{ListenerRefusal, ListenerRefusalReason, ListenerServing};
 
 pub use slots::ClientKey;
@@ -221,7 +222,7 @@ impl Server {
                 });
                 continue;
             }
-            if let Some(session) = self.admit(tcp, peer, None, listener, &slots) {
+            if let Some(session) = self.admit(tcp, peer, None, None, listener, &slots) {
                 self.inner.tracker.spawn(session);
             }
         }
@@ -236,11 +237,18 @@ impl Server {
         listener: Arc<ListenerRuntime>,
         slots: &Arc<Slots>,
     ) {
-        match proxy::read_header(&mut tcp).await {
+        // What follows the header on an implicit-TLS listener is a ClientHello and stays
+        // in the socket for the TLS stack; otherwise it is SMTP and goes to the session.
+        let mut input = (!listener.implicit_tls).then(|| BytesMut::with_capacity(io::SMALL));
+        let after = input
+            .as_mut()
+            .map_or(proxy::After::InSocket, proxy::After::Buffer);
+        match proxy::read_header(&mut tcp, after).await {
             Ok(header) => {
                 let client = header.addresses.map_or(proxy, |a| a.source);
                 debug!(listener = %listener.name, proxy = %proxy, client = %client, version = header.version.as_str(), "PROXY header read");
-                if let Some(session) = self.admit(tcp, client, Some(proxy), listener, slots) {
+                if let Some(session) = self.admit(tcp, client, Some(proxy), input, listener, slots)
+                {
                     session.await;
                 }
             }
@@ -255,12 +263,14 @@ impl Server {
 
     /// Take the connection's slots (as `peer`, the client) and return its session, for
     /// the caller to run in a task of the tracker; `None` when there was no slot (the
-    /// connection has been turned away). `proxy` is the trusted proxy it came through.
+    /// connection has been turned away). `proxy` is the trusted proxy it came through,
+    /// `input` what its client sent after the PROXY header (read with it).
     fn admit(
         &self,
         tcp: tokio::net::TcpStream,
         peer: SocketAddr,
         proxy: Option<SocketAddr>,
+        input: Option<BytesMut>,
         listener: Arc<ListenerRuntime>,
         slots: &Arc<Slots>,
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
@@ -298,10 +308,11 @@ impl Server {
         // small the same way.
         Some(Box::pin(async move {
             let _guard = guard;
-            Connection::new(tcp, peer, listener, ctx)
-                .via_proxy(proxy)
-                .run()
-                .await;
+            let connection = Connection::new(tcp, peer, listener, ctx).via_proxy(proxy);
+            match input {
+                Some(input) => connection.with_input(input).run().await,
+                None => connection.run().await,
+            }
         }))
     }
 

@@ -169,7 +169,23 @@ fn header_rules_are_enforced_with_a_decision_line() {
     assert!(out.starts_with("220 "), "{out}");
     assert!(out.contains("221"), "{out}");
 
+    // A trusted proxy whose client's first commands arrive in the header's segment: the
+    // session gets them after its greeting, none is lost or read twice.
+    let mut s = connect_from(addr, IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+    s.write_all(b"PROXY TCP4 192.0.2.7 127.0.0.1 4321 25\r\nEHLO pipelined\r\nQUIT\r\n")
+        .unwrap();
+    let out = read_all(&mut s);
+    assert!(out.starts_with("220 "), "{out}");
+    assert_eq!(out.matches("\r\n250 ").count(), 1, "{out}");
+    assert!(out.contains("\r\n221 "), "{out}");
+
     let d = gw.decisions();
+    assert!(
+        d.iter().any(|v| v["client_ip"] == "192.0.2.7"
+            && v["decision"] == "connect"
+            && v["outcome"] == "accepted"),
+        "{d:?}"
+    );
     let reasons: Vec<String> = d
         .iter()
         .filter(|v| v["outcome"] == "rejected")

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::net::Stream;
 
 /// Read buffer size for an idle or command-phase connection.
-const SMALL: usize = 1024;
+pub(crate) const SMALL: usize = 1024;
 /// Read size while message data streams through.
 pub(crate) const DATA_CHUNK: usize = 16 * 1024;
 

@@ -166,6 +166,13 @@ impl Connection {
         self
     }
 
+    /// Bytes already read off the connection (those a trusted proxy's client sent right
+    /// after the PROXY header) become the start of the session's input.
+    pub(crate) fn with_input(mut self, input: bytes::BytesMut) -> Self {
+        self.io.rbuf = input;
+        self
+    }
+
     fn rules(&self) -> Rules<'_> {
         Rules {
             policy: &self.policy.policy,
@@ -198,7 +205,7 @@ impl Connection {
             listener = %self.listener.name,
             client_ip = %self.peer.ip(),
             client_port = self.peer.port(),
-            proxy_ip = %self.proxy.map(|p| p.ip().to_string()).unwrap_or_default(),
+            proxy_ip = %MaybeIp(self.proxy.map(|p| p.ip())),
             sender_group = %self.sender_group,
             policy = %self.policy.name,
             profile = %self.profile_name(),
@@ -575,4 +582,16 @@ impl Connection {
     }
 
     // --- TLS ---------------------------------------------------------------------------
+}
+
+/// A log field that is an address or empty, written without building a string first.
+struct MaybeIp(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for MaybeIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => Ok(()),
+        }
+    }
 }
