@@ -18,6 +18,7 @@ mod cleanup;
 mod directory;
 mod load;
 mod measure;
+mod nginx;
 mod pki;
 mod postern;
 mod postfix;
@@ -38,6 +39,7 @@ use rustls::ClientConfig;
 
 use crate::load::TlsVersion;
 use crate::measure::{Server, SourceLoad, Unit};
+use crate::nginx::{Nginx, NginxPorts};
 use crate::pki::Pki;
 use crate::postern::PosternPorts;
 use crate::postfix::{Postfix, PostfixPorts};
@@ -54,6 +56,8 @@ use postern_testkit::sink::Sink;
 enum Section {
     /// Postfix and Postern side by side: session rates (TLS 1.2/1.3, ECDSA/RSA) and relay.
     Compare,
+    /// nginx's mail proxy and Postern side by side: the same workloads.
+    Nginx,
     /// Postern with and without the big CRL.
     Crl,
     /// Postern behind a PROXY protocol header (v1, v2) vs reached directly.
@@ -79,7 +83,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// What to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Compare, Section::Crl, Section::Proxy, Section::Ocsp, Section::Idle, Section::Ldap])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Compare, Section::Nginx, Section::Crl, Section::Proxy, Section::Ocsp, Section::Idle, Section::Ldap])]
     sections: Vec<Section>,
     /// Rounds per workload; the server order alternates and the median-rate round is shown.
     #[arg(long, default_value_t = 3)]
@@ -554,39 +558,7 @@ impl Bench {
         let pf_idle = procs::memory(postfix.master_pid);
         let gw_idle = procs::memory(gw.pid());
 
-        let works: Vec<Work> = if self.args.quick {
-            vec![
-                Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
-                Work::Source {
-                    per_session: 1,
-                    payload: 5_000,
-                },
-                Work::TlsRelay {
-                    per_session: 100,
-                    payload: 5_000,
-                },
-            ]
-        } else {
-            let mut w = vec![
-                Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
-                Work::Sessions(KeyKind::Ecdsa, TlsVersion::V12),
-                Work::Sessions(KeyKind::Rsa2048, TlsVersion::V13),
-                Work::Sessions(KeyKind::Rsa2048, TlsVersion::V12),
-            ];
-            for (per_session, payload) in [(1, 5_000), (100, 5_000), (1, 100_000), (100, 100_000)] {
-                w.push(Work::Source {
-                    per_session,
-                    payload,
-                });
-            }
-            for (per_session, payload) in [(1, 5_000), (100, 5_000), (1, 100_000), (100, 100_000)] {
-                w.push(Work::TlsRelay {
-                    per_session,
-                    payload,
-                });
-            }
-            w
-        };
+        let works = self.side_by_side_works();
         let mut rows = Vec::new();
         for work in works {
             rows.push(self.pair(work, &base, &target, Some(&postfix))?);
@@ -625,6 +597,104 @@ impl Bench {
         }
         drop(gw);
         drop(postfix);
+        Ok(())
+    }
+
+    /// The workloads of a side-by-side section (Postfix, nginx): sessions with both key
+    /// types and TLS versions, relay in plaintext and with STARTTLS.
+    fn side_by_side_works(&self) -> Vec<Work> {
+        if self.args.quick {
+            vec![
+                Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
+                Work::Source {
+                    per_session: 1,
+                    payload: 5_000,
+                },
+                Work::TlsRelay {
+                    per_session: 100,
+                    payload: 5_000,
+                },
+            ]
+        } else {
+            let mut w = vec![
+                Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
+                Work::Sessions(KeyKind::Ecdsa, TlsVersion::V12),
+                Work::Sessions(KeyKind::Rsa2048, TlsVersion::V13),
+                Work::Sessions(KeyKind::Rsa2048, TlsVersion::V12),
+            ];
+            for (per_session, payload) in [(1, 5_000), (100, 5_000), (1, 100_000), (100, 100_000)] {
+                w.push(Work::Source {
+                    per_session,
+                    payload,
+                });
+            }
+            for (per_session, payload) in [(1, 5_000), (100, 5_000), (1, 100_000), (100, 100_000)] {
+                w.push(Work::TlsRelay {
+                    per_session,
+                    payload,
+                });
+            }
+            w
+        }
+    }
+
+    fn nginx(&mut self) -> Result<()> {
+        let ng_ports = NginxPorts::free();
+        let ng = Nginx::start(
+            &self.dir,
+            &self.ecdsa,
+            &self.rsa,
+            self.sink.addr(),
+            ng_ports,
+            self.args.keep,
+        )?;
+        let ports = PosternPorts::free();
+        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr(), None);
+        let gw = self.start_postern("postern-vs-nginx", &config)?;
+        let base = Target {
+            server: Server {
+                name: "nginx".into(),
+                pid: ng.master_pid,
+                multi_process: true,
+                helpers: Vec::new(),
+            },
+            ports: Ports {
+                tls_ecdsa: ng_ports.tls_ecdsa,
+                tls_rsa: ng_ports.tls_rsa,
+                plain: ng_ports.plain,
+                smtp_auth: 0,
+            },
+            is_postfix: false,
+            proxy: None,
+        };
+        let target = Self::postern_target(&gw, ports, "Postern");
+        let mut rows = Vec::new();
+        for work in self.side_by_side_works() {
+            let mut row = self.pair(work, &base, &target, None)?;
+            row.target = nginx_target(work);
+            rows.push(row);
+        }
+        let mut s = String::new();
+        let _ = writeln!(s, "## Postern and nginx's mail proxy side by side\n");
+        let _ = writeln!(
+            s,
+            "nginx {} with its mail module doing the same job: STARTTLS required, the client certificate verified, no queue, mail proxied \
+             to the same smtp-sink (its `auth_http`, served by the same nginx, refuses a session without a verified certificate); \
+             TLS 1.3 session tickets off on both (`ssl_conf_command NumTickets 0`); a master and 2 workers. \
+             {} concurrent client sessions; {} s per client-driven run; median-rate of {} round(s), server order alternating; \
+             the rate ratio is the median of the per-round ratios with their range. \
+             CPU: all of nginx's processes; memory: peak sum of PSS over them, peak RSS of Postern. \
+             Targets (issue 17): 1.5x on ECDSA sessions and on relay, 1.15x with RSA-2048 keys.\n",
+            nginx_version().unwrap_or_else(|| "(version unknown)".to_owned()),
+            self.args.concurrency,
+            self.seconds(),
+            self.rounds()
+        );
+        s.push_str(&report::table(&rows, "nginx", "Postern"));
+        s.push('\n');
+        self.report.push_str(&s);
+        drop(gw);
+        drop(ng);
         Ok(())
     }
 
@@ -1281,6 +1351,27 @@ fn default_gateway_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The ratio a row of the nginx section is held to.
+fn nginx_target(work: Work) -> Option<f64> {
+    match work {
+        Work::Sessions(KeyKind::Ecdsa, _) | Work::Source { .. } | Work::TlsRelay { .. } => {
+            Some(1.5)
+        }
+        Work::Sessions(KeyKind::Rsa2048, _) => Some(1.15),
+        Work::AuthSessions | Work::PlainSessions => None,
+    }
+}
+
+/// `nginx -v` ("nginx version: nginx/1.22.1" on stderr).
+fn nginx_version() -> Option<String> {
+    let out = std::process::Command::new("nginx")
+        .arg("-v")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.trim().rsplit(' ').next().map(str::to_owned)
+}
+
 fn check_tools(sections: &[Section]) -> Result<()> {
     let mut tools = vec![
         "smtp-sink",
@@ -1295,6 +1386,9 @@ fn check_tools(sections: &[Section]) -> Result<()> {
     }
     if sections.contains(&Section::Ldap) {
         tools.extend(["slapd", "slapadd"]);
+    }
+    if sections.contains(&Section::Nginx) {
+        tools.push("nginx");
     }
     for t in tools {
         let found = std::env::var_os("PATH")
@@ -1395,6 +1489,9 @@ fn run(args: Args) -> Result<()> {
     let sections = bench.args.sections.clone();
     if sections.contains(&Section::Compare) {
         bench.compare()?;
+    }
+    if sections.contains(&Section::Nginx) {
+        bench.nginx()?;
     }
     if sections.contains(&Section::Crl) {
         bench.crl()?;

@@ -12,8 +12,12 @@
 //! - `idle`: as `plain` with a process limit high enough for the idle-connection test.
 //!
 //! Deviations from the defaults, for a like-for-like comparison: `smtpd_peername_lookup =
-//! no` (Postern does no reverse DNS; these machines have no resolver) and
-//! `inet_protocols = ipv4`.
+//! no` (Postern does no reverse DNS; these machines have no resolver),
+//! `inet_protocols = ipv4`, and no session tickets (`tls_session_ticket_cipher =`, empty:
+//! Postfix then asks OpenSSL for no TLS 1.3 tickets; an OpenSSL configuration file with
+//! `NumTickets = 0` does not do it, Postfix sets the count itself): Postern sends none, and
+//! a server that sends tickets after the handshake stalls each short session on Nagle +
+//! delayed ACK (about 40 ms), which would make the comparison about that stall.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,6 +75,7 @@ smtpd_tls_ask_ccert = yes
 smtpd_tls_req_ccert = yes
 smtpd_relay_restrictions = permit_tls_all_clientcerts, reject
 maillog_file = /dev/stdout
+tls_session_ticket_cipher =
 ",
         sink_ip = sink.ip(),
         sink_port = sink.port(),

@@ -1,7 +1,8 @@
-//! The benchmark harness still works: `postern-bench --quick` sets up Postfix, Postern and
-//! smtp-sink, drives every kind of load once (PROXY headers v1 and v2, a cached OCSP
-//! answer from a real `openssl ocsp` included), and prints complete tables without errors.
-//! Needs root, postfix, openssl and slapd (tests/support/install-deps.sh), and the
+//! The benchmark harness still works: `postern-bench --quick` sets up Postfix, nginx's
+//! mail proxy, Postern and smtp-sink, drives every kind of load once (PROXY headers v1 and
+//! v2, a cached OCSP answer from a real `openssl ocsp` included), and prints complete
+//! tables without errors. Needs root, postfix, nginx with its mail module, openssl and
+//! slapd (tests/support/install-deps.sh), and the
 //! postern-gateway binary built beside postern-bench (`cargo build --workspace --bins`,
 //! which tests/run does).
 
@@ -70,6 +71,7 @@ fn quick_run_prints_complete_tables() {
 
     for heading in [
         "## Postern and Postfix side by side",
+        "## Postern and nginx's mail proxy side by side",
         "## Postern with a 10000-entry CRL",
         "## Postern behind a PROXY protocol header",
         "## Postern with a cached OCSP answer",
@@ -87,8 +89,8 @@ fn quick_run_prints_complete_tables() {
     let comparisons: Vec<_> = rows.iter().filter(|r| r.len() == 14).collect();
     assert_eq!(
         comparisons.len(),
-        9,
-        "3 side-by-side rows + 1 CRL row + 2 PROXY rows + 1 OCSP row + 2 LDAP rows:\n{report}"
+        12,
+        "3 Postfix side-by-side rows + 3 nginx rows + 1 CRL row + 2 PROXY rows + 1 OCSP row + 2 LDAP rows:\n{report}"
     );
     for what in [
         "PROXY v1, IPv4 client vs direct",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real components the tests start: OpenLDAP slapd, swaks, msmtp (AUTH
-# EXTERNAL), HAProxy and nginx with its stream module (PROXY protocol), Prometheus (and
+# EXTERNAL), HAProxy and nginx with its stream module (PROXY protocol) and mail module
+# (the benchmark's peer), Prometheus (and
 # promtool), Chromium (headless, the status page test), Python's matplotlib and YAML (the
 # dashboard picture, tests/support/grafana), Postfix (smtp-sink,
 # smtp-source, smtpd for benchmarks), etcd, helm, hadolint, Lua (Argo CD health checks),
@@ -11,7 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export DEBIAN_FRONTEND=noninteractive
 
-need=(slapd ldap-utils swaks msmtp haproxy nginx-light libnginx-mod-stream postfix etcd-server prometheus chromium libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3 python3-venv python3-matplotlib python3-yaml lua5.1 lua5.4 binutils
+need=(slapd ldap-utils swaks msmtp haproxy nginx-light libnginx-mod-stream libnginx-mod-mail postfix etcd-server prometheus chromium libio-socket-ssl-perl libauthen-sasl-perl libnet-ssleay-perl openssl jq unzip python3 python3-venv python3-matplotlib python3-yaml lua5.1 lua5.4 binutils
   containerd runc containernetworking-plugins conntrack iptables iproute2 util-linux podman socat curl gcc libc6-dev)
 missing=()
 for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
