@@ -219,6 +219,34 @@ struct Target {
     proxy: Option<Proxy>,
 }
 
+impl Target {
+    /// A multi-process peer (Postfix, nginx) rooted at `pid`, with its ECDSA, RSA and
+    /// plaintext ports.
+    fn peer(
+        name: &str,
+        pid: u32,
+        (tls_ecdsa, tls_rsa, plain): (u16, u16, u16),
+        is_postfix: bool,
+    ) -> Self {
+        Self {
+            server: Server {
+                name: name.to_owned(),
+                pid,
+                multi_process: true,
+                helpers: Vec::new(),
+            },
+            ports: Ports {
+                tls_ecdsa,
+                tls_rsa,
+                plain,
+                smtp_auth: 0,
+            },
+            is_postfix,
+            proxy: None,
+        }
+    }
+}
+
 struct Bench {
     rt: tokio::runtime::Runtime,
     args: Args,
@@ -535,26 +563,13 @@ impl Bench {
             idle_procs.max(200),
             self.args.keep,
         )?;
-        let ports = PosternPorts::free();
-        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr(), None);
-        let gw = self.start_postern("postern", &config)?;
-        let base = Target {
-            server: Server {
-                name: "Postfix".into(),
-                pid: postfix.master_pid,
-                multi_process: true,
-                helpers: Vec::new(),
-            },
-            ports: Ports {
-                tls_ecdsa: pf_ports.tls_ecdsa,
-                tls_rsa: pf_ports.tls_rsa,
-                plain: pf_ports.plain,
-                smtp_auth: 0,
-            },
-            is_postfix: true,
-            proxy: None,
-        };
-        let target = Self::postern_target(&gw, ports, "Postern");
+        let (gw, target) = self.side_by_side_postern("postern")?;
+        let base = Target::peer(
+            "Postfix",
+            postfix.master_pid,
+            (pf_ports.tls_ecdsa, pf_ports.tls_rsa, pf_ports.plain),
+            true,
+        );
         let pf_idle = procs::memory(postfix.master_pid);
         let gw_idle = procs::memory(gw.pid());
 
@@ -598,6 +613,15 @@ impl Bench {
         drop(gw);
         drop(postfix);
         Ok(())
+    }
+
+    /// The Postern of a side-by-side section, configured as every peer is.
+    fn side_by_side_postern(&self, name: &str) -> Result<(Gateway, Target)> {
+        let ports = PosternPorts::free();
+        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr(), None);
+        let gw = self.start_postern(name, &config)?;
+        let target = Self::postern_target(&gw, ports, "Postern");
+        Ok((gw, target))
     }
 
     /// The workloads of a side-by-side section (Postfix, nginx): sessions with both key
@@ -648,26 +672,13 @@ impl Bench {
             ng_ports,
             self.args.keep,
         )?;
-        let ports = PosternPorts::free();
-        let config = postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr(), None);
-        let gw = self.start_postern("postern-vs-nginx", &config)?;
-        let base = Target {
-            server: Server {
-                name: "nginx".into(),
-                pid: ng.master_pid,
-                multi_process: true,
-                helpers: Vec::new(),
-            },
-            ports: Ports {
-                tls_ecdsa: ng_ports.tls_ecdsa,
-                tls_rsa: ng_ports.tls_rsa,
-                plain: ng_ports.plain,
-                smtp_auth: 0,
-            },
-            is_postfix: false,
-            proxy: None,
-        };
-        let target = Self::postern_target(&gw, ports, "Postern");
+        let (gw, target) = self.side_by_side_postern("postern-vs-nginx")?;
+        let base = Target::peer(
+            "nginx",
+            ng.master_pid,
+            (ng_ports.tls_ecdsa, ng_ports.tls_rsa, ng_ports.plain),
+            false,
+        );
         let mut rows = Vec::new();
         for work in self.side_by_side_works() {
             let mut row = self.pair(work, &base, &target, None)?;
