@@ -82,10 +82,10 @@ impl Validators {
 pub(crate) enum Fetched {
     /// `304 Not Modified`: the copy in force is current.
     NotModified,
-    /// A body.
+    /// A body, to be read.
     Body {
-        /// The file.
-        bytes: Vec<u8>,
+        /// The file, as it arrives.
+        body: Body,
         /// Its validators, for the next conditional request.
         validators: Validators,
         /// Its share of the load budget, to hold until it is loaded.
@@ -202,7 +202,7 @@ impl HttpFetcher {
                 req = req.header(IF_MODIFIED_SINCE, lm);
             }
         }
-        let mut resp = req.send().await.map_err(classify)?;
+        let resp = req.send().await.map_err(classify)?;
         match resp.status() {
             StatusCode::NOT_MODIFIED if validators.is_some() => return Ok(Fetched::NotModified),
             StatusCode::OK => {}
@@ -216,22 +216,55 @@ impl HttpFetcher {
         }
         let validators = Validators::from_headers(resp.headers());
         let share = budget.take(resp.content_length()).await;
-        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut bytes = Vec::with_capacity(
-            resp.content_length()
-                .map_or(64 * 1024, |n| usize::try_from(n).unwrap_or(cap)),
-        );
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            if bytes.len() + chunk.len() > cap {
-                return Err(FetchError::TooLarge { limit, size: None });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
         Ok(Fetched::Body {
-            bytes,
+            body: Body {
+                resp,
+                limit,
+                read: 0,
+            },
             validators,
             share,
         })
+    }
+}
+
+/// A response body being read, refused as soon as it passes the size cap, so an oversize
+/// file never sits in memory.
+#[derive(Debug)]
+pub(crate) struct Body {
+    resp: reqwest::Response,
+    limit: u64,
+    read: u64,
+}
+
+impl Body {
+    /// The next chunk (`None` at the end).
+    pub(crate) async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, FetchError> {
+        let Some(chunk) = self.resp.chunk().await.map_err(classify)? else {
+            return Ok(None);
+        };
+        self.read += chunk.len() as u64;
+        if self.read > self.limit {
+            return Err(FetchError::TooLarge {
+                limit: self.limit,
+                size: None,
+            });
+        }
+        Ok(Some(chunk))
+    }
+
+    /// The whole body.
+    pub(crate) async fn bytes(mut self) -> Result<Vec<u8>, FetchError> {
+        let cap = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let mut bytes = Vec::with_capacity(
+            self.resp
+                .content_length()
+                .map_or(64 * 1024, |n| usize::try_from(n).unwrap_or(cap)),
+        );
+        while let Some(chunk) = self.chunk().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 }
 

@@ -8,16 +8,16 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use tokio_util::sync::CancellationToken;
 
-use super::budget::{LoadBudget, Share};
-use super::disk::{CacheMeta, DiskCache};
-use super::fetch::{FetchSettings, Fetched, HttpFetcher, Validators};
-use super::load::load;
+use super::accept::{Failure, accept};
+use super::budget::LoadBudget;
+use super::disk::DiskCache;
+use super::fetch::{FetchError, FetchSettings, Fetched, HttpFetcher, Validators};
+use super::load::{load, load_streamed};
 use super::status::LastError;
 use super::store::{CrlStore, Install};
+use super::stream::Streamed;
 use super::verify::Refusal;
 use super::{rfc3339, unix_now};
 use postern_config::CrlSource;
@@ -203,7 +203,7 @@ async fn attempt(
                 return Attempt::Success;
             }
             Ok(Fetched::Body {
-                bytes,
+                body,
                 validators,
                 share,
             }) => {
@@ -211,21 +211,20 @@ async fn attempt(
                     .sha256
                     .clone()
                     .filter(|_| in_force.url.as_deref() == Some(url.as_str()));
-                match accept(
+                let (now, accepted) = accept(
                     ctx,
                     name,
                     generation,
                     spec,
                     server,
                     &url,
-                    bytes,
+                    body,
                     validators.clone(),
                     known,
-                    now,
                     share,
                 )
-                .await
-                {
+                .await;
+                match accepted {
                     Ok(sha256) => {
                         *in_force = InForce {
                             url: Some(url),
@@ -234,7 +233,7 @@ async fn attempt(
                         };
                         return Attempt::Success;
                     }
-                    Err(refusal) => {
+                    Err(Failure::Refused(refusal)) => {
                         ctx.store.metrics.fetched(name, server, refusal.code());
                         tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "refused", reason = refusal.code(), error = %refusal, "CRL refused; the last good copy stays in force");
                         ctx.store.failed(
@@ -243,17 +242,12 @@ async fn attempt(
                             last_error(now, &url, server, refusal.code(), &refusal.to_string()),
                         );
                     }
+                    Err(Failure::Fetch(e)) => {
+                        fetch_failed(ctx, name, generation, &url, server, &e, now)
+                    }
                 }
             }
-            Err(e) => {
-                ctx.store.metrics.fetched(name, server, e.code());
-                tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "fetch_failed", reason = e.code(), error = %e, "CRL fetch failed");
-                ctx.store.failed(
-                    name,
-                    generation,
-                    last_error(now, &url, server, e.code(), &e.to_string()),
-                );
-            }
+            Err(e) => fetch_failed(ctx, name, generation, &url, server, &e, now),
         }
     }
     let failures = ctx.store.attempt_failed(name, generation);
@@ -271,6 +265,25 @@ async fn attempt(
     Attempt::Failed { failures }
 }
 
+/// A URL gave no file: log, metric and status.
+fn fetch_failed(
+    ctx: &Ctx,
+    name: &str,
+    generation: u64,
+    url: &str,
+    server: ServedBy,
+    e: &FetchError,
+    now: i64,
+) {
+    ctx.store.metrics.fetched(name, server, e.code());
+    tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "fetch_failed", reason = e.code(), error = %e, "CRL fetch failed");
+    ctx.store.failed(
+        name,
+        generation,
+        last_error(now, url, server, e.code(), &e.to_string()),
+    );
+}
+
 fn last_error(now: i64, url: &str, server: ServedBy, reason: &str, message: &str) -> LastError {
     LastError {
         time: rfc3339(now),
@@ -281,75 +294,12 @@ fn last_error(now: i64, url: &str, server: ServedBy, reason: &str, message: &str
     }
 }
 
-/// Load a fetched file off the async threads, put it in force and write the disk cache.
-/// A file byte for byte the same as the one in force (`known`, its SHA-256) is not parsed
-/// again. Returns the file's SHA-256. `share` (of the load budget) is given back once the
-/// file is loaded and written to the disk cache.
-#[allow(clippy::too_many_arguments)]
-async fn accept(
-    ctx: &Arc<Ctx>,
-    name: &str,
-    generation: u64,
-    spec: &CrlSource,
-    server: ServedBy,
-    url: &str,
-    bytes: Vec<u8>,
-    validators: Validators,
-    known: Option<String>,
-    now: i64,
-    share: Share,
-) -> Result<String, Refusal> {
-    let _share = share;
-    // Hashing, parsing and indexing a big CRL takes a CPU for a fraction of a second:
-    // keep it off the threads that run SMTP sessions, at a lower priority.
-    let job = {
-        let ctx = Arc::clone(ctx);
-        let (name, spec, url) = (name.to_owned(), spec.clone(), url.to_owned());
-        move || {
-            let sha256 = hex::encode(Sha256::digest(&bytes));
-            let r = if known.as_deref() == Some(sha256.as_str()) {
-                Ok(None)
-            } else {
-                load_and_install(
-                    &ctx, &name, generation, &spec, server, &url, &bytes, false, now,
-                )
-                .map(Some)
-            };
-            (bytes, sha256, r)
-        }
-    };
-    let (bytes, sha256, result) = super::loader::run(job).await.map_err(|e| {
-        Refusal::Parse(super::parse::ParseError::Malformed {
-            index: 0,
-            reason: format!("the loader crashed: {e}"),
-        })
-    })?;
-    let Some(installed) = result? else {
-        ctx.store.metrics.fetched(name, server, "identical");
-        ctx.store.not_modified(name, generation, server, now);
-        tracing::info!(source = name, url, server = server.as_str(), outcome = "identical", sha256 = %sha256, "CRL unchanged on the server (the same bytes again); not parsed again");
-        return Ok(sha256);
-    };
-    if installed && let Some(cache) = ctx.cache.clone() {
-        let meta = CacheMeta {
-            url: url.to_owned(),
-            served_by: server,
-            format: spec.format,
-            validators,
-            fetched_at: now,
-            sha256: String::new(),
-        };
-        let source = name.to_owned();
-        let saved = tokio::task::spawn_blocking(move || cache.save(&source, &bytes, meta)).await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache")
-            }
-            Err(e) => tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache"),
-        }
-    }
-    Ok(sha256)
+/// A file to load: whole in memory, or read as it downloaded.
+pub(crate) enum Input<'a> {
+    /// The whole file.
+    Bytes(&'a [u8]),
+    /// A `format: Asn1` file read by [`super::stream::StreamReader`].
+    Streamed(Streamed),
 }
 
 /// Parse, verify, index and put in force (blocking). Returns whether it was installed
@@ -362,14 +312,17 @@ pub(crate) fn load_and_install(
     spec: &CrlSource,
     server: ServedBy,
     url: &str,
-    bytes: &[u8],
+    input: Input<'_>,
     from_disk: bool,
     now: i64,
 ) -> Result<bool, Refusal> {
     let trust = ctx.store.trust();
     let (current, missing) = ctx.store.in_force(name);
     let started = std::time::Instant::now();
-    let loaded = load(bytes, spec.format, &trust, &current, missing, now)?;
+    let loaded = match input {
+        Input::Bytes(bytes) => load(bytes, spec.format, &trust, &current, missing, now)?,
+        Input::Streamed(streamed) => load_streamed(streamed, &trust, &current, missing, now)?,
+    };
     let took = started.elapsed();
     let outcome = if loaded.changed {
         "updated"

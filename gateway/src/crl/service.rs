@@ -260,7 +260,7 @@ fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
         &spec,
         meta.served_by,
         &meta.url,
-        &bytes,
+        schedule::Input::Bytes(&bytes),
         true,
         unix_now(),
     ) {
