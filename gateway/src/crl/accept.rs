@@ -1,24 +1,36 @@
-//! From a fetched body to CRLs in force, off the async threads, and the disk cache
-//! written. A `format: Asn1` body is read as it downloads ([`super::stream`]): its chunks
-//! go to the loading thread, which indexes the entries as they come, hashes the file and
-//! writes it to the disk cache on the way, so the file is never held whole. Other formats
-//! (PEM, ZIP) are read whole first, as before. Either way a file byte for byte the same as
-//! the one in force is not put in force again, a refusal leaves the copy in force, and the
-//! cache only ever holds a file that was put in force.
+//! From a fetched body (or the disk cache's file) to CRLs in force, off the async
+//! threads, and the disk cache written. A `format: Asn1` body is read as it downloads
+//! ([`super::stream`]): its chunks go to the loading thread, which indexes the entries as
+//! they come, hashes the file and writes it to the disk cache on the way, so the file is
+//! never held whole. Other formats (PEM, ZIP) are read whole first, as before. Either way
+//! a file byte for byte the same as the one in force is not put in force again, a refusal
+//! leaves the copy in force, and the cache only ever holds a file that was put in force.
 
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::budget::Share;
-use super::disk::{CacheMeta, Spool};
-use super::fetch::{Body, FetchError, Validators};
-use super::schedule::{Ctx, Input, load_and_install};
-use super::stream::StreamReader;
-use super::unix_now;
+use super::budget::{LoadBudget, Share};
+use super::disk::{CacheMeta, DiskCache, Spool};
+use super::fetch::{Body, FetchError, FetchSettings, HttpFetcher, Validators};
+use super::load::load;
+use super::store::{CrlStore, Install};
+use super::stream::{StreamReader, Streamed, load_streamed};
 use super::verify::Refusal;
+use super::{rfc3339, unix_now};
 use postern_config::protocol::ServedBy;
 use postern_config::{CrlFormat, CrlSource};
+
+/// Shared by every source task.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub store: Arc<CrlStore>,
+    pub settings: FetchSettings,
+    pub fetcher: HttpFetcher,
+    pub cache: Option<DiskCache>,
+    /// Bounds the CRL files loading at once.
+    pub budget: LoadBudget,
+}
 
 /// Chunks on their way from the download to the loading thread (back-pressure: the
 /// download waits while the loader is behind).
@@ -69,10 +81,18 @@ pub(crate) async fn accept(
     share: Share,
 ) -> (i64, Result<String, Failure>) {
     let _share = share;
+    let to = Target {
+        ctx: Arc::clone(ctx),
+        name: name.to_owned(),
+        generation,
+        spec: spec.clone(),
+        server,
+        url: url.to_owned(),
+    };
     let outcome = if spec.format == CrlFormat::Asn1 {
-        streamed(ctx, name, generation, spec, server, url, body, known).await
+        streamed(to, body, known).await
     } else {
-        whole(ctx, name, generation, spec, server, url, body, known).await
+        whole(to, body, known).await
     };
     let Outcome { now, result, keep } = outcome;
     let (sha256, installed) = match result {
@@ -119,152 +139,192 @@ fn crashed(e: String) -> Failure {
     }))
 }
 
-/// A PEM or ZIP file: read whole, then loaded.
-#[allow(clippy::too_many_arguments)]
-async fn whole(
-    ctx: &Arc<Ctx>,
-    name: &str,
+/// The source a body is loaded for.
+struct Target {
+    ctx: Arc<Ctx>,
+    name: String,
     generation: u64,
-    spec: &CrlSource,
+    spec: CrlSource,
     server: ServedBy,
-    url: &str,
-    body: Body,
-    known: Option<String>,
-) -> Outcome {
+    url: String,
+}
+
+impl Target {
+    /// Load `input` and put it in force (blocking).
+    fn install(&self, input: Input<'_>, now: i64) -> Result<bool, Refusal> {
+        load_and_install(
+            &self.ctx,
+            &self.name,
+            self.generation,
+            &self.spec,
+            self.server,
+            &self.url,
+            input,
+            false,
+            now,
+        )
+    }
+}
+
+/// A PEM or ZIP file: read whole, then loaded.
+async fn whole(to: Target, body: Body, known: Option<String>) -> Outcome {
     let read = body.bytes().await;
     let now = unix_now();
     let bytes = match read {
         Ok(b) => b,
-        Err(e) => {
-            return Outcome {
-                now,
-                result: Err(Failure::Fetch(e)),
-                keep: Keep::Nothing,
-            };
-        }
+        Err(e) => return failed(now, Failure::Fetch(e)),
     };
     // Hashing, parsing and indexing a big CRL takes a CPU for a fraction of a second:
     // keep it off the threads that run SMTP sessions, at a lower priority.
-    let job = {
-        let ctx = Arc::clone(ctx);
-        let (name, spec, url) = (name.to_owned(), spec.clone(), url.to_owned());
-        move || {
-            let sha256 = hex::encode(Sha256::digest(&bytes));
-            let r = if known.as_deref() == Some(sha256.as_str()) {
-                Ok(None)
-            } else {
-                load_and_install(
-                    &ctx,
-                    &name,
-                    generation,
-                    &spec,
-                    server,
-                    &url,
-                    Input::Bytes(&bytes),
-                    false,
-                    now,
-                )
-                .map(Some)
-            };
-            Outcome {
-                now,
-                result: r.map(|i| (sha256, i)).map_err(Failure::Refused),
-                keep: Keep::Bytes(bytes),
-            }
+    let job = move || {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let r = if known.as_deref() == Some(sha256.as_str()) {
+            Ok(None)
+        } else {
+            to.install(Input::Bytes(&bytes), now).map(Some)
+        };
+        Outcome {
+            now,
+            result: r.map(|i| (sha256, i)).map_err(Failure::Refused),
+            keep: Keep::Bytes(bytes),
         }
     };
-    super::loader::run(job).await.unwrap_or_else(|e| Outcome {
-        now,
-        result: Err(crashed(e)),
-        keep: Keep::Nothing,
-    })
+    super::loader::run(job)
+        .await
+        .unwrap_or_else(|e| failed(now, crashed(e)))
 }
 
 /// A `format: Asn1` file: read, hashed, indexed and spooled to the disk cache as it
 /// downloads, then verified and put in force.
-#[allow(clippy::too_many_arguments)]
-async fn streamed(
-    ctx: &Arc<Ctx>,
-    name: &str,
-    generation: u64,
-    spec: &CrlSource,
-    server: ServedBy,
-    url: &str,
-    mut body: Body,
-    known: Option<String>,
-) -> Outcome {
+async fn streamed(to: Target, mut body: Body, known: Option<String>) -> Outcome {
     let (tx, mut rx) =
         tokio::sync::mpsc::channel::<Result<bytes::Bytes, FetchError>>(CHUNKS_IN_FLIGHT);
-    let spool = ctx.cache.as_ref().map(|c| c.spool(name));
-    let job = {
-        let ctx = Arc::clone(ctx);
-        let (name, spec, url) = (name.to_owned(), spec.clone(), url.to_owned());
-        move || {
-            let mut reader = StreamReader::new();
-            let mut sha = Sha256::new();
-            let mut spool = spool;
-            while let Some(item) = rx.blocking_recv() {
-                let chunk = match item {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return Outcome {
-                            now: unix_now(),
-                            result: Err(Failure::Fetch(e)),
-                            keep: Keep::Nothing,
-                        };
-                    }
-                };
-                sha.update(&chunk);
-                if let Some(s) = &mut spool {
-                    s.write(&chunk);
-                }
-                reader.feed(&chunk);
+    let mut spool = to.ctx.cache.as_ref().map(|c| c.spool(&to.name));
+    let job = move || {
+        let mut reader = StreamReader::new();
+        let mut sha = Sha256::new();
+        while let Some(item) = rx.blocking_recv() {
+            let chunk = match item {
+                Ok(c) => c,
+                Err(e) => return failed(unix_now(), Failure::Fetch(e)),
+            };
+            sha.update(&chunk);
+            if let Some(s) = &mut spool {
+                s.write(&chunk);
             }
-            let now = unix_now();
-            let sha256 = hex::encode(sha.finalize());
-            if known.as_deref() == Some(sha256.as_str()) {
-                return Outcome {
-                    now,
-                    result: Ok((sha256, None)),
-                    keep: Keep::Nothing,
-                };
-            }
-            let r = load_and_install(
-                &ctx,
-                &name,
-                generation,
-                &spec,
-                server,
-                &url,
-                Input::Streamed(reader.finish()),
-                false,
+            reader.feed(&chunk);
+        }
+        let now = unix_now();
+        let sha256 = hex::encode(sha.finalize());
+        if known.as_deref() == Some(sha256.as_str()) {
+            return Outcome {
                 now,
-            );
-            Outcome {
-                now,
-                result: r.map(|i| (sha256, Some(i))).map_err(Failure::Refused),
-                keep: spool.map_or(Keep::Nothing, Keep::Spool),
-            }
+                result: Ok((sha256, None)),
+                keep: Keep::Nothing,
+            };
+        }
+        let r = to.install(Input::Streamed(reader.finish()), now);
+        Outcome {
+            now,
+            result: r.map(|i| (sha256, Some(i))).map_err(Failure::Refused),
+            keep: spool.map_or(Keep::Nothing, Keep::Spool),
         }
     };
     let pump = async move {
         loop {
-            let item = body.chunk().await;
-            let last = !matches!(item, Ok(Some(_)));
-            let item = match item {
+            let item = match body.chunk().await {
                 Ok(Some(c)) => Ok(c),
                 Ok(None) => break,
                 Err(e) => Err(e),
             };
+            let last = item.is_err();
             if tx.send(item).await.is_err() || last {
                 break;
             }
         }
     };
     let (_, outcome) = tokio::join!(pump, super::loader::run(job));
-    outcome.unwrap_or_else(|e| Outcome {
-        now: unix_now(),
-        result: Err(crashed(e)),
+    outcome.unwrap_or_else(|e| failed(unix_now(), crashed(e)))
+}
+
+/// An outcome without a file.
+fn failed(now: i64, f: Failure) -> Outcome {
+    Outcome {
+        now,
+        result: Err(f),
         keep: Keep::Nothing,
-    })
+    }
+}
+
+/// A file to load: whole in memory, or read as it downloaded.
+pub(crate) enum Input<'a> {
+    /// The whole file.
+    Bytes(&'a [u8]),
+    /// A `format: Asn1` file read by [`super::stream::StreamReader`].
+    Streamed(Streamed),
+}
+
+/// Parse, verify, index and put in force (blocking). Returns whether it was installed
+/// (false when the source changed meanwhile).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn load_and_install(
+    ctx: &Ctx,
+    name: &str,
+    generation: u64,
+    spec: &CrlSource,
+    server: ServedBy,
+    url: &str,
+    input: Input<'_>,
+    from_disk: bool,
+    now: i64,
+) -> Result<bool, Refusal> {
+    let trust = ctx.store.trust();
+    let (current, missing) = ctx.store.in_force(name);
+    let started = std::time::Instant::now();
+    let loaded = match input {
+        Input::Bytes(bytes) => load(bytes, spec.format, &trust, &current, missing, now)?,
+        Input::Streamed(streamed) => load_streamed(streamed, &trust, &current, missing, now)?,
+    };
+    let took = started.elapsed();
+    let outcome = if loaded.changed {
+        "updated"
+    } else {
+        "unchanged"
+    };
+    for issuer in &loaded.retained {
+        tracing::warn!(source = name, url, issuer = %issuer, "the file no longer has a CRL for this issuer; the copy in force is kept");
+    }
+    for ix in &loaded.crls {
+        let m = &ix.meta;
+        tracing::info!(
+            source = name,
+            url,
+            server = server.as_str(),
+            outcome,
+            from_disk,
+            issuer = %m.issuer,
+            crl_number = %m.crl_number.as_ref().map(ToString::to_string).unwrap_or_default(),
+            this_update = %rfc3339(m.this_update),
+            next_update = %m.next_update.map(rfc3339).unwrap_or_default(),
+            stale = m.is_stale(now),
+            entries = m.entries,
+            index_bytes = ix.heap_bytes(),
+            load_ms = took.as_millis() as u64,
+            "CRL in force"
+        );
+    }
+    if !from_disk {
+        ctx.store.metrics.fetched(name, server, outcome);
+    }
+    Ok(ctx.store.install(
+        name,
+        generation,
+        Install {
+            loaded,
+            served_by: server,
+            url: url.to_owned(),
+            from_disk,
+            at: now,
+        },
+    ))
 }

@@ -14,7 +14,6 @@ use super::archive::{Archive, ArchiveError, MAX_UNPACKED, no_crl};
 use super::index::{CrlIndex, CrlMeta};
 use super::parse::{ParseError, ParsedCrl, split};
 use super::rfc3339;
-use super::stream::Streamed;
 use super::verify::{Freshness, MAX_CLOCK_SKEW_SECS, Refusal, Signer, TrustStore, freshness};
 use postern_config::CrlFormat;
 
@@ -105,41 +104,6 @@ pub fn load(
     merge(candidates, in_force, missing)
 }
 
-/// [`load`] for a `format: Asn1` file read as it downloaded ([`super::stream`]): the same
-/// checks in the same order with the same refusals, over the skeleton and the digest of
-/// the signed part, and the index built while the body streamed in (kept only if the CRL
-/// verifies and is new or newer). A file the stream reader kept whole loads as before.
-pub(crate) fn load_streamed(
-    streamed: Streamed,
-    trust: &TrustStore,
-    in_force: &[Arc<CrlIndex>],
-    missing: Missing,
-    now: i64,
-) -> Result<Loaded, Refusal> {
-    let Some(entries) = streamed.entries else {
-        return load(
-            &streamed.bytes,
-            CrlFormat::Asn1,
-            trust,
-            in_force,
-            missing,
-            now,
-        );
-    };
-    let ders = split(&streamed.bytes, CrlFormat::Asn1)?;
-    let crl = ParsedCrl::parse(&ders[0], 0)?;
-    let signer = trust.verify_prehashed(&crl, &entries.prehashed)?;
-    check_time(&crl, now)?;
-    let mut meta = CrlMeta::of(&crl, &signer);
-    meta.der_len = entries.der_len;
-    let serials = entries.serials;
-    let index_meta = meta.clone();
-    let candidate = Candidate::new(meta, move || {
-        Ok(CrlIndex::from_parts(index_meta, serials?.finish()))
-    });
-    merge(vec![candidate], in_force, missing)
-}
-
 /// The CA that signed `crl`, if it is trusted, signed it, and `crl` is not from the future.
 fn verified(crl: &ParsedCrl<'_>, trust: &TrustStore, now: i64) -> Result<Signer, Refusal> {
     let signer = trust.verify(crl)?;
@@ -148,7 +112,7 @@ fn verified(crl: &ParsedCrl<'_>, trust: &TrustStore, now: i64) -> Result<Signer,
 }
 
 /// `crl` is not from the future.
-fn check_time(crl: &ParsedCrl<'_>, now: i64) -> Result<(), Refusal> {
+pub(crate) fn check_time(crl: &ParsedCrl<'_>, now: i64) -> Result<(), Refusal> {
     if crl.this_update > now + MAX_CLOCK_SKEW_SECS {
         return Err(Refusal::FromTheFuture {
             issuer: crl.issuer.clone(),

@@ -10,29 +10,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::accept::{Failure, accept};
-use super::budget::LoadBudget;
-use super::disk::DiskCache;
-use super::fetch::{FetchError, FetchSettings, Fetched, HttpFetcher, Validators};
-use super::load::{load, load_streamed};
+use super::accept::{Ctx, Failure, accept};
+use super::fetch::{FetchError, FetchSettings, Fetched, Validators};
 use super::status::LastError;
-use super::store::{CrlStore, Install};
-use super::stream::Streamed;
-use super::verify::Refusal;
+use super::store::CrlStore;
 use super::{rfc3339, unix_now};
 use postern_config::CrlSource;
 use postern_config::protocol::ServedBy;
-
-/// Shared by every source task.
-#[derive(Debug)]
-pub(crate) struct Ctx {
-    pub store: Arc<CrlStore>,
-    pub settings: FetchSettings,
-    pub fetcher: HttpFetcher,
-    pub cache: Option<DiskCache>,
-    /// Bounds the CRL files loading at once.
-    pub budget: LoadBudget,
-}
 
 /// The validators of the file in force and the URL they belong to.
 #[derive(Clone, Debug, Default)]
@@ -292,79 +276,6 @@ fn last_error(now: i64, url: &str, server: ServedBy, reason: &str, message: &str
         reason: reason.to_owned(),
         message: message.to_owned(),
     }
-}
-
-/// A file to load: whole in memory, or read as it downloaded.
-pub(crate) enum Input<'a> {
-    /// The whole file.
-    Bytes(&'a [u8]),
-    /// A `format: Asn1` file read by [`super::stream::StreamReader`].
-    Streamed(Streamed),
-}
-
-/// Parse, verify, index and put in force (blocking). Returns whether it was installed
-/// (false when the source changed meanwhile).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn load_and_install(
-    ctx: &Ctx,
-    name: &str,
-    generation: u64,
-    spec: &CrlSource,
-    server: ServedBy,
-    url: &str,
-    input: Input<'_>,
-    from_disk: bool,
-    now: i64,
-) -> Result<bool, Refusal> {
-    let trust = ctx.store.trust();
-    let (current, missing) = ctx.store.in_force(name);
-    let started = std::time::Instant::now();
-    let loaded = match input {
-        Input::Bytes(bytes) => load(bytes, spec.format, &trust, &current, missing, now)?,
-        Input::Streamed(streamed) => load_streamed(streamed, &trust, &current, missing, now)?,
-    };
-    let took = started.elapsed();
-    let outcome = if loaded.changed {
-        "updated"
-    } else {
-        "unchanged"
-    };
-    for issuer in &loaded.retained {
-        tracing::warn!(source = name, url, issuer = %issuer, "the file no longer has a CRL for this issuer; the copy in force is kept");
-    }
-    for ix in &loaded.crls {
-        let m = &ix.meta;
-        tracing::info!(
-            source = name,
-            url,
-            server = server.as_str(),
-            outcome,
-            from_disk,
-            issuer = %m.issuer,
-            crl_number = %m.crl_number.as_ref().map(ToString::to_string).unwrap_or_default(),
-            this_update = %rfc3339(m.this_update),
-            next_update = %m.next_update.map(rfc3339).unwrap_or_default(),
-            stale = m.is_stale(now),
-            entries = m.entries,
-            index_bytes = ix.heap_bytes(),
-            load_ms = took.as_millis() as u64,
-            "CRL in force"
-        );
-    }
-    if !from_disk {
-        ctx.store.metrics.fetched(name, server, outcome);
-    }
-    Ok(ctx.store.install(
-        name,
-        generation,
-        Install {
-            loaded,
-            served_by: server,
-            url: url.to_owned(),
-            from_disk,
-            at: now,
-        },
-    ))
 }
 
 #[cfg(test)]

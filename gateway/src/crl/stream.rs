@@ -18,9 +18,14 @@
 //! algorithm has no digest-based check here (Ed25519, RSA-PSS, SHA-1), or the file is not
 //! DER at all (PEM text given as `Asn1`).
 
-use super::index::SerialSetBuilder;
-use super::parse::{ParseError, RevokedEntry, first_entry};
+use std::sync::Arc;
+
+use super::index::{CrlIndex, CrlMeta, SerialSetBuilder};
+use super::load::{Candidate, Loaded, Missing, check_time, load, merge};
+use super::parse::{ParseError, ParsedCrl, RevokedEntry, first_entry, split};
 use super::prehash::{Hasher, Prehashed};
+use super::verify::{Refusal, TrustStore};
+use postern_config::CrlFormat;
 
 /// Stop looking for the revoked list once this much of a file is header.
 const MAX_HEADER: usize = 1024 * 1024;
@@ -466,29 +471,68 @@ fn shorten(bytes: &mut [u8], l: Length, by: usize) {
     }
 }
 
+/// [`load`] for a `format: Asn1` file read as it downloaded ([`super::stream`]): the same
+/// checks in the same order with the same refusals, over the skeleton and the digest of
+/// the signed part, and the index built while the body streamed in (kept only if the CRL
+/// verifies and is new or newer). A file the stream reader kept whole loads as before.
+pub(crate) fn load_streamed(
+    streamed: Streamed,
+    trust: &TrustStore,
+    in_force: &[Arc<CrlIndex>],
+    missing: Missing,
+    now: i64,
+) -> Result<Loaded, Refusal> {
+    let Some(entries) = streamed.entries else {
+        return load(
+            &streamed.bytes,
+            CrlFormat::Asn1,
+            trust,
+            in_force,
+            missing,
+            now,
+        );
+    };
+    let ders = split(&streamed.bytes, CrlFormat::Asn1)?;
+    let crl = ParsedCrl::parse(&ders[0], 0)?;
+    let signer = trust.verify_prehashed(&crl, &entries.prehashed)?;
+    check_time(&crl, now)?;
+    let mut meta = CrlMeta::of(&crl, &signer);
+    meta.der_len = entries.der_len;
+    let serials = entries.serials;
+    let index_meta = meta.clone();
+    let candidate = Candidate::new(meta, move || {
+        Ok(CrlIndex::from_parts(index_meta, serials?.finish()))
+    });
+    merge(vec![candidate], in_force, missing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crl::der::Reader;
-    use crate::crl::index::CrlIndex;
-    use crate::crl::load::{Loaded, Missing, load, load_streamed};
-    use crate::crl::verify::{Refusal, TrustStore};
-    use postern_config::CrlFormat;
     use postern_testkit::crl::RevokedSpec;
     use postern_testkit::der::{ext, tlv, utc_time};
     use postern_testkit::pki::{Ca, KeyKind};
-    use std::sync::Arc;
 
-    fn now() -> i64 {
-        crate::crl::unix_now()
+    use crate::crl::unix_now as now;
+
+    /// The CAs as listeners' client CAs would trust them.
+    fn trust(cas: &[&Ca]) -> TrustStore {
+        let pem: String = cas.iter().map(|ca| ca.cert_pem()).collect();
+        let mut t = TrustStore::default();
+        t.add_pem(&pem, "a listener").unwrap();
+        t
     }
 
-    fn trust(cas: &[&Ca]) -> TrustStore {
-        let mut t = TrustStore::default();
-        for ca in cas {
-            t.add_pem(&ca.cert_pem(), "test").unwrap();
-        }
-        t
+    /// `der` with its entry of serial 0x42 changed to 0x41 (the signature no longer fits).
+    fn forge(der: &[u8]) -> Vec<u8> {
+        let mut forged = der.to_vec();
+        let pos = forged
+            .windows(3)
+            .position(|w| w == [0x02, 0x01, 0x42])
+            .expect("an entry of serial 0x42");
+        forged[pos + 2] = 0x41;
+        forged
     }
 
     fn read(der: &[u8], chunk: usize) -> Streamed {
@@ -654,13 +698,7 @@ mod tests {
             "RSA PKCS#1 v1.5 is streamed"
         );
         same(&der, &t, &[], &probes(&[&[0x42], &[0x43, 0x44]]), CHUNKS).unwrap();
-        let mut forged = der.clone();
-        let pos = forged
-            .windows(3)
-            .position(|w| w == [0x02, 0x01, 0x42])
-            .unwrap();
-        forged[pos + 2] = 0x41;
-        let e = same(&forged, &t, &[], &[], CHUNKS).unwrap_err();
+        let e = same(&forge(&der), &t, &[], &[], CHUNKS).unwrap_err();
         assert_eq!(e.code(), "bad_signature", "{e}");
     }
 
@@ -710,14 +748,8 @@ mod tests {
         same(&trailing, &t, &[], &[], CHUNKS).unwrap_err();
 
         // A forged entry: the signature over the digest fails as over the bytes.
-        let mut forged = der.clone();
-        let pos = forged
-            .windows(3)
-            .position(|w| w == [0x02, 0x01, 0x42])
-            .unwrap();
-        forged[pos + 2] = 0x41;
         assert_eq!(
-            same(&forged, &t, &[], &[], CHUNKS).unwrap_err().code(),
+            same(&forge(&der), &t, &[], &[], CHUNKS).unwrap_err().code(),
             "bad_signature"
         );
         let e = same(&der, &trust(&[&ca.rekeyed()]), &[], &[], CHUNKS).unwrap_err();
@@ -770,14 +802,8 @@ mod tests {
     #[test]
     fn unsupported_signatures_and_pem_are_kept_whole() {
         let ca = Ca::new("Whole CA");
-        let der = ca
-            .crl(1, &[RevokedSpec::new(&[1])], -60, 3600)
-            .der()
-            .to_vec();
-        let pem = ca
-            .crl(1, &[RevokedSpec::new(&[1])], -60, 3600)
-            .pem()
-            .unwrap();
+        let crl = ca.crl(1, &[RevokedSpec::new(&[1])], -60, 3600);
+        let (der, pem) = (crl.der().to_vec(), crl.pem().unwrap());
         let s = read(pem.as_bytes(), 10);
         assert!(s.entries.is_none());
         assert_eq!(s.bytes, pem.as_bytes());
