@@ -277,7 +277,7 @@ impl Ca {
     }
 
     /// CertificateList: `tbs`, the algorithm, this CA's signature over `tbs`.
-    pub(crate) fn sign_tbs(&self, tbs: Vec<u8>) -> Vec<u8> {
+    pub fn sign_tbs(&self, tbs: Vec<u8>) -> Vec<u8> {
         let sig = self.key.sign(&tbs).expect("sign");
         let mut bits = vec![0u8];
         bits.extend(sig);

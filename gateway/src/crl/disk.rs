@@ -87,6 +87,42 @@ impl DiskCache {
         write_atomic(&info, &json)
     }
 
+    /// Start writing the file of `source` as it downloads; [`DiskCache::commit`] puts it
+    /// in place once it is in force, and dropping the spool unused removes it.
+    pub(crate) fn spool(&self, source: &str) -> Spool {
+        let (data, _) = self.paths(source);
+        let tmp = tmp_path(&data);
+        match std::fs::File::create(&tmp) {
+            Ok(f) => Spool {
+                file: Some(io::BufWriter::with_capacity(256 * 1024, f)),
+                tmp: Some(tmp),
+                error: None,
+            },
+            Err(e) => Spool {
+                file: None,
+                tmp: None,
+                error: Some(e),
+            },
+        }
+    }
+
+    /// Put a spooled file in place as the last good file of `source` (`meta.sha256` is
+    /// the file's, hashed as it downloaded).
+    pub(crate) fn commit(&self, source: &str, mut spool: Spool, meta: CacheMeta) -> io::Result<()> {
+        if let Some(e) = spool.error.take() {
+            return Err(e);
+        }
+        let (data, info) = self.paths(source);
+        let (Some(file), Some(tmp)) = (spool.file.take(), spool.tmp.take()) else {
+            return Err(io::Error::other("the spool was not written"));
+        };
+        let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &data)?;
+        let json = serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?;
+        write_atomic(&info, &json)
+    }
+
     /// The cached file of `source`, if there is a consistent one.
     pub(crate) fn load(&self, source: &str) -> io::Result<Option<(Vec<u8>, CacheMeta)>> {
         let (data, info) = self.paths(source);
@@ -119,11 +155,46 @@ impl DiskCache {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(format!(
+/// A cache file being written as its body downloads ([`DiskCache::spool`]). A write
+/// error is kept for [`DiskCache::commit`] to report (the load itself goes on).
+#[derive(Debug)]
+pub(crate) struct Spool {
+    file: Option<io::BufWriter<std::fs::File>>,
+    tmp: Option<PathBuf>,
+    error: Option<io::Error>,
+}
+
+impl Spool {
+    /// Append the next bytes of the file.
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        if let Some(f) = &mut self.file
+            && let Err(e) = f.write_all(bytes)
+        {
+            self.error = Some(e);
+            self.file = None;
+        }
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            self.file = None;
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    path.with_extension(format!(
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    ))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
     std::fs::write(&tmp, bytes)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -165,6 +236,30 @@ mod tests {
         );
         cache.remove("a");
         assert_eq!(cache.load("a").unwrap(), None);
+    }
+
+    #[test]
+    fn a_spooled_file_is_in_place_only_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::new(dir.path()).unwrap();
+        cache.save("a", b"old", meta()).unwrap();
+        let mut spool = cache.spool("a");
+        spool.write(b"new ");
+        spool.write(b"crl");
+        drop(spool);
+        assert_eq!(cache.load("a").unwrap().unwrap().0, b"old");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temporary left"
+        );
+        let mut spool = cache.spool("a");
+        spool.write(b"new ");
+        spool.write(b"crl");
+        let mut m = meta();
+        m.sha256 = hex::encode(Sha256::digest(b"new crl"));
+        cache.commit("a", spool, m).unwrap();
+        assert_eq!(cache.load("a").unwrap().unwrap().0, b"new crl");
     }
 
     #[test]

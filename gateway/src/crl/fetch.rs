@@ -82,10 +82,10 @@ impl Validators {
 pub(crate) enum Fetched {
     /// `304 Not Modified`: the copy in force is current.
     NotModified,
-    /// A body.
+    /// A body, to be read.
     Body {
-        /// The file.
-        bytes: Vec<u8>,
+        /// The file, as it arrives.
+        body: Body,
         /// Its validators, for the next conditional request.
         validators: Validators,
         /// Its share of the load budget, to hold until it is loaded.
@@ -202,7 +202,7 @@ impl HttpFetcher {
                 req = req.header(IF_MODIFIED_SINCE, lm);
             }
         }
-        let mut resp = req.send().await.map_err(classify)?;
+        let resp = req.send().await.map_err(classify)?;
         match resp.status() {
             StatusCode::NOT_MODIFIED if validators.is_some() => return Ok(Fetched::NotModified),
             StatusCode::OK => {}
@@ -216,22 +216,55 @@ impl HttpFetcher {
         }
         let validators = Validators::from_headers(resp.headers());
         let share = budget.take(resp.content_length()).await;
-        let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut bytes = Vec::with_capacity(
-            resp.content_length()
-                .map_or(64 * 1024, |n| usize::try_from(n).unwrap_or(cap)),
-        );
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            if bytes.len() + chunk.len() > cap {
-                return Err(FetchError::TooLarge { limit, size: None });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
         Ok(Fetched::Body {
-            bytes,
+            body: Body {
+                resp,
+                limit,
+                read: 0,
+            },
             validators,
             share,
         })
+    }
+}
+
+/// A response body being read, refused as soon as it passes the size cap, so an oversize
+/// file never sits in memory.
+#[derive(Debug)]
+pub(crate) struct Body {
+    resp: reqwest::Response,
+    limit: u64,
+    read: u64,
+}
+
+impl Body {
+    /// The next chunk (`None` at the end).
+    pub(crate) async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, FetchError> {
+        let Some(chunk) = self.resp.chunk().await.map_err(classify)? else {
+            return Ok(None);
+        };
+        self.read += chunk.len() as u64;
+        if self.read > self.limit {
+            return Err(FetchError::TooLarge {
+                limit: self.limit,
+                size: None,
+            });
+        }
+        Ok(Some(chunk))
+    }
+
+    /// The whole body.
+    pub(crate) async fn bytes(mut self) -> Result<Vec<u8>, FetchError> {
+        let cap = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let mut bytes = Vec::with_capacity(
+            self.resp
+                .content_length()
+                .map_or(64 * 1024, |n| usize::try_from(n).unwrap_or(cap)),
+        );
+        while let Some(chunk) = self.chunk().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 }
 
@@ -256,4 +289,83 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback server answering one request with a chunked body of `total` bytes (no
+    /// `Content-Length`, so the cap can only be enforced while reading).
+    async fn chunked_server(total: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+            let _ = s.write_all(head.as_bytes()).await;
+            let mut sent = 0;
+            while sent < total {
+                let n = 64.min(total - sent);
+                let _ = s.write_all(format!("{n:x}\r\n").as_bytes()).await;
+                let _ = s.write_all(&vec![0x30; n]).await;
+                let _ = s.write_all(b"\r\n").await;
+                sent += n;
+            }
+            let _ = s.write_all(b"0\r\n\r\n").await;
+        });
+        format!("http://{addr}/a.crl")
+    }
+
+    #[tokio::test]
+    async fn a_body_is_refused_as_soon_as_it_passes_the_cap() {
+        let fetcher = HttpFetcher::new(&FetchSettings {
+            max_bytes: 1000,
+            ..FetchSettings::default()
+        })
+        .unwrap();
+        let budget = LoadBudget::new(1 << 20);
+        let url = chunked_server(64 * 100).await;
+        let Ok(Fetched::Body { mut body, .. }) = fetcher.get(&url, None, u64::MAX, &budget).await
+        else {
+            panic!("no body");
+        };
+        let mut read = 0;
+        let e = loop {
+            match body.chunk().await {
+                Ok(Some(c)) => read += c.len(),
+                Ok(None) => panic!("{read} bytes read past the cap"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            e,
+            FetchError::TooLarge {
+                limit: 1000,
+                size: None
+            }
+        );
+        assert!(read <= 1000, "{read}");
+
+        // The source's maxSize, when smaller, is the cap; under it the body is whole.
+        let url = chunked_server(640).await;
+        let Ok(Fetched::Body { body, .. }) = fetcher.get(&url, None, 639, &budget).await else {
+            panic!("no body");
+        };
+        assert_eq!(
+            body.bytes().await.unwrap_err(),
+            FetchError::TooLarge {
+                limit: 639,
+                size: None
+            }
+        );
+        let url = chunked_server(640).await;
+        let Ok(Fetched::Body { body, .. }) = fetcher.get(&url, None, 640, &budget).await else {
+            panic!("no body");
+        };
+        assert_eq!(body.bytes().await.unwrap().len(), 640);
+    }
 }

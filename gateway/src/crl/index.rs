@@ -145,25 +145,29 @@ pub struct Hit {
 impl CrlIndex {
     /// Index a verified CRL.
     pub fn build(crl: &ParsedCrl<'_>, signer: &Signer) -> Result<Arc<Self>, ParseError> {
-        let serials = SerialSet::build(|| crl.entries())?;
+        let serials = SerialSet::build(crl.entries())?;
         let mut meta = CrlMeta::of(crl, signer);
         meta.entries = serials.len();
         Ok(Arc::new(CrlIndex { meta, serials }))
+    }
+
+    /// The index of a streamed CRL ([`super::stream`]): its facts and its serials.
+    pub(crate) fn from_parts(mut meta: CrlMeta, serials: SerialSet) -> Arc<Self> {
+        meta.entries = serials.len();
+        Arc::new(CrlIndex { meta, serials })
     }
 
     /// An index of `serials` (raw DER INTEGER content, reason code) with the facts in
     /// `meta` (whose `entries` is set from the serials): for tests and fuzzing of the
     /// decisions made on indexes, without a signed CRL.
     pub fn from_serials(mut meta: CrlMeta, serials: &[(Vec<u8>, Option<u8>)]) -> Arc<Self> {
-        let entries = || {
-            serials.iter().map(|(s, reason)| {
-                Ok::<_, ParseError>(RevokedEntry {
-                    serial: s.as_slice(),
-                    reason: *reason,
-                    revocation_date: &[],
-                })
+        let entries = serials.iter().map(|(s, reason)| {
+            Ok::<_, ParseError>(RevokedEntry {
+                serial: s.as_slice(),
+                reason: *reason,
+                revocation_date: &[],
             })
-        };
+        });
         let serials = SerialSet::build(entries).unwrap_or_default();
         meta.entries = serials.len();
         Arc::new(CrlIndex { meta, serials })
@@ -222,50 +226,15 @@ struct Group {
 }
 
 impl SerialSet {
-    /// Build from the entries (walked twice: once to size the arenas exactly, once to fill
-    /// them, so no growth overshoot is ever allocated).
-    pub(crate) fn build<'a, I>(entries: impl Fn() -> I) -> Result<Self, ParseError>
-    where
-        I: Iterator<Item = Result<RevokedEntry<'a>, ParseError>>,
-    {
-        // counts[width]
-        let mut counts: Vec<usize> = Vec::new();
-        for e in entries() {
-            let e = e?;
-            if e.reason == Some(REASON_REMOVE_FROM_CRL) {
-                continue;
-            }
-            let w = canonical_serial(e.serial).len();
-            if counts.len() <= w {
-                counts.resize(w + 1, 0);
-            }
-            counts[w] += 1;
+    /// Build from the entries, in one pass ([`SerialSetBuilder`]).
+    pub(crate) fn build<'a>(
+        entries: impl IntoIterator<Item = Result<RevokedEntry<'a>, ParseError>>,
+    ) -> Result<Self, ParseError> {
+        let mut builder = SerialSetBuilder::default();
+        for e in entries {
+            builder.push(&e?);
         }
-        let mut fill: Vec<Option<(Vec<u8>, Vec<u8>)>> = counts
-            .iter()
-            .enumerate()
-            .map(|(w, &n)| (n > 0).then(|| (Vec::with_capacity(n * w), Vec::with_capacity(n))))
-            .collect();
-        for e in entries() {
-            let e = e?;
-            if e.reason == Some(REASON_REMOVE_FROM_CRL) {
-                continue;
-            }
-            let s = canonical_serial(e.serial);
-            if let Some((arena, reasons)) = fill.get_mut(s.len()).and_then(Option::as_mut) {
-                arena.extend_from_slice(s);
-                reasons.push(e.reason.unwrap_or(NO_REASON));
-            }
-        }
-        let mut set = SerialSet::default();
-        for (width, slot) in fill.into_iter().enumerate() {
-            if let Some((arena, reasons)) = slot {
-                let group = Group::build(width, arena, reasons);
-                set.len += group.reasons.len();
-                set.groups.push(group);
-            }
-        }
-        Ok(set)
+        Ok(builder.finish())
     }
 
     /// Number of distinct serials.
@@ -302,66 +271,156 @@ impl SerialSet {
     }
 }
 
+/// Collects the entries of one CRL as they are read (from a file in memory or from a
+/// body being downloaded), then orders them into a [`SerialSet`]. Serials are kept per
+/// width in fixed-size blocks, so collecting never reallocates or overshoots: a
+/// million-entry CRL costs its serial bytes and a reason byte per entry, and no more.
+#[derive(Debug, Default)]
+pub(crate) struct SerialSetBuilder {
+    /// `widths[w]`: serials of `w` bytes and their reasons.
+    widths: Vec<Option<(Blocks, Blocks)>>,
+}
+
+impl SerialSetBuilder {
+    /// Add one entry (`removeFromCRL` entries are not revocations and are skipped).
+    pub(crate) fn push(&mut self, e: &RevokedEntry<'_>) {
+        if e.reason == Some(REASON_REMOVE_FROM_CRL) {
+            return;
+        }
+        let s = canonical_serial(e.serial);
+        if self.widths.len() <= s.len() {
+            self.widths.resize_with(s.len() + 1, || None);
+        }
+        let (serials, reasons) =
+            self.widths[s.len()].get_or_insert_with(|| (Blocks::new(s.len()), Blocks::new(1)));
+        serials.push(s);
+        reasons.push(&[e.reason.unwrap_or(NO_REASON)]);
+    }
+
+    /// Order the collected serials for lookups.
+    pub(crate) fn finish(self) -> SerialSet {
+        let mut set = SerialSet::default();
+        for (width, slot) in self.widths.into_iter().enumerate() {
+            if let Some((serials, reasons)) = slot {
+                let group = Group::build(width, serials, reasons);
+                set.len += group.reasons.len();
+                set.groups.push(group);
+            }
+        }
+        set
+    }
+}
+
+/// Items of one fixed width in blocks of [`BLOCK_BYTES`]: appending never moves what is
+/// already there, and the only slack is the last block's free end.
+#[derive(Debug)]
+struct Blocks {
+    width: usize,
+    per_block: usize,
+    blocks: Vec<Vec<u8>>,
+    len: usize,
+}
+
+/// Bytes of a block.
+const BLOCK_BYTES: usize = 64 * 1024;
+
+impl Blocks {
+    fn new(width: usize) -> Self {
+        Self {
+            width,
+            per_block: (BLOCK_BYTES / width.max(1)).max(1),
+            blocks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, item: &[u8]) {
+        if self.len.is_multiple_of(self.per_block) {
+            self.blocks
+                .push(Vec::with_capacity(self.per_block * self.width));
+        }
+        if let Some(last) = self.blocks.last_mut() {
+            last.extend_from_slice(item);
+        }
+        self.len += 1;
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> &[u8] {
+        let at = (i % self.per_block) * self.width;
+        &self.blocks[i / self.per_block][at..at + self.width]
+    }
+}
+
 /// Serials per bucket, on average at most (and more than half of it): a lookup compares
 /// the key with a few adjacent serials, and the bucket table costs 1 to 2 bytes a serial.
 const PER_BUCKET: usize = 4;
 
 impl Group {
-    fn build(width: usize, arena: Vec<u8>, reasons: Vec<u8>) -> Group {
-        let buckets = reasons
-            .len()
-            .div_ceil(PER_BUCKET)
-            .next_power_of_two()
-            .max(2);
-        Self::build_with_buckets(width, arena, reasons, buckets)
+    fn build(width: usize, serials: Blocks, reasons: Blocks) -> Group {
+        let buckets = reasons.len.div_ceil(PER_BUCKET).next_power_of_two().max(2);
+        Self::build_with_buckets(width, serials, reasons, buckets)
     }
 
-    /// Order the serials by bucket: hashed in one sequential pass, radix-sorted by bucket
-    /// (stable, so of a serial listed twice the first entry is kept), then copied into a
-    /// new arena in that order. No per-serial table: the bucket's start is the only
-    /// position stored, and the serials themselves confirm a match (exact lookups).
-    fn build_with_buckets(width: usize, arena: Vec<u8>, reasons: Vec<u8>, buckets: usize) -> Group {
-        let count = reasons.len();
+    /// Order the serials by bucket with a counting sort: one pass hashes each serial and
+    /// counts its bucket, a second copies each serial to its bucket's next free place
+    /// (in entry order, so of a serial listed twice the first entry comes first and is the
+    /// one kept). The only scratch is a `u32` cursor per bucket (1 byte an entry) besides
+    /// the new arena; no per-serial sort keys. The serials themselves confirm a match
+    /// (exact lookups).
+    fn build_with_buckets(width: usize, serials: Blocks, reasons: Blocks, buckets: usize) -> Group {
+        let count = reasons.len;
         let bits = buckets.trailing_zeros();
-        let serial = |i: usize| &arena[i * width..(i + 1) * width];
-        // High half: the hash's top 32 bits (the bucket is their top `bits` bits); low
-        // half: the serial's position.
-        let mut keys: Vec<u64> = (0..count)
-            .map(|i| (hash(serial(i)) >> 32) << 32 | i as u64)
-            .collect();
-        sort_by_top_bits(&mut keys, bits);
-        let bucket = |k: u64| (k >> (64 - bits)) as usize;
-        let mut sorted = Vec::with_capacity(arena.len());
-        let mut sorted_reasons = Vec::with_capacity(count);
+        let shift = 64 - bits;
+        let bucket = |s: &[u8]| (hash(s) >> shift) as usize;
         let mut starts = vec![0u32; buckets + 1];
-        let mut first_of_bucket = 0usize;
-        for (n, &k) in keys.iter().enumerate() {
-            let b = bucket(k);
-            if n == 0 || bucket(keys[n - 1]) != b {
-                first_of_bucket = sorted_reasons.len();
-            }
-            let i = k as u32 as usize;
-            let s = serial(i);
-            // A serial listed twice: the first entry wins (equal serials share a bucket).
-            if (first_of_bucket..sorted_reasons.len())
-                .any(|j| &sorted[j * width..(j + 1) * width] == s)
-            {
-                continue;
-            }
-            sorted.extend_from_slice(s);
-            sorted_reasons.push(reasons[i]);
-            starts[b + 1] += 1;
+        for i in 0..count {
+            starts[bucket(serials.get(i)) + 1] += 1;
         }
-        drop(keys);
         for b in 0..buckets {
             starts[b + 1] += starts[b];
         }
+        let mut next: Vec<u32> = starts[..buckets].to_vec();
+        let mut arena = vec![0u8; count * width];
+        let mut sorted_reasons = vec![0u8; count];
+        for i in 0..count {
+            let s = serials.get(i);
+            let b = bucket(s);
+            let at = next[b] as usize;
+            next[b] += 1;
+            arena[at * width..(at + 1) * width].copy_from_slice(s);
+            sorted_reasons[at] = reasons.get(i)[0];
+        }
+        drop((serials, reasons, next));
+        // A serial listed twice: keep the first entry (equal serials share a bucket, in
+        // entry order), closing the gaps in place.
+        let mut kept = 0usize;
+        let mut kept_starts = vec![0u32; buckets + 1];
+        for b in 0..buckets {
+            let first = kept;
+            for j in starts[b] as usize..starts[b + 1] as usize {
+                let dup = (first..kept).any(|k| {
+                    arena[k * width..(k + 1) * width] == arena[j * width..(j + 1) * width]
+                });
+                if dup {
+                    continue;
+                }
+                if kept != j {
+                    arena.copy_within(j * width..(j + 1) * width, kept * width);
+                    sorted_reasons[kept] = sorted_reasons[j];
+                }
+                kept += 1;
+            }
+            kept_starts[b + 1] = kept as u32;
+        }
+        arena.truncate(kept * width);
+        sorted_reasons.truncate(kept);
         Group {
             width,
-            arena: sorted.into_boxed_slice(),
+            arena: arena.into_boxed_slice(),
             reasons: sorted_reasons.into_boxed_slice(),
-            starts: starts.into_boxed_slice(),
-            shift: 64 - bits,
+            starts: kept_starts.into_boxed_slice(),
+            shift,
         }
     }
 
@@ -374,34 +433,6 @@ impl Group {
     fn find(&self, key: &[u8]) -> Option<usize> {
         let b = (hash(key) >> self.shift) as usize;
         (self.starts[b] as usize..self.starts[b + 1] as usize).find(|&i| self.serial(i) == key)
-    }
-}
-
-/// Stable LSD radix sort of `keys` by their top `bits` bits, 11 bits per pass.
-fn sort_by_top_bits(keys: &mut Vec<u64>, bits: u32) {
-    const DIGIT: u32 = 11;
-    let mut buf = vec![0u64; keys.len()];
-    let mut low = 64 - bits;
-    while low < 64 {
-        let width = DIGIT.min(64 - low);
-        let mask = (1u64 << width) - 1;
-        let mut counts = vec![0usize; 1 << width];
-        for &k in keys.iter() {
-            counts[((k >> low) & mask) as usize] += 1;
-        }
-        let mut sum = 0;
-        for c in counts.iter_mut() {
-            let n = *c;
-            *c = sum;
-            sum += n;
-        }
-        for &k in keys.iter() {
-            let d = ((k >> low) & mask) as usize;
-            buf[counts[d]] = k;
-            counts[d] += 1;
-        }
-        std::mem::swap(keys, &mut buf);
-        low += width;
     }
 }
 
@@ -442,7 +473,7 @@ mod tests {
     }
 
     fn set(entries: &[RevokedEntry<'_>]) -> SerialSet {
-        SerialSet::build(|| entries.iter().copied().map(Ok)).unwrap()
+        SerialSet::build(entries.iter().copied().map(Ok)).unwrap()
     }
 
     #[test]
@@ -512,14 +543,18 @@ mod tests {
                         .to_be_bytes()
                 })
                 .collect();
-            let mut arena = Vec::new();
-            for s in &serials {
-                arena.extend_from_slice(s);
-            }
-            let reasons: Vec<u8> = (0..serials.len() as u8).collect();
+            let blocks = || {
+                let (mut arena, mut reasons) = (Blocks::new(4), Blocks::new(1));
+                for (n, s) in serials.iter().enumerate() {
+                    arena.push(s);
+                    reasons.push(&[n as u8]);
+                }
+                (arena, reasons)
+            };
             // 120 serials in 2, 8 and 64 buckets: long and short runs alike.
             for buckets in [2, 8, 64] {
-                let g = Group::build_with_buckets(4, arena.clone(), reasons.clone(), buckets);
+                let (arena, reasons) = blocks();
+                let g = Group::build_with_buckets(4, arena, reasons, buckets);
                 let distinct: std::collections::HashSet<_> = serials.iter().collect();
                 assert_eq!(g.reasons.len(), distinct.len());
                 assert_eq!(g.starts[buckets] as usize, distinct.len());
@@ -541,17 +576,37 @@ mod tests {
     }
 
     #[test]
-    fn radix_sort_is_a_stable_sort_by_the_top_bits() {
-        let keys: Vec<u64> = (0..5000u64)
-            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & !0xffff_ffff | i)
+    fn counting_sort_puts_each_serial_in_its_bucket_in_entry_order() {
+        // Blocks of 3-byte items: 21,845 a block, so 50,000 serials span three blocks.
+        let (mut arena, mut reasons) = (Blocks::new(3), Blocks::new(1));
+        let serials: Vec<[u8; 3]> = (0u32..50_000)
+            .map(|i| {
+                let b = i.to_be_bytes();
+                [b[1], b[2], b[3]]
+            })
             .collect();
-        for bits in [3, 11, 12, 21, 23, 32] {
-            let mut radix = keys.clone();
-            sort_by_top_bits(&mut radix, bits);
-            let mut reference = keys.clone();
-            reference.sort_by_key(|k| k >> (64 - bits));
-            assert_eq!(radix, reference, "bits {bits}");
+        for (n, s) in serials.iter().enumerate() {
+            arena.push(s);
+            reasons.push(&[(n % 251) as u8]);
         }
+        assert_eq!(arena.blocks.len(), 3);
+        assert_eq!(arena.get(30_000), &serials[30_000]);
+        let g = Group::build(3, arena, reasons);
+        let buckets = g.starts.len() - 1;
+        let mut seen = 0;
+        for b in 0..buckets {
+            let mut last = None;
+            for i in g.starts[b] as usize..g.starts[b + 1] as usize {
+                let s = g.serial(i);
+                assert_eq!((hash(s) >> g.shift) as usize, b);
+                let n = serials.iter().position(|x| x == s).unwrap();
+                assert!(last.is_none_or(|l| l < n), "entry order within a bucket");
+                assert_eq!(g.reasons[i] as usize, n % 251);
+                last = Some(n);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, serials.len());
     }
 
     #[test]

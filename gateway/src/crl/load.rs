@@ -107,13 +107,19 @@ pub fn load(
 /// The CA that signed `crl`, if it is trusted, signed it, and `crl` is not from the future.
 fn verified(crl: &ParsedCrl<'_>, trust: &TrustStore, now: i64) -> Result<Signer, Refusal> {
     let signer = trust.verify(crl)?;
+    check_time(crl, now)?;
+    Ok(signer)
+}
+
+/// `crl` is not from the future.
+pub(crate) fn check_time(crl: &ParsedCrl<'_>, now: i64) -> Result<(), Refusal> {
     if crl.this_update > now + MAX_CLOCK_SKEW_SECS {
         return Err(Refusal::FromTheFuture {
             issuer: crl.issuer.clone(),
             this_update: rfc3339(crl.this_update),
         });
     }
-    Ok(signer)
+    Ok(())
 }
 
 /// Where a CRL is in an archive: member, position in the member, position in the file.

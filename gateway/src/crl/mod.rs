@@ -8,6 +8,7 @@
 //! lookup. A refused file leaves the last good copy in force and says why (log, metric,
 //! status); a CRL past `nextUpdate` fails closed for its issuer.
 
+mod accept;
 pub mod admin;
 pub(crate) mod archive;
 pub(crate) mod budget;
@@ -23,10 +24,12 @@ mod loader;
 pub mod metrics;
 pub(crate) mod outbound;
 pub mod parse;
+mod prehash;
 mod schedule;
 pub(crate) mod service;
 pub(crate) mod status;
 pub(crate) mod store;
+pub(crate) mod stream;
 pub mod verify;
 
 pub use budget::DEFAULT_LOAD_BUDGET;

@@ -389,6 +389,16 @@ fn read_time(r: &mut Reader<'_>) -> Result<Option<i64>, DerError> {
     }
 }
 
+/// The revoked certificate entry at the start of `bytes` (of CRL #`index`), read as
+/// [`ParsedCrl::entries`] reads it (a streamed CRL's entries come one at a time).
+pub(crate) fn first_entry(bytes: &[u8], index: usize) -> Result<RevokedEntry<'_>, ParseError> {
+    RevokedEntries {
+        index,
+        reader: Reader::new(bytes),
+    }
+    .read_entry()
+}
+
 /// Iterator over the revoked certificates of a [`ParsedCrl`].
 #[derive(Debug)]
 pub struct RevokedEntries<'a> {

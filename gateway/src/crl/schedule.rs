@@ -8,31 +8,15 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use tokio_util::sync::CancellationToken;
 
-use super::budget::{LoadBudget, Share};
-use super::disk::{CacheMeta, DiskCache};
-use super::fetch::{FetchSettings, Fetched, HttpFetcher, Validators};
-use super::load::load;
+use super::accept::{Ctx, Failure, accept};
+use super::fetch::{FetchError, FetchSettings, Fetched, Validators};
 use super::status::LastError;
-use super::store::{CrlStore, Install};
-use super::verify::Refusal;
+use super::store::CrlStore;
 use super::{rfc3339, unix_now};
 use postern_config::CrlSource;
 use postern_config::protocol::ServedBy;
-
-/// Shared by every source task.
-#[derive(Debug)]
-pub(crate) struct Ctx {
-    pub store: Arc<CrlStore>,
-    pub settings: FetchSettings,
-    pub fetcher: HttpFetcher,
-    pub cache: Option<DiskCache>,
-    /// Bounds the CRL files loading at once.
-    pub budget: LoadBudget,
-}
 
 /// The validators of the file in force and the URL they belong to.
 #[derive(Clone, Debug, Default)]
@@ -203,7 +187,7 @@ async fn attempt(
                 return Attempt::Success;
             }
             Ok(Fetched::Body {
-                bytes,
+                body,
                 validators,
                 share,
             }) => {
@@ -211,21 +195,20 @@ async fn attempt(
                     .sha256
                     .clone()
                     .filter(|_| in_force.url.as_deref() == Some(url.as_str()));
-                match accept(
+                let (now, accepted) = accept(
                     ctx,
                     name,
                     generation,
                     spec,
                     server,
                     &url,
-                    bytes,
+                    body,
                     validators.clone(),
                     known,
-                    now,
                     share,
                 )
-                .await
-                {
+                .await;
+                match accepted {
                     Ok(sha256) => {
                         *in_force = InForce {
                             url: Some(url),
@@ -234,7 +217,7 @@ async fn attempt(
                         };
                         return Attempt::Success;
                     }
-                    Err(refusal) => {
+                    Err(Failure::Refused(refusal)) => {
                         ctx.store.metrics.fetched(name, server, refusal.code());
                         tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "refused", reason = refusal.code(), error = %refusal, "CRL refused; the last good copy stays in force");
                         ctx.store.failed(
@@ -243,17 +226,12 @@ async fn attempt(
                             last_error(now, &url, server, refusal.code(), &refusal.to_string()),
                         );
                     }
+                    Err(Failure::Fetch(e)) => {
+                        fetch_failed(ctx, name, generation, &url, server, &e, now)
+                    }
                 }
             }
-            Err(e) => {
-                ctx.store.metrics.fetched(name, server, e.code());
-                tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "fetch_failed", reason = e.code(), error = %e, "CRL fetch failed");
-                ctx.store.failed(
-                    name,
-                    generation,
-                    last_error(now, &url, server, e.code(), &e.to_string()),
-                );
-            }
+            Err(e) => fetch_failed(ctx, name, generation, &url, server, &e, now),
         }
     }
     let failures = ctx.store.attempt_failed(name, generation);
@@ -271,6 +249,25 @@ async fn attempt(
     Attempt::Failed { failures }
 }
 
+/// A URL gave no file: log, metric and status.
+fn fetch_failed(
+    ctx: &Ctx,
+    name: &str,
+    generation: u64,
+    url: &str,
+    server: ServedBy,
+    e: &FetchError,
+    now: i64,
+) {
+    ctx.store.metrics.fetched(name, server, e.code());
+    tracing::warn!(source = name, url = %url, server = server.as_str(), outcome = "fetch_failed", reason = e.code(), error = %e, "CRL fetch failed");
+    ctx.store.failed(
+        name,
+        generation,
+        last_error(now, url, server, e.code(), &e.to_string()),
+    );
+}
+
 fn last_error(now: i64, url: &str, server: ServedBy, reason: &str, message: &str) -> LastError {
     LastError {
         time: rfc3339(now),
@@ -279,139 +276,6 @@ fn last_error(now: i64, url: &str, server: ServedBy, reason: &str, message: &str
         reason: reason.to_owned(),
         message: message.to_owned(),
     }
-}
-
-/// Load a fetched file off the async threads, put it in force and write the disk cache.
-/// A file byte for byte the same as the one in force (`known`, its SHA-256) is not parsed
-/// again. Returns the file's SHA-256. `share` (of the load budget) is given back once the
-/// file is loaded and written to the disk cache.
-#[allow(clippy::too_many_arguments)]
-async fn accept(
-    ctx: &Arc<Ctx>,
-    name: &str,
-    generation: u64,
-    spec: &CrlSource,
-    server: ServedBy,
-    url: &str,
-    bytes: Vec<u8>,
-    validators: Validators,
-    known: Option<String>,
-    now: i64,
-    share: Share,
-) -> Result<String, Refusal> {
-    let _share = share;
-    // Hashing, parsing and indexing a big CRL takes a CPU for a fraction of a second:
-    // keep it off the threads that run SMTP sessions, at a lower priority.
-    let job = {
-        let ctx = Arc::clone(ctx);
-        let (name, spec, url) = (name.to_owned(), spec.clone(), url.to_owned());
-        move || {
-            let sha256 = hex::encode(Sha256::digest(&bytes));
-            let r = if known.as_deref() == Some(sha256.as_str()) {
-                Ok(None)
-            } else {
-                load_and_install(
-                    &ctx, &name, generation, &spec, server, &url, &bytes, false, now,
-                )
-                .map(Some)
-            };
-            (bytes, sha256, r)
-        }
-    };
-    let (bytes, sha256, result) = super::loader::run(job).await.map_err(|e| {
-        Refusal::Parse(super::parse::ParseError::Malformed {
-            index: 0,
-            reason: format!("the loader crashed: {e}"),
-        })
-    })?;
-    let Some(installed) = result? else {
-        ctx.store.metrics.fetched(name, server, "identical");
-        ctx.store.not_modified(name, generation, server, now);
-        tracing::info!(source = name, url, server = server.as_str(), outcome = "identical", sha256 = %sha256, "CRL unchanged on the server (the same bytes again); not parsed again");
-        return Ok(sha256);
-    };
-    if installed && let Some(cache) = ctx.cache.clone() {
-        let meta = CacheMeta {
-            url: url.to_owned(),
-            served_by: server,
-            format: spec.format,
-            validators,
-            fetched_at: now,
-            sha256: String::new(),
-        };
-        let source = name.to_owned();
-        let saved = tokio::task::spawn_blocking(move || cache.save(&source, &bytes, meta)).await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache")
-            }
-            Err(e) => tracing::warn!(source = name, error = %e, "cannot write the CRL disk cache"),
-        }
-    }
-    Ok(sha256)
-}
-
-/// Parse, verify, index and put in force (blocking). Returns whether it was installed
-/// (false when the source changed meanwhile).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn load_and_install(
-    ctx: &Ctx,
-    name: &str,
-    generation: u64,
-    spec: &CrlSource,
-    server: ServedBy,
-    url: &str,
-    bytes: &[u8],
-    from_disk: bool,
-    now: i64,
-) -> Result<bool, Refusal> {
-    let trust = ctx.store.trust();
-    let (current, missing) = ctx.store.in_force(name);
-    let started = std::time::Instant::now();
-    let loaded = load(bytes, spec.format, &trust, &current, missing, now)?;
-    let took = started.elapsed();
-    let outcome = if loaded.changed {
-        "updated"
-    } else {
-        "unchanged"
-    };
-    for issuer in &loaded.retained {
-        tracing::warn!(source = name, url, issuer = %issuer, "the file no longer has a CRL for this issuer; the copy in force is kept");
-    }
-    for ix in &loaded.crls {
-        let m = &ix.meta;
-        tracing::info!(
-            source = name,
-            url,
-            server = server.as_str(),
-            outcome,
-            from_disk,
-            issuer = %m.issuer,
-            crl_number = %m.crl_number.as_ref().map(ToString::to_string).unwrap_or_default(),
-            this_update = %rfc3339(m.this_update),
-            next_update = %m.next_update.map(rfc3339).unwrap_or_default(),
-            stale = m.is_stale(now),
-            entries = m.entries,
-            index_bytes = ix.heap_bytes(),
-            load_ms = took.as_millis() as u64,
-            "CRL in force"
-        );
-    }
-    if !from_disk {
-        ctx.store.metrics.fetched(name, server, outcome);
-    }
-    Ok(ctx.store.install(
-        name,
-        generation,
-        Install {
-            loaded,
-            served_by: server,
-            url: url.to_owned(),
-            from_disk,
-            at: now,
-        },
-    ))
 }
 
 #[cfg(test)]

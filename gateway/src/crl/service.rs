@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use super::accept::{self, Ctx};
 use super::budget::LoadBudget;
 use super::disk::DiskCache;
 use super::fetch::{FetchError, FetchSettings, HttpFetcher};
-use super::schedule::{self, Ctx, InForce};
+use super::schedule::{self, InForce};
 use super::store::{CrlStore, Reconfigured};
 use super::unix_now;
 use postern_config::GatewayConfig;
@@ -253,14 +254,14 @@ fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
         // Already in force (the spec changed but kept the URL): reuse the validators.
         return in_force;
     }
-    match schedule::load_and_install(
+    match accept::load_and_install(
         ctx,
         name,
         generation,
         &spec,
         meta.served_by,
         &meta.url,
-        &bytes,
+        accept::Input::Bytes(&bytes),
         true,
         unix_now(),
     ) {

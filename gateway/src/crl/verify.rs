@@ -11,7 +11,9 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::parse::{ParseError, ParsedCrl};
+use super::prehash::Prehashed;
 use postern_config::{GatewayConfig, pem};
+use x509_parser::error::X509Error;
 
 /// Clock skew tolerated on `thisUpdate` before a CRL is considered to come from the future.
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;
@@ -199,6 +201,33 @@ impl TrustStore {
     /// Check the CRL's signature against the trusted CAs with its issuer's name, those whose
     /// key id matches the CRL's Authority Key Identifier first.
     pub fn verify(&self, crl: &ParsedCrl<'_>) -> Result<Signer, Refusal> {
+        self.verify_with(crl, |spki| {
+            x509_parser::verify::verify_signature(
+                spki,
+                &crl.signature_algorithm,
+                &crl.signature_value,
+                crl.tbs,
+            )
+        })
+    }
+
+    /// [`TrustStore::verify`] for a CRL whose signed part was hashed as it downloaded
+    /// (`crl` is then its skeleton: [`super::stream`]).
+    pub(crate) fn verify_prehashed(
+        &self,
+        crl: &ParsedCrl<'_>,
+        pre: &Prehashed,
+    ) -> Result<Signer, Refusal> {
+        self.verify_with(crl, |spki| {
+            super::prehash::verify(spki, &crl.signature_algorithm, &crl.signature_value, pre)
+        })
+    }
+
+    fn verify_with(
+        &self,
+        crl: &ParsedCrl<'_>,
+        check: impl Fn(&SubjectPublicKeyInfo<'_>) -> Result<(), X509Error>,
+    ) -> Result<Signer, Refusal> {
         let mut candidates: Vec<&TrustedCa> = self
             .cas
             .iter()
@@ -222,12 +251,7 @@ impl TrustStore {
                     continue;
                 }
             };
-            match x509_parser::verify::verify_signature(
-                &spki,
-                &crl.signature_algorithm,
-                &crl.signature_value,
-                crl.tbs,
-            ) {
+            match check(&spki) {
                 Ok(()) if !ca.can_sign_crls => refused_usage = true,
                 Ok(()) => {
                     return Ok(Signer {
