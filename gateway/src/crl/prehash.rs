@@ -5,7 +5,8 @@
 //! ring) accepts, with the same key and signature rules and the same errors: ECDSA with
 //! SHA-256 or SHA-384 on P-256 or P-384 (RustCrypto's prehash verifiers), and RSA PKCS#1
 //! v1.5 with SHA-256, SHA-384 or SHA-512 and a 2048 to 8192-bit key (public-key
-//! arithmetic, no secret involved). Ed25519 signs the message itself and cannot be
+//! arithmetic, no secret involved: written here because the `rsa` crate, the maintained
+//! alternative, carries an open RustSec advisory that cargo-deny refuses). Ed25519 signs the message itself and cannot be
 //! checked over a digest; it, RSA-PSS and SHA-1 keep the in-memory path.
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
