@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ObjectMeta;
@@ -392,39 +393,39 @@ fn load_document(
     let s = &mut loaded.snapshot;
     let result = match kind {
         Kind::LdapProfile => yaml::typed::<Strict<LdapProfileSpec>>(doc).map(|o| {
-            s.ldap_profiles.push(LdapProfile {
+            s.ldap_profiles.push(Arc::new(LdapProfile {
                 metadata: o.metadata,
                 spec: o.spec,
                 status: None,
-            })
+            }))
         }),
         Kind::SmtpAuthProfile => yaml::typed::<Strict<SmtpAuthProfileSpec>>(doc).map(|o| {
-            s.smtp_auth_profiles.push(SmtpAuthProfile {
+            s.smtp_auth_profiles.push(Arc::new(SmtpAuthProfile {
                 metadata: o.metadata,
                 spec: o.spec,
                 status: None,
-            })
+            }))
         }),
         Kind::MailFlowPolicy => yaml::typed::<Strict<MailFlowPolicySpec>>(doc).map(|o| {
-            s.mail_flow_policies.push(MailFlowPolicy {
+            s.mail_flow_policies.push(Arc::new(MailFlowPolicy {
                 metadata: o.metadata,
                 spec: o.spec,
                 status: None,
-            })
+            }))
         }),
         Kind::Listener => yaml::typed::<Strict<ListenerSpec>>(doc).map(|o| {
-            s.listeners.push(Listener {
+            s.listeners.push(Arc::new(Listener {
                 metadata: o.metadata,
                 spec: o.spec,
                 status: None,
-            })
+            }))
         }),
         Kind::CrlSource => yaml::typed::<Strict<CrlSourceSpec>>(doc).map(|o| {
-            s.crl_sources.push(CrlSource {
+            s.crl_sources.push(Arc::new(CrlSource {
                 metadata: o.metadata,
                 spec: o.spec,
                 status: None,
-            })
+            }))
         }),
     };
     if let Err(e) = result {

@@ -311,7 +311,7 @@ mod tests {
 
     fn snapshot(policies: Vec<MailFlowPolicy>) -> Snapshot {
         Snapshot {
-            mail_flow_policies: policies,
+            mail_flow_policies: policies.into_iter().map(std::sync::Arc::new).collect(),
             ..Snapshot::default()
         }
     }

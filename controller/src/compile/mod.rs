@@ -62,13 +62,19 @@ pub struct Compiled {
 pub fn compile(snapshot: &Snapshot, previous: Option<&GatewayConfig>) -> Compiled {
     let index = Index::new(snapshot);
     let inputs = Inputs { snapshot };
-    let mut entries = draft_all(snapshot, &index, &inputs, previous);
-    let (chosen, mut late) = assemble(&entries, &index, previous);
-    let config = build(snapshot, &chosen);
+    let mut entries = draft_all(snapshot, &index, &inputs);
+    let Assembled {
+        mut config,
+        versions,
+        mut late,
+    } = assemble(&entries, &index, previous);
+    config.source = snapshot.namespace.as_ref().map(|ns| Source {
+        namespace: Some(ns.clone()),
+    });
     for (key, warning) in issuer_binding::warnings(&config) {
         late.entry(key).or_default().push(warning);
     }
-    let report = report(&mut entries, &chosen, &mut late);
+    let report = report(&mut entries, &versions, &mut late);
     Compiled { config, report }
 }
 
@@ -91,12 +97,12 @@ impl Index<'_> {
 impl<'a> Index<'a> {
     fn new(s: &'a Snapshot) -> Self {
         fn by_name<'a, K: kube::Resource, S>(
-            items: &'a [K],
+            items: &'a [std::sync::Arc<K>],
             spec: impl Fn(&'a K) -> &'a S,
         ) -> BTreeMap<&'a str, &'a S> {
             items
                 .iter()
-                .filter_map(|o| Some((o.meta().name.as_deref()?, spec(o))))
+                .filter_map(|o| Some((o.meta().name.as_deref()?, spec(o.as_ref()))))
                 .collect()
         }
         Self {
@@ -135,7 +141,9 @@ enum Version {
     Previous,
 }
 
-/// Everything known about one object before assembly.
+/// Everything known about one object before assembly. Its previous rendering is not
+/// copied here: it is looked up in the previous configuration only for an object whose
+/// current version cannot be used (most objects never need it).
 #[derive(Debug)]
 struct Entry {
     key: ObjectKey,
@@ -143,20 +151,13 @@ struct Entry {
     created: Option<String>,
     current: Option<Draft>,
     current_deps: Vec<(ObjectKey, String)>,
-    previous: Option<Rendering>,
-    previous_deps: Vec<ObjectKey>,
     diags: Vec<Diagnostic>,
 }
 
 /// Renders one object's current version: (name, dependencies out, diagnostics out).
 type DraftFn<'a> = dyn FnMut(&str, &mut Vec<(ObjectKey, String)>, &mut Diags) -> Option<Draft> + 'a;
 
-fn draft_all(
-    s: &Snapshot,
-    index: &Index<'_>,
-    inputs: &Inputs<'_>,
-    previous: Option<&GatewayConfig>,
-) -> BTreeMap<ObjectKey, Entry> {
+fn draft_all(s: &Snapshot, index: &Index<'_>, inputs: &Inputs<'_>) -> BTreeMap<ObjectKey, Entry> {
     let mut entries = BTreeMap::new();
     let mut add = |kind: Kind, meta: &kube::api::ObjectMeta, f: &mut DraftFn<'_>| {
         let Some(name) = meta.name.clone() else {
@@ -165,7 +166,6 @@ fn draft_all(
         let mut deps = Vec::new();
         let mut d = Diags::default();
         let current = f(&name, &mut deps, &mut d);
-        let (prev, previous_deps) = previous_rendering(previous, kind, &name);
         entries.insert(
             ObjectKey::new(kind, &name),
             Entry {
@@ -174,8 +174,6 @@ fn draft_all(
                 created: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()),
                 current,
                 current_deps: deps,
-                previous: prev,
-                previous_deps,
                 diags: d.0,
             },
         );
@@ -206,15 +204,12 @@ fn draft_all(
         });
     }
     for u in &s.unreadable {
-        let (previous, previous_deps) = previous_rendering(previous, u.key.kind, &u.key.name);
         entries.entry(u.key.clone()).or_insert_with(|| Entry {
             key: u.key.clone(),
             generation: u.generation,
             created: None,
             current: None,
             current_deps: Vec::new(),
-            previous,
-            previous_deps,
             diags: vec![Diagnostic::error(
                 u.field.clone(),
                 u.reason,
@@ -230,62 +225,63 @@ fn previous_rendering(
     previous: Option<&GatewayConfig>,
     kind: Kind,
     name: &str,
-) -> (Option<Rendering>, Vec<ObjectKey>) {
-    let Some(p) = previous else {
-        return (None, Vec::new());
-    };
-    match kind {
+) -> Option<(Rendering, Vec<ObjectKey>)> {
+    let p = previous?;
+    Some(match kind {
         Kind::LdapProfile => (
-            p.ldap_profiles.get(name).cloned().map(Rendering::Ldap),
+            Rendering::Ldap(p.ldap_profiles.get(name)?.clone()),
             Vec::new(),
         ),
-        Kind::CrlSource => (
-            p.crl_sources.get(name).cloned().map(Rendering::Crl),
-            Vec::new(),
-        ),
-        Kind::MailFlowPolicy => (
-            p.policies.get(name).cloned().map(Rendering::Policy),
-            Vec::new(),
-        ),
-        Kind::SmtpAuthProfile => match p.auth_profiles.get(name) {
-            None => (None, Vec::new()),
-            Some(a) => {
-                let backends = a
-                    .certificate
+        Kind::CrlSource => (Rendering::Crl(p.crl_sources.get(name)?.clone()), Vec::new()),
+        Kind::MailFlowPolicy => (Rendering::Policy(p.policies.get(name)?.clone()), Vec::new()),
+        Kind::SmtpAuthProfile => {
+            let a = p.auth_profiles.get(name)?;
+            let backends = a
+                .certificate
+                .iter()
+                .map(|c| &c.backend)
+                .chain(a.smtp_auth.iter().map(|s| &s.backend));
+            let deps = backends
+                .filter_map(|b| match b {
+                    AuthBackend::Ldap { ldap_profile } => {
+                        Some(ObjectKey::new(Kind::LdapProfile, ldap_profile))
+                    }
+                    AuthBackend::Static { .. } => None,
+                })
+                .collect();
+            (Rendering::Auth(a.clone()), deps)
+        }
+        Kind::Listener => {
+            let l = p.listeners.get(name)?;
+            let mut deps: Vec<ObjectKey> = std::iter::once(&l.default_policy)
+                .chain(l.host_access_table.iter().map(|r| &r.policy))
+                .map(|p| ObjectKey::new(Kind::MailFlowPolicy, p))
+                .collect();
+            deps.extend(
+                l.auth_profile
                     .iter()
-                    .map(|c| &c.backend)
-                    .chain(a.smtp_auth.iter().map(|s| &s.backend));
-                let deps = backends
-                    .filter_map(|b| match b {
-                        AuthBackend::Ldap { ldap_profile } => {
-                            Some(ObjectKey::new(Kind::LdapProfile, ldap_profile))
-                        }
-                        AuthBackend::Static { .. } => None,
-                    })
-                    .collect();
-                (Some(Rendering::Auth(a.clone())), deps)
-            }
-        },
-        Kind::Listener => match p.listeners.get(name) {
-            None => (None, Vec::new()),
-            Some(l) => {
-                let mut deps: Vec<ObjectKey> = std::iter::once(&l.default_policy)
-                    .chain(l.host_access_table.iter().map(|r| &r.policy))
-                    .map(|p| ObjectKey::new(Kind::MailFlowPolicy, p))
-                    .collect();
-                deps.extend(
-                    l.auth_profile
-                        .iter()
-                        .map(|a| ObjectKey::new(Kind::SmtpAuthProfile, a)),
-                );
-                (Some(Rendering::Listener(l.clone())), deps)
-            }
-        },
-    }
+                    .map(|a| ObjectKey::new(Kind::SmtpAuthProfile, a)),
+            );
+            (Rendering::Listener(l.clone()), deps)
+        }
+    })
 }
 
 /// The renderings in force, by object.
 type Chosen = BTreeMap<ObjectKey, (Version, Rendering)>;
+
+/// Which version of each object is in force.
+type Versions = BTreeMap<ObjectKey, Version>;
+
+/// What assembly settled on.
+struct Assembled {
+    /// The configuration (without its source), which validates.
+    config: GatewayConfig,
+    /// The version of each object in it.
+    versions: Versions,
+    /// Diagnostics found on the way.
+    late: Late,
+}
 
 /// Diagnostics found while assembling (port conflicts, the gateway's validator).
 type Late = BTreeMap<ObjectKey, Vec<Diagnostic>>;
@@ -294,12 +290,12 @@ fn assemble(
     entries: &BTreeMap<ObjectKey, Entry>,
     index: &Index<'_>,
     previous: Option<&GatewayConfig>,
-) -> (Chosen, Late) {
+) -> Assembled {
     let mut rejected: BTreeSet<(ObjectKey, Version)> = BTreeSet::new();
     let mut late: Late = BTreeMap::new();
     // Each round rejects at least one (object, version) pair, so this ends.
     loop {
-        let chosen = choose(entries, &rejected);
+        let chosen = choose(entries, &rejected, previous);
         let conflicts = port_conflicts(entries, &chosen, previous);
         if !conflicts.is_empty() {
             for (key, version, diag) in conflicts {
@@ -308,17 +304,24 @@ fn assemble(
             }
             continue;
         }
-        let config = build_config(None, &chosen);
+        // The chosen renderings move into the configuration: when it validates, it is
+        // the one published (no second copy of every rendering).
+        let (config, versions) = build_config(chosen);
         let Err(errors) = validate(&config) else {
-            return (chosen, late);
+            return Assembled {
+                config,
+                versions,
+                late,
+            };
         };
+        drop(config);
         let mut progress = false;
         for e in errors.0 {
             let Some((section, name)) = &e.object else {
                 continue;
             };
             let key = ObjectKey::new(Kind::of_section(*section), name);
-            let Some((version, _)) = chosen.get(&key) else {
+            let Some(version) = versions.get(&key) else {
                 continue;
             };
             let auth_type = index
@@ -344,7 +347,11 @@ fn assemble(
         if !progress {
             // Unreachable with this validator (every error names an object in force);
             // publishing nothing is still better than publishing an invalid config.
-            return (Chosen::new(), late);
+            return Assembled {
+                config: GatewayConfig::default(),
+                versions: Versions::new(),
+                late,
+            };
         }
     }
 }
@@ -353,6 +360,7 @@ fn assemble(
 fn choose(
     entries: &BTreeMap<ObjectKey, Entry>,
     rejected: &BTreeSet<(ObjectKey, Version)>,
+    previous: Option<&GatewayConfig>,
 ) -> Chosen {
     let mut chosen = Chosen::new();
     // Type Ldap profiles first: Certificate profiles copy their fallback's rendering.
@@ -377,12 +385,12 @@ fn choose(
             });
         let pick = match current {
             Some(d) => Some((Version::Current, d)),
-            None => e
-                .previous
-                .as_ref()
-                .filter(|_| usable(Version::Previous))
-                .filter(|_| e.previous_deps.iter().all(|k| chosen.contains_key(k)))
-                .map(|d| (Version::Previous, d.clone())),
+            None if usable(Version::Previous) => {
+                previous_rendering(previous, e.key.kind, &e.key.name)
+                    .filter(|(_, deps)| deps.iter().all(|k| chosen.contains_key(k)))
+                    .map(|(d, _)| (Version::Previous, d))
+            }
+            None => None,
         };
         if let Some(p) = pick {
             chosen.insert(e.key.clone(), p);
@@ -468,16 +476,15 @@ fn port_conflicts(
     losers
 }
 
-fn build_config(namespace: Option<&str>, chosen: &Chosen) -> GatewayConfig {
-    let mut config = GatewayConfig {
-        source: namespace.map(|ns| Source {
-            namespace: Some(ns.to_owned()),
-        }),
-        ..GatewayConfig::default()
-    };
-    for (key, (_, draft)) in chosen {
+/// The configuration of the chosen renderings (moved, not copied), and which version
+/// of each object is in it.
+fn build_config(chosen: Chosen) -> (GatewayConfig, Versions) {
+    let mut config = GatewayConfig::default();
+    let mut versions = Versions::new();
+    for (key, (version, draft)) in chosen {
         let name = key.name.clone();
-        match draft.clone() {
+        versions.insert(key, version);
+        match draft {
             Rendering::Ldap(p) => {
                 config.ldap_profiles.insert(name, p);
             }
@@ -495,20 +502,20 @@ fn build_config(namespace: Option<&str>, chosen: &Chosen) -> GatewayConfig {
             }
         }
     }
-    config
+    (config, versions)
 }
 
-fn build(snapshot: &Snapshot, chosen: &Chosen) -> GatewayConfig {
-    build_config(snapshot.namespace.as_deref(), chosen)
-}
-
-fn report(entries: &mut BTreeMap<ObjectKey, Entry>, chosen: &Chosen, late: &mut Late) -> Report {
+fn report(
+    entries: &mut BTreeMap<ObjectKey, Entry>,
+    versions: &Versions,
+    late: &mut Late,
+) -> Report {
     let mut objects = Vec::new();
     for (key, e) in entries.iter_mut() {
         let mut diagnostics = std::mem::take(&mut e.diags);
         diagnostics.extend(late.remove(key).unwrap_or_default());
         for (dep, field) in &e.current_deps {
-            if !chosen.contains_key(dep) {
+            if !versions.contains_key(dep) {
                 diagnostics.push(Diagnostic::error(
                     field.clone(),
                     Reason::RefNotAccepted,
@@ -521,9 +528,9 @@ fn report(entries: &mut BTreeMap<ObjectKey, Entry>, chosen: &Chosen, late: &mut 
         }
         diagnostics.sort();
         diagnostics.dedup();
-        let rendered = match chosen.get(key) {
-            Some((Version::Current, _)) => Rendered::Current,
-            Some((Version::Previous, _)) => Rendered::Previous,
+        let rendered = match versions.get(key) {
+            Some(Version::Current) => Rendered::Current,
+            Some(Version::Previous) => Rendered::Previous,
             None => Rendered::Absent,
         };
         objects.push(ObjectReport {

@@ -3,27 +3,29 @@
 //! is the caller's job; the compiler makes no API calls.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::report::{ObjectKey, Reason};
 use super::secret_use::SECRET_USE_LABEL;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use postern_crds::{CaBundle, CrlSource, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
 
-/// Everything `compile` reads.
+/// Everything `compile` reads. The objects are shared (`Arc`): the controller's store
+/// lends them to each snapshot instead of copying every object at every compile.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// The namespace the objects live in (recorded in the rendered configuration).
     pub namespace: Option<String>,
     /// `LdapProfile` objects.
-    pub ldap_profiles: Vec<LdapProfile>,
+    pub ldap_profiles: Vec<Arc<LdapProfile>>,
     /// `SmtpAuthProfile` objects.
-    pub smtp_auth_profiles: Vec<SmtpAuthProfile>,
+    pub smtp_auth_profiles: Vec<Arc<SmtpAuthProfile>>,
     /// `MailFlowPolicy` objects.
-    pub mail_flow_policies: Vec<MailFlowPolicy>,
+    pub mail_flow_policies: Vec<Arc<MailFlowPolicy>>,
     /// `Listener` objects.
-    pub listeners: Vec<Listener>,
+    pub listeners: Vec<Arc<Listener>>,
     /// `CrlSource` objects.
-    pub crl_sources: Vec<CrlSource>,
+    pub crl_sources: Vec<Arc<CrlSource>>,
     /// Objects that exist but could not be read (unknown field, bad enum value...). They
     /// are reported, keep their previous rendering, and refs to them are "not accepted"
     /// rather than "not found".

@@ -22,6 +22,7 @@ pub(crate) mod publisher;
 pub(crate) mod reconcile;
 pub(crate) mod refs;
 pub(crate) mod run;
+pub(crate) mod settle;
 pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod status_writer;

@@ -5,6 +5,7 @@
 //! kind; it becomes an [`Unreadable`] entry that the compiler reports on that object.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
@@ -71,13 +72,13 @@ fn unreadable(kind: Kind, obj: &DynamicObject, err: &Classified<serde_json::Erro
 
 /// An object of the five kinds as the controller keeps it: read into the typed model
 /// once, when the watch delivers it. (Kept as a `DynamicObject` it was a tree of JSON maps,
-/// several KiB per object, read into the typed model again at every compile.)
+/// several KiB per object, read into the typed model again at every compile.) The typed
+/// object is shared with the compiler's snapshots (`Arc`), not copied into each.
 #[derive(Clone, Debug)]
 pub(crate) struct StoredObject {
-    /// Its metadata, slimmed ([`slim`]).
-    metadata: ObjectMeta,
-    /// Its spec in the typed model, or why it cannot be read.
-    typed: Result<Typed, Unreadable>,
+    /// Its spec in the typed model with its metadata (slimmed, [`slim`]), or why it
+    /// cannot be read.
+    typed: Result<Typed, Box<(ObjectMeta, Unreadable)>>,
     /// Its status as stored (what a status write merges into).
     status: KindStatus,
 }
@@ -85,11 +86,11 @@ pub(crate) struct StoredObject {
 /// The typed objects (their `status` is kept apart, in [`StoredObject::status`]).
 #[derive(Clone, Debug)]
 enum Typed {
-    LdapProfile(LdapProfile),
-    SmtpAuthProfile(SmtpAuthProfile),
-    MailFlowPolicy(MailFlowPolicy),
-    Listener(Listener),
-    CrlSource(CrlSource),
+    LdapProfile(Arc<LdapProfile>),
+    SmtpAuthProfile(Arc<SmtpAuthProfile>),
+    MailFlowPolicy(Arc<MailFlowPolicy>),
+    Listener(Arc<Listener>),
+    CrlSource(Arc<CrlSource>),
 }
 
 impl StoredObject {
@@ -100,19 +101,20 @@ impl StoredObject {
             ($variant:ident, $ty:ty) => {
                 match typed::<$ty>(&obj) {
                     Ok(mut o) => {
-                        // Kept once, in `metadata`; put back by `complete`.
-                        *o.meta_mut() = ObjectMeta::default();
                         let status = o
                             .status
                             .take()
                             .map(KindStatus::$variant)
                             .unwrap_or_else(|| KindStatus::read(kind, None));
-                        (Ok(Typed::$variant(o)), status)
+                        // The slimmed metadata itself (the typed copy is equal).
+                        o.metadata = obj.metadata;
+                        (Ok(Typed::$variant(Arc::new(o))), status)
                     }
-                    Err(e) => (
-                        Err(unreadable(kind, &obj, &e)),
-                        KindStatus::read(kind, obj.data.get("status")),
-                    ),
+                    Err(e) => {
+                        let u = unreadable(kind, &obj, &e);
+                        let status = KindStatus::read(kind, obj.data.get("status"));
+                        (Err(Box::new((obj.metadata, u))), status)
+                    }
                 }
             };
         }
@@ -123,16 +125,19 @@ impl StoredObject {
             Kind::Listener => read!(Listener, Listener),
             Kind::CrlSource => read!(CrlSource, CrlSource),
         };
-        Self {
-            metadata: obj.metadata,
-            typed,
-            status,
-        }
+        Self { typed, status }
     }
 
     /// Its metadata.
     pub(crate) fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
+        match &self.typed {
+            Ok(Typed::LdapProfile(o)) => o.meta(),
+            Ok(Typed::SmtpAuthProfile(o)) => o.meta(),
+            Ok(Typed::MailFlowPolicy(o)) => o.meta(),
+            Ok(Typed::Listener(o)) => o.meta(),
+            Ok(Typed::CrlSource(o)) => o.meta(),
+            Err(u) => &u.0,
+        }
     }
 
     /// Its status as stored.
@@ -153,20 +158,13 @@ impl StoredObject {
     /// Adds the object to the compiler's snapshot: typed, or as unreadable.
     pub(crate) fn add_to_snapshot(&self, snapshot: &mut Snapshot) {
         match &self.typed {
-            Ok(Typed::LdapProfile(o)) => snapshot.ldap_profiles.push(self.complete(o)),
-            Ok(Typed::SmtpAuthProfile(o)) => snapshot.smtp_auth_profiles.push(self.complete(o)),
-            Ok(Typed::MailFlowPolicy(o)) => snapshot.mail_flow_policies.push(self.complete(o)),
-            Ok(Typed::Listener(o)) => snapshot.listeners.push(self.complete(o)),
-            Ok(Typed::CrlSource(o)) => snapshot.crl_sources.push(self.complete(o)),
-            Err(u) => snapshot.unreadable.push(u.clone()),
+            Ok(Typed::LdapProfile(o)) => snapshot.ldap_profiles.push(o.clone()),
+            Ok(Typed::SmtpAuthProfile(o)) => snapshot.smtp_auth_profiles.push(o.clone()),
+            Ok(Typed::MailFlowPolicy(o)) => snapshot.mail_flow_policies.push(o.clone()),
+            Ok(Typed::Listener(o)) => snapshot.listeners.push(o.clone()),
+            Ok(Typed::CrlSource(o)) => snapshot.crl_sources.push(o.clone()),
+            Err(u) => snapshot.unreadable.push(u.1.clone()),
         }
-    }
-
-    /// A copy of a typed object with its metadata.
-    fn complete<T: Clone + Resource>(&self, o: &T) -> T {
-        let mut o = o.clone();
-        *o.meta_mut() = self.metadata.clone();
-        o
     }
 }
 
@@ -188,7 +186,7 @@ pub(crate) fn slim(meta: &mut ObjectMeta) {
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The objects of one namespace by key.
-pub(crate) type Objects = BTreeMap<ObjectKey, std::sync::Arc<StoredObject>>;
+pub(crate) type Objects = BTreeMap<ObjectKey, Arc<StoredObject>>;
 
 #[cfg(test)]
 mod tests {

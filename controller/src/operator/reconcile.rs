@@ -22,6 +22,7 @@ use super::objects::Objects;
 use super::publish::{self, Current, Desired};
 use super::publisher::Publisher;
 use super::refs::RefWatches;
+use super::settle;
 use super::state::State;
 use super::status::{self, NamespaceInputs, ObjectInputs, Published};
 use super::status_writer::{Planned, StatusWriter};
@@ -124,6 +125,9 @@ impl Context {
         let gateways = self.stores.reports(namespace);
         let fleet = fleet::fleet(&gateways, now);
         let gateways_to_update = published && gateways.iter().any(|g| g.alive(now));
+        let settled = published_hash
+            .as_deref()
+            .is_none_or(|h| settle::settled(&gateways, h, &config, now));
         let outcome = Outcome {
             expiry_check_at: expiry_instant(fleet.next_expiry, now),
             retry_at: self.fleet_seen(
@@ -131,6 +135,7 @@ impl Context {
                 &fleet,
                 published_hash.as_deref(),
                 gateways_to_update,
+                settled,
             ),
             published,
             status_writes: 0,
@@ -233,20 +238,21 @@ impl Context {
 
     /// Records where the fleet stands (gauges, membership). Returns when to reconcile
     /// again if status writes wait a moment for live gateways to take the
-    /// configuration just published.
+    /// configuration just published (until they have `settled` on it).
     fn fleet_seen(
         &self,
         namespace: &str,
         fleet: &Fleet,
         published_hash: Option<&str>,
         gateways_to_update: bool,
+        settled: bool,
     ) -> Option<Instant> {
         let mut state = self.state();
         let ns = state.namespace(namespace);
         ns.gauges
             .set_gateways(&self.metrics, namespace, fleet, published_hash);
         ns.membership = fleet.membership();
-        ns.defer_statuses(gateways_to_update, Instant::now())
+        ns.defer_statuses(gateways_to_update, settled, Instant::now())
     }
 
     /// Validates `config` with the gateway's own validator and publishes it; never what

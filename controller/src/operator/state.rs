@@ -123,19 +123,26 @@ impl NamespaceState {
         );
     }
 
-    /// Whether status writes should wait a moment, and until when: when `gateways_to_update`, a
-    /// configuration just went out and live gateways are there to take it, so statuses
-    /// are written once, in their final state. Their reports trigger the next reconcile;
-    /// without one, the retry writes what stands then.
+    /// Whether status writes should wait a moment, and until when. When
+    /// `gateways_to_update`, a configuration just went out and live gateways are there to
+    /// take it: statuses wait until the gateways have `settled` on it (run it, and have
+    /// the first outcome of its CRL sources' fetches; see `settle`), for
+    /// [`PUBLISH_GRACE`] at most, so each is written once, in its final state. The
+    /// gateways' reports trigger the next reconciles; without one, the retry looks
+    /// again.
     pub(crate) fn defer_statuses(
         &mut self,
         gateways_to_update: bool,
+        settled: bool,
         now: Instant,
     ) -> Option<Instant> {
         if gateways_to_update {
-            let since = *self.deferred_since.get_or_insert(now);
-            if now.duration_since(since) < PUBLISH_GRACE {
-                return Some(now + DEFER_RETRY);
+            self.deferred_since.get_or_insert(now);
+        }
+        if let Some(since) = self.deferred_since.filter(|_| !settled) {
+            let until = since + PUBLISH_GRACE;
+            if now < until {
+                return Some((now + DEFER_RETRY).min(until));
             }
         }
         self.deferred_since = None;
@@ -197,18 +204,45 @@ mod tests {
     fn statuses_wait_a_moment_after_a_publish_only() {
         let mut ns = NamespaceState::default();
         let t0 = Instant::now();
-        assert_eq!(ns.defer_statuses(false, t0), None);
-        assert_eq!(ns.defer_statuses(true, t0), Some(t0 + DEFER_RETRY));
+        assert_eq!(ns.defer_statuses(false, false, t0), None);
+        assert_eq!(ns.defer_statuses(true, false, t0), Some(t0 + DEFER_RETRY));
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(ns.defer_statuses(true, later), Some(later + DEFER_RETRY));
-        assert_eq!(ns.defer_statuses(true, t0 + PUBLISH_GRACE), None);
+        assert_eq!(
+            ns.defer_statuses(true, false, later),
+            Some(later + DEFER_RETRY)
+        );
+        // Never past the grace, counted from the first publish.
+        let late = t0 + Duration::from_millis(1_800);
+        assert_eq!(
+            ns.defer_statuses(true, false, late),
+            Some(t0 + PUBLISH_GRACE)
+        );
+        assert_eq!(ns.defer_statuses(true, false, t0 + PUBLISH_GRACE), None);
         // Waiting starts over at the next publish.
         let t1 = t0 + Duration::from_secs(10);
-        assert_eq!(ns.defer_statuses(true, t1), Some(t1 + DEFER_RETRY));
-        // A reconcile with nothing new for the gateways writes and stops waiting.
-        assert_eq!(ns.defer_statuses(false, t1), None);
+        assert_eq!(ns.defer_statuses(true, false, t1), Some(t1 + DEFER_RETRY));
+        // Once the gateways have settled on it, statuses are written and waiting stops.
+        assert_eq!(ns.defer_statuses(false, true, t1), None);
+        assert_eq!(ns.defer_statuses(false, false, t1), None);
         let t2 = t1 + Duration::from_secs(1);
-        assert_eq!(ns.defer_statuses(true, t2), Some(t2 + DEFER_RETRY));
+        assert_eq!(ns.defer_statuses(true, false, t2), Some(t2 + DEFER_RETRY));
+    }
+
+    /// A reconcile between the publish and the gateways' settling (another gateway
+    /// report, a debounced change that compiled the same) keeps waiting: writing then
+    /// would write `Pending` (or a CRL source not fetched yet) and write again moments
+    /// later.
+    #[test]
+    fn statuses_keep_waiting_until_the_gateways_settle() {
+        let mut ns = NamespaceState::default();
+        let t0 = Instant::now();
+        assert_eq!(ns.defer_statuses(true, false, t0), Some(t0 + DEFER_RETRY));
+        let t = t0 + Duration::from_millis(300);
+        assert_eq!(ns.defer_statuses(false, false, t), Some(t + DEFER_RETRY));
+        let t = t0 + Duration::from_millis(900);
+        assert_eq!(ns.defer_statuses(false, true, t), None);
+        // Settled right away: written at once.
+        assert_eq!(ns.defer_statuses(true, true, t), None);
     }
 
     #[test]
