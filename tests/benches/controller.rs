@@ -335,6 +335,14 @@ fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
         "| {objects} objects present, controller start → all Ready | {} | | | status writes: {writes} |",
         ms(t2 - t0)
     );
+    print_timeline(&ctl);
+    ctl.stop()?;
+    Ok(())
+}
+
+/// With `$POSTERN_BENCH_LOGS`: the controller's log lines that make up the timeline of
+/// a start (leadership, caches synced, reconciles, publishes).
+pub(crate) fn print_timeline(ctl: &ControllerProcess) {
     if std::env::var_os("POSTERN_BENCH_LOGS").is_some() {
         for l in ctl.logs().lines().filter(|l| {
             l.contains("reconciled")
@@ -345,8 +353,6 @@ fn settle(cluster: &KubeCluster, objects: usize) -> Result<()> {
             eprintln!("{l}");
         }
     }
-    ctl.stop()?;
-    Ok(())
 }
 
 /// Extra controller arguments from `$POSTERN_BENCH_CONTROLLER_ARGS` (space separated).

@@ -173,6 +173,7 @@ pub(crate) fn run(cluster: &KubeCluster, objects: usize, rss_objects: usize) -> 
         ms(t2 - t0),
         rss_note(&ctl)
     );
+    super::print_timeline(&ctl);
     ctl.stop()?;
 
     // c) Memory: many objects, no gateway; every status current, then RSS.
