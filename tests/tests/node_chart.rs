@@ -73,6 +73,23 @@ fn swaks(node: &Node, server: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
+/// Whether a connection to `server` from the node's client namespace is greeted with
+/// `220` (swaks quits after the greeting).
+fn greets(node: &Node, server: &str) -> bool {
+    node.in_ns("swaks")
+        .args([
+            "--server",
+            server,
+            "--quit-after",
+            "connect",
+            "--timeout",
+            "5",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn received_by_sink(peers: &Peers, id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -744,6 +761,14 @@ fn upgrade_from_previous(node: &Node, images: &Images, peers: &Peers) -> Result<
         || gateways_run_published(node, ns),
     )?;
     assert!(all_postern_ready(node, ns));
+    // `helm --wait` returns once the new pods are Ready, but kube-proxy reprograms the
+    // Service's rules on its own schedule: for a moment its address can still lead to a
+    // pod the rollout replaced (a connect timeout). Wait until it greets again.
+    node.wait(
+        "the Service to reach the upgraded gateways",
+        Duration::from_secs(60),
+        || greets(node, &format!("{ip}:2589")),
+    )?;
     relayed(
         node,
         peers,
