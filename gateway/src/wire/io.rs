@@ -36,11 +36,12 @@ pub(crate) struct LineIo {
 }
 
 impl LineIo {
-    /// Wrap a stream.
+    /// Wrap a stream. The read buffer is allocated by the first [`Self::fill`] (or handed
+    /// in by a caller that already read bytes off the connection), not here.
     pub(crate) fn new(stream: Stream) -> Self {
         Self {
             stream,
-            rbuf: BytesMut::with_capacity(SMALL),
+            rbuf: BytesMut::new(),
             wbuf: Vec::new(),
             discarding: false,
         }
