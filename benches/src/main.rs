@@ -19,6 +19,7 @@ mod directory;
 mod load;
 mod measure;
 mod nginx;
+mod pin;
 mod pki;
 mod postern;
 mod postfix;
@@ -119,6 +120,11 @@ struct Args {
     /// Keep the working directory (configurations, logs, callgrind dumps).
     #[arg(long)]
     keep: bool,
+    /// Run the servers (Postern, Postfix, nginx) on the highest CPU and the load client
+    /// on the others, so that neither takes the other's CPU time: a small difference
+    /// between two servers then shows in the rates instead of in the scheduling noise.
+    #[arg(long)]
+    pin_cpus: bool,
 }
 
 /// Client TLS configurations by PKI and version.
@@ -462,6 +468,7 @@ impl Bench {
 
     fn start_postern(&self, name: &str, config: &postern_config::GatewayConfig) -> Result<Gateway> {
         postern::launch(&self.bin, &self.dir, name, config)
+            .wrapper(pin::server_prefix())
             .ready_within(Duration::from_secs(60))
             .start()
     }
@@ -1383,7 +1390,7 @@ fn nginx_version() -> Option<String> {
     text.trim().rsplit(' ').next().map(str::to_owned)
 }
 
-fn check_tools(sections: &[Section]) -> Result<()> {
+fn check_tools(sections: &[Section], pin_cpus: bool) -> Result<()> {
     let mut tools = vec![
         "smtp-sink",
         "smtp-source",
@@ -1400,6 +1407,9 @@ fn check_tools(sections: &[Section]) -> Result<()> {
     }
     if sections.contains(&Section::Nginx) {
         tools.push("nginx");
+    }
+    if pin_cpus {
+        tools.push("taskset");
     }
     for t in tools {
         let found = std::env::var_os("PATH")
@@ -1426,7 +1436,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
-    check_tools(&args.sections)?;
+    check_tools(&args.sections, args.pin_cpus)?;
     let max_idle = args.idle.iter().copied().max().unwrap_or(0) as u64;
     // The client holds one descriptor per idle connection, the gateway another (in its
     // own process): the soft limit must exceed the largest count.
@@ -1436,6 +1446,11 @@ fn run(args: Args) -> Result<()> {
             "--idle {n} needs an open-file limit above {}, but the hard limit is {nofile}",
             n + 1000
         );
+    }
+    // Before the runtime starts, so that its threads inherit the client's CPUs.
+    if args.pin_cpus {
+        let cpu = pin::split()?;
+        eprintln!("servers pinned to CPU {cpu}, the load client to the others");
     }
     let threads = match args.client_threads {
         0 => 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -18,7 +18,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -159,7 +159,7 @@ impl Nginx {
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, config(&dir, ecdsa, rsa, sink, ports))?;
         let log = std::fs::File::create(dir.join("stderr.log"))?;
-        let child = Command::new("nginx")
+        let child = crate::pin::server_command("nginx")
             .arg("-p")
             .arg(&dir)
             .arg("-c")

@@ -164,7 +164,8 @@ impl Postfix {
             "postfix check",
         )?;
         let log = std::fs::File::create(dir.join("postfix.log"))?;
-        let status = Command::new("postfix")
+        // The master and every daemon it forks inherit the pinning.
+        let status = crate::pin::server_command("postfix")
             .arg("-c")
             .arg(&etc)
             .arg("start")

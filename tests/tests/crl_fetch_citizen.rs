@@ -1,5 +1,6 @@
 //! Fetching like a good citizen, against a real HTTP server: `format: Zip` (an archive
-//! made by the `zip` tool holding DER and PEM CRLs of several CAs), a zip bomb refused,
+//! made by the `zip` tool holding DER and PEM CRLs of several CAs, read from a temporary
+//! file or the disk cache, refreshed when one member changes), a zip bomb refused,
 //! the per-source `maxSize` refused with a clear status and metric, and the same bytes
 //! served again (a server that ignores conditional requests) not parsed again.
 
@@ -59,7 +60,15 @@ fn metrics(store: &Arc<CrlStore>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zip_archives_of_der_and_pem_crls_and_zip_bombs() {
+    // Without a disk cache the archive is read from a temporary file; with one, from the
+    // cache's spool, which becomes the cached file.
+    zip_archive_round(false).await;
+    zip_archive_round(true).await;
+}
+
+async fn zip_archive_round(disk_cache: bool) {
     let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
     let root = Ca::root("Zip Root");
     let a = Ca::intermediate("Zip Issuing CA 1", &root, &[0x51]);
     let b = Ca::intermediate("Zip Issuing CA 2", &root, &[0x52]);
@@ -77,7 +86,7 @@ async fn zip_archives_of_der_and_pem_crls_and_zip_bombs() {
     let server = HttpServer::start();
     server.put("/dod.zip", archive);
     let cas = [root.cert_pem(), a.cert_pem(), b.cert_pem()];
-    let (store, svc) = service(None);
+    let (store, svc) = service(disk_cache.then_some(cache.as_path()));
     svc.apply(&config(
         &cas,
         vec![("dod", source("Zip", &server.url("/dod.zip"), None))],
@@ -100,6 +109,50 @@ async fn zip_archives_of_der_and_pem_crls_and_zip_bombs() {
     ));
     assert_eq!(check(&b, &[0x0b, 0x03]), RevocationStatus::Good);
 
+    // The CA publishes a new CRL: the archive changes in one member only, the others are
+    // the same bytes. The new CRL goes in force; the others stay as they were.
+    let refreshed = zip_tool(
+        dir.path(),
+        &[
+            ("root.crl", &root.current_crl(1, &[])),
+            (
+                "issuing-1.crl",
+                &a.current_crl(8, &[&[0x0a, 0x01], &[0x0a, 0x02]]),
+            ),
+            (
+                "issuing-2.pem",
+                crl_pem(&b.current_crl(9, &[&[0x0b, 0x01], &[0x0b, 0x02]])).as_bytes(),
+            ),
+        ],
+    );
+    server.put("/dod.zip", refreshed.clone());
+    wait_for(&store, "dod", "the refreshed archive", |s| s.entries == 4).await;
+    assert!(matches!(
+        check(&a, &[0x0a, 0x02]),
+        RevocationStatus::Revoked { .. }
+    ));
+    assert!(matches!(
+        check(&b, &[0x0b, 0x02]),
+        RevocationStatus::Revoked { .. }
+    ));
+    if disk_cache {
+        // The cache holds the archive in force, whole (written just after it went in
+        // force), and no spool is left behind.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read(cache.join("dod.crl")).ok().as_ref() != Some(&refreshed) {
+            assert!(
+                Instant::now() < deadline,
+                "the cache never held the new archive"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let files: Vec<String> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(files.iter().all(|f| !f.ends_with(".tmp")), "{files:?}");
+    }
+
     // A member that inflates like a bomb refuses the archive; the CRLs in force stay.
     let bomb = zip_tool(dir.path(), &[("bomb.crl", &vec![0u8; 16 << 20])]);
     server.put("/dod.zip", bomb);
@@ -116,6 +169,27 @@ async fn zip_archives_of_der_and_pem_crls_and_zip_bombs() {
         RevocationStatus::Revoked { .. }
     ));
     svc.shutdown();
+
+    if disk_cache {
+        // A restart reads the cached archive back (from its file, member by member) and
+        // enforces it at once; the server still has the bomb, which is refused again.
+        let (store, svc) = service(Some(cache.as_path()));
+        svc.apply(&config(
+            &cas,
+            vec![("dod", source("Zip", &server.url("/dod.zip"), None))],
+        ))
+        .await;
+        let st = wait_for(&store, "dod", "the archive restored from the cache", |s| {
+            s.entries == 4
+        })
+        .await;
+        assert!(st.restored_from_disk);
+        assert!(matches!(
+            store.check(IN, &a.subject_der(), Some(&a.key_id()), &[0x0a, 0x02]),
+            RevocationStatus::Revoked { .. }
+        ));
+        svc.shutdown();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

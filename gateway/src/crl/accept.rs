@@ -2,20 +2,25 @@
 //! threads, and the disk cache written. A `format: Asn1` body is read as it downloads
 //! ([`super::stream`]): its chunks go to the loading thread, which indexes the entries as
 //! they come, hashes the file and writes it to the disk cache on the way, so the file is
-//! never held whole. Other formats (PEM, ZIP) are read whole first, as before. Either way
-//! a file byte for byte the same as the one in force is not put in force again, a refusal
-//! leaves the copy in force, and the cache only ever holds a file that was put in force.
+//! never held whole. A `format: Zip` body is written to a file as it downloads
+//! ([`super::archive_file`]) and then read member by member from there. A PEM body is
+//! read whole first. Either way a file byte for byte the same as the one in force is not
+//! put in force again, a refusal leaves the copy in force, and the cache only ever holds a
+//! file that was put in force.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use super::archive_file::{ArchiveFile, ArchiveSpool};
 use super::budget::{LoadBudget, Share};
 use super::disk::{CacheMeta, DiskCache, Spool};
 use super::fetch::{Body, FetchError, FetchSettings, HttpFetcher, Validators};
-use super::load::load;
+use super::load::{load, load_archive, load_streamed};
+use super::loader::{Pace, Paced};
 use super::store::{CrlStore, Install};
-use super::stream::{StreamReader, Streamed, load_streamed};
+use super::stream::{StreamReader, Streamed};
 use super::verify::Refusal;
 use super::{rfc3339, unix_now};
 use postern_config::protocol::ServedBy;
@@ -32,9 +37,17 @@ pub(crate) struct Ctx {
     pub budget: LoadBudget,
 }
 
-/// Chunks on their way from the download to the loading thread (back-pressure: the
+/// Batches on their way from the download to the loading thread (back-pressure: the
 /// download waits while the loader is behind).
-const CHUNKS_IN_FLIGHT: usize = 8;
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The download's chunks (a few KiB to a few dozen each) go to the loading thread in
+/// batches of at least this many bytes. Per chunk, the download task and the loading
+/// thread would wake each other thousands of times for a big CRL, and every wake of the
+/// low-priority thread is a chance for it to take a CPU from a session; per batch it wakes
+/// a few hundred times, works through the batch, and gives the CPU back
+/// ([`super::loader::Pace`]) before it waits for the next.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// Why a fetched body was not put in force.
 #[derive(Debug)]
@@ -89,10 +102,10 @@ pub(crate) async fn accept(
         server,
         url: url.to_owned(),
     };
-    let outcome = if spec.format == CrlFormat::Asn1 {
-        streamed(to, body, known).await
-    } else {
-        whole(to, body, known).await
+    let outcome = match spec.format {
+        CrlFormat::Asn1 => streamed(to, body, known).await,
+        CrlFormat::Zip => archive(to, body, known).await,
+        CrlFormat::Pem => whole(to, body, known).await,
     };
     let Outcome { now, result, keep } = outcome;
     let (sha256, installed) = match result {
@@ -150,6 +163,12 @@ struct Target {
 }
 
 impl Target {
+    /// How the loading thread paces itself: a refresh (a copy of the source is in force)
+    /// leaves the CPUs to the sessions.
+    fn pace(&self) -> Pace {
+        Pace::new(!self.ctx.store.in_force(&self.name).0.is_empty())
+    }
+
     /// Load `input` and put it in force (blocking).
     fn install(&self, input: Input<'_>, now: i64) -> Result<bool, Refusal> {
         load_and_install(
@@ -166,7 +185,7 @@ impl Target {
     }
 }
 
-/// A PEM or ZIP file: read whole, then loaded.
+/// A PEM file: read whole, then loaded.
 async fn whole(to: Target, body: Body, known: Option<String>) -> Outcome {
     let read = body.bytes().await;
     let now = unix_now();
@@ -196,32 +215,23 @@ async fn whole(to: Target, body: Body, known: Option<String>) -> Outcome {
 
 /// A `format: Asn1` file: read, hashed, indexed and spooled to the disk cache as it
 /// downloads, then verified and put in force.
-async fn streamed(to: Target, mut body: Body, known: Option<String>) -> Outcome {
-    let (tx, mut rx) =
-        tokio::sync::mpsc::channel::<Result<bytes::Bytes, FetchError>>(CHUNKS_IN_FLIGHT);
-    let mut spool = to.ctx.cache.as_ref().map(|c| c.spool(&to.name));
+async fn streamed(to: Target, body: Body, known: Option<String>) -> Outcome {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(BATCHES_IN_FLIGHT);
     let job = move || {
+        let mut spool = to.ctx.cache.as_ref().map(|c| c.spool(&to.name));
         let mut reader = StreamReader::new();
-        let mut sha = Sha256::new();
-        while let Some(item) = rx.blocking_recv() {
-            let chunk = match item {
-                Ok(c) => c,
-                Err(e) => return failed(unix_now(), Failure::Fetch(e)),
-            };
-            sha.update(&chunk);
+        let read = receive(&mut rx, &to.pace(), |chunk| {
             if let Some(s) = &mut spool {
-                s.write(&chunk);
+                s.write(chunk);
             }
-            reader.feed(&chunk);
-        }
-        let now = unix_now();
-        let sha256 = hex::encode(sha.finalize());
+            reader.feed(chunk);
+        });
+        let (now, sha256) = match read {
+            Ok(sha256) => (unix_now(), sha256),
+            Err(e) => return failed(unix_now(), Failure::Fetch(e)),
+        };
         if known.as_deref() == Some(sha256.as_str()) {
-            return Outcome {
-                now,
-                result: Ok((sha256, None)),
-                keep: Keep::Nothing,
-            };
+            return unchanged(now, sha256);
         }
         let r = to.install(Input::Streamed(reader.finish()), now);
         Outcome {
@@ -230,21 +240,101 @@ async fn streamed(to: Target, mut body: Body, known: Option<String>) -> Outcome 
             keep: spool.map_or(Keep::Nothing, Keep::Spool),
         }
     };
-    let pump = async move {
-        loop {
-            let item = match body.chunk().await {
-                Ok(Some(c)) => Ok(c),
-                Ok(None) => break,
-                Err(e) => Err(e),
-            };
-            let last = item.is_err();
-            if tx.send(item).await.is_err() || last {
-                break;
-            }
+    let (_, outcome) = tokio::join!(pump(body, tx), super::loader::run(job));
+    outcome.unwrap_or_else(|e| failed(unix_now(), crashed(e)))
+}
+
+/// A `format: Zip` file: hashed and written to a file as it downloads, then read member
+/// by member from that file, verified and put in force.
+async fn archive(to: Target, body: Body, known: Option<String>) -> Outcome {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(BATCHES_IN_FLIGHT);
+    let job = move || {
+        let mut spool = ArchiveSpool::new(to.ctx.cache.as_ref(), &to.name);
+        let (now, sha256) = match receive(&mut rx, &to.pace(), |chunk| spool.write(chunk)) {
+            Ok(sha256) => (unix_now(), sha256),
+            Err(e) => return failed(unix_now(), Failure::Fetch(e)),
+        };
+        if known.as_deref() == Some(sha256.as_str()) {
+            return unchanged(now, sha256);
+        }
+        let (file, cached) = match spool.finish() {
+            Ok(done) => done,
+            Err(e) => return failed(now, Failure::Fetch(FetchError::Spool(e.to_string()))),
+        };
+        let r = to.install(Input::Archive(Paced::new(file, to.pace())), now);
+        Outcome {
+            now,
+            result: r.map(|i| (sha256, Some(i))).map_err(Failure::Refused),
+            keep: cached.map_or(Keep::Nothing, Keep::Spool),
         }
     };
-    let (_, outcome) = tokio::join!(pump, super::loader::run(job));
+    let (_, outcome) = tokio::join!(pump(body, tx), super::loader::run(job));
     outcome.unwrap_or_else(|e| failed(unix_now(), crashed(e)))
+}
+
+/// What goes from the download to the loading thread: a batch of chunks, or why the
+/// download failed.
+type Batch = Result<Vec<bytes::Bytes>, FetchError>;
+
+/// On the loading thread: every chunk of the download to `each`, in order, resting after
+/// each batch as `pace` says. Returns the file's SHA-256 (hex), or the download's error.
+fn receive(
+    rx: &mut tokio::sync::mpsc::Receiver<Batch>,
+    pace: &Pace,
+    mut each: impl FnMut(&[u8]),
+) -> Result<String, FetchError> {
+    let mut sha = Sha256::new();
+    while let Some(batch) = rx.blocking_recv() {
+        let started = Instant::now();
+        for chunk in &batch? {
+            sha.update(chunk);
+            each(chunk);
+        }
+        pace.rest(started.elapsed());
+    }
+    Ok(hex::encode(sha.finalize()))
+}
+
+/// The outcome of a file byte for byte the same as the one in force: not loaded again.
+fn unchanged(now: i64, sha256: String) -> Outcome {
+    Outcome {
+        now,
+        result: Ok((sha256, None)),
+        keep: Keep::Nothing,
+    }
+}
+
+/// Read `body` and send it on in batches of at least [`BATCH_BYTES`] (the last may be
+/// smaller), then a download error if there is one. Ends early when the loading thread
+/// has stopped taking batches.
+async fn pump(mut body: Body, tx: tokio::sync::mpsc::Sender<Batch>) {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    loop {
+        match body.chunk().await {
+            Ok(Some(c)) => {
+                bytes += c.len();
+                batch.push(c);
+                if bytes < BATCH_BYTES {
+                    continue;
+                }
+            }
+            Ok(None) => {
+                if !batch.is_empty() {
+                    let _ = tx.send(Ok(batch)).await;
+                }
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        }
+        bytes = 0;
+        if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// An outcome without a file.
@@ -262,6 +352,41 @@ pub(crate) enum Input<'a> {
     Bytes(&'a [u8]),
     /// A `format: Asn1` file read by [`super::stream::StreamReader`].
     Streamed(Streamed),
+    /// A `format: Zip` archive, read member by member.
+    Archive(Paced<ArchiveFile>),
+}
+
+/// The disk cache's file of a source (`file`, opened at its start) as an [`Input`], read
+/// as a download of its format is, so that a restart does not hold a big CRL or archive
+/// whole either: DER through the stream reader, an archive from the file itself, PEM
+/// whole (into `pem`).
+pub(crate) fn cached_input(
+    mut file: std::fs::File,
+    format: CrlFormat,
+    pem: &mut Vec<u8>,
+) -> std::io::Result<Input<'_>> {
+    use std::io::Read;
+    match format {
+        CrlFormat::Asn1 => {
+            let mut reader = StreamReader::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(Input::Streamed(reader.finish()));
+                }
+                reader.feed(&buf[..n]);
+            }
+        }
+        CrlFormat::Zip => Ok(Input::Archive(Paced::new(
+            ArchiveFile::File(std::io::BufReader::new(file)),
+            Pace::new(false),
+        ))),
+        CrlFormat::Pem => {
+            file.read_to_end(pem)?;
+            Ok(Input::Bytes(pem))
+        }
+    }
 }
 
 /// Parse, verify, index and put in force (blocking). Returns whether it was installed
@@ -284,6 +409,7 @@ pub(crate) fn load_and_install(
     let loaded = match input {
         Input::Bytes(bytes) => load(bytes, spec.format, &trust, &current, missing, now)?,
         Input::Streamed(streamed) => load_streamed(streamed, &trust, &current, missing, now)?,
+        Input::Archive(file) => load_archive(file, &trust, &current, missing, now)?,
     };
     let took = started.elapsed();
     let outcome = if loaded.changed {

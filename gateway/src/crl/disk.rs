@@ -123,8 +123,11 @@ impl DiskCache {
         write_atomic(&info, &json)
     }
 
-    /// The cached file of `source`, if there is a consistent one.
-    pub(crate) fn load(&self, source: &str) -> io::Result<Option<(Vec<u8>, CacheMeta)>> {
+    /// The cached file of `source`, opened at its start, with its size, if there is a
+    /// consistent one: its SHA-256 is checked by reading it through once, so a torn or
+    /// swapped file is never handed out, and it is never held whole to check it.
+    pub(crate) fn open(&self, source: &str) -> io::Result<Option<(std::fs::File, u64, CacheMeta)>> {
+        use std::io::{Read, Seek};
         let (data, info) = self.paths(source);
         let json = match std::fs::read(&info) {
             Ok(j) => j,
@@ -133,17 +136,41 @@ impl DiskCache {
         };
         let meta: CacheMeta = serde_json::from_slice(&json)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        let bytes = match std::fs::read(&data) {
-            Ok(b) => b,
+        let mut file = match std::fs::File::open(&data) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if hex::encode(Sha256::digest(&bytes)) != meta.sha256 {
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut len = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            sha.update(&buf[..n]);
+            len += n as u64;
+        }
+        if hex::encode(sha.finalize()) != meta.sha256 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "cached file does not match its recorded SHA-256",
             ));
         }
+        file.seek(io::SeekFrom::Start(0))?;
+        Ok(Some((file, len, meta)))
+    }
+
+    /// The cached file of `source`, whole, if there is a consistent one.
+    #[cfg(test)]
+    pub(crate) fn load(&self, source: &str) -> io::Result<Option<(Vec<u8>, CacheMeta)>> {
+        use std::io::Read;
+        let Some((mut file, len, meta)) = self.open(source)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        file.read_to_end(&mut bytes)?;
         Ok(Some((bytes, meta)))
     }
 
@@ -165,6 +192,25 @@ pub(crate) struct Spool {
 }
 
 impl Spool {
+    /// Whether the file could be created (else every write is dropped and the commit
+    /// reports why).
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// The file as written so far, opened for reading (it stays to be committed).
+    pub(crate) fn read_back(&mut self) -> io::Result<std::fs::File> {
+        use std::io::Write;
+        if let Some(e) = &self.error {
+            return Err(io::Error::new(e.kind(), e.to_string()));
+        }
+        let (Some(file), Some(tmp)) = (&mut self.file, &self.tmp) else {
+            return Err(io::Error::other("the spool was not written"));
+        };
+        file.flush()?;
+        std::fs::File::open(tmp)
+    }
+
     /// Append the next bytes of the file.
     pub(crate) fn write(&mut self, bytes: &[u8]) {
         use std::io::Write;

@@ -117,6 +117,10 @@ pub enum FetchError {
         /// The announced size (`Content-Length`), when known.
         size: Option<u64>,
     },
+    /// The body could not be kept to be read (a `format: Zip` archive is written to the
+    /// disk cache or a temporary file first): a local disk problem, not the server's.
+    #[error("cannot keep the downloaded file to read it: {0}")]
+    Spool(String),
 }
 
 impl FetchError {
@@ -128,6 +132,7 @@ impl FetchError {
             FetchError::Timeout(_) => "timeout",
             FetchError::Status(_) => "http_status",
             FetchError::TooLarge { .. } => "too_large",
+            FetchError::Spool(_) => "spool",
         }
     }
 }

@@ -45,6 +45,10 @@ pub struct CrlMeta {
     pub entries: usize,
     /// Size of the CRL's DER.
     pub der_len: usize,
+    /// For a CRL of a `format: Zip` archive, the digest of the member it was read from
+    /// ([`super::archive::Archive::member_digest`]): a later archive with the same member
+    /// keeps this index without inflating the member again.
+    pub archive_member: Option<[u8; 32]>,
 }
 
 impl CrlMeta {
@@ -64,6 +68,7 @@ impl CrlMeta {
             partition: None,
             entries: 0,
             der_len: 0,
+            archive_member: None,
         }
     }
 
@@ -87,6 +92,7 @@ impl CrlMeta {
             partition: crl.partition.clone(),
             entries: 0,
             der_len: crl.der.len(),
+            archive_member: None,
         }
     }
 
@@ -145,10 +151,12 @@ pub struct Hit {
 impl CrlIndex {
     /// Index a verified CRL.
     pub fn build(crl: &ParsedCrl<'_>, signer: &Signer) -> Result<Arc<Self>, ParseError> {
-        let serials = SerialSet::build(crl.entries())?;
-        let mut meta = CrlMeta::of(crl, signer);
-        meta.entries = serials.len();
-        Ok(Arc::new(CrlIndex { meta, serials }))
+        Self::build_as(crl, CrlMeta::of(crl, signer))
+    }
+
+    /// Index a verified CRL whose facts are `meta` (`entries` is set from the CRL).
+    pub(crate) fn build_as(crl: &ParsedCrl<'_>, meta: CrlMeta) -> Result<Arc<Self>, ParseError> {
+        Ok(Self::from_parts(meta, SerialSet::build(crl.entries())?))
     }
 
     /// The index of a streamed CRL ([`super::stream`]): its facts and its serials.

@@ -8,12 +8,14 @@
 //! newer one (RFC 5280 section 5.2.3: CRL numbers increase per issuer and scope), so a user
 //! CRL and its CA's ARL, or two partitions, in one file are both kept in force.
 
+use std::io::{Cursor, Read, Seek};
 use std::sync::Arc;
 
-use super::archive::{Archive, ArchiveError, MAX_UNPACKED, no_crl};
+use super::archive::{Archive, ArchiveError, MAX_UNPACKED, PEM_START, is_pem, member_crls, no_crl};
 use super::index::{CrlIndex, CrlMeta};
 use super::parse::{ParseError, ParsedCrl, split};
 use super::rfc3339;
+use super::stream::{StreamReader, Streamed};
 use super::verify::{Freshness, MAX_CLOCK_SKEW_SECS, Refusal, Signer, TrustStore, freshness};
 use postern_config::CrlFormat;
 
@@ -88,7 +90,7 @@ pub fn load(
     now: i64,
 ) -> Result<Loaded, Refusal> {
     if format == CrlFormat::Zip {
-        return load_archive(bytes, trust, in_force, missing, now);
+        return load_archive(Cursor::new(bytes), trust, in_force, missing, now);
     }
     let ders = split(bytes, format)?;
     let mut parsed = Vec::with_capacity(ders.len());
@@ -122,81 +124,202 @@ pub(crate) fn check_time(crl: &ParsedCrl<'_>, now: i64) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Where a CRL is in an archive: member, position in the member, position in the file.
-#[derive(Clone, Copy, Debug)]
-struct InArchive {
-    member: usize,
-    nth: usize,
-    index: usize,
-}
-
-/// `format: Zip`, member by member, so the unpacked CRLs (hundreds of MB for a DoD-sized
-/// bundle) are never all in memory: a first pass inflates, parses and verifies each
-/// member and keeps only its facts; the members to index (new or newer CRLs) are then
-/// inflated once more, one at a time, as [`merge`] builds them. Refusals come in the
-/// order [`split`] + parse + verify would give them: an unusable archive, then the first
-/// CRL that does not parse, then the first that does not verify.
-fn load_archive(
-    bytes: &[u8],
+/// `format: Zip`, member by member, read from `file` (the spooled download, the disk
+/// cache's file, or bytes in memory), so neither the archive nor the unpacked CRLs
+/// (hundreds of MB for a DoD-sized bundle) are ever held at once:
+/// - a member whose stored bytes are those of a member loaded before (its digest is in the
+///   `archive_member` of CRLs in force) is not inflated: those CRLs are kept as they are,
+///   so a refresh of a bundle costs what its changed members cost;
+/// - a DER member is inflated through the stream reader ([`super::stream`]), which indexes
+///   its entries as they come and hashes the signed part, and is verified over that
+///   digest; a PEM member, or a CRL the stream reader keeps whole, is read whole.
+///
+/// Refusals come in the order [`split`] + parse + verify would give them: an unusable
+/// archive, then the first CRL that does not parse, then the first that does not verify.
+pub(crate) fn load_archive<R: Read + Seek>(
+    file: R,
     trust: &TrustStore,
     in_force: &[Arc<CrlIndex>],
     missing: Missing,
     now: i64,
 ) -> Result<Loaded, Refusal> {
     let zip_error = |e: ArchiveError| Refusal::Parse(ParseError::Zip(e.0));
-    let mut archive = Archive::open(bytes).map_err(zip_error)?;
-    let (mut unpacked, mut index) = (0u64, 0usize);
-    let mut parse_error = None;
-    let mut refusal = None;
-    let mut found = Vec::new();
+    let mut archive = Archive::open(file).map_err(zip_error)?;
+    let mut read = ArchiveRead::default();
     for member in 0..archive.len() {
-        let Some(m) = archive
-            .member(member, unpacked, MAX_UNPACKED)
+        let Some(digest) = archive.member_digest(member).map_err(zip_error)? else {
+            continue;
+        };
+        let kept: Vec<&Arc<CrlIndex>> = in_force
+            .iter()
+            .filter(|ix| ix.meta.archive_member == Some(digest))
+            .collect();
+        if !kept.is_empty() {
+            for ix in kept {
+                read.unpacked += ix.meta.der_len as u64;
+                read.index += 1;
+                read.candidates.push(Candidate::indexed(Arc::clone(ix)));
+            }
+            continue;
+        }
+        let Some(mut reader) = archive
+            .open_member(member, read.unpacked, MAX_UNPACKED)
             .map_err(zip_error)?
         else {
             continue;
         };
-        unpacked += m.unpacked;
-        for (nth, der) in m.ders.iter().enumerate() {
-            let at = InArchive { member, nth, index };
-            index += 1;
-            if parse_error.is_some() {
-                continue;
-            }
-            match ParsedCrl::parse(der, at.index) {
-                Err(e) => parse_error = Some(e),
-                Ok(crl) if refusal.is_none() => match verified(&crl, trust, now) {
-                    Ok(signer) => found.push((CrlMeta::of(&crl, &signer), signer, at)),
-                    Err(r) => refusal = Some(r),
-                },
-                Ok(_) => {}
+        // Enough of the start to tell PEM text from DER.
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0;
+        while n < buf.len() && buf[..n].trim_ascii_start().len() < PEM_START.len() {
+            match reader.read(&mut buf[n..]).map_err(zip_error)? {
+                0 => break,
+                got => n += got,
             }
         }
+        if is_pem(&buf[..n]) {
+            let mut data = buf[..n].to_vec();
+            reader.read_to_end(&mut data).map_err(zip_error)?;
+            read.unpacked += reader.unpacked;
+            let name = reader.name.clone();
+            for der in member_crls(&name, data).map_err(zip_error)? {
+                read.whole(der, digest, trust, now);
+            }
+            continue;
+        }
+        let mut stream = StreamReader::new();
+        while n > 0 {
+            stream.feed(&buf[..n]);
+            n = reader.read(&mut buf).map_err(zip_error)?;
+        }
+        read.unpacked += reader.unpacked;
+        read.streamed(stream.finish(), digest, trust, now);
     }
-    if index == 0 {
+    if read.index == 0 {
         return Err(zip_error(no_crl()));
     }
-    if let Some(e) = parse_error {
+    if let Some(e) = read.parse_error {
         return Err(e.into());
     }
-    if let Some(r) = refusal {
+    if let Some(r) = read.refusal {
         return Err(r);
     }
-    let candidates = found
-        .into_iter()
-        .map(|(meta, signer, at)| {
-            Candidate::new(meta, move || {
-                let zip = |e: ArchiveError| ParseError::Zip(e.0);
-                let member = Archive::open(bytes)
-                    .and_then(|mut a| a.member(at.member, 0, MAX_UNPACKED))
-                    .map_err(zip)?
-                    .ok_or_else(|| zip(no_crl()))?;
-                let der = member.ders.get(at.nth).ok_or_else(|| zip(no_crl()))?;
-                CrlIndex::build(&ParsedCrl::parse(der, at.index)?, &signer)
-            })
-        })
-        .collect();
-    merge(candidates, in_force, missing)
+    merge(read.candidates, in_force, missing)
+}
+
+/// What [`load_archive`] has read so far.
+#[derive(Default)]
+struct ArchiveRead {
+    /// Bytes unpacked (the unchanged members count their CRLs' size).
+    unpacked: u64,
+    /// CRLs seen, for the position in messages.
+    index: usize,
+    /// The first CRL that did not parse: after it, nothing more is parsed.
+    parse_error: Option<ParseError>,
+    /// The first CRL that did not verify: after it, CRLs are only parsed.
+    refusal: Option<Refusal>,
+    candidates: Vec<Candidate<'static>>,
+}
+
+impl ArchiveRead {
+    /// The position of the next CRL, or `None` once one did not parse (nothing more is
+    /// parsed then).
+    fn next(&mut self) -> Option<usize> {
+        let at = self.index;
+        self.index += 1;
+        self.parse_error.is_none().then_some(at)
+    }
+
+    /// A CRL read whole: parse and verify it; its index is built if [`merge`] takes it.
+    fn whole(&mut self, der: Vec<u8>, digest: [u8; 32], trust: &TrustStore, now: i64) {
+        let Some(at) = self.next() else { return };
+        let crl = match ParsedCrl::parse(&der, at) {
+            Ok(crl) => crl,
+            Err(e) => return self.parse_error = Some(e),
+        };
+        if self.refusal.is_some() {
+            return;
+        }
+        let signer = match verified(&crl, trust, now) {
+            Ok(s) => s,
+            Err(r) => return self.refusal = Some(r),
+        };
+        let mut meta = CrlMeta::of(&crl, &signer);
+        meta.archive_member = Some(digest);
+        self.candidates.push(Candidate::new(meta.clone(), move || {
+            CrlIndex::build_as(&ParsedCrl::parse(&der, at)?, meta)
+        }));
+    }
+
+    /// A DER CRL read by the stream reader: its entries are indexed already, and it is
+    /// verified over the digest of its signed part.
+    fn streamed(&mut self, streamed: Streamed, digest: [u8; 32], trust: &TrustStore, now: i64) {
+        let Some(entries) = streamed.entries else {
+            // Kept whole by the stream reader (a signature it cannot check over a digest).
+            return self.whole(streamed.bytes, digest, trust, now);
+        };
+        let Some(at) = self.next() else { return };
+        let ders = match split(&streamed.bytes, CrlFormat::Asn1) {
+            Ok(ders) => ders,
+            Err(e) => return self.parse_error = Some(e),
+        };
+        let crl = match ParsedCrl::parse(&ders[0], at) {
+            Ok(crl) => crl,
+            Err(e) => return self.parse_error = Some(e),
+        };
+        if self.refusal.is_some() {
+            return;
+        }
+        let verified = trust
+            .verify_prehashed(&crl, &entries.prehashed)
+            .and_then(|signer| check_time(&crl, now).map(|()| signer));
+        let signer = match verified {
+            Ok(s) => s,
+            Err(r) => return self.refusal = Some(r),
+        };
+        let mut meta = CrlMeta::of(&crl, &signer);
+        meta.der_len = entries.der_len;
+        meta.archive_member = Some(digest);
+        let serials = entries.serials;
+        self.candidates.push(Candidate::new(meta.clone(), move || {
+            Ok(CrlIndex::from_parts(meta, serials?.finish()))
+        }));
+    }
+}
+
+/// [`load`] for a `format: Asn1` file read as it downloaded ([`super::stream`]): the same
+/// checks in the same order with the same refusals, over the skeleton and the digest of
+/// the signed part, and the index built while the body streamed in (kept only if the CRL
+/// verifies and is new or newer). A file the stream reader kept whole loads as before.
+pub(crate) fn load_streamed(
+    streamed: Streamed,
+    trust: &TrustStore,
+    in_force: &[Arc<CrlIndex>],
+    missing: Missing,
+    now: i64,
+) -> Result<Loaded, Refusal> {
+    let Some(entries) = streamed.entries else {
+        return load(
+            &streamed.bytes,
+            CrlFormat::Asn1,
+            trust,
+            in_force,
+            missing,
+            now,
+        );
+    };
+    let ders = split(&streamed.bytes, CrlFormat::Asn1)?;
+    let crl = ParsedCrl::parse(&ders[0], 0)?;
+    let signer = trust.verify_prehashed(&crl, &entries.prehashed)?;
+    check_time(&crl, now)?;
+    let mut meta = CrlMeta::of(&crl, &signer);
+    meta.der_len = entries.der_len;
+    let serials = entries.serials;
+    let index_meta = meta.clone();
+    let candidate = Candidate::new(meta, move || {
+        Ok(CrlIndex::from_parts(index_meta, serials?.finish()))
+    });
+    merge(vec![candidate], in_force, missing)
 }
 
 /// Compare verified CRLs with those in force, slot by slot (issuer, key, scope,
@@ -505,5 +628,75 @@ mod tests {
             l.crls[0].meta.key_id.as_deref(),
             Some(ca.key_id().as_slice())
         );
+    }
+
+    #[test]
+    fn archive_members_streamed_and_unchanged_members_kept_without_reading() {
+        use crate::crl::archive::test_archive as zip;
+        let (a, b, c) = (Ca::new("Zip A"), Ca::new("Zip B"), Ca::new("Zip C"));
+        let t = trust(&[&a, &b, &c]);
+        let many: Vec<Vec<u8>> = (0u32..5000)
+            .map(|i| (i + 1).to_be_bytes().to_vec())
+            .collect();
+        let many: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+        let a1 = a.current_crl(1, &many);
+        let b1 = b.current_crl(4, &[&[0x0b]]);
+        let c1 = postern_testkit::crl::crl_pem(&c.current_crl(9, &[&[0x0c, 0x01]]));
+        let first = zip(&[("a.crl", &a1), ("b.crl", &b1), ("c.pem", c1.as_bytes())]);
+        let l = load(&first, CrlFormat::Zip, &t, &[], Missing::Retain, now()).unwrap();
+        assert_eq!((l.crls.len(), l.rebuilt), (3, 3));
+        // The streamed member answers as the same CRL loaded on its own does.
+        let alone = load(&a1, CrlFormat::Asn1, &t, &[], Missing::Retain, now()).unwrap();
+        let streamed = l
+            .crls
+            .iter()
+            .find(|ix| ix.meta.issuer == alone.crls[0].meta.issuer)
+            .unwrap();
+        assert_eq!(streamed.meta.entries, 5000);
+        assert_eq!(streamed.meta.der_len, a1.len());
+        for probe in [
+            &[0u8, 0, 0, 1][..],
+            &[0, 0, 0x13, 0x88],
+            &[0, 0, 0x13, 0x89],
+            &[0x0b],
+        ] {
+            assert_eq!(
+                streamed.lookup(probe),
+                alone.crls[0].lookup(probe),
+                "{probe:?}"
+            );
+        }
+        assert!(l.crls.iter().all(|ix| ix.meta.archive_member.is_some()));
+
+        // A new archive in which only B's member changed: A's and C's indexes are the
+        // ones in force (not read again), B's is new.
+        let b2 = b.current_crl(5, &[&[0x0b], &[0x0b, 0x02]]);
+        let second = zip(&[("a.crl", &a1), ("b.crl", &b2), ("c.pem", c1.as_bytes())]);
+        let m = load(&second, CrlFormat::Zip, &t, &l.crls, Missing::Retain, now()).unwrap();
+        assert_eq!((m.crls.len(), m.rebuilt, m.changed), (3, 1, true));
+        for old in &l.crls {
+            let kept = m.crls.iter().any(|ix| Arc::ptr_eq(ix, old));
+            let was_b = old.meta.crl_number == Some(4u32.into());
+            assert_eq!(kept, !was_b, "{}", old.meta.issuer);
+        }
+        let new_b = m
+            .crls
+            .iter()
+            .find(|ix| ix.meta.crl_number == Some(5u32.into()))
+            .unwrap();
+        assert!(new_b.lookup(&[0x0b, 0x02]).is_some());
+
+        // The same archive again changes nothing and builds nothing.
+        let n = load(&second, CrlFormat::Zip, &t, &m.crls, Missing::Retain, now()).unwrap();
+        assert_eq!((n.rebuilt, n.changed), (0, false));
+
+        // A member whose bytes changed is read again and checked: a forged one is
+        // refused even though its name is the same.
+        let mut forged = a1.clone();
+        let at = forged.len() - 10;
+        forged[at] ^= 1;
+        let bad = zip(&[("a.crl", &forged), ("b.crl", &b2), ("c.pem", c1.as_bytes())]);
+        let e = load(&bad, CrlFormat::Zip, &t, &m.crls, Missing::Retain, now()).unwrap_err();
+        assert_eq!(e.code(), "bad_signature", "{e}");
     }
 }

@@ -11,6 +11,7 @@
 mod accept;
 pub mod admin;
 pub(crate) mod archive;
+mod archive_file;
 pub(crate) mod budget;
 pub mod coverage;
 mod der;
@@ -30,6 +31,8 @@ pub(crate) mod service;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod stream;
+#[cfg(test)]
+mod stream_tests;
 pub mod verify;
 
 pub use budget::DEFAULT_LOAD_BUDGET;

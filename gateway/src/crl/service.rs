@@ -229,7 +229,7 @@ fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
     let Some((spec, _)) = ctx.store.spec(name) else {
         return InForce::default();
     };
-    let (bytes, meta) = match cache.load(name) {
+    let (file, len, meta) = match cache.open(name) {
         Ok(Some(found)) => found,
         Ok(None) => return InForce::default(),
         Err(e) => {
@@ -238,7 +238,7 @@ fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
         }
     };
     // Restores run one after the other; this waits for the loads of fetched files.
-    let _share = ctx.budget.take_blocking(Some(bytes.len() as u64));
+    let _share = ctx.budget.take_blocking(Some(len));
     let url_still_configured = spec.primary_url.as_deref() == Some(meta.url.as_str())
         || spec.secondary_url.as_deref() == Some(meta.url.as_str());
     if meta.format != spec.format || !url_still_configured {
@@ -254,6 +254,14 @@ fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
         // Already in force (the spec changed but kept the URL): reuse the validators.
         return in_force;
     }
+    let mut whole = Vec::new();
+    let input = match accept::cached_input(file, spec.format, &mut whole) {
+        Ok(input) => input,
+        Err(e) => {
+            tracing::warn!(source = name, dir = %cache.dir().display(), error = %e, "CRL disk cache unreadable; waiting for the network");
+            return InForce::default();
+        }
+    };
     match accept::load_and_install(
         ctx,
         name,
@@ -261,7 +269,7 @@ fn restore(ctx: &Ctx, name: &str, generation: u64) -> InForce {
         &spec,
         meta.served_by,
         &meta.url,
-        accept::Input::Bytes(&bytes),
+        input,
         true,
         unix_now(),
     ) {
