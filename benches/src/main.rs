@@ -69,6 +69,9 @@ enum Section {
     Idle,
     /// LDAP certificate mapping and SMTP AUTH against a real slapd, cache cold vs warm.
     Ldap,
+    /// Postern logging every decision (INFO) vs with its log off: the log's share of
+    /// the server's CPU per session.
+    Log,
     /// Callgrind instruction counts of fixed workloads (slow: runs under valgrind).
     Profile,
 }
@@ -84,7 +87,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// What to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Compare, Section::Nginx, Section::Crl, Section::Proxy, Section::Ocsp, Section::Idle, Section::Ldap])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Compare, Section::Nginx, Section::Crl, Section::Proxy, Section::Ocsp, Section::Idle, Section::Ldap, Section::Log])]
     sections: Vec<Section>,
     /// Rounds per workload; the server order alternates and the median-rate round is shown.
     #[arg(long, default_value_t = 3)]
@@ -467,8 +470,19 @@ impl Bench {
     }
 
     fn start_postern(&self, name: &str, config: &postern_config::GatewayConfig) -> Result<Gateway> {
+        self.start_postern_logging(name, config, "info")
+    }
+
+    /// [`Self::start_postern`] with the log filter `POSTERN_LOG=filter`.
+    fn start_postern_logging(
+        &self,
+        name: &str,
+        config: &postern_config::GatewayConfig,
+        filter: &str,
+    ) -> Result<Gateway> {
         postern::launch(&self.bin, &self.dir, name, config)
             .wrapper(pin::server_prefix())
+            .log_filter(filter)
             .ready_within(Duration::from_secs(60))
             .start()
     }
@@ -944,6 +958,84 @@ impl Bench {
             &after,
         );
         drop(responder);
+        Ok(())
+    }
+
+    /// The same gateway with its log off and at INFO (every decision a line): what
+    /// writing the decision log costs per session, as a share of the server's CPU.
+    fn log_cost(&mut self) -> Result<()> {
+        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
+        let quiet = self.start_postern_logging(
+            "postern-log-off",
+            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
+            "off",
+        )?;
+        let logging = self.start_postern_logging(
+            "postern-log-info",
+            &postern::config(&self.ecdsa, &self.rsa, p1, self.sink.addr(), None),
+            "info",
+        )?;
+        let base = Self::postern_target(&quiet, p0, "log off");
+        let target = Self::postern_target(&logging, p1, "log INFO");
+        let works = [
+            Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
+            Work::Sessions(KeyKind::Ecdsa, TlsVersion::V12),
+            Work::PlainSessions,
+            Work::Source {
+                per_session: 1,
+                payload: 5_000,
+            },
+        ];
+        let rows = self.with_and_without(&works, &base, &target, "log INFO vs off", None)?;
+        let log_bytes = std::fs::metadata(logging.log_path())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let mut after = String::from(
+            "| workload | CPU ms per unit, log off | CPU ms per unit, log INFO | the log's share of the CPU (median of the rounds, range) | target |\n|---|--:|--:|--:|--:|\n",
+        );
+        for r in &rows {
+            let shares: Vec<f64> = r
+                .rounds
+                .iter()
+                .map(|(off, on)| 1.0 - off.cpu_per_1k() / on.cpu_per_1k())
+                .collect();
+            let (Some(off), Some(on)) = (r.base.as_ref(), r.postern.as_ref()) else {
+                continue;
+            };
+            let mut sorted = shares.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+            let (lo, hi) = (
+                sorted.first().copied().unwrap_or(f64::NAN),
+                sorted.last().copied().unwrap_or(f64::NAN),
+            );
+            let _ = writeln!(
+                after,
+                "| {} | {:.3} | {:.3} | **{:.1} %** ({:.1} – {:.1} %) | ≤ 5 % {} |",
+                r.workload,
+                off.cpu_per_1k(),
+                on.cpu_per_1k(),
+                median * 100.0,
+                lo * 100.0,
+                hi * 100.0,
+                if median <= 0.05 { "met" } else { "missed" },
+            );
+        }
+        let _ = writeln!(
+            after,
+            "\nThe INFO gateway wrote {:.1} MiB of log in the section.\n",
+            log_bytes as f64 / (1 << 20) as f64
+        );
+        self.with_and_without_report(
+            "The decision log's cost",
+            "Two gateways with the same configuration, one started with `POSTERN_LOG=off`, the other at the default `info`, \
+             which writes one line per decision (connection, TLS, certificate, its mapping, each message, the end of the \
+             session) to a log file, as a pod's stderr would be written. The log's share of a unit's server CPU is \
+             1 − (CPU per unit with the log off) / (CPU per unit at INFO), per round.",
+            &rows,
+            ("log off", "log INFO"),
+            &after,
+        );
         Ok(())
     }
 
@@ -1533,6 +1625,9 @@ fn run(args: Args) -> Result<()> {
     }
     if sections.contains(&Section::Ldap) {
         bench.ldap()?;
+    }
+    if sections.contains(&Section::Log) {
+        bench.log_cost()?;
     }
     if sections.contains(&Section::Profile) {
         bench.profile()?;

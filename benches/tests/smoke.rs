@@ -77,6 +77,7 @@ fn quick_run_prints_complete_tables() {
         "## Postern with a cached OCSP answer",
         "## Postern memory: idle, and per idle connection",
         "## Postern with LDAP: result cache cold vs warm",
+        "## The decision log's cost",
         "Machine: ",
         "Command: ",
     ] {
@@ -89,8 +90,8 @@ fn quick_run_prints_complete_tables() {
     let comparisons: Vec<_> = rows.iter().filter(|r| r.len() == 14).collect();
     assert_eq!(
         comparisons.len(),
-        12,
-        "3 Postfix side-by-side rows + 3 nginx rows + 1 CRL row + 2 PROXY rows + 1 OCSP row + 2 LDAP rows:\n{report}"
+        16,
+        "3 Postfix side-by-side rows + 3 nginx rows + 1 CRL row + 2 PROXY rows + 1 OCSP row + 2 LDAP rows + 4 log rows:\n{report}"
     );
     for what in [
         "PROXY v1, IPv4 client vs direct",

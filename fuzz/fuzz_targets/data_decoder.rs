@@ -2,7 +2,8 @@
 //! panics; it reads a stream the same whether it arrives at once or in small pieces (as
 //! the network delivers it); data ends only at `CRLF . CRLF`; and what it decodes
 //! re-encodes to a stream that decodes to the same content (the relay's dot-stuffing is
-//! lossless).
+//! lossless); and the one-pass transmission form (`feed_stuffed`, what the relay sends
+//! for a message's body) is the encoded content.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -65,6 +66,20 @@ fuzz_target!(|input: &[u8]| {
             e.encode(chunk, &mut wire);
         }
         e.finish(&mut wire);
+
+        let mut s = DataDecoder::new(max);
+        let mut stuffed = Vec::new();
+        for chunk in data[..consumed].chunks(piece) {
+            if s.feed_stuffed(chunk, &mut stuffed) != Progress::NeedMore {
+                break;
+            }
+        }
+        let mut e = DataEncoder::default();
+        e.resume(s.at_line_start());
+        e.finish(&mut stuffed);
+        assert_eq!(stuffed, wire);
+        assert_eq!(s.size(), d.size());
+
         let (again, decoded, _) = decode(&wire, wire.len(), max);
         assert_eq!(
             again,

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use postern_config::GatewayConfig;
 use postern_gateway::crl::{self, CrlService, CrlStore};
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
-use postern_gateway::log_writer::CountingStderr;
+use postern_gateway::log::Format as LogFormat;
+use postern_gateway::log::recent::RecentDecisions;
 use postern_gateway::metrics::Metrics;
-use postern_gateway::recent_decisions::RecentDecisions;
 use postern_gateway::reload::{self, Reloader};
 use postern_gateway::runtime::Services;
 use postern_gateway::server::Server;
@@ -134,38 +134,12 @@ struct ClusterArgs {
     report_ttl: postern_config::Duration,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 /// Where the configuration comes from. A cluster source (the rendered Secret read
 /// through the API) plugs in here beside the file.
 enum ConfigSource {
     File(PathBuf),
     Cluster,
     Demo,
-}
-
-/// `dropped` counts the log lines that could not be written; `recent` keeps the last
-/// refusals for the status page.
-fn init_tracing(format: LogFormat, dropped: Counter, recent: RecentDecisions) {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let layer = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // A line that cannot be written (full disk, closed pipe) is dropped. Reporting
-        // the failure would go to the same stderr, and `eprintln!` panics when that
-        // fails too: every session that logged a decision died with it.
-        .log_internal_errors(false)
-        .with_writer(CountingStderr::new(dropped));
-    let base = tracing_subscriber::registry().with(filter).with(recent);
-    match format {
-        LogFormat::Text => base.with(layer).init(),
-        LogFormat::Json => base.with(layer.json().flatten_event(true)).init(),
-    }
 }
 
 #[tokio::main]
@@ -195,8 +169,22 @@ async fn main() -> std::process::ExitCode {
     }
     let dropped_log_lines = Counter::default();
     let recent = RecentDecisions::default();
-    init_tracing(args.log_format, dropped_log_lines.clone(), recent.clone());
-    match run(args, dropped_log_lines, recent).await {
+    // Kept to the end of `main`: dropping it writes what is still queued.
+    let log = match postern_gateway::log::init(
+        args.log_format,
+        dropped_log_lines.clone(),
+        recent.clone(),
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("postern-gateway: cannot start the log's writer thread: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = run(args, dropped_log_lines, recent).await;
+    // The log's last lines before the error that ends the process.
+    drop(log);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("postern-gateway: {e:#}");

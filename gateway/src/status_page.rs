@@ -6,7 +6,7 @@
 //! Server-rendered HTML, every value escaped, no script and no external asset. It shows
 //! nothing the admin port does not already show elsewhere, and no secret: no key, no
 //! bind password, no user list, no user name (refusals carry only the fields
-//! [`crate::recent_decisions`] keeps).
+//! [`crate::log::recent`] keeps).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use postern_config::{GatewayConfig, PolicyAction};
 use crate::crl::CrlStore;
 use crate::crl::SourceStatus;
 use crate::ldap::LdapDirectories;
-use crate::recent_decisions::RecentDecisions;
+use crate::log::recent::RecentDecisions;
 use crate::reload::Reloader;
 
 /// What the page reads.
@@ -315,7 +315,7 @@ fn refusals(h: &mut String, recent: &RecentDecisions) {
     let _ = write!(
         h,
         "<h2>Recent refusals</h2><p>The last {} decision lines that were not a success (newest first; no user names).</p>",
-        crate::recent_decisions::KEPT
+        crate::log::recent::KEPT
     );
     if kept.is_empty() {
         h.push_str("<p>none</p>");

@@ -461,6 +461,11 @@ impl Gateway {
         }
     }
 
+    /// The file the gateway's log (stderr) goes to.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// Everything the gateway logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

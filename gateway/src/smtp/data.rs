@@ -43,6 +43,13 @@ pub enum Progress {
     BareNewline,
 }
 
+impl Progress {
+    /// Whether the end of data was reached.
+    pub fn is_end(self) -> bool {
+        matches!(self, Self::End { .. })
+    }
+}
+
 /// Decodes the client's dot-stuffed data stream into message content.
 #[derive(Debug)]
 pub struct DataDecoder {
@@ -83,14 +90,35 @@ impl DataDecoder {
     /// Feed `input`; content (unstuffed, CRLF line endings) is appended to `out` while
     /// the message is within the size limit.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Progress {
+        self.decode::<false>(input, out)
+    }
+
+    /// Feed `input` as [`DataDecoder::feed`] does, appending the content to `out` in its
+    /// transmission form instead: stuffed again (a line's leading `.` doubled) without
+    /// the terminating `.` line, which is what [`DataEncoder::encode`] makes of the
+    /// content. A message's body goes to the next hop this way in one pass: a client's
+    /// well-formed stream is copied as it came, run by run.
+    pub fn feed_stuffed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Progress {
+        self.decode::<true>(input, out)
+    }
+
+    /// Whether the content so far ends at a line's start (or nothing was emitted yet).
+    pub fn at_line_start(&self) -> bool {
+        matches!(
+            self.state,
+            State::LineStart | State::Dot | State::DotCr | State::Done
+        )
+    }
+
+    fn decode<const STUFFED: bool>(&mut self, input: &[u8], out: &mut Vec<u8>) -> Progress {
         let mut i = 0;
         while i < input.len() {
-            // Inside a line nothing but CR or LF changes the state: copy the whole run up
-            // to the next one at once (the byte-by-byte path below cost ~30 instructions
-            // per byte, the largest item of a relayed message's profile).
+            // Inside a line nothing but CR, LF or a NUL changes anything: copy the whole
+            // run up to the next one at once (the byte-by-byte path below cost ~30
+            // instructions per byte, the largest item of a relayed message's profile).
             if self.state == State::Mid {
                 let rest = &input[i..];
-                let run = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                let run = memchr::memchr3(b'\r', b'\n', 0, rest).unwrap_or(rest.len());
                 if run > 0 {
                     self.emit(&rest[..run], out);
                     i += run;
@@ -111,8 +139,14 @@ impl DataDecoder {
                 }
                 (State::LineStart | State::Mid | State::Dot, b'\n') => State::Broken,
                 (State::LineStart | State::Mid | State::Dot, b) => {
-                    // A leading dot is dropped (unstuffing); `..` becomes `.`.
-                    self.emit(&[b], out);
+                    self.nul |= b == 0;
+                    // A leading dot is dropped (unstuffing); `..` becomes `.`, which
+                    // the transmission form stuffs again.
+                    if STUFFED && state == State::Dot && b == b'.' {
+                        self.emit_stuffed_dot(out);
+                    } else {
+                        self.emit(&[b], out);
+                    }
                     State::Mid
                 }
                 (State::DotCr, b'\n') => State::Done,
@@ -139,10 +173,8 @@ impl DataDecoder {
         }
     }
 
+    /// Content bytes, none of them a NUL (the caller has looked).
     fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
-        if !self.nul && memchr::memchr(0, bytes).is_some() {
-            self.nul = true;
-        }
         let before = self.size;
         self.size += bytes.len() as u64;
         if self.oversize {
@@ -155,6 +187,19 @@ impl DataDecoder {
             out.extend_from_slice(&bytes[..room.min(bytes.len())]);
         } else {
             out.extend_from_slice(bytes);
+        }
+    }
+
+    /// A content line's leading `.`, in its transmission form `..`: one byte of content.
+    fn emit_stuffed_dot(&mut self, out: &mut Vec<u8>) {
+        self.size += 1;
+        if self.oversize {
+            return;
+        }
+        if self.size > self.max_size {
+            self.oversize = true;
+        } else {
+            out.extend_from_slice(b"..");
         }
     }
 }
@@ -198,6 +243,12 @@ impl DataEncoder {
                 }
             }
         }
+    }
+
+    /// Go on after content that was put into its transmission form elsewhere
+    /// ([`DataDecoder::feed_stuffed`]), which ended at a line's start or not.
+    pub fn resume(&mut self, at_line_start: bool) {
+        self.at_line_start = at_line_start;
     }
 
     /// Append the end of data: CRLF first when the content did not end with one.
@@ -379,6 +430,50 @@ mod tests {
             ended > 50 && broken > 50 && open > 50 && over > 50,
             "{ended} {broken} {open} {over}"
         );
+    }
+
+    #[test]
+    fn the_stuffed_form_is_the_encoded_content() {
+        // Inputs as in the test above, sloppy stuffing (`.x` for `x`) included: what
+        // `feed_stuffed` writes is what encoding the decoded content writes.
+        let alphabet = b"ab..\r\n\0";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for case in 0..3000 {
+            let len = (case % 80) + 1;
+            let mut input = Vec::with_capacity(len + 2);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match x % 10 {
+                    0..=3 => input.push(b'a'),
+                    4 | 5 => input.extend_from_slice(b"\r\n"),
+                    n => input.push(alphabet[(n as usize) % alphabet.len()]),
+                }
+            }
+            let max = if case % 3 == 0 { (x % 40) + 1 } else { 1 << 20 };
+            let (content, want_p, _, _) = reference_decode(&input, max);
+            let mut encoded = Vec::new();
+            DataEncoder::default().encode(&content, &mut encoded);
+            for chunk in 1..=7 {
+                let mut d = DataDecoder::new(max);
+                let mut out = Vec::new();
+                let mut p = Progress::NeedMore;
+                for c in input.chunks(chunk) {
+                    p = d.feed_stuffed(c, &mut out);
+                    if p != Progress::NeedMore {
+                        break;
+                    }
+                }
+                assert_eq!(p.is_end(), want_p.is_end(), "{input:?} chunk {chunk}");
+                if !d.oversize() && p != Progress::BareNewline {
+                    assert_eq!(out, encoded, "{input:?} chunk {chunk}");
+                }
+                if p.is_end() {
+                    assert!(d.at_line_start());
+                }
+            }
+        }
     }
 
     #[test]

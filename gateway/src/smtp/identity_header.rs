@@ -55,6 +55,11 @@ impl Default for StripFilter {
 }
 
 impl StripFilter {
+    /// Whether the header section has ended: from here on everything passes.
+    pub(crate) fn in_body(&self) -> bool {
+        self.state == State::Body
+    }
+
     /// Pass `input` (decoded content, in order) through, appending what is kept to `out`.
     pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
         let name = NAME.as_bytes();

@@ -106,23 +106,42 @@ impl Visit for Fields {
     }
 }
 
+/// Whether a decision line is a refusal, read from its `outcome` alone: most lines are
+/// successes, and those cost no more than this look.
+#[derive(Default)]
+struct Refused(bool);
+
+impl Visit for Refused {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "outcome" {
+            self.0 = !SUCCESSES.contains(&value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "outcome" {
+            let value = format!("{value:?}");
+            self.0 = !SUCCESSES.contains(&value.trim_matches('"'));
+        }
+    }
+}
+
 impl<S: tracing::Subscriber> Layer<S> for RecentDecisions {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         if event.metadata().target() != "postern::decision" {
             return;
         }
+        let mut refused = Refused::default();
+        event.record(&mut refused);
+        if !refused.0 {
+            return;
+        }
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let refused = fields
-            .0
-            .get("outcome")
-            .is_some_and(|o| !SUCCESSES.contains(&o.as_str()));
-        if refused {
-            self.keep(Refusal {
-                time: humantime_now(),
-                fields: fields.0,
-            });
-        }
+        self.keep(Refusal {
+            time: humantime_now(),
+            fields: fields.0,
+        });
     }
 }
 
