@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod cleanup;
+mod crypto;
 mod directory;
 mod load;
 mod measure;
@@ -30,7 +31,7 @@ mod report;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,11 @@ enum Section {
     /// Postern logging every decision (INFO) vs with its log off: the log's share of
     /// the server's CPU per session.
     Log,
+    /// Two builds of the gateway side by side (`--baseline-gateway-bin` against
+    /// `--gateway-bin`): sessions with each key type and TLS version, and relays.
+    Builds,
+    /// rustls' ring and aws-lc-rs providers, operation by operation.
+    Crypto,
     /// Callgrind instruction counts of fixed workloads (slow: runs under valgrind).
     Profile,
 }
@@ -114,6 +120,10 @@ struct Args {
     /// The postern-gateway binary (default: next to this one).
     #[arg(long)]
     gateway_bin: Option<PathBuf>,
+    /// The build `--sections builds` compares `--gateway-bin` with (e.g. one built with
+    /// other features).
+    #[arg(long)]
+    baseline_gateway_bin: Option<PathBuf>,
     /// Also write the report to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -480,7 +490,18 @@ impl Bench {
         config: &postern_config::GatewayConfig,
         filter: &str,
     ) -> Result<Gateway> {
-        postern::launch(&self.bin, &self.dir, name, config)
+        self.start_postern_build(&self.bin, name, config, filter)
+    }
+
+    /// [`Self::start_postern_logging`] with the binary `bin`.
+    fn start_postern_build(
+        &self,
+        bin: &Path,
+        name: &str,
+        config: &postern_config::GatewayConfig,
+        filter: &str,
+    ) -> Result<Gateway> {
+        postern::launch(bin, &self.dir, name, config)
             .wrapper(pin::server_prefix())
             .log_filter(filter)
             .ready_within(Duration::from_secs(60))
@@ -1035,6 +1056,53 @@ impl Bench {
             &rows,
             ("log off", "log INFO"),
             &after,
+        );
+        Ok(())
+    }
+
+    /// Two builds of the gateway with the same configuration: `--baseline-gateway-bin`
+    /// against `--gateway-bin`.
+    fn builds(&mut self) -> Result<()> {
+        let Some(baseline) = self.args.baseline_gateway_bin.clone() else {
+            bail!("--sections builds needs --baseline-gateway-bin");
+        };
+        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
+        let base_gw = self.start_postern_build(
+            &baseline,
+            "postern-baseline",
+            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
+            "info",
+        )?;
+        let this_gw = self.start_postern_build(
+            &self.bin.clone(),
+            "postern-this",
+            &postern::config(&self.ecdsa, &self.rsa, p1, self.sink.addr(), None),
+            "info",
+        )?;
+        let base = Self::postern_target(&base_gw, p0, "baseline build");
+        let this = Self::postern_target(&this_gw, p1, "this build");
+        let works = [
+            Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
+            Work::Sessions(KeyKind::Ecdsa, TlsVersion::V12),
+            Work::Sessions(KeyKind::Rsa2048, TlsVersion::V13),
+            Work::Sessions(KeyKind::Rsa2048, TlsVersion::V12),
+            Work::TlsRelay {
+                per_session: 50,
+                payload: 100_000,
+            },
+        ];
+        let rows = self.with_and_without(&works, &base, &this, "this build vs baseline", None)?;
+        let intro = format!(
+            "The same configuration on two builds of the gateway: baseline `{}`, this build `{}`.",
+            baseline.display(),
+            self.bin.display()
+        );
+        self.with_and_without_report(
+            "Two builds of Postern",
+            &intro,
+            &rows,
+            ("baseline build", "this build"),
+            "",
         );
         Ok(())
     }
@@ -1628,6 +1696,19 @@ fn run(args: Args) -> Result<()> {
     }
     if sections.contains(&Section::Log) {
         bench.log_cost()?;
+    }
+    if sections.contains(&Section::Builds) {
+        bench.builds()?;
+    }
+    if sections.contains(&Section::Crypto) {
+        let seconds = if bench.args.quick { 0.1 } else { 1.0 };
+        let section = crypto::report(
+            &bench.rsa,
+            &bench.ecdsa,
+            bench.args.rounds,
+            Duration::from_secs_f64(seconds),
+        )?;
+        bench.report.push_str(&section);
     }
     if sections.contains(&Section::Profile) {
         bench.profile()?;

@@ -102,14 +102,15 @@ pub fn crls(pem: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, Pem
         .map_err(|e| PemError::Malformed(e.to_string()))
 }
 
-/// Load a certificate chain and key as rustls would, and check they belong together.
+/// Load a certificate chain and key as rustls would with `provider` (the one that will
+/// sign with it), and check they belong together.
 pub fn certified_key(
     chain_pem: &str,
     key_pem: &str,
+    provider: &rustls::crypto::CryptoProvider,
 ) -> Result<rustls::sign::CertifiedKey, PemError> {
     let chain = certificates(chain_pem)?;
     let key = private_key(key_pem)?;
-    let provider = rustls::crypto::ring::default_provider();
     let signing_key = provider
         .key_provider
         .load_private_key(key)

@@ -898,7 +898,10 @@ impl Validator {
                 if l.implicit_tls { "implicitTls needs a server certificate" } else { "a mail flow policy of this listener offers TLS, which needs a server certificate" }),
             None => {}
             Some(tls) => {
-                if let Err(e) = pem::certified_key(&tls.certificate_chain_pem, &tls.private_key_pem) {
+                // ring accepts the key types every provider does; a gateway built with
+                // another provider loads the key again with it and refuses the listener
+                // if that provider cannot sign with it (FIPS mode).
+                if let Err(e) = pem::certified_key(&tls.certificate_chain_pem, &tls.private_key_pem, &rustls::crypto::ring::default_provider()) {
                     let reason = match e {
                         pem::PemError::KeyMismatch | pem::PemError::NoKey | pem::PemError::UnusableKey(_) => Reason::KeyMismatch,
                         _ => Reason::InvalidCertificate,

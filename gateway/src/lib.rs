@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config_gauges;
 pub mod crl;
+pub mod crypto;
 pub mod demo;
 pub(crate) mod demo_sink;
 pub mod ldap;

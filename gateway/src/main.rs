@@ -355,7 +355,12 @@ async fn run(
         },
         admin_stop.clone(),
     ));
-    info!(admin = %admin_addr, "gateway ready");
+    info!(
+        admin = %admin_addr,
+        crypto = postern_gateway::crypto::NAME,
+        fips = postern_gateway::crypto::provider().fips(),
+        "gateway ready"
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

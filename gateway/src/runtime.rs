@@ -233,8 +233,12 @@ fn build_listener(
     };
     let key = match &l.tls {
         Some(tls) => Some(Arc::new(
-            postern_config::pem::certified_key(&tls.certificate_chain_pem, &tls.private_key_pem)
-                .map_err(|e| tls_err(format!("server certificate: {e}")))?,
+            postern_config::pem::certified_key(
+                &tls.certificate_chain_pem,
+                &tls.private_key_pem,
+                &crate::crypto::provider(),
+            )
+            .map_err(|e| tls_err(format!("server certificate: {e}")))?,
         )),
         None => None,
     };

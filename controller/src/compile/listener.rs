@@ -121,7 +121,7 @@ pub(crate) fn render(
             }
         };
         if let Some((chain, key)) = &chain_and_key
-            && let Err(e) = pem::certified_key(chain, key)
+            && let Err(e) = pem::certified_key(chain, key, &rustls::crypto::ring::default_provider())
         {
             let reason = match e {
                 pem::PemError::KeyMismatch | pem::PemError::NoKey | pem::PemError::UnusableKey(_) => Reason::KeyMismatch,

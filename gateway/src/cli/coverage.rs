@@ -6,7 +6,6 @@
 //! asked. In a cluster: `kubectl exec deploy/postern-gateway -- postern-gateway crl coverage`.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crl::CaCoverage;
@@ -62,14 +61,12 @@ enum FetchError {
 
 async fn fetch(url: &str) -> Result<Vec<CaCoverage>, FetchError> {
     // The admin endpoint is plain HTTP; TLS is configured only because the client needs a
-    // crypto provider (the gateway's own: ring) to be built at all.
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(FetchError::Tls)?
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
+    // crypto provider (the gateway's own) to be built at all.
+    let tls = rustls::ClientConfig::builder_with_provider(crate::crypto::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(FetchError::Tls)?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(Duration::from_secs(10))

@@ -3,7 +3,6 @@
 //! scheduler's job ([`super::schedule`]). A body is only read once it has a share of the
 //! load budget ([`super::budget`]), which it keeps until it is loaded.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -162,7 +161,7 @@ impl HttpFetcher {
                     .map_err(|e| FetchError::Client(format!("extra CRL trust anchor: {e}")))?;
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::crypto::provider();
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| FetchError::Client(e.to_string()))?

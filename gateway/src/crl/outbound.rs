@@ -275,7 +275,7 @@ mod tests {
         let v = NextHopVerifier::new(
             TrustAnchors::new(vec![ca.cert.der().clone()]).unwrap(),
             store,
-            Arc::new(rustls::crypto::ring::default_provider()),
+            crate::crypto::provider(),
         )
         .unwrap();
         v.verify_server_cert(
@@ -305,7 +305,7 @@ mod tests {
         let v = NextHopVerifier::new(
             TrustAnchors::new(vec![ca.cert.der().clone()]).unwrap(),
             Arc::new(CrlStore::new()),
-            Arc::new(rustls::crypto::ring::default_provider()),
+            crate::crypto::provider(),
         )
         .unwrap();
         assert!(

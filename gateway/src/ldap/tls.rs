@@ -36,7 +36,7 @@ pub(crate) fn client_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, S
             }
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::crypto::provider();
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -58,7 +58,7 @@ pub fn build_next_hop(
     helo_name: &str,
     revocation: Arc<dyn RevocationChecker>,
 ) -> Result<NextHopRuntime, NextHopBuildError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::crypto::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| NextHopBuildError::Tls(e.to_string()))?;

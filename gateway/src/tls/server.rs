@@ -15,7 +15,7 @@ pub fn server_config(
     key: Arc<CertifiedKey>,
     verifier: Option<Arc<ClientVerifier>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::crypto::provider();
     let builder =
         ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
     let resolver = Arc::new(SingleCert(key));

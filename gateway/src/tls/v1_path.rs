@@ -671,7 +671,7 @@ pub(crate) mod tests {
     };
 
     fn algs() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
-        rustls::crypto::ring::default_provider()
+        crate::crypto::provider()
             .signature_verification_algorithms
             .all
     }

@@ -135,7 +135,7 @@ impl ClientVerifier {
         Ok(Self {
             anchors,
             hints,
-            algs: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            algs: crate::crypto::provider().signature_verification_algorithms,
             revocation,
             enforce,
             allow_version1: false,
