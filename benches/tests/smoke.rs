@@ -90,8 +90,8 @@ fn quick_run_prints_complete_tables() {
     let comparisons: Vec<_> = rows.iter().filter(|r| r.len() == 14).collect();
     assert_eq!(
         comparisons.len(),
-        16,
-        "3 Postfix side-by-side rows + 3 nginx rows + 1 CRL row + 2 PROXY rows + 1 OCSP row + 2 LDAP rows + 4 log rows:\n{report}"
+        18,
+        "3 Postfix side-by-side rows + 3 nginx rows + 1 CRL row + 2 PROXY rows + 1 OCSP row + 4 LDAP rows + 4 log rows:\n{report}"
     );
     for what in [
         "PROXY v1, IPv4 client vs direct",
