@@ -20,6 +20,15 @@ pub fn provider() -> Arc<CryptoProvider> {
     PROVIDER.get_or_init(|| Arc::new(build())).clone()
 }
 
+/// Makes [`provider`] the process's default too, for the libraries that take their TLS
+/// provider from there (the Kubernetes client of the in-cluster configuration source).
+/// Without it, a process whose rustls has both providers compiled in (the gateway and any
+/// crate beside it in one build) has no default, and such a library panics.
+pub fn install_process_default() {
+    // Already installed (by an earlier call): nothing to do.
+    let _ = CryptoProvider::install_default(provider().as_ref().clone());
+}
+
 /// The provider's name, for the log.
 pub const NAME: &str = if cfg!(feature = "fips") {
     "aws-lc-rs (FIPS)"
@@ -52,5 +61,10 @@ mod tests {
     fn one_provider_for_the_process() {
         assert!(Arc::ptr_eq(&provider(), &provider()));
         assert_eq!(provider().fips(), cfg!(feature = "fips"));
+        install_process_default();
+        install_process_default();
+        let default = CryptoProvider::get_default().expect("installed");
+        assert_eq!(default.fips(), provider().fips());
+        assert_eq!(default.cipher_suites.len(), provider().cipher_suites.len());
     }
 }

@@ -144,6 +144,7 @@ enum ConfigSource {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    postern_gateway::crypto::install_process_default();
     let args = Args::parse();
     match &args.command {
         Some(Command::Crl(CrlCommand::Inspect(a))) => return crl_inspect(a),

@@ -511,6 +511,9 @@ impl KubeCluster {
             &::kube::config::KubeConfigOptions::default(),
         )
         .await?;
+        // The test binaries link rustls with both providers (the gateway's AWS-LC and
+        // ring): the Kubernetes client needs a process default named.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(kube::Client::try_from(config)?)
     }
 

@@ -151,6 +151,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    // The Kubernetes client takes its TLS provider from the process default, and a build
+    // beside the gateway compiles both of rustls' providers in: name one (the one the
+    // controller's own TLS uses).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
