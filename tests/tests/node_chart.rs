@@ -763,11 +763,13 @@ fn upgrade_from_previous(node: &Node, images: &Images, peers: &Peers) -> Result<
     assert!(all_postern_ready(node, ns));
     // `helm --wait` returns once the new pods are Ready, but kube-proxy reprograms the
     // Service's rules on its own schedule: for a moment its address can still lead to a
-    // pod the rollout replaced (a connect timeout). Wait until it greets again.
+    // pod the rollout replaced (a connect timeout), and while the rules hold both, one
+    // greeting can come from the new pod and the next connection go to the old one. Wait
+    // until it greets several times in a row.
     node.wait(
-        "the Service to reach the upgraded gateways",
-        Duration::from_secs(60),
-        || greets(node, &format!("{ip}:2589")),
+        "the Service to reach only the upgraded gateways",
+        Duration::from_secs(90),
+        || (0..6).all(|_| greets(node, &format!("{ip}:2589"))),
     )?;
     relayed(
         node,
