@@ -466,9 +466,21 @@ impl Gateway {
         &self.log
     }
 
-    /// Everything the gateway logged so far.
+    /// Everything the gateway logged so far. The gateway's log thread writes a line a
+    /// moment after it was logged, so this waits until the file has stopped growing for
+    /// 50 ms (2 s at most): a line logged before the caller's last reply is in it.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let read = || std::fs::read_to_string(&self.log).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut text = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let again = read();
+            if again == text || Instant::now() > deadline {
+                return again;
+            }
+            text = again;
+        }
     }
 
     /// The last `n` lines of the log.
