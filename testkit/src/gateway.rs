@@ -385,13 +385,25 @@ impl Gateway {
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             })?;
         }
-        // Those probes were sessions too: wait until the gateway has seen them close.
+        // Those probes were sessions too (one per address): wait until the gateway has
+        // accepted every one of them and seen it close, or a probe still in the accept
+        // queue takes a slot from the test's first clients.
+        let probes = self.listeners.len() as u64;
         while Instant::now() < deadline {
-            let busy = self.http_get("/metrics").map(|(_, text)| {
-                text.lines()
-                    .any(|l| l.starts_with("postern_connections_active{") && !l.ends_with(" 0"))
+            let settled = self.http_get("/metrics").map(|(_, text)| {
+                let mut seen = 0;
+                let mut busy = false;
+                for line in text.lines() {
+                    let value = || line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+                    if line.starts_with("postern_connections_total{") {
+                        seen += value().unwrap_or(0.0) as u64;
+                    } else if line.starts_with("postern_connections_active{") {
+                        busy |= value() != Some(0.0);
+                    }
+                }
+                seen >= probes && !busy
             });
-            if matches!(busy, Ok(false)) {
+            if matches!(settled, Ok(true)) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
