@@ -266,6 +266,28 @@ impl Target {
     }
 }
 
+/// How one gateway of a side-by-side section is started: its binary, its name (for its
+/// directory and log), the label it is reported under, its `POSTERN_LOG` filter.
+#[derive(Clone, Copy)]
+struct Side<'a> {
+    bin: &'a Path,
+    name: &'a str,
+    label: &'a str,
+    filter: &'a str,
+}
+
+impl<'a> Side<'a> {
+    /// `bin` at the default log level (INFO).
+    fn info(bin: &'a Path, name: &'a str, label: &'a str) -> Self {
+        Self {
+            bin,
+            name,
+            label,
+            filter: "info",
+        }
+    }
+}
+
 struct Bench {
     rt: tokio::runtime::Runtime,
     args: Args,
@@ -480,20 +502,10 @@ impl Bench {
     }
 
     fn start_postern(&self, name: &str, config: &postern_config::GatewayConfig) -> Result<Gateway> {
-        self.start_postern_logging(name, config, "info")
+        self.start_postern_build(&self.bin, name, config, "info")
     }
 
-    /// [`Self::start_postern`] with the log filter `POSTERN_LOG=filter`.
-    fn start_postern_logging(
-        &self,
-        name: &str,
-        config: &postern_config::GatewayConfig,
-        filter: &str,
-    ) -> Result<Gateway> {
-        self.start_postern_build(&self.bin, name, config, filter)
-    }
-
-    /// [`Self::start_postern_logging`] with the binary `bin`.
+    /// A gateway from the binary `bin`, its log filtered by `POSTERN_LOG=filter`.
     fn start_postern_build(
         &self,
         bin: &Path,
@@ -527,20 +539,38 @@ impl Bench {
         }
     }
 
-    /// The two gateways of a "Postern with vs without X" section, named `names`: the
-    /// first with the plain configuration, the second with `with_config(its ports)`.
+    /// The benchmark's plain gateway configuration on `ports`.
+    fn plain_config(&self, ports: PosternPorts) -> postern_config::GatewayConfig {
+        postern::config(&self.ecdsa, &self.rsa, ports, self.sink.addr(), None)
+    }
+
+    /// One gateway of a side-by-side section, on fresh ports with `config(its ports)`,
+    /// and the load's target for it.
+    fn start_side(
+        &self,
+        side: Side<'_>,
+        config: impl FnOnce(PosternPorts) -> postern_config::GatewayConfig,
+    ) -> Result<(Gateway, Target)> {
+        let ports = PosternPorts::free();
+        let gw = self.start_postern_build(side.bin, side.name, &config(ports), side.filter)?;
+        let target = Self::postern_target(&gw, ports, side.label);
+        Ok((gw, target))
+    }
+
+    /// The two gateways of a "Postern with vs without X" section, started as
+    /// `names` and reported as `labels`: the first with the plain configuration, the
+    /// second with `with_config(its ports)`.
     fn start_with_and_without(
         &self,
         names: (&str, &str),
+        labels: (&str, &str),
         with_config: impl FnOnce(PosternPorts) -> postern_config::GatewayConfig,
-    ) -> Result<((Gateway, PosternPorts), (Gateway, PosternPorts))> {
-        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
-        let plain = self.start_postern(
-            names.0,
-            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
-        )?;
-        let with = self.start_postern(names.1, &with_config(p1))?;
-        Ok(((plain, p0), (with, p1)))
+    ) -> Result<((Gateway, Target), (Gateway, Target))> {
+        let plain = self.start_side(Side::info(&self.bin, names.0, labels.0), |p| {
+            self.plain_config(p)
+        })?;
+        let with = self.start_side(Side::info(&self.bin, names.1, labels.1), with_config)?;
+        Ok((plain, with))
     }
 
     /// Postern against itself: `works` on `base` (without the feature) and `with` (with
@@ -762,8 +792,10 @@ impl Bench {
         let der_len = der.len();
         let server = HttpServer::start();
         server.put("/bench-ca.crl", der);
-        let ((plain, p0), (with, p1)) =
-            self.start_with_and_without(("postern-no-crl", "postern-crl"), |p| {
+        let ((plain, base), (with, target)) = self.start_with_and_without(
+            ("postern-no-crl", "postern-crl"),
+            ("no CRL", "with CRL"),
+            |p| {
                 postern::config(
                     &self.ecdsa,
                     &self.rsa,
@@ -771,14 +803,13 @@ impl Bench {
                     self.sink.addr(),
                     Some(server.url("/bench-ca.crl")),
                 )
-            })?;
+            },
+        )?;
         let (load_time, status) =
             postern::wait_crl(&with, "bench-ca", entries as u64, Duration::from_secs(120))?;
         let index_bytes = status["indexBytes"].as_u64().unwrap_or(0);
         let rss_plain = procs::memory(plain.pid()).rss_kib;
         let rss_crl = procs::memory(with.pid()).rss_kib;
-        let base = Self::postern_target(&plain, p0, "no CRL");
-        let target = Self::postern_target(&with, p1, "with CRL");
         let rows = self.with_and_without(
             &[Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13)],
             &base,
@@ -915,12 +946,13 @@ impl Bench {
         let index = self.ecdsa.ocsp_database()?;
         let responder = OcspResponder::start(&self.ecdsa.dir, index, "ca.crt", "ca")?;
         let url = responder.url();
-        let ((plain, p0), (with, p1)) = self
-            .start_with_and_without(("postern-no-ocsp", "postern-ocsp"), |p| {
-                postern::ocsp_config(&self.ecdsa, &self.rsa, p, self.sink.addr(), url.clone())
-            })?;
+        let ((_plain, base), (with, target)) = self.start_with_and_without(
+            ("postern-no-ocsp", "postern-ocsp"),
+            ("no OCSP", "OCSP, cached"),
+            |p| postern::ocsp_config(&self.ecdsa, &self.rsa, p, self.sink.addr(), url.clone()),
+        )?;
         // Warm both (the same few sessions each): the OCSP gateway caches the answer.
-        for port in [p0.tls_ecdsa, p1.tls_ecdsa] {
+        for port in [base.ports.tls_ecdsa, target.ports.tls_ecdsa] {
             let mut spec = self.spec(port, Some(self.tls.ecdsa13.clone()), 0, 0);
             spec.concurrency = 1;
             spec.max_sessions = 5;
@@ -938,8 +970,6 @@ impl Bench {
         if warmed.requests == 0 {
             bail!("the OCSP gateway never asked the responder {url} while warming up");
         }
-        let base = Self::postern_target(&plain, p0, "no OCSP");
-        let target = Self::postern_target(&with, p1, "OCSP, cached");
         let rows = self.with_and_without(
             &[Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13)],
             &base,
@@ -985,19 +1015,20 @@ impl Bench {
     /// The same gateway with its log off and at INFO (every decision a line): what
     /// writing the decision log costs per session, as a share of the server's CPU.
     fn log_cost(&mut self) -> Result<()> {
-        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
-        let quiet = self.start_postern_logging(
-            "postern-log-off",
-            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
-            "off",
-        )?;
-        let logging = self.start_postern_logging(
-            "postern-log-info",
-            &postern::config(&self.ecdsa, &self.rsa, p1, self.sink.addr(), None),
-            "info",
-        )?;
-        let base = Self::postern_target(&quiet, p0, "log off");
-        let target = Self::postern_target(&logging, p1, "log INFO");
+        let log_side = |name, label, filter| Side {
+            bin: &self.bin,
+            name,
+            label,
+            filter,
+        };
+        let (_quiet, base) = self
+            .start_side(log_side("postern-log-off", "log off", "off"), |p| {
+                self.plain_config(p)
+            })?;
+        let (logging, target) = self
+            .start_side(log_side("postern-log-info", "log INFO", "info"), |p| {
+                self.plain_config(p)
+            })?;
         let works = [
             Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
             Work::Sessions(KeyKind::Ecdsa, TlsVersion::V12),
@@ -1066,21 +1097,14 @@ impl Bench {
         let Some(baseline) = self.args.baseline_gateway_bin.clone() else {
             bail!("--sections builds needs --baseline-gateway-bin");
         };
-        let (p0, p1) = (PosternPorts::free(), PosternPorts::free());
-        let base_gw = self.start_postern_build(
-            &baseline,
-            "postern-baseline",
-            &postern::config(&self.ecdsa, &self.rsa, p0, self.sink.addr(), None),
-            "info",
+        let (_base_gw, base) = self.start_side(
+            Side::info(&baseline, "postern-baseline", "baseline build"),
+            |p| self.plain_config(p),
         )?;
-        let this_gw = self.start_postern_build(
-            &self.bin.clone(),
-            "postern-this",
-            &postern::config(&self.ecdsa, &self.rsa, p1, self.sink.addr(), None),
-            "info",
-        )?;
-        let base = Self::postern_target(&base_gw, p0, "baseline build");
-        let this = Self::postern_target(&this_gw, p1, "this build");
+        let (_this_gw, this) = self
+            .start_side(Side::info(&self.bin, "postern-this", "this build"), |p| {
+                self.plain_config(p)
+            })?;
         let works = [
             Work::Sessions(KeyKind::Ecdsa, TlsVersion::V13),
             Work::Sessions(KeyKind::Ecdsa, TlsVersion::V12),

@@ -210,14 +210,9 @@ impl Visit for TextFields<'_, '_> {
         if self.result.is_err() {
             return;
         }
-        self.result = self.start(field).and_then(|()| {
-            write!(
-                TextEscape {
-                    out: &mut *self.out
-                },
-                "{value:?}"
-            )
-        });
+        self.result = self
+            .start(field)
+            .and_then(|()| write!(Escaping::text(&mut *self.out), "{value:?}"));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -229,9 +224,7 @@ impl Visit for TextFields<'_, '_> {
         }
         // As the stock format: the error, then `<name>.sources=[source, its source]`.
         self.result = self.start(field).and_then(|()| {
-            let mut out = TextEscape {
-                out: &mut *self.out,
-            };
+            let mut out = Escaping::text(&mut *self.out);
             write!(out, "{value} {}.sources=[{source}", field.name())?;
             while let Some(next) = source.source() {
                 write!(out, ", {next}")?;
@@ -242,14 +235,34 @@ impl Visit for TextFields<'_, '_> {
     }
 }
 
-/// Writes what it is given with control characters escaped.
-struct TextEscape<'a, 'w> {
+/// Writes what it is given (a `Debug` rendering, an error chain) escaped as the line's
+/// format requires.
+struct Escaping<'a, 'w> {
     out: &'a mut Writer<'w>,
+    escape: fn(&mut Writer<'w>, &str) -> fmt::Result,
 }
 
-impl fmt::Write for TextEscape<'_, '_> {
+impl<'a, 'w> Escaping<'a, 'w> {
+    /// Control characters escaped ([`text_escaped`]).
+    fn text(out: &'a mut Writer<'w>) -> Self {
+        Self {
+            out,
+            escape: text_escaped,
+        }
+    }
+
+    /// Escaped for the inside of a JSON string ([`json_escaped`]).
+    fn json(out: &'a mut Writer<'w>) -> Self {
+        Self {
+            out,
+            escape: json_escaped,
+        }
+    }
+}
+
+impl fmt::Write for Escaping<'_, '_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        text_escaped(self.out, s)
+        (self.escape)(self.out, s)
     }
 }
 
@@ -310,7 +323,7 @@ impl Visit for JsonFields<'_, '_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.entry(field, |out| {
             out.write_char('"')?;
-            write!(JsonEscape { out: &mut *out }, "{value:?}")?;
+            write!(Escaping::json(&mut *out), "{value:?}")?;
             out.write_char('"')
         });
     }
@@ -333,17 +346,6 @@ impl Visit for JsonFields<'_, '_> {
         // serde_json's rendering (shortest round-trip digits, `null` when not finite).
         let text = serde_json::to_string(&value).map_err(|_| fmt::Error);
         self.entry(field, |out| out.write_str(&text?));
-    }
-}
-
-/// Writes what it is given escaped for the inside of a JSON string.
-struct JsonEscape<'a, 'w> {
-    out: &'a mut Writer<'w>,
-}
-
-impl fmt::Write for JsonEscape<'_, '_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        json_escaped(self.out, s)
     }
 }
 

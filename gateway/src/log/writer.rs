@@ -1,13 +1,18 @@
-//! The log's writer: lines are queued in memory and written by a thread of their own.
+//! The log's writer: a quiet gateway writes each line as it is logged; a busy one
+//! queues lines in memory for a thread of their own.
 //!
 //! A session never waits for the log's output (a slow disk, a pipe the container
-//! runtime drains late): its formatted line is appended to a bounded queue and the
-//! session goes on. The writer thread takes everything queued at once and writes it with
-//! one `write(2)`. On a busy gateway (more than [`BUSY_LINES_PER_SEC`]) it then lets the
-//! next batch gather for [`LINGER`] before it looks again, so the gateway makes a few
-//! hundred writes a second whatever its line rate: waking the writer and writing for
-//! every line cost a busy gateway as much CPU as formatting the lines. A quiet gateway's
-//! line is written at once, and the writer is woken only when it had nothing to do.
+//! runtime drains late). While the gateway logs fewer than [`BUSY_LINES_PER_SEC`] lines
+//! and the output can take a line at once ([`Output::ready`]), the logging thread writes
+//! its line itself: the line is in the log before the session's reply is sent, which is
+//! what an operator (or a test) reading the log right after a session expects. Otherwise
+//! the line is appended to a bounded queue and the session goes on; the writer thread
+//! takes everything queued at once and writes it with one `write(2)`, and on a busy
+//! gateway lets the next batch gather for [`LINGER`] before it looks again, so the
+//! gateway makes a few hundred writes a second whatever its line rate: writing (or
+//! waking a writer) for every line cost a busy gateway as much CPU as formatting the
+//! lines. Lines keep their order across the two paths: a line is written inline only
+//! when nothing is queued and no batch is being written.
 //!
 //! A line that finds the queue full, or that the output refuses (a full disk, a closed
 //! pipe), is dropped and counted in `postern_log_lines_dropped_total`, which an alert
@@ -19,11 +24,13 @@
 //! the lines its output refused.
 
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
+use rustix::event::{PollFd, PollFlags, Timespec};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Bytes queued at most: a line that does not fit is dropped. At ~200 bytes a line,
@@ -37,7 +44,8 @@ const KEEP_BYTES: usize = 256 << 10;
 /// How long the writer of a busy gateway lets lines gather after a write.
 pub const LINGER: Duration = Duration::from_millis(2);
 
-/// Above this many lines a second (a few hundred sessions a second), the writer lingers.
+/// Above this many lines a second (a few hundred sessions a second), lines are queued
+/// and the writer lingers.
 pub const BUSY_LINES_PER_SEC: u64 = 2_000;
 
 /// How long the line rate is measured over.
@@ -45,6 +53,26 @@ const RATE_WINDOW: Duration = Duration::from_millis(100);
 
 /// How long [`LogGuard`] waits for the queue to be written at exit.
 const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// The longest line written inline: a pipe that polls writable has room for at least
+/// this much (`PIPE_BUF`), so the write cannot wait.
+const INLINE_MAX: usize = 4096;
+
+/// Where the lines go.
+pub trait Output: Write + Send + 'static {
+    /// Whether a line of up to [`INLINE_MAX`] bytes can be written now without waiting.
+    fn ready(&self) -> bool;
+}
+
+impl Output for io::Stderr {
+    fn ready(&self) -> bool {
+        let fd = self.as_fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+        // An error or hang-up also polls ready: the write then fails at once, and the
+        // line is counted lost.
+        rustix::event::poll(&mut fds, Some(&Timespec::default())).is_ok_and(|n| n > 0)
+    }
+}
 
 /// What is waiting to be written.
 #[derive(Debug, Default)]
@@ -54,19 +82,50 @@ struct Queue {
     closed: bool,
     /// The writer thread is waiting for a line (and must be woken for one).
     idle: bool,
+    rate: Rate,
 }
 
-#[derive(Debug)]
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// Held while a batch or an inline line is written: the lock that keeps lines in
+    /// order. The writer thread takes it before it takes a batch from the queue.
+    output: Mutex<Box<dyn Output>>,
     dropped: Counter,
     capacity: usize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("queue", &self.queue)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_output(&self) -> MutexGuard<'_, Box<dyn Output>> {
+        self.output.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The output, if a line can go to it now without overtaking a queued one or
+    /// waiting: nothing queued, no batch being written, a quiet gateway, an output
+    /// ready to take it. Called with the queue locked.
+    fn inline_output(&self, queue: &Queue, line: &[u8]) -> Option<MutexGuard<'_, Box<dyn Output>>> {
+        if !queue.bytes.is_empty() || line.len() > INLINE_MAX || queue.rate.busy {
+            return None;
+        }
+        let output = match self.output.try_lock() {
+            Ok(output) => output,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        output.ready().then_some(output)
     }
 }
 
@@ -89,22 +148,20 @@ pub struct LogGuard {
 
 impl LogWriter {
     /// Starts the writer thread on `out`; lines that are lost count into `dropped`.
-    pub fn start<W: Write + Send + 'static>(
-        out: W,
-        dropped: Counter,
-    ) -> io::Result<(Self, LogGuard)> {
+    pub fn start(out: impl Output, dropped: Counter) -> io::Result<(Self, LogGuard)> {
         Self::with_capacity(out, dropped, QUEUE_BYTES)
     }
 
     /// [`LogWriter::start`] with a queue of `capacity` bytes (tests use small ones).
-    pub fn with_capacity<W: Write + Send + 'static>(
-        out: W,
+    pub fn with_capacity(
+        out: impl Output,
         dropped: Counter,
         capacity: usize,
     ) -> io::Result<(Self, LogGuard)> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
+            output: Mutex::new(Box::new(out)),
             dropped,
             capacity,
         });
@@ -112,7 +169,7 @@ impl LogWriter {
             .name("postern-log".into())
             .spawn({
                 let shared = shared.clone();
-                move || write_batches(&shared, out)
+                move || write_batches(&shared)
             })?;
         Ok((
             Self {
@@ -125,12 +182,25 @@ impl LogWriter {
         ))
     }
 
-    /// Queues one line (or drops and counts it); never waits for the output.
+    /// Writes one line now (a quiet gateway, an output ready for it) or queues it, or
+    /// drops and counts it; never waits for the output.
     pub fn push(&self, line: &[u8]) {
         let mut queue = self.shared.lock();
         if queue.closed || queue.bytes.len() + line.len() > self.shared.capacity {
             drop(queue);
             self.shared.dropped.inc();
+            return;
+        }
+        queue.rate.busy_after(1);
+        if let Some(mut output) = self.shared.inline_output(&queue, line) {
+            drop(queue);
+            if output
+                .write_all(line)
+                .and_then(|()| output.flush())
+                .is_err()
+            {
+                self.shared.dropped.inc();
+            }
             return;
         }
         queue.bytes.extend_from_slice(line);
@@ -144,42 +214,54 @@ impl LogWriter {
 }
 
 /// The writer thread: waits for lines, takes them all, writes them in one go.
-fn write_batches<W: Write>(shared: &Shared, mut out: W) {
+fn write_batches(shared: &Shared) {
     let mut batch = Vec::new();
-    let mut rate = Rate::default();
     loop {
-        let lines = {
+        let mut queue = shared.lock();
+        while queue.bytes.is_empty() && !queue.closed {
+            queue.idle = true;
+            queue = shared
+                .ready
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        queue.idle = false;
+        if queue.bytes.is_empty() {
+            return;
+        }
+        // The output first, then the batch: a line written inline meanwhile went out
+        // before every line of this batch (it found the queue empty).
+        drop(queue);
+        let mut output = shared.lock_output();
+        let (lines, busy) = {
             let mut queue = shared.lock();
-            while queue.bytes.is_empty() && !queue.closed {
-                queue.idle = true;
-                queue = shared
-                    .ready
-                    .wait(queue)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            queue.idle = false;
-            if queue.bytes.is_empty() {
-                return;
-            }
             std::mem::swap(&mut queue.bytes, &mut batch);
-            std::mem::take(&mut queue.lines)
+            (
+                std::mem::take(&mut queue.lines),
+                queue.rate.busy && !queue.closed,
+            )
         };
-        if out.write_all(&batch).and_then(|()| out.flush()).is_err() {
+        if output
+            .write_all(&batch)
+            .and_then(|()| output.flush())
+            .is_err()
+        {
             // Part of the batch may have been written; it is counted lost whole, as the
             // output does not say which lines it took.
             shared.dropped.inc_by(lines);
         }
+        drop(output);
         batch.clear();
         if batch.capacity() > KEEP_BYTES {
             batch.shrink_to(KEEP_BYTES);
         }
-        if rate.busy_after(lines) && !shared.lock().closed {
+        if busy {
             std::thread::sleep(LINGER);
         }
     }
 }
 
-/// Lines written per second, measured over [`RATE_WINDOW`].
+/// Lines logged per second, measured over [`RATE_WINDOW`].
 #[derive(Debug)]
 struct Rate {
     since: Instant,
@@ -198,8 +280,8 @@ impl Default for Rate {
 }
 
 impl Rate {
-    /// Counts `lines` written; whether the gateway logs more than [`BUSY_LINES_PER_SEC`]
-    /// (as of the last full window, or already in this one).
+    /// Counts `lines` logged; whether the gateway logs more than [`BUSY_LINES_PER_SEC`]
+    /// (as of the last full window, or already in this one), also kept in `busy`.
     fn busy_after(&mut self, lines: u64) -> bool {
         self.lines += lines;
         let elapsed = self.since.elapsed();
@@ -245,8 +327,8 @@ pub struct LineWriter<'a> {
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // The subscriber hands over a whole line in one call: queued (or counted lost)
-        // as one.
+        // The subscriber hands over a whole line in one call: written, queued (or
+        // counted lost) as one.
         self.writer.push(buf);
         Ok(buf.len())
     }
@@ -283,7 +365,25 @@ mod tests {
         }
     }
 
+    impl Output for Recorder {
+        fn ready(&self) -> bool {
+            true
+        }
+    }
+
+    impl Output for io::Sink {
+        fn ready(&self) -> bool {
+            true
+        }
+    }
+
     struct Broken;
+
+    impl Output for Broken {
+        fn ready(&self) -> bool {
+            true
+        }
+    }
 
     impl Write for Broken {
         fn write(&mut self, _: &[u8]) -> io::Result<usize> {
@@ -294,8 +394,14 @@ mod tests {
         }
     }
 
-    /// An output that blocks until told to go on.
+    /// An output that blocks until told to go on (and polls so: never ready).
     struct Stalled(mpsc::Receiver<()>, Recorder);
+
+    impl Output for Stalled {
+        fn ready(&self) -> bool {
+            false
+        }
+    }
 
     impl Write for Stalled {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -321,6 +427,29 @@ mod tests {
         drop(guard);
         assert_eq!(*out.0.lock().unwrap(), expected);
         assert_eq!(dropped.get(), 0);
+    }
+
+    #[test]
+    fn a_quiet_gateways_line_is_written_before_push_returns() {
+        let out = Recorder::default();
+        let (writer, _guard) = LogWriter::start(out.clone(), Counter::default()).unwrap();
+        writer.push(b"at once\n");
+        assert_eq!(*out.0.lock().unwrap(), b"at once\n");
+    }
+
+    #[test]
+    fn a_busy_gateways_lines_are_queued_in_order_behind_the_inline_ones() {
+        let out = Recorder::default();
+        let (writer, guard) = LogWriter::start(out.clone(), Counter::default()).unwrap();
+        let window = (BUSY_LINES_PER_SEC * RATE_WINDOW.as_millis() as u64 / 1000) as usize;
+        let lines: Vec<String> = (0..window * 3).map(|i| format!("line {i}\n")).collect();
+        for line in &lines {
+            writer.push(line.as_bytes());
+        }
+        // The window's worth was written inline; the rest waited for the writer thread.
+        assert!(writer.shared.lock().rate.busy);
+        drop(guard);
+        assert_eq!(*out.0.lock().unwrap(), lines.concat().into_bytes());
     }
 
     #[test]
