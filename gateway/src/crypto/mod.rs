@@ -8,7 +8,11 @@
 //!   build needs CMake and Go (docs/security.md, "Cryptography").
 //!
 //! Listener keys are loaded with this provider too, so the server's signature (most of
-//! an RSA session) is made by it.
+//! an RSA session) is made by it. The AWS-LC build's TLS 1.3 suites run their key
+//! schedule on reused HMAC keys ([`hkdf`]).
+
+#[cfg(all(feature = "aws-lc-rs", not(feature = "fips")))]
+mod hkdf;
 
 use std::sync::{Arc, OnceLock};
 
@@ -45,7 +49,11 @@ fn build() -> CryptoProvider {
 
 #[cfg(all(feature = "aws-lc-rs", not(feature = "fips")))]
 fn build() -> CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
+    let stock = rustls::crypto::aws_lc_rs::default_provider();
+    CryptoProvider {
+        cipher_suites: hkdf::with_reused_hmac_keys(&stock.cipher_suites),
+        ..stock
+    }
 }
 
 #[cfg(not(feature = "aws-lc-rs"))]
