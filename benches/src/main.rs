@@ -1311,7 +1311,7 @@ impl Bench {
             "Two gateways on one OpenLDAP slapd on loopback ({users} people, `cn` and `uid` indexed, searches as a service account). \
              *cold*: `cache: {{ttl: 0s, negativeTtl: 0s}}`, every decision goes to slapd; *warm*: the default cache (60 s), the same client every time. \
              First row: the client certificate's CN is looked up (certificateAuthQuery `(&(objectClass=inetOrgPerson)(cn={{cn}}))`); \
-             second row: no client certificate, SMTP AUTH PLAIN (user search, BIND as the user on its own connection — never cached — and the allowance search). \
+             second row: no client certificate, SMTP AUTH PLAIN (user search, BIND as the user on a password-checking connection, kept between checks — the result never cached — and the allowance search). \
              CPU per 1,000 counts the gateway and slapd together; slapd shares the 2 CPUs with the gateway and the client.\n"
         );
         s.push_str(&report::table(&rows, "cache cold", "cache warm"));

@@ -641,3 +641,50 @@ async fn every_query_is_counted_and_timed() {
         assert!(text.contains(line), "missing {line}\n{text}");
     }
 }
+
+#[tokio::test]
+async fn password_checks_keep_their_connection_and_replace_a_dead_one() {
+    let mut e = env();
+    let open = |e: &Env| {
+        e.metrics
+            .bind_connections
+            .get(&postern_gateway::ldap::metrics::ProfileLabels {
+                profile: "corp".into(),
+            })
+            .map(|g| g.get())
+    };
+    // Right and wrong passwords of two users, one after the other: each BIND replaces
+    // the identity the connection had, and one connection serves them all.
+    for _ in 0..2 {
+        assert_eq!(
+            verdict(&e.auth, "frank", slapd::FRANK.password).await,
+            authenticated("frank", Allowance::Allowed)
+        );
+        assert_invalid(
+            verdict(&e.auth, "alice", "frank-secret").await,
+            "invalid credentials",
+        );
+        assert!(matches!(
+            verdict(&e.auth_unchecked, "alice", slapd::ALICE.password).await,
+            AuthVerdict::Authenticated { user_id, .. } if user_id == "alice"
+        ));
+        assert_invalid(
+            verdict(&e.auth, "frank", "nope").await,
+            "invalid credentials",
+        );
+    }
+    assert_eq!(open(&e), Some(1), "one connection kept for the checks");
+    // The directory restarts: the kept connection is dead, the next check opens a new
+    // one and answers as if nothing happened.
+    e.slapd.stop();
+    e.slapd.start_again().unwrap();
+    assert_eq!(
+        verdict(&e.auth, "frank", slapd::FRANK.password).await,
+        authenticated("frank", Allowance::Allowed)
+    );
+    assert_invalid(
+        verdict(&e.auth, "frank", "nope").await,
+        "invalid credentials",
+    );
+    assert_eq!(open(&e), Some(1));
+}

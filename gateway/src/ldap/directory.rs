@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::bind::{self, BindOutcome};
+use super::bind::{BindConns, BindOutcome};
 use super::cache::{DEFAULT_CAPACITY, TtlCache};
 use super::conn::Connector;
 use super::error::{DirectoryError, LdapSetupError};
@@ -70,8 +70,9 @@ pub struct Directory {
     profile: LdapProfile,
     connector: Arc<Connector>,
     pool: Pool,
-    /// Caps concurrent password checks (each is a connection of its own) at the pool size.
+    /// Caps concurrent password checks (each on a connection of its own) at the pool size.
     binds: tokio::sync::Semaphore,
+    bind_conns: BindConns,
     cache: TtlCache<Arc<[Entry]>>,
     metrics: LdapMetrics,
 }
@@ -133,6 +134,7 @@ impl Directory {
         );
         Ok(Self {
             binds: tokio::sync::Semaphore::new(profile.max_connections.max(1) as usize),
+            bind_conns: BindConns::new(connector.clone(), profile.max_connections),
             name: name.to_owned(),
             profile: profile.clone(),
             connector,
@@ -155,6 +157,11 @@ impl Directory {
     /// Idle search connections (for tests and health).
     pub fn idle_connections(&self) -> usize {
         self.pool.idle_connections()
+    }
+
+    /// Idle password-checking connections (for tests).
+    pub fn idle_bind_connections(&self) -> usize {
+        self.bind_conns.idle_connections()
     }
 
     /// Number of cached search results.
@@ -263,7 +270,8 @@ impl Directory {
         }
     }
 
-    /// Check `password` by a BIND as `dn` on a connection of its own. Never cached.
+    /// Check `password` by a BIND as `dn` on a connection that only checks passwords.
+    /// Never cached.
     pub async fn check_password(
         &self,
         query: &str,
@@ -273,7 +281,7 @@ impl Directory {
         let started = Instant::now();
         let result =
             match tokio::time::timeout(self.connector.op_timeout, self.binds.acquire()).await {
-                Ok(Ok(_permit)) => bind::check_password(&self.connector, dn, password).await,
+                Ok(Ok(_permit)) => self.bind_conns.check_password(dn, password).await,
                 Ok(Err(_)) | Err(_) => Err(DirectoryError::PoolExhausted {
                     max: self.profile.max_connections,
                     waited: started.elapsed(),

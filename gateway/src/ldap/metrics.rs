@@ -8,6 +8,7 @@
 //! | `postern_ldap_failovers_total` | profile, server | a server failed and the next one was tried |
 //! | `postern_ldap_server_up` | profile, server | 1 while the server answers, 0 after it failed |
 //! | `postern_ldap_pool_connections` | profile | open search connections |
+//! | `postern_ldap_bind_connections` | profile | open password-checking connections |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -91,6 +92,8 @@ pub struct LdapMetrics {
     pub server_up: Family<ServerLabels, Gauge>,
     /// `postern_ldap_pool_connections`.
     pub pool_connections: Family<ProfileLabels, Gauge>,
+    /// `postern_ldap_bind_connections`.
+    pub bind_connections: Family<ProfileLabels, Gauge>,
 }
 
 impl Default for LdapMetrics {
@@ -103,6 +106,7 @@ impl Default for LdapMetrics {
             failovers: Family::default(),
             server_up: Family::default(),
             pool_connections: Family::default(),
+            bind_connections: Family::default(),
         }
     }
 }
@@ -150,6 +154,11 @@ impl LdapMetrics {
             "postern_ldap_pool_connections",
             "Open LDAP search connections of a profile",
             self.pool_connections.clone(),
+        );
+        registry.register(
+            "postern_ldap_bind_connections",
+            "Open LDAP connections of a profile that check passwords (BIND as the user)",
+            self.bind_connections.clone(),
         );
     }
 }

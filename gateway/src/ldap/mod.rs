@@ -21,6 +21,7 @@ pub(crate) mod directories;
 pub(crate) mod directory;
 pub(crate) mod error;
 pub mod filter;
+pub(crate) mod idle;
 pub mod metrics;
 pub(crate) mod pool;
 pub(crate) mod servers;

@@ -1,29 +1,21 @@
 //! The search connections of one profile, bound as the service account.
 //!
 //! At most `maxConnections` searches run at once; a request that finds every connection
-//! busy waits at most the operation timeout. Idle connections are reused (most recently
-//! used first) unless they are closed, idle for too long, old, or go to a server that is
-//! no longer the preferred one (so the pool drifts back to the primary once it recovers).
-//! A reused connection that turns out to be dead is replaced once, transparently; any
-//! other failure is the caller's answer.
+//! busy waits at most the operation timeout. Idle connections are reused as
+//! [`IdleConns`] says. A reused connection that turns out to be dead is replaced once,
+//! transparently; any other failure is the caller's answer.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use ldap3::{Scope, SearchEntry, SearchResult};
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Semaphore;
 
 use super::conn::{Conn, Connector, op_error, result_error};
 use super::error::DirectoryError;
+use super::idle::{IdleConns, Pooled};
 use super::metrics::ProfileLabels;
 use postern_config::LdapBind;
-
-/// An idle connection is closed after this long (servers and firewalls drop idle
-/// connections silently; a fresh one is cheaper than a timeout).
-pub(crate) const IDLE_LIMIT: Duration = Duration::from_secs(60);
-/// A connection is closed after this age, so load spreads again after a failover.
-pub(crate) const AGE_LIMIT: Duration = Duration::from_secs(600);
 
 /// A directory entry as found by a search.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,36 +64,13 @@ pub(crate) struct SearchOutput {
     pub server: usize,
 }
 
-struct Pooled {
-    conn: Conn,
-    last_used: Instant,
-    _open: OpenGuard,
-}
-
-/// Counts open connections in the gauge for as long as it lives.
-struct OpenGuard(Gauge);
-
-impl OpenGuard {
-    fn new(g: Gauge) -> Self {
-        g.inc();
-        Self(g)
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 /// The search connection pool of one profile.
 pub(crate) struct Pool {
-    connector: std::sync::Arc<Connector>,
+    connector: Arc<Connector>,
     bind: Option<LdapBind>,
     max: u32,
     permits: Semaphore,
-    idle: Mutex<Vec<Pooled>>,
-    open_gauge: Gauge,
+    idle: IdleConns,
 }
 
 impl std::fmt::Debug for Pool {
@@ -116,11 +85,7 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// A pool of at most `max` connections, bound as `bind` (anonymous when `None`).
-    pub(crate) fn new(
-        connector: std::sync::Arc<Connector>,
-        bind: Option<LdapBind>,
-        max: u32,
-    ) -> Self {
+    pub(crate) fn new(connector: Arc<Connector>, bind: Option<LdapBind>, max: u32) -> Self {
         let open_gauge = connector
             .metrics
             .pool_connections
@@ -128,18 +93,17 @@ impl Pool {
                 profile: connector.profile.clone(),
             });
         Self {
+            idle: IdleConns::new(connector.clone(), max, open_gauge),
             connector,
             bind,
             max: max.max(1),
             permits: Semaphore::new(max.max(1) as usize),
-            idle: Mutex::new(Vec::new()),
-            open_gauge,
         }
     }
 
     /// Number of idle connections (for tests and health).
     pub(crate) fn idle_connections(&self) -> usize {
-        self.idle.lock().expect("ldap pool").len()
+        self.idle.len()
     }
 
     /// Subtree search under `base`.
@@ -161,13 +125,13 @@ impl Pool {
                 });
             }
         };
-        let (mut pooled, reused) = match self.take_idle() {
+        let (mut pooled, reused) = match self.idle.take() {
             Some(p) => (p, true),
             None => (self.fresh().await?, false),
         };
         match self.search_on(&mut pooled.conn, base, filter, attrs).await {
             Ok(out) => {
-                self.put_back(pooled);
+                self.idle.put_back(pooled);
                 Ok(out)
             }
             Err(DirectoryError::ConnectionLost { detail, .. }) if reused => {
@@ -177,7 +141,7 @@ impl Pool {
                 let mut pooled = self.fresh().await?;
                 match self.search_on(&mut pooled.conn, base, filter, attrs).await {
                     Ok(out) => {
-                        self.put_back(pooled);
+                        self.idle.put_back(pooled);
                         Ok(out)
                     }
                     Err(e) => Err(self.failed(pooled, e)),
@@ -194,35 +158,9 @@ impl Pool {
             self.connector
                 .server_failed(pooled.conn.server, &e.to_string());
         } else {
-            self.put_back(pooled);
+            self.idle.put_back(pooled);
         }
         e
-    }
-
-    fn take_idle(&self) -> Option<Pooled> {
-        let now = Instant::now();
-        let mut idle = self.idle.lock().expect("ldap pool");
-        while let Some(mut p) = idle.pop() {
-            if !p.conn.ldap.is_closed() && now.duration_since(p.last_used) < IDLE_LIMIT {
-                return Some(p);
-            }
-        }
-        None
-    }
-
-    fn put_back(&self, mut pooled: Pooled) {
-        let now = Instant::now();
-        if pooled.conn.ldap.is_closed()
-            || now.duration_since(pooled.conn.opened) >= AGE_LIMIT
-            || pooled.conn.server != self.connector.servers.preferred(now)
-        {
-            return;
-        }
-        pooled.last_used = now;
-        let mut idle = self.idle.lock().expect("ldap pool");
-        if idle.len() < self.max as usize {
-            idle.push(pooled);
-        }
     }
 
     /// Open and (if configured) bind a new connection. A server that accepts the
@@ -233,13 +171,7 @@ impl Pool {
         for _ in 0..self.connector.servers.all().len() {
             let mut conn = self.connector.open().await?;
             match self.service_bind(&mut conn).await {
-                Ok(()) => {
-                    return Ok(Pooled {
-                        conn,
-                        last_used: Instant::now(),
-                        _open: OpenGuard::new(self.open_gauge.clone()),
-                    });
-                }
+                Ok(()) => return Ok(self.idle.adopt(conn)),
                 Err(e) if e.is_unavailable() => {
                     self.connector.server_failed(conn.server, &e.to_string());
                     last = Some(e);
