@@ -15,7 +15,7 @@ use super::archive::{Archive, ArchiveError, MAX_UNPACKED, PEM_START, is_pem, mem
 use super::index::{CrlIndex, CrlMeta};
 use super::parse::{ParseError, ParsedCrl, split};
 use super::rfc3339;
-use super::stream::{StreamReader, Streamed};
+use super::stream::{StreamReader, Streamed, StreamedEntries};
 use super::verify::{Freshness, MAX_CLOCK_SKEW_SECS, Refusal, Signer, TrustStore, freshness};
 use postern_config::CrlFormat;
 
@@ -198,16 +198,10 @@ pub(crate) fn load_archive<R: Read + Seek>(
     if read.index == 0 {
         return Err(zip_error(no_crl()));
     }
-    if let Some(e) = read.parse_error {
-        return Err(e.into());
-    }
-    if let Some(r) = read.refusal {
-        return Err(r);
-    }
-    merge(read.candidates, in_force, missing)
+    read.finish(in_force, missing)
 }
 
-/// What [`load_archive`] has read so far.
+/// What [`load_archive`] (or [`load_streamed`]) has read so far.
 #[derive(Default)]
 struct ArchiveRead {
     /// Bytes unpacked (the unchanged members count their CRLs' size).
@@ -254,12 +248,27 @@ impl ArchiveRead {
     /// A DER CRL read by the stream reader: its entries are indexed already, and it is
     /// verified over the digest of its signed part.
     fn streamed(&mut self, streamed: Streamed, digest: [u8; 32], trust: &TrustStore, now: i64) {
-        let Some(entries) = streamed.entries else {
+        match streamed.entries {
+            Some(entries) => {
+                self.streamed_entries(&streamed.bytes, entries, Some(digest), trust, now)
+            }
             // Kept whole by the stream reader (a signature it cannot check over a digest).
-            return self.whole(streamed.bytes, digest, trust, now);
-        };
+            None => self.whole(streamed.bytes, digest, trust, now),
+        }
+    }
+
+    /// The CRL of a file whose entries were streamed: `skeleton` is the file without
+    /// them; `member`, the digest of the archive member it came from (if it did).
+    fn streamed_entries(
+        &mut self,
+        skeleton: &[u8],
+        entries: StreamedEntries,
+        member: Option<[u8; 32]>,
+        trust: &TrustStore,
+        now: i64,
+    ) {
         let Some(at) = self.next() else { return };
-        let ders = match split(&streamed.bytes, CrlFormat::Asn1) {
+        let ders = match split(skeleton, CrlFormat::Asn1) {
             Ok(ders) => ders,
             Err(e) => return self.parse_error = Some(e),
         };
@@ -279,11 +288,23 @@ impl ArchiveRead {
         };
         let mut meta = CrlMeta::of(&crl, &signer);
         meta.der_len = entries.der_len;
-        meta.archive_member = Some(digest);
+        meta.archive_member = member;
         let serials = entries.serials;
         self.candidates.push(Candidate::new(meta.clone(), move || {
             Ok(CrlIndex::from_parts(meta, serials?.finish()))
         }));
+    }
+
+    /// The outcome of the whole read: its first parse error, else its first refusal,
+    /// else what [`merge`] makes of its CRLs.
+    fn finish(self, in_force: &[Arc<CrlIndex>], missing: Missing) -> Result<Loaded, Refusal> {
+        if let Some(e) = self.parse_error {
+            return Err(e.into());
+        }
+        if let Some(r) = self.refusal {
+            return Err(r);
+        }
+        merge(self.candidates, in_force, missing)
     }
 }
 
@@ -308,18 +329,9 @@ pub(crate) fn load_streamed(
             now,
         );
     };
-    let ders = split(&streamed.bytes, CrlFormat::Asn1)?;
-    let crl = ParsedCrl::parse(&ders[0], 0)?;
-    let signer = trust.verify_prehashed(&crl, &entries.prehashed)?;
-    check_time(&crl, now)?;
-    let mut meta = CrlMeta::of(&crl, &signer);
-    meta.der_len = entries.der_len;
-    let serials = entries.serials;
-    let index_meta = meta.clone();
-    let candidate = Candidate::new(meta, move || {
-        Ok(CrlIndex::from_parts(index_meta, serials?.finish()))
-    });
-    merge(vec![candidate], in_force, missing)
+    let mut read = ArchiveRead::default();
+    read.streamed_entries(&streamed.bytes, entries, None, trust, now);
+    read.finish(in_force, missing)
 }
 
 /// Compare verified CRLs with those in force, slot by slot (issuer, key, scope,
