@@ -3,6 +3,7 @@
 //! the gateway relayed), and report its running counters (`-c`), read live, so that the
 //! benchmark knows when every relayed message has arrived.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -202,9 +203,13 @@ impl Sink {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// The dumped messages so far, oldest first.
+    /// The messages dumped so far, oldest first: only those smtp-sink has finished (it
+    /// creates a message's file at MAIL and closes it after the final dot).
     pub fn messages(&self) -> Vec<Dumped> {
-        read_dumps(&self.dir.path().join("dump"))
+        let Some(pid) = self.child.as_ref().map(Child::id) else {
+            return Vec::new();
+        };
+        read_dumps(&self.dir.path().join("dump"), pid)
     }
 
     /// Wait until `n` messages were dumped (smtp-sink writes after its 250).
@@ -240,14 +245,33 @@ impl Sink {
     }
 }
 
-/// The messages an smtp-sink started with `-d DIR/...` dumped into `dir`, oldest first
-/// (also for a sink started elsewhere, e.g. in the cluster's network namespace).
-pub fn read_dumps(dir: &Path) -> Vec<Dumped> {
+/// The messages the smtp-sink process `writer`, started with `-d DIR/...`, dumped into
+/// `dir` and finished, oldest first (also for a sink started elsewhere, e.g. in the
+/// cluster's network namespace).
+///
+/// smtp-sink creates a message's file at MAIL and writes it as the transaction goes on,
+/// so a file it still holds open is a message in progress, possibly empty: it is left
+/// out. The directory is listed before the open files are read, so a file closed in
+/// between counts as finished and one created in between is not listed at all.
+pub fn read_dumps(dir: &Path, writer: u32) -> Vec<Dumped> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
+    let open = open_files(writer);
+    files.retain(|p| !open.contains(p));
     files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     files.into_iter().filter_map(|p| parse_dump(&p)).collect()
+}
+
+/// The files process `pid` holds open (its `/proc/PID/fd` links); empty when it has
+/// exited.
+fn open_files(pid: u32) -> HashSet<PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn parse_dump(path: &Path) -> Option<Dumped> {
@@ -312,5 +336,22 @@ mod tests {
         assert_eq!(d.mail_from, "<a@b>");
         assert_eq!(d.rcpts, ["<c@d>"]);
         assert_eq!(d.message, "Subject: s\n\nbody\n");
+    }
+
+    /// A file the writer still holds open is a message in progress and is not read; once
+    /// closed, it is.
+    #[test]
+    fn a_dump_still_open_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = dir.path().join("done");
+        std::fs::write(&done, "X-Mail-Args: <a@b>\nSubject: done\n").unwrap();
+        let mut writing = std::fs::File::create(dir.path().join("writing")).unwrap();
+        let me = std::process::id();
+        let read = read_dumps(dir.path(), me);
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].path, done);
+        std::io::Write::write_all(&mut writing, b"Subject: later\n").unwrap();
+        drop(writing);
+        assert_eq!(read_dumps(dir.path(), me).len(), 2);
     }
 }

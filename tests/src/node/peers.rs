@@ -27,6 +27,8 @@ pub const CRL_PORT: u16 = 8480;
 pub struct Peers {
     children: Vec<Child>,
     dump: tempfile::TempDir,
+    /// smtp-sink's process (`nsenter` execs it: same pid).
+    sink: u32,
 }
 
 impl Peers {
@@ -34,15 +36,16 @@ impl Peers {
     pub fn start(node: &Node) -> Result<Self> {
         let root = workspace_root();
         let mut children = Vec::new();
-        let mut spawn = |c: &mut std::process::Command| -> Result<()> {
+        let mut spawn = |c: &mut std::process::Command| -> Result<u32> {
             let child = c
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?;
-            process::track(child.id());
+            let pid = child.id();
+            process::track(pid);
             children.push(child);
-            Ok(())
+            Ok(pid)
         };
         spawn(
             node.in_ns(root.join("examples/ldap/run-slapd.sh"))
@@ -60,7 +63,7 @@ impl Peers {
         )?;
         let sink = process::system_tool("smtp-sink")
             .context("smtp-sink not found (Debian's postfix package)")?;
-        spawn(
+        let sink_pid = spawn(
             node.in_ns(sink)
                 .args(["-u", "nobody", "-d"])
                 .arg(format!("{}/%H%M%S.", dump.path().display()))
@@ -75,7 +78,11 @@ impl Peers {
                 .arg(CRL_PORT.to_string()),
         )
         .context("starting the CRL server")?;
-        let peers = Self { children, dump };
+        let peers = Self {
+            children,
+            dump,
+            sink: sink_pid,
+        };
         for port in [LDAP_PORT, SINK_PORT, CRL_PORT] {
             peers.wait_listening(node, port)?;
         }
@@ -104,7 +111,7 @@ impl Peers {
 
     /// The messages the next hop received, oldest first.
     pub fn messages(&self) -> Vec<Dumped> {
-        read_dumps(self.dump.path())
+        read_dumps(self.dump.path(), self.sink)
     }
 
     /// The received messages whose text contains `needle`.
