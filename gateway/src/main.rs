@@ -15,6 +15,7 @@ use postern_gateway::crl::{self, CrlService, CrlStore};
 use postern_gateway::ldap::{LdapDirectories, LdapMetrics};
 use postern_gateway::log::Format as LogFormat;
 use postern_gateway::log::recent::RecentDecisions;
+use postern_gateway::log::writer::LogMetrics;
 use postern_gateway::metrics::Metrics;
 use postern_gateway::reload::{self, Reloader};
 use postern_gateway::runtime::Services;
@@ -22,7 +23,6 @@ use postern_gateway::server::Server;
 use postern_gateway::status_page::{self, StatusSources};
 use postern_gateway::tls::RevocationChecker;
 use postern_gateway::{admin, demo, prestop};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -168,21 +168,18 @@ async fn main() -> std::process::ExitCode {
         }
         None => {}
     }
-    let dropped_log_lines = Counter::default();
+    let log_metrics = LogMetrics::default();
     let recent = RecentDecisions::default();
     // Kept to the end of `main`: dropping it writes what is still queued.
-    let log = match postern_gateway::log::init(
-        args.log_format,
-        dropped_log_lines.clone(),
-        recent.clone(),
-    ) {
+    let log = match postern_gateway::log::init(args.log_format, log_metrics.clone(), recent.clone())
+    {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("postern-gateway: cannot start the log's writer thread: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = run(args, dropped_log_lines, recent).await;
+    let result = run(args, log_metrics, recent).await;
     // The log's last lines before the error that ends the process.
     drop(log);
     match result {
@@ -214,22 +211,14 @@ fn crl_inspect(args: &crl::inspect::InspectArgs) -> std::process::ExitCode {
     }
 }
 
-async fn run(
-    args: Args,
-    dropped_log_lines: Counter,
-    recent: RecentDecisions,
-) -> anyhow::Result<()> {
+async fn run(args: Args, log_metrics: LogMetrics, recent: RecentDecisions) -> anyhow::Result<()> {
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
         None if args.cluster.cluster => ConfigSource::Cluster,
         None => ConfigSource::Demo,
     };
     let mut registry = Registry::default();
-    registry.register(
-        "postern_log_lines_dropped",
-        "Log lines (decision lines among them) that could not be written to stderr",
-        dropped_log_lines,
-    );
+    log_metrics.register(&mut registry);
     let metrics = Metrics::register(&mut registry);
     let ldap_metrics = LdapMetrics::new();
     ldap_metrics.register(&mut registry);

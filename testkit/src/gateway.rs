@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::http::http_get;
+use crate::http::{http_get, http_get_within};
 use crate::ports::free_port;
 use crate::process;
 use crate::workspace::workspace_bin;
@@ -478,21 +478,29 @@ impl Gateway {
         &self.log
     }
 
-    /// Everything the gateway logged so far. The gateway's log thread writes a line a
-    /// moment after it was logged, so this waits until the file has stopped growing for
-    /// 50 ms (2 s at most): a line logged before the caller's last reply is in it.
+    /// Everything the gateway logged so far. A quiet gateway writes a line before the
+    /// reply that follows it; a busy one queues lines for a moment, so this first waits
+    /// (2 s at most) until its `postern_log_lines_pending` reads 0. A line logged before
+    /// the caller's last reply is then in the file.
     pub fn log(&self) -> String {
-        let read = || std::fs::read_to_string(&self.log).unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(2);
-        let mut text = read();
-        loop {
-            std::thread::sleep(Duration::from_millis(50));
-            let again = read();
-            if again == text || Instant::now() > deadline {
-                return again;
-            }
-            text = again;
+        while self.log_lines_pending() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the gateway says it has log lines queued (not when it cannot say: exited,
+    /// stopped, not serving its admin endpoint yet).
+    fn log_lines_pending(&self) -> bool {
+        http_get_within(self.admin, "/metrics", Duration::from_millis(500)).is_ok_and(
+            |(_, text)| {
+                text.lines().any(|l| {
+                    l.strip_prefix("postern_log_lines_pending ")
+                        .is_some_and(|v| v.trim() != "0")
+                })
+            },
+        )
     }
 
     /// The last `n` lines of the log.

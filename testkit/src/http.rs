@@ -11,9 +11,14 @@ use anyhow::{Context, Result};
 /// `GET path` on `addr`: (status code, body). HTTP/1.0, so the answer is never chunked
 /// and the server closes the connection after it.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     // Generous: a CRL status can wait behind a large CRL being indexed.
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    http_get_within(addr, path, Duration::from_secs(10))
+}
+
+/// [`http_get`], waiting at most `timeout` for the answer (a stopped process gives none).
+pub fn http_get_within(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(timeout))?;
     // One write: a server may answer after the first segment and close.
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
     let mut text = String::new();

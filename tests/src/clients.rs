@@ -211,6 +211,11 @@ impl Raw {
         })
     }
 
+    /// The client's port (a decision line's `client_port`).
+    pub fn local_port(&self) -> Result<u16> {
+        Ok(self.stream.local_addr()?.port())
+    }
+
     /// Send bytes as they are.
     pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
         self.stream.write_all(bytes)?;

@@ -694,11 +694,15 @@ fn hop_session(
 
 /// A TCP proxy on loopback that delays every chunk it forwards (both directions) by a
 /// settable number of milliseconds: a slow network or a slow server, for real clients
-/// and servers on either side.
+/// and servers on either side. It can also cut the connections open at a moment the
+/// next time their client sends anything ([`DelayProxy::cut_open_connections`]).
 pub struct DelayProxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped by `cut_open_connections`; a connection opened under an older one is cut.
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    cut: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -709,23 +713,30 @@ impl DelayProxy {
         let addr = l.local_addr().unwrap();
         l.set_nonblocking(true).unwrap();
         let delay = Arc::new(std::sync::atomic::AtomicU64::new(delay_ms));
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let cut = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (d, st) = (delay.clone(), stop.clone());
+        let (d, g, c, st) = (delay.clone(), generation.clone(), cut.clone(), stop.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 let Ok((client, _)) = l.accept() else {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
+                let born = g.load(Ordering::SeqCst);
                 let _ = client.set_nonblocking(false);
                 let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
                     continue; // dropping the client: the target is down
                 };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
+                for (upstream, mut from, mut to) in [
+                    (
+                        true,
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                    ),
+                    (false, server, client),
                 ] {
-                    let (d, st) = (d.clone(), st.clone());
+                    let (d, g, c, st) = (d.clone(), g.clone(), c.clone(), st.clone());
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16 * 1024];
                         while !st.load(Ordering::Relaxed) {
@@ -733,6 +744,12 @@ impl DelayProxy {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
+                            if upstream && g.load(Ordering::SeqCst) > born {
+                                // Not forwarded: both sides closed, as by a server that
+                                // had dropped the connection.
+                                c.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
                             std::thread::sleep(Duration::from_millis(d.load(Ordering::Relaxed)));
                             if to.write_all(&buf[..n]).is_err() {
                                 break;
@@ -747,6 +764,8 @@ impl DelayProxy {
         Self {
             addr,
             delay_ms: delay,
+            generation,
+            cut,
             stop,
         }
     }
@@ -754,6 +773,19 @@ impl DelayProxy {
     /// Change the delay (applies to the next chunk).
     pub fn set_delay_ms(&self, ms: u64) {
         self.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The connections open now are cut the next time their client sends something:
+    /// what it sends is not forwarded and both sides are closed, as after a server's or
+    /// firewall's silent idle timeout, which a client learns of only when it next uses
+    /// the connection. Connections opened later are forwarded as usual.
+    pub fn cut_open_connections(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many connections were cut so far.
+    pub fn cut(&self) -> u64 {
+        self.cut.load(Ordering::SeqCst)
     }
 }
 

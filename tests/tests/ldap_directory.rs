@@ -14,6 +14,7 @@ use postern_gateway::auth::{
 use postern_gateway::ldap::LdapDirectories;
 use postern_gateway::ldap::LdapMetrics;
 use postern_gateway::ldap::metrics::CacheLabels;
+use postern_tests::gate::DelayProxy;
 use postern_tests::slapd::{self, Slapd, SlapdOptions, User};
 
 struct Env {
@@ -26,7 +27,14 @@ struct Env {
 
 fn env_with(edit: impl FnOnce(&mut LdapProfile)) -> Env {
     let slapd = Slapd::start(SlapdOptions::default()).expect("slapd");
-    let mut profile = slapd::ldap_profile(&[slapd.url()]);
+    let url = slapd.url();
+    env_on(slapd, url, edit)
+}
+
+/// The mapper and authenticators of a profile whose one server is `url` (`slapd`, or
+/// something in front of it).
+fn env_on(slapd: Slapd, url: String, edit: impl FnOnce(&mut LdapProfile)) -> Env {
+    let mut profile = slapd::ldap_profile(&[url]);
     edit(&mut profile);
     let config = slapd::config_with(profile);
     let metrics = LdapMetrics::new();
@@ -687,4 +695,42 @@ async fn password_checks_keep_their_connection_and_replace_a_dead_one() {
         "invalid credentials",
     );
     assert_eq!(open(&e), Some(1));
+}
+
+/// A kept connection that the directory's side dropped without the client noticing (a
+/// server's or firewall's silent idle timeout, seen only when the connection is next
+/// used): the password check that finds it dead is answered on a new connection.
+#[tokio::test]
+async fn a_kept_connection_found_dead_when_used_is_replaced_within_the_check() {
+    let slapd = Slapd::start(SlapdOptions::default()).expect("slapd");
+    let proxy = DelayProxy::start(format!("127.0.0.1:{}", slapd.port()).parse().unwrap(), 0);
+    let e = env_on(slapd, format!("ldap://{}", proxy.addr), |_| {});
+    // The user's entry and allowance are cached from here on: only BINDs go out.
+    assert_eq!(
+        verdict(&e.auth, "frank", slapd::FRANK.password).await,
+        authenticated("frank", Allowance::Allowed)
+    );
+    proxy.cut_open_connections();
+    assert_eq!(
+        verdict(&e.auth, "frank", slapd::FRANK.password).await,
+        authenticated("frank", Allowance::Allowed)
+    );
+    assert_eq!(
+        proxy.cut(),
+        1,
+        "the kept BIND connection was used and found dead"
+    );
+    assert_invalid(
+        verdict(&e.auth, "frank", "nope").await,
+        "invalid credentials",
+    );
+    assert_eq!(proxy.cut(), 1, "the new connection is kept and works");
+    let open = e
+        .metrics
+        .bind_connections
+        .get(&postern_gateway::ldap::metrics::ProfileLabels {
+            profile: "corp".into(),
+        })
+        .map(|g| g.get());
+    assert_eq!(open, Some(1));
 }

@@ -20,7 +20,6 @@ use ldap3::LdapResult;
 use super::conn::{Conn, Connector, op_error, result_error};
 use super::error::DirectoryError;
 use super::idle::IdleConns;
-use super::metrics::ProfileLabels;
 
 /// The directory's answer to a password.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,14 +50,8 @@ impl std::fmt::Debug for BindConns {
 impl BindConns {
     /// Keeps up to `max` connections between checks (as many as may check at once).
     pub(crate) fn new(connector: Arc<Connector>, max: u32) -> Self {
-        let open_gauge = connector
-            .metrics
-            .bind_connections
-            .get_or_create_owned(&ProfileLabels {
-                profile: connector.profile.clone(),
-            });
         Self {
-            idle: IdleConns::new(connector.clone(), max, open_gauge),
+            idle: IdleConns::new(connector.clone(), max, |m| &m.bind_connections),
             connector,
         }
     }

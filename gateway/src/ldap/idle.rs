@@ -8,9 +8,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::conn::{Conn, Connector};
+use super::metrics::{LdapMetrics, ProfileLabels};
 
 /// An idle connection is closed after this long (servers and firewalls drop idle
 /// connections silently; a fresh one is cheaper than a timeout).
@@ -51,8 +53,16 @@ pub(crate) struct IdleConns {
 }
 
 impl IdleConns {
-    /// Keeps at most `max` idle connections; open ones count in `open_gauge`.
-    pub(crate) fn new(connector: Arc<Connector>, max: u32, open_gauge: Gauge) -> Self {
+    /// Keeps at most `max` idle connections; open ones count in the connector's
+    /// profile's gauge of the family `gauges` picks from its metrics.
+    pub(crate) fn new(
+        connector: Arc<Connector>,
+        max: u32,
+        gauges: fn(&LdapMetrics) -> &Family<ProfileLabels, Gauge>,
+    ) -> Self {
+        let open_gauge = gauges(&connector.metrics).get_or_create_owned(&ProfileLabels {
+            profile: connector.profile.clone(),
+        });
         Self {
             connector,
             max: max.max(1) as usize,

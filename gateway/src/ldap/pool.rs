@@ -14,7 +14,6 @@ use tokio::sync::Semaphore;
 use super::conn::{Conn, Connector, op_error, result_error};
 use super::error::DirectoryError;
 use super::idle::{IdleConns, Pooled};
-use super::metrics::ProfileLabels;
 use postern_config::LdapBind;
 
 /// A directory entry as found by a search.
@@ -86,14 +85,8 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// A pool of at most `max` connections, bound as `bind` (anonymous when `None`).
     pub(crate) fn new(connector: Arc<Connector>, bind: Option<LdapBind>, max: u32) -> Self {
-        let open_gauge = connector
-            .metrics
-            .pool_connections
-            .get_or_create_owned(&ProfileLabels {
-                profile: connector.profile.clone(),
-            });
         Self {
-            idle: IdleConns::new(connector.clone(), max, open_gauge),
+            idle: IdleConns::new(connector.clone(), max, |m| &m.pool_connections),
             connector,
             bind,
             max: max.max(1),

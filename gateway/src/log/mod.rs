@@ -7,13 +7,12 @@ pub mod format;
 pub mod recent;
 pub mod writer;
 
-use prometheus_client::metrics::counter::Counter;
 use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::prelude::*;
 
 use format::LineFormat;
 use recent::RecentDecisions;
-use writer::{LogGuard, LogWriter};
+use writer::{LogGuard, LogMetrics, LogWriter};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,17 +24,17 @@ pub enum Format {
 }
 
 /// Sets the process's subscriber: lines filtered by `POSTERN_LOG` (default `info`),
-/// formatted as `format`, written to stderr by the log's writer thread; lines that
-/// cannot be written count into `dropped`; `recent` keeps the last refusals. The guard
-/// writes what is still queued when dropped at exit.
+/// formatted as `format`, written to stderr by the log's writer ([`writer`]), which
+/// counts into `metrics`; `recent` keeps the last refusals. The guard writes what is
+/// still queued when dropped at exit.
 pub fn init(
     format: Format,
-    dropped: Counter,
+    metrics: LogMetrics,
     recent: RecentDecisions,
 ) -> std::io::Result<LogGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTERN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = LogWriter::start(std::io::stderr(), dropped)?;
+    let (writer, guard) = LogWriter::start(std::io::stderr(), metrics)?;
     // No colours: the log goes to files and collectors far more often than to a
     // terminal, and a line is the same wherever it goes.
     let layer = tracing_subscriber::fmt::layer()

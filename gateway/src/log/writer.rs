@@ -17,7 +17,14 @@
 //! A line that finds the queue full, or that the output refuses (a full disk, a closed
 //! pipe), is dropped and counted in `postern_log_lines_dropped_total`, which an alert
 //! watches: the decision log is the audit trail, and a gap in it must show. Nothing is
-//! reported on the output itself: it is the output that failed.
+//! reported on the output itself: it is the output that failed. The lines queued and
+//! not yet written are `postern_log_lines_pending`: zero means every line logged so far
+//! is in the output (what a reader of the log waits for on a busy gateway).
+//!
+//! An inline write waits for the output only where `poll(2)` cannot tell: a regular
+//! file always polls writable, so a log redirected to a file on a stalled disk (a hung
+//! NFS mount) holds the logging thread for that write. Pods log to a pipe, which the
+//! poll covers.
 //!
 //! Written here rather than taken from `tracing-appender`, whose non-blocking writer
 //! allocates and sends one message per line, writes each on its own, and does not count
@@ -30,6 +37,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -57,6 +66,31 @@ const DRAIN_WAIT: Duration = Duration::from_secs(5);
 /// The longest line written inline: a pipe that polls writable has room for at least
 /// this much (`PIPE_BUF`), so the write cannot wait.
 const INLINE_MAX: usize = 4096;
+
+/// What the writer counts.
+#[derive(Clone, Debug, Default)]
+pub struct LogMetrics {
+    /// Lines that could not be written (queue full, output refused them, after exit).
+    pub dropped: Counter,
+    /// Lines queued and not yet written.
+    pub pending: Gauge,
+}
+
+impl LogMetrics {
+    /// Registers `postern_log_lines_dropped_total` and `postern_log_lines_pending`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "postern_log_lines_dropped",
+            "Log lines (decision lines among them) that could not be written to stderr",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "postern_log_lines_pending",
+            "Log lines queued for the log's writer thread and not yet written",
+            self.pending.clone(),
+        );
+    }
+}
 
 /// Where the lines go.
 pub trait Output: Write + Send + 'static {
@@ -91,7 +125,7 @@ struct Shared {
     /// Held while a batch or an inline line is written: the lock that keeps lines in
     /// order. The writer thread takes it before it takes a batch from the queue.
     output: Mutex<Box<dyn Output>>,
-    dropped: Counter,
+    metrics: LogMetrics,
     capacity: usize,
 }
 
@@ -147,22 +181,22 @@ pub struct LogGuard {
 }
 
 impl LogWriter {
-    /// Starts the writer thread on `out`; lines that are lost count into `dropped`.
-    pub fn start(out: impl Output, dropped: Counter) -> io::Result<(Self, LogGuard)> {
-        Self::with_capacity(out, dropped, QUEUE_BYTES)
+    /// Starts the writer thread on `out`, counting into `metrics`.
+    pub fn start(out: impl Output, metrics: LogMetrics) -> io::Result<(Self, LogGuard)> {
+        Self::with_capacity(out, metrics, QUEUE_BYTES)
     }
 
     /// [`LogWriter::start`] with a queue of `capacity` bytes (tests use small ones).
     pub fn with_capacity(
         out: impl Output,
-        dropped: Counter,
+        metrics: LogMetrics,
         capacity: usize,
     ) -> io::Result<(Self, LogGuard)> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             output: Mutex::new(Box::new(out)),
-            dropped,
+            metrics,
             capacity,
         });
         let thread = std::thread::Builder::new()
@@ -188,10 +222,10 @@ impl LogWriter {
         let mut queue = self.shared.lock();
         if queue.closed || queue.bytes.len() + line.len() > self.shared.capacity {
             drop(queue);
-            self.shared.dropped.inc();
+            self.shared.metrics.dropped.inc();
             return;
         }
-        queue.rate.busy_after(1);
+        queue.rate.count(1);
         if let Some(mut output) = self.shared.inline_output(&queue, line) {
             drop(queue);
             if output
@@ -199,12 +233,15 @@ impl LogWriter {
                 .and_then(|()| output.flush())
                 .is_err()
             {
-                self.shared.dropped.inc();
+                self.shared.metrics.dropped.inc();
             }
             return;
         }
         queue.bytes.extend_from_slice(line);
         queue.lines += 1;
+        // Under the queue's lock: the writer, which takes the line under it, counts it
+        // written only after this.
+        self.shared.metrics.pending.inc();
         let wake = std::mem::take(&mut queue.idle);
         drop(queue);
         if wake {
@@ -248,8 +285,12 @@ fn write_batches(shared: &Shared) {
         {
             // Part of the batch may have been written; it is counted lost whole, as the
             // output does not say which lines it took.
-            shared.dropped.inc_by(lines);
+            shared.metrics.dropped.inc_by(lines);
         }
+        shared
+            .metrics
+            .pending
+            .dec_by(i64::try_from(lines).unwrap_or(i64::MAX));
         drop(output);
         batch.clear();
         if batch.capacity() > KEEP_BYTES {
@@ -280,9 +321,9 @@ impl Default for Rate {
 }
 
 impl Rate {
-    /// Counts `lines` logged; whether the gateway logs more than [`BUSY_LINES_PER_SEC`]
-    /// (as of the last full window, or already in this one), also kept in `busy`.
-    fn busy_after(&mut self, lines: u64) -> bool {
+    /// Counts `lines` logged and updates `busy`: whether the gateway logs more than
+    /// [`BUSY_LINES_PER_SEC`] (as of the last full window, or already in this one).
+    fn count(&mut self, lines: u64) {
         self.lines += lines;
         let elapsed = self.since.elapsed();
         let window_lines = BUSY_LINES_PER_SEC * RATE_WINDOW.as_millis() as u64 / 1000;
@@ -293,7 +334,6 @@ impl Rate {
         } else if self.lines > window_lines {
             self.busy = true;
         }
-        self.busy
     }
 }
 
@@ -416,8 +456,8 @@ mod tests {
     #[test]
     fn every_line_is_written_in_order_by_the_time_the_guard_is_dropped() {
         let out = Recorder::default();
-        let dropped = Counter::default();
-        let (writer, guard) = LogWriter::start(out.clone(), dropped.clone()).unwrap();
+        let metrics = LogMetrics::default();
+        let (writer, guard) = LogWriter::start(out.clone(), metrics.clone()).unwrap();
         let mut expected = Vec::new();
         for i in 0..1000 {
             let line = format!("line {i}\n");
@@ -426,13 +466,14 @@ mod tests {
         }
         drop(guard);
         assert_eq!(*out.0.lock().unwrap(), expected);
-        assert_eq!(dropped.get(), 0);
+        assert_eq!(metrics.dropped.get(), 0);
+        assert_eq!(metrics.pending.get(), 0);
     }
 
     #[test]
     fn a_quiet_gateways_line_is_written_before_push_returns() {
         let out = Recorder::default();
-        let (writer, _guard) = LogWriter::start(out.clone(), Counter::default()).unwrap();
+        let (writer, _guard) = LogWriter::start(out.clone(), LogMetrics::default()).unwrap();
         writer.push(b"at once\n");
         assert_eq!(*out.0.lock().unwrap(), b"at once\n");
     }
@@ -440,7 +481,7 @@ mod tests {
     #[test]
     fn a_busy_gateways_lines_are_queued_in_order_behind_the_inline_ones() {
         let out = Recorder::default();
-        let (writer, guard) = LogWriter::start(out.clone(), Counter::default()).unwrap();
+        let (writer, guard) = LogWriter::start(out.clone(), LogMetrics::default()).unwrap();
         let window = (BUSY_LINES_PER_SEC * RATE_WINDOW.as_millis() as u64 / 1000) as usize;
         let lines: Vec<String> = (0..window * 3).map(|i| format!("line {i}\n")).collect();
         for line in &lines {
@@ -454,22 +495,23 @@ mod tests {
 
     #[test]
     fn lines_the_output_refuses_are_counted() {
-        let dropped = Counter::default();
-        let (writer, guard) = LogWriter::start(Broken, dropped.clone()).unwrap();
+        let metrics = LogMetrics::default();
+        let (writer, guard) = LogWriter::start(Broken, metrics.clone()).unwrap();
         for _ in 0..3 {
             writer.push(b"lost\n");
         }
         drop(guard);
-        assert_eq!(dropped.get(), 3);
+        assert_eq!(metrics.dropped.get(), 3);
+        assert_eq!(metrics.pending.get(), 0);
     }
 
     #[test]
     fn a_stalled_output_fills_the_queue_and_the_rest_is_dropped_without_waiting() {
         let (go, wait) = mpsc::channel();
         let out = Recorder::default();
-        let dropped = Counter::default();
+        let metrics = LogMetrics::default();
         let (writer, guard) =
-            LogWriter::with_capacity(Stalled(wait, out.clone()), dropped.clone(), 10).unwrap();
+            LogWriter::with_capacity(Stalled(wait, out.clone()), metrics.clone(), 10).unwrap();
         // The first line is taken by the writer thread, which then stalls in its write.
         writer.push(b"first\n");
         let taken = Instant::now();
@@ -479,33 +521,39 @@ mod tests {
         }
         writer.push(b"0123456\n"); // queued: 8 of 10 bytes
         writer.push(b"789\n"); // does not fit: dropped, and the push returned
-        assert_eq!(dropped.get(), 1);
+        assert_eq!(metrics.dropped.get(), 1);
+        // The stalled one and the queued one are not written yet.
+        assert_eq!(metrics.pending.get(), 2);
         go.send(()).unwrap();
         go.send(()).unwrap();
         drop(guard);
         assert_eq!(*out.0.lock().unwrap(), b"first\n0123456\n");
-        assert_eq!(dropped.get(), 1);
+        assert_eq!(metrics.dropped.get(), 1);
+        assert_eq!(metrics.pending.get(), 0);
     }
 
     #[test]
     fn the_writer_lingers_only_on_a_busy_gateway() {
         let mut rate = Rate::default();
-        assert!(!rate.busy_after(1));
-        assert!(!rate.busy_after(10));
+        rate.count(1);
+        rate.count(10);
+        assert!(!rate.busy);
         // More than a window's worth of lines at the busy rate, within the window.
-        assert!(rate.busy_after(BUSY_LINES_PER_SEC));
+        rate.count(BUSY_LINES_PER_SEC);
+        assert!(rate.busy);
         // A quiet window after a busy one ends the lingering.
         rate.since = Instant::now() - RATE_WINDOW * 10;
         rate.lines = 0;
-        assert!(!rate.busy_after(1));
+        rate.count(1);
+        assert!(!rate.busy);
     }
 
     #[test]
     fn a_line_after_the_guard_is_gone_is_counted_lost() {
-        let dropped = Counter::default();
-        let (writer, guard) = LogWriter::start(io::sink(), dropped.clone()).unwrap();
+        let metrics = LogMetrics::default();
+        let (writer, guard) = LogWriter::start(io::sink(), metrics.clone()).unwrap();
         drop(guard);
         writer.push(b"late\n");
-        assert_eq!(dropped.get(), 1);
+        assert_eq!(metrics.dropped.get(), 1);
     }
 }
