@@ -6,13 +6,16 @@
 //! formatters cost a sixth of a session's CPU: every piece of a line goes through
 //! `fmt::write`, is styled for a terminal even with colours off, and the JSON one
 //! formats the time into a fresh `String` per line. These write the same bytes straight
-//! into the line buffer. An event inside a span (Postern logs none; a library may, at a
+//! into a line buffer of their own (a thread's `String`, appended to directly rather than
+//! through the subscriber's `dyn fmt::Write` piece by piece) and hand the finished line
+//! over in one write. An event inside a span (Postern logs none; a library may, at a
 //! debug filter) goes to the stock formatter, which renders the span context.
 //!
 //! One difference, on purpose: in text lines, control characters in a value are
 //! escaped (`\n`, `\x1b`) where the stock formatter writes a `%`-recorded value as is,
 //! so a certificate subject or a client's command cannot start a forged line.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
@@ -76,43 +79,75 @@ where
                 self.text_stock.format_event(ctx, writer, event)
             };
         }
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                self.write_line(&mut line, event)?;
+                let written = writer.write_str(&line);
+                if line.capacity() > KEEP_LINE_BYTES {
+                    *line = String::new();
+                }
+                written
+            }
+            // A value's `Debug` that logs while this thread formats a line.
+            Err(_) => {
+                let mut line = String::new();
+                self.write_line(&mut line, event)?;
+                writer.write_str(&line)
+            }
+        })
+    }
+}
+
+thread_local! {
+    /// The line being formatted on this thread.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// A line buffer grown past this (a huge value) is not kept for the next line.
+const KEEP_LINE_BYTES: usize = 64 << 10;
+
+impl LineFormat {
+    /// `event`'s whole line, newline included, appended to `line`.
+    fn write_line(&self, line: &mut String, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
         let now = std::time::SystemTime::now();
         if self.json {
-            writer.write_str("{\"timestamp\":\"")?;
-            write_time(&mut writer, now)?;
-            writer.write_str("\",\"level\":\"")?;
-            writer.write_str(meta.level().as_str())?;
-            writer.write_char('"')?;
+            line.push_str("{\"timestamp\":\"");
+            write_time(line, now)?;
+            line.push_str("\",\"level\":\"");
+            line.push_str(meta.level().as_str());
+            line.push('"');
             let mut fields = JsonFields {
-                out: &mut writer,
+                out: line,
                 result: Ok(()),
             };
             event.record(&mut fields);
             fields.result?;
-            writer.write_str(",\"target\":")?;
-            json_string(&mut writer, meta.target())?;
-            writer.write_str("}\n")
+            line.push_str(",\"target\":");
+            json_string(line, meta.target())?;
+            line.push_str("}\n");
         } else {
-            write_time(&mut writer, now)?;
-            writer.write_str(match *meta.level() {
+            write_time(line, now)?;
+            line.push_str(match *meta.level() {
                 Level::TRACE => " TRACE ",
                 Level::DEBUG => " DEBUG ",
                 Level::INFO => "  INFO ",
                 Level::WARN => "  WARN ",
                 Level::ERROR => " ERROR ",
-            })?;
-            writer.write_str(meta.target())?;
-            writer.write_str(": ")?;
+            });
+            line.push_str(meta.target());
+            line.push_str(": ");
             let mut fields = TextFields {
-                out: &mut writer,
+                out: line,
                 first: true,
                 result: Ok(()),
             };
             event.record(&mut fields);
             fields.result?;
-            writer.write_char('\n')
+            line.push('\n');
         }
+        Ok(())
     }
 }
 
@@ -160,31 +195,31 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// The fields of a text line: `name=value` separated by spaces, the message bare.
-struct TextFields<'a, 'w> {
-    out: &'a mut Writer<'w>,
+struct TextFields<'a> {
+    out: &'a mut String,
     first: bool,
     result: fmt::Result,
 }
 
-impl TextFields<'_, '_> {
+impl TextFields<'_> {
     /// Writes the separator and the name of a field (none for the message).
     fn start(&mut self, field: &Field) -> fmt::Result {
         if !self.first {
-            self.out.write_char(' ')?;
+            self.out.push(' ');
         }
         self.first = false;
         match field.name() {
-            "message" => Ok(()),
+            "message" => {}
             name => {
-                self.out
-                    .write_str(name.strip_prefix("r#").unwrap_or(name))?;
-                self.out.write_char('=')
+                self.out.push_str(name.strip_prefix("r#").unwrap_or(name));
+                self.out.push('=');
             }
         }
+        Ok(())
     }
 }
 
-impl Visit for TextFields<'_, '_> {
+impl Visit for TextFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.result.is_err() {
             return;
@@ -197,9 +232,10 @@ impl Visit for TextFields<'_, '_> {
                 .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
             {
                 // What `{:?}` writes for such a string, without its per-character walk.
-                self.out.write_char('"')?;
-                self.out.write_str(value)?;
-                self.out.write_char('"')
+                self.out.push('"');
+                self.out.push_str(value);
+                self.out.push('"');
+                Ok(())
             } else {
                 write!(self.out, "{value:?}")
             }
@@ -236,33 +272,31 @@ impl Visit for TextFields<'_, '_> {
 }
 
 /// Writes what it is given (a `Debug` rendering, an error chain) escaped as the line's
-/// format requires.
-struct Escaping<'a, 'w> {
-    out: &'a mut Writer<'w>,
-    escape: fn(&mut Writer<'w>, &str) -> fmt::Result,
+/// format requires: for the inside of a JSON string ([`json_escaped`]) when `JSON`,
+/// control characters escaped ([`text_escaped`]) otherwise.
+struct Escaping<'a, const JSON: bool> {
+    out: &'a mut String,
 }
 
-impl<'a, 'w> Escaping<'a, 'w> {
-    /// Control characters escaped ([`text_escaped`]).
-    fn text(out: &'a mut Writer<'w>) -> Self {
-        Self {
-            out,
-            escape: text_escaped,
-        }
-    }
-
-    /// Escaped for the inside of a JSON string ([`json_escaped`]).
-    fn json(out: &'a mut Writer<'w>) -> Self {
-        Self {
-            out,
-            escape: json_escaped,
-        }
+impl<'a> Escaping<'a, false> {
+    fn text(out: &'a mut String) -> Self {
+        Self { out }
     }
 }
 
-impl fmt::Write for Escaping<'_, '_> {
+impl<'a> Escaping<'a, true> {
+    fn json(out: &'a mut String) -> Self {
+        Self { out }
+    }
+}
+
+impl<const JSON: bool> fmt::Write for Escaping<'_, JSON> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        (self.escape)(self.out, s)
+        if JSON {
+            json_escaped(self.out, s)
+        } else {
+            text_escaped(self.out, s)
+        }
     }
 }
 
@@ -270,7 +304,7 @@ impl fmt::Write for Escaping<'_, '_> {
 /// or sends a terminal an escape sequence.
 fn text_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
     // U+0080..U+009F, the C1 controls, are 0xC2 0x80..0x9F in UTF-8.
-    if !s.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2) {
+    if !any_byte(s.as_bytes(), 0x20, [0x7f, 0xc2]) {
         return out.write_str(s);
     }
     let mut clean = 0;
@@ -296,26 +330,25 @@ fn text_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
 }
 
 /// The fields of a JSON line: `,"name":value` each, as `tracing-serde` writes them.
-struct JsonFields<'a, 'w> {
-    out: &'a mut Writer<'w>,
+struct JsonFields<'a> {
+    out: &'a mut String,
     result: fmt::Result,
 }
 
-impl JsonFields<'_, '_> {
-    fn entry(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+impl JsonFields<'_> {
+    fn entry(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
-        self.result = self
-            .out
-            .write_char(',')
-            .and_then(|()| json_string(self.out, field.name()))
-            .and_then(|()| self.out.write_char(':'))
-            .and_then(|()| value(self.out));
+        self.out.push(',');
+        self.result = json_string(self.out, field.name()).and_then(|()| {
+            self.out.push(':');
+            value(self.out)
+        });
     }
 }
 
-impl Visit for JsonFields<'_, '_> {
+impl Visit for JsonFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.entry(field, |out| json_string(out, value));
     }
@@ -338,7 +371,8 @@ impl Visit for JsonFields<'_, '_> {
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.entry(field, |out| {
-            out.write_str(if value { "true" } else { "false" })
+            out.push_str(if value { "true" } else { "false" });
+            Ok(())
         });
     }
 
@@ -359,6 +393,9 @@ fn json_string(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
 /// `s` escaped as serde_json escapes it: `"`, `\` and the C0 controls.
 fn json_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    if !any_byte(s.as_bytes(), 0x20, [b'"', b'\\']) {
+        return out.write_str(s);
+    }
     let mut clean = 0;
     for (at, b) in s.bytes().enumerate() {
         let short = match b {
@@ -383,6 +420,33 @@ fn json_escaped(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
         clean = at + 1;
     }
     out.write_str(&s[clean..])
+}
+
+/// Whether `s` has a byte below `below` (at most 0x80) or equal to one of `equal`: the
+/// bytes a value must be escaped for. Eight bytes at a time, as values are mostly clean
+/// and a line has a dozen of them.
+fn any_byte(s: &[u8], below: u8, equal: [u8; 2]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Whether a byte of `v` is zero (exact, "Bit Twiddling Hacks").
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(eight);
+        // A byte below `below`: exact for `below` <= 0x80.
+        if x.wrapping_sub(ONES * u64::from(below)) & !x & HIGHS != 0
+            || has_zero(x ^ (ONES * u64::from(equal[0])))
+            || has_zero(x ^ (ONES * u64::from(equal[1])))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < below || equal.contains(&b))
 }
 
 #[cfg(test)]

@@ -254,3 +254,26 @@ fn times_are_utc_calendar_dates() {
         assert_eq!(ours, expected, "{secs}");
     }
 }
+
+/// The eight-at-a-time check finds every byte the one-at-a-time one does, at every
+/// position and next to every other byte.
+#[test]
+fn any_byte_matches_a_byte_at_a_time() {
+    let slow =
+        |s: &[u8], below: u8, equal: [u8; 2]| s.iter().any(|&b| b < below || equal.contains(&b));
+    for (below, equal) in [(0x20, [0x7f, 0xc2]), (0x20, [b'"', b'\\'])] {
+        for len in 0..20 {
+            for at in 0..len.max(1) {
+                for b in 0..=255u8 {
+                    for fill in [b'a', 0xff, 0x80, 0x21] {
+                        let mut s = vec![fill; len];
+                        if len > 0 {
+                            s[at] = b;
+                        }
+                        assert_eq!(any_byte(&s, below, equal), slow(&s, below, equal), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+}
