@@ -58,7 +58,7 @@ impl Reply {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
-            out.extend_from_slice(itoa3(self.code).as_bytes());
+            out.extend_from_slice(&digits3(self.code));
             out.push(if i == last { b' ' } else { b'-' });
             if let Some(e) = &self.enhanced {
                 out.extend_from_slice(e.as_bytes());
@@ -70,7 +70,7 @@ impl Reply {
             out.extend_from_slice(b"\r\n");
         }
         if self.lines.is_empty() {
-            out.extend_from_slice(itoa3(self.code).as_bytes());
+            out.extend_from_slice(&digits3(self.code));
             out.extend_from_slice(b" \r\n");
         }
     }
@@ -96,8 +96,12 @@ impl fmt::Display for Reply {
     }
 }
 
-fn itoa3(code: u16) -> String {
-    format!("{:03}", code.min(999))
+/// `code` as three digits (`{:03}`), without formatting machinery: a reply line is
+/// written for every command.
+fn digits3(code: u16) -> [u8; 3] {
+    let code = code.min(999);
+    let digit = |n: u16| b'0' + (n % 10) as u8;
+    [digit(code / 100), digit(code / 10), digit(code)]
 }
 
 /// Make `text` safe for one reply or header line: printable ASCII only, bounded length.
@@ -220,6 +224,14 @@ mod tests {
             lines: vec!["mx".into(), "PIPELINING".into(), "8BITMIME".into()],
         };
         assert_eq!(wire(&r), "250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+    }
+
+    #[test]
+    fn codes_are_three_digits() {
+        for code in [0, 7, 42, 250, 421, 999, 1000, u16::MAX] {
+            let expected = format!("{:03}", code.min(999));
+            assert_eq!(digits3(code), expected.as_bytes(), "{code}");
+        }
     }
 
     #[test]
