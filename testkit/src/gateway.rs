@@ -479,15 +479,27 @@ impl Gateway {
     }
 
     /// Everything the gateway logged so far. A quiet gateway writes a line before the
-    /// reply that follows it; a busy one queues lines for a moment, so this first waits
-    /// (2 s at most) until its `postern_log_lines_pending` reads 0. A line logged before
-    /// the caller's last reply is then in the file.
+    /// SMTP reply that follows it; a busy one queues lines for a moment, so this first
+    /// waits (2 s at most) until its `postern_log_lines_pending` reads 0. Then it waits
+    /// until the file has not grown for 50 ms (2 s at most): a refused TLS handshake's
+    /// decision line is logged after the alert that tells the client, so a client can
+    /// see its failure before the line is written.
     pub fn log(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.log_lines_pending() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let read = || std::fs::read_to_string(&self.log).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut text = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let again = read();
+            if again == text || Instant::now() > deadline {
+                return again;
+            }
+            text = again;
+        }
     }
 
     /// Whether the gateway says it has log lines queued (not when it cannot say: exited,

@@ -4,8 +4,9 @@
 //! A session never waits for the log's output (a slow disk, a pipe the container
 //! runtime drains late). While the gateway logs fewer than [`BUSY_LINES_PER_SEC`] lines
 //! and the output can take a line at once ([`Output::ready`]), the logging thread writes
-//! its line itself: the line is in the log before the session's reply is sent, which is
-//! what an operator (or a test) reading the log right after a session expects. Otherwise
+//! its line itself: the line is in the log before the session's SMTP reply is sent,
+//! which is what an operator (or a test) reading the log right after a session expects
+//! (a refused TLS handshake's alert goes out before its line). Otherwise
 //! the line is appended to a bounded queue and the session goes on; the writer thread
 //! takes everything queued at once and writes it with one `write(2)`, and on a busy
 //! gateway lets the next batch gather for [`LINGER`] before it looks again, so the
