@@ -254,6 +254,10 @@ impl Sink {
 /// out. The directory is listed before the open files are read, so a file closed in
 /// between counts as finished and one created in between is not listed at all.
 pub fn read_dumps(dir: &Path, writer: u32) -> Vec<Dumped> {
+    // `/proc/PID/fd` links are canonical paths: list the directory by its canonical name so a
+    // dump directory reached through a symlink (a `TMPDIR` that is one) still matches.
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let dir = dir.as_path();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
@@ -349,7 +353,12 @@ mod tests {
         let me = std::process::id();
         let read = read_dumps(dir.path(), me);
         assert_eq!(read.len(), 1);
-        assert_eq!(read[0].path, done);
+        assert_eq!(read[0].path.file_name(), done.file_name());
+        // The same directory reached through a symlink: the open file is still recognised.
+        let link = tempfile::tempdir().unwrap();
+        let via = link.path().join("dumps");
+        std::os::unix::fs::symlink(dir.path(), &via).unwrap();
+        assert_eq!(read_dumps(&via, me).len(), 1);
         std::io::Write::write_all(&mut writing, b"Subject: later\n").unwrap();
         drop(writing);
         assert_eq!(read_dumps(dir.path(), me).len(), 2);
