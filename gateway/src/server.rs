@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::auth::CertificateFactsCache;
 use crate::metrics::{ListenerLabels, Metrics, OutcomeLabels};
 use crate::runtime::{ListenerRuntime, Runtime};
 use crate::smtp::{Connection, SessionContext};
@@ -54,6 +55,7 @@ struct Inner {
     draining: CancellationToken,
     hard_stop: CancellationToken,
     tracker: TaskTracker,
+    cert_facts: Arc<CertificateFactsCache>,
 }
 
 impl std::fmt::Debug for Server {
@@ -74,6 +76,7 @@ impl Server {
                 draining: CancellationToken::new(),
                 hard_stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
+                cert_facts: Arc::default(),
             }),
         }
     }
@@ -300,6 +303,7 @@ impl Server {
             metrics: self.inner.metrics.clone(),
             draining: self.inner.draining.clone(),
             hard_stop: self.inner.hard_stop.clone(),
+            cert_facts: Arc::clone(&self.inner.cert_facts),
         };
         // Boxed: a session's future is large (its buffers and TLS state live in it), and
         // a task that holds it inline copies all of it when it starts and again when it

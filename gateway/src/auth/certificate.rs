@@ -54,6 +54,14 @@ pub struct CertificateFactsError(pub String);
 impl CertificateFacts {
     /// Read the facts from a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, CertificateFactsError> {
+        Self::from_der_with_digest(der, &Sha256::digest(der).into())
+    }
+
+    /// [`Self::from_der`] for a certificate whose SHA-256 the caller has computed.
+    pub(crate) fn from_der_with_digest(
+        der: &[u8],
+        sha256: &[u8; 32],
+    ) -> Result<Self, CertificateFactsError> {
         let (_, cert) =
             X509Certificate::from_der(der).map_err(|e| CertificateFactsError(e.to_string()))?;
         let common_names = cert
@@ -95,7 +103,7 @@ impl CertificateFacts {
             issuer_dn: super::dn::rfc4514(cert.issuer()),
             email,
             upn,
-            fingerprint_sha256: hex::encode(Sha256::digest(der)),
+            fingerprint_sha256: hex::encode(sha256),
             edipi,
             alt_sec_issuer_serial: super::strong::issuer_serial(&cert),
             alt_sec_ski: super::strong::ski(&cert),

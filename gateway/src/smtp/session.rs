@@ -2,6 +2,8 @@
 //! advertises and which command is allowed when (DESIGN.md section 3). The I/O driver
 //! ([`super::conn`]) asks these functions and executes their answers.
 
+use std::sync::Arc;
+
 use crate::auth::CertificateFacts;
 use postern_config::{MailFlowPolicy, TlsMode};
 
@@ -57,8 +59,9 @@ pub(crate) struct SessionState {
     pub esmtp: bool,
     /// TLS, once active.
     pub tls: Option<TlsInfo>,
-    /// A verified client certificate.
-    pub cert: Option<CertificateFacts>,
+    /// A verified client certificate (shared with the server's other sessions that
+    /// presented it: [`crate::auth::CertificateFactsCache`]).
+    pub cert: Option<Arc<CertificateFacts>>,
     /// Mapping the certificate failed for a temporary reason (directory down).
     pub cert_mapping_failed: bool,
     /// Authentication.

@@ -14,6 +14,7 @@ use tracing::{debug, info};
 use super::command::{self, Command, MAX_COMMAND_LINE};
 use super::monitor;
 use super::session::{Rules, SessionState};
+use crate::auth::CertificateFactsCache;
 use crate::metrics::{
     ListenerLabels, MessageLabels, MessageOutcome, Metrics, OutcomeLabels, ReasonLabels,
 };
@@ -62,6 +63,8 @@ pub struct SessionContext {
     pub draining: CancellationToken,
     /// Cancelled when the shutdown grace period is over: answer `421 4.3.2` and close.
     pub hard_stop: CancellationToken,
+    /// Client certificates already read.
+    pub cert_facts: Arc<CertificateFactsCache>,
 }
 
 /// While draining, how long a session with no transaction open may wait for its next

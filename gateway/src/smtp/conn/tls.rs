@@ -1,6 +1,8 @@
 //! STARTTLS and implicit TLS: the handshake, the client certificate check and its
 //! mapping to a user.
 
+use std::sync::Arc;
+
 use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
@@ -94,7 +96,9 @@ impl Connection {
                 // Name the refused certificate and why (the error only carries the alert).
                 let detail = match refusal {
                     Some(r) => {
-                        self.st.cert = CertificateFacts::from_der(&r.end_entity).ok();
+                        // Not through the cache, which holds verified certificates only: a
+                        // client presenting ever new refused ones cannot evict them.
+                        self.st.cert = CertificateFacts::from_der(&r.end_entity).ok().map(Arc::new);
                         r.failure.detail
                     }
                     None => e.to_string(),
@@ -182,7 +186,7 @@ impl Connection {
             );
             return;
         }
-        match CertificateFacts::from_der(&chain[0]) {
+        match self.ctx.cert_facts.facts(&chain[0]) {
             Ok(facts) => self.st.cert = Some(facts),
             Err(e) => {
                 self.cert_metric("invalid_ignored", "unreadable");
