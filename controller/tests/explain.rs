@@ -91,20 +91,30 @@ fn refusals_exit_3_with_the_reply() {
         "{out}"
     );
     assert!(out.contains("REFUSED: 554 5.7.1"), "{out}");
-    // No certificate, no AUTH: authentication is required.
-    let (code, out, _) = explain(&[
-        "-f",
-        path(&dir),
-        "--listener",
-        "submission",
-        "--client-ip",
-        "10.1.2.3",
-    ]);
-    assert_eq!(code, 3, "{out}");
-    assert!(
-        out.contains("REFUSED: 530 5.7.0 Authentication required"),
-        "{out}"
-    );
+    // Refused at MAIL with `reply` for a client at 10.1.2.3 with `extra` arguments.
+    let refused_at_mail = |example_dir: &Path, extra: &[&str], reply: &str| {
+        let mut args = vec![
+            "-f",
+            path(example_dir),
+            "--listener",
+            "submission",
+            "--client-ip",
+            "10.1.2.3",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, _) = explain(&args);
+        assert_eq!(code, 3, "{out}");
+        assert!(out.contains(&format!("REFUSED: {reply}")), "{out}");
+    };
+    // No certificate under `tls: Required` + `verifyClientCertificate`: the gateway
+    // refuses MAIL for the missing certificate before it looks at authentication, also
+    // for a client that would AUTH (AUTH alone is not enough there).
+    let no_certificate = "530 5.7.0 A valid client certificate is required";
+    refused_at_mail(&dir, &[], no_certificate);
+    refused_at_mail(&dir, &["--user", "bob"], no_certificate);
+    // Where the policy asks for no certificate (`either`: tls Preferred): no AUTH, no
+    // identity, authentication is required.
+    refused_at_mail(&example("either"), &[], "530 5.7.0 Authentication required");
 
     // A certificate no client CA signed (openssl, self-signed): refused at the handshake.
     let tmp = tempfile::tempdir().unwrap();

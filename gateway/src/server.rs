@@ -258,7 +258,7 @@ impl Server {
             Err(e) => {
                 self.count(&listener, "proxy_refused");
                 let reason = format!("trusted proxy sent no valid PROXY header: {e}");
-                info!(target: "postern::decision", listener = %listener.name, client_ip = %proxy.ip(), client_port = proxy.port(), proxy_ip = %proxy.ip(), decision = "connect", outcome = "rejected", reason = %reason);
+                connection_rejected(&listener.name, proxy, Some(proxy), None, &reason, None);
                 say_and_close(tcp, reply::proxy_protocol_refused()).await;
             }
         }
@@ -354,8 +354,15 @@ impl Server {
             ),
         };
         self.count(listener, outcome);
-        let proxy_ip = proxy.map(|p| p.ip().to_string()).unwrap_or_default();
-        info!(target: "postern::decision", listener = %listener.name, client_ip = %peer.ip(), client_port = peer.port(), client = %ClientKey::of(peer.ip()), proxy_ip = %proxy_ip, decision = "connect", outcome = "rejected", reason, limit);
+        let client = ClientKey::of(peer.ip());
+        connection_rejected(
+            &listener.name,
+            peer,
+            proxy,
+            Some(&client),
+            reason,
+            Some(limit),
+        );
         tokio::spawn(say_and_close(tcp, reply::too_many_connections()));
     }
 
@@ -423,4 +430,44 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// The decision line of a connection turned away before it has a session (a trusted
+/// proxy's missing PROXY header, a connection limit). It carries every field a session's
+/// decision lines carry, empty where only a session has a value: DESIGN.md makes every
+/// decision line name the listener, client, policy, profile, certificate and query, and a
+/// log pipeline finds the same keys on every line. `client` is the client's counting key,
+/// `limit` the limit that was reached.
+fn connection_rejected(
+    listener: &str,
+    peer: SocketAddr,
+    proxy: Option<SocketAddr>,
+    client: Option<&ClientKey>,
+    reason: &str,
+    limit: Option<u32>,
+) {
+    let proxy_ip = proxy.map(|p| p.ip().to_string()).unwrap_or_default();
+    info!(
+        target: "postern::decision",
+        session = %"",
+        listener = %listener,
+        client_ip = %peer.ip(),
+        client_port = peer.port(),
+        proxy_ip = %proxy_ip,
+        sender_group = %"",
+        policy = %"",
+        profile = %"",
+        tls = %"none",
+        cert_subject = %"",
+        cert_serial = %"",
+        cert_issuer = %"",
+        user = %"",
+        auth_method = %"",
+        query = %"",
+        client = client.map(tracing::field::display),
+        decision = "connect",
+        outcome = "rejected",
+        reason,
+        limit,
+    );
 }

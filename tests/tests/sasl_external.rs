@@ -3,8 +3,11 @@
 //! in EHLO's AUTH list and authenticates with it: msmtp (`auth external` with
 //! `tls_cert_file`/`tls_key_file`), and Python smtplib with a custom mechanism for the
 //! authorization-identity cases (its own user id: `235`; another user's: `535 5.7.8`). A
-//! session without a certificate is offered no EXTERNAL and is refused it.
+//! session without a certificate is offered no EXTERNAL and is refused it. While the
+//! directory is down EXTERNAL answers `454 4.7.0` (temporary), and the same session
+//! authenticates once it is back.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,6 +19,21 @@ use postern_tests::clients::{Run, python};
 use postern_tests::gateway::policy;
 use postern_tests::openssl_ca::Issued;
 use postern_tests::slapd::{Slapd, SlapdOptions};
+
+/// John Doe's PIV authentication certificate, and slapd with his entry.
+fn john() -> (tempfile::TempDir, CacPki, Issued, Slapd) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = CacPki::new(dir.path()).unwrap();
+    let piv = pki
+        .card(CardCert::PivAuth, JOHN_CN, JOHN_EDIPI, JOHN_EMAIL, "0x2A01")
+        .unwrap();
+    let slapd = Slapd::start(SlapdOptions {
+        ldif: Some(john_ldif()),
+        ..SlapdOptions::default()
+    })
+    .unwrap();
+    (dir, pki, piv, slapd)
+}
 
 fn start(pki: &CacPki, slapd: &Slapd, dir: &Path) -> CacGateway {
     // Procedure C's shape: certificate, with SMTP AUTH as the fallback (so AUTH is offered).
@@ -60,7 +78,6 @@ fn msmtp(dir: &Path, port: u16, ca: &Path, cert: &Issued) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("msmtp is installed (Debian msmtp)");
-    use std::io::Write;
     child
         .stdin
         .take()
@@ -116,16 +133,7 @@ s.quit()
 
 #[test]
 fn external_authenticates_as_the_certificates_user() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = CacPki::new(dir.path()).unwrap();
-    let piv = pki
-        .card(CardCert::PivAuth, JOHN_CN, JOHN_EDIPI, JOHN_EMAIL, "0x2A01")
-        .unwrap();
-    let slapd = Slapd::start(SlapdOptions {
-        ldif: Some(john_ldif()),
-        ..SlapdOptions::default()
-    })
-    .unwrap();
+    let (dir, pki, piv, slapd) = john();
     let CacGateway {
         gw,
         port,
@@ -178,5 +186,74 @@ fn external_authenticates_as_the_certificates_user() {
                 .unwrap_or_default()
                 .contains("no valid client certificate")),
         "{auth:?}"
+    );
+}
+
+#[test]
+fn external_while_the_directory_is_down_is_454_and_the_session_recovers() {
+    let (dir, pki, piv, mut slapd) = john();
+    let CacGateway {
+        gw,
+        port,
+        server_ca: ca,
+        sink: _sink,
+    } = start(&pki, &slapd, dir.path());
+    slapd.stop();
+
+    // One session: the handshake's mapping finds no directory; EXTERNAL asks again (454
+    // while it is down), and succeeds in the same session once it is back.
+    let mut client = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile={ca:?})
+ctx.load_cert_chain({cert:?}, {key:?})
+s = smtplib.SMTP("127.0.0.1", {port}, timeout=15)
+s.starttls(context=ctx)
+s.ehlo("py.client")
+for _ in range(2):
+    code, msg = s.docmd("AUTH", "EXTERNAL =")
+    print("REPLY", code, msg.decode(), flush=True)
+    sys.stdin.readline()
+s.quit()
+"#,
+            ca = ca.display().to_string(),
+            cert = piv.cert.display().to_string(),
+            key = piv.key.display().to_string(),
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    let mut stdin = client.stdin.take().unwrap();
+    let mut replies = BufReader::new(client.stdout.take().unwrap()).lines();
+    let first = replies.next().unwrap().unwrap();
+    assert!(first.starts_with("REPLY 454 4.7.0"), "{first}");
+    slapd.start_again().unwrap();
+    stdin.write_all(b"\n").unwrap();
+    let second = replies.next().unwrap().unwrap();
+    assert!(second.starts_with("REPLY 235 2.7.0"), "{second}");
+    stdin.write_all(b"\n").unwrap();
+    drop(stdin);
+    assert!(client.wait().unwrap().success());
+
+    let d = gw.decisions();
+    let external: Vec<_> = d
+        .iter()
+        .filter(|v| {
+            v["decision"] == "auth" && v["reason"].as_str().unwrap_or("").contains("EXTERNAL")
+        })
+        .collect();
+    assert!(
+        external.iter().any(|v| v["outcome"] == "temp_fail"),
+        "{external:?}"
+    );
+    assert!(
+        external
+            .iter()
+            .any(|v| v["outcome"] == "authenticated" && v["user"] == "jdoe"),
+        "{external:?}"
     );
 }

@@ -111,6 +111,35 @@ fn one_client_cannot_take_every_slot() {
         "{}",
         gw.log()
     );
+    // Turned away before it has a session, the line still has every key a session's
+    // decision lines have (empty where only a session has a value), and the limit.
+    let line = gw
+        .log()
+        .lines()
+        .find(|l| l.contains("client at maxConnectionsPerClient"))
+        .map(str::to_owned)
+        .unwrap();
+    for key in [
+        "session=",
+        "listener=main",
+        "client_port=",
+        "proxy_ip=",
+        "sender_group=",
+        "policy=",
+        "profile=",
+        "tls=none",
+        "cert_subject=",
+        "cert_serial=",
+        "cert_issuer=",
+        "user=",
+        "auth_method=",
+        "query=",
+        "decision=\"connect\"",
+        "outcome=\"rejected\"",
+        "limit=5",
+    ] {
+        assert!(line.contains(key), "{key} in {line}");
+    }
     assert_eq!(
         metric(
             &gw,

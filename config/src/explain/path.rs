@@ -197,6 +197,8 @@ pub fn explain(config: &GatewayConfig, q: &Question<'_>) -> Result<Explanation, 
         .transpose()?;
     let mut identity: Option<String> = None;
     let mut pending = Vec::new();
+    // A certificate the session would hold as verified (presented over TLS and valid).
+    let mut certificate_verified = false;
 
     if let Some(pem_text) = q.cert_pem {
         let c = certificate::check(pem_text, l.tls.as_ref()).map_err(ExplainError::Certificate)?;
@@ -209,6 +211,7 @@ pub fn explain(config: &GatewayConfig, q: &Question<'_>) -> Result<Explanation, 
         }
         // The gateway's verifier, when it was run, has the last word on validity.
         let valid = q.handshake.map_or(c.valid(), |h| h.refusal.is_none());
+        certificate_verified = tls_possible && valid;
         if !tls_possible {
             steps.push((
                 "certificate",
@@ -400,6 +403,15 @@ pub fn explain(config: &GatewayConfig, q: &Question<'_>) -> Result<Explanation, 
         }
     }
 
+    // The gateway's order at MAIL: TLS (above), then the certificate, then authentication.
+    if policy.tls == TlsMode::Required && policy.verify_client_certificate && !certificate_verified
+    {
+        return refused(
+            steps,
+            reach,
+            "530 5.7.0 A valid client certificate is required (at MAIL)",
+        );
+    }
     if policy.require_smtp_auth && identity.is_none() {
         return refused(steps, reach, "530 5.7.0 Authentication required (at MAIL)");
     }

@@ -3,7 +3,9 @@
 //! session's certificate was verified and mapped to a user; the authorization identity,
 //! when the client sends one, must be exactly that user id (anything else is a request
 //! to act as somebody else: `535 5.7.8`). No password is involved, so the failed-AUTH
-//! throttle does not count it; a failure still counts towards the session's limit.
+//! throttle does not count it; a failure still counts towards the session's limit. When
+//! the directory could not map the certificate (down at the handshake), EXTERNAL asks it
+//! again and answers `454 4.7.0` while it still cannot, as MAIL does.
 
 use crate::auth::SmtpAuthRuntime;
 use crate::smtp::received;
@@ -22,6 +24,21 @@ impl Connection {
         smtp: &SmtpAuthRuntime,
         initial: Option<String>,
     ) -> Flow {
+        // Mapping failed for a temporary reason (the directory was down at the
+        // handshake): ask again, as MAIL does, and answer `454 4.7.0` if it still cannot.
+        if self.st.auth.is_none() && self.st.cert_mapping_failed && self.st.cert.is_some() {
+            self.map_certificate().await;
+            if self.st.cert_mapping_failed {
+                self.auth_decision(
+                    &smtp.profile,
+                    METHOD,
+                    "temp_fail",
+                    "via EXTERNAL: the client certificate could not be mapped (the directory did not answer)",
+                );
+                self.reply(&reply::temporary_auth_failure());
+                return Flow::Continue;
+            }
+        }
         let mapped = self
             .st
             .auth
