@@ -325,8 +325,15 @@ impl KubeCluster {
     /// A `kubectl` command authenticated as `user`.
     pub fn kubectl_cmd(&self, user: User) -> Command {
         let mut c = Command::new("kubectl");
+        // A cache of this cluster's own: kubectl's default (~/.kube/cache) is shared by
+        // every test cluster this user ever started, on ports that come round again, and
+        // served a stale OpenAPI schema of the CRDs to its client-side validation.
         c.env("KUBECONFIG", self.kubeconfig_for(user))
-            .arg("--request-timeout=30s");
+            .arg("--request-timeout=30s")
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir.join("kubectl-cache").display()
+            ));
         c
     }
 

@@ -43,8 +43,10 @@ pub(crate) fn render(
     match spec.type_ {
         SmtpAuthProfileType::Certificate => {
             if spec.ldap.is_some() {
-                d.error("spec.ldap", Reason::InvalidValue,
-                    "spec.ldap is for type: Ldap; a Certificate profile is configured under spec.certificate (remove spec.ldap, or use allowSmtpAuthFallback with fallbackProfileRef)");
+                // A warning, not an error: the section is unused, not wrong for the
+                // profile (API servers with CEL refuse it at apply; see crds::rules).
+                d.warning("spec.ldap", Reason::Ignored,
+                    "spec.ldap is for type: Ldap and is ignored on a Certificate profile, which is configured under spec.certificate (to check SMTP AUTH too, use allowSmtpAuthFallback with fallbackProfileRef)");
             }
             let Some(c) = &spec.certificate else {
                 d.error(
@@ -134,8 +136,8 @@ pub(crate) fn render(
         }
         SmtpAuthProfileType::Ldap => {
             if spec.certificate.is_some() {
-                d.error("spec.certificate", Reason::InvalidValue,
-                    "spec.certificate is for type: Certificate; an Ldap profile is configured under spec.ldap");
+                d.warning("spec.certificate", Reason::Ignored,
+                    "spec.certificate is for type: Certificate and is ignored on an Ldap profile, which is configured under spec.ldap");
             }
             let Some(l) = &spec.ldap else {
                 d.error(
