@@ -46,8 +46,9 @@ pub struct CrlSourceSpec {
     /// Disabled sources are neither fetched nor enforced. Default `true`.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// `Asn1` (DER, one CRL), `Pem` (one or several CRLs) or `Zip` (an archive of DER
-    /// and/or PEM CRL files).
+    /// `Asn1` (DER, one CRL; the default), `Pem` (one or several CRLs) or `Zip` (an
+    /// archive of DER and/or PEM CRL files).
+    #[serde(default)]
     pub format: CrlFormat,
     /// Where to fetch the CRL, e.g. `https://crl.example.com/certs.crl`. Required unless
     /// the source has `discovery`.
@@ -143,9 +144,10 @@ pub struct CrlSchedule {
 }
 
 /// CRL file encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum CrlFormat {
     /// DER (`application/pkix-crl`).
+    #[default]
     Asn1,
     /// PEM `X509 CRL` blocks.
     Pem,
