@@ -5,11 +5,32 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow, bail};
 
 /// The workspace root (the directory of the top-level Cargo.toml).
+///
+/// Read from the running test's `CARGO_MANIFEST_DIR` (cargo sets it when it runs a test)
+/// before the test kit's own compile-time one: with a target directory shared by two
+/// checkouts, a test binary can link a test kit compiled in the other checkout, whose
+/// compile-time path would point there.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testkit/ has a parent")
-        .to_path_buf()
+    let compiled = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::iter::once(compiled.to_path_buf()))
+        .find_map(|dir| {
+            dir.ancestors()
+                .find(|d| is_workspace_root(d))
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| {
+            compiled
+                .parent()
+                .expect("testkit/ has a parent")
+                .to_path_buf()
+        })
+}
+
+fn is_workspace_root(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|s| s.contains("[workspace]"))
 }
 
 /// Path of a workspace binary (`postern`, `postern-gateway`) built next to the running
@@ -29,4 +50,16 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_is_the_workspace_of_this_checkout() {
+        let root = workspace_root();
+        assert!(is_workspace_root(&root), "{}", root.display());
+        assert!(root.join("testkit/src/workspace.rs").is_file());
+    }
 }

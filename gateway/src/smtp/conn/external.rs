@@ -14,6 +14,7 @@ use crate::smtp::session::Authenticated;
 use crate::wire::reply::{self, Reply};
 
 use super::auth::Exchange;
+use super::tls::Remap;
 use super::{Connection, Flow};
 
 const METHOD: &str = "EXTERNAL";
@@ -26,18 +27,15 @@ impl Connection {
     ) -> Flow {
         // Mapping failed for a temporary reason (the directory was down at the
         // handshake): ask again, as MAIL does, and answer `454 4.7.0` if it still cannot.
-        if self.st.auth.is_none() && self.st.cert_mapping_failed && self.st.cert.is_some() {
-            self.map_certificate().await;
-            if self.st.cert_mapping_failed {
-                self.auth_decision(
-                    &smtp.profile,
-                    METHOD,
-                    "temp_fail",
-                    "via EXTERNAL: the client certificate could not be mapped (the directory did not answer)",
-                );
-                self.reply(&reply::temporary_auth_failure());
-                return Flow::Continue;
-            }
+        if matches!(self.remap_after_outage().await, Remap::Unreachable) {
+            self.auth_decision(
+                &smtp.profile,
+                METHOD,
+                "temp_fail",
+                "via EXTERNAL: the client certificate could not be mapped (the directory did not answer)",
+            );
+            self.reply(&reply::temporary_auth_failure());
+            return Flow::Continue;
         }
         let mapped = self
             .st

@@ -22,6 +22,7 @@ use crate::wire::reply::{self, Reply};
 
 use super::body::Body;
 use super::outcome::{DecisionLine, TransactionOutcome};
+use super::tls::Remap;
 use super::{Connection, Flow};
 
 /// The message on its way to the next hop, or why it no longer goes there (the
@@ -81,14 +82,13 @@ impl Connection {
 
     pub(super) async fn mail(&mut self, from: String, params: MailParams) -> Flow {
         if let Err(mut r) = self.st.check_mail(&self.rules(), &params) {
-            if r == reply::auth_required() && self.st.cert_mapping_failed && self.st.cert.is_some()
-            {
-                self.map_certificate().await;
-                if self.st.auth.is_some() {
-                    return Box::pin(self.mail(from, params)).await;
-                }
-                if self.st.cert_mapping_failed {
-                    r = reply::temporary_auth_failure();
+            if r == reply::auth_required() {
+                match self.remap_after_outage().await {
+                    Remap::Unreachable => r = reply::temporary_auth_failure(),
+                    Remap::Answered if self.st.auth.is_some() => {
+                        return Box::pin(self.mail(from, params)).await;
+                    }
+                    Remap::Answered | Remap::NotAsked => {}
                 }
             }
             self.decision("mail", "refused", &r.summary());

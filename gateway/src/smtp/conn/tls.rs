@@ -16,6 +16,16 @@ use crate::wire::reply::Reply;
 
 use super::{Connection, Flow};
 
+/// What [`Connection::remap_after_outage`] did.
+pub(super) enum Remap {
+    /// Nothing to ask again: the handshake's mapping did not fail for a temporary reason.
+    NotAsked,
+    /// The directory answered (the session may now be authenticated, or not found).
+    Answered,
+    /// The directory still cannot be asked: the caller answers `454 4.7.0`.
+    Unreachable,
+}
+
 impl Connection {
     pub(super) async fn starttls(&mut self) -> Flow {
         if let Err(r) = self.st.check_starttls(&self.rules()) {
@@ -200,6 +210,21 @@ impl Connection {
             "chain, validity and revocation verified",
         );
         self.map_certificate().await;
+    }
+
+    /// Asks the directory again when mapping the session's certificate failed for a
+    /// temporary reason (the directory did not answer at the handshake), for MAIL and AUTH
+    /// EXTERNAL.
+    pub(super) async fn remap_after_outage(&mut self) -> Remap {
+        if self.st.auth.is_some() || !self.st.cert_mapping_failed || self.st.cert.is_none() {
+            return Remap::NotAsked;
+        }
+        self.map_certificate().await;
+        if self.st.cert_mapping_failed {
+            Remap::Unreachable
+        } else {
+            Remap::Answered
+        }
     }
 
     pub(super) async fn map_certificate(&mut self) {
