@@ -59,10 +59,12 @@ pub struct CrlSourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^https?://[^\s/]+(/\S*)?$"))]
     pub secondary_url: Option<String>,
-    /// When to fetch.
+    /// When to fetch. Default `{interval: 1h}`.
+    #[serde(default)]
     pub schedule: CrlSchedule,
     /// Which TLS checks use the CRL: `InboundSmtpTls` (client certificates) and/or
-    /// `OutboundSmtpTls` (the next hop's certificate).
+    /// `OutboundSmtpTls` (the next hop's certificate). Default `[InboundSmtpTls]`.
+    #[serde(default = "default_applies_to")]
     #[schemars(length(min = 1))]
     pub applies_to: Vec<CrlScope>,
     /// What the checks it applies to do while the source has no CRL in force (before its
@@ -134,6 +136,10 @@ fn default_true() -> bool {
     true
 }
 
+fn default_applies_to() -> Vec<CrlScope> {
+    vec![CrlScope::InboundSmtpTls]
+}
+
 /// Fetch schedule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -141,6 +147,14 @@ pub struct CrlSchedule {
     /// Time between fetches, e.g. `1h` (at least `1s`).
     #[schemars(pattern(DURATION_PATTERN), transform = rules::at_least_one_second())]
     pub interval: String,
+}
+
+impl Default for CrlSchedule {
+    fn default() -> Self {
+        CrlSchedule {
+            interval: "1h".into(),
+        }
+    }
 }
 
 /// CRL file encoding.

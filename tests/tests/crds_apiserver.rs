@@ -141,11 +141,11 @@ async fn crds_accept_the_examples_and_refuse_bad_values() {
             .apply(&ns, &format!("apiVersion: postern.dev/v1alpha1\nkind: MailFlowPolicy\nmetadata: {{name: {name}}}\nspec: {{action: Relay, senderBinding: {value}}}\n"))
             .unwrap_or_else(|e| panic!("senderBinding: {value}: {e:#}"));
     }
-    // `format` may be left out: it defaults to Asn1 (DESIGN.md §7, "Defaults in brackets"),
-    // and the API server stores the default.
+    // `format` may be left out: it defaults to Asn1 (DESIGN.md §7, "Defaults in brackets");
+    // so may `schedule` and `appliesTo` (1h, inbound). The API server stores the defaults.
     cluster
-        .apply(&ns, "apiVersion: postern.dev/v1alpha1\nkind: CrlSource\nmetadata: {name: no-format}\nspec: {primaryUrl: 'http://x/c.crl', schedule: {interval: 1h}, appliesTo: [InboundSmtpTls]}\n")
-        .unwrap_or_else(|e| panic!("CrlSource without format: {e:#}"));
+        .apply(&ns, "apiVersion: postern.dev/v1alpha1\nkind: CrlSource\nmetadata: {name: no-format}\nspec: {primaryUrl: 'http://x/c.crl'}\n")
+        .unwrap_or_else(|e| panic!("CrlSource with only a URL: {e:#}"));
     let stored = cluster
         .kubectl(&[
             "get",
@@ -154,10 +154,10 @@ async fn crds_accept_the_examples_and_refuse_bad_values() {
             "-n",
             &ns,
             "-o",
-            "jsonpath={.spec.format}",
+            "jsonpath={.spec.format} {.spec.schedule.interval} {.spec.appliesTo}",
         ])
         .unwrap();
-    assert_eq!(stored, "Asn1");
+    assert_eq!(stored, r#"Asn1 1h ["InboundSmtpTls"]"#);
     let policies: Api<MailFlowPolicy> = Api::namespaced(client.clone(), &ns);
     for (name, want) in [
         ("bare", SenderBinding::Off),
