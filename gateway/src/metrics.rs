@@ -230,6 +230,9 @@ pub struct Metrics {
     pub rate_limited: Family<RateLimitedLabels, Counter>,
     /// Sender-binding checks (`MAIL FROM` of authenticated sessions) by outcome.
     pub sender_binding: Family<SenderBindingLabels, Counter>,
+    /// Verified client certificates whose facts are remembered
+    /// ([`crate::auth::CertificateFactsCache`]).
+    pub certificate_facts_cached: Gauge,
 }
 
 impl Metrics {
@@ -254,6 +257,7 @@ impl Metrics {
             rate_limited: Family::default(),
             in_force: Default::default(),
             sender_binding: Family::default(),
+            certificate_facts_cached: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("postern");
         r.register(
@@ -326,6 +330,11 @@ impl Metrics {
             "sender_binding",
             "MAIL FROM of authenticated sessions checked against the user's addresses, by outcome",
             m.sender_binding.clone(),
+        );
+        r.register(
+            "certificate_facts_cached",
+            "Verified client certificates whose facts (names, fingerprint, mapping strings) are remembered for later sessions",
+            m.certificate_facts_cached.clone(),
         );
         registry.register_collector(m.in_force.collector());
         // Every outcome exists from the start at 0: `increase()` (the ConfigRefused alert,

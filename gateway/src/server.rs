@@ -72,11 +72,13 @@ impl Server {
                 current: watch::channel(None).0,
                 bound: Mutex::new(HashMap::new()),
                 slots: Mutex::new(HashMap::new()),
+                cert_facts: Arc::new(CertificateFactsCache::new(
+                    metrics.certificate_facts_cached.clone(),
+                )),
                 metrics,
                 draining: CancellationToken::new(),
                 hard_stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
-                cert_facts: Arc::default(),
             }),
         }
     }

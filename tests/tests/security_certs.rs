@@ -187,6 +187,67 @@ fn unverified_certificates_are_ignored_not_trusted() {
     assert_eq!(c.cmd("MAIL FROM:<jdoe@example.org>").unwrap().0, 250);
 }
 
+/// What the gateway reports as `postern_certificate_facts_cached`.
+fn facts_cached(gw: &Gateway) -> u64 {
+    let (_, metrics) = gw.http_get("/metrics").unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("postern_certificate_facts_cached "))
+        .unwrap_or_else(|| panic!("no postern_certificate_facts_cached in\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The facts of verified certificates are remembered for later sessions; refused (enforcing
+/// policy) and ignored (lenient policy) certificates never are, so a client presenting
+/// certificates of its own making cannot fill that cache and push out other users' entries.
+#[test]
+fn only_verified_certificates_are_remembered() {
+    let pki = Pki::new("Listener CA");
+    let hop = Hop::start(HopMode::Accept);
+    for (mode, verify) in [(TlsMode::Required, true), (TlsMode::Preferred, false)] {
+        let gw = start_gateway(
+            &config(
+                &pki,
+                hop.addr,
+                policy(mode, verify, true, !verify),
+                static_profile(true, !verify),
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(facts_cached(&gw), 0);
+        let good = pki.client(CN);
+        for _ in 0..2 {
+            assert_eq!(try_mail(&gw, &pki, &good).unwrap().0, 250);
+        }
+        assert_eq!(facts_cached(&gw), 1, "verify {verify}");
+        // Certificates of the client's own making: from its own CA, or expired.
+        for i in 0..10 {
+            let forged = if i % 2 == 0 {
+                Pki::new("Listener CA").client(&format!("{CN}{i}"))
+            } else {
+                let mut p = client_params();
+                p.distinguished_name
+                    .push(DnType::CommonName, format!("{CN}{i}"));
+                p.not_before = days(-30);
+                p.not_after = days(-1);
+                pki.issue(p)
+            };
+            let r = try_mail(&gw, &pki, &forged);
+            assert!(
+                r.is_err() || r.as_ref().is_ok_and(|r| r.0 == 530),
+                "verify {verify}: {r:?}"
+            );
+        }
+        assert_eq!(facts_cached(&gw), 1, "verify {verify}\n{}", gw.log());
+        // Another genuine certificate is remembered beside the first.
+        let _ = try_mail(&gw, &pki, &pki.client("ROE.JANE.2"));
+        assert_eq!(facts_cached(&gw), 2, "verify {verify}");
+    }
+}
+
 /// A client certificate for `cn` with serial -0x1234, issued by `pki`'s CA with OpenSSL
 /// (rcgen always encodes serials as positive).
 fn openssl_negative_serial(pki: &Pki, cn: &str) -> ClientCert {

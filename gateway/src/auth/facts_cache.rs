@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use prometheus_client::metrics::gauge::Gauge;
 use sha2::{Digest, Sha256};
 
 use super::certificate::{CertificateFacts, CertificateFactsError};
@@ -24,9 +25,10 @@ use super::certificate::{CertificateFacts, CertificateFactsError};
 const CAPACITY: usize = 4096;
 
 /// Client certificates' facts by the SHA-256 of their DER; shared by the server's sessions.
-#[derive(Default)]
 pub struct CertificateFactsCache {
     facts: Mutex<HashMap<[u8; 32], Arc<CertificateFacts>>>,
+    /// `postern_certificate_facts_cached`: how many certificates are remembered.
+    cached: Gauge,
 }
 
 impl std::fmt::Debug for CertificateFactsCache {
@@ -38,6 +40,15 @@ impl std::fmt::Debug for CertificateFactsCache {
 }
 
 impl CertificateFactsCache {
+    /// An empty cache that keeps `cached` at the number of certificates it remembers.
+    pub fn new(cached: Gauge) -> Self {
+        cached.set(0);
+        Self {
+            facts: Mutex::default(),
+            cached,
+        }
+    }
+
     /// The facts of the DER certificate `der`, read once per distinct certificate.
     pub fn facts(&self, der: &[u8]) -> Result<Arc<CertificateFacts>, CertificateFactsError> {
         let digest: [u8; 32] = Sha256::digest(der).into();
@@ -52,6 +63,7 @@ impl CertificateFactsCache {
             facts.clear();
         }
         facts.insert(digest, Arc::clone(&read));
+        self.cached.set(facts.len() as i64);
         Ok(read)
     }
 
@@ -86,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_certificate_is_read_once_and_its_facts_shared() {
-        let cache = CertificateFactsCache::default();
+        let cache = CertificateFactsCache::new(Gauge::default());
         let (a, b) = (cert("DOE.JOHN.1"), cert("ROE.JANE.2"));
         let first = cache.facts(&a).unwrap();
         let again = cache.facts(&a).unwrap();
@@ -95,11 +107,12 @@ mod tests {
         let other = cache.facts(&b).unwrap();
         assert_eq!(other.common_name(), Some("ROE.JANE.2"));
         assert_eq!(cache.len(), 2);
+        assert_eq!(cache.cached.get(), 2);
     }
 
     #[test]
     fn an_unreadable_certificate_is_refused_every_time_and_not_remembered() {
-        let cache = CertificateFactsCache::default();
+        let cache = CertificateFactsCache::new(Gauge::default());
         let garbage = b"not a certificate";
         assert!(cache.facts(garbage).is_err());
         assert!(cache.facts(garbage).is_err());
@@ -108,7 +121,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_starts_over() {
-        let cache = CertificateFactsCache::default();
+        let cache = CertificateFactsCache::new(Gauge::default());
         let der = cert("DOE.JOHN.1");
         {
             let mut facts = cache.lock();
@@ -121,5 +134,6 @@ mod tests {
         }
         cache.facts(&der).unwrap();
         assert_eq!(cache.len(), 1);
+        assert_eq!(cache.cached.get(), 1);
     }
 }
