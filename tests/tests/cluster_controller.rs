@@ -521,3 +521,46 @@ fn drift_is_repaired_and_reported() {
     let ready = cond(cluster, &ns, "listener", "smtp", "Ready").unwrap();
     assert_eq!(ready.status, "True");
 }
+
+/// An SmtpAuthProfile with both sections (DESIGN.md's snippet shows `certificate:` and
+/// `ldap:` in one spec): in service, the other type's section ignored with a warning in
+/// its `Accepted` message and a Warning Event `Ignored`. (From Kubernetes 1.25 its CEL
+/// rule refuses such a profile at apply; this 1.20 API server does not run CEL rules.)
+#[test]
+fn a_profile_with_both_sections_is_in_service_with_a_warning() {
+    let cluster = KubeCluster::shared();
+    let ns = cluster.create_namespace("both").unwrap();
+    let ctl = ControllerProcess::start(cluster, &ControllerSpec::new(&ns, "ctl-both")).unwrap();
+    cluster
+        .apply(
+            &ns,
+            "apiVersion: postern.dev/v1alpha1\nkind: LdapProfile\nmetadata: {name: dir}\nspec:\n\
+             \x20 servers: [{url: 'ldap://127.0.0.1:3389'}]\n  baseDn: dc=example,dc=org\n\
+             \x20 certificateAuthQuery: {name: cert, filter: '(caccn={cn})'}\n\
+             \x20 smtpAuthQuery: {name: auth, filter: '(uid={u})', allowanceFilter: '(uid={u})'}\n\
+             ---\n\
+             apiVersion: postern.dev/v1alpha1\nkind: SmtpAuthProfile\nmetadata: {name: cac}\nspec:\n\
+             \x20 type: Certificate\n  certificate: {ldapProfileRef: {name: dir}}\n\
+             \x20 ldap: {ldapProfileRef: {name: dir}, allowance: {enabled: true}}\n",
+        )
+        .unwrap();
+    let accepted = wait_cond(
+        cluster,
+        &ns,
+        "smtpauthprofile",
+        "cac",
+        "Accepted",
+        "True",
+        None,
+    );
+    assert!(
+        accepted.message.contains("with warnings") && accepted.message.contains("spec.ldap"),
+        "{}",
+        accepted.message
+    );
+    wait_until(Duration::from_secs(30), "an Ignored warning event", || {
+        Ok(has_event(cluster, &ns, "Ignored", "spec.ldap").then_some(()))
+    })
+    .unwrap();
+    drop(ctl);
+}
