@@ -17,8 +17,23 @@ use rcgen::{
 
 use postern_config::*;
 
-/// The demo's SMTP ports (STARTTLS, implicit TLS).
-pub const DEMO_PORTS: (u16, u16) = (2525, 2465);
+/// The demo's SMTP ports on 127.0.0.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DemoPorts {
+    /// The STARTTLS listener (default 2525).
+    pub starttls: u16,
+    /// The implicit TLS (SMTPS) listener (default 2465).
+    pub implicit_tls: u16,
+}
+
+impl Default for DemoPorts {
+    fn default() -> Self {
+        DemoPorts {
+            starttls: 2525,
+            implicit_tls: 2465,
+        }
+    }
+}
 
 /// A prepared demo.
 #[derive(Debug)]
@@ -29,6 +44,8 @@ pub struct Demo {
     pub dir: PathBuf,
     /// The sink's address.
     pub sink: SocketAddr,
+    /// The listeners' ports.
+    pub ports: DemoPorts,
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
@@ -37,7 +54,7 @@ fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
 }
 
 /// Generate the PKI, start the sink and build the configuration.
-pub async fn prepare() -> anyhow::Result<Demo> {
+pub async fn prepare(ports: DemoPorts) -> anyhow::Result<Demo> {
     let dir = tempfile::Builder::new()
         .prefix("postern-demo-")
         .tempdir()
@@ -141,15 +158,15 @@ pub async fn prepare() -> anyhow::Result<Demo> {
     };
     let config = GatewayConfig {
         listeners: BTreeMap::from([
-            ("submission".to_owned(), listener(DEMO_PORTS.0, false)),
-            ("smtps".to_owned(), listener(DEMO_PORTS.1, true)),
+            ("submission".to_owned(), listener(ports.starttls, false)),
+            ("smtps".to_owned(), listener(ports.implicit_tls, true)),
         ]),
         policies: BTreeMap::from([(
             "relayed".to_owned(),
             MailFlowPolicy {
                 action: PolicyAction::Relay,
                 tls: TlsMode::Preferred,
-                verify_client_certificate: true,
+                verify_client_certificate: false,
                 require_smtp_auth: true,
                 require_tls_for_smtp_auth: true,
                 limits: Limits::default(),
@@ -186,14 +203,19 @@ pub async fn prepare() -> anyhow::Result<Demo> {
         ..GatewayConfig::default()
     };
     write(&dir, "gateway.yaml", &config.to_yaml())?;
-    Ok(Demo { config, dir, sink })
+    Ok(Demo {
+        config,
+        dir,
+        sink,
+        ports,
+    })
 }
 
 impl Demo {
     /// What to paste into a shell.
     pub fn instructions(&self, admin: SocketAddr) -> String {
         let d = self.dir.display();
-        let (p, s) = DEMO_PORTS;
+        let (p, s) = (self.ports.starttls, self.ports.implicit_tls);
         let sink = self.sink;
         [
             String::new(),

@@ -49,6 +49,12 @@ struct Args {
     /// Run the embedded demo on 127.0.0.1 (the default when no configuration is given).
     #[arg(long)]
     demo: bool,
+    /// The demo's STARTTLS port.
+    #[arg(long, env = "POSTERN_DEMO_PORT", default_value_t = demo::DemoPorts::default().starttls)]
+    demo_port: u16,
+    /// The demo's implicit TLS (SMTPS) port.
+    #[arg(long, env = "POSTERN_DEMO_SMTPS_PORT", default_value_t = demo::DemoPorts::default().implicit_tls)]
+    demo_smtps_port: u16,
     /// Admin HTTP address (/metrics, /healthz, /readyz, /config). Default 0.0.0.0:9090,
     /// or 127.0.0.1 with any free port for the demo.
     #[arg(long, env = "POSTERN_ADMIN_ADDRESS")]
@@ -313,7 +319,11 @@ async fn run(args: Args, log_metrics: LogMetrics, recent: RecentDecisions) -> an
             ));
         }
         ConfigSource::Demo => {
-            let demo = demo::prepare().await?;
+            let demo = demo::prepare(demo::DemoPorts {
+                starttls: args.demo_port,
+                implicit_tls: args.demo_smtps_port,
+            })
+            .await?;
             reloader
                 .apply(&demo.config, "embedded demo")
                 .map_err(|e| anyhow::anyhow!(e))?;

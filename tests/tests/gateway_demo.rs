@@ -1,27 +1,33 @@
 //! The README's "run it" command: `postern-gateway` with no configuration runs the embedded
-//! demo on 127.0.0.1:2525 (STARTTLS) and 2465 (implicit TLS) and prints the `swaks`
-//! commands to try it. This runs the real binary and every printed command as a user would
-//! paste it, with the real swaks.
+//! demo on 127.0.0.1:2525 (STARTTLS) and 2465 (implicit TLS; here on free ports, which
+//! `--demo-port`/`--demo-smtps-port` choose) and prints the `swaks` commands to try it.
+//! This runs the real binary and every printed command as a user would paste it, with the
+//! real swaks.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use postern_testkit::ports::free_port;
 use postern_testkit::workspace::workspace_bin;
 
 /// Kills the demo when the test ends, however it ends.
 struct Demo {
     child: Child,
     out: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    ports: (u16, u16),
 }
 
 impl Demo {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("demo.out");
+        let ports = (free_port(), free_port());
         let child = Command::new(workspace_bin("postern-gateway").unwrap())
+            .args(["--demo-port", &ports.0.to_string()])
+            .args(["--demo-smtps-port", &ports.1.to_string()])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(dir.path().join("demo.err")).unwrap())
@@ -30,7 +36,8 @@ impl Demo {
         Self {
             child,
             out,
-            _dir: dir,
+            dir,
+            ports,
         }
     }
 
@@ -76,8 +83,8 @@ fn the_embedded_demo_relays_what_its_instructions_send() {
     let demo = Demo::start();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(demo.printed().contains("Implicit TLS")
-        && TcpStream::connect(("127.0.0.1", 2525)).is_ok()
-        && TcpStream::connect(("127.0.0.1", 2465)).is_ok())
+        && TcpStream::connect(("127.0.0.1", demo.ports.0)).is_ok()
+        && TcpStream::connect(("127.0.0.1", demo.ports.1)).is_ok())
     {
         assert!(
             Instant::now() < deadline,
@@ -89,6 +96,13 @@ fn the_embedded_demo_relays_what_its_instructions_send() {
     let printed = demo.printed();
     let commands = swaks_commands(&printed);
     assert_eq!(commands.len(), 4, "{printed}");
+    assert!(
+        commands
+            .iter()
+            .all(|c| c.contains(&format!("127.0.0.1:{}", demo.ports.0))
+                || c.contains(&format!("127.0.0.1:{}", demo.ports.1))),
+        "{printed}"
+    );
     let mut relayed = 0;
     for command in &commands {
         let out = Command::new("bash")
@@ -112,4 +126,46 @@ fn the_embedded_demo_relays_what_its_instructions_send() {
         .expect("the sink directory is printed");
     let files = std::fs::read_dir(dir).unwrap().count();
     assert_eq!(files, relayed, "{dir}");
+
+    // Procedure C does not set verifyClientCertificate: a certificate from another CA is
+    // ignored (it authenticates nobody) and AUTH still works in the same session.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "DOE.JOHN.1234567890");
+    let foreign = params.self_signed(&key).unwrap();
+    let (crt, pem_key) = (
+        demo.dir.path().join("foreign.crt"),
+        demo.dir.path().join("foreign.key"),
+    );
+    std::fs::write(&crt, foreign.pem()).unwrap();
+    std::fs::write(&pem_key, key.serialize_pem()).unwrap();
+    let swaks = |auth: &[&str]| {
+        let out = Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{}", demo.ports.0), "--tls"])
+            .args([
+                "--tls-cert",
+                crt.to_str().unwrap(),
+                "--tls-key",
+                pem_key.to_str().unwrap(),
+            ])
+            .args(["--from", "frank@example.org", "--to", "someone@example.net"])
+            .args(auth)
+            .args(["--timeout", "15"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let text = swaks(&[]);
+    assert!(text.contains("530 5.7.0"), "{text}");
+    let text = swaks(&[
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "frank",
+        "--auth-password",
+        "frankpw",
+    ]);
+    assert!(text.contains("250 2.0.0 Ok: queued"), "{text}");
 }
