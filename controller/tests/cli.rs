@@ -281,3 +281,27 @@ fn plan_and_render_warn_when_a_certificate_query_is_not_bound_to_the_issuer() {
         "{err}"
     );
 }
+
+/// A GitOps directory holds kustomize's own file beside the objects (often without
+/// `apiVersion`/`kind`): it is skipped with a note, not an error, and the plan is the same.
+#[test]
+fn a_kustomization_file_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("either");
+    copy_dir(&example("either"), &dir);
+    let (code, plain, err) = run(postern().args(["plan", "-f"]).arg(&dir));
+    assert_eq!(code, 2, "{err}");
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        "resources:\n- ldap-profile.yaml\n- listener.yaml\n- mail-flow-policies.yaml\n\
+         - secrets.yaml\n- smtp-auth-profiles.yaml\nnamespace: mail\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(postern().args(["plan", "-f"]).arg(&dir));
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out, plain);
+    assert!(
+        err.contains("skipped 1 document") && err.contains("kustomization"),
+        "{err}"
+    );
+}

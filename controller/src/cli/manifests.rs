@@ -4,7 +4,8 @@
 //! `*.json`, in name order); `-` is stdin. Postern resources are parsed strictly: an
 //! unknown field or a bad enum value is an error naming the file, line, object and
 //! field. Secrets and ConfigMaps are read with `data` (base64) and `stringData`. Other
-//! kinds are skipped and listed.
+//! kinds are skipped and listed, and so are kustomize's own files (`kustomization.yaml`,
+//! often without `apiVersion`/`kind`): a GitOps directory holds them beside the objects.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -209,6 +210,16 @@ pub fn load(texts: &[(String, String)], namespace: Option<&str>) -> Loaded {
     let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
     let mut namespaces: BTreeMap<String, Origin> = BTreeMap::new();
     for (file, text) in texts {
+        if is_kustomization(file) {
+            let origin = Origin {
+                file: file.clone(),
+                line: 1,
+            };
+            loaded
+                .skipped
+                .push((origin, "kustomization (kustomize's configuration)".into()));
+            continue;
+        }
         for (start, doc) in split_documents(text) {
             let origin = Origin {
                 file: file.clone(),
@@ -243,6 +254,14 @@ pub fn load(texts: &[(String, String)], namespace: Option<&str>) -> Loaded {
     };
     loaded.problems.sort();
     loaded
+}
+
+/// Whether `file` is kustomize's configuration rather than a manifest.
+fn is_kustomization(file: &str) -> bool {
+    matches!(
+        Path::new(file).file_name().and_then(|n| n.to_str()),
+        Some("kustomization.yaml" | "kustomization.yml" | "Kustomization")
+    )
 }
 
 fn load_document(
