@@ -4,20 +4,36 @@
 //! (default `docs/reference.md` under the workspace root).
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use postern_crds::generate::{CHART_CRD_DIR, crd_files};
 use postern_crds::reference::{REFERENCE_PATH, reference_markdown};
 
+const USAGE: &str = "usage: crdgen [DIR | -]            write the CRDs into DIR (default charts/postern/crds), or print them\n       crdgen --reference [FILE | -]  write the configuration reference (default docs/reference.md)";
+
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1);
+    if matches!(arg.as_deref(), Some("-h" | "--help")) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     if arg.as_deref() == Some("--reference") {
         return write_reference(std::env::args().nth(2));
     }
+    // Anything else that looks like an option is a mistake, not a directory to write to.
+    if let Some(option) = arg.as_deref().filter(|a| a.starts_with('-') && *a != "-") {
+        eprintln!("crdgen: unknown option {option}\n{USAGE}");
+        return ExitCode::from(2);
+    }
     if arg.as_deref() == Some("-") {
+        let mut out = std::io::stdout().lock();
         for (_, text) in crd_files() {
-            println!("---\n{}", text.trim_end());
+            // A closed pipe (`crdgen - | head`) ends the output quietly.
+            if writeln!(out, "---\n{}", text.trim_end()).is_err() {
+                break;
+            }
         }
         return ExitCode::SUCCESS;
     }
