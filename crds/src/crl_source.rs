@@ -74,11 +74,13 @@ pub struct CrlSourceSpec {
     /// the source's `Ready` condition says so (reason `FailOpen`) until it loads. A CRL in
     /// force past its `nextUpdate` fails closed either way.
     #[serde(default, skip_serializing_if = "CrlFailurePolicy::is_closed")]
+    #[schemars(extend("default" = "Closed"))]
     pub failure_policy: CrlFailurePolicy,
     /// Largest accepted download, as a quantity such as `512Mi` (the default). A bigger
     /// file is refused (`lastError.reason: too_large`) and the CRLs in force stay in
     /// force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "512Mi"))]
     pub max_size: Option<Quantity>,
     /// Find the CRL URLs in certificates instead of (or besides) `primaryUrl`: the CRL
     /// Distribution Points of the CAs of a bundle and, optionally, of the verified client

@@ -84,6 +84,7 @@ pub struct LdapProfileSpec {
     /// (`SMTP:primary@…`, `smtp:alias@…`) are read without the prefix; its other types
     /// (`X500:`, `SIP:`) are ignored. Addresses are compared without regard to case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = ["mail"]))]
     pub mail_attributes: Option<Vec<String>>,
 }
 

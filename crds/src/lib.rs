@@ -27,6 +27,7 @@ pub(crate) mod quantity;
 pub mod reference;
 pub(crate) mod revocation;
 pub mod rules;
+pub mod schema_defaults;
 pub(crate) mod smtp_auth_profile;
 
 pub use common::{

@@ -184,6 +184,7 @@ pub struct NextHop {
     /// its `smtpd_authorized_xclient_hosts`. Its logs, `Received` header and policies then
     /// see the client rather than the gateway. Default `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub xclient: Option<bool>,
 }
 
@@ -209,12 +210,14 @@ pub struct ListenerTimeouts {
     /// stalls in it is disconnected. At most `command` applies. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
+    #[schemars(extend("default" = "10s"))]
     pub tls_handshake: Option<String>,
     /// Longest wait, from the greeting (or from the end of a `STARTTLS` handshake), for
     /// the client's `EHLO` or `HELO` (`421 4.4.2` after it): a client that connects and
     /// says nothing gives its slot back early. At most `command` applies. Default `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
+    #[schemars(extend("default" = "30s"))]
     pub greeting: Option<String>,
     /// Longest wait for the next command (`421 4.4.2` after it). Default `5m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -74,6 +74,7 @@ pub struct MailFlowPolicySpec {
     /// counted, and accepted) or `Enforce` (refused with `553 5.7.1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "sender_binding_schema")]
+    #[schemars(extend("default" = "Off"))]
     pub sender_binding: Option<SenderBinding>,
 }
 
@@ -98,14 +99,17 @@ pub struct RateLimit {
     /// Most messages per window; beyond it `MAIL` gets `451 4.7.1`. Default 0
     /// (unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 0))]
     pub messages: Option<u32>,
     /// Most recipients per window; beyond it `RCPT` gets `452 4.5.3`. Default 0
     /// (unlimited).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 0))]
     pub recipients: Option<u32>,
     /// The window, e.g. `1h`. Default `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
+    #[schemars(extend("default" = "1h"))]
     pub window: Option<String>,
 }
 

@@ -17,11 +17,13 @@ pub struct ListenerRevocation {
     /// revoked in time, else the CRL's). OCSP is asked for the client's own certificate;
     /// the CA certificates of its path are checked by CRL in every mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "CrlOnly"))]
     pub mode: Option<RevocationMode>,
     /// What happens when no mechanism of the mode gives a current answer (responder
     /// down or slow, `unknown`, no CRL in force): `Refuse` (default, TLS alert
     /// `unknown_ca`) or `Allow` (accepted; logged and counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Refuse"))]
     pub on_unavailable: Option<OnUnavailable>,
     /// The OCSP client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,10 +65,12 @@ pub struct OcspSettings {
     /// Longest one OCSP request may take, from 100ms to 30s. Default `2s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), transform = rules::positive_duration())]
+    #[schemars(extend("default" = "2s"))]
     pub timeout: Option<String>,
     /// Longest an OCSP answer is reused (until its `nextUpdate` when that is sooner),
     /// from 1s to 7d. Default `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), transform = rules::at_least_one_second())]
+    #[schemars(extend("default" = "1h"))]
     pub cache_max_age: Option<String>,
 }

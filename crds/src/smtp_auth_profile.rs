@@ -88,12 +88,14 @@ pub struct CertificateAuthSpec {
     /// (the card's email signing or encryption certificate) is refused before the
     /// directory is asked. Empty: no requirement.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("default" = []))]
     pub required_policies: Vec<String>,
     /// Extended key usages a certificate must all carry to be mapped: dotted OIDs or the
     /// names `clientAuth`, `smartcardLogon`, `emailProtection`, `serverAuth`,
     /// `pkinitClientAuth`. A certificate without the extension does not satisfy them.
     /// Empty: no requirement.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("default" = []))]
     pub required_ekus: Vec<String>,
 }
 
@@ -120,10 +122,12 @@ pub struct LdapAuthSpec {
 pub struct ThrottleSpec {
     /// Per client address (IPv4 address or IPv6 /64). Default `{failures: 10, window: 10m}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {"failures": 10, "window": "10m"}))]
     pub per_client: Option<ThrottleLimitSpec>,
     /// Per user name, from any address (names the directory treats as the same user
     /// count together). Default `{failures: 5, window: 10m}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {"failures": 5, "window": "10m"}))]
     pub per_user: Option<ThrottleLimitSpec>,
 }
 

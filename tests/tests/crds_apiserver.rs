@@ -154,10 +154,27 @@ async fn crds_accept_the_examples_and_refuse_bad_values() {
             "-n",
             &ns,
             "-o",
-            "jsonpath={.spec.format} {.spec.schedule.interval} {.spec.appliesTo}",
+            "jsonpath={.spec.format} {.spec.schedule.interval} {.spec.appliesTo} {.spec.failurePolicy} {.spec.maxSize}",
         ])
         .unwrap();
-    assert_eq!(stored, r#"Asn1 1h ["InboundSmtpTls"]"#);
+    assert_eq!(stored, r#"Asn1 1h ["InboundSmtpTls"] Closed 512Mi"#);
+    // DESIGN.md §7's other defaults in brackets are stored too (nested ones where their
+    // parent object is given, as the API server applies them).
+    cluster
+        .apply(&ns, "apiVersion: postern.dev/v1alpha1\nkind: MailFlowPolicy\nmetadata: {name: defaults}\nspec: {action: Relay, rateLimits: {perUser: {messages: 5}}}\n")
+        .unwrap();
+    let stored = cluster
+        .kubectl(&[
+            "get",
+            "mailflowpolicy",
+            "defaults",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.senderBinding} {.spec.rateLimits.perUser.messages} {.spec.rateLimits.perUser.recipients} {.spec.rateLimits.perUser.window}",
+        ])
+        .unwrap();
+    assert_eq!(stored, "Off 5 0 1h");
     let policies: Api<MailFlowPolicy> = Api::namespaced(client.clone(), &ns);
     for (name, want) in [
         ("bare", SenderBinding::Off),

@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+use postern_crds::schema_defaults::{apply_defaults, spec_schema as spec_schema_of};
 use sha2::{Digest, Sha256};
 
 use crate::compile::{ConfigMapData, Kind, ObjectKey, SecretData, Snapshot};
@@ -50,13 +52,31 @@ fn key(kind: Kind, name: Option<&String>) -> ObjectKey {
     ObjectKey::new(kind, name.cloned().unwrap_or_default())
 }
 
-/// Each object of a snapshot by key: its spec as JSON, `None` when unreadable.
+/// The schema of a kind's `spec`, for its defaults.
+fn spec_schema(kind: Kind) -> JSONSchemaProps {
+    use postern_crds::{CrlSource, LdapProfile, Listener, MailFlowPolicy, SmtpAuthProfile};
+    match kind {
+        Kind::LdapProfile => spec_schema_of::<LdapProfile>(),
+        Kind::SmtpAuthProfile => spec_schema_of::<SmtpAuthProfile>(),
+        Kind::MailFlowPolicy => spec_schema_of::<MailFlowPolicy>(),
+        Kind::Listener => spec_schema_of::<Listener>(),
+        Kind::CrlSource => spec_schema_of::<CrlSource>(),
+    }
+}
+
+/// Each object of a snapshot by key: its spec as JSON with the schema's defaults filled
+/// in (a live object has them, stored by the API server; the same object in a file may
+/// leave them out), `None` when unreadable.
 fn specs(s: &Snapshot) -> BTreeMap<ObjectKey, Option<serde_json::Value>> {
     let mut out = BTreeMap::new();
     macro_rules! add {
         ($field:ident, $kind:expr) => {
+            let schema = spec_schema($kind);
             for o in &s.$field {
-                let spec = serde_json::to_value(&o.spec).ok();
+                let spec = serde_json::to_value(&o.spec).ok().map(|mut v| {
+                    apply_defaults(&schema, &mut v);
+                    v
+                });
                 out.insert(key($kind, o.metadata.name.as_ref()), spec);
             }
         };
@@ -314,6 +334,33 @@ mod tests {
             mail_flow_policies: policies.into_iter().map(std::sync::Arc::new).collect(),
             ..Snapshot::default()
         }
+    }
+
+    /// A live object carries the schema's defaults (the API server stored them); the
+    /// same object in a file leaves them out: unchanged. A value other than the default
+    /// is a change.
+    #[test]
+    fn schema_defaults_are_no_change() {
+        let with = |spec: serde_json::Value| {
+            MailFlowPolicy::new(
+                "p",
+                serde_json::from_value::<MailFlowPolicySpec>(spec).unwrap(),
+            )
+        };
+        let live = snapshot(vec![with(serde_json::json!({
+            "action": "Relay", "senderBinding": "Off",
+            "rateLimits": {"perUser": {"messages": 5, "recipients": 0, "window": "1h"}}
+        }))]);
+        let same = snapshot(vec![with(serde_json::json!({
+            "action": "Relay", "rateLimits": {"perUser": {"messages": 5}}
+        }))]);
+        let o = overlay(&live, &same, false);
+        assert_eq!((o.unchanged, o.changes.len()), (1, 0), "{:?}", o.changes);
+        let other = snapshot(vec![with(serde_json::json!({
+            "action": "Relay", "rateLimits": {"perUser": {"messages": 5, "window": "2h"}}
+        }))]);
+        let o = overlay(&live, &other, false);
+        assert_eq!((o.unchanged, o.changes.len()), (0, 1));
     }
 
     #[test]
