@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use postern_testkit::ports::free_port;
 use postern_testkit::workspace::workspace_bin;
+use postern_tests::clients::{swaks_auth_plain, swaks_tls};
 
 /// Kills the demo when the test ends, however it ends.
 struct Demo {
@@ -141,31 +142,19 @@ fn the_embedded_demo_relays_what_its_instructions_send() {
     );
     std::fs::write(&crt, foreign.pem()).unwrap();
     std::fs::write(&pem_key, key.serialize_pem()).unwrap();
-    let swaks = |auth: &[&str]| {
-        let out = Command::new("swaks")
-            .args(["--server", &format!("127.0.0.1:{}", demo.ports.0), "--tls"])
-            .args([
-                "--tls-cert",
-                crt.to_str().unwrap(),
-                "--tls-key",
-                pem_key.to_str().unwrap(),
-            ])
-            .args(["--from", "frank@example.org", "--to", "someone@example.net"])
-            .args(auth)
-            .args(["--timeout", "15"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    };
-    let text = swaks(&[]);
-    assert!(text.contains("530 5.7.0"), "{text}");
-    let text = swaks(&[
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "frank",
-        "--auth-password",
-        "frankpw",
-    ]);
-    assert!(text.contains("250 2.0.0 Ok: queued"), "{text}");
+    let ca = std::path::Path::new(dir).parent().unwrap().join("ca.crt");
+    let foreign_cert = [
+        "--tls-cert",
+        crt.to_str().unwrap(),
+        "--tls-key",
+        pem_key.to_str().unwrap(),
+    ];
+    let run = swaks_tls(demo.ports.0, &ca, &foreign_cert).unwrap();
+    assert!(run.has("530 5.7.0"), "{}", run.output);
+    let run = swaks_auth_plain(demo.ports.0, &ca, "frank", "frankpw", &foreign_cert).unwrap();
+    assert!(
+        run.has("235 2.7.0") && run.has("250 2.0.0 Ok: queued"),
+        "{}",
+        run.output
+    );
 }

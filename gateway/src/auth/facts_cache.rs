@@ -42,7 +42,6 @@ impl std::fmt::Debug for CertificateFactsCache {
 impl CertificateFactsCache {
     /// An empty cache that keeps `cached` at the number of certificates it remembers.
     pub fn new(cached: Gauge) -> Self {
-        cached.set(0);
         Self {
             facts: Mutex::default(),
             cached,
